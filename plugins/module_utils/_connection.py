@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.admin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to dbops.admin: the common argument spec, the one connection path, engine detection.
+
+Every module builds its spec from ``connection_argument_spec()``, connects with
+``connect()`` and wraps its body in ``run_module()`` so that every failure becomes one
+``fail_json(msg=...)`` in DBA words, with secrets masked.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql as _mysql
+from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql as _pg
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
+
+ENGINE_ALIASES = {
+    'postgresql': 'postgresql',
+    'postgres': 'postgresql',
+    'mysql': 'mysql',
+    'mariadb': 'mysql',
+}
+DEFAULT_PORTS = {'postgresql': 5432, 'mysql': 3306}
+SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']
+
+
+def connection_argument_spec(engine_required=True):
+    """The connection options every module accepts (documented in the ``connection`` fragment)."""
+    return dict(
+        engine=dict(type='str', required=engine_required,
+                    choices=['postgresql', 'mysql', 'mariadb'], aliases=['db_engine']),
+        login_host=dict(type='str', aliases=['host']),
+        login_port=dict(type='int', aliases=['port']),
+        login_user=dict(type='str', aliases=['login']),
+        login_password=dict(type='str', no_log=True),
+        login_db=dict(type='str', aliases=['login_database']),
+        login_unix_socket=dict(type='str'),
+        connect_timeout=dict(type='int', default=10),
+        ssl_mode=dict(type='str', choices=SSL_MODES),
+        ssl_ca=dict(type='path'),
+        ssl_cert=dict(type='path'),
+        ssl_key=dict(type='path', no_log=False),
+    )
+
+
+def normalize_engine(name):
+    if name is None:
+        return None
+    try:
+        return ENGINE_ALIASES[name.lower()]
+    except KeyError:
+        raise DbError('use engine', repr(name), 'choose postgresql, mysql or mariadb') from None
+
+
+def describe_endpoint(engine, params):
+    if params.get('login_unix_socket'):
+        return '%s at socket %s' % (engine, params['login_unix_socket'])
+    host = params.get('login_host')
+    if engine == 'postgresql':
+        host = host or os.environ.get('PGHOST') or 'local socket'
+        port = params.get('login_port') or os.environ.get('PGPORT') or DEFAULT_PORTS[engine]
+    else:
+        host = host or 'localhost'
+        port = params.get('login_port') or DEFAULT_PORTS[engine]
+    return '%s at %s:%s' % (engine, host, port)
+
+
+def _pg_connect_args(params, database):
+    args = {'connect_timeout': params.get('connect_timeout') or 10,
+            'application_name': 'dbops.admin'}
+    host = params.get('login_unix_socket') or params.get('login_host')
+    optional = {
+        'host': host,
+        'port': params.get('login_port'),
+        'user': params.get('login_user'),
+        'password': params.get('login_password'),
+        'dbname': database or params.get('login_db'),
+        'sslmode': params.get('ssl_mode'),
+        'sslrootcert': params.get('ssl_ca'),
+        'sslcert': params.get('ssl_cert'),
+        'sslkey': params.get('ssl_key'),
+    }
+    if not optional['dbname'] and not os.environ.get('PGDATABASE'):
+        optional['dbname'] = 'postgres'
+    args.update({k: v for k, v in optional.items() if v not in (None, '')})
+    return args
+
+
+def _mysql_connect_args(params, database):
+    args = {'connect_timeout': params.get('connect_timeout') or 10, 'autocommit': True,
+            'charset': 'utf8mb4'}
+    cnf = os.path.expanduser('~/.my.cnf')
+    if os.path.isfile(cnf):
+        args['read_default_file'] = cnf
+    if params.get('login_unix_socket'):
+        args['unix_socket'] = params['login_unix_socket']
+    elif params.get('login_host'):
+        args['host'] = params['login_host']
+    if params.get('login_port'):
+        args['port'] = params['login_port']
+    if params.get('login_user'):
+        args['user'] = params['login_user']
+    elif 'read_default_file' not in args:
+        args['user'] = 'root'
+    if params.get('login_password') is not None:
+        args['password'] = params['login_password']
+    db = database or params.get('login_db')
+    if db:
+        args['database'] = db
+    mode = params.get('ssl_mode')
+    if mode and mode not in ('disable', 'allow', 'prefer') or params.get('ssl_ca') or params.get('ssl_cert'):
+        ssl = {}
+        if params.get('ssl_ca'):
+            ssl['ca'] = params['ssl_ca']
+        if params.get('ssl_cert'):
+            ssl['cert'] = params['ssl_cert']
+        if params.get('ssl_key'):
+            ssl['key'] = params['ssl_key']
+        args['ssl'] = ssl or {'check_hostname': False}
+        args['ssl_verify_cert'] = mode in ('verify-ca', 'verify-full')
+        args['ssl_verify_identity'] = mode == 'verify-full'
+    return args
+
+
+def connect_params(params, database=None, check_mode=False):
+    """Connect with a plain dict of connection options; returns an engine object.
+
+    Raises DbError with a message that names the server and the reason, never the password.
+    """
+    engine = normalize_engine(params.get('engine'))
+    secrets = [params.get('login_password')]
+    where = describe_endpoint(engine, params)
+    if engine == 'postgresql':
+        if not _pg.HAS_DRIVER:
+            raise DbError('connect to', where, 'the psycopg2 Python library is missing: install %s'
+                          % _pg.DRIVER_PACKAGE)
+        try:
+            conn = _pg.psycopg2.connect(**_pg_connect_args(params, database))
+            conn.autocommit = True
+        except _pg.psycopg2.Error as exc:
+            raise DbError('connect to', where, mask_secrets(driver_message(exc), secrets)) from None
+        return _pg.PostgresEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 5432,
+                                  check_mode=check_mode, secrets=secrets)
+    if not _mysql.HAS_DRIVER:
+        raise DbError('connect to', where, 'the PyMySQL Python library is missing: install %s'
+                      % _mysql.DRIVER_PACKAGE)
+    try:
+        conn = _mysql.pymysql.connect(**_mysql_connect_args(params, database))
+    except _mysql.pymysql.Error as exc:
+        raise DbError('connect to', where, mask_secrets(driver_message(exc), secrets)) from None
+    return _mysql.MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
+                              check_mode=check_mode, secrets=secrets)
+
+
+def connect(module, database=None):
+    """Connect with the module's connection options; fails the module cleanly on error."""
+    try:
+        return connect_params(module.params, database=database, check_mode=module.check_mode)
+    except DbError as exc:
+        module.fail_json(msg=str(exc), queries=[])
+
+
+def check_driver(module):
+    """Fail early, naming the package, when the engine's driver is not importable."""
+    engine = normalize_engine(module.params.get('engine'))
+    if engine == 'postgresql' and not _pg.HAS_DRIVER:
+        module.fail_json(msg=missing_required_lib('psycopg2 (%s)' % _pg.DRIVER_PACKAGE),
+                         exception=str(_pg.DRIVER_IMPORT_ERROR))
+    if engine == 'mysql' and not _mysql.HAS_DRIVER:
+        module.fail_json(msg=missing_required_lib('PyMySQL (%s)' % _mysql.DRIVER_PACKAGE),
+                         exception=str(_mysql.DRIVER_IMPORT_ERROR))
+
+
+def run_module(module, body, database=None, connect_first=True):
+    """Connect, run ``body(engine)`` and exit; every failure becomes one clean fail_json.
+
+    ``body`` returns the dict of results (``changed`` included). ``queries`` is added from
+    the engine, masked.
+    """
+    check_driver(module)
+    engine = None
+    secrets = [module.params.get('login_password')]
+    try:
+        engine = connect_params(module.params, database=database, check_mode=module.check_mode) \
+            if connect_first else None
+        result = body(engine)
+        if engine is not None:
+            result.setdefault('queries', engine.queries)
+    except DbError as exc:
+        queries = engine.queries if engine is not None else []
+        msg = engine.mask(str(exc)) if engine is not None else mask_secrets(str(exc), secrets)
+        if engine is not None:
+            engine._rollback()  # pylint: disable=protected-access
+        _close(engine)
+        module.fail_json(msg=msg, queries=queries)
+    except Exception as exc:  # pylint: disable=broad-except
+        # A bug of ours: still never a bare traceback in the message, never a secret.
+        queries = engine.queries if engine is not None else []
+        msg = 'unexpected error: %s' % exc
+        msg = engine.mask(msg) if engine is not None else mask_secrets(msg, secrets)
+        _close(engine)
+        module.fail_json(msg=msg, queries=queries,
+                         exception=mask_secrets(traceback.format_exc(), secrets))
+    _close(engine)
+    module.exit_json(**result)
+
+
+def _close(engine):
+    if engine is not None:
+        engine.close()
