@@ -46,10 +46,10 @@ test: deps
 	$(MAKE) --no-print-directory integration
 
 sandbox: deps
-	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/sandbox.yml
+	$(VENV)/bin/ansible-playbook -i playbooks/inventory/sandbox.yml playbooks/sandbox.yml
 
 demo: deps sandbox
-	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/daily.yml
+	$(VENV)/bin/ansible-playbook -i playbooks/inventory/sandbox.yml playbooks/daily.yml
 
 clean:
 	rm -rf .build tests/output .pytest_cache .ruff_cache
