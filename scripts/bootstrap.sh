@@ -6,7 +6,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 packages=(postgresql-15 postgresql-client-15 postgresql-contrib mariadb-server mariadb-client mariadb-backup
-          postgresql-15-pgaudit postgresql-15-hypopg pgbackrest sysbench rsync)
+          postgresql-15-pgaudit postgresql-15-hypopg pgbackrest sysbench rsync zstd lz4)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,5 +13,5 @@ cd "$repo"
 git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$dest/"
 cd "$dest"
 git init -q && git add -A >/dev/null 2>&1 || true
-tests=${SANITY_TESTS:-"--test validate-modules --test compile --test import --test yamllint --test action-plugin-docs --test ansible-doc --test runtime-metadata --test shebang --test symlinks --test empty-init --test no-assert --test no-get-exception --test use-compat-six --test line-endings --test future-import-boilerplate --test metaclass-boilerplate --test replace-urlopen --test changelog"}
+tests=${SANITY_TESTS:-"--skip-test pslint --skip-test shellcheck --skip-test pylint"}
 PATH="$venv/bin:$PATH" ansible-test sanity --local --python "$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" $tests "$@"

@@ -1,0 +1,151 @@
+# -*- coding: utf-8 -*-
+"""Quoting, masking, error wording, the difference tracker and connection arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.dbops.admin.plugins.module_utils import _connection
+from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql, postgresql
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
+
+HOSTILE = 'x"; DROP TABLE t; --'
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('plain', '"plain"'),
+    ('MixedCase', '"MixedCase"'),
+    (HOSTILE, '"x""; DROP TABLE t; --"'),
+    ('a\\b', '"a\\b"'),
+    ('émoji ✓', '"émoji ✓"'),
+])
+def test_postgres_quote_ident_doubles_quotes(name, expected):
+    assert postgresql.quote_ident(name) == expected
+
+
+@pytest.mark.parametrize('name', ['', 'a' * 64, 'é' * 32, 'nul\x00byte', None, 12])
+def test_postgres_quote_ident_refuses_what_postgres_would_mangle(name):
+    with pytest.raises(DbError) as info:
+        postgresql.quote_ident(name)
+    assert 'identifier' in str(info.value)
+
+
+def test_postgres_quote_ident_accepts_63_bytes():
+    assert postgresql.quote_ident('a' * 63) == '"' + 'a' * 63 + '"'
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('plain', '`plain`'),
+    ('back`tick', '`back``tick`'),
+    (HOSTILE, '`x"; DROP TABLE t; --`'),
+])
+def test_mysql_quote_ident_doubles_backticks(name, expected):
+    assert mysql.quote_ident(name) == expected
+
+
+@pytest.mark.parametrize('name', ['', 'a' * 65, 'trailing ', 'nul\x00'])
+def test_mysql_quote_ident_refuses_invalid(name):
+    with pytest.raises(DbError):
+        mysql.quote_ident(name)
+
+
+def test_quote_literal_escapes_both_engines():
+    assert postgresql.quote_literal("it's") == "'it''s'"
+    assert postgresql.quote_literal('a\\b') == "E'a\\\\b'"
+    assert postgresql.quote_literal(None) == 'NULL'
+    assert postgresql.quote_literal(True) == 'true'
+    assert mysql.quote_literal("it's\\") == "'it''s\\\\'"
+    assert mysql.quote_literal(False) == '0'
+
+
+def test_mask_secrets_replaces_longest_first():
+    text = mask_secrets('user=bob pass=abc123 again abc123', ['abc', 'abc123', None, ''])
+    assert 'abc' not in text
+    assert text.count('********') == 2
+
+
+def test_dberror_wording():
+    assert str(DbError('create user', 'alice', 'permission denied')) == \
+        'could not create user alice: permission denied'
+    assert str(DbError('connect to', None, None)) == 'could not connect to'
+
+
+def test_driver_message_strips_libpq_noise():
+    exc = Exception('connection to server at "127.0.0.1", port 5432 failed: FATAL:  password '
+                    'authentication failed for user "bob"\n')
+    assert driver_message(exc) == 'password authentication failed for user "bob"'
+
+
+def test_driver_message_reads_pymysql_tuple():
+    exc = Exception(1045, "Access denied for user 'x'@'localhost'")
+    assert driver_message(exc) == "Access denied for user 'x'@'localhost' (errno 1045)"
+
+
+def test_difference_tracker_drives_changed_and_diff():
+    tracker = DifferenceTracker()
+    assert tracker.add('owner', 'a', 'a') is False
+    assert tracker.changed is False
+    assert tracker.add('conn_limit', -1, 10, action='set connection limit') is True
+    assert tracker.changed is True
+    assert tracker.actions == ['set connection limit']
+    assert tracker.diff() == {'before': {'owner': 'a', 'conn_limit': -1},
+                              'after': {'owner': 'a', 'conn_limit': 10}}
+    assert [d['name'] for d in tracker.differences] == ['conn_limit']
+
+
+def test_difference_tracker_copies_values():
+    tracker = DifferenceTracker()
+    before = ['a']
+    tracker.add('members', before, ['a', 'b'])
+    before.append('z')
+    assert tracker.diff()['before']['members'] == ['a']
+
+
+@pytest.mark.parametrize('alias, engine', [('postgresql', 'postgresql'), ('postgres', 'postgresql'),
+                                           ('MariaDB', 'mysql'), ('mysql', 'mysql')])
+def test_engine_aliases(alias, engine):
+    assert _connection.normalize_engine(alias) == engine
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(DbError) as info:
+        _connection.normalize_engine('oracle')
+    assert 'postgresql, mysql or mariadb' in str(info.value)
+
+
+def test_pg_connect_args_leave_fallbacks_to_libpq(monkeypatch):
+    monkeypatch.delenv('PGDATABASE', raising=False)
+    args = _connection._pg_connect_args({'login_host': None, 'login_port': None, 'login_user': None,
+                                         'login_password': None, 'login_db': None, 'connect_timeout': 5}, None)
+    # unset options are not passed, so PGHOST/PGPORT/PGUSER/~/.pgpass apply
+    assert 'host' not in args and 'port' not in args and 'user' not in args and 'password' not in args
+    assert args['dbname'] == 'postgres'
+    assert args['connect_timeout'] == 5
+
+
+def test_pg_connect_args_socket_wins_over_host():
+    args = _connection._pg_connect_args({'login_host': 'db1', 'login_unix_socket': '/run/pg', 'login_port': 5433,
+                                         'ssl_mode': 'verify-full', 'ssl_ca': '/ca.pem'}, 'app')
+    assert args['host'] == '/run/pg'
+    assert args['dbname'] == 'app'
+    assert args['sslmode'] == 'verify-full' and args['sslrootcert'] == '/ca.pem'
+
+
+def test_mysql_connect_args_tls(monkeypatch, tmp_path):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    args = _connection._mysql_connect_args({'login_host': 'db', 'login_port': 3307, 'login_user': 'u',
+                                            'login_password': 'p', 'ssl_mode': 'verify-full',
+                                            'ssl_ca': '/ca.pem'}, None)
+    assert args['host'] == 'db' and args['port'] == 3307 and args['password'] == 'p'
+    assert args['ssl'] == {'ca': '/ca.pem'}
+    assert args['ssl_verify_cert'] is True and args['ssl_verify_identity'] is True
+    assert 'read_default_file' not in args
+
+
+def test_mysql_connect_args_read_my_cnf(monkeypatch, tmp_path):
+    (tmp_path / '.my.cnf').write_text('[client]\nuser=fromcnf\n')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    args = _connection._mysql_connect_args({'login_host': None}, None)
+    assert args['read_default_file'].endswith('.my.cnf')
+    assert 'user' not in args  # the option file decides
