@@ -1,10 +1,248 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.admin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to dbops.admin: Mysql engine, indexes area (mixed into the MysqlEngine class)."""
+"""Private to dbops.admin: Mysql engine, indexes area (mixed into the MysqlEngine class).
+
+Idempotence compares the definition read from information_schema.statistics (columns,
+prefix lengths, order, uniqueness, index type) with the requested one, both rendered
+the same way as a CREATE INDEX text.
+"""
 
 from __future__ import annotations
+
+import re
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_indexes import check_sql_fragment
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+MYSQL_INDEX_TYPES = ('btree', 'hash', 'fulltext', 'spatial')
+_PART = re.compile(r'^(?P<col>.+?)(?:\s*\(\s*(?P<len>\d+)\s*\))?(?:\s+(?P<dir>ASC|DESC))?$', re.IGNORECASE | re.DOTALL)
+_EXPR_DIR = re.compile(r'^(?P<expr>\(.*\))(?:\s+(?P<dir>ASC|DESC))?$', re.IGNORECASE | re.DOTALL)
+
+
+def parse_mysql_index_part(item, table_columns):
+    """One key part: ``col``, ``col(10)``, ``col DESC`` or, on MySQL 8, ``(expression) [DESC]``.
+
+    ``table_columns`` maps lower-case names to the table's own spelling (MySQL column names
+    are case-insensitive).
+    """
+    text = item.strip()
+    if text.lower() in table_columns:
+        return {'column': table_columns[text.lower()], 'length': None, 'order': 'ASC'}
+    if text.startswith('('):
+        match = _EXPR_DIR.match(text)
+        if not match:
+            raise DbError('use index part', repr(item), 'an expression must be in parentheses, optionally followed by ASC or DESC')
+        return {'expression': check_sql_fragment(match.group('expr'), 'index expression'),
+                'order': (match.group('dir') or 'ASC').upper()}
+    match = _PART.match(text)
+    if match and match.group('col').lower() in table_columns:
+        return {'column': table_columns[match.group('col').lower()],
+                'length': int(match.group('len')) if match.group('len') else None,
+                'order': (match.group('dir') or 'ASC').upper()}
+    raise DbError('use index part', repr(item), 'the table has no such column')
+
+
+def render_mysql_parts(parts, index_kind, quote_ident):
+    rendered = []
+    for part in parts:
+        if 'expression' in part:
+            text = part['expression']
+        else:
+            text = quote_ident(part['column'])
+            if part.get('length'):
+                text += '(%d)' % part['length']
+        if index_kind not in ('FULLTEXT', 'SPATIAL') and part.get('order') == 'DESC':
+            text += ' DESC'
+        rendered.append(text)
+    return '(%s)' % ', '.join(rendered)
+
+
+def _kind_word(definition):
+    if definition['type'] in ('FULLTEXT', 'SPATIAL'):
+        return definition['type'] + ' '
+    return 'UNIQUE ' if definition['unique'] else ''
+
+
+def build_mysql_create_index(definition, quote_ident):
+    """CREATE INDEX text; also the canonical text both sides are compared by."""
+    sql = 'CREATE %sINDEX %s ON %s.%s %s' % (
+        _kind_word(definition), quote_ident(definition['name']), quote_ident(definition['schema']),
+        quote_ident(definition['table']), render_mysql_parts(definition['parts'], definition['type'], quote_ident))
+    if definition['type'] in ('BTREE', 'HASH'):
+        sql += ' USING %s' % definition['type']
+    return sql
+
+
+def build_mysql_replace_index(definition, quote_ident):
+    """One ALTER TABLE that drops and adds the index: atomic, the table is never without it."""
+    sql = 'ALTER TABLE %s.%s DROP INDEX %s, ADD %sINDEX %s %s' % (
+        quote_ident(definition['schema']), quote_ident(definition['table']), quote_ident(definition['name']),
+        _kind_word(definition), quote_ident(definition['name']),
+        render_mysql_parts(definition['parts'], definition['type'], quote_ident))
+    if definition['type'] in ('BTREE', 'HASH'):
+        sql += ' USING %s' % definition['type']
+    return sql
+
+
+def _normalize_expression(text):
+    return re.sub(r'[\s`]+', '', text or '').lower().strip('()')
+
+
+def comparable_parts(parts):
+    out = []
+    for part in parts:
+        if 'expression' in part:
+            out.append(('expr', _normalize_expression(part['expression']), part.get('order')))
+        else:
+            out.append(('col', part['column'].lower(), part.get('length'), part.get('order')))
+    return out
 
 
 class MysqlIndexes:
     """indexes methods of the Mysql engine; self is the connected engine."""
+
+    def index_default_schema(self):
+        schema = self.fetch_value('SELECT DATABASE()')
+        if not schema:
+            raise DbError('choose the database', None, 'give schema (the database) or login_db')
+        return schema
+
+    def index_get(self, schema, name, table=None):
+        if table is None:
+            tables = [r['t'] for r in self.fetch_all(
+                """SELECT DISTINCT table_name AS t FROM information_schema.statistics
+                    WHERE table_schema = %s AND index_name = %s""", (schema, name))]
+            if not tables:
+                return None
+            if len(tables) > 1:
+                raise DbError('find index', '%s.%s' % (schema, name),
+                              'tables %s each have an index of that name; give table' % ', '.join(sorted(tables)))
+            table = tables[0]
+        expression = ', expression AS expression' if self.flavor == 'mysql' and self.version_num >= 80013 else ''
+        rows = self.fetch_all(
+            """SELECT table_name AS tbl, non_unique, column_name, sub_part, collation, index_type%s
+                 FROM information_schema.statistics
+                WHERE table_schema = %%s AND table_name = %%s AND index_name = %%s
+                ORDER BY seq_in_index""" % expression, (schema, table, name))
+        if not rows:
+            return None
+        parts = []
+        for row in rows:
+            if row.get('expression'):
+                parts.append({'expression': '(%s)' % row['expression'],
+                              'order': 'DESC' if row['collation'] == 'D' else 'ASC'})
+            else:
+                parts.append({'column': row['column_name'],
+                              'length': int(row['sub_part']) if row['sub_part'] is not None else None,
+                              'order': 'DESC' if row['collation'] == 'D' else 'ASC'})
+        current = {'schema': schema, 'name': name, 'table': rows[0]['tbl'], 'unique': int(rows[0]['non_unique']) == 0,
+                   'type': rows[0]['index_type'], 'parts': parts, 'valid': True, 'tablespace': None,
+                   'primary': name == 'PRIMARY'}
+        current['definition'] = build_mysql_create_index(current, self.quote_ident)
+        size = self.fetch_value(
+            """SELECT stat_value * @@innodb_page_size FROM mysql.innodb_index_stats
+                WHERE database_name = %s AND table_name = %s AND index_name = %s AND stat_name = 'size'""",
+            (schema, current['table'], name))
+        current['size_bytes'] = int(size) if size is not None else None
+        return current
+
+    def index_prepare(self, params):
+        name = params['name']
+        for option in ('where', 'include', 'storage_params', 'tablespace'):
+            if params.get(option):
+                raise DbError('create index', name, 'option %s is PostgreSQL only; MySQL/MariaDB indexes have no %s'
+                              % (option, option.replace('_', ' ')))
+        index_type = (params.get('type') or '').lower() or None
+        if index_type and index_type not in MYSQL_INDEX_TYPES:
+            raise DbError('create index', name, 'type %s is not a MySQL/MariaDB index type; choose %s'
+                          % (index_type, ', '.join(MYSQL_INDEX_TYPES)))
+        table = self.fetch_one(
+            """SELECT table_name AS tbl, engine FROM information_schema.tables
+                WHERE table_schema = %s AND table_name = %s AND table_type = 'BASE TABLE'""",
+            (params['schema'], params['table']))
+        if table is None:
+            raise DbError('create index', name, 'table %s.%s does not exist' % (params['schema'], params['table']))
+        if index_type == 'hash' and (table['engine'] or '').lower() == 'innodb':
+            raise DbError('create index', name, 'InnoDB has no HASH indexes (it would silently build a BTREE); '
+                          'use type btree')
+        columns = {r['c'].lower(): r['c'] for r in self.fetch_all(
+            """SELECT column_name AS c FROM information_schema.columns
+                WHERE table_schema = %s AND table_name = %s""", (params['schema'], params['table']))}
+        parts = []
+        for item in params['columns']:
+            try:
+                part = parse_mysql_index_part(item, columns)
+            except DbError as exc:
+                raise DbError('create index', name, 'column %r: %s' % (item, exc.detail)) from None
+            if 'expression' in part and (self.flavor == 'mariadb' or self.version_num < 80013):
+                raise DbError('create index', name, 'functional key parts like %s need MySQL 8.0.13 or later; '
+                              'on MariaDB index a virtual generated column instead' % item)
+            parts.append(part)
+        if params.get('unique') and index_type in ('fulltext', 'spatial'):
+            raise DbError('create index', name, 'a %s index cannot be unique' % index_type)
+        return {'schema': params['schema'], 'name': name, 'table': table['tbl'], 'parts': parts,
+                'type': index_type.upper() if index_type else None, 'unique': bool(params.get('unique')),
+                'tablespace': None}
+
+    def _index_effective(self, desired, current):
+        """The desired definition with the server's default type filled in."""
+        effective = dict(desired)
+        if effective['type'] is None:
+            effective['type'] = current['type'] if current and current['type'] in ('BTREE', 'HASH') else 'BTREE'
+        effective['definition'] = build_mysql_create_index(effective, self.quote_ident)
+        return effective
+
+    def index_finalize(self, desired, current):
+        return self._index_effective(desired, current)
+
+    def index_same_definition(self, desired, current):
+        return (desired['type'] == current['type'] and desired['unique'] == current['unique']
+                and desired['table'].lower() == current['table'].lower()
+                and comparable_parts(desired['parts']) == comparable_parts(current['parts']))
+
+    def index_same_tablespace(self, desired, current):
+        return True
+
+    def _index_refuse_primary(self, current, what):
+        if current and current.get('primary'):
+            raise DbError(what, '%s.%s' % (current['schema'], current['table']),
+                          'PRIMARY is the primary key; change it with ALTER TABLE')
+
+    def index_create(self, desired, concurrently):
+        # InnoDB builds secondary indexes online (ALGORITHM=INPLACE) by itself
+        self.execute(build_mysql_create_index(desired, self.quote_ident),
+                     operation='create index %s on %s.%s' % (desired['name'], desired['schema'], desired['table']))
+
+    def index_drop(self, current, concurrently):
+        self._index_refuse_primary(current, 'drop index')
+        self.execute('DROP INDEX %s ON %s.%s' % (self.quote_ident(current['name']), self.quote_ident(current['schema']),
+                                                 self.quote_ident(current['table'])),
+                     operation='drop index %s on %s.%s' % (current['name'], current['schema'], current['table']))
+
+    def index_replace(self, desired, current, concurrently):
+        self._index_refuse_primary(current, 'rebuild index')
+        self.execute(build_mysql_replace_index(desired, self.quote_ident),
+                     operation='rebuild index %s on %s.%s' % (desired['name'], desired['schema'], desired['table']))
+
+    def index_repair(self, desired, current, concurrently):
+        self.index_replace(desired, current, concurrently)
+
+    def index_set_tablespace(self, desired):
+        raise DbError('move index', desired['name'], 'MySQL/MariaDB indexes live with their table')
+
+    def index_reindex(self, current, concurrently):
+        """InnoDB rebuilds an index only with its table: ALTER TABLE ... FORCE (online)."""
+        self.execute('ALTER TABLE %s.%s FORCE' % (self.quote_ident(current['schema']), self.quote_ident(current['table'])),
+                     operation='rebuild table %s.%s' % (current['schema'], current['table']))
+
+    def index_rebuild_method(self, concurrently):
+        return 'ALTER TABLE ... FORCE'
+
+    def index_summary(self, index):
+        if index is None:
+            return {}
+        out = {key: index.get(key) for key in ('schema', 'name', 'table', 'definition', 'valid', 'size_bytes',
+                                               'unique', 'tablespace')}
+        out['type'] = (index.get('type') or 'btree').lower()
+        return out
