@@ -1,10 +1,148 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.admin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to dbops.admin: Postgres engine, maintenance area (mixed into the PostgresEngine class)."""
+"""Private to dbops.admin: Postgres engine, maintenance area (mixed into the PostgresEngine class).
+
+Statistics and upkeep per table (ANALYZE, VACUUM, REINDEX) with the staleness test and
+the before/after timestamps read from pg_stat_user_tables.
+"""
 
 from __future__ import annotations
+
+import datetime
+
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+PG_MAINTENANCE_ACTIONS = ('analyze', 'vacuum', 'vacuum_analyze', 'vacuum_full', 'reindex')
+_PG_HINTS = {
+    'optimize': 'optimize is a MySQL/MariaDB action; on PostgreSQL use vacuum_full (rewrites the table) '
+                'or vacuum_analyze',
+    'histogram': 'histogram is a MySQL/MariaDB action; PostgreSQL builds histograms with analyze '
+                 '(raise the detail with ALTER TABLE ... ALTER COLUMN ... SET STATISTICS)',
+}
+
+
+def jsonable(value):
+    """Timestamps as ISO 8601 text, so results are plain JSON."""
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    return value
+
+
+def is_stale(modified, rows, ratio, min_rows):
+    """Stale when the modified rows reach both the absolute and the relative threshold."""
+    modified = max(int(modified or 0), 0)
+    rows = max(float(rows or 0), 0.0)
+    return modified >= min_rows and modified >= ratio * rows
+
+
+def split_table_name(item, default_schema):
+    """``schema.table`` or ``table``; a table whose own name has a dot is given as ``schema.table``."""
+    if '.' in item:
+        schema, table = item.split('.', 1)
+        if schema and table:
+            return schema, table
+    return default_schema, item
+
+
+def build_pg_maintenance(action, qualified, concurrently=True, version_num=150000):
+    """The statement of one action on one (already quoted) table."""
+    if action == 'analyze':
+        return 'ANALYZE %s' % qualified
+    if action == 'vacuum':
+        return 'VACUUM %s' % qualified
+    if action == 'vacuum_analyze':
+        return 'VACUUM (ANALYZE) %s' % qualified
+    if action == 'vacuum_full':
+        return 'VACUUM (FULL) %s' % qualified
+    if action == 'reindex':
+        if concurrently and version_num >= 120000:
+            return 'REINDEX TABLE CONCURRENTLY %s' % qualified
+        return 'REINDEX TABLE %s' % qualified
+    raise DbError('run %s' % action, 'on PostgreSQL', _PG_HINTS.get(action, 'unknown action'))
 
 
 class PostgresMaintenance:
     """maintenance methods of the Postgres engine; self is the connected engine."""
+
+    _MAINTENANCE_STATS = """
+        SELECT n.nspname AS schema, c.relname AS "table", c.relkind::text AS kind,
+               GREATEST(c.reltuples, 0)::bigint AS reltuples,
+               COALESCE(s.n_live_tup, 0) AS n_live_tup, COALESCE(s.n_dead_tup, 0) AS n_dead_tup,
+               COALESCE(s.n_mod_since_analyze, 0) AS n_mod_since_analyze,
+               s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum,
+               COALESCE(s.analyze_count, 0) AS analyze_count, COALESCE(s.vacuum_count, 0) AS vacuum_count,
+               pg_total_relation_size(c.oid) AS size_bytes
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+         WHERE c.relkind IN ('r', 'm')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname !~ '^pg_(toast|temp_)'"""
+
+    def maintenance_check_action(self, action):
+        if action not in PG_MAINTENANCE_ACTIONS:
+            raise DbError('run %s' % action, 'on PostgreSQL', _PG_HINTS.get(action, 'unknown action'))
+
+    def maintenance_tables(self, schema=None, tables=None):
+        """The tables in scope with their statistics; a missing table or schema is an error."""
+        if tables:
+            default_schema = schema or self.fetch_value('SELECT current_schema()') or 'public'
+            found, missing = [], []
+            for item in tables:
+                wanted_schema, wanted_table = split_table_name(item, default_schema)
+                row = self.fetch_one(self._MAINTENANCE_STATS + ' AND n.nspname = %s AND c.relname = %s',
+                                     (wanted_schema, wanted_table))
+                if row is None and '.' in item:
+                    row = self.fetch_one(self._MAINTENANCE_STATS + ' AND n.nspname = %s AND c.relname = %s',
+                                         (default_schema, item))
+                if row is None:
+                    missing.append('%s.%s' % (wanted_schema, wanted_table))
+                elif row not in found:
+                    found.append(row)
+            if missing:
+                raise DbError('maintain', ', '.join(missing), 'no such table')
+            return found
+        if schema:
+            if self.fetch_value('SELECT 1 FROM pg_namespace WHERE nspname = %s', (schema,)) is None:
+                raise DbError('maintain', 'schema %s' % schema, 'no such schema')
+            return self.fetch_all(self._MAINTENANCE_STATS + ' AND n.nspname = %s ORDER BY 1, 2', (schema,))
+        return self.fetch_all(self._MAINTENANCE_STATS + ' ORDER BY 1, 2')
+
+    def maintenance_table_stats(self, table):
+        row = self.fetch_one(self._MAINTENANCE_STATS + ' AND n.nspname = %s AND c.relname = %s',
+                             (table['schema'], table['table']))
+        return self.maintenance_view(row)
+
+    def maintenance_view(self, row):
+        """The timestamps and counters a DBA compares before and after."""
+        if row is None:
+            return None
+        keys = ('last_analyze', 'last_autoanalyze', 'last_vacuum', 'last_autovacuum', 'analyze_count',
+                'vacuum_count', 'n_mod_since_analyze', 'n_dead_tup', 'n_live_tup', 'size_bytes')
+        return {key: jsonable(row.get(key)) for key in keys}
+
+    def maintenance_modified(self, table, action):
+        """Rows modified since the last ANALYZE (dead rows for VACUUM actions) and the table size."""
+        if action in ('vacuum', 'vacuum_full'):
+            modified = table['n_dead_tup']
+        elif action == 'vacuum_analyze':
+            modified = max(table['n_dead_tup'], table['n_mod_since_analyze'])
+        else:
+            modified = table['n_mod_since_analyze']
+        rows = max(table['reltuples'], table['n_live_tup'])
+        return int(modified), int(rows)
+
+    def maintenance_is_stale(self, table, action, ratio, min_rows):
+        modified, rows = self.maintenance_modified(table, action)
+        return is_stale(modified, rows, ratio, min_rows)
+
+    def maintenance_statement(self, action, table, options):
+        qualified = self.quote_qualified(table['schema'], table['table'])
+        return build_pg_maintenance(action, qualified, options.get('concurrently', True), self.version_num)
+
+    def maintenance_run(self, action, table, options):
+        """Run one action on one table (recorded; skipped in check mode). Returns warnings."""
+        self.execute(self.maintenance_statement(action, table, options),
+                     operation='%s %s.%s' % (action.replace('_', ' '), table['schema'], table['table']))
+        return []
