@@ -1,10 +1,1624 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.admin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to dbops.admin: Mysql engine, backup area (mixed into the MysqlEngine class)."""
+"""Private to dbops.admin: MariaDB/MySQL engine, backup area.
+
+``MysqlBackup`` is mixed into ``MysqlEngine`` (``self`` is the connected engine):
+``backup_methods()``, ``backup_create(request)``, ``restore_logical(request)``.
+``restore_physical(request)``, ``verify_physical(manifest, path, scratch_dir)`` and
+``stop_instance(data_dir)`` are module-level functions: they need no connection (the
+source server may be down).
+
+Layout written under ``dest`` (the catalog owns everything around it):
+
+- logical: ``dump-index.json`` + one ``<database>.sql[.zst|.gz|.lz4]`` per database.  The
+  databases are split over ``jobs`` mariadb-dump processes that all open their
+  ``--single-transaction`` snapshot while this engine holds FLUSH TABLES WITH READ LOCK, so
+  every file of one backup shows the same instant, and the binary log position read under
+  that lock is the position of the whole backup.
+- physical: ``meta/`` (``xtrabackup_checkpoints`` / ``xtrabackup_info``, always plain) and
+  either ``data/`` (compression ``none``: the unprepared mariadb-backup directory) or
+  ``backup.mbstream.<ext>`` (the mbstream of the backup, compressed).
+- log: ``binlogs.json`` listing the closed binary logs copied into ``log_dir`` by this run.
+
+Passwords reach the client programs only through a 0600 option file in a private
+temporary directory that is removed afterwards; never on a command line.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
 
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
+
+SYSTEM_DATABASES = ('information_schema', 'performance_schema', 'sys', 'mysql')
+INDEX_FILE = 'dump-index.json'
+BINLOG_INDEX_FILE = 'binlogs.json'
+MARKER_PREFIX = 'dbops.admin restore: '
+MARKER_FILE = 'dbops-restore.json'
+STREAM_NAME = 'backup.mbstream'
+CHUNK = 1024 * 1024
+MAX_PACKET = '1073741824'
+
+COMPRESSORS = {
+    'zstd': {'ext': '.zst', 'tools': ['zstd'], 'package': 'zstd', 'levels': (1, 19),
+             'compress': ['-q', '-c'], 'decompress': ['-q', '-d', '-c']},
+    'gzip': {'ext': '.gz', 'tools': ['pigz', 'gzip'], 'package': 'gzip (or pigz)', 'levels': (1, 9),
+             'compress': ['-c'], 'decompress': ['-d', '-c']},
+    'lz4': {'ext': '.lz4', 'tools': ['lz4'], 'package': 'lz4', 'levels': (1, 12),
+            'compress': ['-q', '-c'], 'decompress': ['-q', '-d', '-c']},
+    'none': {'ext': '', 'tools': [], 'package': None, 'levels': None, 'compress': None, 'decompress': None},
+}
+
+# program names per flavour, first found wins
+TOOLS = {
+    'mariadb': {
+        'dump': ['mariadb-dump', 'mysqldump'],
+        'client': ['mariadb', 'mysql'],
+        'backup': ['mariadb-backup', 'mariabackup'],
+        'stream': ['mbstream'],
+        'binlog': ['mariadb-binlog', 'mysqlbinlog'],
+        'server': ['mariadbd', 'mysqld'],
+        'checksum': ['innochecksum'],
+    },
+    'mysql': {
+        'dump': ['mysqldump'],
+        'client': ['mysql'],
+        'backup': ['xtrabackup'],
+        'stream': ['xbstream'],
+        'binlog': ['mysqlbinlog'],
+        'server': ['mysqld'],
+        'checksum': ['innochecksum'],
+    },
+}
+PACKAGES = {
+    'mariadb': {'backup': 'mariadb-backup', 'stream': 'mariadb-backup', 'server': 'mariadb-server',
+                'checksum': 'mariadb-server'},
+    'mysql': {'backup': 'percona-xtrabackup-80', 'stream': 'percona-xtrabackup-80', 'server': 'mysql-server',
+              'checksum': 'mysql-server'},
+}
+SEARCH_DIRS = ('/usr/local/bin', '/usr/bin', '/usr/sbin', '/usr/local/sbin', '/usr/local/mysql/bin')
+CHECKPOINT_FILES = ('mariadb_backup_checkpoints', 'xtrabackup_checkpoints')
+INFO_FILES = ('mariadb_backup_info', 'xtrabackup_info')
+BINLOG_INFO_FILES = ('mariadb_backup_binlog_info', 'xtrabackup_binlog_info')
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(moment):
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
+
+
+def parse_time(text):
+    """ISO 8601 (``Z`` or an offset; naive means UTC) -> aware UTC datetime."""
+    if isinstance(text, datetime.datetime):
+        moment = text
+    else:
+        value = str(text).strip()
+        if value.endswith('Z') or value.endswith('z'):
+            value = value[:-1] + '+00:00'
+        try:
+            moment = datetime.datetime.fromisoformat(value.replace(' ', 'T', 1) if 'T' not in value else value)
+        except ValueError:
+            raise DbError('use target time', repr(text), 'expected ISO 8601, for example 2024-05-01T12:30:00Z') from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def binlog_datetime(moment):
+    """The --stop-datetime value for mariadb-binlog run with TZ=UTC.
+
+    Binary log events carry whole seconds; mariadb-binlog stops at the first event whose
+    time is >= this value. The target is truncated to the second, so no event logged
+    after the target is ever replayed (events in the same second before it are not either).
+    """
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def command_line(argv, secrets=()):
+    return mask_secrets(' '.join(shlex.quote(str(a)) for a in argv), secrets)
+
+
+def find_tool(names, bin_dir=None, package=None):
+    """The first of ``names`` found in bin_dir, PATH or the usual directories."""
+    for name in names:
+        if bin_dir:
+            candidate = os.path.join(bin_dir, name)
+            if os.access(candidate, os.X_OK):
+                return candidate
+        found = shutil.which(name)
+        if found:
+            return found
+        for directory in SEARCH_DIRS:
+            candidate = os.path.join(directory, name)
+            if os.access(candidate, os.X_OK):
+                return candidate
+    raise DbError('find', ' or '.join(names),
+                  'the program is not installed%s' % (' (install %s)' % package if package else ''))
+
+
+def tool(flavor, role, bin_dir=None):
+    flavor = 'mysql' if flavor == 'mysql' else 'mariadb'
+    return find_tool(TOOLS[flavor][role], bin_dir, PACKAGES[flavor].get(role, 'the %s client programs' % flavor))
+
+
+def compression_spec(name):
+    try:
+        return COMPRESSORS[name or 'none']
+    except KeyError:
+        raise DbError('use compression', repr(name), 'choose zstd, gzip, lz4 or none') from None
+
+
+def compressor_argv(name, level=None, bin_dir=None):
+    """argv that compresses stdin to stdout, or None for ``none``; fails clearly if missing."""
+    spec = compression_spec(name)
+    if spec['compress'] is None:
+        return None
+    program = find_tool(spec['tools'], bin_dir, spec['package'])
+    argv = [program] + list(spec['compress'])
+    if level is not None:
+        low, high = spec['levels']
+        if not low <= int(level) <= high:
+            raise DbError('use compression level', str(level), '%s accepts %d to %d' % (name, low, high))
+        argv.append('-%d' % int(level))
+    return argv
+
+
+def decompressor_argv(name, bin_dir=None):
+    spec = compression_spec(name)
+    if spec['decompress'] is None:
+        return None
+    program = find_tool(spec['tools'], bin_dir, spec['package'])
+    return [program] + list(spec['decompress'])
+
+
+def compression_of(filename):
+    for name, spec in COMPRESSORS.items():
+        if spec['ext'] and filename.endswith(spec['ext']):
+            return name
+    return 'none'
+
+
+def safe_filename(name):
+    """A file name for a database name (names may hold any character but NUL)."""
+    if re.match(r'^[A-Za-z0-9_$-]{1,64}$', name) and not name.startswith('-'):
+        return name
+    return 'db-' + name.encode('utf-8').hex()
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(CHUNK), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _option_value(value):
+    text = str(value)
+    return '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+
+@contextlib.contextmanager
+def client_option_file(options, groups=('client',)):
+    """A 0600 option file in a private directory, removed afterwards. Yields its path."""
+    tmpdir = tempfile.mkdtemp(prefix='dbops-my-')
+    path = os.path.join(tmpdir, 'client.cnf')
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            for group in groups:
+                f.write('[%s]\n' % group)
+                for key, value in options.items():
+                    if value is not None and value != '':
+                        f.write('%s=%s\n' % (key, _option_value(value)))
+        yield path
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def run_checked(argv, operation, target, secrets=(), **kwargs):
+    """Run a program; DbError with its own words (masked) when it fails."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, check=False, **kwargs)
+    except OSError as exc:
+        raise DbError(operation, target, 'cannot run %s: %s' % (argv[0], exc)) from None
+    if proc.returncode != 0:
+        raise DbError(operation, target, mask_secrets(_tail(proc.stderr) or _tail(proc.stdout) or
+                                                      'exit code %d' % proc.returncode, secrets))
+    return proc
+
+
+def _tail(data, limit=1500):
+    if data is None:
+        return ''
+    if isinstance(data, bytes):
+        data = data.decode('utf-8', 'replace')
+    lines = [line for line in data.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r'error|fail|fatal|corrupt|cannot|can\'t', line, re.I)]
+    text = '\n'.join((errors or lines)[-8:])
+    return text[-limit:]
+
+
+def _read_file_tail(fh):
+    fh.seek(0)
+    return _tail(fh.read())
+
+
+def read_key_values(path):
+    """``key = value`` lines (xtrabackup_checkpoints, xtrabackup_info, backup-my.cnf)."""
+    values = {}
+    with open(path, encoding='utf-8', errors='replace') as f:
+        for line in f:
+            if '=' in line and not line.lstrip().startswith(('#', '[')):
+                key, value = line.split('=', 1)
+                values[key.strip()] = value.strip()
+    return values
+
+
+def _first_existing(directory, names):
+    for name in names:
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def parse_binlog_info(info_values=None, binlog_info_text=None):
+    """Binary log coordinates from xtrabackup_info (binlog_pos) or xtrabackup_binlog_info."""
+    if info_values and info_values.get('binlog_pos'):
+        text = info_values['binlog_pos']
+        match = re.search(r"filename '([^']+)', position '?(\d+)'?(?:, GTID of the last change '([^']*)')?", text)
+        if match:
+            return {'binlog_file': match.group(1), 'binlog_pos': int(match.group(2)),
+                    'gtid': match.group(3) or None}
+    if binlog_info_text:
+        parts = binlog_info_text.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            return {'binlog_file': parts[0], 'binlog_pos': int(parts[1]),
+                    'gtid': ' '.join(parts[2:]) or None}
+    return None
+
+
+def binlog_number(name):
+    match = re.match(r'^(.*)\.(\d+)$', name)
+    return (match.group(1), int(match.group(2)), len(match.group(2))) if match else (None, None, None)
+
+
+def archived_binlogs(log_dir, base):
+    """{number: file name} of the archived binary logs of one base name."""
+    found = {}
+    if not log_dir or not os.path.isdir(log_dir):
+        return found
+    for name in os.listdir(log_dir):
+        prefix, number, _width = binlog_number(name)
+        if prefix == base and os.path.isfile(os.path.join(log_dir, name)):
+            found[number] = name
+    return found
+
+
+def binlog_range(log_dir, start_file, end_file=None):
+    """The archived binlog names from start_file to end_file (or the newest) and the missing ones."""
+    base, first, width = binlog_number(start_file)
+    if base is None:
+        raise DbError('read binary log name', start_file, 'expected <base>.<number>')
+    found = archived_binlogs(log_dir, base)
+    last = binlog_number(end_file)[1] if end_file else (max(found) if found else first)
+    names, missing = [], []
+    for number in range(first, max(last, first) + 1):
+        if number in found:
+            names.append(found[number])
+        else:
+            missing.append('%s.%0*d' % (base, width, number))
+    return names, missing
+
+
+# ---- argv builders (pure; unit-tested) ---------------------------------------------------------
+def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0):
+    """mariadb-dump / mysqldump of some databases in one consistent snapshot (stdout)."""
+    argv = [program, '--defaults-file=' + option_file, '--single-transaction', '--quick',
+            '--routines', '--triggers', '--events', '--hex-blob', '--default-character-set=utf8mb4',
+            '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
+    if flavor == 'mysql':
+        # the position is read under our global read lock; a GTID_PURGED line would make the
+        # dump unrestorable next to existing data
+        argv.append('--set-gtid-purged=OFF')
+        if version_num >= 80000:
+            argv.append('--column-statistics=0')
+    argv += ['--databases'] + list(databases)
+    return argv
+
+
+def position_capture_option(flavor, version_num):
+    """The dump option that writes the binary log position as a comment (single-process dumps)."""
+    if flavor == 'mysql' and version_num >= 80026:
+        return '--source-data=2'
+    return '--master-data=2'
+
+
+def binlog_status_sql(flavor, version_num):
+    if flavor == 'mysql' and version_num >= 80200:
+        return 'SHOW BINARY LOG STATUS'
+    return 'SHOW MASTER STATUS'
+
+
+def gtid_sql(flavor):
+    return 'SELECT @@GLOBAL.gtid_executed' if flavor == 'mysql' else 'SELECT @@GLOBAL.gtid_binlog_pos'
+
+
+def client_argv(program, option_file, database):
+    return [program, '--defaults-file=' + option_file, '--database=' + database,
+            '--max-allowed-packet=' + MAX_PACKET, '--default-character-set=utf8mb4']
+
+
+def physical_backup_argv(program, option_file, target_dir, meta_dir, datadir=None, jobs=1,
+                         basedir=None, stream=False, flavor='mariadb'):
+    """mariadb-backup / xtrabackup --backup; incremental when basedir is given."""
+    argv = [program, '--defaults-file=' + option_file, '--backup', '--target-dir=' + target_dir,
+            '--extra-lsndir=' + meta_dir, '--parallel=%d' % max(1, int(jobs or 1))]
+    if datadir:
+        argv.append('--datadir=' + datadir)
+    if basedir:
+        argv.append('--incremental-basedir=' + basedir)
+    if stream:
+        argv.append('--stream=' + ('xbstream' if flavor == 'mysql' else 'mbstream'))
+    return argv
+
+
+def prepare_argv(program, target_dir, incremental_dir=None, flavor='mariadb', last=True):
+    """--prepare of the full copy; with incremental_dir, apply one incremental to it."""
+    cnf = os.path.join(target_dir, 'backup-my.cnf')
+    argv = [program, '--defaults-file=' + cnf, '--prepare', '--target-dir=' + target_dir]
+    if flavor == 'mysql' and not last:
+        argv.append('--apply-log-only')  # xtrabackup: keep the redo open for the next incremental
+    if incremental_dir:
+        argv.append('--incremental-dir=' + incremental_dir)
+    return argv
+
+
+def move_back_argv(program, target_dir, data_dir):
+    return [program, '--defaults-file=' + os.path.join(target_dir, 'backup-my.cnf'), '--move-back',
+            '--target-dir=' + target_dir, '--datadir=' + data_dir]
+
+
+def extract_argv(program, directory):
+    return [program, '-x', '-C', directory]
+
+
+def binlog_replay_argv(program, files, start_pos=None, stop_time=None, stop_position=None,
+                       start_gtid=None):
+    """mariadb-binlog / mysqlbinlog decoding the files for replay.
+
+    --start-position applies to the first file, --stop-position to the last one;
+    --stop-datetime is read in the time zone of the process (run it with TZ=UTC).
+    """
+    argv = [program, '--no-defaults']
+    if start_gtid:
+        argv.append('--start-position=%s' % start_gtid)
+    elif start_pos is not None:
+        argv.append('--start-position=%d' % int(start_pos))
+    if stop_time is not None:
+        argv.append('--stop-datetime=%s' % binlog_datetime(stop_time))
+    if stop_position is not None:
+        argv.append('--stop-position=%s' % stop_position)
+    return argv + list(files)
+
+
+# ---- the dump splitter -------------------------------------------------------------------------
+class _Sink:
+    """One output file, compressed through a child process or written plainly; append mode."""
+
+    def __init__(self, path, argv):
+        self.path = path
+        self.fh = open(path, 'ab')
+        self.err = tempfile.TemporaryFile()
+        self.proc = None
+        if argv:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.fh, stderr=self.err)
+
+    def write(self, data):
+        if self.proc is not None:
+            self.proc.stdin.write(data)
+        else:
+            self.fh.write(data)
+
+    def close(self):
+        try:
+            if self.proc is not None:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+                if self.proc.wait() != 0:
+                    raise DbError('compress', os.path.basename(self.path), _read_file_tail(self.err))
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        finally:
+            self.fh.close()
+            self.err.close()
+
+
+class DumpSplitter:
+    """Cut one ``mariadb-dump --databases a b`` stream into one file per database.
+
+    The stream header (SET NAMES, time zone, checks) opens every file; the
+    ``CREATE DATABASE`` / ``USE`` lines that follow each ``-- Current Database:`` marker are
+    dropped so a file restores into any database name. A database seen again (the views
+    pass at the end of a dump) is appended to its file (a new compressed frame).
+    """
+
+    MARK = b'\n-- Current Database: '
+
+    def __init__(self, files, compress_argv):
+        self.files = files              # {database: absolute path}
+        self.argv = compress_argv
+        self.prefix = b''
+        self.buf = b''
+        self.current = None
+        self.started = set()
+        self.seen_marker = threading.Event()
+
+    def _emit(self, data):
+        if not data:
+            return
+        if self.current is None:
+            self.prefix += data
+        else:
+            self.current.write(data)
+
+    def _switch(self, name):
+        if name not in self.files:
+            raise DbError('split the dump', name, 'the dump holds a database that was not asked for')
+        if self.current is not None:
+            self.current.close()
+        self.current = _Sink(self.files[name], self.argv)
+        if name not in self.started:
+            self.started.add(name)
+            self.current.write(self.prefix.lstrip(b'\n') + b'\n')
+        self.seen_marker.set()
+
+    def feed(self, data):
+        self.buf += data
+        while True:
+            i = self.buf.find(self.MARK)
+            if i < 0:
+                cut = len(self.buf) - len(self.MARK)
+                if cut > 0:
+                    self._emit(self.buf[:cut])
+                    self.buf = self.buf[cut:]
+                return
+            j = self.buf.find(b'\nUSE ', i + 1)
+            k = self.buf.find(b';\n', j + 1) if j >= 0 else -1
+            if j < 0 or k < 0:
+                if len(self.buf) - i > 65536:
+                    raise DbError('split the dump', None, 'a database header without its USE line')
+                self._emit(self.buf[:i])
+                self.buf = self.buf[i:]
+                return
+            self._emit(self.buf[:i + 1])
+            line = self.buf[i + len(self.MARK):self.buf.find(b'\n', i + 1)]
+            self._switch(_unquote_ident(line))
+            self.buf = self.buf[k + 2:]
+
+    def close(self):
+        self._emit(self.buf)
+        self.buf = b''
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+def _unquote_ident(raw):
+    text = raw.decode('utf-8', 'surrogateescape').strip()
+    if text.startswith('`') and text.endswith('`') and len(text) >= 2:
+        text = text[1:-1].replace('``', '`')
+    return text
+
+
+def _relay(proc, splitter, errors):
+    try:
+        for block in iter(lambda: proc.stdout.read(CHUNK), b''):
+            splitter.feed(block)
+        splitter.close()
+    except BaseException as exc:  # pylint: disable=broad-except
+        errors.append(exc)
+        try:
+            proc.kill()
+        except OSError:
+            pass
+    finally:
+        splitter.seen_marker.set()
+        try:
+            proc.stdout.close()
+        except OSError:
+            pass
+
+
+# ---- the engine mixin --------------------------------------------------------------------------
 class MysqlBackup:
     """backup methods of the Mysql engine; self is the connected engine."""
+
+    # connection options for the client programs, from the live connection
+    def _tool_options(self):
+        conn = self.conn
+        password = conn.password
+        if isinstance(password, bytes):
+            password = password.decode('latin1')
+        options = {'user': conn.user if not isinstance(conn.user, bytes) else conn.user.decode('utf-8')}
+        if password:
+            options['password'] = password
+            self.add_secret(password)
+        if getattr(conn, 'unix_socket', None):
+            options['socket'] = conn.unix_socket
+        else:
+            options['host'] = conn.host
+            options['port'] = conn.port
+            options['protocol'] = 'TCP'
+        return options
+
+    def _secret_list(self):
+        return list(self._secrets)  # noqa - attribute of BaseEngine
+
+    def _binlog_enabled(self):
+        return str(self.fetch_value('SELECT @@GLOBAL.log_bin')) in ('1', 'ON')
+
+    def binlog_position(self):
+        """{binlog_file, binlog_pos, gtid}, or None when binary logging is off."""
+        if not self._binlog_enabled():
+            return None
+        row = self.fetch_one(binlog_status_sql(self.flavor, self.version_num or 0),
+                             operation='read the binary log position')
+        if not row:
+            return None
+        gtid = self.fetch_value(gtid_sql(self.flavor))
+        return {'binlog_file': row.get('File'), 'binlog_pos': int(row.get('Position')),
+                'gtid': (gtid or '').replace('\n', '') or None}
+
+    def backup_methods(self):
+        """{'logical': [types], 'physical': [types]} this server and host support."""
+        methods = {'logical': [], 'physical': []}
+        log_ok = self._binlog_enabled()
+        try:
+            tool(self.flavor, 'dump')
+            methods['logical'] = ['full'] + (['log'] if log_ok else [])
+        except DbError:
+            pass
+        try:
+            tool(self.flavor, 'backup')
+            methods['physical'] = ['full', 'incremental', 'differential'] + (['log'] if log_ok else [])
+        except DbError:
+            pass
+        return methods
+
+    def backup_create(self, request):
+        method = request.get('method') or 'logical'
+        btype = request.get('type') or 'full'
+        dest = request['dest']
+        if not os.path.isdir(dest):
+            raise DbError('write a backup into', dest, 'the directory does not exist')
+        if btype == 'log':
+            return self._backup_binlogs(request)
+        if method == 'logical':
+            if btype != 'full':
+                raise DbError('take a logical %s backup' % btype, None,
+                              'mariadb-dump backups are always full; use method physical for %s' % btype)
+            return self._backup_logical(request)
+        if method == 'physical':
+            if btype in ('incremental', 'differential') and not request.get('base'):
+                raise DbError('take a physical %s backup' % btype, None, 'it needs a base backup')
+            return self._backup_physical(request)
+        raise DbError('take a backup with method', repr(method), 'MariaDB/MySQL support logical and physical')
+
+    # ---- logical ----------------------------------------------------------------------------
+    def user_databases(self):
+        rows = self.fetch_all('SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME')
+        return [r['name'] for r in rows if r['name'].lower() not in SYSTEM_DATABASES]
+
+    def _database_sizes(self, names):
+        rows = self.fetch_all('SELECT TABLE_SCHEMA AS db, COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS size '
+                              'FROM information_schema.TABLES GROUP BY TABLE_SCHEMA')
+        sizes = {r['db']: int(r['size'] or 0) for r in rows}
+        return {n: sizes.get(n, 0) for n in names}
+
+    def _schema_info(self, name):
+        return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation '
+                              'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,))
+
+    def _backup_logical(self, request):
+        dest = request['dest']
+        bin_dir = request.get('bin_dir')
+        compression = request.get('compression') or 'none'
+        compress = compressor_argv(compression, request.get('compression_level'), bin_dir)
+        ext = compression_spec(compression)['ext']
+        program = tool(self.flavor, 'dump', bin_dir)
+        wanted = request.get('databases')
+        existing = self.user_databases()
+        if wanted:
+            missing = [d for d in wanted if d not in existing]
+            if missing:
+                raise DbError('back up', ', '.join(missing), 'no such database')
+            databases = list(dict.fromkeys(wanted))
+        else:
+            databases = existing
+        if not databases:
+            raise DbError('take a logical backup', None, 'there is no user database to back up')
+        jobs = max(1, min(int(request.get('jobs') or 1), len(databases)))
+        sizes = self._database_sizes(databases)
+        groups = [[] for _ in range(jobs)]
+        loads = [0] * jobs
+        for name in sorted(databases, key=lambda n: -sizes[n]):
+            slot = loads.index(min(loads))
+            groups[slot].append(name)
+            loads[slot] += sizes[name] + 1
+        groups = [g for g in groups if g]
+        entries, files = [], {}
+        used = set()
+        for name in databases:
+            fname = safe_filename(name)
+            while fname in used:
+                fname += '_'
+            used.add(fname)
+            info = self._schema_info(name) or {}
+            entry = {'name': name, 'file': fname + '.sql' + ext, 'charset': info.get('charset'),
+                     'collation': info.get('collation'), 'size_estimate': sizes[name]}
+            entries.append(entry)
+            files[name] = os.path.join(dest, entry['file'])
+        start = utc_now()
+        commands = []
+        errors = []
+        procs = []
+        with client_option_file(self._tool_options(), groups=('client', 'mysqldump', 'mariadb-dump')) as cnf:
+            locked = False
+            try:
+                self.execute('SET SESSION lock_wait_timeout = 120', operation='prepare the consistent snapshot')
+                self.execute('FLUSH TABLES WITH READ LOCK', operation='take the global read lock for a consistent snapshot')
+                locked = True
+                position = self.binlog_position()
+                for group in groups:
+                    argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0)
+                    commands.append(command_line(argv, self._secret_list()) + (
+                        ' | ' + command_line(compress) if compress else ''))
+                    err = tempfile.TemporaryFile()
+                    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+                    splitter = DumpSplitter({n: files[n] for n in group}, compress)
+                    thread = threading.Thread(target=_relay, args=(proc, splitter, errors), daemon=True)
+                    thread.start()
+                    procs.append((proc, err, thread, splitter, group))
+                # every dump has opened its snapshot once it writes its first database (or exits)
+                deadline = time.time() + 600
+                for proc, _err, _thread, splitter, _group in procs:
+                    while not splitter.seen_marker.wait(0.05):
+                        if proc.poll() is not None or time.time() > deadline:
+                            break
+            finally:
+                if locked:
+                    self.execute('UNLOCK TABLES', operation='release the global read lock')
+            failures = []
+            for proc, err, thread, _splitter, group in procs:
+                rc = proc.wait()
+                thread.join()
+                if rc != 0:
+                    failures.append('%s: %s' % (', '.join(group), self.mask(_read_file_tail(err))))
+                err.close()
+        if errors:
+            failures.extend(self.mask(str(e)) for e in errors)
+        if failures:
+            raise DbError('dump', ', '.join(databases), '; '.join(failures))
+        for entry in entries:
+            if not os.path.exists(files[entry['name']]):
+                raise DbError('dump', entry['name'], 'the dump wrote nothing for this database')
+        index = {'format': 1, 'flavor': self.flavor, 'server_version': self.version_string if hasattr(
+            self, 'version_string') else self.version, 'tool': os.path.basename(program),
+            'compression': compression, 'position': position, 'databases': entries}
+        _write_json(os.path.join(dest, INDEX_FILE), index)
+        stop = utc_now()
+        return {'start_position': position or {}, 'stop_position': position or {},
+                'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
+                'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
+                'details': {'flavor': self.flavor, 'layout': 'dump-per-database', 'index': INDEX_FILE,
+                            'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
+                            'processes': len(groups), 'consistent_snapshot': True}}
+
+    def restore_logical(self, request):
+        path = request['path']
+        index_path = os.path.join(path, INDEX_FILE)
+        if not os.path.isfile(index_path):
+            raise DbError('restore from', path, 'no %s: this is not a MariaDB/MySQL logical backup' % INDEX_FILE)
+        with open(index_path) as f:
+            index = json.load(f)
+        entries = index['databases']
+        wanted = request.get('databases')
+        if wanted:
+            unknown = [n for n in wanted if n not in [e['name'] for e in entries]]
+            if unknown:
+                raise DbError('restore', ', '.join(unknown), 'not in this backup (it holds %s)'
+                              % ', '.join(e['name'] for e in entries))
+            entries = [e for e in entries if e['name'] in wanted]
+        target = request.get('target_database')
+        force = bool(request.get('force'))
+        if target:
+            if len(entries) != 1:
+                raise DbError('restore into', target, 'target_database needs a backup of exactly one database; '
+                              'this one holds %s' % ', '.join(e['name'] for e in entries))
+            plan = [(entries[0], target)]
+        else:
+            plan = [(e, e['name']) for e in entries]
+        # every check before any change
+        for entry, name in plan:
+            self.quote_ident(name)
+            if not os.path.isfile(os.path.join(path, entry['file'])):
+                raise DbError('restore', name, 'the backup file %s is missing' % entry['file'])
+        decompress = {}
+        for entry, _name in plan:
+            comp = compression_of(entry['file'])
+            decompress[comp] = decompressor_argv(comp)
+        client = tool(self.flavor, 'client')
+        existing = {}
+        for _entry, name in plan:
+            if self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
+                objects = self._object_count(name)
+                existing[name] = objects
+                if objects and not force:
+                    raise DbError('restore into', name, 'the database exists and holds %d objects; '
+                                  'set force to replace it' % objects)
+        for entry, name in plan:
+            if name in existing and existing[name] and force:
+                self.execute('DROP DATABASE %s' % self.quote_ident(name), operation='drop database %s' % name)
+            clause = ''
+            if entry.get('charset'):
+                clause += ' CHARACTER SET %s' % entry['charset']
+            if entry.get('collation'):
+                clause += ' COLLATE %s' % entry['collation']
+            if not re.match(r'^[ A-Za-z0-9_]*$', clause):
+                clause = ''
+            self.execute('CREATE DATABASE IF NOT EXISTS %s%s' % (self.quote_ident(name), clause),
+                         operation='create database %s' % name)
+        commands = []
+        failures = []
+        with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
+            work = list(plan)
+            lock = threading.Lock()
+
+            def worker():
+                while True:
+                    with lock:
+                        if not work:
+                            return
+                        entry, name = work.pop(0)
+                    source = os.path.join(path, entry['file'])
+                    argv = client_argv(client, cnf, name)
+                    unpack = decompress[compression_of(entry['file'])]
+                    with lock:
+                        commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
+                                        + command_line(argv, self._secret_list())
+                                        + ('' if unpack else ' < ' + shlex.quote(source)))
+                    try:
+                        _pipe_into(source, unpack, argv)
+                    except DbError as exc:
+                        with lock:
+                            failures.append('%s: %s' % (name, self.mask(exc.detail or str(exc))))
+
+            threads = [threading.Thread(target=worker, daemon=True)
+                       for _ in range(max(1, min(int(request.get('jobs') or 1), len(plan))))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise DbError('restore', ', '.join(name for _e, name in plan), '; '.join(failures))
+        if request.get('marker') and self.flavor == 'mariadb':
+            for _entry, name in plan:
+                self._write_marker(name, request['marker'])
+        tables = []
+        total = 0
+        for _entry, name in plan:
+            for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                                      "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (name,)):
+                count = int(self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(name, row['t'])))
+                tables.append({'name': '%s.%s' % (name, row['t']), 'rows': count})
+                total += count
+        return {'rows_restored': total, 'tables': tables, 'commands': commands,
+                'databases': [name for _e, name in plan]}
+
+    def _write_marker(self, name, marker):
+        text = MARKER_PREFIX + json.dumps(marker, sort_keys=True, separators=(',', ':'), default=str)
+        if len(text) > 1024:
+            text = MARKER_PREFIX + json.dumps({'sha256': hashlib.sha256(text.encode()).hexdigest()})
+        self.execute('ALTER DATABASE %s COMMENT %s' % (self.quote_ident(name), self.quote_literal(text)),
+                     operation='record the restore in database %s' % name)
+
+    def restore_marker(self, database):
+        """The marker restore_logical recorded in the database comment (MariaDB), or None."""
+        if self.flavor != 'mariadb':
+            return None
+        try:
+            text = self.fetch_value('SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
+                                    (database,))
+        except DbError:
+            return None
+        if not text or not str(text).startswith(MARKER_PREFIX):
+            return None
+        try:
+            return json.loads(str(text)[len(MARKER_PREFIX):])
+        except ValueError:
+            return None
+
+    def logical_verify(self, manifest, path, bin_dir=None, os_user=None):
+        """Problems of a logical backup: index, files present, every file decompresses completely."""
+        return verify_logical(manifest, path, bin_dir)
+
+    def _object_count(self, name):
+        count = 0
+        for sql in ('SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s',
+                    'SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s',
+                    'SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s'):
+            count += int(self.fetch_value(sql, (name,)) or 0)
+        return count
+
+    # ---- physical ---------------------------------------------------------------------------
+    def _backup_physical(self, request):
+        dest = request['dest']
+        bin_dir = request.get('bin_dir')
+        btype = request.get('type') or 'full'
+        compression = request.get('compression') or 'none'
+        compress = compressor_argv(compression, request.get('compression_level'), bin_dir)
+        program = tool(self.flavor, 'backup', bin_dir)
+        basedir = None
+        base_lsn = None
+        if btype in ('incremental', 'differential'):
+            basedir = checkpoint_dir(request['base']['path'])
+            base_lsn = read_key_values(_first_existing(basedir, CHECKPOINT_FILES)).get('to_lsn')
+        datadir = self.fetch_value('SELECT @@GLOBAL.datadir')
+        meta = os.path.join(dest, 'meta')
+        os.makedirs(meta)
+        start = utc_now()
+        start_position = self.binlog_position() or {}
+        commands = []
+        with client_option_file(self._tool_options(),
+                                groups=('client', 'mariadb-backup', 'xtrabackup')) as cnf:
+            if compress is None:
+                target = os.path.join(dest, 'data')
+                argv = physical_backup_argv(program, cnf, target, meta, datadir, request.get('jobs'), basedir,
+                                            stream=False, flavor=self.flavor)
+                commands.append(command_line(argv, self._secret_list()))
+                run_checked(argv, 'take a physical backup with', os.path.basename(program), self._secret_list())
+                layout = 'directory'
+            else:
+                scratch = tempfile.mkdtemp(prefix='dbops-xb-')
+                stream_file = os.path.join(dest, STREAM_NAME + compression_spec(compression)['ext'])
+                argv = physical_backup_argv(program, cnf, scratch, meta, datadir, request.get('jobs'), basedir,
+                                            stream=True, flavor=self.flavor)
+                commands.append(command_line(argv, self._secret_list()) + ' | ' + command_line(compress)
+                                + ' > ' + shlex.quote(stream_file))
+                try:
+                    _pipe_out(argv, compress, stream_file, 'take a physical backup with',
+                              os.path.basename(program), self._secret_list())
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                layout = 'stream'
+        stop = utc_now()
+        checkpoints = read_key_values(_first_existing(meta, CHECKPOINT_FILES))
+        info_file = _first_existing(meta, INFO_FILES)
+        info = read_key_values(info_file) if info_file else {}
+        binlog_info_text = None
+        if layout == 'directory':
+            bi = _first_existing(os.path.join(dest, 'data'), BINLOG_INFO_FILES)
+            if bi:
+                with open(bi) as f:
+                    binlog_info_text = f.read().strip()
+        stop_position = parse_binlog_info(info, binlog_info_text) or {}
+        if base_lsn is not None and checkpoints.get('from_lsn') != base_lsn:
+            raise DbError('take a physical %s backup' % btype, None,
+                          'it starts at LSN %s but its base ends at %s' % (checkpoints.get('from_lsn'), base_lsn))
+        start_position = dict(start_position, lsn=checkpoints.get('from_lsn'))
+        stop_position = dict(stop_position, lsn=checkpoints.get('to_lsn'))
+        return {'start_position': start_position, 'stop_position': stop_position,
+                'start_time': iso(start), 'stop_time': iso(stop), 'databases': self.user_databases(),
+                'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
+                'details': {'flavor': self.flavor, 'layout': layout, 'compression': compression,
+                            'tool': os.path.basename(program),
+                            'stream_file': (STREAM_NAME + compression_spec(compression)['ext'])
+                            if layout == 'stream' else None,
+                            'checkpoints': checkpoints, 'source_datadir': datadir,
+                            'binlog_basename': self.fetch_value('SELECT @@GLOBAL.log_bin_basename')
+                            if self._binlog_enabled() else None}}
+
+    # ---- binary log archive -------------------------------------------------------------------
+    def _backup_binlogs(self, request):
+        log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
+        if not self._binlog_enabled():
+            raise DbError('archive the binary logs of', describe(self),
+                          'binary logging is off: set log_bin (and server_id) and restart the server')
+        basename = self.fetch_value('SELECT @@GLOBAL.log_bin_basename')
+        if not basename:
+            raise DbError('archive the binary logs of', describe(self), 'the server does not report log_bin_basename')
+        binlog_dir = os.path.dirname(basename)
+        start = utc_now()
+        self.execute('FLUSH BINARY LOGS', operation='close the current binary log')
+        position = self.binlog_position() or {}
+        rows = self.fetch_all('SHOW BINARY LOGS', operation='list the binary logs')
+        closed = [(r['Log_name'], int(r['File_size'])) for r in rows][:-1]
+        os.makedirs(log_dir, exist_ok=True)
+        base = binlog_number(closed[0][0])[0] if closed else None
+        archived_before = archived_binlogs(log_dir, base) if base else {}
+        copied, skipped = [], []
+        for name, size in closed:
+            src = os.path.join(binlog_dir, name)
+            dst = os.path.join(log_dir, name)
+            if os.path.exists(dst):
+                if os.path.getsize(dst) == size:
+                    skipped.append(name)
+                    continue
+                raise DbError('archive binary log', name, 'the archive %s already holds a different file of that '
+                              'name (%d bytes, the server has %d); refusing to overwrite it'
+                              % (log_dir, os.path.getsize(dst), size))
+            digest = _copy_durably(src, dst)
+            copied.append({'name': name, 'size': size, 'sha256': digest})
+        missing = []
+        if archived_before and closed:
+            last_before = max(archived_before)
+            first_now = binlog_number(closed[0][0])[1]
+            if first_now > last_before + 1:
+                width = binlog_number(closed[0][0])[2]
+                missing = ['%s.%0*d' % (base, width, n) for n in range(last_before + 1, first_now)]
+        _write_json(os.path.join(request['dest'], BINLOG_INDEX_FILE),
+                    {'format': 1, 'log_dir': log_dir, 'files': copied, 'already_archived': skipped,
+                     'missing': missing})
+        stop = utc_now()
+        if copied:
+            start_pos = {'binlog_file': copied[0]['name'], 'binlog_pos': 4, 'gtid': None}
+            stop_pos = {'binlog_file': copied[-1]['name'], 'binlog_pos': copied[-1]['size'],
+                        'gtid': position.get('gtid')}
+        else:
+            start_pos = stop_pos = {'binlog_file': position.get('binlog_file'), 'binlog_pos': position.get('binlog_pos'),
+                                    'gtid': position.get('gtid')}
+        repo = request.get('repo')
+        log_files = [os.path.relpath(os.path.join(log_dir, c['name']), repo) for c in copied] if repo else []
+        return {'start_position': start_pos, 'stop_position': stop_pos, 'start_time': iso(start),
+                'stop_time': iso(stop), 'databases': [], 'log_files': log_files,
+                'server_version': getattr(self, 'version_string', self.version),
+                'commands': ['FLUSH BINARY LOGS', 'copy %d closed binary log(s) from %s to %s'
+                             % (len(copied), binlog_dir, log_dir)],
+                'details': {'flavor': self.flavor, 'layout': 'binlog-archive', 'log_dir': log_dir,
+                            'files': copied, 'already_archived': skipped, 'missing': missing,
+                            'binlog_basename': basename}}
+
+
+def describe(engine):
+    return '%s server %s:%s' % (engine.flavor, engine.host or 'localhost', engine.port)
+
+
+def _write_json(path, data):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def _copy_durably(src, dst):
+    tmp = dst + '.partial'
+    digest = hashlib.sha256()
+    try:
+        with open(src, 'rb') as fin, open(tmp, 'wb') as fout:
+            for block in iter(lambda: fin.read(CHUNK), b''):
+                digest.update(block)
+                fout.write(block)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.rename(tmp, dst)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise DbError('copy binary log', os.path.basename(src), str(exc)) from None
+    return digest.hexdigest()
+
+
+def _pipe_into(source, unpack, argv):
+    """``unpack < source | argv`` (or ``argv < source``); DbError on any failure."""
+    err1 = tempfile.TemporaryFile()
+    err2 = tempfile.TemporaryFile()
+    with open(source, 'rb') as src:
+        first = None
+        try:
+            if unpack:
+                first = subprocess.Popen(unpack, stdin=src, stdout=subprocess.PIPE, stderr=err1)
+                second = subprocess.Popen(argv, stdin=first.stdout, stdout=subprocess.DEVNULL, stderr=err2)
+                first.stdout.close()
+            else:
+                second = subprocess.Popen(argv, stdin=src, stdout=subprocess.DEVNULL, stderr=err2)
+            rc2 = second.wait()
+            rc1 = first.wait() if first else 0
+        except OSError as exc:
+            raise DbError('run', argv[0], str(exc)) from None
+    try:
+        if rc1 != 0:
+            raise DbError('read', os.path.basename(source), _read_file_tail(err1) or 'exit code %d' % rc1)
+        if rc2 != 0:
+            raise DbError('load', os.path.basename(source), _read_file_tail(err2) or 'exit code %d' % rc2)
+    finally:
+        err1.close()
+        err2.close()
+
+
+def _pipe_out(argv, compress, out_path, operation, target, secrets):
+    """``argv | compress > out_path``, fsynced."""
+    err1 = tempfile.TemporaryFile()
+    err2 = tempfile.TemporaryFile()
+    try:
+        with open(out_path, 'wb') as out:
+            first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err1)
+            second = subprocess.Popen(compress, stdin=first.stdout, stdout=out, stderr=err2)
+            first.stdout.close()
+            rc2 = second.wait()
+            rc1 = first.wait()
+            out.flush()
+            os.fsync(out.fileno())
+        if rc1 != 0:
+            raise DbError(operation, target, mask_secrets(_read_file_tail(err1) or 'exit code %d' % rc1, secrets))
+        if rc2 != 0:
+            raise DbError('compress', os.path.basename(out_path), _read_file_tail(err2) or 'exit code %d' % rc2)
+    except OSError as exc:
+        raise DbError(operation, target, str(exc)) from None
+    finally:
+        err1.close()
+        err2.close()
+
+
+# ---- physical restore / verification (no connection) -------------------------------------------
+def checkpoint_dir(path):
+    """The directory holding the checkpoints file of a physical backup."""
+    for sub in ('meta', 'data', ''):
+        directory = os.path.join(path, sub) if sub else path
+        if _first_existing(directory, CHECKPOINT_FILES):
+            return directory
+    raise DbError('use base backup', path, 'it holds no xtrabackup_checkpoints: not a physical backup')
+
+
+def _flavor_of(manifest):
+    details = manifest.get('details') or {}
+    if details.get('flavor'):
+        return details['flavor']
+    return 'mariadb' if 'mariadb' in str(manifest.get('server_version', '')).lower() else 'mysql'
+
+
+def _layout_of(path, manifest):
+    details = manifest.get('details') or {}
+    if os.path.isdir(os.path.join(path, 'data')):
+        return 'directory', None
+    stream = details.get('stream_file')
+    if not stream:
+        for name in sorted(os.listdir(path)):
+            if name.startswith(STREAM_NAME):
+                stream = name
+    if stream and os.path.isfile(os.path.join(path, stream)):
+        return 'stream', stream
+    raise DbError('read physical backup', path, 'neither data/ nor %s* is there' % STREAM_NAME)
+
+
+def materialize(manifest, path, target, bin_dir=None):
+    """Copy (directory layout) or unpack (stream layout) one physical backup into target."""
+    flavor = _flavor_of(manifest)
+    layout, stream = _layout_of(path, manifest)
+    commands = []
+    if layout == 'directory':
+        shutil.copytree(os.path.join(path, 'data'), target, symlinks=True)
+        commands.append('cp -a %s %s' % (shlex.quote(os.path.join(path, 'data')), shlex.quote(target)))
+        return commands
+    os.makedirs(target)
+    source = os.path.join(path, stream)
+    unpack = decompressor_argv(compression_of(stream), bin_dir)
+    extract = extract_argv(tool(flavor, 'stream', bin_dir), target)
+    commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
+                    + command_line(extract) + ('' if unpack else ' < ' + shlex.quote(source)))
+    try:
+        _pipe_into(source, unpack, extract)
+    except DbError as exc:
+        raise DbError('unpack', stream, exc.detail) from None
+    return commands
+
+
+def _check_target_dir(data_dir, force):
+    if os.path.exists(data_dir):
+        if not os.path.isdir(data_dir):
+            raise DbError('restore into', data_dir, 'it exists and is not a directory')
+        entries = os.listdir(data_dir)
+        if entries:
+            pid = _running_pid(data_dir)
+            if pid:
+                raise DbError('restore into', data_dir, 'a server (pid %d) is running on it; stop it first' % pid)
+            if not force:
+                raise DbError('restore into', data_dir, 'the directory is not empty (%d entries); set force to '
+                              'replace its contents' % len(entries))
+
+
+def _running_pid(data_dir):
+    for name in os.listdir(data_dir):
+        if name.endswith('.pid'):
+            try:
+                with open(os.path.join(data_dir, name)) as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+                return pid
+            except (OSError, ValueError):
+                continue
+    return None
+
+
+def _check_chain(chain):
+    if not chain:
+        raise DbError('restore', None, 'the backup chain is empty')
+    first = chain[0]['manifest']
+    if first.get('type', 'full') != 'full':
+        raise DbError('restore', first.get('id'), 'a chain starts with a full backup, not %s' % first.get('type'))
+    full_to = ((first.get('stop_position') or {}).get('lsn'))
+    prev_to = full_to
+    for link in chain[1:]:
+        man = link['manifest']
+        from_lsn = (man.get('start_position') or {}).get('lsn')
+        expected = full_to if man.get('type') == 'differential' else prev_to
+        if from_lsn is not None and expected is not None and str(from_lsn) != str(expected):
+            raise DbError('restore', man.get('id'), '%s backup starts at LSN %s but the chain is at LSN %s'
+                          % (man.get('type'), from_lsn, expected))
+        prev_to = (man.get('stop_position') or {}).get('lsn')
+
+
+def _os_ids(os_user):
+    if os.geteuid() != 0 or not os_user:
+        return None
+    try:
+        pw = pwd.getpwnam(os_user)
+    except KeyError:
+        raise DbError('restore as OS user', os_user, 'no such user') from None
+    return pw.pw_uid, pw.pw_gid
+
+
+def _chown_tree(path, ids):
+    if ids is None:
+        return
+    os.chown(path, *ids)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), *ids)
+
+
+def instance_files(data_dir):
+    data_dir = os.path.abspath(data_dir)
+    return {'cnf': data_dir.rstrip('/') + '.cnf', 'socket': os.path.join(data_dir, 'mysqld.sock'),
+            'pid': os.path.join(data_dir, 'mysqld.pid'), 'log': os.path.join(data_dir, 'restore-error.log')}
+
+
+def write_instance_cnf(data_dir, port, backup_cnf=None, flavor='mariadb'):
+    """The option file of a restored instance (next to data_dir); innodb_* taken from the backup."""
+    files = instance_files(data_dir)
+    options = {}
+    if backup_cnf and os.path.isfile(backup_cnf):
+        for key, value in read_key_values(backup_cnf).items():
+            if key.startswith('innodb_') and key not in ('innodb_checksum_algorithm',):
+                options[key] = value
+    options.update({'datadir': os.path.abspath(data_dir), 'port': str(int(port)), 'bind-address': '127.0.0.1',
+                    'socket': files['socket'], 'pid-file': files['pid'], 'log-error': files['log'],
+                    'skip-name-resolve': '', 'skip-slave-start': '' if flavor != 'mysql' else None})
+    if flavor == 'mysql':
+        options.pop('skip-slave-start')
+        options['skip-replica-start'] = ''
+    with open(files['cnf'], 'w') as f:
+        f.write('# written by dbops.admin db_restore\n[mysqld]\n')
+        for key, value in options.items():
+            f.write('%s = %s\n' % (key, value) if value != '' else '%s\n' % key)
+    os.chmod(files['cnf'], 0o644)
+    return files
+
+
+def start_instance(data_dir, os_user=None, bin_dir=None, flavor='mariadb', extra=(), timeout=300):
+    """Start the server of a restored data_dir with its own option file; wait until it answers."""
+    files = instance_files(data_dir)
+    argv = [tool(flavor, 'server', bin_dir), '--defaults-file=' + files['cnf']] + list(extra)
+    if os.geteuid() == 0 and os_user:
+        argv = ['runuser', '-u', os_user, '--'] + argv
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise DbError('start the restored server in', data_dir, _log_tail(files['log']) or
+                          'it exited with code %d' % proc.returncode)
+        if os.path.exists(files['socket']) and _socket_answers(files['socket']):
+            return command_line(argv)
+        time.sleep(0.2)
+    proc.kill()
+    raise DbError('start the restored server in', data_dir, 'it did not answer within %d s: %s'
+                  % (timeout, _log_tail(files['log'])))
+
+
+def _socket_answers(path):
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+            return bool(sock.recv(4))
+    except OSError:
+        return False
+
+
+def _log_tail(path):
+    try:
+        with open(path, errors='replace') as f:
+            return _tail(f.read()[-20000:])
+    except OSError:
+        return ''
+
+
+def stop_instance(data_dir, os_user=None, bin_dir=None, timeout=300):
+    """Stop the server running on data_dir (SIGTERM to the pid in its pid file). True if one ran."""
+    pid_file = instance_files(data_dir)['pid']
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return False
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _last_event_time(sql_text_path):
+    """The time of the last event in decoded binlog output (mariadb-binlog run with TZ=UTC)."""
+    last = None
+    pattern = re.compile(rb'^#(\d{6})\s+(\d{1,2}):(\d{2}):(\d{2})\s+server id')
+    with open(sql_text_path, 'rb') as f:
+        for line in f:
+            if line.startswith(b'#'):
+                match = pattern.match(line)
+                if match:
+                    last = match
+    if last is None:
+        return None
+    day = last.group(1).decode()
+    return datetime.datetime(2000 + int(day[:2]), int(day[2:4]), int(day[4:6]), int(last.group(2)),
+                             int(last.group(3)), int(last.group(4)), tzinfo=datetime.timezone.utc)
+
+
+def replay_plan(chain, log_dir, target_time=None, target_position=None):
+    """(files, start_pos, stop_position) of the binlog replay after a restored chain."""
+    stop = chain[-1]['manifest'].get('stop_position') or {}
+    if not stop.get('binlog_file'):
+        raise DbError('recover to a point in time', None,
+                      'the backup records no binary log position (binary logging was off when it was taken)')
+    end_file = None
+    stop_arg = None
+    if target_position:
+        if target_position.get('binlog_file'):
+            end_file = target_position['binlog_file']
+            if target_position.get('binlog_pos') is not None:
+                stop_arg = str(int(target_position['binlog_pos']))
+        elif target_position.get('gtid'):
+            stop_arg = str(target_position['gtid'])
+    files, missing = binlog_range(log_dir, stop['binlog_file'], end_file)
+    if missing:
+        raise DbError('recover to a point in time', None, 'binary log %s is missing from the archive %s'
+                      % (', '.join(missing), log_dir))
+    if not files:
+        raise DbError('recover to a point in time', None, 'the archive %s holds no binary log from %s on: run '
+                      'db_backup type=log first' % (log_dir, stop['binlog_file']))
+    return files, int(stop.get('binlog_pos') or 4), stop_arg
+
+
+def restore_physical(request):
+    """Prepare a chain of physical backups into data_dir, start it, replay binlogs to a target."""
+    chain = request['chain']
+    data_dir = os.path.abspath(request['data_dir'])
+    port = int(request['port'])
+    force = bool(request.get('force'))
+    bin_dir = request.get('bin_dir')
+    os_user = request.get('os_user') or ('mysql' if os.geteuid() == 0 else None)
+    target_time = parse_time(request['target_time']) if request.get('target_time') else None
+    target_position = request.get('target_position')
+    log_dir = request.get('log_dir') or (os.path.join(request['repo'], 'logs') if request.get('repo') else None)
+    flavor = _flavor_of(chain[0]['manifest'] if chain else {})
+    _check_chain(chain)
+    _check_target_dir(data_dir, force)
+    ids = _os_ids(os_user)
+    program = tool(flavor, 'backup', bin_dir)
+    replay = None
+    if target_time or target_position:
+        replay = replay_plan(chain, log_dir, target_time, target_position)
+        binlog_tool = tool(flavor, 'binlog', bin_dir)
+        client = tool(flavor, 'client', bin_dir)
+    tool(flavor, 'server', bin_dir)
+    parent = os.path.dirname(data_dir)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix='.dbops-restore-', dir=parent)
+    commands = []
+    recovered_to = chain[-1]['manifest'].get('stop_time')
+    reached = None
+    try:
+        full = os.path.join(work, 'full')
+        commands += materialize(chain[0]['manifest'], chain[0]['path'], full, bin_dir)
+        last = len(chain) == 1
+        argv = prepare_argv(program, full, flavor=flavor, last=last)
+        commands.append(command_line(argv))
+        run_checked(argv, 'prepare the full backup', chain[0]['manifest'].get('id') or chain[0]['path'])
+        for number, link in enumerate(chain[1:], start=1):
+            inc = os.path.join(work, 'inc%d' % number)
+            commands += materialize(link['manifest'], link['path'], inc, bin_dir)
+            argv = prepare_argv(program, full, inc, flavor=flavor, last=number == len(chain) - 1)
+            commands.append(command_line(argv))
+            run_checked(argv, 'apply the %s backup' % link['manifest'].get('type', 'incremental'),
+                        link['manifest'].get('id') or link['path'])
+            shutil.rmtree(inc, ignore_errors=True)
+        if os.path.isdir(data_dir):
+            for name in os.listdir(data_dir):  # force was checked above
+                victim = os.path.join(data_dir, name)
+                if os.path.isdir(victim) and not os.path.islink(victim):
+                    shutil.rmtree(victim)
+                else:
+                    os.unlink(victim)
+        else:
+            os.makedirs(data_dir)
+        backup_cnf = os.path.join(work, 'backup-my.cnf')
+        shutil.copy(os.path.join(full, 'backup-my.cnf'), backup_cnf)
+        argv = move_back_argv(program, full, data_dir)
+        argv[1] = '--defaults-file=' + backup_cnf
+        commands.append(command_line(argv))
+        run_checked(argv, 'copy the prepared backup into', data_dir)
+        files = write_instance_cnf(data_dir, port, backup_cnf, flavor)
+        if request.get('marker') is not None:
+            _write_json(os.path.join(data_dir, MARKER_FILE), request['marker'])
+        os.chmod(data_dir, 0o750)
+        _chown_tree(data_dir, ids)
+        if replay:
+            names, start_pos, stop_arg = replay
+            commands.append(start_instance(data_dir, os_user, bin_dir, flavor,
+                                           extra=['--skip-grant-tables', '--skip-networking']))
+            sql_path = os.path.join(work, 'replay.sql')
+            decode = binlog_replay_argv(binlog_tool, [os.path.join(log_dir, n) for n in names], start_pos,
+                                        stop_time=target_time, stop_position=stop_arg)
+            commands.append('TZ=UTC ' + command_line(decode) + ' > ' + shlex.quote(sql_path))
+            with open(sql_path, 'wb') as out:
+                out.write(b'FLUSH PRIVILEGES;\n')  # load the grant tables; this session keeps its rights
+                out.flush()
+                proc = subprocess.run(decode, stdout=out, stderr=subprocess.PIPE, check=False,
+                                      env=dict(os.environ, TZ='UTC'))
+            if proc.returncode != 0:
+                stop_instance(data_dir)
+                raise DbError('decode the binary logs', ', '.join(names), _tail(proc.stderr))
+            last_time = _last_event_time(sql_path)
+            load = [client, '--no-defaults', '--socket=' + files['socket'], '--user=root', '--binary-mode',
+                    '--max-allowed-packet=' + MAX_PACKET]
+            commands.append(command_line(load) + ' < ' + shlex.quote(sql_path))
+            try:
+                _pipe_into(sql_path, None, load)
+            except DbError as exc:
+                stop_instance(data_dir)
+                raise DbError('replay the binary logs into', data_dir, exc.detail) from None
+            stop_instance(data_dir)
+            if target_time is not None:
+                end_time = _archive_end_time(binlog_tool, os.path.join(log_dir, names[-1]))
+                reached = end_time is not None and end_time >= target_time.replace(microsecond=0)
+                recovered_to = iso(target_time) if reached else iso(last_time or end_time)
+            else:
+                reached = True
+                recovered_to = iso(last_time) if last_time else recovered_to
+        commands.append(start_instance(data_dir, os_user, bin_dir, flavor))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    files = instance_files(data_dir)
+    return {'data_dir': data_dir, 'port': port, 'socket': files['socket'], 'option_file': files['cnf'],
+            'recovered_to': recovered_to, 'target_reached': reached, 'commands': commands,
+            'binlogs_replayed': replay[0] if replay else []}
+
+
+def _archive_end_time(binlog_tool, path):
+    """Time of the last event of the newest archived binlog (its closing rotate)."""
+    with tempfile.NamedTemporaryFile(prefix='dbops-binlog-') as tmp:
+        proc = subprocess.run([binlog_tool, '--no-defaults', path], stdout=tmp, stderr=subprocess.DEVNULL,
+                              check=False, env=dict(os.environ, TZ='UTC'))
+        if proc.returncode != 0:
+            return None
+        tmp.flush()
+        return _last_event_time(tmp.name)
+
+
+def _expected_files(manifest):
+    files = manifest.get('files') or []
+    if isinstance(files, dict):
+        return [(name, (meta or {}).get('sha256'), (meta or {}).get('size')) for name, meta in files.items()]
+    out = []
+    for item in files:
+        if isinstance(item, dict):
+            out.append((item.get('path') or item.get('name'), item.get('sha256'), item.get('size')))
+    return out
+
+
+def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None):
+    """Problems of one physical (or log) backup, each naming a file; [] when it restores.
+
+    Checks the recorded sha256 of every file still present, unpacks and prepares a copy in
+    scratch_dir (a full backup; an incremental is unpacked and its checkpoints checked),
+    runs innochecksum on the prepared tablespaces, and checks that the binary log archive
+    has no hole from the backup's stop position to its newest file.
+    """
+    problems = []
+    flavor = _flavor_of(manifest)
+    for rel, digest, size in _expected_files(manifest):
+        if not rel:
+            continue
+        full = os.path.join(path, rel)
+        if not os.path.isfile(full):
+            continue
+        if size is not None and os.path.getsize(full) != int(size):
+            problems.append('%s: size %d, the manifest records %s' % (rel, os.path.getsize(full), size))
+        elif digest and sha256_file(full) != digest:
+            problems.append('%s: sha256 differs from the manifest' % rel)
+    if log_dir is None:
+        log_dir = guess_log_dir(path)
+    if manifest.get('type') == 'log':
+        problems += _verify_log_backup(path, log_dir, bin_dir, flavor)
+        return problems
+    work = tempfile.mkdtemp(prefix='verify-', dir=scratch_dir)
+    try:
+        target = os.path.join(work, 'copy')
+        try:
+            materialize(manifest, path, target, bin_dir)
+        except DbError as exc:
+            problems.append(str(exc))
+            return problems
+        if not _first_existing(target, CHECKPOINT_FILES):
+            problems.append('%s: no xtrabackup_checkpoints in the backup' % path)
+            return problems
+        if manifest.get('type', 'full') == 'full':
+            program = tool(flavor, 'backup', bin_dir)
+            proc = subprocess.run(prepare_argv(program, target, flavor=flavor), capture_output=True, check=False)
+            if proc.returncode != 0:
+                problems.append('%s: mariadb-backup --prepare failed: %s' % (path, _tail(proc.stderr)))
+                return problems
+            checker = tool(flavor, 'checksum', bin_dir)
+            for rel in _tablespaces(target):
+                proc = subprocess.run([checker, os.path.join(target, rel)], capture_output=True, check=False)
+                if proc.returncode != 0:
+                    problems.append('%s: page checksum mismatch (innochecksum: %s)'
+                                    % (_backup_name(manifest, rel), _tail(proc.stderr or proc.stdout, 300)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stop = manifest.get('stop_position') or {}
+    if stop.get('binlog_file') and log_dir:
+        base = binlog_number(stop['binlog_file'])[0]
+        archived = archived_binlogs(log_dir, base)
+        if archived and max(archived) >= binlog_number(stop['binlog_file'])[1]:
+            _names, missing = binlog_range(log_dir, stop['binlog_file'])
+            problems += ['%s: binary log missing from the archive %s (needed for point-in-time recovery '
+                         'from this backup)' % (name, log_dir) for name in missing]
+    return problems
+
+
+def _backup_name(manifest, rel):
+    layout = (manifest.get('details') or {}).get('layout')
+    if layout == 'stream':
+        return '%s (in %s)' % (rel, (manifest.get('details') or {}).get('stream_file') or STREAM_NAME)
+    return os.path.join('data', rel)
+
+
+def _tablespaces(directory):
+    found = []
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            if name.endswith('.ibd') or re.match(r'^(ibdata\d+|undo\d+)$', name):
+                found.append(os.path.relpath(os.path.join(root, name), directory))
+    return sorted(found)
+
+
+def _verify_log_backup(path, log_dir, bin_dir, flavor):
+    problems = []
+    index = os.path.join(path, BINLOG_INDEX_FILE)
+    if not os.path.isfile(index):
+        return ['%s: missing from the log backup' % BINLOG_INDEX_FILE]
+    with open(index) as f:
+        data = json.load(f)
+    log_dir = log_dir or data.get('log_dir')
+    for item in data.get('files', []):
+        full = os.path.join(log_dir or '', item['name'])
+        if not os.path.isfile(full):
+            problems.append('%s: binary log missing from the archive %s' % (item['name'], log_dir))
+        elif sha256_file(full) != item['sha256']:
+            problems.append('%s: sha256 differs from the log backup record' % item['name'])
+    for name in data.get('missing', []):
+        problems.append('%s: binary log was purged from the server before it was archived' % name)
+    return problems
+
+
+def guess_log_dir(path):
+    """<repo>/logs for a backup at <repo>/<id>/data (or <repo>/<id>)."""
+    here = os.path.abspath(path)
+    for up in (os.path.dirname(os.path.dirname(here)), os.path.dirname(here)):
+        candidate = os.path.join(up, 'logs')
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def restored_marker(data_dir):
+    """The marker restore_physical recorded in data_dir, or None."""
+    try:
+        with open(os.path.join(data_dir, MARKER_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def verify_logical(manifest, path, bin_dir=None):
+    """Problems of a logical backup (each naming a file); [] when every dump file reads completely."""
+    problems = []
+    index_path = os.path.join(path, INDEX_FILE)
+    if not os.path.isfile(index_path):
+        return ['%s: missing from the backup' % INDEX_FILE]
+    try:
+        with open(index_path) as f:
+            index = json.load(f)
+    except ValueError as exc:
+        return ['%s: unreadable (%s)' % (INDEX_FILE, exc)]
+    tail = b''
+    for entry in index.get('databases', []):
+        source = os.path.join(path, entry['file'])
+        if not os.path.isfile(source):
+            problems.append('%s: dump of database %s is missing' % (entry['file'], entry['name']))
+            continue
+        unpack = decompressor_argv(compression_of(entry['file']), bin_dir)
+        if unpack is None:
+            with open(source, 'rb') as f:
+                f.seek(max(0, os.path.getsize(source) - 4096))
+                tail = f.read()
+            continue
+        with open(source, 'rb') as src, tempfile.TemporaryFile() as errf:
+            proc = subprocess.Popen(unpack, stdin=src, stdout=subprocess.PIPE, stderr=errf)
+            last = b''
+            while True:
+                block = proc.stdout.read(CHUNK)
+                if not block:
+                    break
+                last = (last + block)[-4096:]
+            proc.stdout.close()
+            rc = proc.wait()
+            errf.seek(0)
+            err = errf.read()
+        if rc != 0:
+            problems.append('%s: cannot be decompressed (%s)' % (entry['file'], _tail(err, 300)))
+        tail = last
+    if index.get('databases') and not problems and b'-- Dump completed' not in tail:
+        problems.append('%s: the dump is truncated (no "Dump completed" line)' % index['databases'][-1]['file'])
+    return problems
