@@ -1,10 +1,399 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.admin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to dbops.admin: Mysql engine, users area (mixed into the MysqlEngine class)."""
+"""Private to dbops.admin: Mysql engine, users area (mixed into the MysqlEngine class).
+
+Accounts (``'user'@'host'``) and roles on MariaDB and MySQL 8. Passwords are hashed here
+(mysql_native_password, caching_sha2_password with the account's own salt) and sent as
+hashes; the other authentication methods of a MariaDB account are kept.
+"""
 
 from __future__ import annotations
+
+import json
+import re
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines._base import Secret
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+from ansible_collections.dbops.admin.plugins.module_utils._passwords import (
+    caching_sha2_hash,
+    caching_sha2_matches,
+    is_mysql_native_hash,
+    mysql_native_hash,
+    parse_caching_sha2,
+)
+from ansible_collections.dbops.admin.plugins.module_utils._privileges import (
+    GRANT_OPTION,
+    MYSQL_DATABASE_ALL,
+    MYSQL_TABLE_ALL,
+)
+
+NATIVE = 'mysql_native_password'
+CACHING_SHA2 = 'caching_sha2_password'
+PLUGIN_RE = re.compile(r'^[a-z0-9_]+$')
+POSTGRES_ONLY_OPTIONS = ('superuser', 'createdb', 'createrole', 'replication', 'bypassrls', 'inherit', 'expires')
+
+
+def escape_database_pattern(name):
+    """A database name as a literal in a db-level GRANT, where _ and % are wildcards."""
+    return name.replace('\\', '\\\\').replace('_', '\\_').replace('%', '\\%')
+
+
+def unescape_database_pattern(text):
+    return re.sub(r'\\(.)', r'\1', text)
+
+
+def grantee_string(user, host):
+    """The GRANTEE column of information_schema privilege tables (not escaped by the server)."""
+    return "'%s'@'%s'" % (user, host)
+
+
+def mariadb_auth_methods(priv):
+    """[(plugin, authentication_string)] of a mysql.global_priv Priv document, in order."""
+    doc = json.loads(priv) if isinstance(priv, str) else (priv or {})
+    top = (doc.get('plugin') or NATIVE, doc.get('authentication_string') or '')
+    if 'auth_or' not in doc:
+        return [top]
+    methods = []
+    for entry in doc['auth_or']:
+        if not entry:
+            methods.append(top)
+        else:
+            methods.append((entry.get('plugin') or NATIVE, entry.get('authentication_string') or ''))
+    return methods
 
 
 class MysqlUsers:
     """users methods of the Mysql engine; self is the connected engine."""
+
+    # ---- naming --------------------------------------------------------------------
+    def user_key(self, spec):
+        if spec.get('login') is False and self.flavor == 'mariadb':
+            return (spec['name'], '')
+        return (spec['name'], spec.get('host') if spec.get('host') is not None else '%')
+
+    def account(self, key):
+        name, host = key
+        if host == '':
+            return self.quote_ident(name)
+        return '%s@%s' % (self.quote_ident(name), self.quote_ident(host))
+
+    def check_user_options(self, spec):
+        used = [o for o in POSTGRES_ONLY_OPTIONS if spec.get(o) is not None]
+        if used:
+            raise DbError('manage account', spec['name'], '%s: PostgreSQL role attributes; on MySQL/MariaDB '
+                          'grant privileges instead (on: global)' % ', '.join(used))
+        if spec['name'] in ('PUBLIC', 'public'):
+            raise DbError('manage', 'PUBLIC', 'MySQL/MariaDB have no PUBLIC pseudo-role')
+        if spec.get('login') is False and spec.get('host') is not None and self.flavor == 'mariadb':
+            raise DbError('manage role', spec['name'], 'MariaDB roles have no host')
+        if spec.get('login') is False and (spec.get('password') is not None or spec.get('password_hash') is not None):
+            raise DbError('manage role', spec['name'], 'a role (login: false) has no password')
+        if spec.get('host') is not None:
+            self.quote_ident(spec['host'])
+
+    # ---- reading --------------------------------------------------------------------
+    def get_users(self, keys):
+        names = sorted(set(k[0] for k in keys))
+        if not names:
+            return {}
+        out = {}
+        if self.flavor == 'mariadb':
+            rows = self.fetch_all('SELECT User, Host, Priv FROM mysql.global_priv WHERE User IN %s', (names,),
+                                  operation='read accounts (SELECT on mysql.global_priv is needed)')
+            for row in rows:
+                doc = json.loads(row['Priv'] or '{}')
+                is_role = bool(doc.get('is_role'))
+                out[(row['User'], row['Host'])] = {
+                    'name': row['User'], 'host': row['Host'], 'login': not is_role,
+                    'connection_limit': int(doc.get('max_user_connections', 0) or 0),
+                    'member_of': [], '_auth': [] if is_role else mariadb_auth_methods(doc)}
+            members = self.fetch_all('SELECT User, Host, Role FROM mysql.roles_mapping WHERE User IN %s',
+                                     (names,), operation='read role memberships')
+        else:
+            rows = self.fetch_all(
+                'SELECT User, Host, plugin, authentication_string, max_user_connections, account_locked '
+                'FROM mysql.user WHERE User IN %s', (names,),
+                operation='read accounts (SELECT on mysql.user is needed)')
+            for row in rows:
+                auth = row['authentication_string'] or ''
+                if isinstance(auth, (bytes, bytearray)):
+                    auth = bytes(auth).decode('latin-1')
+                is_role = row['account_locked'] == 'Y' and auth == ''
+                out[(row['User'], row['Host'])] = {
+                    'name': row['User'], 'host': row['Host'], 'login': not is_role,
+                    'connection_limit': int(row['max_user_connections'] or 0),
+                    'member_of': [], '_auth': [(row['plugin'], auth)]}
+            members = self.fetch_all(
+                'SELECT TO_USER AS User, TO_HOST AS Host, FROM_USER AS Role FROM mysql.role_edges '
+                'WHERE TO_USER IN %s', (names,), operation='read role memberships')
+        for row in members:
+            key = (row['User'], row['Host'])
+            if key in out:
+                out[key]['member_of'].append(row['Role'])
+        for state in out.values():
+            state['member_of'].sort()
+        return dict((k, v) for k, v in out.items() if k in set(keys))
+
+    def existing_roles(self, names):
+        names = sorted(set(names))
+        if not names:
+            return set()
+        if self.flavor == 'mariadb':
+            rows = self.fetch_all("SELECT User FROM mysql.user WHERE is_role = 'Y' AND User IN %s", (names,))
+        else:
+            rows = self.fetch_all("SELECT User FROM mysql.user WHERE Host = '%%' AND User IN %s", (names,))
+        return set(r['User'] for r in rows)
+
+    def _role_ref(self, role):
+        if self.flavor == 'mariadb':
+            return self.quote_ident(role)
+        return '%s@%s' % (self.quote_ident(role), self.quote_ident('%'))
+
+    # ---- passwords -------------------------------------------------------------------
+    def _new_auth_clause(self, spec, current, warnings):
+        """(clause with %s placeholders, params, what) or (None, None, None) when unchanged."""
+        password, password_hash = spec.get('password'), spec.get('password_hash')
+        if password is None and password_hash is None:
+            return None, None, None
+        label = '%s@%s' % (spec['name'], self.user_key(spec)[1])
+        if password_hash is not None and not (is_mysql_native_hash(password_hash)
+                                              or parse_caching_sha2(password_hash) is not None):
+            raise DbError('set password of', label, "password_hash must be a mysql_native_password hash "
+                          "('*' and 40 hex digits) or a caching_sha2_password string ($A$005$...)")
+        if password_hash is not None and parse_caching_sha2(password_hash) is not None and self.flavor == 'mariadb':
+            raise DbError('set password of', label, 'MariaDB has no caching_sha2_password')
+        if current is not None and spec.get('update_password') == 'on_create':
+            return None, None, None
+        methods = list(current['_auth']) if current else []
+        if self.flavor == 'mariadb':
+            return self._mariadb_auth_clause(label, password, password_hash, methods, current, warnings)
+        return self._mysql8_auth_clause(label, password, password_hash, methods, current, warnings)
+
+    def _mariadb_auth_clause(self, label, password, password_hash, methods, current, warnings):
+        new_hash = password_hash if password_hash is not None else (
+            mysql_native_hash(password) if password else '')
+        native = [m for m in methods if m[0] == NATIVE]
+        if current is not None:
+            if native and native[0][1] == new_hash:
+                return None, None, None
+            unverifiable = [m[0] for m in methods if m[0] not in (NATIVE, 'unix_socket', 'named_pipe', 'gssapi', 'pam')]
+            if not native and unverifiable:
+                warnings.append('account %s: its password uses %s, which cannot be compared here, so the '
+                                'password is set only when the account is created' % (label, unverifiable[0]))
+                return None, None, None
+        kept = [m for m in methods if m[0] != NATIVE] if current is not None else []
+        parts, params = [], []
+        for plugin, auth in kept:
+            if not PLUGIN_RE.match(plugin):
+                raise DbError('keep authentication of', label, 'unexpected plugin name %r' % plugin)
+            if auth:
+                parts.append('%s USING %%s' % plugin)
+                params.append(Secret(auth))
+                self.add_secret(auth)
+            else:
+                parts.append(plugin)
+        if new_hash:
+            parts.append('%s USING %%s' % NATIVE)
+            params.append(Secret(new_hash))
+            self.add_secret(new_hash)
+        elif not parts:
+            parts.append('%s USING %%s' % NATIVE)
+            params.append('')
+        return 'IDENTIFIED VIA ' + ' OR '.join(parts), params, 'set'
+
+    def _mysql8_auth_clause(self, label, password, password_hash, methods, current, warnings):
+        plugin, stored = methods[0] if methods else (None, '')
+        if password_hash is not None:
+            use = NATIVE if is_mysql_native_hash(password_hash) else CACHING_SHA2
+            if current is not None and plugin == use and stored == password_hash:
+                return None, None, None
+            value = password_hash
+        elif current is not None and plugin == CACHING_SHA2:
+            matches = caching_sha2_matches(password, stored) if stored else (password == '')
+            if matches:
+                return None, None, None
+            if matches is None:
+                warnings.append('account %s: its caching_sha2_password string cannot be read, so the password '
+                                'is set only when the account is created' % label)
+                return None, None, None
+            use, value = CACHING_SHA2, caching_sha2_hash(password).decode('latin-1') if password else ''
+        elif current is not None and plugin == NATIVE:
+            value = mysql_native_hash(password) if password else ''
+            if stored == value:
+                return None, None, None
+            use = NATIVE
+        elif current is not None and plugin not in (None, 'auth_socket'):
+            warnings.append('account %s: its password uses %s, which cannot be compared here, so the password '
+                            'is set only when the account is created' % (label, plugin))
+            return None, None, None
+        else:
+            use, value = CACHING_SHA2, caching_sha2_hash(password).decode('latin-1') if password else ''
+        self.add_secret(value)
+        return 'IDENTIFIED WITH %s AS %%s' % use, [Secret(value)], 'set'
+
+    # ---- statements -------------------------------------------------------------------
+    def plan_role(self, spec, current, warnings):
+        key = self.user_key(spec)
+        account = self.account(key)
+        role = spec.get('login') is False
+        if spec['state'] == 'absent':
+            if current is None:
+                return [], []
+            what = 'ROLE' if not current['login'] else 'USER'
+            target = self.quote_ident(key[0]) if (what == 'ROLE' and self.flavor == 'mariadb') else account
+            return [('state', 'present', 'absent')], [('DROP %s %s' % (what, target), None)]
+        if current is not None and spec.get('login') is not None and bool(current['login']) != bool(spec['login']):
+            raise DbError('change', '%s@%s' % key, 'an account cannot become a role or a role an account: '
+                          'drop it first (state: absent)')
+        changes = []
+        clause, params, what = (None, None, None) if role else self._new_auth_clause(spec, current, warnings)
+        limit = spec.get('connection_limit')
+        with_limit = None
+        if limit is not None and not role and (current is None or current['connection_limit'] != limit):
+            with_limit = ' WITH MAX_USER_CONNECTIONS %d' % int(limit)
+            changes.append(('connection_limit', current['connection_limit'] if current else None, limit))
+        if current is None:
+            changes.insert(0, ('state', 'absent', 'present'))
+            if role:
+                return changes, [('CREATE ROLE %s' % account, None)]
+            if what:
+                changes.append(('password', 'none', 'set'))
+            sql = 'CREATE USER %s' % (account.replace('%', '%%') if params else account)
+            if clause:
+                sql += ' ' + clause
+            return changes, [(sql + (with_limit or ''), params or None)]
+        if not clause and not with_limit:
+            return changes, []
+        if what:
+            changes.append(('password', 'set', 'changed'))
+        sql = 'ALTER USER %s' % (account.replace('%', '%%') if params else account)
+        if clause:
+            sql += ' ' + clause
+        return changes, [(sql + (with_limit or ''), params or None)]
+
+    def plan_memberships(self, spec, current, known_roles):
+        wanted = spec.get('member_of')
+        if spec['state'] == 'absent' or (wanted is None and not spec.get('member_of_exclusive')):
+            return [], []
+        key = self.user_key(spec)
+        wanted = list(dict.fromkeys(wanted or []))
+        have = list(current['member_of']) if current else []
+        missing = [r for r in wanted if r not in have]
+        unknown = [r for r in missing if r not in known_roles]
+        if unknown:
+            raise DbError('grant role', ', '.join(unknown), 'role does not exist (to %s@%s)' % key)
+        extra = [r for r in have if r not in wanted] if spec.get('member_of_exclusive') else []
+        account = self.account(key)
+        statements = [('GRANT %s TO %s' % (self._role_ref(r), account), None) for r in missing]
+        statements += [('REVOKE %s FROM %s' % (self._role_ref(r), account), None) for r in extra]
+        if not statements:
+            return [], []
+        return [('member_of', sorted(have), sorted(set(have) - set(extra) | set(missing)))], statements
+
+    # ---- privileges -------------------------------------------------------------------
+    def all_privileges(self):
+        """What ALL means per scope on this server (global: what the login account holds)."""
+        if hasattr(self, '_all_privileges'):
+            return self._all_privileges
+        me = self.fetch_value('SELECT CURRENT_USER()') or ''
+        user, _sep, host = me.rpartition('@')
+        rows = self.fetch_all('SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s',
+                              (grantee_string(user, host),))
+        extra = ('DELETE HISTORY',) if self.flavor == 'mariadb' else ()
+        self._all_privileges = {
+            'global': tuple(r['PRIVILEGE_TYPE'] for r in rows if r['PRIVILEGE_TYPE'] != 'USAGE'),
+            'database': MYSQL_DATABASE_ALL + extra,
+            'table': MYSQL_TABLE_ALL + extra,
+        }
+        return self._all_privileges
+
+    def read_privileges(self, keys, targets):
+        """held {(key, target): {priv: False}} for accounts keys; 'GRANT OPTION' is a privilege here."""
+        by_grantee = dict((grantee_string(*k), k) for k in keys)
+        scopes = set(t[0] for t in targets)
+        held = {}
+
+        def add(grantee, target, priv, grantable):
+            key = by_grantee.get(grantee)
+            if key is None or priv == 'USAGE':
+                return
+            privs = held.setdefault((key, target), {})
+            privs[priv] = False
+            if grantable == 'YES':
+                privs[GRANT_OPTION] = False
+
+        if 'global' in scopes:
+            for row in self.fetch_all('SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES',
+                                      operation='read global privileges'):
+                add(row['GRANTEE'], ('global', None, None, None), row['PRIVILEGE_TYPE'], row['IS_GRANTABLE'])
+            for key in keys:
+                if key[1] == '':  # MariaDB roles are missing from USER_PRIVILEGES
+                    self._read_role_global(key, held)
+        if 'database' in scopes:
+            databases = sorted(set(escape_database_pattern(t[1]) for t in targets if t[0] == 'database'))
+            for row in self.fetch_all(
+                    'SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES '
+                    'WHERE TABLE_SCHEMA IN %s', (databases,), operation='read database privileges'):
+                target = ('database', unescape_database_pattern(row['TABLE_SCHEMA']), None, None)
+                add(row['GRANTEE'], target, row['PRIVILEGE_TYPE'], row['IS_GRANTABLE'])
+        if 'table' in scopes:
+            databases = sorted(set(t[1] for t in targets if t[0] == 'table'))
+            for row in self.fetch_all(
+                    'SELECT GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE '
+                    'FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_SCHEMA IN %s', (databases,),
+                    operation='read table privileges'):
+                target = ('table', row['TABLE_SCHEMA'], None, row['TABLE_NAME'])
+                add(row['GRANTEE'], target, row['PRIVILEGE_TYPE'], row['IS_GRANTABLE'])
+        return held
+
+    def _read_role_global(self, key, held):
+        try:
+            rows = self.fetch_all('SHOW GRANTS FOR %s' % self.quote_ident(key[0]), operation='read role grants')
+        except DbError:
+            return  # the role does not exist yet: it holds nothing
+        for row in rows:
+            line = next(iter(row.values()))
+            match = re.match(r'^GRANT (.+?) ON \*\.\* TO ', line)
+            if not match:
+                continue
+            privs = held.setdefault((key, ('global', None, None, None)), {})
+            words = match.group(1)
+            names = self.all_privileges()['global'] if words == 'ALL PRIVILEGES' else words.split(', ')
+            for priv in names:
+                if priv != 'USAGE':
+                    privs[priv] = False
+            if line.rstrip().endswith('WITH GRANT OPTION'):
+                privs[GRANT_OPTION] = False
+
+    def missing_objects(self, targets):
+        """Databases and tables named in targets that do not exist, as DBA words."""
+        missing = []
+        databases = sorted(set(t[1] for t in targets if t[1] is not None))
+        if databases:
+            found = set(r['SCHEMA_NAME'] for r in self.fetch_all(
+                'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN %s', (databases,)))
+            missing += ['database %s' % d for d in databases if d not in found]
+        tables = sorted(set((t[1], t[3]) for t in targets if t[0] == 'table'))
+        if tables:
+            found = set((r['TABLE_SCHEMA'], r['TABLE_NAME']) for r in self.fetch_all(
+                'SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s',
+                (sorted(set(t[0] for t in tables)),)))
+            missing += ['table %s.%s' % t for t in tables if t not in found]
+        return missing
+
+    def privilege_statement(self, action, target, privs, key):
+        scope, database, _schema, obj = target
+        if scope == 'global':
+            on = '*.*'
+        elif scope == 'database':
+            on = '%s.*' % self.quote_ident(escape_database_pattern(database))
+        else:
+            on = '%s.%s' % (self.quote_ident(database), self.quote_ident(obj))
+        account = self.account(key)
+        plain = [p for p in privs if p != GRANT_OPTION]
+        if action == 'grant':
+            option = GRANT_OPTION in privs
+            return 'GRANT %s ON %s TO %s%s' % (', '.join(plain) or 'USAGE', on, account,
+                                               ' WITH GRANT OPTION' if option else '')
+        return 'REVOKE %s ON %s FROM %s' % (', '.join(privs), on, account)
