@@ -1,0 +1,1088 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.admin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to dbops.admin: engine-independent query advisor logic.
+
+SQL is read with sqlglot (a real parser, both PostgreSQL and MySQL dialects): anti-pattern
+findings with mechanical rewrites, fingerprints, the predicate shape of a query, index
+candidates, and the greedy choice of an index set for a workload given a cost oracle.
+Nothing here talks to a server.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+try:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+    HAS_SQLGLOT = True
+    SQLGLOT_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - depends on the host
+    sqlglot = None
+    exp = None
+    ParseError = TokenError = Exception
+    HAS_SQLGLOT = False
+    SQLGLOT_IMPORT_ERROR = _exc
+
+SQLGLOT_PACKAGE = 'sqlglot (pip install sqlglot)'
+
+DEEP_OFFSET = 1000
+SEVERITY_ORDER = {'info': 0, 'warning': 1, 'critical': 2}
+STRING_TYPES = ('char', 'text', 'varchar', 'character', 'enum', 'set', 'uuid', 'citext', 'name',
+                'tinytext', 'mediumtext', 'longtext', 'json')
+NUMERIC_TYPES = ('int', 'integer', 'bigint', 'smallint', 'tinyint', 'mediumint', 'numeric', 'decimal',
+                 'real', 'double', 'float', 'serial', 'bigserial', 'bit', 'year')
+TEMPORAL_TYPES = ('date', 'time', 'timestamp', 'datetime', 'timestamptz', 'interval')
+
+
+def dialect_for(engine_name):
+    return 'postgres' if engine_name == 'postgresql' else 'mysql'
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and fingerprints
+# ---------------------------------------------------------------------------------------------
+STATEMENT_TYPES = ()
+if HAS_SQLGLOT:
+    STATEMENT_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Insert, exp.Update,
+                       exp.Delete, exp.Merge)
+
+
+def parse(sql, dialect):
+    """Parse one statement. Returns (tree, None) or (None, 'reason')."""
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
+    except (ParseError, TokenError) as exc:
+        return None, 'the SQL parser could not read the statement: %s' % _first_line(exc)
+    except Exception as exc:  # pylint: disable=broad-except
+        return None, 'the SQL parser failed on the statement: %s' % _first_line(exc)
+    if not trees:
+        return None, 'no statement found'
+    if len(trees) > 1:
+        return None, 'one statement per query please (found %d)' % len(trees)
+    tree = trees[0]
+    if not isinstance(tree, STATEMENT_TYPES):
+        return None, 'not a SELECT, INSERT, UPDATE, DELETE or MERGE statement'
+    return tree, None
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_write(tree):
+    return tree is not None and isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Merge))
+
+
+def fingerprint(sql, dialect):
+    """(hash, normalized text): literals become ?, IN lists collapse, case and spacing folded.
+
+    Built on the sqlglot tokenizer, so it works for statements the parser refuses too.
+    """
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect)
+    except Exception:  # pylint: disable=broad-except
+        norm = ' '.join(sql.lower().split())
+        return hashlib.sha256(norm.encode('utf-8')).hexdigest()[:16], norm
+    out = []
+    for tok in tokens:
+        kind = tok.token_type.name
+        if kind in ('NUMBER', 'STRING', 'NATIONAL_STRING', 'BIT_STRING', 'HEX_STRING', 'BYTE_STRING',
+                    'PLACEHOLDER', 'TRUE', 'FALSE', 'NULL'):
+            if out and out[-1] == '$':       # $1 parameters
+                out.pop()
+            out.append('?')
+        elif kind == 'PARAMETER':
+            out.append('$')
+        elif kind in ('VAR', 'IDENTIFIER'):
+            out.append(tok.text.lower() if kind == 'VAR' else tok.text)
+        elif kind == 'SEMICOLON':
+            continue
+        else:
+            out.append(tok.text.upper())
+    # collapse "( ? , ? , ? )" into "( ?+ )"
+    collapsed = []
+    i = 0
+    while i < len(out):
+        if out[i] == '(' and i + 1 < len(out) and out[i + 1] == '?':
+            j = i + 1
+            while j + 2 < len(out) and out[j + 1] == ',' and out[j + 2] == '?':
+                j += 2
+            if j + 1 < len(out) and out[j + 1] == ')' and j > i + 1:
+                collapsed.extend(['(', '?+', ')'])
+                i = j + 2
+                continue
+        collapsed.append(out[i])
+        i += 1
+    norm = ' '.join(collapsed)
+    return hashlib.sha256(norm.encode('utf-8')).hexdigest()[:16], norm
+
+
+def statement_count(sql, dialect):
+    """How many statements the text holds (by tokens, so quotes and comments are respected).
+
+    Returns (count, None) or (None, reason) when the text cannot even be tokenized.
+    """
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect)
+    except Exception as exc:  # pylint: disable=broad-except
+        return None, 'the SQL tokenizer could not read the text: %s' % _first_line(exc)
+    count = 0
+    pending = False
+    for tok in tokens:
+        if tok.token_type.name == 'SEMICOLON':
+            if pending:
+                count += 1
+            pending = False
+        else:
+            pending = True
+    return count + (1 if pending else 0), None
+
+
+def has_placeholders(sql, dialect):
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect)
+    except Exception:  # pylint: disable=broad-except
+        return False
+    return any(t.token_type.name in ('PARAMETER', 'PLACEHOLDER') for t in tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scopes: which table a column belongs to
+# ---------------------------------------------------------------------------------------------
+def _from_of(select):
+    return select.args.get('from_') or select.args.get('from')
+
+
+def _scope_tables(node):
+    """{alias_or_name: (db, name)} for the tables read directly by one SELECT/UPDATE/DELETE."""
+    tables = {}
+    sources = []
+    if isinstance(node, exp.Select):
+        frm = _from_of(node)
+        if frm is not None:
+            sources.append(frm.this)
+            sources.extend(frm.expressions or [])
+        for join in node.args.get('joins') or []:
+            sources.append(join.this)
+    elif isinstance(node, (exp.Update, exp.Delete)):
+        sources.append(node.this)
+        frm = _from_of(node)
+        if frm is not None:
+            sources.append(frm.this)
+        for join in node.args.get('joins') or []:
+            sources.append(join.this)
+        using = node.args.get('using')
+        if using is not None:
+            sources.extend(using.expressions if hasattr(using, 'expressions') else [using])
+    for src in sources:
+        if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier):
+            key = (src.alias_or_name or src.name)
+            tables[key] = (src.db or None, src.name)
+    return tables
+
+
+class Scope:
+    """The tables of one query block and a column resolver using the catalog when needed."""
+
+    def __init__(self, node, catalog=None, ctes=()):
+        self.node = node
+        self.tables = {k: v for k, v in _scope_tables(node).items() if not (v[0] is None and v[1] in ctes)}
+        self.catalog = catalog or {}
+
+    def resolve(self, column):
+        """(table key (db, name), column name) or None."""
+        if not isinstance(column, exp.Column) or isinstance(column.this, exp.Star):
+            return None
+        name = column.name
+        qual = column.table
+        if qual:
+            target = self.tables.get(qual)
+            return (target, name) if target else None
+        if len(self.tables) == 1:
+            return (next(iter(self.tables.values())), name)
+        owners = [t for t in self.tables.values() if name in self.catalog.get(t, {})]
+        if len(set(owners)) == 1:
+            return (owners[0], name)
+        return None
+
+
+def _query_blocks(tree):
+    """Every SELECT/UPDATE/DELETE block of the statement (subqueries and CTEs included)."""
+    for node in tree.walk():
+        if isinstance(node, (exp.Select, exp.Update, exp.Delete)):
+            yield node
+
+
+def _cte_names(tree):
+    return {cte.alias for cte in tree.find_all(exp.CTE)}
+
+
+def _own(node, block):
+    """True when node belongs to this block, not to a nested query block."""
+    parent = node.parent
+    while parent is not None and parent is not block:
+        if isinstance(parent, (exp.Select, exp.Update, exp.Delete)):
+            return False
+        parent = parent.parent
+    return parent is block
+
+
+def aliases_of(tree, key):
+    """Every name a table (db, name) goes by in the statement (its aliases and its name)."""
+    out = set()
+    for table in tree.find_all(exp.Table):
+        if (table.db or None, table.name) == key:
+            out.add(table.alias_or_name)
+    return out
+
+
+def referenced_tables(tree):
+    """Every real table (db, name) the statement reads or writes (CTE names excluded)."""
+    ctes = _cte_names(tree)
+    out = []
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            continue
+        key = (table.db or None, table.name)
+        if key[0] is None and key[1] in ctes:
+            continue
+        if key not in out:
+            out.append(key)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape of a query: predicates, joins, ORDER BY, per table
+# ---------------------------------------------------------------------------------------------
+def _conjuncts(cond):
+    if cond is None:
+        return []
+    if isinstance(cond, exp.Where):
+        cond = cond.this
+    if isinstance(cond, exp.Paren):
+        return _conjuncts(cond.this)
+    if isinstance(cond, exp.And):
+        return _conjuncts(cond.this) + _conjuncts(cond.expression)
+    return [cond]
+
+
+def _is_value(node):
+    """A literal, bound parameter or constant expression (no column reference)."""
+    if node is None:
+        return False
+    if isinstance(node, (exp.Literal, exp.Placeholder, exp.Parameter, exp.Null, exp.Boolean)):
+        return True
+    if isinstance(node, (exp.Select, exp.Subquery)):
+        return False
+    if isinstance(node, (exp.Cast, exp.Paren, exp.Neg, exp.Any, exp.Array, exp.Tuple, exp.Anonymous,
+                         exp.Func, exp.Binary, exp.Interval, exp.CurrentDate, exp.CurrentTimestamp)):
+        return node.find(exp.Column) is None and node.find(exp.Select) is None
+    return False
+
+
+class QueryShape:
+    """Per table: equality, range and join columns, ORDER BY columns; plus the tables."""
+
+    def __init__(self):
+        self.tables = []               # [(db, name)]
+        self.columns = {}              # table -> {col: {'eq','range','join','order','group','in','bool'}}
+        self.order = {}                # table -> [(col, desc)] in ORDER BY order (single-table ORDER BY)
+        self.limit = None
+
+    def add(self, table, column, kind):
+        cols = self.columns.setdefault(table, {})
+        kinds = cols.setdefault(column, [])
+        if kind not in kinds:
+            kinds.append(kind)
+
+    def of_kind(self, table, *kinds):
+        return [c for c, ks in self.columns.get(table, {}).items() if any(k in ks for k in kinds)]
+
+    def as_dict(self):
+        return {'%s' % table_label(t): dict(cols) for t, cols in self.columns.items()}
+
+
+def table_label(table):
+    db, name = table
+    return '%s.%s' % (db, name) if db else name
+
+
+def query_shape(tree, catalog=None):
+    """Predicates of each table of the statement, resolved through aliases and the catalog.
+
+    ``catalog`` maps (db, name) -> {column: type} and lets unqualified columns of a join find
+    their table.
+    """
+    shape = QueryShape()
+    shape.tables = referenced_tables(tree)
+    ctes = _cte_names(tree)
+    for block in _query_blocks(tree):
+        scope = Scope(block, catalog, ctes)
+        if not scope.tables:
+            continue
+        conds = list(_conjuncts(block.args.get('where')))
+        for join in block.args.get('joins') or []:
+            conds.extend(_conjuncts(join.args.get('on')))
+            for ident in join.args.get('using') or []:
+                for key in scope.tables.values():
+                    if ident.name in (scope.catalog.get(key) or {ident.name: None}):
+                        shape.add(key, ident.name, 'join')
+        for cond in conds:
+            _classify(cond, scope, shape)
+        if isinstance(block, exp.Select):
+            order = block.args.get('order')
+            if order is not None:
+                resolved = []
+                for ordered in order.expressions:
+                    ref = scope.resolve(ordered.this)
+                    if ref is None:
+                        resolved = None
+                        break
+                    resolved.append((ref[0], ref[1], bool(ordered.args.get('desc'))))
+                if resolved and len({r[0] for r in resolved}) == 1:
+                    table = resolved[0][0]
+                    shape.order.setdefault(table, [(c, d) for _, c, d in resolved])
+                    for _, col, _ in resolved:
+                        shape.add(table, col, 'order')
+            group = block.args.get('group')
+            if group is not None:
+                for expr in group.expressions:
+                    ref = scope.resolve(expr)
+                    if ref:
+                        shape.add(ref[0], ref[1], 'group')
+            limit = block.args.get('limit')
+            if limit is not None and block is tree:
+                shape.limit = True
+    return shape
+
+
+def _classify(cond, scope, shape):
+    if isinstance(cond, exp.Paren):
+        cond = cond.this
+    if isinstance(cond, exp.Column):
+        ref = scope.resolve(cond)
+        if ref:
+            shape.add(ref[0], ref[1], 'bool')
+        return
+    if isinstance(cond, exp.Not) and isinstance(cond.this, exp.Column):
+        ref = scope.resolve(cond.this)
+        if ref:
+            shape.add(ref[0], ref[1], 'bool')
+        return
+    if isinstance(cond, exp.Or):
+        # each branch could use its own index (bitmap OR / index merge)
+        for branch in _disjuncts(cond):
+            for sub in _conjuncts(branch):
+                _classify(sub, scope, shape)
+        return
+    if isinstance(cond, (exp.EQ, exp.NullSafeEQ)):
+        left, right = cond.this, cond.expression
+        lref = scope.resolve(left) if isinstance(left, exp.Column) else None
+        rref = scope.resolve(right) if isinstance(right, exp.Column) else None
+        if lref and rref:
+            if lref[0] != rref[0]:
+                shape.add(lref[0], lref[1], 'join')
+                shape.add(rref[0], rref[1], 'join')
+            return
+        if lref and _is_value(right):
+            shape.add(lref[0], lref[1], 'eq')
+        elif rref and _is_value(left):
+            shape.add(rref[0], rref[1], 'eq')
+        elif lref and isinstance(right, exp.Column) is False and right.find(exp.Column) is not None:
+            # col = other_table.col + 1: a join column all the same
+            shape.add(lref[0], lref[1], 'join')
+        return
+    if isinstance(cond, (exp.GT, exp.GTE, exp.LT, exp.LTE)):
+        left, right = cond.this, cond.expression
+        lref = scope.resolve(left) if isinstance(left, exp.Column) else None
+        rref = scope.resolve(right) if isinstance(right, exp.Column) else None
+        if lref and rref:
+            if lref[0] != rref[0]:
+                shape.add(lref[0], lref[1], 'join')
+                shape.add(rref[0], rref[1], 'join')
+        elif lref and _is_value(right):
+            shape.add(lref[0], lref[1], 'range')
+        elif rref and _is_value(left):
+            shape.add(rref[0], rref[1], 'range')
+        return
+    if isinstance(cond, exp.Between):
+        ref = scope.resolve(cond.this) if isinstance(cond.this, exp.Column) else None
+        if ref:
+            shape.add(ref[0], ref[1], 'range')
+        return
+    if isinstance(cond, exp.In):
+        ref = scope.resolve(cond.this) if isinstance(cond.this, exp.Column) else None
+        if ref:
+            shape.add(ref[0], ref[1], 'join' if cond.args.get('query') is not None else 'eq')
+        return
+    if isinstance(cond, exp.Is):
+        ref = scope.resolve(cond.this) if isinstance(cond.this, exp.Column) else None
+        if ref and isinstance(cond.expression, exp.Null):
+            shape.add(ref[0], ref[1], 'eq')
+        return
+    if isinstance(cond, (exp.Like,)):
+        ref = scope.resolve(cond.this) if isinstance(cond.this, exp.Column) else None
+        pattern = cond.expression
+        if ref and isinstance(pattern, exp.Literal) and pattern.is_string and pattern.this \
+                and pattern.this[0] not in '%_':
+            shape.add(ref[0], ref[1], 'range')
+        return
+
+
+def _disjuncts(cond):
+    if isinstance(cond, exp.Paren):
+        return _disjuncts(cond.this)
+    if isinstance(cond, exp.Or):
+        return _disjuncts(cond.this) + _disjuncts(cond.expression)
+    return [cond]
+
+
+# ---------------------------------------------------------------------------------------------
+# Index candidates
+# ---------------------------------------------------------------------------------------------
+MAX_CANDIDATES_PER_TABLE = 24
+
+
+def _adder(cands):
+    def add(cols):
+        cols = tuple(cols)
+        if len(set(cols)) == len(cols) and cols not in cands:
+            cands.append(cols)
+    return add
+
+
+def index_candidates(shape, max_width=2):
+    """Single and two-column btree candidates per table, most promising first.
+
+    Singles: every equality, range, join, ORDER BY/GROUP BY and boolean column.
+    Pairs: equality (or join) column first, then another equality, a range column, a join
+    column or the ORDER BY column - the order a btree can use both.
+    """
+    out = []
+    for table in shape.columns:
+        eq = shape.of_kind(table, 'eq', 'bool')
+        join = shape.of_kind(table, 'join')
+        rng = shape.of_kind(table, 'range')
+        order = [c for c, _ in shape.order.get(table, [])]
+        group = shape.of_kind(table, 'group')
+        cands = []
+        add = _adder(cands)
+
+        for col in eq + rng + join + order[:1] + group[:1]:
+            add((col,))
+        if max_width >= 2:
+            leads = eq + [c for c in join if c not in eq]
+            for first in leads:
+                for second in eq + rng + join + order[:1]:
+                    if second != first:
+                        add((first, second))
+            if len(order) >= 2:
+                add(tuple(order[:2]))
+            for first in rng:
+                for second in order[:1]:
+                    add((first, second))
+        for cols in cands[:MAX_CANDIDATES_PER_TABLE]:
+            out.append((table, cols))
+    return out
+
+
+def is_leading_prefix(columns, index_columns):
+    """True when columns are the leading columns of index_columns (or equal to them)."""
+    columns = list(columns)
+    index_columns = list(index_columns or [])
+    return len(columns) <= len(index_columns) and index_columns[:len(columns)] == columns
+
+
+def covered_by_existing(table, columns, existing):
+    """The existing index this candidate would duplicate or be a leading prefix of, or None.
+
+    ``existing`` is a list of dicts {table, name, columns (None for expressions), method,
+    valid, partial}.
+    """
+    for idx in existing:
+        if idx['table'] != table or not idx.get('valid', True) or idx.get('partial'):
+            continue
+        if (idx.get('method') or 'btree').lower() not in ('btree',):
+            continue
+        if idx.get('columns') and is_leading_prefix(columns, idx['columns']):
+            return idx
+    return None
+
+
+def index_name(table_name, columns, taken=(), limit=63):
+    """A readable index name <table>_<cols>_idx, shortened with a hash when too long."""
+    base = '%s_%s_idx' % (table_name, '_'.join(columns))
+    base = ''.join(ch if ch.isalnum() or ch == '_' else '_' for ch in base).lower()
+    if len(base.encode('utf-8')) > limit:
+        digest = hashlib.sha256(base.encode('utf-8')).hexdigest()[:8]
+        base = base.encode('utf-8')[:limit - 10].decode('utf-8', 'ignore') + '_' + digest + 'x'
+    name = base
+    n = 1
+    while name in taken:
+        n += 1
+        suffix = str(n)
+        name = base[:limit - len(suffix)] + suffix
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing an index set for a workload
+# ---------------------------------------------------------------------------------------------
+NARROWER_TOLERANCE = 0.97
+
+
+def prefer_narrower(best, savings, tolerance=NARROWER_TOLERANCE):
+    """The shortest leading prefix of best (same table) that saves nearly as much: a narrower
+    index is cheaper to keep and serves more queries. Keys are (table, columns)."""
+    table, cols = best
+    top = savings[best]
+    pick = best
+    for key, saved in savings.items():
+        if key[0] == table and len(key[1]) < len(pick[1]) and is_leading_prefix(key[1], cols) \
+                and saved >= tolerance * top:
+            pick = key
+    return pick
+
+
+def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain=0.1):
+    """Greedy choice of indexes by total estimated cost saved across the workload.
+
+    base_costs: {query_id: cost with the current (real) indexes}.
+    candidates: {(table, columns): set(query_ids it can affect)}.
+    oracle(chosen_keys, query_ids) -> {query_id: cost} with the hypothetical indexes in
+    chosen_keys present. Each round re-evaluates, with the already chosen indexes present,
+    only the candidates sharing a query with the last pick (the others cannot have changed).
+    Stops when the best pick saves less than min_query_gain of every query's original cost
+    (not worth an index) or the budget is spent. Returns [{key, before, after, saved, queries}] in the order chosen.
+    """
+    current = dict(base_costs)
+    chosen = []
+    remaining = dict(candidates)
+    gains = {}
+    stale = set(remaining)
+    while remaining and len(chosen) < max_indexes:
+        for key in list(stale):
+            qids = remaining[key]
+            costs = oracle([c['key'] for c in chosen] + [key], sorted(qids))
+            gains[key] = (sum(current[q] - costs[q] for q in qids), costs)
+        stale = set()
+        best = max(remaining, key=lambda k: (gains[k][0], -len(k[1])))
+        best = prefer_narrower(best, {k: gains[k][0] for k in remaining})
+        saved, costs = gains[best]
+        if saved <= 0 or not any(current[q] - costs[q] >= min_query_gain * base_costs[q]
+                                 for q in remaining[best] if base_costs[q] > 0):
+            break
+        helped = sorted(q for q in remaining[best] if costs[q] < current[q] * 0.999)
+        chosen.append({'key': best, 'before': sum(current[q] for q in helped),
+                       'after': sum(costs[q] for q in helped), 'saved': saved, 'queries': helped})
+        for q in remaining[best]:
+            current[q] = min(current[q], costs[q])
+        touched = remaining.pop(best)
+        gains.pop(best, None)
+        stale = {k for k, qids in remaining.items() if qids & touched}
+    return chosen, current
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics-based suggestions (no hypothetical indexes: MariaDB/MySQL, PostgreSQL without HypoPG)
+# ---------------------------------------------------------------------------------------------
+def heuristic_index(table, shape, stats, min_rows=1000, max_fraction=0.1):
+    """Columns of one index for this table from the predicates and column statistics.
+
+    stats: {'rows': estimated rows, 'distinct': {col: distinct values}}. Equality columns
+    most selective first (while the combination still narrows), then a range column or the
+    ORDER BY column. Returns (columns, estimated fraction of rows read) or (None, reason).
+    """
+    rows = float(stats.get('rows') or 0)
+    if rows < min_rows:
+        return None, 'table too small for an index to matter (%d rows)' % rows
+    distinct = stats.get('distinct') or {}
+
+    def fraction(col):
+        nd = distinct.get(col)
+        if not nd or nd <= 0:
+            return 0.1
+        return 1.0 / nd
+
+    eq = sorted(shape.of_kind(table, 'eq', 'bool'), key=fraction)
+    rng = shape.of_kind(table, 'range')
+    join = shape.of_kind(table, 'join')
+    order = [c for c, _ in shape.order.get(table, [])]
+    cols = []
+    frac = 1.0
+    for col in eq:
+        if len(cols) >= 2:
+            break
+        if cols and fraction(col) > 0.5:
+            continue
+        cols.append(col)
+        frac *= fraction(col)
+    if len(cols) < 2:
+        if rng:
+            cols.append(rng[0])
+            frac *= 0.1
+        elif order and order[0] not in cols:
+            cols.append(order[0])
+            if not eq:
+                frac = min(frac, 0.05 if shape.limit else 1.0)
+    if not cols and join:
+        cols.append(join[0])
+        frac = fraction(join[0])
+    if not cols:
+        return None, 'no predicate an index could use'
+    if frac > max_fraction:
+        return None, 'predicates not selective enough (about %.0f%% of rows)' % (frac * 100)
+    return cols, frac
+
+
+# ---------------------------------------------------------------------------------------------
+# Anti-pattern findings
+# ---------------------------------------------------------------------------------------------
+def _finding(rule, severity, message, rewrite=None, **extra):
+    item = {'id': rule, 'rule': rule, 'severity': severity, 'message': message, 'rewrite': rewrite}
+    item.update(extra)
+    return item
+
+
+def _parse_date(text):
+    text = text.strip()
+    for fmt in ('%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d'):
+        try:
+            return datetime.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _add_unit(moment, unit, n=1):
+    unit = unit.lower()
+    if unit == 'year':
+        return moment.replace(year=moment.year + n)
+    if unit == 'quarter':
+        return _add_unit(moment, 'month', 3 * n)
+    if unit == 'month':
+        month = moment.month - 1 + n
+        return moment.replace(year=moment.year + month // 12, month=month % 12 + 1)
+    if unit == 'week':
+        return moment + datetime.timedelta(days=7 * n)
+    if unit == 'day':
+        return moment + datetime.timedelta(days=n)
+    if unit == 'hour':
+        return moment + datetime.timedelta(hours=n)
+    if unit == 'minute':
+        return moment + datetime.timedelta(minutes=n)
+    return None
+
+
+def _fmt(moment):
+    if moment.hour == moment.minute == moment.second == 0:
+        return moment.strftime('%Y-%m-%d')
+    return moment.strftime('%Y-%m-%d %H:%M:%S')
+
+
+def _unit_name(node):
+    unit = node.args.get('unit')
+    if unit is None:
+        return None
+    text = unit.name if hasattr(unit, 'name') and unit.name else str(unit.this if hasattr(unit, 'this') else unit)
+    return str(text).strip("'").lower()
+
+
+def _wrapped_column(func):
+    """(column, unit) when func hides a plain column behind a date function; (column, None) for others."""
+    if isinstance(func, exp.Year) and isinstance(func.this, exp.Column):
+        return func.this, 'year'
+    if isinstance(func, exp.Extract) and isinstance(func.expression, exp.Column):
+        part = func.this.name.lower() if hasattr(func.this, 'name') else str(func.this).lower()
+        return func.expression, ('year' if part == 'year' else None)
+    if isinstance(func, exp.Date) and isinstance(func.this, exp.Column) and not func.expressions:
+        return func.this, 'day'
+    if isinstance(func, (exp.Cast, exp.TryCast)) and isinstance(func.this, exp.Column):
+        to = func.args.get('to')
+        if to is not None and to.is_type(exp.DataType.Type.DATE):
+            return func.this, 'day'
+        return func.this, None
+    trunc_types = tuple(t for t in (getattr(exp, 'TimestampTrunc', None), getattr(exp, 'DateTrunc', None),
+                                    getattr(exp, 'DatetimeTrunc', None)) if t is not None)
+    if trunc_types and isinstance(func, trunc_types) and isinstance(func.this, exp.Column):
+        unit = _unit_name(func)
+        return func.this, unit if unit in ('year', 'quarter', 'month', 'week', 'day', 'hour', 'minute') else None
+    if isinstance(func, exp.Func) and not isinstance(func, (exp.Any, exp.All)):
+        cols = [a for a in func.args.values() if isinstance(a, exp.Column)]
+        if len(cols) == 1 and func.find(exp.Select) is None:
+            return cols[0], None
+    return None, None
+
+
+def _sargable_range(op, unit, value):
+    """(low, high) bounds [low, high) for func(col) op value, None for an unbounded side."""
+    if unit == 'year':
+        if not (isinstance(value, exp.Literal) and not value.is_string):
+            return None
+        try:
+            year = int(value.this)
+        except ValueError:
+            return None
+        start = datetime.datetime(year, 1, 1)
+    else:
+        if not (isinstance(value, exp.Literal) and value.is_string):
+            return None
+        start = _parse_date(value.this)
+        if start is None:
+            return None
+        if unit == 'day' and (start.hour or start.minute or start.second):
+            return None
+    nxt = _add_unit(start, unit)
+    if nxt is None:
+        return None
+    if op is exp.EQ:
+        return start, nxt
+    if op is exp.GTE:
+        return start, None
+    if op is exp.GT:
+        return nxt, None
+    if op is exp.LT:
+        return None, start
+    if op is exp.LTE:
+        return None, nxt
+    return None
+
+
+FLIP = {}
+if HAS_SQLGLOT:
+    FLIP = {exp.GT: exp.LT, exp.LT: exp.GT, exp.GTE: exp.LTE, exp.LTE: exp.GTE, exp.EQ: exp.EQ}
+
+
+def _rule_function_on_column(tree, dialect, findings):
+    targets = []
+    for cmp_node in list(tree.find_all(exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NEQ, exp.In,
+                                       exp.Between, exp.Like)):
+        left = cmp_node.this
+        right = cmp_node.expression if not isinstance(cmp_node, (exp.In, exp.Between)) else None
+        op = type(cmp_node)
+        if isinstance(left, exp.Column) or not isinstance(left, exp.Func):
+            if right is not None and isinstance(right, exp.Func) and _is_value(left) and op in FLIP:
+                left, right, op = right, left, FLIP[op]
+            else:
+                continue
+        if isinstance(left, (exp.Any, exp.All)) or left.find(exp.Select) is not None:
+            continue
+        column, unit = _wrapped_column(left)
+        if column is None:
+            continue
+        if right is not None and not _is_value(right):
+            continue
+        targets.append((cmp_node, left, column, unit, op, right))
+    for cmp_node, func, column, unit, op, value in targets:
+        rewrite = None
+        bounds = _sargable_range(op, unit, value) if unit and op in FLIP else None
+        func_sql = func.sql(dialect=dialect)
+        col_sql = column.sql(dialect=dialect)
+        if bounds:
+            low, high = bounds
+            parts = []
+            if low is not None:
+                parts.append(exp.GTE(this=column.copy(), expression=exp.Literal.string(_fmt(low))))
+            if high is not None:
+                parts.append(exp.LT(this=column.copy(), expression=exp.Literal.string(_fmt(high))))
+            repl = parts[0] if len(parts) == 1 else exp.And(this=parts[0], expression=parts[1])
+            if len(parts) > 1 and not isinstance(cmp_node.parent, (exp.Where, exp.And)):
+                repl = exp.Paren(this=repl)
+            cmp_node.replace(repl)
+            rewrite = tree.sql(dialect=dialect)
+            message = ('%s hides column %s from its index; compare the column itself with a range: %s'
+                       % (func_sql, col_sql, repl.sql(dialect=dialect)))
+        else:
+            message = ('%s wraps column %s, so a plain index on it cannot be used; compare the bare '
+                       'column or index the expression (%s)' % (func_sql, col_sql, func_sql))
+        findings.append(_finding('function_on_column', 'warning', message, rewrite,
+                                 column=col_sql, expression=func_sql))
+
+
+def _rule_leading_wildcard(tree, dialect, findings):
+    ilike = getattr(exp, 'ILike', None)
+    kinds = (exp.Like,) + ((ilike,) if ilike else ())
+    for node in tree.find_all(*kinds):
+        pattern = node.expression
+        if isinstance(pattern, exp.Literal) and pattern.is_string and pattern.this[:1] in ('%', '_'):
+            col = node.this.sql(dialect=dialect)
+            if dialect == 'postgres':
+                hint = ('a btree cannot serve it; a trigram index can: CREATE EXTENSION pg_trgm; '
+                        'CREATE INDEX ... USING gin (%s gin_trgm_ops)' % col)
+            else:
+                hint = ('a btree cannot serve it; a FULLTEXT index with MATCH(%s) AGAINST(...) can '
+                        'for word searches' % col)
+            findings.append(_finding('leading_wildcard', 'warning',
+                                     "LIKE '%s' on %s starts with a wildcard: %s" % (pattern.this, col, hint),
+                                     None, column=col))
+
+
+def _outer_qualifier(node):
+    block = node.parent
+    while block is not None and not isinstance(block, (exp.Select, exp.Update, exp.Delete)):
+        block = block.parent
+    if block is None:
+        return None
+    tables = _scope_tables(block)
+    if len(tables) == 1:
+        return next(iter(tables))
+    return None
+
+
+def _rule_not_in_subquery(tree, dialect, findings):
+    for node in list(tree.find_all(exp.Not)):
+        inner = node.this
+        if isinstance(inner, exp.Paren):
+            inner = inner.this
+        if not isinstance(inner, exp.In) or inner.args.get('query') is None:
+            continue
+        sub = inner.args['query']
+        select = sub.this if isinstance(sub, exp.Subquery) else sub
+        rewrite = None
+        if isinstance(select, exp.Select) and len(select.expressions) == 1 \
+                and not select.args.get('group') and not select.args.get('limit'):
+            left = inner.this.copy()
+            picked = select.expressions[0]
+            picked = picked.this if isinstance(picked, exp.Alias) else picked
+            picked = picked.copy()
+            sub_tables = _scope_tables(select)
+            new_select = select.copy()
+            new_select.set('expressions', [exp.Literal.number(1)])
+            if isinstance(left, exp.Column) and not left.table:
+                qual = _outer_qualifier(node)
+                if qual:
+                    if qual in sub_tables:
+                        # same name inside and outside: alias the inner one
+                        frm = _from_of(new_select)
+                        if frm is not None and isinstance(frm.this, exp.Table) and len(sub_tables) == 1:
+                            frm.this.set('alias', exp.TableAlias(this=exp.to_identifier('sub')))
+                            if isinstance(picked, exp.Column) and not picked.table:
+                                picked.set('table', exp.to_identifier('sub'))
+                    left.set('table', exp.to_identifier(qual))
+            if isinstance(picked, exp.Column) and not picked.table and len(sub_tables) == 1:
+                picked.set('table', exp.to_identifier(next(iter(sub_tables))))
+            link = exp.EQ(this=picked, expression=left)
+            where = new_select.args.get('where')
+            new_select.set('where', exp.Where(this=exp.and_(where.this, link) if where is not None else link))
+            replacement = exp.Not(this=exp.Exists(this=new_select))
+            node.replace(replacement)
+            rewrite = tree.sql(dialect=dialect)
+            node = replacement
+        findings.append(_finding(
+            'not_in_subquery', 'warning',
+            'NOT IN (subquery) returns no row at all when the subquery yields a NULL and plans as a '
+            'filter over the whole subquery; NOT EXISTS is NULL-safe and becomes an anti-join',
+            rewrite))
+
+
+def _rule_offset(tree, dialect, findings):
+    for select in tree.find_all(exp.Select):
+        offset = select.args.get('offset')
+        if offset is None:
+            continue
+        value = offset.expression
+        if isinstance(value, exp.Literal) and not value.is_string:
+            try:
+                n = int(value.this)
+            except ValueError:
+                continue
+            if n >= DEEP_OFFSET:
+                order = select.args.get('order')
+                keys = ', '.join(o.this.sql(dialect=dialect) for o in order.expressions) if order else None
+                hint = ('remember the last %s of the previous page and ask for WHERE (%s) > (<last>) '
+                        'ORDER BY %s LIMIT n' % (keys, keys, keys)) if keys else \
+                    'add a unique ORDER BY and page on it (keyset pagination)'
+                findings.append(_finding('offset_pagination', 'warning',
+                                         'OFFSET %d reads and throws away %d rows on every page; use keyset '
+                                         'pagination: %s' % (n, n, hint), None, offset=n))
+
+
+def _rule_or_columns(tree, dialect, scope_catalog, findings):
+    for where in tree.find_all(exp.Where):
+        for cond in _conjuncts(where):
+            if not isinstance(cond, exp.Or):
+                continue
+            cols = set()
+            for branch in _disjuncts(cond):
+                for col in branch.find_all(exp.Column):
+                    cols.add(col.sql(dialect=dialect))
+            if len(cols) > 1:
+                findings.append(_finding(
+                    'or_different_columns', 'info',
+                    'OR across different columns (%s) usually cannot use one index; give each column its '
+                    'own index (bitmap OR / index merge) or split into a UNION of selective queries'
+                    % ', '.join(sorted(cols)), None, columns=sorted(cols)))
+
+
+def _type_family(type_name):
+    t = (type_name or '').lower()
+    if any(t.startswith(x) for x in TEMPORAL_TYPES):
+        return 'temporal'
+    if any(t.startswith(x) for x in NUMERIC_TYPES) or t in ('double precision',):
+        return 'numeric'
+    if any(t.startswith(x) for x in STRING_TYPES) or 'char' in t or 'text' in t:
+        return 'string'
+    return None
+
+
+def _rule_implicit_cast(tree, dialect, catalog, findings):
+    if not catalog:
+        return
+    ctes = _cte_names(tree)
+    for block in _query_blocks(tree):
+        scope = Scope(block, catalog, ctes)
+        for cmp_node in block.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In):
+            if not _own(cmp_node, block):
+                continue
+            col = cmp_node.this
+            values = cmp_node.expressions if isinstance(cmp_node, exp.In) else [cmp_node.expression]
+            if not isinstance(col, exp.Column):
+                if len(values) == 1 and isinstance(values[0], exp.Column):
+                    col, values = values[0], [col]
+                else:
+                    continue
+            ref = scope.resolve(col)
+            if not ref:
+                continue
+            ctype = (catalog.get(ref[0]) or {}).get(ref[1])
+            family = _type_family(ctype)
+            for value in values:
+                if not isinstance(value, exp.Literal):
+                    continue
+                if family == 'string' and not value.is_string:
+                    findings.append(_finding(
+                        'implicit_cast', 'warning',
+                        '%s is %s but is compared with the number %s: the column is converted row by row '
+                        'and its index cannot be used; quote the value' % (col.sql(dialect=dialect), ctype,
+                                                                            value.this),
+                        None, column=col.sql(dialect=dialect), column_type=ctype))
+                    break
+                if family == 'numeric' and value.is_string:
+                    try:
+                        float(value.this)
+                    except ValueError:
+                        findings.append(_finding(
+                            'implicit_cast', 'warning',
+                            "%s is %s but is compared with the string '%s', which is converted (or fails)"
+                            % (col.sql(dialect=dialect), ctype, value.this),
+                            None, column=col.sql(dialect=dialect), column_type=ctype))
+                        break
+
+
+def _rule_order_random(tree, dialect, findings):
+    for order in tree.find_all(exp.Order):
+        for ordered in order.expressions:
+            if isinstance(ordered.this, exp.Rand) or (
+                    isinstance(ordered.this, exp.Anonymous) and ordered.this.name.lower() in ('random', 'rand')):
+                findings.append(_finding(
+                    'order_by_random', 'warning',
+                    'ORDER BY %s sorts the whole result to pick a few rows; sample with TABLESAMPLE, a '
+                    'random key range or an application-side pick' % ordered.this.sql(dialect=dialect)))
+
+
+def _rule_write_without_where(tree, dialect, findings):
+    if isinstance(tree, (exp.Update, exp.Delete)) and tree.args.get('where') is None:
+        kind = 'UPDATE' if isinstance(tree, exp.Update) else 'DELETE'
+        findings.append(_finding('update_delete_without_where', 'critical',
+                                 '%s without WHERE touches every row of %s' % (kind, tree.this.sql(dialect=dialect))))
+
+
+def _rule_select_star(tree, dialect, findings):
+    for select in tree.find_all(exp.Select):
+        if isinstance(select.parent, exp.Exists):
+            continue
+        if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+               for e in select.expressions):
+            findings.append(_finding('select_star', 'info',
+                                     'SELECT * reads every column: it defeats index-only scans and breaks '
+                                     'when columns change; name the columns you need'))
+            return
+
+
+def findings_for(tree, dialect, catalog=None):
+    """Every anti-pattern of the statement; rewrites are full SQL statements."""
+    if tree is None:
+        return []
+    findings = []
+    _rule_function_on_column(tree.copy(), dialect, findings)
+    _rule_leading_wildcard(tree, dialect, findings)
+    _rule_not_in_subquery(tree.copy(), dialect, findings)
+    _rule_offset(tree, dialect, findings)
+    _rule_or_columns(tree, dialect, catalog, findings)
+    _rule_implicit_cast(tree, dialect, catalog, findings)
+    _rule_order_random(tree, dialect, findings)
+    _rule_write_without_where(tree, dialect, findings)
+    _rule_select_star(tree, dialect, findings)
+    return findings
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow logs (log lines, not SQL: a line format is read, the SQL itself goes to the parser)
+# ---------------------------------------------------------------------------------------------
+def read_mysql_slow_log(text):
+    """[(sql, query_time_ms)] from a MySQL/MariaDB slow query log file."""
+    out = []
+    qtime = None
+    buf = []
+    for line in text.splitlines():
+        if line.startswith('# Query_time:'):
+            if buf and qtime is not None:
+                out.append((' '.join(buf).strip(), qtime))
+            buf = []
+            try:
+                qtime = float(line.split()[2]) * 1000.0
+            except (IndexError, ValueError):
+                qtime = None
+            continue
+        if line.startswith('#') or line.startswith('SET timestamp=') or line.lower().startswith('use '):
+            continue
+        if qtime is not None and line.strip():
+            buf.append(line.strip())
+    if buf and qtime is not None:
+        out.append((' '.join(buf).strip(), qtime))
+    return [(s.rstrip(';'), t) for s, t in out if s]
+
+
+def read_postgres_log(text):
+    """[(sql, duration_ms)] from 'duration: N ms  statement: ...' lines of a PostgreSQL log."""
+    out = []
+    current = None
+    for line in text.splitlines():
+        marker = line.find('duration: ')
+        if marker >= 0 and (' statement: ' in line or ' execute ' in line):
+            rest = line[marker + len('duration: '):]
+            try:
+                ms = float(rest.split()[0])
+            except (IndexError, ValueError):
+                current = None
+                continue
+            sep = ' statement: ' if ' statement: ' in rest else ': '
+            sql = rest.split(sep, 1)[1] if sep in rest else ''
+            current = [sql, ms]
+            out.append(current)
+        elif current is not None and (line.startswith('\t') or line.startswith('  ')):
+            current[0] += ' ' + line.strip()
+        else:
+            current = None
+    return [(s.strip().rstrip(';'), ms) for s, ms in out if s.strip()]
+
+
+def group_log_entries(entries, dialect, min_calls=1, min_time_ms=0.0):
+    """Group (sql, ms) by fingerprint: [{query (a sample), calls, mean_ms, total_ms}]."""
+    groups = {}
+    for sql, ms in entries:
+        fp, _ = fingerprint(sql, dialect)
+        g = groups.setdefault(fp, {'query': sql, 'calls': 0, 'total_ms': 0.0})
+        g['calls'] += 1
+        g['total_ms'] += ms
+    out = []
+    for g in groups.values():
+        g['mean_ms'] = g['total_ms'] / g['calls']
+        if g['calls'] >= min_calls and g['mean_ms'] >= min_time_ms:
+            out.append(g)
+    return sorted(out, key=lambda g: -g['total_ms'])
