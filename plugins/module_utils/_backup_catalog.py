@@ -1,0 +1,599 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.admin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to dbops.admin: the backup repository (engine-independent part of db_backup/db_restore).
+
+REPOSITORY LAYOUT
+-----------------
+::
+
+    <repo>/.lock                   fcntl lock + pid of the run holding it
+    <repo>/<id>/manifest.json      one completed backup (written last, fsynced, published by rename)
+    <repo>/<id>/data/...           its files (ciphertext when encrypted; same relative names)
+    <repo>/.incoming-<id>/         a run in progress; left behind by a killed run = reported failed
+    <repo>/logs/                   continuous archive: PostgreSQL WAL segments / MariaDB binlogs
+    <repo>/pgbackrest/             pgBackRest's own repository (method pgbackrest)
+
+Ids are ``YYYYMMDDTHHMMSSZ-<type>`` (UTC, sortable). ``latest`` is derived from completed
+manifests only, never from a directory name.
+
+ENGINE CONTRACT (what _engines/postgresql_backup.py and _engines/mysql_backup.py implement)
+-------------------------------------------------------------------------------------------
+Methods of the connected engine object (mixins PostgresBackup / MysqlBackup):
+
+``engine.backup_methods()`` -> ``{'logical': [types], 'physical': [types], 'pgbackrest': [types]}``
+    what this server supports (types among full, incremental, differential, log); the module
+    fails clearly for anything else. Omit a method (or give []) when unsupported.
+
+``engine.backup_create(request)`` -> dict. ``request`` keys:
+    method: logical|physical|pgbackrest; type: full|incremental|differential|log;
+    databases: [names] or None (= all); compression: zstd|gzip|lz4|none; compression_level: int|None;
+    jobs: int; dest: an EMPTY directory (owned by os_user) to write the backup files into;
+    base: None or {'manifest': dict, 'path': plain (decrypted) dir of the base backup} (incremental:
+    the parent; differential: the last full); repo: repository root; log_dir: <repo>/logs
+    (continuous WAL / binlog archive, for type log); bin_dir: str|None; os_user: str|None;
+    connection: dict of the module's connection options (login_host, login_port, login_user,
+    login_password, login_unix_socket, ...) so that tools can be run against the same server
+    (pass the password in the environment, never on a command line);
+    verify: bool (the module's verify option; the engine may verify its own output, e.g. pg_verifybackup);
+    backup_id: the id this backup will get.
+  Returns {start_position: dict, stop_position: dict (PostgreSQL {lsn, timeline, wal_file};
+    MariaDB {binlog_file, binlog_pos, gtid}), start_time, stop_time (ISO 8601 UTC),
+    databases: [...], server_version: str, commands: [command lines, secrets masked],
+    details: dict}. Optional keys: ``verified`` (bool: the engine verified its output),
+    ``verified_checksums`` ({relative path: sha256} the engine has just verified, reused instead
+    of hashing again), ``log_files`` ([paths relative to repo] the archive files this log backup
+    covers: the catalog hashes them into the manifest), ``restart_required`` (bool),
+    ``published`` (False: nothing to publish, e.g. archiving just switched on), ``changed``.
+  Writes only under dest (and log_dir for log). Raises DbError on failure. Compression is done by
+  the engine with its tools (details must say how, for restore).
+
+``engine.restore_logical(request)`` -> {rows_restored: int, tables: [{name, rows}], commands: [...]}
+    request = {manifest, path (plain dir), target_database (None = original names), force: bool,
+    jobs: int, databases: [names from the backup] or None (all), connection, bin_dir, os_user,
+    marker: dict (what to record in the target so a repeated restore is unchanged)}.
+    Restoring into an existing non-empty database without force raises DbError before changing
+    anything.
+``engine.restore_marker(database)`` -> the marker dict recorded by restore_logical, or None (optional).
+``engine.logical_verify(manifest, path, bin_dir, os_user)`` -> [problems] (optional): tool-level check
+    that a logical backup is readable (pg_restore -l).
+
+Module-level functions in the engine file (no connection: the source server may be down):
+``restore_physical(request)`` -> {data_dir, port, recovered_to, commands}; request = {chain:
+    [{'manifest', 'path'}, ...] full first, data_dir, port, os_user, bin_dir, target_time (ISO 8601
+    or None), target_position (dict or None), log_dir, force, repo, marker}; leaves a running
+    server listening on 127.0.0.1:port (restored, recovered to the target, promoted).
+``verify_physical(manifest, path, scratch_dir)`` -> list of problems ([] = fine), each naming the file.
+``stop_instance(data_dir, os_user, bin_dir)`` (optional): stop a server started by restore_physical.
+``drill_check(request)`` (optional): checks of a scratch instance for the restore drill.
+
+THE CATALOG (this file) does: layout, ids, manifest.json, sha256 of every file, atomic
+publication, the lock, encryption (via _backup_crypto), retention, max_age, failed runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+MANIFEST = 'manifest.json'
+DATA = 'data'
+LOGS = 'logs'
+INCOMING = '.incoming-'
+LOCK = '.lock'
+RUN_INFO = 'run.json'
+FORMAT_VERSION = 1
+TYPES = ('full', 'incremental', 'differential', 'log')
+METHODS = ('logical', 'physical', 'pgbackrest')
+_ID_RE = re.compile(r'^\d{8}T\d{6}Z-(full|incremental|differential|log)(-\d+)?$')
+
+
+# ---- time --------------------------------------------------------------------------------
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(moment):
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec='seconds').replace('+00:00', 'Z')
+
+
+def parse_time(text):
+    """ISO 8601 to an aware datetime; a naive time is taken as UTC."""
+    if isinstance(text, datetime.datetime):
+        moment = text
+    else:
+        value = str(text).strip().replace(' ', 'T', 1)
+        if value.endswith('Z') or value.endswith('z'):
+            value = value[:-1] + '+00:00'
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise DbError('read time', repr(text), 'use ISO 8601, e.g. 2026-01-31T23:59:00Z') from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment
+
+
+_DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$')
+_UNITS = {'': 1, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+
+
+def parse_duration(value):
+    """'90' / '90s' / '30m' / '23h' / '7d' / '2w' -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION_RE.match(str(value).lower())
+    if not match:
+        raise DbError('read duration', repr(value), 'use seconds or a number with s, m, h, d or w')
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# ---- files -------------------------------------------------------------------------------
+def sha256_file(path, bufsize=1024 * 1024):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(bufsize)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def walk_files(root):
+    """Relative paths of every regular file under root, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                found.append(os.path.relpath(full, root))
+    return sorted(found)
+
+
+def fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root):
+    for dirpath, _dirs, filenames in os.walk(root):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                fsync_path(full)
+        fsync_path(dirpath)
+
+
+def chown_tree(path, user):
+    """Give a tree to the OS user the database tools run as (only when we are root)."""
+    if not user or os.geteuid() != 0:
+        return
+    pw = pwd.getpwnam(user)
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+
+
+def write_json_atomic(path, data):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write('\n')
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    fsync_path(os.path.dirname(path))
+
+
+def dir_size(path):
+    total = 0
+    for rel in walk_files(path):
+        total += os.path.getsize(os.path.join(path, rel))
+    return total
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError) as exc:
+        return getattr(exc, 'errno', None) == errno.EPERM
+    return True
+
+
+# ---- retention (pure) ----------------------------------------------------------------------
+def retention_plan(manifests, full=None, days=None, now=None):
+    """Which completed backups to keep and which to delete.
+
+    Keeps the ``full`` newest full backups with everything built on them, everything younger
+    than ``days``, the whole parent chain of anything kept, and never leaves the repository
+    without a restorable backup. Returns (keep_ids, delete_ids), both sorted.
+    """
+    now = now or utcnow()
+    by_id = {m['id']: m for m in manifests}
+    completed = [m for m in manifests if m.get('status') == 'completed']
+    keep = set()
+
+    def root_of(m):
+        seen = set()
+        while m is not None and m.get('type') != 'full' and m.get('parent_id') and m['id'] not in seen:
+            seen.add(m['id'])
+            m = by_id.get(m['parent_id'])
+        return m
+
+    if full is None and days is None:
+        return sorted(by_id), []
+    fulls = sorted((m for m in completed if m.get('type') == 'full'),
+                   key=lambda m: (m.get('finished_at') or '', m['id']), reverse=True)
+    kept_roots = set()
+    if full is not None:
+        kept_roots = {m['id'] for m in fulls[:max(int(full), 0)]}
+    for m in completed:
+        root = root_of(m)
+        if root is not None and root['id'] in kept_roots:
+            keep.add(m['id'])
+        if days is not None and m.get('finished_at'):
+            if parse_time(m['finished_at']) >= now - datetime.timedelta(days=float(days)):
+                keep.add(m['id'])
+    # a restorable backup must remain: the newest completed full (and, below, its chain)
+    if not any(by_id[i].get('type') == 'full' for i in keep) and fulls:
+        keep.add(fulls[0]['id'])
+    # parent chains of everything kept
+    for backup_id in list(keep):
+        m = by_id.get(backup_id)
+        seen = set()
+        while m is not None and m.get('parent_id') and m['id'] not in seen:
+            seen.add(m['id'])
+            parent = by_id.get(m['parent_id'])
+            if parent is None:
+                break
+            keep.add(parent['id'])
+            m = parent
+    delete = sorted(i for i in by_id if i not in keep)
+    return sorted(keep), delete
+
+
+# ---- the repository ------------------------------------------------------------------------
+class Repository:
+    """A backup repository directory."""
+
+    def __init__(self, path, os_user=None):
+        self.path = os.path.abspath(path)
+        self.os_user = os_user
+        self._lock_fd = None
+
+    # -- paths
+    def backup_dir(self, backup_id):
+        return os.path.join(self.path, backup_id)
+
+    def data_dir(self, backup_id):
+        return os.path.join(self.path, backup_id, DATA)
+
+    @property
+    def log_dir(self):
+        return os.path.join(self.path, LOGS)
+
+    def exists(self):
+        return os.path.isdir(self.path)
+
+    def ensure(self):
+        """Create the repository (and logs/) owned by the tools' OS user."""
+        if not os.path.isdir(self.path):
+            os.makedirs(self.path, mode=0o750)
+            chown_tree(self.path, self.os_user)
+        if not os.path.isdir(self.log_dir):
+            os.makedirs(self.log_dir, mode=0o750)
+            chown_tree(self.log_dir, self.os_user)
+
+    # -- lock
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock of the repository; a concurrent run is refused naming the holder."""
+        self.ensure()
+        path = os.path.join(self.path, LOCK)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode('ascii', 'replace').strip() or 'unknown'
+            finally:
+                os.close(fd)
+            raise DbError('lock backup repository', self.path,
+                          'another backup or restore is running on it (lock %s held by pid %s)' % (path, holder)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ('%d\n' % os.getpid()).encode('ascii'), 0)
+        self._lock_fd = fd
+        try:
+            yield self
+        finally:
+            self._lock_fd = None
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    # -- listing
+    def _read_manifest(self, backup_id):
+        path = os.path.join(self.path, backup_id, MANIFEST)
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def manifests(self):
+        """Completed backups (published manifests), oldest first."""
+        if not self.exists():
+            return []
+        found = []
+        for name in sorted(os.listdir(self.path)):
+            if name.startswith('.') or not _ID_RE.match(name):
+                continue
+            manifest = self._read_manifest(name)
+            if manifest and manifest.get('id') == name:
+                found.append(manifest)
+        found.sort(key=lambda m: (m.get('finished_at') or '', m['id']))
+        return found
+
+    def failed_runs(self):
+        """Runs that never published: stale .incoming-* directories (killed or failed)."""
+        if not self.exists():
+            return []
+        runs = []
+        for name in sorted(os.listdir(self.path)):
+            if not name.startswith(INCOMING):
+                continue
+            info = {}
+            try:
+                with open(os.path.join(self.path, name, RUN_INFO)) as f:
+                    info = json.load(f)
+            except (OSError, ValueError):
+                pass
+            pid = info.get('pid')
+            running = bool(pid) and pid != os.getpid() and _pid_alive(pid) and self._lock_fd is None
+            runs.append({'id': name[len(INCOMING):], 'path': os.path.join(self.path, name),
+                         'status': 'running' if running else 'failed', 'pid': pid,
+                         'started_at': info.get('started_at'), 'type': info.get('type'),
+                         'method': info.get('method'), 'error': info.get('error')})
+        return runs
+
+    def get(self, backup_id='latest', **filters):
+        """One completed backup by id, or the latest matching the filters."""
+        if backup_id in (None, '', 'latest'):
+            candidates = [m for m in self.manifests()
+                          if all(filters.get(k) is None or m.get(k) == v for k, v in filters.items())]
+            if not candidates:
+                raise DbError('find a backup in', self.path, 'the repository holds no completed backup'
+                              + (' matching %s' % ', '.join('%s=%s' % kv for kv in sorted(filters.items())
+                                                             if kv[1] is not None) if any(filters.values()) else ''))
+            return candidates[-1]
+        if not _ID_RE.match(backup_id):
+            raise DbError('find backup', backup_id, 'not a backup id of this repository')
+        manifest = self._read_manifest(backup_id)
+        if manifest is None:
+            failed = [r for r in self.failed_runs() if r['id'] == backup_id]
+            if failed:
+                raise DbError('use backup', backup_id, 'that run never completed (status %s)' % failed[0]['status'])
+            raise DbError('find backup', backup_id, 'no such backup in %s' % self.path)
+        return manifest
+
+    def chain(self, manifest):
+        """The manifests a restore needs, full first (incremental: all parents)."""
+        chain = [manifest]
+        seen = {manifest['id']}
+        current = manifest
+        while current.get('type') != 'full' and current.get('parent_id'):
+            parent = self._read_manifest(current['parent_id'])
+            if parent is None:
+                raise DbError('restore backup', manifest['id'],
+                              'its parent backup %s is missing from the repository' % current['parent_id'])
+            if parent['id'] in seen:
+                raise DbError('restore backup', manifest['id'], 'the parent chain loops')
+            seen.add(parent['id'])
+            chain.insert(0, parent)
+            current = parent
+        if chain[0].get('type') != 'full':
+            raise DbError('restore backup', manifest['id'], 'no full backup at the root of its chain')
+        return chain
+
+    def dependents(self, backup_id):
+        return [m['id'] for m in self.manifests() if m.get('parent_id') == backup_id]
+
+    def fresh_backup(self, max_age_seconds, now=None, **filters):
+        """The newest verified completed backup matching the filters younger than max_age."""
+        now = now or utcnow()
+        for manifest in reversed(self.manifests()):
+            if not all(v is None or manifest.get(k) == v for k, v in filters.items()):
+                continue
+            if not manifest.get('verified') or not manifest.get('finished_at'):
+                continue
+            age = (now - parse_time(manifest['finished_at'])).total_seconds()
+            if age < max_age_seconds:
+                return manifest
+        return None
+
+    # -- writing
+    def new_id(self, backup_type, now=None):
+        base = '%s-%s' % ((now or utcnow()).strftime('%Y%m%dT%H%M%SZ'), backup_type)
+        candidate, n = base, 1
+        while (os.path.exists(self.backup_dir(candidate))
+               or os.path.exists(os.path.join(self.path, INCOMING + candidate))):
+            n += 1
+            candidate = '%s-%d' % (base, n)
+        return candidate
+
+    def begin(self, backup_id, info):
+        """Create <repo>/.incoming-<id>/data (owned by the tools' OS user); returns the incoming dir."""
+        incoming = os.path.join(self.path, INCOMING + backup_id)
+        os.makedirs(os.path.join(incoming, DATA), mode=0o750)
+        run = dict(info, pid=os.getpid(), started_at=iso(utcnow()))
+        write_json_atomic(os.path.join(incoming, RUN_INFO), run)
+        chown_tree(incoming, self.os_user)
+        return incoming
+
+    def mark_failed(self, incoming, error):
+        """Record why a run failed; the directory stays (reported failed, never latest)."""
+        path = os.path.join(incoming, RUN_INFO)
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            info = {}
+        info['error'] = str(error)[:2000]
+        info['pid'] = None
+        try:
+            write_json_atomic(path, info)
+        except OSError:
+            pass
+
+    def encrypt_data(self, incoming, key):
+        """Replace every plaintext file under data/ by its ciphertext (same name)."""
+        data = os.path.join(incoming, DATA)
+        for rel in walk_files(data):
+            plain = os.path.join(data, rel)
+            tmp = plain + '.dbops-enc'
+            crypto.encrypt_file(plain, tmp, key)
+            os.rename(tmp, plain)
+
+    def publish(self, incoming, manifest, known_checksums=None):
+        """Hash every file, write manifest.json, fsync, rename into place. Returns the manifest."""
+        data = os.path.join(incoming, DATA)
+        known = known_checksums or {}
+        files = []
+        for rel in walk_files(data):
+            full = os.path.join(data, rel)
+            digest = known.get(rel) if not manifest.get('encryption') else None
+            files.append({'path': rel, 'size': os.path.getsize(full), 'sha256': digest or sha256_file(full)})
+        manifest = dict(manifest)
+        manifest['files'] = files
+        manifest['size_bytes'] = sum(f['size'] for f in files) + sum(
+            f['size'] for f in manifest.get('log_files') or [])
+        manifest['status'] = 'completed'
+        manifest['format_version'] = FORMAT_VERSION
+        fsync_tree(data)
+        write_json_atomic(os.path.join(incoming, MANIFEST), manifest)
+        try:
+            os.unlink(os.path.join(incoming, RUN_INFO))
+        except OSError:
+            pass
+        final = self.backup_dir(manifest['id'])
+        os.rename(incoming, final)
+        fsync_path(self.path)
+        return manifest
+
+    def hash_log_files(self, rel_paths):
+        out = []
+        for rel in rel_paths:
+            full = os.path.join(self.path, rel)
+            out.append({'path': rel, 'size': os.path.getsize(full), 'sha256': sha256_file(full)})
+        return out
+
+    def update_manifest(self, manifest):
+        write_json_atomic(os.path.join(self.backup_dir(manifest['id']), MANIFEST), manifest)
+
+    def delete(self, backup_id):
+        path = self.backup_dir(backup_id)
+        # unpublish first (rename to a dot dir) so a half-deleted backup is never listed
+        trash = os.path.join(self.path, '.deleting-' + backup_id)
+        os.rename(path, trash)
+        fsync_path(self.path)
+        shutil.rmtree(trash)
+
+    def remove_failed_run(self, run):
+        shutil.rmtree(run['path'], ignore_errors=True)
+
+    # -- verification and reading
+    def verify_files(self, manifest):
+        """Sizes and sha256 of every file against the manifest; problems name the file."""
+        problems = []
+        data = self.data_dir(manifest['id'])
+        listed = set()
+        for entry in manifest.get('files') or []:
+            listed.add(entry['path'])
+            full = os.path.join(data, entry['path'])
+            shown = os.path.join(manifest['id'], DATA, entry['path'])
+            if not os.path.isfile(full):
+                problems.append('%s: file missing' % shown)
+                continue
+            size = os.path.getsize(full)
+            if size != entry['size']:
+                problems.append('%s: size %d, manifest says %d' % (shown, size, entry['size']))
+                continue
+            if sha256_file(full) != entry['sha256']:
+                problems.append('%s: sha256 checksum mismatch' % shown)
+        if os.path.isdir(data):
+            for rel in walk_files(data):
+                if rel not in listed:
+                    problems.append('%s: file not in the manifest' % os.path.join(manifest['id'], DATA, rel))
+        for entry in manifest.get('log_files') or []:
+            full = os.path.join(self.path, entry['path'])
+            if not os.path.isfile(full):
+                problems.append('%s: archived log file missing' % entry['path'])
+            elif os.path.getsize(full) != entry['size'] or sha256_file(full) != entry['sha256']:
+                problems.append('%s: archived log file checksum mismatch' % entry['path'])
+        return problems
+
+    def plain_copy(self, manifest, key, scratch_dir):
+        """A directory holding the backup's plaintext files: the data dir itself when not
+        encrypted, else a decrypted copy under scratch_dir (owned by the tools' OS user)."""
+        data = self.data_dir(manifest['id'])
+        if not manifest.get('encryption'):
+            return data
+        dest = os.path.join(scratch_dir, manifest['id'])
+        os.makedirs(dest, mode=0o700, exist_ok=True)
+        for entry in manifest.get('files') or []:
+            target = os.path.join(dest, entry['path'])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            crypto.decrypt_file(os.path.join(data, entry['path']), target, key,
+                                name=os.path.join(manifest['id'], DATA, entry['path']))
+        chown_tree(scratch_dir, self.os_user)
+        return dest
+
+    def scratch(self, label):
+        """A private scratch directory next to the repository (not inside it: never published)."""
+        parent = os.path.dirname(self.path)
+        path = os.path.join(parent, '.dbops-scratch-%s-%d' % (label, os.getpid()))
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.makedirs(path, mode=0o700)
+        chown_tree(path, self.os_user)
+        return path
+
+
+def backup_summary(manifest, repo_path):
+    """The ``backup`` return value of db_backup."""
+    duration = None
+    if manifest.get('started_at') and manifest.get('finished_at'):
+        duration = round((parse_time(manifest['finished_at']) - parse_time(manifest['started_at'])).total_seconds(), 3)
+    size = manifest.get('size_bytes') or 0
+    return {
+        'id': manifest['id'], 'type': manifest.get('type'), 'method': manifest.get('method'),
+        'engine': manifest.get('engine'), 'flavor': manifest.get('flavor'),
+        'parent_id': manifest.get('parent_id'), 'started_at': manifest.get('started_at'),
+        'finished_at': manifest.get('finished_at'), 'duration_seconds': manifest.get('duration_seconds', duration),
+        'size_bytes': size, 'size_gb': round(size / 1024.0 ** 3, 3),
+        'path': os.path.join(repo_path, manifest['id']), 'start_position': manifest.get('start_position'),
+        'stop_position': manifest.get('stop_position'), 'status': manifest.get('status'),
+        'verified': bool(manifest.get('verified')), 'label': manifest.get('label'),
+        'databases': manifest.get('databases'), 'compression': manifest.get('compression'),
+        'encrypted': bool(manifest.get('encryption')),
+    }
