@@ -29,7 +29,7 @@ description:
     their table, so on MySQL/MariaDB it runs C(ALTER TABLE ... FORCE), an online rebuild of the table and all of
     its indexes.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes
@@ -87,7 +87,7 @@ options:
     elements: str
   storage_params:
     description:
-      - Storage parameters of the index (PostgreSQL C(WITH (...))), for example C({fillfactor: 70}).
+      - 'Storage parameters of the index (PostgreSQL C(WITH (...\))), for example C({fillfactor: 70}).'
     type: dict
   tablespace:
     description:

@@ -36,7 +36,7 @@ description:
     C(ANALYZE TABLE ... PERSISTENT FOR ALL) or C(PERSISTENT FOR COLUMNS (...\) INDEXES ALL), MySQL 8
     C(ANALYZE TABLE ... UPDATE HISTOGRAM ON ... WITH n BUCKETS)). Any other combination fails before anything runs.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes

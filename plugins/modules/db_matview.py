@@ -26,7 +26,7 @@ description:
   - With O(unique_columns) a unique index on those columns is created (C(<name>_unique) on PostgreSQL,
     C(dbops_unique) on MySQL/MariaDB); PostgreSQL needs one for C(REFRESH MATERIALIZED VIEW CONCURRENTLY).
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes

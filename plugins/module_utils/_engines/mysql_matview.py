@@ -54,6 +54,7 @@ def build_mysql_rebuild(schema, name, query, unique_columns, exists, quote_ident
     select = query if with_data else 'SELECT * FROM (%s) AS dbops_q LIMIT 0' % query
     statements = [
         'DROP TABLE IF EXISTS %s' % new,
+        'DROP TABLE IF EXISTS %s' % old,
         'CREATE TABLE %s COMMENT = %s AS %s' % (new, quote_literal(build_comment(query)), select),
     ]
     if unique_columns:

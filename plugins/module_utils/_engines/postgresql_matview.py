@@ -143,8 +143,9 @@ class PostgresMatview:
                              operation=operation)
             with self.transaction():
                 self.execute('DROP MATERIALIZED VIEW %s' % self.quote_qualified(schema, name), operation=operation)
-                self.execute('ALTER MATERIALIZED VIEW %s RENAME TO %s' % (self.quote_qualified(schema, temp),
-                                                                         self.quote_ident(name)), operation=operation)
+                rename = 'ALTER MATERIALIZED VIEW %s RENAME TO %s' % (
+                    self.quote_qualified(schema, temp), self.quote_ident(name))
+                self.execute(rename, operation=operation)
                 if desired['unique_columns']:
                     self.execute('ALTER INDEX %s RENAME TO %s' % (
                         self.quote_qualified(schema, temp_index),
