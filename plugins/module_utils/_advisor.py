@@ -958,8 +958,8 @@ def _rule_implicit_cast(tree, dialect, catalog, findings):
                     findings.append(_finding(
                         'implicit_cast', 'warning',
                         '%s is %s but is compared with the number %s: the column is converted row by row '
-                        'and its index cannot be used; quote the value' % (col.sql(dialect=dialect), ctype,
-                                                                            value.this),
+                        'and its index cannot be used; quote the value'
+                        % (col.sql(dialect=dialect), ctype, value.this),
                         None, column=col.sql(dialect=dialect), column_type=ctype))
                     break
                 if family == 'numeric' and value.is_string:

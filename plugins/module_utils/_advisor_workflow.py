@@ -73,8 +73,8 @@ def load_workload(engine, params, dialect, log_text, notes):
     kept = []
     for row in rows:
         tree, _ = adv.parse(row['query'], dialect)
-        if tree is None and row['query'].split(None, 1)[0].upper() not in ('SELECT', 'WITH', 'UPDATE', 'DELETE',
-                                                                          'INSERT'):
+        head = row['query'].split(None, 1)[0].upper() if row['query'].strip() else ''
+        if tree is None and head not in ('SELECT', 'WITH', 'UPDATE', 'DELETE', 'INSERT'):
             continue  # utility statements (SET, BEGIN, EXPLAIN ...) are not advised on
         kept.append({'query': row['query'], 'calls': int(row['calls'] or 0),
                      'mean_ms': round(float(row['mean_ms'] or 0), 3),
@@ -382,6 +382,8 @@ def suggest_from_statistics(engine, entries, params):
         plan = entry['report']['plan'] or {}
         scanned = {n.get('relation') for n in plan.get('nodes', []) if n.get('node_type') in FULL_SCAN_NODES}
         filesort = plan.get('filesort') or any(n.get('node_type') == 'Sort' for n in plan.get('nodes', []))
+        # a column compared through an implicit cast cannot use a plain index
+        hidden = {f.get('column') for f in entry['report']['findings'] if f['id'] == 'implicit_cast'}
         for key in shape.columns:
             info = entry['resolved'].get(key)
             if info is None or info['system'] or info['relkind'] not in ('r', 'p', 'm'):
@@ -389,14 +391,17 @@ def suggest_from_statistics(engine, entries, params):
             aliases = adv.aliases_of(entry['tree'], key) | {info['name']}
             if not (scanned & aliases) and not (filesort and shape.order.get(key)):
                 continue
-            if info['oid'] not in stats_cache:
-                wanted = list(shape.columns[key])
+            stats = stats_cache.setdefault(info['oid'], {'rows': info['rows'], 'distinct': {}})
+            wanted = [c for c in shape.columns[key] if c not in stats['distinct']]
+            if wanted:
                 try:
-                    stats_cache[info['oid']] = engine.advisor_column_stats(info['oid'], wanted)
+                    fresh = engine.advisor_column_stats(info['oid'], wanted)
+                    stats['rows'] = fresh['rows'] or stats['rows']
+                    stats['distinct'].update(fresh['distinct'])
                 except DbError:
-                    stats_cache[info['oid']] = {'rows': info['rows'], 'distinct': {}}
-            cols, frac = adv.heuristic_index(key, shape, stats_cache[info['oid']])
-            if not cols or any(c not in entry['catalog'].get(key, {}) for c in cols):
+                    pass
+            cols, frac = adv.heuristic_index(key, shape, stats)
+            if not cols or any(c not in entry['catalog'].get(key, {}) or c in hidden for c in cols):
                 continue
             if adv.covered_by_existing(info['oid'], cols, existing):
                 continue

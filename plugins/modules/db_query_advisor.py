@@ -24,7 +24,7 @@ description:
   - One bad query (missing table, unparsable SQL, no permission) is reported in that query's C(error) and
     never fails the run.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes.INFO_MODULE

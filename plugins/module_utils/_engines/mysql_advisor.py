@@ -76,7 +76,9 @@ class MysqlAdvisor:
             return {'json': json.loads(next(iter(plain[0].values()))), 'analyze': True, 'text': text}
         rows = self._adv_run('EXPLAIN FORMAT=JSON ' + sql)
         cost = None
-        status = self._adv_run("SHOW SESSION STATUS LIKE 'Last_query_cost'")
+        # Last_query_cost is only meaningful for a SELECT
+        status = self._adv_run("SHOW SESSION STATUS LIKE 'Last_query_cost'") \
+            if sql.lstrip('( \t\n').upper().startswith(('SELECT', 'WITH')) else None
         if status:
             try:
                 cost = float(status[0].get('Value'))
@@ -277,18 +279,20 @@ class MysqlAdvisor:
         return report
 
 
-def _tables_in(node, out):
-    """Every 'table' object of a MySQL/MariaDB JSON plan, in join order."""
+def _tables_in(node, out, buffered=False):
+    """Every 'table' object of a MySQL/MariaDB JSON plan in join order, with whether it is read
+    through a join buffer (scanned once per buffer fill, not once per outer row)."""
     if isinstance(node, dict):
         for key, value in node.items():
+            inner = buffered or key in ('block-nl-join', 'hash_join')
             if key == 'table' and isinstance(value, dict) and 'table_name' in value:
-                out.append(value)
-                _tables_in({k: v for k, v in value.items() if k != 'table_name'}, out)
+                out.append((value, inner or bool(value.get('using_join_buffer'))))
+                _tables_in({k: v for k, v in value.items() if k != 'table_name'}, out, inner)
             else:
-                _tables_in(value, out)
+                _tables_in(value, out, inner)
     elif isinstance(node, list):
         for value in node:
-            _tables_in(value, out)
+            _tables_in(value, out, buffered)
     return out
 
 
@@ -310,7 +314,7 @@ def summarize_plan(raw, table_rows=None):
     warnings = []
     examined = 0.0
     prefix = 1.0
-    for tab in tables:
+    for tab, buffered in tables:
         access = tab.get('access_type')
         est = float(tab.get('rows') or tab.get('rows_examined_per_scan') or 0)
         item = {'node_type': ACCESS_NAMES.get(access, access), 'access_type': access,
@@ -330,7 +334,7 @@ def summarize_plan(raw, table_rows=None):
                                  'message': '%s: estimated %d rows, actually %d; run ANALYZE TABLE (histograms)'
                                             % (tab.get('table_name'), est, act)})
         else:
-            examined += prefix * est
+            examined += est if buffered else prefix * est
         prefix *= max(est * float(tab.get('filtered') or 100) / 100.0, 1.0)
         rows = table_rows.get(tab.get('table_name'), est)
         if access in ('ALL', 'hash_ALL') and rows >= LARGE_TABLE_ROWS:

@@ -437,8 +437,8 @@ def summarize_plan(raw, analyze=False, table_rows=None):
         if analyze and (node.get('Sort Space Type') == 'Disk' or 'external' in str(node.get('Sort Method', ''))):
             warnings.append({'id': 'sort_spill', 'severity': 'warning', 'node': ntype,
                              'message': 'sort spilled to disk (%s, %s kB): raise work_mem for this query or '
-                                        'serve the order from an index' % (node.get('Sort Method'),
-                                                                             node.get('Sort Space Used'))})
+                                        'serve the order from an index'
+                                        % (node.get('Sort Method'), node.get('Sort Space Used'))})
         if analyze and int(node.get('Hash Batches') or 1) > 1:
             warnings.append({'id': 'hash_spill', 'severity': 'warning', 'node': ntype,
                              'message': 'hash spilled to disk in %s batches: raise work_mem' % node['Hash Batches']})
