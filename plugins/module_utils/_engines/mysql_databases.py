@@ -5,6 +5,104 @@
 
 from __future__ import annotations
 
+import re
+
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+POSTGRES_ONLY_DATABASE_OPTIONS = ('owner', 'encoding', 'lc_collate', 'lc_ctype', 'template', 'conn_limit',
+                                  'extensions')
+CHARSET_RE = re.compile(r'^[A-Za-z0-9_]+$')
+
+
+def split_sql(script):
+    """Split a script into statements at ';' outside quotes and comments (no DELIMITER support)."""
+    statements, current, i, n = [], [], 0, len(script)
+    while i < n:
+        ch = script[i]
+        if ch in ('\'', '"', '`'):
+            j = i + 1
+            while j < n:
+                if script[j] == '\\' and ch != '`':
+                    j += 2
+                    continue
+                if script[j] == ch:
+                    if j + 1 < n and script[j + 1] == ch:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            current.append(script[i:j + 1])
+            i = j + 1
+        elif script.startswith('--', i) and (i + 2 >= n or script[i + 2] in ' \t\r\n') or ch == '#':
+            j = script.find('\n', i)
+            i = n if j < 0 else j + 1
+            current.append('\n')
+        elif script.startswith('/*', i):
+            j = script.find('*/', i + 2)
+            i = n if j < 0 else j + 2
+            current.append(' ')
+        elif ch == ';':
+            statements.append(''.join(current).strip())
+            current = []
+            i += 1
+        else:
+            current.append(ch)
+            i += 1
+    statements.append(''.join(current).strip())
+    return [s for s in statements if s]
+
 
 class MysqlDatabases:
     """databases methods of the Mysql engine; self is the connected engine."""
+
+    def check_database_options(self, params):
+        used = [o for o in POSTGRES_ONLY_DATABASE_OPTIONS if params.get(o) not in (None, [])]
+        if used:
+            raise DbError('manage database', params['name'], '%s apply to PostgreSQL only; on MySQL/MariaDB use '
+                          'charset and collation' % ', '.join(used))
+        for key in ('charset', 'collation'):
+            if params.get(key) is not None and not CHARSET_RE.match(params[key]):
+                raise DbError('use %s' % key, repr(params[key]), 'not a character set or collation name')
+        self.quote_ident(params['name'])
+
+    def get_database(self, name):
+        row = self.fetch_one(
+            'SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME '
+            'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,), operation='read database %s' % name)
+        if row is None:
+            return None
+        return {'name': row['SCHEMA_NAME'], 'charset': row['DEFAULT_CHARACTER_SET_NAME'],
+                'collation': row['DEFAULT_COLLATION_NAME']}
+
+    def database_statements(self, params, current):
+        name = params['name']
+        db = self.quote_ident(name)
+        if params['state'] == 'absent':
+            if current is None:
+                return [], []
+            statements = []
+            if params.get('force'):
+                for row in self.fetch_all('SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s '
+                                          'AND ID <> CONNECTION_ID()', (name,)):
+                    statements.append('KILL CONNECTION %d' % int(row['ID']))
+            statements.append('DROP DATABASE %s' % db)
+            return [('state', 'present', 'absent')], statements
+        words = []
+        if params.get('charset'):
+            words.append('CHARACTER SET %s' % params['charset'])
+        if params.get('collation'):
+            words.append('COLLATE %s' % params['collation'])
+        if current is None:
+            changes = [('state', 'absent', 'present')]
+            changes += [(k, None, params[k]) for k in ('charset', 'collation') if params.get(k)]
+            return changes, ['CREATE DATABASE %s' % db + (' ' + ' '.join(words) if words else '')]
+        changes = [(k, current[k], params[k]) for k in ('charset', 'collation')
+                   if params.get(k) and params[k].lower() != (current[k] or '').lower()]
+        if not changes:
+            return [], []
+        # changes the default for new tables; existing tables keep theirs
+        return changes, ['ALTER DATABASE %s %s' % (db, ' '.join(words))]
+
+    def run_init_sql(self, sql):
+        for statement in split_sql(sql):
+            self.execute(statement, operation='apply init_sql')
