@@ -1,0 +1,309 @@
+# -*- coding: utf-8 -*-
+"""db_index against real servers: check -> catalog unchanged; run -> changed and in the catalog;
+rerun -> unchanged; bad input -> clear failure, nothing changed."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from modrun import run_module
+
+DB = 'dbops_index_test'
+
+
+# ---- catalog helpers ---------------------------------------------------------------------------
+def sql(server, statement, params=None):
+    """Run one statement in the test database; returns the rows (tuples)."""
+    conn = server.connect(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def ensure_database(server):
+    if server.engine == 'postgresql':
+        conn = server.connect('postgres')
+        with conn.cursor() as cur:
+            cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (DB,))
+            if cur.fetchone() is None:
+                cur.execute('CREATE DATABASE %s' % DB)
+        conn.close()
+    else:
+        server.sql('CREATE DATABASE IF NOT EXISTS %s' % DB)
+
+
+def conn_args(server, **kwargs):
+    return dict(server.conn, login_db=DB, **kwargs)
+
+
+def q(server, name):
+    if server.engine == 'postgresql':
+        return '"%s"' % name.replace('"', '""')
+    return '`%s`' % name.replace('`', '``')
+
+
+def make_table(server, table, rows=200):
+    qt = q(server, table)
+    sql(server, 'DROP TABLE IF EXISTS %s' % qt)
+    if server.engine == 'postgresql':
+        sql(server, 'CREATE TABLE %s (id int PRIMARY KEY, customer int, email text, note text)' % qt)
+        sql(server, "INSERT INTO %s SELECT g, mod(g, 17), 'user' || g || '@example.org', 'n' || g "
+                    'FROM generate_series(1, %d) g' % (qt, rows))
+    else:
+        sql(server, 'CREATE TABLE %s (id int PRIMARY KEY, customer int, email varchar(80), note text) '
+                    'ENGINE=InnoDB' % qt)
+        sql(server, "INSERT INTO %s SELECT seq, seq MOD 17, concat('user', seq, '@example.org'), concat('n', seq) "
+                    'FROM seq_1_to_%d' % (qt, rows))
+
+
+def index_columns(server, table, name):
+    """The key columns of an index as the catalog lists them, or None when it does not exist."""
+    if server.engine == 'postgresql':
+        rows = sql(server, """
+            SELECT a.attname FROM pg_index i
+              JOIN pg_class ic ON ic.oid = i.indexrelid
+              JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE ic.relname = %s AND i.indrelid = %s::regclass ORDER BY k.ord""",
+                   (name, q(server, table)))
+        exists = sql(server, 'SELECT 1 FROM pg_class WHERE relname = %s AND relkind = %s', (name, 'i'))
+        return [r[0] for r in rows] if exists else None
+    rows = sql(server, """SELECT column_name FROM information_schema.statistics
+                           WHERE table_schema = %s AND table_name = %s AND index_name = %s
+                           ORDER BY seq_in_index""", (DB, table, name))
+    return [r[0] for r in rows] or None
+
+
+def pg_indexdef(server, name):
+    rows = sql(server, 'SELECT indexdef FROM pg_indexes WHERE indexname = %s', (name,))
+    return rows[0][0] if rows else None
+
+
+@pytest.fixture
+def db(server):
+    ensure_database(server)
+    return server
+
+
+# ---- both engines -----------------------------------------------------------------------------
+def test_create_check_run_rerun(db):
+    make_table(db, 'orders')
+    args = conn_args(db, name='orders_customer_idx', table='orders', columns=['customer', 'email'])
+
+    checked = run_module('db_index', args, check=True, diff=True)
+    assert checked['changed'] is True, checked
+    assert checked['queries'] and 'orders_customer_idx' in checked['queries'][0]
+    assert index_columns(db, 'orders', 'orders_customer_idx') is None
+
+    created = run_module('db_index', args, diff=True)
+    assert created['changed'] is True, created
+    assert index_columns(db, 'orders', 'orders_customer_idx') == ['customer', 'email']
+    assert created['index']['valid'] is True
+    assert created['index']['size_bytes'] and created['index']['size_bytes'] > 0
+    assert created['diff']['before'] == {}
+    assert 'customer' in created['diff']['after']['definition']
+    if db.engine == 'postgresql':
+        assert created['index']['definition'] == pg_indexdef(db, 'orders_customer_idx')
+        assert any('CONCURRENTLY' in stmt for stmt in created['queries'])
+
+    again = run_module('db_index', args)
+    assert again['changed'] is False, again
+    assert again['queries'] == []
+
+
+def test_definition_change_is_rebuilt_and_diff_shows_both(db):
+    make_table(db, 'invoices')
+    base = conn_args(db, name='invoices_idx', table='invoices')
+    assert run_module('db_index', dict(base, columns=['customer']))['changed'] is True
+
+    changed = run_module('db_index', dict(base, columns=['customer', 'id']), diff=True)
+    assert changed['changed'] is True, changed
+    assert index_columns(db, 'invoices', 'invoices_idx') == ['customer', 'id']
+    before, after = changed['diff']['before']['definition'], changed['diff']['after']['definition']
+    assert before != after
+    assert 'id' not in before.split('(', 1)[1] and 'id' in after.split('(', 1)[1]
+    if db.engine == 'postgresql':
+        assert after == pg_indexdef(db, 'invoices_idx')
+        assert sql(db, "SELECT count(*) FROM pg_class WHERE relname LIKE %s", ('invoices_idx_dbops%',))[0][0] == 0
+    assert run_module('db_index', dict(base, columns=['customer', 'id']))['changed'] is False
+
+    unique = run_module('db_index', dict(base, columns=['customer', 'id'], unique=True))
+    assert unique['changed'] is True and unique['index']['unique'] is True
+    assert run_module('db_index', dict(base, columns=['customer', 'id'], unique=True))['changed'] is False
+
+
+def test_bad_input_fails_clearly_and_changes_nothing(db):
+    make_table(db, 'payments')
+    base = conn_args(db, name='payments_idx')
+
+    missing = run_module('db_index', dict(base, table='no_such_table', columns=['id']))
+    assert missing['failed'] and 'no_such_table' in missing['msg'] and 'does not exist' in missing['msg']
+
+    bad_column = run_module('db_index', dict(base, table='payments', columns=['no_such_column']))
+    assert bad_column['failed'] and 'no_such_column' in bad_column['msg'], bad_column
+
+    wrong_type = 'fulltext' if db.engine == 'postgresql' else 'gin'
+    unsupported = run_module('db_index', dict(base, table='payments', columns=['note'], type=wrong_type))
+    assert unsupported['failed'] and wrong_type in unsupported['msg'], unsupported
+
+    injected = run_module('db_index', dict(base, table='payments', columns=['(id); DROP TABLE payments']))
+    assert injected['failed'] and ';' in injected['msg']
+
+    assert index_columns(db, 'payments', 'payments_idx') is None
+    assert sql(db, 'SELECT count(*) FROM payments')[0][0] == 200
+    if db.engine == 'postgresql':
+        assert sql(db, "SELECT count(*) FROM pg_class WHERE relname LIKE %s", ('payments_idx%',))[0][0] == 0
+
+
+def test_hostile_names_are_quoted(db):
+    table = 'tab"`; DROP TABLE victim; --'
+    name = 'ix"`; DROP TABLE victim; --'
+    make_table(db, 'victim', rows=5)
+    make_table(db, table, rows=20)
+    args = conn_args(db, name=name, table=table, columns=['customer'])
+    created = run_module('db_index', args)
+    assert created['changed'] is True, created
+    assert index_columns(db, table, name) == ['customer']
+    assert sql(db, 'SELECT count(*) FROM victim')[0][0] == 5
+    assert run_module('db_index', args)['changed'] is False
+    dropped = run_module('db_index', conn_args(db, name=name, table=table, state='absent'))
+    assert dropped['changed'] is True
+    assert index_columns(db, table, name) is None
+    assert sql(db, 'SELECT count(*) FROM victim')[0][0] == 5
+
+
+def test_absent_check_run_rerun(db):
+    make_table(db, 'refunds')
+    sql(db, 'CREATE INDEX refunds_idx ON refunds (customer)')
+    args = conn_args(db, name='refunds_idx', table='refunds', state='absent')
+
+    checked = run_module('db_index', args, check=True, diff=True)
+    assert checked['changed'] is True and checked['diff']['after'] == {}
+    assert index_columns(db, 'refunds', 'refunds_idx') == ['customer']
+
+    assert run_module('db_index', args)['changed'] is True
+    assert index_columns(db, 'refunds', 'refunds_idx') is None
+    again = run_module('db_index', args)
+    assert again['changed'] is False and again['queries'] == []
+
+
+def test_rebuilt_rebuilds_in_place(db):
+    make_table(db, 'shipments')
+    sql(db, 'CREATE INDEX shipments_idx ON shipments (customer)')
+    if db.engine == 'postgresql':
+        def storage():
+            return sql(db, "SELECT relfilenode FROM pg_class WHERE relname = 'shipments_idx'")[0][0]
+    else:
+        def storage():
+            return sql(db, "SELECT table_id FROM information_schema.innodb_sys_tables WHERE name = %s",
+                       (DB + '/shipments',))[0][0]
+    before = storage()
+    args = conn_args(db, name='shipments_idx', state='rebuilt')
+    checked = run_module('db_index', args, check=True)
+    assert checked['changed'] is True and storage() == before
+    rebuilt = run_module('db_index', args)
+    assert rebuilt['changed'] is True, rebuilt
+    assert storage() != before
+    assert index_columns(db, 'shipments', 'shipments_idx') == ['customer']
+    expected = 'REINDEX INDEX CONCURRENTLY' if db.engine == 'postgresql' else 'FORCE'
+    assert expected in rebuilt['queries'][0]
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+@pytest.fixture
+def pg(pg_server):
+    ensure_database(pg_server)
+    return pg_server
+
+
+def test_pg_invalid_index_is_repaired(pg):
+    make_table(pg, 'accounts')
+    sql(pg, 'UPDATE accounts SET customer = 1 WHERE id IN (1, 2)')  # duplicates for a unique index
+    with pytest.raises(psycopg2.Error):
+        sql(pg, 'CREATE UNIQUE INDEX CONCURRENTLY accounts_customer_key ON accounts (customer)')
+
+    def valid():
+        rows = sql(pg, """SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                           WHERE c.relname = 'accounts_customer_key'""")
+        return rows[0][0] if rows else None
+    assert valid() is False
+    args = conn_args(pg, name='accounts_customer_key', table='accounts', columns=['customer'], unique=True)
+
+    checked = run_module('db_index', args, check=True, diff=True)
+    assert checked['changed'] is True and checked['diff']['before']['valid'] is False
+    assert valid() is False
+
+    still_duplicate = run_module('db_index', args)
+    assert still_duplicate['failed'] and 'could not create' in still_duplicate['msg']
+    assert 'duplicate' in still_duplicate['msg'].lower() or 'unique' in still_duplicate['msg'].lower()
+    assert valid() is None  # no invalid index left behind
+
+    with pytest.raises(psycopg2.Error):
+        sql(pg, 'CREATE UNIQUE INDEX CONCURRENTLY accounts_customer_key ON accounts (customer)')
+    assert valid() is False
+    sql(pg, 'UPDATE accounts SET customer = id + 1000')
+    repaired = run_module('db_index', args, diff=True)
+    assert repaired['changed'] is True, repaired
+    assert any('repair' in a for a in repaired['actions'])
+    assert valid() is True and repaired['index']['valid'] is True
+    assert run_module('db_index', args)['changed'] is False
+
+
+def test_pg_partial_expression_include_is_idempotent(pg):
+    make_table(pg, 'users')
+    args = conn_args(pg, name='users_email_idx', table='users', columns=['lower(email)', 'customer DESC'],
+                     include=['note'], where='customer > 3 AND note IS NOT NULL', unique=True,
+                     storage_params={'fillfactor': 80})
+    created = run_module('db_index', args)
+    assert created['changed'] is True, created
+    definition = pg_indexdef(pg, 'users_email_idx')
+    assert 'lower(email)' in definition and 'INCLUDE (note)' in definition
+    assert "fillfactor='80'" in definition and 'WHERE' in definition
+    assert run_module('db_index', args)['changed'] is False
+
+    narrower = run_module('db_index', dict(args, where='customer > 5 AND note IS NOT NULL'), diff=True)
+    assert narrower['changed'] is True
+    assert 'customer > 5' in pg_indexdef(pg, 'users_email_idx')
+    assert 'customer > 3' in narrower['diff']['before']['definition']
+
+    gin = run_module('db_index', conn_args(pg, name='users_gin_idx', table='users', columns=['id'], type='gin'))
+    assert gin['failed'] and 'operator class' in gin['msg'], gin
+    assert pg_indexdef(pg, 'users_gin_idx') is None
+
+
+def test_pg_constraint_index_is_not_dropped(pg):
+    make_table(pg, 'ledger')
+    refused = run_module('db_index', conn_args(pg, name='ledger_pkey', state='absent'))
+    assert refused['failed'] and 'constraint' in refused['msg']
+    assert index_columns(pg, 'ledger', 'ledger_pkey') == ['id']
+
+
+# ---- MariaDB --------------------------------------------------------------------------------
+@pytest.fixture
+def my(mariadb_server):
+    ensure_database(mariadb_server)
+    return mariadb_server
+
+
+def test_mariadb_prefix_order_and_fulltext(my):
+    make_table(my, 'articles')
+    prefix = conn_args(my, name='articles_prefix_idx', table='articles', columns=['email(10) DESC', 'customer'])
+    assert run_module('db_index', prefix)['changed'] is True
+    rows = sql(my, """SELECT column_name, sub_part, collation FROM information_schema.statistics
+                       WHERE table_schema = %s AND table_name = 'articles' AND index_name = 'articles_prefix_idx'
+                       ORDER BY seq_in_index""", (DB,))
+    assert [tuple(r) for r in rows] == [('email', 10, 'D'), ('customer', None, 'A')]
+    assert run_module('db_index', prefix)['changed'] is False
+
+    fulltext = conn_args(my, name='articles_ft', table='articles', columns=['note'], type='fulltext')
+    assert run_module('db_index', fulltext)['changed'] is True
+    assert sql(my, """SELECT index_type FROM information_schema.statistics
+                       WHERE table_schema = %s AND index_name = 'articles_ft'""", (DB,))[0][0] == 'FULLTEXT'
+    assert run_module('db_index', fulltext)['changed'] is False
+
+    hashed = run_module('db_index', conn_args(my, name='articles_hash', table='articles', columns=['id'], type='hash'))
+    assert hashed['failed'] and 'InnoDB' in hashed['msg']
+    assert index_columns(my, 'articles', 'articles_hash') is None
