@@ -1,0 +1,417 @@
+# -*- coding: utf-8 -*-
+"""The MariaDB backup engine driven directly (no catalog, no module) on throw-away servers.
+
+Every restore goes into a new database or a new data directory and is compared with the
+source (row counts and CHECKSUM TABLE per table).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+from servers import MariadbServer, free_port, make_workdir
+
+from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+pytestmark = pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='mariadb-backup not installed')
+
+
+@pytest.fixture(scope='module')
+def source():
+    server = MariadbServer().init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture()
+def scratch():
+    path = make_workdir('dbops-bk-', 'mysql')
+    try:
+        yield path
+    finally:
+        for name in os.listdir(path):
+            data_dir = os.path.join(path, name)
+            if os.path.isdir(data_dir):
+                mb.stop_instance(data_dir)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def engine_of(server):
+    return connect_params(server.conn)
+
+
+def request(dest, repo, **kw):
+    req = {'method': 'logical', 'type': 'full', 'databases': None, 'compression': 'zstd',
+           'compression_level': None, 'jobs': 2, 'dest': dest, 'base': None, 'repo': repo,
+           'log_dir': os.path.join(repo, 'logs'), 'bin_dir': None, 'os_user': None}
+    req.update(kw)
+    os.makedirs(dest, exist_ok=True)
+    return req
+
+
+def manifest_of(result, btype='full', method='physical', backup_id=None):
+    man = dict(result)
+    man.update({'type': btype, 'method': method, 'engine': 'mysql', 'id': backup_id or btype})
+    return man
+
+
+def fill(server, db, rows, start=0):
+    server.sql('CREATE DATABASE IF NOT EXISTS `%s`' % db)
+    server.sql('CREATE TABLE IF NOT EXISTS t1 (id INT PRIMARY KEY, name VARCHAR(80), amount DECIMAL(12,2), '
+               'note TEXT, blob_col BLOB, made TIMESTAMP(6) NULL) CHARSET utf8mb4', db)
+    server.sql('CREATE TABLE IF NOT EXISTS t2 (id INT AUTO_INCREMENT PRIMARY KEY, t1_id INT, '
+               'tag VARCHAR(20), KEY (t1_id)) CHARSET utf8mb4', db)
+    values = ','.join(
+        "(%d, 'n\u00e9me-%d \\'q\\'', %d.%02d, %s, UNHEX('%s'), '2024-01-%02d 12:00:00.%06d')"
+        % (i, i, i * 3, i % 100, 'NULL' if i % 7 == 0 else "'line1\\nline2 %d'" % i,
+           ('%04x' % (i % 65536)) * 3, i % 28 + 1, i)
+        for i in range(start, start + rows))
+    server.sql('INSERT INTO t1 VALUES ' + values, db)
+    server.sql('INSERT INTO t2 (t1_id, tag) SELECT id, CONCAT("tag", MOD(id, 13)) FROM t1 WHERE id >= %d' % start, db)
+
+
+def add_objects(server, db):
+    server.sql('CREATE OR REPLACE VIEW v_big AS SELECT id, amount FROM t1 WHERE amount > 100', db)
+    server.sql('CREATE TRIGGER trg_t2 BEFORE INSERT ON t2 FOR EACH ROW SET NEW.tag = UPPER(NEW.tag)', db)
+    server.sql('CREATE PROCEDURE p_count(OUT n INT) SELECT COUNT(*) INTO n FROM t1', db)
+
+
+def table_state(server, db):
+    """{table: (rows, CHECKSUM TABLE)} of every base table."""
+    tables = [r[0] for r in server.sql("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                                       "'%s' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1" % db)]
+    state = {}
+    for table in tables:
+        count = server.sql('SELECT COUNT(*) FROM `%s`.`%s`' % (db, table))[0][0]
+        checksum = server.sql('CHECKSUM TABLE `%s`.`%s`' % (db, table))[0][1]
+        state[table] = (count, checksum)
+    return state
+
+
+class Restored:
+    """A restored instance (same users as the source) reachable like a MariadbServer."""
+
+    def __init__(self, result, password):
+        self.port = result['port']
+        self.data_dir = result['data_dir']
+        self.password = password
+
+    def connect(self, database=None):
+        import pymysql
+        return pymysql.connect(host='127.0.0.1', port=self.port, user='root', password=self.password,
+                               database=database, autocommit=True)
+
+    def sql(self, sql, database=None):
+        conn = self.connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+
+def restore(chain, scratch, name, **kw):
+    data_dir = os.path.join(scratch, name)
+    req = {'chain': chain, 'data_dir': data_dir, 'port': free_port(), 'os_user': 'mysql', 'bin_dir': None,
+           'target_time': None, 'target_position': None, 'log_dir': None, 'force': False}
+    req.update(kw)
+    return mb.restore_physical(req)
+
+
+# ---- logical ---------------------------------------------------------------------------------
+def test_logical_full_backup_restores_identical_tables_into_another_database(source, scratch):
+    fill(source, 'shop', 3000)
+    add_objects(source, 'shop')
+    fill(source, 'crm', 500)
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'logical')
+        result = engine.backup_create(request(dest, scratch, databases=None, jobs=2))
+        assert sorted(result['databases']) == ['crm', 'shop']
+        assert result['stop_position']['binlog_file'].startswith('mysql-bin.')
+        assert all(source.password not in c for c in result['commands'])
+        assert all('--password' not in c for c in result['commands'])
+        files = sorted(os.listdir(dest))
+        assert files == ['crm.sql.zst', mb.INDEX_FILE, 'shop.sql.zst']
+        assert mb.verify_logical(manifest_of(result, method='logical'), dest) == []
+        before = table_state(source, 'shop')
+        # change the source after the backup: the restore must show the backup, not now
+        source.sql('DELETE FROM t1 WHERE id < 10', 'shop')
+        out = engine.restore_logical({'manifest': manifest_of(result, method='logical'), 'path': dest,
+                                      'target_database': 'shop_copy', 'databases': ['shop'], 'force': False,
+                                      'jobs': 2, 'marker': {'backup_id': 'b1'}})
+        after = table_state(source, 'shop_copy')
+        assert after == before
+        assert out['rows_restored'] == sum(v[0] for v in before.values())
+        assert {t['name']: t['rows'] for t in out['tables']} == {'shop_copy.' + k: v[0] for k, v in before.items()}
+        # views, triggers and routines came along
+        assert source.sql("SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='shop_copy'")[0][0] == 1
+        assert source.sql("SELECT COUNT(*) FROM information_schema.TRIGGERS "
+                          "WHERE TRIGGER_SCHEMA='shop_copy'")[0][0] == 1
+        assert source.sql("SELECT COUNT(*) FROM information_schema.ROUTINES "
+                          "WHERE ROUTINE_SCHEMA='shop_copy'")[0][0] == 1
+        assert engine.restore_marker('shop_copy') == {'backup_id': 'b1'}
+        # the restore into a non-empty database without force changes nothing
+        source.sql('INSERT INTO t2 (t1_id, tag) VALUES (-1, "keep")', 'shop_copy')
+        kept = table_state(source, 'shop_copy')
+        with pytest.raises(DbError, match='shop_copy.*force'):
+            engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'shop_copy',
+                                    'databases': ['shop'], 'force': False, 'jobs': 1})
+        assert table_state(source, 'shop_copy') == kept
+        # with force it is replaced by the backup again
+        engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'shop_copy',
+                                'databases': ['shop'], 'force': True, 'jobs': 1})
+        assert table_state(source, 'shop_copy') == before
+    finally:
+        engine.close()
+
+
+def test_logical_gzip_lz4_none_and_bad_compression(source, scratch):
+    fill(source, 'small', 200)
+    engine = engine_of(source)
+    try:
+        expected = table_state(source, 'small')
+        for comp, ext in (('gzip', '.gz'), ('lz4', '.lz4'), ('none', '')):
+            dest = os.path.join(scratch, 'l-' + comp)
+            engine.backup_create(request(dest, scratch, databases=['small'], compression=comp, jobs=1))
+            assert os.path.isfile(os.path.join(dest, 'small.sql' + ext))
+            engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'small_' + comp,
+                                    'force': False, 'jobs': 1})
+            assert table_state(source, 'small_' + comp) == expected
+        with pytest.raises(DbError, match='compression'):
+            engine.backup_create(request(os.path.join(scratch, 'bad'), scratch, compression='xz'))
+        with pytest.raises(DbError, match='no such database'):
+            engine.backup_create(request(os.path.join(scratch, 'bad2'), scratch, databases=['nope']))
+    finally:
+        engine.close()
+
+
+def test_logical_backup_with_flipped_byte_fails_verification(source, scratch):
+    fill(source, 'flip', 2000)
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'lflip')
+        engine.backup_create(request(dest, scratch, databases=['flip'], jobs=1))
+    finally:
+        engine.close()
+    victim = os.path.join(dest, 'flip.sql.zst')
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    problems = mb.verify_logical({}, dest)
+    assert problems and 'flip.sql.zst' in problems[0]
+
+
+# ---- physical ---------------------------------------------------------------------------------
+def test_physical_full_backup_restores_into_new_data_dir(source, scratch):
+    fill(source, 'phys', 2000)
+    add_objects(source, 'phys')
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'pfull')
+        result = engine.backup_create(request(dest, scratch, method='physical', compression='zstd'))
+        expected = table_state(source, 'phys')
+    finally:
+        engine.close()
+    assert os.path.isfile(os.path.join(dest, 'backup.mbstream.zst'))
+    assert result['stop_position']['lsn'] and result['stop_position']['binlog_file']
+    assert all(source.password not in c for c in result['commands'])
+    man = manifest_of(result)
+    assert mb.verify_physical(man, dest, scratch) == []
+    source.sql('DELETE FROM t1', 'phys')
+    out = restore([{'manifest': man, 'path': dest}], scratch, 'restored-full', marker={'backup_id': 'full'})
+    restored = Restored(out, source.password)
+    assert table_state(restored, 'phys') == expected
+    assert restored.sql('SELECT @@port')[0][0] == out['port']
+    assert mb.restored_marker(out['data_dir']) == {'backup_id': 'full'}
+    # a second restore into the same (running, non-empty) directory is refused
+    with pytest.raises(DbError, match='running|not empty'):
+        restore([{'manifest': man, 'path': dest}], scratch, 'restored-full')
+    assert mb.stop_instance(out['data_dir'])
+    with pytest.raises(DbError, match='not empty'):
+        restore([{'manifest': man, 'path': dest}], scratch, 'restored-full')
+    assert os.path.exists(os.path.join(out['data_dir'], 'phys'))
+
+
+def test_physical_incremental_and_differential_chains(source, scratch):
+    fill(source, 'chain', 1000, start=0)
+    engine = engine_of(source)
+    try:
+        full_dir = os.path.join(scratch, 'c-full')
+        full = manifest_of(engine.backup_create(request(full_dir, scratch, method='physical',
+                                                        compression='none')), 'full', backup_id='full')
+        fill(source, 'chain', 500, start=10000)
+        inc1_dir = os.path.join(scratch, 'c-inc1')
+        inc1 = manifest_of(engine.backup_create(request(inc1_dir, scratch, method='physical', type='incremental',
+                                                        compression='zstd',
+                                                        base={'manifest': full, 'path': full_dir})),
+                           'incremental', backup_id='inc1')
+        source.sql('UPDATE t1 SET amount = amount + 1 WHERE id < 100', 'chain')
+        fill(source, 'chain', 300, start=20000)
+        inc2_dir = os.path.join(scratch, 'c-inc2')
+        inc2 = manifest_of(engine.backup_create(request(inc2_dir, scratch, method='physical', type='incremental',
+                                                        compression='none',
+                                                        base={'manifest': inc1, 'path': inc1_dir})),
+                           'incremental', backup_id='inc2')
+        state_inc2 = table_state(source, 'chain')
+        source.sql('DELETE FROM t2 WHERE id % 2 = 0', 'chain')
+        fill(source, 'chain', 100, start=30000)
+        diff_dir = os.path.join(scratch, 'c-diff')
+        diff = manifest_of(engine.backup_create(request(diff_dir, scratch, method='physical', type='differential',
+                                                        compression='lz4',
+                                                        base={'manifest': full, 'path': full_dir})),
+                           'differential', backup_id='diff')
+        state_diff = table_state(source, 'chain')
+    finally:
+        engine.close()
+    assert inc1['start_position']['lsn'] == full['stop_position']['lsn']
+    assert inc2['start_position']['lsn'] == inc1['stop_position']['lsn']
+    assert diff['start_position']['lsn'] == full['stop_position']['lsn']
+    assert state_inc2 != state_diff
+    out = restore([{'manifest': full, 'path': full_dir}, {'manifest': inc1, 'path': inc1_dir},
+                   {'manifest': inc2, 'path': inc2_dir}], scratch, 'r-inc')
+    assert table_state(Restored(out, source.password), 'chain') == state_inc2
+    mb.stop_instance(out['data_dir'])
+    out = restore([{'manifest': full, 'path': full_dir}, {'manifest': diff, 'path': diff_dir}], scratch, 'r-diff')
+    assert table_state(Restored(out, source.password), 'chain') == state_diff
+    mb.stop_instance(out['data_dir'])
+    # a chain whose LSNs do not join is refused before anything is written
+    broken = dict(inc2, start_position=dict(inc2['start_position'], lsn=str(int(inc2['stop_position']['lsn']) + 1)))
+    with pytest.raises(DbError, match='LSN'):
+        restore([{'manifest': full, 'path': full_dir}, {'manifest': broken, 'path': inc2_dir}], scratch, 'r-bad')
+    assert not os.path.exists(os.path.join(scratch, 'r-bad'))
+
+
+def test_point_in_time_recovery_with_archived_binlogs(source, scratch):
+    source.sql('CREATE DATABASE IF NOT EXISTS pitr')
+    source.sql('CREATE TABLE IF NOT EXISTS marks (tag VARCHAR(10) PRIMARY KEY, at DATETIME(6))', 'pitr')
+    fill(source, 'pitr', 300)
+    engine = engine_of(source)
+    try:
+        full_dir = os.path.join(scratch, 'pitr-full')
+        full = manifest_of(engine.backup_create(request(full_dir, scratch, method='physical')), 'full')
+        source.sql("INSERT INTO marks VALUES ('A', NOW(6))", 'pitr')
+        source.sql('UPDATE t1 SET amount = 0 WHERE id < 50', 'pitr')
+        time.sleep(1.3)
+        target = datetime.datetime.now(datetime.timezone.utc)
+        state_at_target = table_state(source, 'pitr')
+        time.sleep(1.3)
+        source.sql("INSERT INTO marks VALUES ('B', NOW(6))", 'pitr')
+        source.sql('DELETE FROM t1 WHERE id >= 100', 'pitr')
+        log_dest = os.path.join(scratch, 'pitr-log')
+        log = engine.backup_create(request(log_dest, scratch, method='physical', type='log'))
+    finally:
+        engine.close()
+    log_dir = os.path.join(scratch, 'logs')
+    assert log['details']['files'], 'the log backup copied no binary log'
+    assert full['stop_position']['binlog_file'] in os.listdir(log_dir)
+    assert log['log_files'] == ['logs/' + f['name'] for f in log['details']['files']]
+    assert mb.verify_physical(manifest_of(log, 'log'), log_dest, scratch, log_dir=log_dir) == []
+    out = restore([{'manifest': full, 'path': full_dir}], scratch, 'r-pitr', target_time=target.isoformat(),
+                  log_dir=log_dir)
+    restored = Restored(out, source.password)
+    assert [r[0] for r in restored.sql('SELECT tag FROM marks ORDER BY tag', 'pitr')] == ['A']
+    assert table_state(restored, 'pitr') == state_at_target
+    assert out['target_reached'] is True
+    assert out['recovered_to'].startswith(target.strftime('%Y-%m-%dT%H:%M:%S'))
+    mb.stop_instance(out['data_dir'])
+    # without a target: the backup itself, neither marker
+    out = restore([{'manifest': full, 'path': full_dir}], scratch, 'r-nopitr')
+    assert Restored(out, source.password).sql('SELECT COUNT(*) FROM marks', 'pitr')[0][0] == 0
+    mb.stop_instance(out['data_dir'])
+    # a second log backup copies nothing twice; the archive keeps growing
+    engine = engine_of(source)
+    try:
+        again = engine.backup_create(request(os.path.join(scratch, 'pitr-log2'), scratch, method='physical',
+                                             type='log'))
+    finally:
+        engine.close()
+    names = [f['name'] for f in again['details']['files']]
+    assert names and not set(names) & {f['name'] for f in log['details']['files']}
+    # a missing binlog in the needed range: verification names it, PITR refuses
+    holed = os.path.join(scratch, 'holed-logs')
+    shutil.copytree(log_dir, holed)
+    gone = sorted(os.listdir(holed))[-2]
+    os.unlink(os.path.join(holed, gone))
+    problems = mb.verify_physical(full, full_dir, scratch, log_dir=holed)
+    assert any(gone in p for p in problems), problems
+    with pytest.raises(DbError, match=gone.replace('.', r'\.')):
+        restore([{'manifest': full, 'path': full_dir}], scratch, 'r-hole', target_time=target.isoformat(),
+                log_dir=holed)
+    assert not os.path.exists(os.path.join(scratch, 'r-hole'))
+    # the log backup record also notices a damaged archive file
+    with open(os.path.join(log_dir, log['details']['files'][0]['name']), 'ab') as f:
+        f.write(b'x')
+    problems = mb.verify_physical(manifest_of(log, 'log'), log_dest, scratch, log_dir=log_dir)
+    assert any(log['details']['files'][0]['name'] in p for p in problems)
+
+
+def test_flipped_byte_in_physical_backup_is_reported_with_the_file(source, scratch):
+    fill(source, 'bits', 3000)
+    engine = engine_of(source)
+    try:
+        plain_dir = os.path.join(scratch, 'flip-plain')
+        plain = manifest_of(engine.backup_create(request(plain_dir, scratch, method='physical', compression='none')))
+        zst_dir = os.path.join(scratch, 'flip-zst')
+        zst = manifest_of(engine.backup_create(request(zst_dir, scratch, method='physical', compression='zstd')))
+    finally:
+        engine.close()
+    assert mb.verify_physical(plain, plain_dir, scratch) == []
+    # t1.ibd, or t1.new when the table was created after the last checkpoint
+    stored = [n for n in os.listdir(os.path.join(plain_dir, 'data', 'bits')) if n in ('t1.ibd', 't1.new')]
+    assert len(stored) == 1
+    victim = os.path.join(plain_dir, 'data', 'bits', stored[0])
+    with open(victim, 'r+b') as f:
+        f.seek(16384 * 4 + 2000)  # inside a data page of the clustered index
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x5A]))
+    problems = mb.verify_physical(plain, plain_dir, scratch)
+    assert problems and any(os.path.join('bits', stored[0]) in p for p in problems), problems
+    victim = os.path.join(zst_dir, 'backup.mbstream.zst')
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x5A]))
+    problems = mb.verify_physical(zst, zst_dir, scratch)
+    assert problems and any('backup.mbstream.zst' in p for p in problems), problems
+    # with the catalog's file list, the checksum names the file before anything is unpacked
+    listed = dict(zst, files=[{'path': 'backup.mbstream.zst', 'size': os.path.getsize(victim),
+                               'sha256': '0' * 64}])
+    assert any(p.startswith('backup.mbstream.zst: sha256') for p in mb.verify_physical(listed, zst_dir, scratch))
+
+
+def test_credentials_never_reach_a_command_line(source, scratch, monkeypatch):
+    seen = []
+    real_popen = mb.subprocess.Popen
+
+    def spy(argv, *args, **kwargs):
+        seen.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    monkeypatch.setattr(mb.subprocess, 'Popen', spy)
+    fill(source, 'cred', 10)
+    engine = engine_of(source)
+    try:
+        engine.backup_create(request(os.path.join(scratch, 'cred'), scratch, databases=['cred']))
+        engine.backup_create(request(os.path.join(scratch, 'cred-p'), scratch, method='physical'))
+    finally:
+        engine.close()
+    assert len(seen) >= 3
+    for argv in seen:
+        assert not any(source.password in str(a) for a in argv), argv
+    # the private option files are gone
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith('dbops-cnf-')]
