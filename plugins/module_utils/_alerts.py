@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.admin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to dbops.admin: alert thresholds, their evaluation, and health findings.
+
+Engine-independent: it reads the ``metrics`` dictionary that db_info returns for either
+engine.  The defaults are the seed's alert table (connections 70/90 %, disk 80/95 %,
+slow queries 10/50 per minute, replication lag 30 s / 5 min).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+LEVELS = ('warning', 'critical')
+
+DEFAULT_THRESHOLDS = {
+    'connections': {'warning': 70, 'critical': 90},
+    'disk': {'warning': 80, 'critical': 95},
+    'slow_queries': {'warning': 10, 'critical': 50},
+    'replication_lag': {'warning': 30, 'critical': 300},
+}
+
+# What each threshold measures, in which unit, and what a DBA does about it.
+METRICS = {
+    'connections': {
+        'unit': '%',
+        'title': 'Connections in use (% of max_connections)',
+        'remediation': 'Find idle or leaked sessions and long-lived pools; put a connection pooler '
+                       '(PgBouncer, ProxySQL) in front, or raise max_connections with db_config after '
+                       'checking memory.',
+    },
+    'disk': {
+        'unit': '%',
+        'title': 'Disk usage of the data directory filesystem (%)',
+        'remediation': 'Free space (old WAL or binary logs, stale backups, bloated tables), or grow the '
+                       'filesystem before it fills.',
+    },
+    'slow_queries': {
+        'unit': '/min',
+        'title': 'Slow queries per minute',
+        'remediation': 'Review the slowest statements (slow_queries.top) with db_query_advisor; add or '
+                       'repair indexes, refresh statistics with db_maintenance.',
+    },
+    'replication_lag': {
+        'unit': 's',
+        'title': 'Replication lag (seconds)',
+        'remediation': 'Check the replica for long transactions, I/O saturation or a stopped apply thread; '
+                       'check the network between primary and replica.',
+    },
+}
+
+
+def merge_thresholds(overrides=None):
+    """Seed defaults updated by ``overrides`` ({metric: {warning, critical}}); ValueError when malformed.
+
+    A level set to None (YAML null) is disabled.
+    """
+    merged = copy.deepcopy(DEFAULT_THRESHOLDS)
+    for metric, levels in (overrides or {}).items():
+        if metric not in DEFAULT_THRESHOLDS:
+            raise ValueError('unknown threshold %r (known: %s)' % (metric, ', '.join(sorted(DEFAULT_THRESHOLDS))))
+        if not isinstance(levels, dict):
+            raise ValueError('threshold %s must be a dictionary with warning and/or critical' % metric)
+        for level, value in levels.items():
+            if level not in LEVELS:
+                raise ValueError('threshold %s has an unknown level %r (use warning, critical)' % (metric, level))
+            if value is not None:
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError('threshold %s.%s must be a number, not %r' % (metric, level, value)) from None
+                if value < 0:
+                    raise ValueError('threshold %s.%s cannot be negative' % (metric, level))
+                value = int(value) if value == int(value) else value
+            merged[metric][level] = value
+        warning, critical = merged[metric]['warning'], merged[metric]['critical']
+        if warning is not None and critical is not None and warning > critical:
+            raise ValueError('threshold %s: warning (%s) is above critical (%s)' % (metric, warning, critical))
+    return merged
+
+
+def _round(value):
+    return None if value is None else round(float(value), 2)
+
+
+def metric_values(metrics):
+    """The value each threshold is compared with, or None when the metric was not measured."""
+    metrics = metrics or {}
+    connections = metrics.get('connections') or {}
+    disk = metrics.get('disk') or {}
+    slow = metrics.get('slow_queries') or {}
+    replication = metrics.get('replication') or {}
+    ratio = connections.get('used_ratio')
+    disk_ratio = disk.get('used_ratio')
+    return {
+        'connections': _round(ratio * 100) if ratio is not None else None,
+        'disk': _round(disk_ratio * 100) if disk_ratio is not None else None,
+        'slow_queries': _round(slow.get('per_minute')),
+        'replication_lag': _round(replication.get('lag_seconds')),
+    }
+
+
+def evaluate(metrics, thresholds=None):
+    """Alerts ``[{metric, value, threshold, level, unit, message}]``, critical ones first."""
+    thresholds = thresholds if thresholds is not None else DEFAULT_THRESHOLDS
+    alerts = []
+    for metric, value in metric_values(metrics).items():
+        if value is None or metric not in thresholds:
+            continue
+        for level in reversed(LEVELS):
+            limit = thresholds[metric].get(level)
+            if limit is not None and value >= limit:
+                unit = METRICS[metric]['unit']
+                alerts.append({
+                    'metric': metric,
+                    'value': value,
+                    'threshold': limit,
+                    'level': level,
+                    'unit': unit,
+                    'message': '%s is %s%s (%s at %s%s)' % (METRICS[metric]['title'], value, unit, level, limit, unit),
+                })
+                break
+    alerts.sort(key=lambda a: (0 if a['level'] == 'critical' else 1, a['metric']))
+    return alerts
+
+
+def _evidence(metric, metrics, value):
+    metrics = metrics or {}
+    if metric == 'connections':
+        conn = metrics.get('connections') or {}
+        return '%s of %s connections in use (%s%%): %s active, %s idle' % (
+            conn.get('total'), conn.get('max'), value, conn.get('active'), conn.get('idle'))
+    if metric == 'disk':
+        disk = metrics.get('disk') or {}
+        return '%s%% used on the filesystem of %s' % (value, disk.get('path'))
+    if metric == 'slow_queries':
+        slow = metrics.get('slow_queries') or {}
+        return '%s slow queries per minute over %s ms (source: %s)' % (value, slow.get('threshold_ms'),
+                                                                         slow.get('source'))
+    replication = metrics.get('replication') or {}
+    return 'role %s, lag %s s' % (replication.get('role'), value)
+
+
+def _skip_reason(metric, metrics):
+    metrics = metrics or {}
+    if metric == 'disk':
+        return 'the data directory is not readable from where db_info ran'
+    if metric == 'slow_queries':
+        source = (metrics.get('slow_queries') or {}).get('source')
+        return 'no slow-query source on this server (source: %s)' % source
+    if metric == 'replication_lag':
+        role = (metrics.get('replication') or {}).get('role')
+        return 'no replication to measure (role: %s)' % role
+    return 'not measured'
+
+
+def health_findings(info, host=None, thresholds=None):
+    """Findings (DESIGN.md "Findings and reports") from one db_info result.
+
+    One finding per threshold: fail with the alert's level as severity, pass, or skip when
+    the metric could not be measured.  A failed db_info result gives one critical finding.
+    """
+    info = info or {}
+    prefix = 'health'
+    if info.get('failed'):
+        return [{
+            'id': '%s.reachable' % prefix,
+            'host': host,
+            'title': 'Server answers and db_info can read its metrics',
+            'severity': 'critical',
+            'status': 'fail',
+            'evidence': info.get('msg') or 'db_info failed',
+            'remediation': 'Check that the server is running and that the login works (db_instance, credentials).',
+            'frameworks': ['dbops-daily'],
+        }]
+    thresholds = thresholds or info.get('thresholds') or DEFAULT_THRESHOLDS
+    metrics = info.get('metrics') or {}
+    values = metric_values(metrics)
+    alerts = {a['metric']: a for a in (info.get('alerts') if info.get('alerts') is not None
+                                        else evaluate(metrics, thresholds))}
+    findings = []
+    for metric in sorted(DEFAULT_THRESHOLDS):
+        limits = thresholds.get(metric) or {}
+        unit = METRICS[metric]['unit']
+        finding = {
+            'id': '%s.%s' % (prefix, metric),
+            'host': host,
+            'title': '%s below %s%s' % (METRICS[metric]['title'], limits.get('warning'), unit),
+            'severity': 'info',
+            'status': 'pass',
+            'evidence': None,
+            'remediation': METRICS[metric]['remediation'],
+            'frameworks': ['dbops-daily'],
+        }
+        value = values.get(metric)
+        if value is None:
+            finding['status'] = 'skip'
+            finding['evidence'] = _skip_reason(metric, metrics)
+        else:
+            finding['evidence'] = _evidence(metric, metrics, value)
+            alert = alerts.get(metric)
+            if alert:
+                finding['status'] = 'fail'
+                finding['severity'] = alert['level']
+                finding['evidence'] += ' - %s threshold %s%s' % (alert['level'], alert['threshold'], unit)
+        findings.append(finding)
+    return findings
+
+
+def rates(first, second, seconds):
+    """Per-second rates between two counter samples (None where a counter is missing)."""
+    out = {}
+    for key in ('queries', 'transactions', 'slow'):
+        a, b = (first or {}).get(key), (second or {}).get(key)
+        out[key] = round(max(b - a, 0) / float(seconds), 3) if None not in (a, b) and seconds > 0 else None
+    return out
+
+
+def disk_metrics(path):
+    """Usage of the filesystem holding ``path``, or None when it cannot be read from here."""
+    if not path or not os.path.isdir(path):
+        return None
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    total = stat.f_blocks * stat.f_frsize
+    free = stat.f_bavail * stat.f_frsize
+    used = total - stat.f_bfree * stat.f_frsize
+    if total <= 0:
+        return None
+    # used / (used + available), as df computes Use%
+    return {'path': path, 'total_bytes': total, 'used_bytes': used, 'free_bytes': free,
+            'used_ratio': round(float(used) / (used + free), 4) if used + free > 0 else None}
