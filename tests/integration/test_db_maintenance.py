@@ -1,0 +1,267 @@
+# -*- coding: utf-8 -*-
+"""db_maintenance against real servers: statistics timestamps read from the catalog, the
+staleness test, check mode running nothing, unknown actions refused."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from modrun import run_module
+
+DB = 'dbops_maint_test'
+
+
+def sql(server, statement, params=None):
+    conn = server.connect(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def conn_args(server, **kwargs):
+    return dict(server.conn, login_db=DB, **kwargs)
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+@pytest.fixture
+def pg(pg_server):
+    conn = pg_server.connect('postgres')
+    with conn.cursor() as cur:
+        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (DB,))
+        if cur.fetchone() is None:
+            cur.execute('CREATE DATABASE %s' % DB)
+    conn.close()
+    return pg_server
+
+
+def pg_table(pg, schema, table, rows=1000, index=False):
+    """A table autovacuum leaves alone, so only the module changes its statistics."""
+    qt = '"%s"."%s"' % (schema, table.replace('"', '""'))
+    sql(pg, 'CREATE SCHEMA IF NOT EXISTS "%s"' % schema)
+    sql(pg, 'DROP TABLE IF EXISTS %s' % qt)
+    sql(pg, 'CREATE TABLE %s (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = false)' % qt)
+    if index:
+        sql(pg, 'CREATE INDEX ON %s (v)' % qt)
+    pg_write(pg, "INSERT INTO %s SELECT g, 'v' || g FROM generate_series(1, %d) g" % (qt, rows))
+    return qt
+
+
+def pg_write(pg, statement):
+    """Run a write and make sure the server's statistics have counted it before returning."""
+    conn = pg.connect(DB)
+    with conn.cursor() as cur:
+        cur.execute(statement)
+        cur.execute('SELECT pg_stat_force_next_flush()')
+    conn.close()
+    time.sleep(0.3)
+
+
+def pg_stats(pg, schema, table):
+    rows = sql(pg, """SELECT last_analyze, analyze_count, last_vacuum, vacuum_count, n_mod_since_analyze
+                        FROM pg_stat_user_tables WHERE schemaname = %s AND relname = %s""", (schema, table))
+    return dict(zip(('last_analyze', 'analyze_count', 'last_vacuum', 'vacuum_count', 'n_mod_since_analyze'), rows[0]))
+
+
+def wait_modified(pg, schema, table, at_least):
+    deadline = time.time() + 10
+    while pg_stats(pg, schema, table)['n_mod_since_analyze'] < at_least and time.time() < deadline:
+        time.sleep(0.2)
+
+
+def test_pg_analyze_check_run_and_timestamps(pg):
+    pg_table(pg, 'm_analyze', 'facts')
+    args = conn_args(pg, action='analyze', tables=['m_analyze.facts'])
+
+    checked = run_module('db_maintenance', args, check=True)
+    assert checked['changed'] is True, checked
+    assert checked['queries'] == ['ANALYZE "m_analyze"."facts"']
+    assert [t['table'] for t in checked['tables']] == ['facts']
+    assert pg_stats(pg, 'm_analyze', 'facts')['last_analyze'] is None
+
+    done = run_module('db_maintenance', args)
+    assert done['changed'] is True, done
+    stats = pg_stats(pg, 'm_analyze', 'facts')
+    assert stats['last_analyze'] is not None and stats['analyze_count'] == 1
+    entry = done['tables'][0]
+    assert entry['before']['last_analyze'] is None
+    assert entry['after']['last_analyze'] == stats['last_analyze'].isoformat()
+    assert entry['modified_rows'] == 1000
+
+
+def test_pg_only_if_stale(pg):
+    a = pg_table(pg, 'm_stale', 'busy')
+    pg_table(pg, 'm_stale', 'quiet')
+    first = run_module('db_maintenance', conn_args(pg, action='analyze', schema='m_stale'))
+    assert sorted(t['table'] for t in first['tables']) == ['busy', 'quiet']
+    args = conn_args(pg, action='analyze', schema='m_stale', only_if_stale=True)
+
+    fresh = run_module('db_maintenance', args)
+    assert fresh['changed'] is False, fresh
+    assert fresh['queries'] == [] and sorted(fresh['skipped']) == ['m_stale.busy', 'm_stale.quiet']
+
+    pg_write(pg, "UPDATE m_stale.quiet SET v = v || 'x' WHERE id <= 20")  # below stale_min_rows
+    pg_write(pg, "UPDATE %s SET v = v || 'x' WHERE id <= 300" % a)        # 30 % of the table
+    wait_modified(pg, 'm_stale', 'busy', 300)
+    quiet_before = pg_stats(pg, 'm_stale', 'quiet')['analyze_count']
+    busy_before = pg_stats(pg, 'm_stale', 'busy')['analyze_count']
+
+    checked = run_module('db_maintenance', args, check=True)
+    assert checked['changed'] is True and [t['table'] for t in checked['tables']] == ['busy']
+    assert pg_stats(pg, 'm_stale', 'busy')['analyze_count'] == busy_before
+
+    stale = run_module('db_maintenance', args)
+    assert stale['changed'] is True, stale
+    assert [t['table'] for t in stale['tables']] == ['busy']
+    assert stale['tables'][0]['modified_rows'] >= 300
+    assert pg_stats(pg, 'm_stale', 'busy')['analyze_count'] == busy_before + 1
+    assert pg_stats(pg, 'm_stale', 'quiet')['analyze_count'] == quiet_before
+
+    again = run_module('db_maintenance', args)
+    assert again['changed'] is False and again['queries'] == []
+
+
+def test_pg_vacuum_vacuum_full_and_reindex(pg):
+    qt = pg_table(pg, 'm_vacuum', 'churn', index=True)
+    pg_write(pg, 'DELETE FROM %s WHERE id %% 2 = 0' % qt)
+
+    def relfilenode(name):
+        return sql(pg, "SELECT relfilenode FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = 'm_vacuum' AND c.relname = %s", (name,))[0][0]
+
+    vacuum = run_module('db_maintenance', conn_args(pg, action='vacuum', tables=['m_vacuum.churn']))
+    assert vacuum['changed'] is True, vacuum
+    assert pg_stats(pg, 'm_vacuum', 'churn')['last_vacuum'] is not None
+    assert vacuum['tables'][0]['before']['last_vacuum'] is None
+    assert vacuum['tables'][0]['after']['last_vacuum'] is not None
+
+    table_file = relfilenode('churn')
+    full = run_module('db_maintenance', conn_args(pg, action='vacuum_full', tables=['m_vacuum.churn']))
+    assert full['changed'] is True and full['queries'] == ['VACUUM (FULL) "m_vacuum"."churn"']
+    assert relfilenode('churn') != table_file
+
+    index_file = relfilenode('churn_v_idx')
+    reindex = run_module('db_maintenance', conn_args(pg, action='reindex', tables=['m_vacuum.churn']))
+    assert reindex['changed'] is True and 'CONCURRENTLY' in reindex['queries'][0]
+    assert relfilenode('churn_v_idx') != index_file
+
+
+def test_pg_hostile_table_name_is_quoted(pg):
+    pg_table(pg, 'm_hostile', 'victim', rows=10)
+    hostile = 'we"ird; DROP TABLE m_hostile.victim; --'
+    pg_table(pg, 'm_hostile', hostile, rows=10)
+    done = run_module('db_maintenance', conn_args(pg, action='analyze', schema='m_hostile', tables=[hostile]))
+    assert done['changed'] is True, done
+    assert pg_stats(pg, 'm_hostile', hostile)['last_analyze'] is not None
+    assert sql(pg, 'SELECT count(*) FROM m_hostile.victim')[0][0] == 10
+
+
+def test_pg_bad_input_fails_and_runs_nothing(pg):
+    pg_table(pg, 'm_bad', 'present', rows=10)
+    for action in ('optimize', 'histogram'):
+        refused = run_module('db_maintenance', conn_args(pg, action=action))
+        assert refused['failed'] and 'MySQL/MariaDB action' in refused['msg'] and refused['queries'] == []
+    missing = run_module('db_maintenance', conn_args(pg, action='analyze', tables=['m_bad.present', 'm_bad.absent']))
+    assert missing['failed'] and 'm_bad.absent' in missing['msg'] and 'no such table' in missing['msg']
+    assert missing['queries'] == []
+    assert pg_stats(pg, 'm_bad', 'present')['last_analyze'] is None
+    no_schema = run_module('db_maintenance', conn_args(pg, action='analyze', schema='no_such_schema'))
+    assert no_schema['failed'] and 'no such schema' in no_schema['msg']
+
+
+# ---- MariaDB --------------------------------------------------------------------------------
+@pytest.fixture
+def my(mariadb_server):
+    mariadb_server.sql('CREATE DATABASE IF NOT EXISTS %s' % DB)
+    return mariadb_server
+
+
+def my_table(my, table, rows=300):
+    qt = '`%s`' % table.replace('`', '``')
+    sql(my, 'DROP TABLE IF EXISTS %s' % qt)
+    sql(my, 'CREATE TABLE %s (id int PRIMARY KEY, v varchar(40), k int, KEY (k)) ENGINE=InnoDB STATS_AUTO_RECALC=0' % qt)
+    sql(my, "INSERT INTO %s SELECT seq, concat('v', seq), seq MOD 13 FROM seq_1_to_%d" % (qt, rows))
+    sql(my, 'ANALYZE TABLE %s' % qt)
+    return qt
+
+
+def my_last_analyze(my, table):
+    rows = sql(my, 'SELECT last_update FROM mysql.innodb_table_stats WHERE database_name = %s AND table_name = %s',
+               (DB, table))
+    return rows[0][0] if rows else None
+
+
+def my_table_id(my, table):
+    return sql(my, 'SELECT table_id FROM information_schema.innodb_sys_tables WHERE name = %s',
+               (DB + '/' + table,))[0][0]
+
+
+def test_mariadb_analyze_check_run_and_timestamps(my):
+    my_table(my, 'facts')
+    before = my_last_analyze(my, 'facts')
+    time.sleep(1.1)  # last_update has one-second resolution
+    args = conn_args(my, action='analyze', tables=['facts'])
+
+    checked = run_module('db_maintenance', args, check=True)
+    assert checked['changed'] is True and checked['queries'] == ['ANALYZE TABLE `%s`.`facts`' % DB]
+    assert my_last_analyze(my, 'facts') == before
+
+    done = run_module('db_maintenance', args)
+    assert done['changed'] is True, done
+    after = my_last_analyze(my, 'facts')
+    assert after > before
+    assert done['tables'][0]['before']['last_analyze'] == before.isoformat()
+    assert done['tables'][0]['after']['last_analyze'] == after.isoformat()
+
+
+def test_mariadb_only_if_stale(my):
+    my_table(my, 'busy')
+    my_table(my, 'quiet')
+    args = conn_args(my, action='analyze', tables=['busy', 'quiet'], only_if_stale=True)
+    fresh = run_module('db_maintenance', args)
+    assert fresh['changed'] is False and fresh['queries'] == [], fresh
+
+    sql(my, "UPDATE busy SET v = concat(v, 'x') WHERE id <= 100")
+    sql(my, "UPDATE quiet SET v = concat(v, 'x') WHERE id <= 10")
+    checked = run_module('db_maintenance', args, check=True)
+    assert [t['table'] for t in checked['tables']] == ['busy']
+    stale = run_module('db_maintenance', args)
+    assert stale['changed'] is True, stale
+    assert [t['table'] for t in stale['tables']] == ['busy'] and stale['skipped'] == ['%s.quiet' % DB]
+    assert stale['tables'][0]['modified_rows'] >= 100
+    assert stale['tables'][0]['after']['modified_rows'] == 0
+
+    again = run_module('db_maintenance', args)
+    assert again['changed'] is False and again['queries'] == []
+
+
+def test_mariadb_histogram_and_optimize(my):
+    my_table(my, 'measures')
+
+    def histograms():
+        return sql(my, """SELECT count(*) FROM mysql.column_stats
+                           WHERE db_name = %s AND table_name = 'measures' AND histogram IS NOT NULL""", (DB,))[0][0]
+    assert histograms() == 0
+    args = conn_args(my, action='histogram', tables=['measures'], only_if_stale=True)
+    built = run_module('db_maintenance', args)
+    assert built['changed'] is True and 'PERSISTENT FOR ALL' in built['queries'][0], built
+    assert histograms() > 0
+    assert run_module('db_maintenance', args)['changed'] is False
+
+    table_id = my_table_id(my, 'measures')
+    optimized = run_module('db_maintenance', conn_args(my, action='optimize', tables=['measures']))
+    assert optimized['changed'] is True, optimized
+    assert my_table_id(my, 'measures') != table_id
+
+
+def test_mariadb_bad_input_fails_and_runs_nothing(my):
+    my_table(my, 'kept', rows=10)
+    refused = run_module('db_maintenance', conn_args(my, action='vacuum'))
+    assert refused['failed'] and 'PostgreSQL action' in refused['msg'] and refused['queries'] == []
+    before = my_last_analyze(my, 'kept')
+    missing = run_module('db_maintenance', conn_args(my, action='analyze', tables=['kept', 'gone']))
+    assert missing['failed'] and '%s.gone' % DB in missing['msg'] and missing['queries'] == []
+    assert my_last_analyze(my, 'kept') == before
