@@ -1,0 +1,404 @@
+# -*- coding: utf-8 -*-
+"""Command building of the MariaDB/MySQL backup engine, without a server.
+
+The MySQL 8 paths (mysqldump, xtrabackup, xbstream, mysqlbinlog) are driven through
+fake programs in a bin_dir that record their arguments.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import stat
+import textwrap
+
+import pytest
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+PASSWORD = 'S3cret"pa\\ss'
+
+
+# ---- option file ------------------------------------------------------------------------------
+def test_option_file_is_private_quoted_and_removed():
+    with mb.client_option_file({'user': 'root', 'password': PASSWORD, 'port': 3307},
+                               groups=('client', 'mariadb-backup')) as path:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        with open(path) as f:
+            text = f.read()
+        assert '[client]' in text and '[mariadb-backup]' in text
+        assert 'password="S3cret\\"pa\\\\ss"' in text
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+# ---- argv builders ----------------------------------------------------------------------------
+def test_dump_argv_mariadb_and_mysql8():
+    argv = mb.dump_argv('/usr/bin/mariadb-dump', '/tmp/x/client.cnf', ['a', 'b'], 'mariadb', 101106)
+    assert argv[1] == '--defaults-file=/tmp/x/client.cnf'  # must come first
+    for opt in ('--single-transaction', '--routines', '--triggers', '--events', '--quick', '--hex-blob'):
+        assert opt in argv
+    assert argv[-3:] == ['--databases', 'a', 'b']
+    assert not any(a.startswith(('--password', '-p')) for a in argv)
+    assert '--set-gtid-purged=OFF' not in argv
+    my = mb.dump_argv('/usr/bin/mysqldump', '/tmp/x/client.cnf', ['a'], 'mysql', 80036)
+    assert '--set-gtid-purged=OFF' in my and '--column-statistics=0' in my
+
+
+def test_position_capture_and_status_statements_by_flavor():
+    assert mb.position_capture_option('mysql', 80036) == '--source-data=2'
+    assert mb.position_capture_option('mysql', 80025) == '--master-data=2'
+    assert mb.position_capture_option('mariadb', 101106) == '--master-data=2'
+    assert mb.binlog_status_sql('mysql', 80400) == 'SHOW BINARY LOG STATUS'
+    assert mb.binlog_status_sql('mysql', 80036) == 'SHOW MASTER STATUS'
+    assert mb.binlog_status_sql('mariadb', 101106) == 'SHOW MASTER STATUS'
+    assert 'gtid_executed' in mb.gtid_sql('mysql') and 'gtid_binlog_pos' in mb.gtid_sql('mariadb')
+
+
+def test_physical_backup_argv_full_incremental_stream():
+    full = mb.physical_backup_argv('/usr/bin/mariadb-backup', '/p/c.cnf', '/r/data', '/r/meta', '/var/lib/mysql/', 4)
+    assert full[:3] == ['/usr/bin/mariadb-backup', '--defaults-file=/p/c.cnf', '--backup']
+    assert '--parallel=4' in full and '--datadir=/var/lib/mysql/' in full
+    assert not any(a.startswith('--incremental-basedir') for a in full)
+    inc = mb.physical_backup_argv('/usr/bin/mariadb-backup', '/p/c.cnf', '/r/data', '/r/meta', None, 1,
+                                  basedir='/repo/base/data/meta', stream=True)
+    assert '--incremental-basedir=/repo/base/data/meta' in inc and '--stream=mbstream' in inc
+    xb = mb.physical_backup_argv('/usr/bin/xtrabackup', '/p/c.cnf', '/t', '/m', None, 2, stream=True, flavor='mysql')
+    assert '--stream=xbstream' in xb
+
+
+def test_prepare_argv_and_incremental_apply():
+    argv = mb.prepare_argv('/usr/bin/mariadb-backup', '/w/full')
+    assert argv == ['/usr/bin/mariadb-backup', '--defaults-file=/w/full/backup-my.cnf', '--prepare',
+                    '--target-dir=/w/full']
+    inc = mb.prepare_argv('/usr/bin/mariadb-backup', '/w/full', '/w/inc1', last=False)
+    assert inc[-1] == '--incremental-dir=/w/inc1' and '--apply-log-only' not in inc
+    xb = mb.prepare_argv('/usr/bin/xtrabackup', '/w/full', '/w/inc1', flavor='mysql', last=False)
+    assert '--apply-log-only' in xb
+    xb_last = mb.prepare_argv('/usr/bin/xtrabackup', '/w/full', '/w/inc2', flavor='mysql', last=True)
+    assert '--apply-log-only' not in xb_last
+
+
+def test_compressors_levels_and_missing_tool(monkeypatch):
+    assert mb.compressor_argv('none') is None
+    argv = mb.compressor_argv('zstd', 3)
+    assert os.path.basename(argv[0]) == 'zstd' and argv[-1] == '-3'
+    assert mb.decompressor_argv('gzip')[1:] == ['-d', '-c']
+    with pytest.raises(DbError, match='zstd accepts 1 to 19'):
+        mb.compressor_argv('zstd', 25)
+    with pytest.raises(DbError, match='choose zstd'):
+        mb.compressor_argv('brotli')
+    monkeypatch.setattr(mb.shutil, 'which', lambda name: None)
+    monkeypatch.setattr(mb, 'SEARCH_DIRS', ())
+    with pytest.raises(DbError, match=r'install lz4'):
+        mb.compressor_argv('lz4')
+    assert mb.compression_of('a.sql.zst') == 'zstd' and mb.compression_of('a.sql') == 'none'
+
+
+def test_safe_filename():
+    assert mb.safe_filename('shop_1') == 'shop_1'
+    odd = mb.safe_filename('we/ird db')
+    assert '/' not in odd and ' ' not in odd and bytes.fromhex(odd[3:]).decode() == 'we/ird db'
+
+
+# ---- binary log replay ------------------------------------------------------------------------
+def test_binlog_replay_argv_ranges_and_utc():
+    target = mb.parse_time('2024-05-01T14:30:05.900+02:00')
+    argv = mb.binlog_replay_argv('/usr/bin/mariadb-binlog', ['/l/b.000003', '/l/b.000004'], start_pos=1234,
+                                 stop_time=target)
+    assert argv == ['/usr/bin/mariadb-binlog', '--no-defaults', '--start-position=1234',
+                    '--stop-datetime=2024-05-01 12:30:05', '/l/b.000003', '/l/b.000004']
+    by_pos = mb.binlog_replay_argv('/usr/bin/mysqlbinlog', ['/l/b.000003'], start_pos=4, stop_position='999')
+    assert by_pos[-2:] == ['--stop-position=999', '/l/b.000003']
+    naive = mb.parse_time('2024-05-01 12:00:00')
+    assert naive.tzinfo is not None and naive.hour == 12
+    with pytest.raises(DbError, match='ISO 8601'):
+        mb.parse_time('yesterday')
+
+
+def _archive(tmp_path, numbers, base='mysql-bin'):
+    log_dir = tmp_path / 'logs'
+    log_dir.mkdir()
+    for n in numbers:
+        (log_dir / ('%s.%06d' % (base, n))).write_bytes(b'\xfebin')
+    return str(log_dir)
+
+
+def test_binlog_range_reports_holes(tmp_path):
+    log_dir = _archive(tmp_path, [1, 2, 3, 5, 6])
+    names, missing = mb.binlog_range(log_dir, 'mysql-bin.000002')
+    assert names == ['mysql-bin.000002', 'mysql-bin.000003', 'mysql-bin.000005', 'mysql-bin.000006']
+    assert missing == ['mysql-bin.000004']
+    names, missing = mb.binlog_range(log_dir, 'mysql-bin.000005', 'mysql-bin.000005')
+    assert names == ['mysql-bin.000005'] and missing == []
+
+
+def _chain(stop_file='mysql-bin.000002', pos=500):
+    return [{'manifest': {'type': 'full', 'stop_position': {'binlog_file': stop_file, 'binlog_pos': pos,
+                                                            'lsn': '100'}}, 'path': '/x'}]
+
+
+def test_replay_plan_positions_gtid_and_missing(tmp_path):
+    log_dir = _archive(tmp_path, [2, 3, 4])
+    files, start, stop = mb.replay_plan(_chain(), log_dir, target_time=mb.parse_time('2024-01-01T00:00:00Z'))
+    assert files == ['mysql-bin.000002', 'mysql-bin.000003', 'mysql-bin.000004'] and start == 500 and stop is None
+    files, start, stop = mb.replay_plan(_chain(), log_dir, target_position={'binlog_file': 'mysql-bin.000003',
+                                                                            'binlog_pos': 777})
+    assert files == ['mysql-bin.000002', 'mysql-bin.000003'] and stop == '777'
+    files, start, stop = mb.replay_plan(_chain(), log_dir, target_position={'gtid': '0-1-42'})
+    assert stop == '0-1-42'
+    with pytest.raises(DbError, match=r'mysql-bin\.000001 is missing'):
+        mb.replay_plan(_chain('mysql-bin.000001'), log_dir, target_time=mb.parse_time('2024-01-01T00:00:00Z'))
+    with pytest.raises(DbError, match='binary logging was off'):
+        mb.replay_plan([{'manifest': {'stop_position': {}}, 'path': '/x'}], log_dir)
+
+
+def test_chain_lsn_checks():
+    full = {'type': 'full', 'stop_position': {'lsn': '100'}}
+    inc1 = {'type': 'incremental', 'start_position': {'lsn': '100'}, 'stop_position': {'lsn': '200'}}
+    inc2 = {'type': 'incremental', 'start_position': {'lsn': '200'}, 'stop_position': {'lsn': '300'}}
+    diff = {'type': 'differential', 'start_position': {'lsn': '100'}, 'stop_position': {'lsn': '400'}}
+    mb._check_chain([{'manifest': full}, {'manifest': inc1}, {'manifest': inc2}])
+    mb._check_chain([{'manifest': full}, {'manifest': diff}])
+    with pytest.raises(DbError, match='LSN 200 but the chain is at LSN 100'):
+        mb._check_chain([{'manifest': full}, {'manifest': inc2}])
+    with pytest.raises(DbError, match='starts with a full'):
+        mb._check_chain([{'manifest': inc1}])
+
+
+# ---- the dump splitter ------------------------------------------------------------------------
+DUMP = textwrap.dedent('''\
+    -- MariaDB dump 10.19
+    /*!40101 SET NAMES utf8mb4 */;
+    /*!40103 SET TIME_ZONE='+00:00' */;
+
+    --
+    -- Current Database: `shop`
+    --
+
+    CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;
+
+    USE `shop`;
+    INSERT INTO `t` VALUES (1,'USE `x`;\\n-- Current'),(2,'b');
+
+    --
+    -- Current Database: `we``ird`
+    --
+
+    CREATE DATABASE /*!32312 IF NOT EXISTS*/ `we``ird`;
+
+    USE `we``ird`;
+    INSERT INTO `u` VALUES (3);
+
+    --
+    -- Current Database: `shop`
+    --
+
+    USE `shop`;
+    CREATE VIEW `v` AS select 1;
+    -- Dump completed
+    ''').encode()
+
+
+@pytest.mark.parametrize('chunk', [1, 7, 64, 100000])
+def test_dump_splitter_one_file_per_database(tmp_path, chunk):
+    files = {'shop': str(tmp_path / 'shop.sql'), 'we`ird': str(tmp_path / 'weird.sql')}
+    splitter = mb.DumpSplitter(files, None)
+    for i in range(0, len(DUMP), chunk):
+        splitter.feed(DUMP[i:i + chunk])
+    splitter.close()
+    shop = (tmp_path / 'shop.sql').read_text()
+    weird = (tmp_path / 'weird.sql').read_text()
+    for text in (shop, weird):
+        assert text.startswith('-- MariaDB dump') and "SET TIME_ZONE='+00:00'" in text
+        assert 'CREATE DATABASE' not in text and '\nUSE ' not in text
+    assert "INSERT INTO `t` VALUES (1,'USE `x`;\\n-- Current'),(2,'b');" in shop
+    assert 'CREATE VIEW `v`' in shop and 'INSERT INTO `u`' not in shop
+    assert 'INSERT INTO `u` VALUES (3);' in weird and 'INSERT INTO `t`' not in weird
+    assert shop.count('SET NAMES') == 1
+
+
+def test_dump_splitter_refuses_an_unknown_database(tmp_path):
+    splitter = mb.DumpSplitter({'shop': str(tmp_path / 'shop.sql')}, None)
+    with pytest.raises(DbError, match='not asked for'):
+        splitter.feed(DUMP)
+
+
+# ---- MySQL 8 through fake programs ------------------------------------------------------------
+FAKE_DUMP = '''#!/bin/sh
+echo "$0 $*" >> "%(log)s"
+for a in "$@"; do case "$a" in --defaults-file=*) cp "${a#--defaults-file=}" "%(log)s.cnf";; esac; done
+printf -- '-- MySQL dump\\n/*!40101 SET NAMES utf8mb4 */;\\n'
+for db in "$@"; do
+  case "$db" in -*) continue;; esac
+  printf -- '\\n--\\n-- Current Database: `%%s`\\n--\\n\\nCREATE DATABASE `%%s`;\\n\\nUSE `%%s`;\\nINSERT INTO t VALUES (1);\\n' "$db" "$db" "$db"
+done
+printf -- '-- Dump completed\\n'
+'''
+
+FAKE_XTRABACKUP = '''#!/bin/sh
+echo "$0 $*" >> "%(log)s"
+for a in "$@"; do
+  case "$a" in
+    --extra-lsndir=*) d="${a#--extra-lsndir=}";;
+    --incremental-basedir=*) inc=1;;
+  esac
+done
+mkdir -p "$d"
+if [ -n "$inc" ]; then from=5000; else from=0; fi
+printf 'backup_type = full-backuped\\nfrom_lsn = %%s\\nto_lsn = 9000\\nlast_lsn = 9100\\n' $from > "$d/xtrabackup_checkpoints"
+printf "binlog_pos = filename 'binlog.000007', position '157', GTID of the last change 'uuid:1-42'\\n" > "$d/xtrabackup_info"
+printf 'streamdata'
+'''
+
+
+class FakeConn:
+    user = 'backup'
+    password = PASSWORD.encode('latin1')
+    host = '127.0.0.1'
+    port = 3306
+    unix_socket = None
+
+
+class FakeMysql8(mb.MysqlBackup):
+    """Just enough of a connected MySQL 8.4 engine for backup_create."""
+
+    flavor = 'mysql'
+    version = '8.4.0'
+    version_num = 80400
+    version_string = '8.4.0'
+    host = '127.0.0.1'
+    port = 3306
+
+    def __init__(self):
+        self.conn = FakeConn()
+        self._secrets = set()
+        self.queries = []
+
+    def add_secret(self, value):
+        self._secrets.add(value)
+
+    def mask(self, text):
+        return mb.mask_secrets(text, self._secrets)
+
+    def quote_ident(self, name):
+        return '`%s`' % name.replace('`', '``')
+
+    def execute(self, sql, params=None, operation=None, autocommit=False):
+        self.queries.append(sql)
+
+    def fetch_all(self, sql, params=None, operation=None):
+        self.queries.append(sql)
+        if 'SCHEMATA ORDER BY' in sql:
+            return [{'name': n} for n in ('app', 'mysql', 'sys', 'reporting')]
+        if 'GROUP BY TABLE_SCHEMA' in sql:
+            return [{'db': 'app', 'size': 10}, {'db': 'reporting', 'size': 5}]
+        if sql.startswith('SHOW BINARY LOG STATUS') or sql.startswith('SHOW MASTER STATUS'):
+            return [{'File': 'binlog.000007', 'Position': 157}]
+        if 'DEFAULT_CHARACTER_SET_NAME' in sql:
+            return [{'charset': 'utf8mb4', 'collation': 'utf8mb4_0900_ai_ci'}]
+        return []
+
+    def fetch_one(self, sql, params=None, operation=None):
+        rows = self.fetch_all(sql, params, operation)
+        return rows[0] if rows else None
+
+    def fetch_value(self, sql, params=None, operation=None):
+        self.queries.append(sql)
+        if 'log_bin_basename' in sql:
+            return '/var/lib/mysql/binlog'
+        if 'log_bin' in sql:
+            return 1
+        if 'gtid_executed' in sql:
+            return 'uuid:1-42'
+        if 'datadir' in sql:
+            return '/var/lib/mysql/'
+        return None
+
+
+def _fake_bin(tmp_path):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    log = str(tmp_path / 'argv.log')
+    for name, body in (('mysqldump', FAKE_DUMP), ('xtrabackup', FAKE_XTRABACKUP)):
+        path = bin_dir / name
+        path.write_text(body % {'log': log})
+        path.chmod(0o755)
+    return str(bin_dir), log
+
+
+def test_mysql8_logical_backup_through_fake_mysqldump(tmp_path):
+    bin_dir, log = _fake_bin(tmp_path)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8()
+    result = engine.backup_create({'method': 'logical', 'type': 'full', 'databases': None, 'compression': 'none',
+                                   'jobs': 2, 'dest': str(dest), 'base': None, 'repo': str(tmp_path),
+                                   'bin_dir': bin_dir})
+    argv_lines = open(log).read().splitlines()
+    assert len(argv_lines) == 2  # one mysqldump per job
+    for line in argv_lines:
+        assert PASSWORD not in line and '--set-gtid-purged=OFF' in line and '--single-transaction' in line
+    assert open(log + '.cnf').read().count('password=') >= 1  # the password went through the file
+    assert 'SHOW BINARY LOG STATUS' in engine.queries  # MySQL 8.4 wording
+    assert engine.queries.index('FLUSH TABLES WITH READ LOCK') < engine.queries.index('UNLOCK TABLES')
+    assert result['stop_position'] == {'binlog_file': 'binlog.000007', 'binlog_pos': 157, 'gtid': 'uuid:1-42'}
+    assert sorted(result['databases']) == ['app', 'reporting']
+    assert (dest / 'app.sql').read_text().count('INSERT INTO t VALUES (1);') == 1
+    index = json.loads((dest / mb.INDEX_FILE).read_text())
+    assert [e['file'] for e in index['databases']] == ['app.sql', 'reporting.sql']
+    assert all(PASSWORD not in c for c in result['commands'])
+
+
+def test_mysql8_physical_incremental_through_fake_xtrabackup(tmp_path):
+    bin_dir, log = _fake_bin(tmp_path)
+    base = tmp_path / 'base'
+    (base / 'meta').mkdir(parents=True)
+    (base / 'meta' / 'xtrabackup_checkpoints').write_text('backup_type = full-backuped\nfrom_lsn = 0\n'
+                                                           'to_lsn = 5000\n')
+    dest = tmp_path / 'inc'
+    dest.mkdir()
+    engine = FakeMysql8()
+    result = engine.backup_create({'method': 'physical', 'type': 'incremental', 'compression': 'zstd',
+                                   'jobs': 3, 'dest': str(dest), 'repo': str(tmp_path), 'bin_dir': bin_dir,
+                                   'base': {'manifest': {}, 'path': str(base)}})
+    line = open(log).read().strip()
+    assert PASSWORD not in line
+    assert '--incremental-basedir=%s' % (base / 'meta') in line
+    assert '--stream=xbstream' in line and '--parallel=3' in line
+    assert result['start_position']['lsn'] == '5000' and result['stop_position']['lsn'] == '9000'
+    assert result['stop_position']['binlog_file'] == 'binlog.000007'
+    assert result['stop_position']['gtid'] == 'uuid:1-42'
+    assert (dest / 'backup.mbstream.zst').stat().st_size > 0
+    # a base that does not end where the incremental starts is refused
+    (base / 'meta' / 'xtrabackup_checkpoints').write_text('from_lsn = 0\nto_lsn = 4000\n')
+    dest2 = tmp_path / 'inc2'
+    dest2.mkdir()
+    with pytest.raises(DbError, match='base ends at 4000'):
+        engine.backup_create({'method': 'physical', 'type': 'incremental', 'compression': 'none', 'jobs': 1,
+                              'dest': str(dest2), 'repo': str(tmp_path), 'bin_dir': bin_dir,
+                              'base': {'manifest': {}, 'path': str(base)}})
+
+
+def test_logical_incremental_is_refused_clearly(tmp_path):
+    engine = FakeMysql8()
+    with pytest.raises(DbError, match='always full'):
+        engine.backup_create({'method': 'logical', 'type': 'incremental', 'dest': str(tmp_path)})
+
+
+def test_binlog_info_parsing():
+    info = {'binlog_pos': "filename 'mysql-bin.000003', position '385', GTID of the last change '0-1-3'"}
+    assert mb.parse_binlog_info(info) == {'binlog_file': 'mysql-bin.000003', 'binlog_pos': 385, 'gtid': '0-1-3'}
+    assert mb.parse_binlog_info(None, 'binlog.000002\t1570\tuuid:1-5') == {
+        'binlog_file': 'binlog.000002', 'binlog_pos': 1570, 'gtid': 'uuid:1-5'}
+    assert mb.parse_binlog_info({}, None) is None
+
+
+def test_last_event_time_from_decoded_binlog(tmp_path):
+    text = tmp_path / 'x.sql'
+    text.write_bytes(b'# at 4\n#240501 12:30:05 server id 1  end_log_pos 256\n'
+                     b'#240501 12:31:59 server id 1  end_log_pos 300 Xid\n')
+    assert mb._last_event_time(str(text)) == datetime.datetime(2024, 5, 1, 12, 31, 59,
+                                                               tzinfo=datetime.timezone.utc)
