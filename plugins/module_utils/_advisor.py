@@ -693,8 +693,24 @@ def _unit_name(node):
     return str(text).strip("'").lower()
 
 
+IMPLICIT_WRAPPERS = tuple(getattr(exp, name) for name in ('TsOrDsToDate', 'TsOrDsToTimestamp', 'TsOrDsToDatetime')
+                          if HAS_SQLGLOT and hasattr(exp, name))
+
+
+def _bare(node):
+    """The column under the conversions sqlglot adds itself (MySQL YEAR(x) reads x as a date)."""
+    while IMPLICIT_WRAPPERS and isinstance(node, IMPLICIT_WRAPPERS) and not node.args.get('format'):
+        node = node.this
+    return node
+
+
 def _wrapped_column(func):
     """(column, unit) when func hides a plain column behind a date function; (column, None) for others."""
+    if isinstance(func, exp.Func) and not isinstance(func, IMPLICIT_WRAPPERS) and 'this' in func.args:
+        inner = _bare(func.this)
+        if inner is not func.this and isinstance(inner, exp.Column):
+            func = func.copy()
+            func.set('this', inner.copy())
     if isinstance(func, exp.Year) and isinstance(func.this, exp.Column):
         return func.this, 'year'
     if isinstance(func, exp.Extract) and isinstance(func.expression, exp.Column):
@@ -702,6 +718,9 @@ def _wrapped_column(func):
         return func.expression, ('year' if part == 'year' else None)
     if isinstance(func, exp.Date) and isinstance(func.this, exp.Column) and not func.expressions:
         return func.this, 'day'
+    if hasattr(exp, 'TsOrDsToDate') and isinstance(func, exp.TsOrDsToDate) and isinstance(func.this, exp.Column) \
+            and not func.args.get('format'):
+        return func.this, 'day'  # MySQL DATE(col)
     if isinstance(func, (exp.Cast, exp.TryCast)) and isinstance(func.this, exp.Column):
         to = func.args.get('to')
         if to is not None and to.is_type(exp.DataType.Type.DATE):
