@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+"""db_matview against real servers: pg_matviews on PostgreSQL, the swapped table on MariaDB."""
+
+from __future__ import annotations
+
+import pytest
+from modrun import run_module
+
+DB = 'dbops_matview_test'
+
+
+def sql(server, statement, params=None):
+    conn = server.connect(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def conn_args(server, **kwargs):
+    return dict(server.conn, login_db=DB, **kwargs)
+
+
+def source_table(server, table, rows=100):
+    sql(server, 'DROP TABLE IF EXISTS %s' % table)
+    sql(server, 'CREATE TABLE %s (id int PRIMARY KEY, region int, amount int)' % table)
+    if server.engine == 'postgresql':
+        sql(server, 'INSERT INTO %s SELECT g, mod(g, 5), g FROM generate_series(1, %d) g' % (table, rows))
+    else:
+        sql(server, 'INSERT INTO %s SELECT seq, seq MOD 5, seq FROM seq_1_to_%d' % (table, rows))
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+@pytest.fixture
+def pg(pg_server):
+    conn = pg_server.connect('postgres')
+    with conn.cursor() as cur:
+        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (DB,))
+        if cur.fetchone() is None:
+            cur.execute('CREATE DATABASE %s' % DB)
+    conn.close()
+    return pg_server
+
+
+def pg_matview(pg, name):
+    rows = sql(pg, 'SELECT definition, ispopulated FROM pg_matviews WHERE matviewname = %s', (name,))
+    return {'definition': rows[0][0], 'populated': rows[0][1]} if rows else None
+
+
+def pg_unique_index(pg, name):
+    rows = sql(pg, """SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                       JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname = %s AND i.indisunique""", (name,))
+    return [r[0] for r in rows]
+
+
+def test_pg_create_check_run_rerun(pg):
+    source_table(pg, 'sales_a')
+    query = 'SELECT region, sum(amount) AS total, count(*) AS n FROM sales_a GROUP BY region'
+    args = conn_args(pg, name='region_totals', query=query, unique_columns=['region'])
+
+    checked = run_module('db_matview', args, check=True, diff=True)
+    assert checked['changed'] is True, checked
+    assert checked['queries'][0].startswith('CREATE MATERIALIZED VIEW')
+    assert pg_matview(pg, 'region_totals') is None
+
+    created = run_module('db_matview', args, diff=True)
+    assert created['changed'] is True, created
+    view = pg_matview(pg, 'region_totals')
+    assert view['populated'] is True and view['definition'] == created['matview']['definition']
+    assert sql(pg, 'SELECT sum(n) FROM region_totals')[0][0] == 100
+    assert pg_unique_index(pg, 'region_totals') == ['region_totals_unique']
+
+    again = run_module('db_matview', args)
+    assert again['changed'] is False and again['queries'] == []
+    reformatted = run_module('db_matview', dict(args, query='select region,  sum(amount) as total,\n count(*) as n\n'
+                                                             '  from sales_a group by region;'))
+    assert reformatted['changed'] is False, reformatted
+
+
+def test_pg_refresh_changes_rows(pg):
+    source_table(pg, 'sales_b')
+    args = conn_args(pg, name='sales_b_summary', query='SELECT region, count(*) AS n FROM sales_b GROUP BY region',
+                     unique_columns=['region'])
+    run_module('db_matview', args)
+    sql(pg, 'INSERT INTO sales_b SELECT g, 7, g FROM generate_series(101, 150) g')
+    assert sql(pg, 'SELECT sum(n) FROM sales_b_summary')[0][0] == 100
+
+    checked = run_module('db_matview', dict(args, state='refreshed'), check=True)
+    assert checked['changed'] is True
+    assert sql(pg, 'SELECT sum(n) FROM sales_b_summary')[0][0] == 100
+
+    refreshed = run_module('db_matview', dict(args, state='refreshed'))
+    assert refreshed['changed'] is True, refreshed
+    assert refreshed['queries'] == ['REFRESH MATERIALIZED VIEW CONCURRENTLY "public"."sales_b_summary"']
+    assert sql(pg, 'SELECT sum(n) FROM sales_b_summary')[0][0] == 150
+    assert sql(pg, 'SELECT n FROM sales_b_summary WHERE region = 7')[0][0] == 50
+
+
+def test_pg_query_change_recreates_and_diff_shows_both(pg):
+    source_table(pg, 'sales_c')
+    base = conn_args(pg, name='big_sales', unique_columns=['id'])
+    run_module('db_matview', dict(base, query='SELECT id, amount FROM sales_c WHERE amount > 10'))
+    changed = run_module('db_matview', dict(base, query='SELECT id, amount FROM sales_c WHERE amount > 90'), diff=True)
+    assert changed['changed'] is True, changed
+    assert 'amount > 10' in changed['diff']['before']['definition']
+    assert 'amount > 90' in changed['diff']['after']['definition']
+    assert 'amount > 90' in pg_matview(pg, 'big_sales')['definition']
+    assert sql(pg, 'SELECT count(*) FROM big_sales')[0][0] == 10
+    assert pg_unique_index(pg, 'big_sales') == ['big_sales_unique']
+    assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname LIKE %s", ('big_sales_dbops%',))[0][0] == 0
+    assert run_module('db_matview', dict(base, query='SELECT id, amount FROM sales_c WHERE amount > 90'))['changed'] is False
+
+
+def test_pg_with_data_and_absent(pg):
+    source_table(pg, 'sales_d')
+    args = conn_args(pg, name='lazy_view', query='SELECT id FROM sales_d', with_data=False)
+    assert run_module('db_matview', args)['changed'] is True
+    assert pg_matview(pg, 'lazy_view')['populated'] is False
+    assert run_module('db_matview', args)['changed'] is False
+    filled = run_module('db_matview', dict(args, with_data=True))
+    assert filled['changed'] is True and pg_matview(pg, 'lazy_view')['populated'] is True
+
+    absent = conn_args(pg, name='lazy_view', state='absent')
+    assert run_module('db_matview', absent, check=True)['changed'] is True
+    assert pg_matview(pg, 'lazy_view') is not None
+    assert run_module('db_matview', absent)['changed'] is True
+    assert pg_matview(pg, 'lazy_view') is None
+    assert run_module('db_matview', absent)['changed'] is False
+
+
+def test_pg_bad_input_fails_and_changes_nothing(pg):
+    source_table(pg, 'sales_e')
+    missing = run_module('db_matview', conn_args(pg, name='broken', query='SELECT * FROM no_such_table'))
+    assert missing['failed'] and 'no_such_table' in missing['msg'] and missing['queries'] == []
+    bad_unique = run_module('db_matview', conn_args(pg, name='broken', query='SELECT id FROM sales_e',
+                                                    unique_columns=['nope']))
+    assert bad_unique['failed'] and 'nope' in bad_unique['msg']
+    injected = run_module('db_matview', conn_args(pg, name='broken', query='SELECT 1; DROP TABLE sales_e'))
+    assert injected['failed'] and ';' in injected['msg']
+    assert pg_matview(pg, 'broken') is None
+    assert sql(pg, 'SELECT count(*) FROM sales_e')[0][0] == 100
+
+    run_module('db_matview', conn_args(pg, name='no_key', query='SELECT id FROM sales_e'))
+    refused = run_module('db_matview', conn_args(pg, name='no_key', state='refreshed', concurrently=True))
+    assert refused['failed'] and 'unique' in refused['msg'] and refused['queries'] == []
+
+
+# ---- MariaDB --------------------------------------------------------------------------------
+@pytest.fixture
+def my(mariadb_server):
+    mariadb_server.sql('CREATE DATABASE IF NOT EXISTS %s' % DB)
+    return mariadb_server
+
+
+def my_table(my, name):
+    rows = sql(my, """SELECT table_comment, table_type FROM information_schema.tables
+                       WHERE table_schema = %s AND table_name = %s""", (DB, name))
+    return {'comment': rows[0][0], 'type': rows[0][1]} if rows else None
+
+
+def my_table_id(my, name):
+    return sql(my, 'SELECT table_id FROM information_schema.innodb_sys_tables WHERE name = %s', (DB + '/' + name,))[0][0]
+
+
+def test_mariadb_create_check_run_rerun(my):
+    source_table(my, 'sales_a')
+    query = 'SELECT region, SUM(amount) AS total, COUNT(*) AS n FROM sales_a GROUP BY region'
+    args = conn_args(my, name='region_totals', query=query, unique_columns=['region'])
+
+    checked = run_module('db_matview', args, check=True, diff=True)
+    assert checked['changed'] is True, checked
+    assert my_table(my, 'region_totals') is None
+
+    created = run_module('db_matview', args, diff=True)
+    assert created['changed'] is True, created
+    table = my_table(my, 'region_totals')
+    assert table['type'] == 'BASE TABLE' and table['comment'].startswith('dbops.admin matview sha256=')
+    assert sql(my, 'SELECT SUM(n) FROM region_totals')[0][0] == 100
+    assert sql(my, """SELECT column_name FROM information_schema.statistics WHERE table_schema = %s
+                       AND table_name = 'region_totals' AND non_unique = 0""", (DB,)) == (('region',),)
+    assert created['matview']['emulated'] is True
+
+    again = run_module('db_matview', dict(args, query='  ' + query.replace(' FROM', '\n   FROM') + ';'))
+    assert again['changed'] is False and again['queries'] == [], again
+
+
+def test_mariadb_refresh_swaps_and_changes_rows(my):
+    source_table(my, 'sales_b')
+    args = conn_args(my, name='sales_b_summary', query='SELECT region, COUNT(*) AS n FROM sales_b GROUP BY region')
+    run_module('db_matview', args)
+    sql(my, 'INSERT INTO sales_b SELECT seq, 7, seq FROM seq_101_to_150')
+    table_id = my_table_id(my, 'sales_b_summary')
+
+    checked = run_module('db_matview', dict(args, state='refreshed'), check=True)
+    assert checked['changed'] is True and my_table_id(my, 'sales_b_summary') == table_id
+
+    refreshed = run_module('db_matview', dict(args, state='refreshed'))
+    assert refreshed['changed'] is True, refreshed
+    assert any(stmt.startswith('RENAME TABLE') and '__old' in stmt for stmt in refreshed['queries'])
+    assert my_table_id(my, 'sales_b_summary') != table_id
+    assert sql(my, 'SELECT SUM(n) FROM sales_b_summary')[0][0] == 150
+    assert my_table(my, 'sales_b_summary__old') is None and my_table(my, 'sales_b_summary__new') is None
+
+
+def test_mariadb_query_change_rebuilds_and_diff_shows_both(my):
+    source_table(my, 'sales_c')
+    base = conn_args(my, name='big_sales')
+    run_module('db_matview', dict(base, query='SELECT id, amount FROM sales_c WHERE amount > 10'))
+    changed = run_module('db_matview', dict(base, query='SELECT id, amount FROM sales_c WHERE amount > 90'), diff=True)
+    assert changed['changed'] is True, changed
+    assert 'amount > 10' in changed['diff']['before']['definition']
+    assert 'amount > 90' in changed['diff']['after']['definition']
+    assert sql(my, 'SELECT COUNT(*) FROM big_sales')[0][0] == 10
+    assert 'amount > 90' in my_table(my, 'big_sales')['comment']
+
+
+def test_mariadb_foreign_table_and_bad_query_are_refused(my):
+    source_table(my, 'sales_d')
+    sql(my, 'DROP TABLE IF EXISTS plain_table')
+    sql(my, 'CREATE TABLE plain_table (x int)')
+    sql(my, 'INSERT INTO plain_table VALUES (1), (2)')
+    refused = run_module('db_matview', conn_args(my, name='plain_table', query='SELECT id FROM sales_d'))
+    assert refused['failed'] and 'not created by dbops.admin' in refused['msg']
+    assert sql(my, 'SELECT COUNT(*) FROM plain_table')[0][0] == 2
+    gone = run_module('db_matview', conn_args(my, name='plain_table', state='absent'))
+    assert gone['failed'] and my_table(my, 'plain_table') is not None
+
+    bad = run_module('db_matview', conn_args(my, name='broken', query='SELECT nope FROM sales_d'))
+    assert bad['failed'] and 'nope' in bad['msg'] and bad['queries'] == []
+    assert my_table(my, 'broken') is None and my_table(my, 'broken__new') is None
+
+
+def test_mariadb_absent(my):
+    source_table(my, 'sales_e')
+    run_module('db_matview', conn_args(my, name='short_lived', query='SELECT id FROM sales_e'))
+    absent = conn_args(my, name='short_lived', state='absent')
+    assert run_module('db_matview', absent, check=True)['changed'] is True
+    assert my_table(my, 'short_lived') is not None
+    assert run_module('db_matview', absent)['changed'] is True
+    assert my_table(my, 'short_lived') is None
+    assert run_module('db_matview', absent)['changed'] is False
