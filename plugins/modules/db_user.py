@@ -339,6 +339,18 @@ def converge(module, engine):
     else:
         groups = mysql_privileges(engine, work)
 
+    if engine.name == 'postgresql':
+        dropped = [w.spec['name'] for w in work if w.spec['state'] == 'absent' and current.get(w.key)]
+        for database, statements in sorted(engine.privileges_to_drop(dropped).items(),
+                                           key=lambda kv: kv[0] or ''):
+            # privileges held in other databases block DROP ROLE: revoke them there first
+            target = engine if database in (None, engine.database) else _database_engine(module, engine, database)
+            try:
+                with target.transaction():
+                    target.execute_all(statements, operation='revoke the privileges of dropped roles')
+            finally:
+                if target is not engine:
+                    target.close()
     # roles first (memberships may name roles of the same batch), then memberships, then privileges
     with engine.transaction():
         engine.execute_all(main_statements, operation='change roles')
@@ -376,8 +388,8 @@ def converge(module, engine):
         results.append(entry)
     changed = any(item.tracker.changed for item in work)
     result = {'changed': changed}
-    if warnings:
-        result['warnings'] = warnings
+    for warning in warnings:
+        module.warn(warning)
     if batch:
         result['users'] = results
     else:
@@ -423,6 +435,14 @@ def _record_privileges(item, held, plan, targets):
         item.after['privileges'] = shown_after
 
 
+def _database_engine(module, engine, database):
+    """An engine connected to another database, recording into the same queries list."""
+    sub = connect_params(module.params, database=database, check_mode=module.check_mode)
+    sub.queries = engine.queries
+    sub._secrets = engine._secrets  # pylint: disable=protected-access
+    return sub
+
+
 def pg_privileges(module, engine, work):
     """Read, plan and render privileges, per database; returns [(engine, statements)]."""
     active = [w for w in work if w.spec['state'] == 'present' and w.desired_privileges]
@@ -451,9 +471,7 @@ def pg_privileges(module, engine, work):
         if database == engine.database:
             sub = engine
         else:
-            sub = connect_params(module.params, database=database, check_mode=module.check_mode)
-            sub.queries = engine.queries  # one list of queries for the whole task
-            sub._secrets = engine._secrets  # pylint: disable=protected-access
+            sub = _database_engine(module, engine, database)
         engines[database] = sub
         schemas = set(t[2] for t in targets)
         functions = set((t[2], t[3]) for t in targets if t[0] == 'function')

@@ -225,6 +225,33 @@ class PostgresUsers:
         after = sorted(set(have) - set(extra) | set(missing))
         return [('member_of', sorted(have), after)], statements
 
+    def privileges_to_drop(self, names):
+        """{database or None: [DROP OWNED BY ...]} revoking what roles about to be dropped hold.
+
+        DROP OWNED BY only revokes when the role owns nothing, which is checked first: a role
+        that owns objects is refused with a clear message instead of losing them.
+        """
+        if not names:
+            return {}
+        rows = self.fetch_all(
+            "SELECT r.rolname, d.datname, s.deptype, s.dbid = 0 AS shared FROM pg_catalog.pg_shdepend s "
+            "JOIN pg_catalog.pg_roles r ON r.oid = s.refobjid LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid "
+            "WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass AND r.rolname = ANY(%s)",
+            (list(names),), operation='read what the roles own and hold')
+        owners = sorted(set('%s (in %s)' % (r['rolname'], r['datname'] or 'the cluster')
+                            for r in rows if r['deptype'] == 'o'))
+        if owners:
+            raise DbError('drop role', ', '.join(owners), 'it owns objects: reassign them first '
+                          '(REASSIGN OWNED BY ... TO ...) or drop them')
+        out = {}
+        for row in rows:
+            if row['deptype'] in ('a', 'i'):
+                database = None if row['shared'] else row['datname']
+                stmt = 'DROP OWNED BY %s' % self.quote_ident(row['rolname'])
+                if stmt not in out.setdefault(database, []):
+                    out[database].append(stmt)
+        return out
+
     # ---- privileges ----------------------------------------------------------------
     def _acl_rows(self, sql, params, roles):
         """Rows of an aclexplode query restricted to the grantees we manage."""

@@ -1,0 +1,422 @@
+# -*- coding: utf-8 -*-
+"""db_user against real PostgreSQL 15 and MariaDB servers: check -> real -> rerun -> bad input."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from modrun import run_module
+from servers import PostgresServer
+
+PG_CATALOG = {
+    'roles': "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolreplication, rolbypassrls, "
+             "rolinherit, rolconnlimit, rolvaliduntil::text, rolpassword FROM pg_authid ORDER BY 1",
+    'members': "SELECT roleid::regrole::text, member::regrole::text FROM pg_auth_members ORDER BY 1, 2",
+    'databases': "SELECT datname, datacl::text FROM pg_database ORDER BY 1",
+    'relations': "SELECT relname, relacl::text FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1",
+    'defaults': "SELECT defaclrole, defaclnamespace, defaclobjtype, defaclacl::text FROM pg_default_acl ORDER BY 1, 2, 3",
+    'schemas': "SELECT nspname, nspacl::text FROM pg_namespace ORDER BY 1",
+}
+
+
+def uid(prefix):
+    return '%s_%s' % (prefix, uuid.uuid4().hex[:8])
+
+
+def pg_rows(server, sql, params=None, database='postgres'):
+    conn = server.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def my_rows(server, sql, params=None, database=None):
+    conn = server.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def snapshot(server, database=None):
+    """Everything a DBA compares before and after: accounts, memberships, privileges."""
+    if server.engine == 'postgresql':
+        snap = dict((k, pg_rows(server, v)) for k, v in PG_CATALOG.items())
+        if database:
+            snap.update(dict(('%s.%s' % (database, k), pg_rows(server, v, database=database))
+                             for k, v in PG_CATALOG.items() if k in ('relations', 'defaults', 'schemas')))
+        return snap
+    snap = {
+        'accounts': my_rows(server, 'SELECT User, Host, Priv FROM mysql.global_priv ORDER BY 1, 2'),
+        'roles': my_rows(server, 'SELECT * FROM mysql.roles_mapping ORDER BY 1, 2, 3'),
+        'db': my_rows(server, 'SELECT * FROM mysql.db ORDER BY 1, 2, 3'),
+        'tables': my_rows(server, 'SELECT Host, Db, User, Table_name, Table_priv FROM mysql.tables_priv ORDER BY 1, 2, 3, 4'),
+    }
+    return snap
+
+
+def can_login(server, user, password, host_ok=True):
+    if server.engine == 'postgresql':
+        import psycopg2
+        try:
+            psycopg2.connect(host='127.0.0.1', port=server.port, user=user, password=password,
+                             dbname='postgres', connect_timeout=5).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+    import pymysql
+    try:
+        pymysql.connect(host='127.0.0.1', port=server.port, user=user, password=password, connect_timeout=5).close()
+        return True
+    except pymysql.err.OperationalError:
+        return False
+
+
+@pytest.fixture(scope='module')
+def appdb(pg_server, mariadb_server):
+    """A database 'userapp' with tables t1, t2 (and a sequence and function on PostgreSQL) on both engines."""
+    pg_rows(pg_server, 'CREATE DATABASE userapp')
+    pg_rows(pg_server, 'CREATE TABLE t1 (a int); CREATE TABLE t2 (b int); CREATE SEQUENCE q1; '
+                       "CREATE FUNCTION f(a integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'; "
+                       'CREATE TABLE t (x int)', database='userapp')
+    my_rows(mariadb_server, 'CREATE DATABASE userapp')
+    my_rows(mariadb_server, 'CREATE TABLE userapp.t1 (a int)')
+    my_rows(mariadb_server, 'CREATE TABLE userapp.t2 (b int)')
+    my_rows(mariadb_server, 'CREATE TABLE userapp.t (x int)')
+    return 'userapp'
+
+
+def privileges_for(server):
+    if server.engine == 'postgresql':
+        return [{'on': 'database', 'database': 'userapp', 'privs': ['CONNECT']},
+                {'on': 'schema', 'database': 'userapp', 'schema': 'public', 'privs': ['USAGE']},
+                {'on': 'table', 'database': 'userapp', 'objects': ['t1'], 'privs': ['SELECT', 'INSERT']}]
+    return [{'on': 'database', 'database': 'userapp', 'privs': ['SELECT']},
+            {'on': 'table', 'database': 'userapp', 'objects': ['t1'], 'privs': ['INSERT']}]
+
+
+def held(server, name):
+    """Privileges as the catalog shows them, per engine."""
+    if server.engine == 'postgresql':
+        return {
+            'database': pg_rows(server, "SELECT has_database_privilege(%s, 'userapp', 'CONNECT')", (name,))[0][0],
+            't1': sorted(r[0] for r in pg_rows(
+                server, "SELECT privilege_type FROM information_schema.role_table_grants "
+                        "WHERE grantee = %s AND table_name = 't1'", (name,), database='userapp')),
+        }
+    return {
+        'database': sorted(r[0] for r in my_rows(server, "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
+                                                       "WHERE GRANTEE = %s AND TABLE_SCHEMA = 'userapp'",
+                                                 ("'%s'@'%%'" % name,))),
+        't1': sorted(r[0] for r in my_rows(server, "SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES "
+                                                 "WHERE GRANTEE = %s AND TABLE_NAME = 't1'", ("'%s'@'%%'" % name,))),
+    }
+
+
+def test_user_rhythm(server, appdb):
+    name = uid('app')
+    args = dict(server.conn, name=name, password='First-Pass-1', connection_limit=7,
+                privileges=privileges_for(server))
+    before = snapshot(server, appdb)
+    check = run_module('db_user', args, check=True, diff=True)
+    assert check['changed'] is True and not check['failed'], check.get('msg')
+    assert snapshot(server, appdb) == before
+    assert any('CREATE' in q for q in check['queries'])
+    assert all('First-Pass-1' not in q for q in check['queries'])
+
+    real = run_module('db_user', args, diff=True)
+    assert real['changed'] is True and not real['failed'], real.get('msg')
+    assert can_login(server, name, 'First-Pass-1')
+    if server.engine == 'postgresql':
+        assert pg_rows(server, 'SELECT rolconnlimit FROM pg_roles WHERE rolname = %s', (name,)) == [(7,)]
+        assert held(server, name) == {'database': True, 't1': ['INSERT', 'SELECT']}
+    else:
+        assert my_rows(server, 'SELECT max_user_connections FROM mysql.user WHERE User = %s', (name,)) == ((7,),)
+        assert held(server, name) == {'database': ['SELECT'], 't1': ['INSERT']}
+    assert real['user']['connection_limit'] == 7
+    assert 'First-Pass-1' not in str(real)
+
+    after = snapshot(server, appdb)
+    again = run_module('db_user', args, diff=True)
+    assert again['changed'] is False, again['queries']
+    assert again['queries'] == []
+    assert snapshot(server, appdb) == after
+
+    bad = run_module('db_user', dict(args, privileges=[{'on': 'table', 'database': 'userapp',
+                                                        'objects': ['no_such_table'], 'privs': ['SELECT']}]))
+    assert bad['failed'] and 'no_such_table' in bad['msg'] and 'does not exist' in bad['msg']
+    assert snapshot(server, appdb) == after
+
+
+def test_password_change_logs_in_and_is_idempotent(server):
+    name = uid('pw')
+    assert run_module('db_user', dict(server.conn, name=name, password='Old-Pass-1'))['changed']
+    change = run_module('db_user', dict(server.conn, name=name, password='New-Pass-2'), diff=True)
+    assert change['changed'] is True
+    assert 'New-Pass-2' not in str(change)
+    assert can_login(server, name, 'New-Pass-2')
+    assert not can_login(server, name, 'Old-Pass-1')
+    assert run_module('db_user', dict(server.conn, name=name, password='New-Pass-2'))['changed'] is False
+    on_create = run_module('db_user', dict(server.conn, name=name, password='Other-3', update_password='on_create'))
+    assert on_create['changed'] is False
+    assert can_login(server, name, 'New-Pass-2')
+
+
+def test_privileges_exclusive_revokes_drift(server, appdb):
+    name = uid('drift')
+    args = dict(server.conn, name=name, privileges=privileges_for(server), privileges_exclusive=True)
+    assert run_module('db_user', args)['changed']
+    # a DBA grants more by hand
+    if server.engine == 'postgresql':
+        pg_rows(server, 'GRANT DELETE, TRUNCATE ON t1 TO "%s"' % name, database='userapp')
+        pg_rows(server, 'GRANT TEMPORARY ON DATABASE userapp TO "%s"' % name)
+    else:
+        my_rows(server, "GRANT DELETE ON userapp.t1 TO '%s'@'%%'" % name)
+        my_rows(server, "GRANT UPDATE ON userapp.* TO '%s'@'%%'" % name)
+    drift = held(server, name)
+    assert drift != ({'database': True, 't1': ['INSERT', 'SELECT']} if server.engine == 'postgresql'
+                     else {'database': ['SELECT'], 't1': ['INSERT']})
+    fixed = run_module('db_user', args, diff=True)
+    assert fixed['changed'] is True
+    assert any(q.startswith('REVOKE') for q in fixed['queries'])
+    before_privs = fixed['diff']['before']['privileges']
+    after_privs = fixed['diff']['after']['privileges']
+    assert before_privs != after_privs
+    if server.engine == 'postgresql':
+        assert held(server, name) == {'database': True, 't1': ['INSERT', 'SELECT']}
+        assert not pg_rows(server, "SELECT has_database_privilege(%s, 'userapp', 'TEMPORARY') "
+                                   "AND NOT has_database_privilege('public', 'userapp', 'TEMPORARY')", (name,))[0][0]
+        assert 'DELETE' in before_privs['table userapp.public.t1']
+    else:
+        assert held(server, name) == {'database': ['SELECT'], 't1': ['INSERT']}
+        assert 'UPDATE' in before_privs['database userapp']
+    assert run_module('db_user', args)['changed'] is False
+
+
+def test_member_of_exclusive(server):
+    roles = [uid('role'), uid('role'), uid('role')]
+    name = uid('member')
+    for role in roles:
+        assert run_module('db_user', dict(server.conn, name=role, login=False))['changed']
+    args = dict(server.conn, name=name, member_of=roles[:2])
+    assert run_module('db_user', args)['changed']
+    assert run_module('db_user', args)['changed'] is False
+    exclusive = dict(args, member_of=[roles[2]], member_of_exclusive=True)
+    res = run_module('db_user', exclusive, diff=True)
+    assert res['changed'] and res['user']['member_of'] == [roles[2]]
+    if server.engine == 'postgresql':
+        got = pg_rows(server, 'SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid '
+                              'JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s', (name,))
+    else:
+        got = my_rows(server, 'SELECT Role FROM mysql.roles_mapping WHERE User = %s', (name,))
+    assert [r[0] for r in got] == [roles[2]]
+    assert run_module('db_user', exclusive)['changed'] is False
+    missing = run_module('db_user', dict(args, member_of=['no_such_role_x']))
+    assert missing['failed'] and 'no_such_role_x' in missing['msg']
+
+
+def test_batch_of_100_changed_once(server, appdb):
+    prefix = uid('b')
+    role = prefix + '_grp'
+    assert run_module('db_user', dict(server.conn, name=role, login=False))['changed']
+    priv = privileges_for(server)[:1]
+    users = [{'name': '%s_%03d' % (prefix, i), 'password': 'Pw-%d' % i} for i in range(100)]
+    args = dict(server.conn, users=users, member_of=[role], privileges=priv)
+    before = snapshot(server)
+    assert run_module('db_user', args, check=True)['changed'] is True
+    assert snapshot(server) == before
+    first = run_module('db_user', args)
+    assert first['changed'] is True and len(first['users']) == 100
+    assert all(u['changed'] for u in first['users'])
+    if server.engine == 'postgresql':
+        count = pg_rows(server, 'SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid '
+                                'WHERE r.rolname = %s', (role,))[0][0]
+    else:
+        # (MariaDB also makes the creator of a role its admin: not counted)
+        count = my_rows(server, "SELECT count(*) FROM mysql.roles_mapping WHERE Role = %s AND User <> 'root'",
+                        (role,))[0][0]
+    assert count == 100
+    assert can_login(server, '%s_042' % prefix, 'Pw-42')
+    second = run_module('db_user', args)
+    assert second['changed'] is False and second['queries'] == []
+    assert not any(u['changed'] for u in second['users'])
+    users[5]['password'] = 'Pw-changed'
+    third = run_module('db_user', dict(args, users=users))
+    assert [u['name'] for u in third['users'] if u['changed']] == ['%s_005' % prefix]
+
+
+HOSTILE = ['x"; DROP TABLE t; --', "o'brien", 'back\\slash`tick', 'ünïcødé_名前', 'pct%s_%d']
+
+
+def test_hostile_names_created_literally(server, appdb):
+    before_tables = held_tables(server)
+    for raw in HOSTILE:
+        name = raw + uid('')
+        res = run_module('db_user', dict(server.conn, name=name, password='Hostile-Pw-1',
+                                         privileges=privileges_for(server)[:1]))
+        assert res['changed'] and not res['failed'], (raw, res.get('msg'))
+        if server.engine == 'postgresql':
+            assert pg_rows(server, 'SELECT count(*) FROM pg_roles WHERE rolname = %s', (name,))[0][0] == 1
+        else:
+            assert my_rows(server, 'SELECT count(*) FROM mysql.user WHERE User = %s', (name,))[0][0] == 1
+        assert can_login(server, name, 'Hostile-Pw-1')
+        assert run_module('db_user', dict(server.conn, name=name, password='Hostile-Pw-1',
+                                          privileges=privileges_for(server)[:1]))['changed'] is False
+        assert run_module('db_user', dict(server.conn, name=name, state='absent'))['changed'] is True
+    assert held_tables(server) == before_tables
+    long_name = 'n' * 65
+    before = snapshot(server)
+    res = run_module('db_user', dict(server.conn, name=long_name))
+    assert res['failed'] and 'limited to' in res['msg']
+    assert snapshot(server) == before
+
+
+def held_tables(server):
+    if server.engine == 'postgresql':
+        return pg_rows(server, "SELECT relname FROM pg_class WHERE relname = 't'", database='userapp')
+    return my_rows(server, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'userapp'")
+
+
+def test_unsupported_combinations_fail_clearly(server):
+    before = snapshot(server)
+    if server.engine == 'postgresql':
+        cases = [({'name': uid('u'), 'privileges': [{'on': 'global', 'privs': ['SELECT']}]}, 'no global privileges'),
+                 ({'name': uid('u'), 'host': 'localhost'}, 'host applies to MySQL'),
+                 ({'name': uid('u'), 'privileges': [{'on': 'database', 'database': 'postgres', 'privs': ['SELECT']}]},
+                  'does not apply')]
+    else:
+        cases = [({'name': uid('u'), 'privileges': [{'on': 'all_tables', 'database': 'userapp', 'privs': ['SELECT']}]},
+                  'PostgreSQL-only'),
+                 ({'name': uid('u'), 'superuser': True}, 'PostgreSQL role attributes'),
+                 ({'name': uid('u'), 'login': False, 'password': 'x'}, 'has no password')]
+    cases.append(({'name': uid('u'), 'password': 'Some-Long-Pw', 'password_hash': 'Some-Long-Hash'}, 'mutually exclusive'))
+    for extra, words in cases:
+        res = run_module('db_user', dict(server.conn, **extra))
+        assert res['failed'] and words in res['msg'], res.get('msg')
+    assert snapshot(server) == before
+
+
+# ---- PostgreSQL only -------------------------------------------------------------------
+
+def test_pg_attributes_and_default_privileges(pg_server, appdb):
+    name = uid('attr')
+    args = dict(pg_server.conn, name=name, createdb=True, createrole=True, replication=True, bypassrls=True,
+                inherit=False, expires='2031-02-03 04:05:06+00', superuser=False,
+                privileges=[{'on': 'all_tables', 'database': 'userapp', 'schema': 'public', 'privs': ['SELECT']},
+                            {'on': 'sequence', 'database': 'userapp', 'objects': ['q1'], 'privs': ['USAGE']},
+                            {'on': 'function', 'database': 'userapp', 'objects': ['f(integer)'], 'privs': ['EXECUTE'],
+                             'grant_option': True}])
+    assert run_module('db_user', args)['changed']
+    row = pg_rows(pg_server, 'SELECT rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolinherit, rolsuper, '
+                             "rolvaliduntil = '2031-02-03 04:05:06+00' FROM pg_roles WHERE rolname = %s", (name,))
+    assert row == [(True, True, True, True, False, False, True)]
+    assert run_module('db_user', args)['changed'] is False
+    # a table created later by the login user gets the default privilege
+    pg_rows(pg_server, 'CREATE TABLE later_%s (a int)' % name, database='userapp')
+    assert pg_rows(pg_server, "SELECT has_table_privilege(%s, %s, 'SELECT')", (name, 'later_' + name),
+                   database='userapp') == [(True,)]
+    assert pg_rows(pg_server, "SELECT has_function_privilege(%s, 'f(integer)', 'EXECUTE WITH GRANT OPTION')",
+                   (name,), database='userapp') == [(True,)]
+    assert pg_rows(pg_server, "SELECT has_sequence_privilege(%s, 'q1', 'USAGE')", (name,),
+                   database='userapp') == [(True,)]
+    # exclusive on the same scopes with fewer privileges revokes only the named types' extras
+    narrowed = dict(args, privileges=[{'on': 'all_tables', 'database': 'userapp', 'schema': 'public',
+                                       'privs': ['INSERT']}], privileges_exclusive=True)
+    res = run_module('db_user', narrowed, diff=True)
+    assert res['changed']
+    assert any('ALTER DEFAULT PRIVILEGES IN SCHEMA "public" REVOKE SELECT ON TABLES' in q for q in res['queries'])
+    assert pg_rows(pg_server, "SELECT has_table_privilege(%s, 't1', 'SELECT'), has_table_privilege(%s, 't1', 'INSERT'), "
+                              "has_sequence_privilege(%s, 'q1', 'USAGE')", (name, name, name),
+                   database='userapp') == [(False, True, True)]
+    assert run_module('db_user', narrowed)['changed'] is False
+
+
+def test_pg_revoke_from_public_is_idempotent(pg_server, appdb):
+    args = dict(pg_server.conn, name='PUBLIC', privileges=[{'on': 'database', 'database': 'userapp', 'privs': []}],
+                privileges_exclusive=True)
+    first = run_module('db_user', args)
+    assert first['changed'] is True
+    assert first['queries'] == ['REVOKE CONNECT, TEMPORARY ON DATABASE "userapp" FROM PUBLIC']
+    assert pg_rows(pg_server, "SELECT has_database_privilege('public', 'userapp', 'CONNECT')") == [(False,)]
+    assert run_module('db_user', args)['changed'] is False
+    pg_rows(pg_server, 'GRANT CONNECT, TEMPORARY ON DATABASE userapp TO PUBLIC')
+
+
+def test_pg_unreadable_verifier_warns_and_stays_unchanged(pg_server):
+    admin = uid('admin')
+    target = uid('target')
+    run_module('db_user', dict(pg_server.conn, name=admin, password='Admin-Pw-1', createrole=True))
+    conn = dict(pg_server.conn, login_user=admin, login_password='Admin-Pw-1')
+    assert run_module('db_user', dict(conn, name=target, password='T-1'))['changed'] is True
+    res = run_module('db_user', dict(conn, name=target, password='T-2'))
+    assert res['changed'] is False
+    assert 'cannot be read' in str(res.get('warnings'))
+    assert can_login(pg_server, target, 'T-1')
+
+
+def test_pg_plaintext_never_in_server_log():
+    server = PostgresServer(settings={'log_statement': "'all'", 'logging_collector': 'off'}).init().start()
+    try:
+        secret = 'Plain-Text-Never-Logged-77'
+        res = run_module('db_user', dict(server.conn, users=[{'name': 'logged_a', 'password': secret},
+                                                             {'name': 'logged_b', 'password': secret + 'b'}]))
+        assert res['changed']
+        res = run_module('db_user', dict(server.conn, name='logged_a', password=secret + 'new'))
+        assert res['changed']
+        assert can_login(server, 'logged_a', secret + 'new')
+        with open(server.log, encoding='utf-8', errors='replace') as handle:
+            log = handle.read()
+        assert 'CREATE ROLE' in log and 'SCRAM-SHA-256$' in log  # the statements were logged...
+        assert secret not in log                                  # ...with verifiers, never the password
+    finally:
+        server.destroy()
+
+
+def test_pg_password_hash_and_server_made_verifier(pg_server):
+    name = uid('hash')
+    # a verifier made by the server itself (libpq) is recognised: same password -> no change
+    conn = pg_server.connect()
+    from psycopg2.extensions import encrypt_password
+    verifier = encrypt_password('Srv-Pw-1', name, conn, 'scram-sha-256')
+    conn.close()
+    assert run_module('db_user', dict(pg_server.conn, name=name, password_hash=verifier))['changed']
+    assert pg_rows(pg_server, 'SELECT rolpassword FROM pg_authid WHERE rolname = %s', (name,)) == [(verifier,)]
+    assert run_module('db_user', dict(pg_server.conn, name=name, password='Srv-Pw-1'))['changed'] is False
+    assert run_module('db_user', dict(pg_server.conn, name=name, password_hash=verifier))['changed'] is False
+    bad = run_module('db_user', dict(pg_server.conn, name=name, password_hash='not-a-hash'))
+    assert bad['failed'] and 'SCRAM-SHA-256' in bad['msg']
+
+
+# ---- MariaDB only ----------------------------------------------------------------------
+
+def test_mariadb_password_change_keeps_unix_socket(mariadb_server):
+    name = uid('sock')
+    my_rows(mariadb_server, "CREATE USER '%s'@'%%' IDENTIFIED VIA unix_socket OR mysql_native_password "
+                            "USING PASSWORD('Old-Sock-1')" % name)
+    res = run_module('db_user', dict(mariadb_server.conn, name=name, password='New-Sock-2'))
+    assert res['changed'] and 'New-Sock-2' not in str(res)
+    priv = my_rows(mariadb_server, 'SELECT Priv FROM mysql.global_priv WHERE User = %s', (name,))[0][0]
+    assert 'unix_socket' in priv
+    assert can_login(mariadb_server, name, 'New-Sock-2')
+    assert run_module('db_user', dict(mariadb_server.conn, name=name, password='New-Sock-2'))['changed'] is False
+
+
+def test_mariadb_role_and_global_privileges(mariadb_server):
+    role = uid('mrole')
+    args = dict(mariadb_server.conn, name=role, login=False,
+                privileges=[{'on': 'global', 'privs': ['PROCESS', 'RELOAD']}])
+    assert run_module('db_user', args)['changed']
+    assert my_rows(mariadb_server, 'SELECT is_role FROM mysql.user WHERE User = %s', (role,)) == (('Y',),)
+    assert run_module('db_user', args)['changed'] is False
+    narrowed = dict(args, privileges=[{'on': 'global', 'privs': ['PROCESS']}], privileges_exclusive=True)
+    res = run_module('db_user', narrowed)
+    assert res['changed'] and res['queries'] == ['REVOKE RELOAD ON *.* FROM `%s`' % role]
+    assert run_module('db_user', narrowed)['changed'] is False
+    assert run_module('db_user', dict(mariadb_server.conn, name=role, state='absent'))['changed']
+    assert my_rows(mariadb_server, 'SELECT count(*) FROM mysql.user WHERE User = %s', (role,)) == ((0,),)
