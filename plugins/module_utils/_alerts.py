@@ -27,6 +27,7 @@ METRICS = {
     'connections': {
         'unit': '%',
         'title': 'Connections in use (% of max_connections)',
+        'check': 'Connections in use below {limit}% of max_connections',
         'remediation': 'Find idle or leaked sessions and long-lived pools; put a connection pooler '
                        '(PgBouncer, ProxySQL) in front, or raise max_connections with db_config after '
                        'checking memory.',
@@ -34,18 +35,21 @@ METRICS = {
     'disk': {
         'unit': '%',
         'title': 'Disk usage of the data directory filesystem (%)',
+        'check': 'Filesystem of the data directory below {limit}% used',
         'remediation': 'Free space (old WAL or binary logs, stale backups, bloated tables), or grow the '
                        'filesystem before it fills.',
     },
     'slow_queries': {
         'unit': '/min',
         'title': 'Slow queries per minute',
+        'check': 'Fewer than {limit} slow queries per minute',
         'remediation': 'Review the slowest statements (slow_queries.top) with db_query_advisor; add or '
                        'repair indexes, refresh statistics with db_maintenance.',
     },
     'replication_lag': {
         'unit': 's',
         'title': 'Replication lag (seconds)',
+        'check': 'Replication lag below {limit} s',
         'remediation': 'Check the replica for long transactions, I/O saturation or a stopped apply thread; '
                        'check the network between primary and replica.',
     },
@@ -137,8 +141,8 @@ def _evidence(metric, metrics, value):
         return '%s%% used on the filesystem of %s' % (value, disk.get('path'))
     if metric == 'slow_queries':
         slow = metrics.get('slow_queries') or {}
-        return '%s slow queries per minute over %s ms (source: %s)' % (value, slow.get('threshold_ms'),
-                                                                         slow.get('source'))
+        return '%s slow queries per minute over %s ms (source: %s)' % (
+            value, slow.get('threshold_ms'), slow.get('source'))
     replication = metrics.get('replication') or {}
     return 'role %s, lag %s s' % (replication.get('role'), value)
 
@@ -154,6 +158,13 @@ def _skip_reason(metric, metrics):
         role = (metrics.get('replication') or {}).get('role')
         return 'no replication to measure (role: %s)' % role
     return 'not measured'
+
+
+def _check_title(metric, limits):
+    limit = limits.get('warning') if limits.get('warning') is not None else limits.get('critical')
+    if limit is None:
+        return '%s (no threshold set)' % METRICS[metric]['title']
+    return METRICS[metric]['check'].format(limit=limit)
 
 
 def health_findings(info, host=None, thresholds=None):
@@ -178,8 +189,8 @@ def health_findings(info, host=None, thresholds=None):
     thresholds = thresholds or info.get('thresholds') or DEFAULT_THRESHOLDS
     metrics = info.get('metrics') or {}
     values = metric_values(metrics)
-    alerts = {a['metric']: a for a in (info.get('alerts') if info.get('alerts') is not None
-                                        else evaluate(metrics, thresholds))}
+    given = info.get('alerts')
+    alerts = {a['metric']: a for a in (given if given is not None else evaluate(metrics, thresholds))}
     findings = []
     for metric in sorted(DEFAULT_THRESHOLDS):
         limits = thresholds.get(metric) or {}
@@ -187,7 +198,7 @@ def health_findings(info, host=None, thresholds=None):
         finding = {
             'id': '%s.%s' % (prefix, metric),
             'host': host,
-            'title': '%s below %s%s' % (METRICS[metric]['title'], limits.get('warning'), unit),
+            'title': _check_title(metric, limits),
             'severity': 'info',
             'status': 'pass',
             'evidence': None,
