@@ -597,3 +597,27 @@ def backup_summary(manifest, repo_path):
         'databases': manifest.get('databases'), 'compression': manifest.get('compression'),
         'encrypted': bool(manifest.get('encryption')),
     }
+
+
+def engine_backend(engine_name):
+    """The engine's backup file (module-level restore_physical, verify_physical, ...)."""
+    if engine_name == 'postgresql':
+        from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_backup as backend
+    else:
+        from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as backend
+    return backend
+
+
+def backend_call(engine_name, function, *args, **kwargs):
+    backend = engine_backend(engine_name)
+    func = getattr(backend, function, None)
+    if func is None:
+        raise DbError('run %s for' % function.replace('_', ' '), engine_name, 'not implemented for this engine yet')
+    return func(*args, **kwargs)
+
+
+def default_os_user(engine_name):
+    """The OS user the database tools run as: the server's own user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    return {'postgresql': 'postgres', 'mysql': 'mysql'}.get(engine_name)

@@ -1,10 +1,839 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.admin contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to dbops.admin: Postgres engine, backup area (mixed into the PostgresEngine class)."""
+"""Private to dbops.admin: PostgreSQL engine, backup area (mixed into the PostgresEngine class).
+
+The contract is written at the top of ``_backup_catalog.py``. Tools run as the PostgreSQL
+OS user (``runuser``) with the password in ``PGPASSWORD``, never on a command line.
+
+- logical: ``pg_dump -Fd -j N`` per database (+ ``pg_dumpall --globals-only``). PostgreSQL 15's
+  pg_dump compresses only with gzip (``-Z 0-9``); zstd and lz4 are applied afterwards with the
+  zstd / lz4 command line tools on the table data files (``toc.dat`` stays plain), and undone
+  into a scratch directory before ``pg_restore``.
+- physical full: ``pg_basebackup -X stream --manifest-checksums=SHA256`` (plain format without
+  compression, tar + client-side compression otherwise), checked with ``pg_verifybackup``.
+- log: continuous WAL archiving into ``<repo>/logs`` through ``archive_command``; a log backup
+  forces a WAL switch and waits until the segment is archived.
+"""
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
 
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
+
+RESTORE_MARKER_FILE = 'dbops_restore.json'
+COMMENT_MARKER = 'dbops.admin restore: '
+WAL_NAME_RE = re.compile(r'^[0-9A-F]{24}$')
+COUNT_SQL = (
+    "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS name, "
+    "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', "
+    "table_schema, table_name), false, true, '')))[1]::text::bigint AS rows "
+    "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+    "AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
+
+
+# ---- helpers shared by the mixin and the module-level functions ---------------------------------
+def _now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds').replace('+00:00', 'Z')
+
+
+def find_bin_dir(bin_dir=None, major=None):
+    if bin_dir:
+        return bin_dir
+    if major:
+        candidate = '/usr/lib/postgresql/%s/bin' % major
+        if os.path.isdir(candidate):
+            return candidate
+    found = shutil.which('pg_dump')
+    return os.path.dirname(found) if found else '/usr/bin'
+
+
+def _as_user(argv, os_user):
+    if os_user and os.geteuid() == 0:
+        return ['runuser', '-u', os_user, '--'] + list(argv)
+    return list(argv)
+
+
+def show_command(argv, secrets=()):
+    return mask_secrets(' '.join(shlex.quote(str(a)) for a in argv), secrets)
+
+
+def run_tool(argv, operation, target=None, os_user=None, env=None, secrets=(), commands=None, timeout=None,
+             check=True):
+    """Run one tool (as os_user); its masked command line goes to commands. Returns CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    if commands is not None:
+        commands.append(show_command(argv, secrets))
+    try:
+        proc = subprocess.run(_as_user(argv, os_user), capture_output=True, text=True, env=full_env,
+                              cwd='/', timeout=timeout, check=False)
+    except OSError as exc:
+        raise DbError(operation, target, 'cannot run %s: %s' % (argv[0], exc)) from None
+    except subprocess.TimeoutExpired:
+        raise DbError(operation, target, '%s did not finish within %s seconds' % (os.path.basename(argv[0]), timeout)) from None
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or '').strip()
+        raise DbError(operation, target, mask_secrets('%s failed (exit %d): %s' % (
+            os.path.basename(argv[0]), proc.returncode, detail[-3000:]), secrets))
+    return proc
+
+
+def tool_env(connection):
+    """libpq environment for the tools: the password never reaches a command line."""
+    env = {}
+    connection = connection or {}
+    host = connection.get('login_unix_socket') or connection.get('login_host')
+    if host:
+        env['PGHOST'] = str(host)
+    if connection.get('login_port'):
+        env['PGPORT'] = str(connection['login_port'])
+    if connection.get('login_user'):
+        env['PGUSER'] = connection['login_user']
+    if connection.get('login_password'):
+        env['PGPASSWORD'] = connection['login_password']
+    if connection.get('ssl_mode'):
+        env['PGSSLMODE'] = connection['ssl_mode']
+    env['PGAPPNAME'] = 'dbops.admin'
+    env['PGCONNECT_TIMEOUT'] = str(connection.get('connect_timeout') or 10)
+    return env
+
+
+def parse_lsn(text):
+    high, low = text.split('/')
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def format_lsn(value):
+    return '%X/%X' % (value >> 32, value & 0xFFFFFFFF)
+
+
+def wal_file_name(timeline, lsn, segment_size=16 * 1024 * 1024):
+    segno = parse_lsn(lsn) // segment_size if isinstance(lsn, str) else lsn // segment_size
+    per_id = 0x100000000 // segment_size
+    return '%08X%08X%08X' % (int(timeline), segno // per_id, segno % per_id)
+
+
+def next_wal_name(name, segment_size=16 * 1024 * 1024):
+    per_id = 0x100000000 // segment_size
+    tli, log, seg = int(name[0:8], 16), int(name[8:16], 16), int(name[16:24], 16)
+    seg += 1
+    if seg >= per_id:
+        seg = 0
+        log += 1
+    return '%08X%08X%08X' % (tli, log, seg)
+
+
+def wal_gaps(log_dir, first, segment_size=16 * 1024 * 1024, last=None):
+    """Segments missing from log_dir between first and last (default: the newest of that timeline)."""
+    names = set(n for n in os.listdir(log_dir) if WAL_NAME_RE.match(n)) if os.path.isdir(log_dir) else set()
+    same_tli = sorted(n for n in names if n[:8] == first[:8])
+    if last is None:
+        if not same_tli:
+            return [first]
+        last = same_tli[-1]
+    missing = []
+    current = first
+    guard = 0
+    while current <= last and guard < 10 ** 6:
+        if current not in names:
+            missing.append(current)
+        current = next_wal_name(current, segment_size)
+        guard += 1
+    return missing
+
+
+def _archive_command(log_dir):
+    logs = shlex.quote(log_dir)
+    # never overwrite an archived segment; an identical re-archive (after a crash) succeeds
+    return ('test ! -f {d}/%f && cp %p {d}/%f.part && mv {d}/%f.part {d}/%f || cmp -s %p {d}/%f'
+            .format(d=logs))
+
+
+def read_backup_manifest(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _decompress_tree(src, dest, os_user, commands, jobs=1):
+    """Copy a pg_dump directory, undoing zstd/lz4 compression of its files."""
+    os.makedirs(dest, exist_ok=True)
+    zst, lz4 = [], []
+    for name in sorted(os.listdir(src)):
+        full = os.path.join(src, name)
+        if name.endswith('.zst'):
+            zst.append(full)
+        elif name.endswith('.lz4'):
+            lz4.append(full)
+        else:
+            shutil.copy2(full, os.path.join(dest, name))
+    if os.geteuid() == 0 and os_user:
+        import pwd
+        pw = pwd.getpwnam(os_user)
+        os.chown(dest, pw.pw_uid, pw.pw_gid)
+        for name in os.listdir(dest):
+            os.chown(os.path.join(dest, name), pw.pw_uid, pw.pw_gid)
+    if zst:
+        run_tool(['zstd', '-d', '-q', '-f', '-T%d' % max(jobs, 1), '--output-dir-flat', dest] + zst,
+                 'decompress backup files in', src, os_user=os_user, commands=commands)
+    for full in lz4:
+        run_tool(['lz4', '-d', '-q', '-f', full, os.path.join(dest, os.path.basename(full)[:-4])],
+                 'decompress backup file', full, os_user=os_user, commands=commands)
+    return dest
+
+
+def _psql(bin_dir, os_user, socket_dir, port, user, database, sql, commands=None, operation='query the restored server'):
+    argv = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-A', '-t', '-F', '\t', '-v', 'ON_ERROR_STOP=1',
+            '-h', socket_dir, '-p', str(port), '-U', user, '-d', database, '-c', sql]
+    return run_tool(argv, operation, database, os_user=os_user, commands=commands).stdout
+
+
+def _controldata_state(bin_dir, data_dir, os_user):
+    proc = run_tool([os.path.join(bin_dir, 'pg_controldata'), '-D', data_dir], 'read control file of', data_dir,
+                    os_user=os_user, check=False)
+    match = re.search(r'Database cluster state:\s*(.+)', proc.stdout or '')
+    return match.group(1).strip() if match else None
+
+
+def _postmaster_alive(data_dir):
+    pidfile = os.path.join(data_dir, 'postmaster.pid')
+    try:
+        with open(pidfile) as f:
+            pid = int(f.readline().strip())
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _tail(path, size=3000):
+    try:
+        with open(path, errors='replace') as f:
+            return f.read()[-size:]
+    except OSError:
+        return ''
+
+
+# ---- module-level functions: no connection (the source may be down) ------------------------------
+def extract_base(path, details, target, os_user, bin_dir, commands):
+    """Put the base backup's files into target (plain copy, or tar extraction)."""
+    base = os.path.join(path, 'base')
+    if details.get('format') == 'plain':
+        shutil.copytree(base, target, dirs_exist_ok=True)
+    else:
+        os.makedirs(target, exist_ok=True)
+        for name in sorted(os.listdir(base)):
+            full = os.path.join(base, name)
+            if name == 'backup_manifest':
+                shutil.copy2(full, os.path.join(target, name))
+                continue
+            if not name.startswith(('base.tar', 'pg_wal.tar')):
+                continue
+            dest = target if name.startswith('base.tar') else os.path.join(target, 'pg_wal')
+            os.makedirs(dest, exist_ok=True)
+            argv = ['tar', '-x', '-f', full, '-C', dest]
+            if name.endswith('.zst'):
+                argv[1:1] = ['-I', 'zstd -d']
+            elif name.endswith('.lz4'):
+                argv[1:1] = ['-I', 'lz4 -d']
+            elif name.endswith('.gz'):
+                argv[1:1] = ['-z']
+            run_tool(argv, 'extract base backup file', full, commands=commands)
+    if os.geteuid() == 0 and os_user:
+        import pwd
+        pw = pwd.getpwnam(os_user)
+        for dirpath, dirnames, filenames in os.walk(target):
+            os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+            for name in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+    os.chmod(target, 0o700)
+
+
+def verify_physical(manifest, path, scratch_dir, os_user=None, bin_dir=None):
+    """pg_verifybackup on a physical full backup (extracted first when stored as tar)."""
+    details = manifest.get('details') or {}
+    if manifest.get('type') != 'full' or manifest.get('method') != 'physical':
+        return []
+    bin_dir = find_bin_dir(bin_dir, details.get('major_version'))
+    base = os.path.join(path, 'base')
+    target = base
+    if details.get('format') != 'plain':
+        target = os.path.join(scratch_dir, 'verify-' + manifest['id'])
+        extract_base(path, details, target, os_user, bin_dir, [])
+    proc = run_tool([os.path.join(bin_dir, 'pg_verifybackup'), '-m', os.path.join(base, 'backup_manifest'), target],
+                    'verify backup', manifest['id'], os_user=os_user, check=False)
+    if target != base:
+        shutil.rmtree(target, ignore_errors=True)
+    if proc.returncode == 0:
+        return []
+    problems = []
+    for line in (proc.stderr or proc.stdout).splitlines():
+        line = line.strip()
+        if not line or 'backup successfully verified' in line:
+            continue
+        line = re.sub(r'^pg_verifybackup: (error: )?', '', line)
+        problems.append('%s/data/base: %s' % (manifest['id'], line))
+    return problems or ['%s: pg_verifybackup failed (exit %d)' % (manifest['id'], proc.returncode)]
+
+
+def verify_logical(manifest, path, bin_dir=None, os_user=None):
+    """pg_restore -l on every dump of a logical backup: its table of contents must be readable."""
+    problems = []
+    bin_dir = find_bin_dir(bin_dir, (manifest.get('details') or {}).get('major_version'))
+    for dump in (manifest.get('details') or {}).get('dumps') or []:
+        proc = run_tool([os.path.join(bin_dir, 'pg_restore'), '-l', os.path.join(path, dump['dir'])],
+                        'read dump of', dump['database'], os_user=os_user, check=False)
+        if proc.returncode != 0:
+            problems.append('%s/data/%s/toc.dat: %s' % (manifest['id'], dump['dir'], proc.stderr.strip()[-500:]))
+    return problems
+
+
+def read_restore_marker(data_dir):
+    try:
+        with open(os.path.join(data_dir, RESTORE_MARKER_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def instance_running(data_dir):
+    return _postmaster_alive(data_dir)
+
+
+def stop_instance(data_dir, os_user=None, bin_dir=None, major=None, mode='fast'):
+    bin_dir = find_bin_dir(bin_dir, major)
+    if _postmaster_alive(data_dir):
+        run_tool([os.path.join(bin_dir, 'pg_ctl'), '-D', data_dir, '-m', mode, '-w', '-t', '120', 'stop'],
+                 'stop restored server in', data_dir, os_user=os_user, check=False)
+
+
+def start_instance(data_dir, os_user=None, bin_dir=None, major=None, commands=None):
+    bin_dir = find_bin_dir(bin_dir, major)
+    log = os.path.join(data_dir, 'dbops_restore_server.log')
+    proc = run_tool([os.path.join(bin_dir, 'pg_ctl'), '-D', data_dir, '-l', log, '-w', '-t', '600', 'start'],
+                    'start restored server in', data_dir, os_user=os_user, commands=commands, check=False)
+    if proc.returncode != 0:
+        raise DbError('start restored server in', data_dir, 'pg_ctl failed: %s' % _tail(log))
+
+
+def restore_physical(request):
+    """Restore a physical chain into a new data directory, recover to the target, promote, start."""
+    chain = request['chain']
+    full = chain[0]
+    details = full['manifest'].get('details') or {}
+    major = details.get('major_version')
+    bin_dir = find_bin_dir(request.get('bin_dir'), major)
+    os_user = request.get('os_user')
+    data_dir = os.path.abspath(request['data_dir'])
+    port = int(request['port'])
+    commands = []
+    log_dir = request.get('log_dir')
+    target_time = request.get('target_time')
+    target_position = request.get('target_position') or {}
+    last = request.get('last') or chain[-1]['manifest']
+
+    # refuse before touching anything
+    if os.path.isdir(data_dir) and os.listdir(data_dir):
+        if _postmaster_alive(data_dir):
+            raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
+        if not request.get('force'):
+            raise DbError('restore into', data_dir, 'the directory is not empty: set force to replace its contents')
+    need_archive = bool(target_time or target_position.get('lsn') or last.get('type') == 'log')
+    seg_size = int(details.get('wal_segment_size') or 16 * 1024 * 1024)
+    if need_archive:
+        if not log_dir or not os.path.isdir(log_dir):
+            raise DbError('restore to a point in time from', full['manifest']['id'],
+                          'no WAL archive in the repository (run db_backup type=log first)')
+        first = (full['manifest'].get('start_position') or {}).get('wal_file')
+        last_needed = (last.get('stop_position') or {}).get('wal_file') if last.get('type') == 'log' else None
+        if first:
+            missing = wal_gaps(log_dir, first, seg_size, last_needed)
+            if missing:
+                raise DbError('restore to a point in time from', full['manifest']['id'],
+                              'WAL segment %s is missing from the archive %s%s' % (
+                                  os.path.join(log_dir, missing[0]), log_dir,
+                                  ' (and %d more)' % (len(missing) - 1) if len(missing) > 1 else ''))
+
+    if os.path.isdir(data_dir):
+        for name in os.listdir(data_dir):
+            full_path = os.path.join(data_dir, name)
+            if os.path.isdir(full_path) and not os.path.islink(full_path):
+                shutil.rmtree(full_path)
+            else:
+                os.unlink(full_path)
+    else:
+        os.makedirs(data_dir, mode=0o700)
+    extract_base(full['path'], details, data_dir, os_user, bin_dir, commands)
+    for stale in ('backup_manifest', 'standby.signal', 'postmaster.pid', RESTORE_MARKER_FILE,
+                  'dbops_restore_server.log'):
+        try:
+            os.unlink(os.path.join(data_dir, stale))
+        except OSError:
+            pass
+    settings = {
+        'port': str(port),
+        'listen_addresses': "'127.0.0.1'",
+        'unix_socket_directories': "'%s'" % data_dir.replace("'", "''"),
+        'archive_mode': "'off'",
+        'archive_command': "''",
+        'recovery_target_action': "'promote'",
+    }
+    if log_dir and os.path.isdir(log_dir):
+        settings['restore_command'] = "'%s'" % ('cp %s/%%f %%p' % shlex.quote(log_dir)).replace("'", "''")
+    if target_time:
+        settings['recovery_target_time'] = "'%s'" % target_time
+    elif target_position.get('lsn'):
+        settings['recovery_target_lsn'] = "'%s'" % target_position['lsn']
+    elif last.get('type') == 'log' and (last.get('stop_position') or {}).get('lsn'):
+        settings['recovery_target_lsn'] = "'%s'" % last['stop_position']['lsn']
+    else:
+        settings['recovery_target'] = "'immediate'"
+    with open(os.path.join(data_dir, 'postgresql.auto.conf'), 'a') as f:
+        f.write('\n# dbops.admin restore of %s\n' % request.get('marker', {}).get('backup_id', full['manifest']['id']))
+        for key, value in settings.items():
+            f.write('%s = %s\n' % (key, value))
+    if request.get('hba_local_trust'):
+        with open(os.path.join(data_dir, 'pg_hba.conf'), 'w') as f:
+            f.write('local all all trust\n')
+    open(os.path.join(data_dir, 'recovery.signal'), 'w').close()
+    if os.geteuid() == 0 and os_user:
+        import pwd
+        pw = pwd.getpwnam(os_user)
+        for name in ('postgresql.auto.conf', 'recovery.signal', 'pg_hba.conf'):
+            os.chown(os.path.join(data_dir, name), pw.pw_uid, pw.pw_gid)
+        os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+
+    started = time.time()
+    log = os.path.join(data_dir, 'dbops_restore_server.log')
+    start_instance(data_dir, os_user, bin_dir, major, commands)
+    deadline = time.time() + float(request.get('timeout') or 3600)
+    while True:
+        state = _controldata_state(bin_dir, data_dir, os_user)
+        if state == 'in production':
+            break
+        if not _postmaster_alive(data_dir):
+            raise DbError('recover restored server in', data_dir, 'the server stopped during recovery: %s' % _tail(log))
+        if time.time() > deadline:
+            stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
+            raise DbError('recover restored server in', data_dir, 'recovery did not finish in time: %s' % _tail(log))
+        time.sleep(0.3)
+    text = _tail(log, 200000)
+    recovered_to = None
+    for pattern in (r'recovery stopping before commit of transaction \d+, time (\S+ \S+)',
+                    r'last completed transaction was at log time (\S+ \S+)'):
+        found = re.findall(pattern, text)
+        if found:
+            recovered_to = found[-1]
+            break
+    if recovered_to:
+        try:
+            moment = datetime.datetime.fromisoformat(recovered_to.replace(' ', 'T') + (
+                '' if re.search(r'[+-]\d\d(:?\d\d)?$', recovered_to) else '+00:00'))
+            recovered_to = moment.astimezone(datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
+        except ValueError:
+            pass
+    marker = dict(request.get('marker') or {}, restored_at=_now_iso())
+    with open(os.path.join(data_dir, RESTORE_MARKER_FILE), 'w') as f:
+        json.dump(marker, f, sort_keys=True)
+    return {'data_dir': data_dir, 'port': port, 'recovered_to': recovered_to or target_time or last.get('stop_time')
+            or last.get('finished_at'), 'commands': commands, 'recovery_seconds': round(time.time() - started, 3),
+            'socket_dir': data_dir}
+
+
+def drill_check(request):
+    """Row counts per table and pg_amcheck on a scratch instance started by restore_physical."""
+    bin_dir = find_bin_dir(request.get('bin_dir'), request.get('major'))
+    os_user = request.get('os_user')
+    sock, port, user = request['socket_dir'], request['port'], request['superuser']
+    commands = []
+    out = _psql(bin_dir, os_user, sock, port, user, 'postgres',
+                'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1',
+                commands)
+    tables = []
+    for db in [d for d in out.splitlines() if d]:
+        rows = _psql(bin_dir, os_user, sock, port, user, db, COUNT_SQL, commands)
+        for line in rows.splitlines():
+            if '\t' in line:
+                name, count = line.rsplit('\t', 1)
+                tables.append({'database': db, 'name': name, 'rows': int(count)})
+    problems = []
+    proc = run_tool([os.path.join(bin_dir, 'pg_amcheck'), '-h', sock, '-p', str(port), '-U', user, '--all',
+                     '--install-missing'], 'check restored server with pg_amcheck', None, os_user=os_user,
+                    commands=commands, check=False)
+    if proc.returncode != 0:
+        problems.append('pg_amcheck: %s' % (proc.stdout + proc.stderr).strip()[-2000:])
+    return {'tables': tables, 'problems': problems, 'commands': commands}
+
+
+# ---- the mixin ---------------------------------------------------------------------------
 class PostgresBackup:
     """backup methods of the Postgres engine; self is the connected engine."""
+
+    def backup_methods(self):
+        return {'logical': ['full'], 'physical': ['full', 'log'], 'pgbackrest': []}
+
+    def backup_bin_dir(self, bin_dir=None):
+        return find_bin_dir(bin_dir, (self.version or '').split('.')[0])
+
+    # -- helpers
+    def _tool_env(self, request, database=None):
+        env = tool_env(request.get('connection'))
+        if database:
+            env['PGDATABASE'] = database
+        return env
+
+    def _tool_secrets(self, request):
+        return [(request.get('connection') or {}).get('login_password')] + list(self._secrets)
+
+    def _position(self):
+        row = self.fetch_one(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn, "
+            "(SELECT timeline_id FROM pg_control_checkpoint()) AS timeline")
+        seg = self.wal_segment_size()
+        return {'lsn': row['lsn'], 'timeline': row['timeline'], 'wal_file': wal_file_name(row['timeline'], row['lsn'], seg)}
+
+    def wal_segment_size(self):
+        return int(self.fetch_value("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'"))
+
+    def _bootstrap_superuser(self):
+        return self.fetch_value('SELECT rolname FROM pg_roles WHERE oid = 10')
+
+    def _connect_db(self, request, database):
+        from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params
+        return connect_params(dict(request.get('connection') or {}, engine='postgresql'), database=database)
+
+    # -- create
+    def backup_create(self, request):
+        method, btype = request['method'], request['type']
+        if method == 'logical' and btype == 'full':
+            return self._backup_logical(request)
+        if method == 'physical' and btype == 'full':
+            return self._backup_basebackup(request)
+        if method == 'physical' and btype == 'log':
+            return self._backup_wal(request)
+        raise DbError('create backup', '%s %s' % (method, btype), 'not supported on PostgreSQL %s' % self.version)
+
+    def _backup_logical(self, request):
+        bin_dir = self.backup_bin_dir(request.get('bin_dir'))
+        os_user = request.get('os_user')
+        secrets = self._tool_secrets(request)
+        commands = []
+        all_dbs = [r['datname'] for r in self.fetch_all(
+            'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname')]
+        wanted = request.get('databases') or all_dbs
+        unknown = [d for d in wanted if d not in all_dbs]
+        if unknown:
+            raise DbError('back up database', ', '.join(unknown), 'no such database')
+        compression = request.get('compression') or 'none'
+        level = request.get('compression_level')
+        jobs = max(int(request.get('jobs') or 1), 1)
+        start_time = _now_iso()
+        start = self._position()
+        dumps = []
+        for index, database in enumerate(wanted):
+            dirname = 'db-%03d' % (index + 1)
+            dest = os.path.join(request['dest'], dirname)
+            argv = [os.path.join(bin_dir, 'pg_dump'), '-Fd', '-j', str(jobs), '-f', dest]
+            argv += ['-Z', str(level if level is not None else 6)] if compression == 'gzip' else ['-Z', '0']
+            tables = None
+            conn_engine = None
+            try:
+                if request.get('verify', True):
+                    # row counts in the very snapshot pg_dump uses: exact, for the restore drill
+                    conn_engine = self._connect_db(request, database)
+                    conn = conn_engine.conn
+                    conn.autocommit = False
+                    conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
+                    with conn.cursor() as cur:
+                        cur.execute('SELECT pg_export_snapshot()')
+                        snapshot = cur.fetchone()[0]
+                    argv += ['--snapshot', snapshot]
+                commands.append(show_command(argv, secrets) + '  # PGDATABASE=%s' % database)
+                proc = subprocess.Popen(_as_user(argv, os_user), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=dict(os.environ, **self._tool_env(request, database)), cwd='/', text=True)
+                if conn_engine is not None:
+                    with conn_engine.conn.cursor() as cur:
+                        cur.execute(COUNT_SQL)
+                        tables = [{'name': name, 'rows': int(rows)} for name, rows in cur.fetchall()]
+                _out, err = proc.communicate()
+                if proc.returncode != 0:
+                    raise DbError('dump database', database, mask_secrets('pg_dump failed (exit %d): %s' % (
+                        proc.returncode, err.strip()[-3000:]), secrets))
+            finally:
+                if conn_engine is not None:
+                    conn_engine._rollback()  # pylint: disable=protected-access
+                    conn_engine.close()
+            files = sorted(n for n in os.listdir(dest) if n.endswith('.dat') and n != 'toc.dat')
+            if files and compression == 'zstd':
+                run_tool(['zstd', '-q', '--rm', '-%d' % (level if level is not None else 3), '-T%d' % jobs]
+                         + [os.path.join(dest, n) for n in files], 'compress dump of', database, os_user=os_user,
+                         commands=commands)
+            elif files and compression == 'lz4':
+                run_tool(['lz4', '-q', '--rm', '-m', '-%d' % (level if level is not None else 1)]
+                         + [os.path.join(dest, n) for n in files], 'compress dump of', database, os_user=os_user,
+                         commands=commands)
+            dumps.append({'database': database, 'dir': dirname, 'tables': tables})
+        globals_file = None
+        argv = [os.path.join(bin_dir, 'pg_dumpall'), '--globals-only', '-f', os.path.join(request['dest'], 'globals.sql')]
+        if not getattr(self, 'is_superuser', False):
+            argv.append('--no-role-passwords')
+        proc = run_tool(argv, 'dump roles and tablespaces', None, os_user=os_user, env=self._tool_env(request, 'postgres'),
+                        secrets=secrets, commands=commands, check=False)
+        if proc.returncode == 0:
+            globals_file = 'globals.sql'
+        stop = self._position()
+        return {
+            'start_position': start, 'stop_position': stop, 'start_time': start_time, 'stop_time': _now_iso(),
+            'databases': wanted, 'server_version': self.version, 'commands': commands,
+            'details': {'format': 'pg_dump directory', 'dumps': dumps, 'globals': globals_file,
+                        'compression_tool': {'gzip': 'pg_dump', 'zstd': 'zstd', 'lz4': 'lz4'}.get(compression),
+                        'major_version': (self.version or '').split('.')[0],
+                        'bootstrap_superuser': self._bootstrap_superuser()},
+        }
+
+    def _backup_basebackup(self, request):
+        bin_dir = self.backup_bin_dir(request.get('bin_dir'))
+        os_user = request.get('os_user')
+        secrets = self._tool_secrets(request)
+        commands = []
+        compression = request.get('compression') or 'none'
+        level = request.get('compression_level')
+        base = os.path.join(request['dest'], 'base')
+        argv = [os.path.join(bin_dir, 'pg_basebackup'), '-D', base, '-X', 'stream', '-c', 'fast',
+                '--manifest-checksums=SHA256', '-l', 'dbops.admin %s' % request.get('backup_id', '')]
+        if compression == 'none':
+            argv += ['-Fp']
+            fmt = 'plain'
+        else:
+            argv += ['-Ft', '--compress=client-%s%s' % (compression, ':%d' % level if level is not None else '')]
+            fmt = 'tar'
+        start_time = _now_iso()
+        seg = self.wal_segment_size()
+        run_tool(argv, 'take base backup of', 'the server', os_user=os_user, env=self._tool_env(request, 'postgres'),
+                 secrets=secrets, commands=commands)
+        manifest = read_backup_manifest(os.path.join(base, 'backup_manifest'))
+        ranges = manifest.get('WAL-Ranges') or [{}]
+        tli = ranges[0].get('Timeline', 1)
+        start_lsn, stop_lsn = ranges[0].get('Start-LSN'), ranges[-1].get('End-LSN')
+        result = {
+            'start_position': {'lsn': start_lsn, 'timeline': tli, 'wal_file': wal_file_name(tli, start_lsn, seg)},
+            'stop_position': {'lsn': stop_lsn, 'timeline': ranges[-1].get('Timeline', tli),
+                              'wal_file': wal_file_name(ranges[-1].get('Timeline', tli), stop_lsn, seg)},
+            'start_time': start_time, 'stop_time': _now_iso(), 'databases': [
+                r['datname'] for r in self.fetch_all(
+                    'SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname')],
+            'server_version': self.version, 'commands': commands,
+            'details': {'format': fmt, 'compression': compression, 'wal_segment_size': seg,
+                        'major_version': (self.version or '').split('.')[0],
+                        'bootstrap_superuser': self._bootstrap_superuser(),
+                        'tool': 'pg_basebackup'},
+        }
+        if request.get('verify', True):
+            fake = {'id': request.get('backup_id', ''), 'type': 'full', 'method': 'physical', 'details': result['details']}
+            problems = verify_physical(fake, request['dest'], os.path.dirname(request['dest']), os_user, bin_dir)
+            commands.append(show_command([os.path.join(bin_dir, 'pg_verifybackup'), base]))
+            if problems:
+                raise DbError('verify base backup', request.get('backup_id'), '; '.join(problems))
+            result['verified'] = True
+            if fmt == 'plain':
+                result['verified_checksums'] = {
+                    os.path.join('base', f['Path']): f['Checksum'] for f in manifest.get('Files', [])
+                    if f.get('Checksum-Algorithm') == 'SHA256'}
+        return result
+
+    def archive_status(self, log_dir):
+        """Is continuous archiving into log_dir on? Returns what would have to change."""
+        row = self.fetch_one("SELECT current_setting('wal_level') AS wal_level, "
+                             "current_setting('archive_mode') AS archive_mode, "
+                             "current_setting('archive_command') AS archive_command")
+        desired = _archive_command(log_dir)
+        return {'wal_level': row['wal_level'], 'archive_mode': row['archive_mode'],
+                'archive_command': row['archive_command'], 'desired_command': desired,
+                'command_ok': row['archive_command'] == desired,
+                'restart_needed': row['archive_mode'] == 'off' or row['wal_level'] == 'minimal'}
+
+    def _backup_wal(self, request):
+        log_dir = request['log_dir']
+        status = self.archive_status(log_dir)
+        commands = []
+        if not status['command_ok']:
+            if status['archive_mode'] != 'off' and status['archive_command'] not in ('', '(disabled)'):
+                raise DbError('turn on WAL archiving into', log_dir,
+                              'archive_command is already set to %r: archiving goes elsewhere; '
+                              'change it yourself or use that archive' % status['archive_command'])
+            self.execute('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(status['desired_command']))
+        restart = False
+        if status['archive_mode'] == 'off':
+            self.execute("ALTER SYSTEM SET archive_mode = 'on'")
+            restart = True
+        if status['wal_level'] == 'minimal':
+            self.execute("ALTER SYSTEM SET wal_level = 'replica'")
+            restart = True
+        if not status['command_ok'] or restart:
+            self.execute('SELECT pg_reload_conf()')
+        if restart:
+            return {'published': False, 'restart_required': True, 'changed': True, 'commands': commands,
+                    'details': {'archiving': 'configured; restart the server to turn archive_mode on'}}
+        seg = self.wal_segment_size()
+        start_time = _now_iso()
+        base = request.get('base') or {}
+        base_manifest = base.get('manifest') or {}
+        if base_manifest.get('type') == 'log':
+            after = (base_manifest.get('stop_position') or {}).get('wal_file')
+            first = next_wal_name(after, seg) if after else None
+        else:
+            first = (base_manifest.get('start_position') or {}).get('wal_file')
+        self.execute('SELECT pg_switch_wal()')
+        switched = self.fetch_one('SELECT pg_current_wal_lsn()::text AS lsn, '
+                                  '(SELECT timeline_id FROM pg_control_checkpoint()) AS timeline')
+        # the segment holding the last byte before the current insert position is complete now
+        lsn = parse_lsn(switched['lsn'])
+        last = wal_file_name(switched['timeline'], max(lsn - 1, 0), seg)
+        deadline = time.time() + float(request.get('archive_timeout') or 120)
+        while not os.path.exists(os.path.join(log_dir, last)):
+            if time.time() > deadline:
+                row = self.fetch_one('SELECT last_failed_wal, failed_count, last_archived_wal FROM pg_stat_archiver')
+                raise DbError('archive WAL into', log_dir, 'segment %s was not archived in time (last archived %s, '
+                              'failed %s times, last failed %s)' % (last, row['last_archived_wal'],
+                                                                     row['failed_count'], row['last_failed_wal']))
+            time.sleep(0.2)
+        names = sorted(n for n in os.listdir(log_dir) if WAL_NAME_RE.match(n) or n.endswith('.history'))
+        segments = [n for n in names if WAL_NAME_RE.match(n) and n <= last and (first is None or n >= first)]
+        if first:
+            missing = wal_gaps(log_dir, first, seg, last)
+            if missing:
+                raise DbError('archive WAL into', log_dir, 'WAL segment %s is missing from the archive'
+                              % os.path.join(log_dir, missing[0]))
+        histories = [n for n in names if n.endswith('.history')]
+        return {
+            'start_position': {'wal_file': segments[0] if segments else last},
+            'stop_position': {'lsn': format_lsn(lsn), 'timeline': switched['timeline'], 'wal_file': last},
+            'start_time': start_time, 'stop_time': _now_iso(), 'databases': [], 'server_version': self.version,
+            'commands': commands, 'log_files': ['logs/' + n for n in segments + histories],
+            'details': {'wal_segment_size': seg, 'segments': len(segments),
+                        'major_version': (self.version or '').split('.')[0]},
+        }
+
+    # -- logical restore
+    def restore_marker(self, database):
+        text = self.fetch_value("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                                (database,))
+        if not text or not text.startswith(COMMENT_MARKER):
+            return None
+        try:
+            return json.loads(text[len(COMMENT_MARKER):])
+        except ValueError:
+            return None
+
+    def _database_is_empty(self, request, database):
+        engine = self._connect_db(request, database)
+        try:
+            return not engine.fetch_value(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
+                "AND n.nspname NOT LIKE 'pg_temp%%'")
+        finally:
+            engine.close()
+
+    def restore_logical(self, request):
+        manifest = request['manifest']
+        details = manifest.get('details') or {}
+        dumps = details.get('dumps') or []
+        wanted = request.get('databases')
+        if wanted:
+            unknown = [d for d in wanted if d not in [x['database'] for x in dumps]]
+            if unknown:
+                raise DbError('restore database', ', '.join(unknown), 'not in backup %s' % manifest['id'])
+            dumps = [d for d in dumps if d['database'] in wanted]
+        target = request.get('target_database')
+        if target and len(dumps) != 1:
+            raise DbError('restore backup', manifest['id'], 'target_database needs exactly one database: the backup '
+                          'holds %s; choose one with databases' % ', '.join(d['database'] for d in dumps))
+        plan = []
+        for dump in dumps:
+            name = target or dump['database']
+            self.quote_ident(name)
+            exists = bool(self.fetch_value('SELECT 1 FROM pg_database WHERE datname = %s', (name,)))
+            if exists and name == self.database:
+                raise DbError('restore into database', name, 'it is the database this session is connected to; '
+                              'connect with login_db to another database')
+            if exists and not request.get('force') and not self._database_is_empty(request, name):
+                raise DbError('restore into database', name, 'it exists and is not empty: set force to replace it')
+            plan.append((dump, name, exists))
+        bin_dir = self.backup_bin_dir(request.get('bin_dir'))
+        os_user = request.get('os_user')
+        secrets = self._tool_secrets(request)
+        commands = []
+        result_tables = []
+        total = 0
+        for dump, name, exists in plan:
+            src = os.path.join(request['path'], dump['dir'])
+            scratch = None
+            if details.get('compression_tool') in ('zstd', 'lz4'):
+                scratch = os.path.join(request['scratch_dir'], 'plain-' + dump['dir'])
+                _decompress_tree(src, scratch, os_user, commands, int(request.get('jobs') or 1))
+                src = scratch
+            # restore into a new database, then swap: a failure never harms the existing one
+            work = ('%s_dbops_restore' % name[:40]) if exists else name
+            if work != name:
+                self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
+            self.execute('CREATE DATABASE %s TEMPLATE template0' % self.quote_ident(work))
+            try:
+                argv = [os.path.join(bin_dir, 'pg_restore'), '-j', str(max(int(request.get('jobs') or 1), 1)),
+                        '--exit-on-error', '-d', work, src]
+                env = tool_env(request.get('connection'))
+                run_tool(argv, 'restore database', name, os_user=os_user, env=env, secrets=secrets, commands=commands)
+            except DbError:
+                self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
+                raise
+            finally:
+                if scratch:
+                    shutil.rmtree(scratch, ignore_errors=True)
+            if work != name:
+                self.execute('DROP DATABASE %s WITH (FORCE)' % self.quote_ident(name))
+                self.execute('ALTER DATABASE %s RENAME TO %s' % (self.quote_ident(work), self.quote_ident(name)))
+            marker = dict(request.get('marker') or {}, source_database=dump['database'])
+            self.execute('COMMENT ON DATABASE %s IS %s' % (self.quote_ident(name),
+                                                           self.quote_literal(COMMENT_MARKER + json.dumps(marker, sort_keys=True))))
+            engine = self._connect_db(request, name)
+            try:
+                counts = engine.fetch_all(COUNT_SQL)
+            finally:
+                engine.close()
+            for row in counts:
+                result_tables.append({'database': name, 'name': row['name'], 'rows': int(row['rows'])})
+                total += int(row['rows'])
+        return {'rows_restored': total, 'tables': result_tables, 'commands': commands,
+                'databases': [name for _d, name, _e in plan]}
+
+    def logical_verify(self, manifest, path, bin_dir=None, os_user=None):
+        return verify_logical(manifest, path, self.backup_bin_dir(bin_dir), os_user)
+
+    def check_database(self, request, database):
+        """pg_amcheck on one database (the restore drill); returns problems."""
+        bin_dir = self.backup_bin_dir(request.get('bin_dir'))
+        proc = run_tool([os.path.join(bin_dir, 'pg_amcheck'), '--install-missing', '-d', database],
+                        'check database', database, os_user=request.get('os_user'),
+                        env=tool_env(request.get('connection')), secrets=self._tool_secrets(request),
+                        commands=request.get('commands'), check=False)
+        if proc.returncode != 0:
+            return ['pg_amcheck %s: %s' % (database, (proc.stdout + proc.stderr).strip()[-2000:])]
+        return []
+
+    def table_row_counts(self, database=None, request=None):
+        if database and database != self.database:
+            engine = self._connect_db(request or {}, database)
+            try:
+                return engine.fetch_all(COUNT_SQL)
+            finally:
+                engine.close()
+        return self.fetch_all(COUNT_SQL)

@@ -1,0 +1,541 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.admin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: db_backup
+short_description: Take, verify and prune backups of PostgreSQL and MySQL/MariaDB into a repository
+description:
+  - Takes logical or physical backups into a backup repository (a directory with one sub-directory and one
+    C(manifest.json) per backup), verifies them, and applies retention.
+  - A backup becomes visible (and C(latest)) only when its manifest is complete, fsynced and renamed into place;
+    a killed or failed run is reported in RV(failed_runs) and never shadows a good backup.
+  - Concurrent runs on the same repository are refused (a lock naming the holder's pid).
+  - "PostgreSQL: O(method=logical) runs C(pg_dump -Fd -j) per database plus C(pg_dumpall --globals-only);
+    O(method=physical) O(type=full) runs C(pg_basebackup -X stream) with SHA-256 manifest checksums checked by
+    C(pg_verifybackup); O(type=log) turns on continuous WAL archiving into C(<repo>/logs) (reporting
+    RV(restart_required) when C(archive_mode) must change) and, once on, switches WAL and waits until every
+    segment up to now is archived."
+  - See C(docs/backup.md) in the collection for the repository format and the RPO tiers.
+version_added: 0.1.0
+author: dbops.admin maintainers
+extends_documentation_fragment:
+  - dbops.admin.connection
+  - dbops.admin.attributes
+options:
+  repo:
+    description:
+      - Repository directory. Created when missing (owned by O(os_user)).
+    type: path
+    required: true
+  method:
+    description:
+      - V(logical) dumps (pg_dump, mariadb-dump), V(physical) file-level copies (pg_basebackup, mariadb-backup).
+      - V(pgbackrest) drives pgBackRest on PostgreSQL; only offered when the engine reports support for it.
+    type: str
+    choices: [logical, physical, pgbackrest]
+    default: logical
+  type:
+    description:
+      - V(full), V(incremental) (from the previous backup), V(differential) (from the last full), or V(log)
+        (the transaction log archive up to now).
+      - What each engine and method supports is checked against the server; anything else fails clearly.
+    type: str
+    choices: [full, incremental, differential, log]
+    default: full
+  databases:
+    description:
+      - Databases to dump with O(method=logical). Default all (templates excluded).
+    type: list
+    elements: str
+  compression:
+    description:
+      - Compression. Defaults to V(zstd) for logical backups and V(none) for physical ones (a plain physical backup is
+        verified by C(pg_verifybackup) in place; a compressed one is written as tar and extracted to be verified).
+      - PostgreSQL 15's pg_dump compresses only with gzip; V(zstd) and V(lz4) are applied to the dump's data files
+        with the C(zstd) / C(lz4) tools afterwards.
+    type: str
+    choices: [zstd, gzip, lz4, none]
+  compression_level:
+    description: Compression level passed to the tool.
+    type: int
+  jobs:
+    description: Parallel jobs (pg_dump -j, zstd -T).
+    type: int
+    default: 1
+  encryption_key:
+    description:
+      - Passphrase to encrypt the backup files with AES-256-GCM (key derived with scrypt and a per-backup salt).
+      - The key is never stored in the repository; only the salt and a key check value are. Without the key the
+        backup cannot be restored.
+      - Not available for O(type=log) (the WAL archive is written by the server itself).
+    type: str
+  verify:
+    description:
+      - Verify the new backup before publishing it (pg_verifybackup / pg_restore -l, row counts per table in the
+        dump's snapshot for the restore drill) and mark it verified.
+    type: bool
+    default: true
+  max_age:
+    description:
+      - Skip (unchanged) when a verified completed backup of the same engine, method and type is younger than this.
+        Seconds, or a number with V(s), V(m), V(h), V(d) or V(w) (V(23h)). This makes a scheduled backup idempotent.
+    type: str
+  retention:
+    description:
+      - Prune after a backup (O(state=present)) or on its own (O(state=absent) without O(backup_id)).
+      - Never deletes the only restorable backup nor the parent chain of a kept incremental or log backup.
+        Stale failed runs are removed too.
+    type: dict
+    suboptions:
+      full:
+        description: Keep this many newest full backups with everything built on them.
+        type: int
+      days:
+        description: Keep every backup younger than this many days.
+        type: float
+  label:
+    description: Free text stored in the manifest.
+    type: str
+  state:
+    description:
+      - V(present) takes a backup. V(verified) re-checks an existing backup (O(backup_id), default the latest):
+        checksums of every file, then the engine's own check. V(absent) deletes O(backup_id) (refused while other
+        backups depend on it), or applies O(retention).
+    type: str
+    choices: [present, verified, absent]
+    default: present
+  backup_id:
+    description: The backup for O(state=verified) or O(state=absent); V(latest) is the newest completed one.
+    type: str
+  os_user:
+    description:
+      - OS user the database tools run as (through runuser) when the module runs as root. Defaults to V(postgres) or
+        V(mysql); ignored when not root.
+    type: str
+  bin_dir:
+    description: Directory of the database tools. Default the server's major version under C(/usr/lib/postgresql), else PATH.
+    type: path
+notes:
+  - O(engine) is required for O(state=present) only.
+  - The repository must be on a filesystem the tools' OS user can write.
+requirements:
+  - cryptography (only with O(encryption_key))
+'''
+
+EXAMPLES = r'''
+- name: Nightly logical backup, skipped when a verified one is younger than 20 hours
+  dbops.admin.db_backup:
+    engine: postgresql
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
+    repo: /srv/backup/pg
+    method: logical
+    jobs: 2
+    compression: zstd
+    max_age: 20h
+    retention: {full: 7, days: 14}
+
+- name: Weekly physical full, encrypted
+  dbops.admin.db_backup:
+    engine: postgresql
+    repo: /srv/backup/pg
+    method: physical
+    type: full
+    encryption_key: "{{ vault_backup_key }}"
+
+- name: Continuous archiving (RPO < 1 min) and a log backup every few minutes
+  dbops.admin.db_backup:
+    engine: postgresql
+    repo: /srv/backup/pg
+    method: physical
+    type: log
+
+- name: Re-verify the latest backup
+  dbops.admin.db_backup:
+    repo: /srv/backup/pg
+    state: verified
+'''
+
+RETURN = r'''
+backup:
+  description: The backup taken (or the fresh one that made the run unchanged, or the one verified or deleted).
+  returned: when there is one
+  type: dict
+  contains:
+    id: {description: Backup id (sub-directory of the repository)., type: str}
+    type: {description: full, incremental, differential or log., type: str}
+    method: {description: logical, physical or pgbackrest., type: str}
+    parent_id: {description: The backup this one builds on., type: str}
+    started_at: {description: ISO 8601 UTC., type: str}
+    finished_at: {description: ISO 8601 UTC., type: str}
+    duration_seconds: {description: Wall time of the backup., type: float}
+    size_bytes: {description: Bytes stored in the repository., type: int}
+    size_gb: {description: The same in GiB., type: float}
+    path: {description: Directory of the backup., type: str}
+    start_position: {description: LSN/timeline/WAL file or binlog file/position/GTID at the start., type: dict}
+    stop_position: {description: The same at the end (the point a restore of this backup reaches)., type: dict}
+    status: {description: C(completed)., type: str}
+    verified: {description: Whether the backup was verified., type: bool}
+  sample:
+    id: 20261127T071500Z-full
+    type: full
+    method: logical
+    size_bytes: 104857600
+    verified: true
+skipped:
+  description: True when O(max_age) found a fresh verified backup and nothing was taken.
+  returned: state=present
+  type: bool
+restart_required:
+  description: The server must be restarted to turn archive_mode on (O(type=log)).
+  returned: state=present
+  type: bool
+deleted:
+  description: Backup ids deleted (by O(retention) or O(state=absent)).
+  returned: always
+  type: list
+  elements: str
+failed_runs:
+  description: Runs that never completed (killed or failed); never used as latest.
+  returned: always
+  type: list
+  elements: dict
+problems:
+  description: What verification found (each names the file).
+  returned: state=verified
+  type: list
+  elements: str
+commands:
+  description: Tool command lines run (or that would be), secrets masked.
+  returned: always
+  type: list
+  elements: str
+queries:
+  description: Statements executed (or, in check mode, that would be), secrets masked.
+  returned: always
+  type: list
+  elements: str
+msg:
+  description: What was done or, in check mode, what would be.
+  returned: always
+  type: str
+'''
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_catalog as catalog  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
+    connection_argument_spec, normalize_engine, run_module)
+from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError  # noqa: E402
+
+
+def _repo(module, engine_name):
+    os_user = module.params['os_user'] or catalog.default_os_user(engine_name)
+    return catalog.Repository(module.params['repo'], os_user)
+
+
+def _apply_retention(module, repo, tracker, protect=()):
+    retention = module.params['retention'] or {}
+    if not retention or (retention.get('full') is None and retention.get('days') is None):
+        return []
+    _keep, delete = catalog.retention_plan(repo.manifests(), retention.get('full'), retention.get('days'))
+    delete = [d for d in delete if d not in protect]
+    for backup_id in delete:
+        tracker.action('delete backup %s' % backup_id)
+        if not module.check_mode:
+            repo.delete(backup_id)
+    for run in repo.failed_runs():
+        if run['status'] == 'failed':
+            tracker.action('remove failed run %s' % run['id'])
+            if not module.check_mode:
+                repo.remove_failed_run(run)
+    return delete
+
+
+def _base_for(repo, engine, method, btype):
+    """The backup a non-full backup builds on (None for full)."""
+    manifests = [m for m in repo.manifests() if m.get('engine') == engine.name and m.get('method') == method]
+    if btype == 'full':
+        return None
+    if btype == 'log':
+        fulls = [m for m in repo.manifests() if m.get('engine') == engine.name and m.get('type') == 'full'
+                 and m.get('method') == 'physical']
+        if not fulls:
+            return None
+        logs = [m for m in manifests if m.get('type') == 'log' and (m.get('finished_at') or '') >= fulls[-1]['finished_at']]
+        return logs[-1] if logs else fulls[-1]
+    fulls = [m for m in manifests if m.get('type') == 'full']
+    if not fulls:
+        raise DbError('take %s backup into' % btype, repo.path, 'there is no full %s backup to build on' % method)
+    if btype == 'differential':
+        return fulls[-1]
+    chain = [m for m in manifests if m.get('type') in ('full', 'incremental', 'differential')]
+    return chain[-1]
+
+
+def create(module, engine):
+    p = module.params
+    tracker = DifferenceTracker()
+    repo = _repo(module, engine.name)
+    method, btype = p['method'], p['type']
+    if p['encryption_key']:
+        engine.add_secret(p['encryption_key'])
+    supported = engine.backup_methods()
+    if btype not in (supported.get(method) or []):
+        offered = ', '.join('%s: %s' % (m, '/'.join(t)) for m, t in sorted(supported.items()) if t) or 'nothing'
+        raise DbError('take a %s %s backup of' % (method, btype), '%s %s' % (engine.flavor, engine.version),
+                      'not supported here (supported: %s)' % offered)
+    if p['encryption_key'] and btype == 'log':
+        raise DbError('encrypt', 'the log archive', 'the WAL/binlog archive is written by the server itself; '
+                      'encrypt the repository filesystem instead, or drop encryption_key for type=log')
+    if p['encryption_key'] and not crypto.HAS_CRYPTOGRAPHY:
+        crypto.require_cryptography()
+    compression = p['compression'] or ('zstd' if method == 'logical' else 'none')
+    max_age = catalog.parse_duration(p['max_age']) if p['max_age'] else None
+    result = {'changed': False, 'skipped': False, 'restart_required': False, 'deleted': [], 'commands': []}
+
+    if module.check_mode:
+        fresh = repo.fresh_backup(max_age, engine=engine.name, method=method, type=btype) \
+            if max_age and repo.exists() else None
+        if fresh:
+            result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path),
+                          msg='a verified %s %s backup (%s) is younger than max_age: nothing to do'
+                          % (method, btype, fresh['id']))
+        else:
+            tracker.action('take %s %s backup' % (method, btype))
+            result['msg'] = 'would take a %s %s backup of %s %s into %s%s' % (
+                method, btype, engine.flavor, engine.version, repo.path,
+                ' (encrypted)' if p['encryption_key'] else '')
+            if btype == 'log' and method == 'physical' and hasattr(engine, 'archive_status'):
+                status = engine.archive_status(repo.log_dir)
+                result['restart_required'] = status['restart_needed']
+        result['deleted'] = _apply_retention(module, repo, tracker) if repo.exists() else []
+        result['failed_runs'] = repo.failed_runs()
+        result['changed'] = tracker.changed
+        return result
+
+    with repo.lock():
+        if max_age:
+            fresh = repo.fresh_backup(max_age, engine=engine.name, method=method, type=btype)
+            if fresh:
+                result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path),
+                              msg='a verified %s %s backup (%s) is younger than max_age: nothing to do'
+                              % (method, btype, fresh['id']))
+                result['deleted'] = _apply_retention(module, repo, tracker, protect=[fresh['id']])
+                result['failed_runs'] = repo.failed_runs()
+                result['changed'] = tracker.changed
+                return result
+        base = _base_for(repo, engine, method, btype)
+        started = time.time()
+        started_at = catalog.iso(catalog.utcnow())
+        backup_id = repo.new_id(btype)
+        incoming = repo.begin(backup_id, {'type': btype, 'method': method, 'engine': engine.name})
+        scratch = None
+        try:
+            base_request = None
+            if base is not None:
+                key = crypto.key_for(base['encryption'], p['encryption_key'], base['id']) \
+                    if base.get('encryption') else None
+                if key is not None:
+                    scratch = repo.scratch('base')
+                base_request = {'manifest': base, 'path': repo.plain_copy(base, key, scratch)}
+            request = {
+                'method': method, 'type': btype, 'databases': p['databases'], 'compression': compression,
+                'compression_level': p['compression_level'], 'jobs': p['jobs'],
+                'dest': os.path.join(incoming, catalog.DATA), 'base': base_request, 'repo': repo.path,
+                'log_dir': repo.log_dir, 'bin_dir': p['bin_dir'], 'os_user': repo.os_user,
+                'connection': {k: p.get(k) for k in ('login_host', 'login_port', 'login_user', 'login_password',
+                                                     'login_unix_socket', 'ssl_mode', 'connect_timeout')},
+                'verify': p['verify'], 'backup_id': backup_id,
+            }
+            out = engine.backup_create(request)
+            result['commands'] = out.get('commands') or []
+            if out.get('published') is False:
+                shutil.rmtree(incoming, ignore_errors=True)
+                tracker.action('configure archiving')
+                result.update(restart_required=bool(out.get('restart_required')), changed=True,
+                              msg=(out.get('details') or {}).get('archiving') or 'nothing published')
+                result['failed_runs'] = repo.failed_runs()
+                return result
+            problems = []
+            verified = bool(out.get('verified'))
+            if p['verify'] and method == 'logical':
+                problems = catalog.backend_call(engine.name, 'verify_logical', {'id': backup_id, **out},
+                                                request['dest'], p['bin_dir'], repo.os_user)
+                verified = not problems
+            if p['verify'] and method == 'physical' and btype == 'log':
+                verified = True  # every archived segment is hashed below and the range was checked for gaps
+            if problems:
+                raise DbError('verify new backup', backup_id, '; '.join(problems))
+            manifest = {
+                'id': backup_id, 'engine': engine.name, 'flavor': engine.flavor, 'method': method, 'type': btype,
+                'parent_id': base['id'] if base else None, 'started_at': started_at,
+                'finished_at': catalog.iso(catalog.utcnow()), 'start_time': out.get('start_time'),
+                'stop_time': out.get('stop_time'), 'start_position': out.get('start_position'),
+                'stop_position': out.get('stop_position'), 'server_version': out.get('server_version'),
+                'databases': out.get('databases'), 'compression': compression,
+                'compression_level': p['compression_level'], 'encryption': None, 'label': p['label'],
+                'verified': bool(p['verify'] and verified), 'details': out.get('details') or {},
+                'commands': result['commands'],
+            }
+            if out.get('log_files'):
+                manifest['log_files'] = repo.hash_log_files(out['log_files'])
+            if p['encryption_key']:
+                record, key = crypto.encryption_record(p['encryption_key'])
+                repo.encrypt_data(incoming, key)
+                manifest['encryption'] = record
+            manifest['duration_seconds'] = round(time.time() - started, 3)
+            published = repo.publish(incoming, manifest, out.get('verified_checksums'))
+        except BaseException as exc:
+            repo.mark_failed(incoming, engine.mask(str(exc)))
+            raise
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+        tracker.action('take %s %s backup %s' % (method, btype, backup_id))
+        result['backup'] = catalog.backup_summary(published, repo.path)
+        result['msg'] = 'took %s %s backup %s (%d bytes)' % (method, btype, backup_id, published['size_bytes'])
+        result['deleted'] = _apply_retention(module, repo, tracker, protect=[backup_id])
+        result['failed_runs'] = repo.failed_runs()
+    result['changed'] = tracker.changed
+    if module._diff:
+        result['diff'] = {'before': {}, 'after': {'backup': result['backup']['id']}}
+    return result
+
+
+def verify_backup(module, repo, manifest):
+    """Checksums of every file, then the engine's own check. Returns problems."""
+    p = module.params
+    problems = repo.verify_files(manifest)
+    if problems:
+        return problems
+    key = crypto.key_for(manifest['encryption'], p['encryption_key'], manifest['id']) \
+        if manifest.get('encryption') else None
+    scratch = repo.scratch('verify')
+    try:
+        plain = repo.plain_copy(manifest, key, scratch)
+        if manifest.get('method') == 'logical':
+            problems += catalog.backend_call(manifest['engine'], 'verify_logical', manifest, plain, p['bin_dir'],
+                                             repo.os_user)
+        elif manifest.get('type') == 'log':
+            first = (manifest.get('start_position') or {}).get('wal_file')
+            last = (manifest.get('stop_position') or {}).get('wal_file')
+            if manifest['engine'] == 'postgresql' and first and last:
+                backend = catalog.engine_backend('postgresql')
+                seg = int((manifest.get('details') or {}).get('wal_segment_size') or 16 * 1024 * 1024)
+                problems += ['%s: WAL segment missing from the archive' % os.path.join(catalog.LOGS, n)
+                             for n in backend.wal_gaps(repo.log_dir, first, seg, last)]
+        else:
+            problems += catalog.backend_call(manifest['engine'], 'verify_physical', manifest, plain, scratch,
+                                             os_user=repo.os_user, bin_dir=p['bin_dir'])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return problems
+
+
+def maintain(module):
+    p = module.params
+    tracker = DifferenceTracker()
+    engine_name = normalize_engine(p['engine'])
+    repo = _repo(module, engine_name)
+    if not repo.exists():
+        raise DbError('open backup repository', repo.path, 'no such directory')
+    result = {'changed': False, 'deleted': [], 'commands': [], 'queries': []}
+    if p['state'] == 'verified':
+        manifest = repo.get(p['backup_id'] or 'latest')
+        if repo.os_user is None:
+            repo.os_user = catalog.default_os_user(manifest.get('engine'))
+        with repo.lock() if not module.check_mode else _nolock():
+            problems = verify_backup(module, repo, manifest)
+            if problems:
+                if not module.check_mode and manifest.get('verified'):
+                    manifest['verified'] = False
+                    manifest['verify_problems'] = problems
+                    repo.update_manifest(manifest)
+                raise DbError('verify backup', manifest['id'], '; '.join(problems))
+            if not manifest.get('verified'):
+                tracker.action('mark backup %s verified' % manifest['id'])
+                if not module.check_mode:
+                    manifest['verified'] = True
+                    repo.update_manifest(manifest)
+        result.update(backup=catalog.backup_summary(manifest, repo.path), problems=[],
+                      msg='backup %s verified: every file matches its sha256 and the engine check passed' % manifest['id'])
+    else:
+        with repo.lock() if not module.check_mode else _nolock():
+            if p['backup_id']:
+                manifest = None
+                try:
+                    manifest = repo.get(p['backup_id'])
+                except DbError:
+                    if p['backup_id'] == 'latest':
+                        raise
+                if manifest is not None:
+                    dependents = repo.dependents(manifest['id'])
+                    if dependents:
+                        raise DbError('delete backup', manifest['id'], 'backups %s build on it: delete them first'
+                                      % ', '.join(dependents))
+                    tracker.action('delete backup %s' % manifest['id'])
+                    if not module.check_mode:
+                        repo.delete(manifest['id'])
+                    result['deleted'] = [manifest['id']]
+                    result['backup'] = catalog.backup_summary(manifest, repo.path)
+            elif p['retention']:
+                result['deleted'] = _apply_retention(module, repo, tracker)
+            else:
+                raise DbError('delete backups from', repo.path, 'give backup_id or retention')
+        result['msg'] = ('would delete' if module.check_mode else 'deleted') + ': %s' % (
+            ', '.join(result['deleted']) or 'nothing')
+    result['failed_runs'] = repo.failed_runs()
+    result['changed'] = tracker.changed
+    return result
+
+
+class _nolock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main():
+    argument_spec = connection_argument_spec(engine_required=False)
+    argument_spec.update(
+        repo=dict(type='path', required=True),
+        method=dict(type='str', choices=['logical', 'physical', 'pgbackrest'], default='logical'),
+        type=dict(type='str', choices=['full', 'incremental', 'differential', 'log'], default='full'),
+        databases=dict(type='list', elements='str'),
+        compression=dict(type='str', choices=['zstd', 'gzip', 'lz4', 'none']),
+        compression_level=dict(type='int'),
+        jobs=dict(type='int', default=1),
+        encryption_key=dict(type='str', no_log=True),
+        verify=dict(type='bool', default=True),
+        max_age=dict(type='str'),
+        retention=dict(type='dict', options=dict(full=dict(type='int'), days=dict(type='float'))),
+        label=dict(type='str'),
+        state=dict(type='str', choices=['present', 'verified', 'absent'], default='present'),
+        backup_id=dict(type='str'),
+        os_user=dict(type='str'),
+        bin_dir=dict(type='path'),
+    )
+    module = AnsibleModule(argument_spec, supports_check_mode=True,
+                           required_if=[('state', 'present', ['engine'])],
+                           mutually_exclusive=[('backup_id', 'max_age')])
+    if module.params['state'] == 'present':
+        run_module(module, lambda engine: create(module, engine))
+    else:
+        run_module(module, lambda engine: maintain(module), connect_first=False)
+
+
+if __name__ == '__main__':
+    main()

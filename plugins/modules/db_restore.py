@@ -1,0 +1,526 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.admin contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: db_restore
+short_description: Restore backups from a dbops.admin repository, to a point in time, and run restore drills
+description:
+  - Restores a backup taken by M(dbops.admin.db_backup). Every file of the backup (and every archived WAL segment
+    the backup lists) is checked against its sha256 first; encrypted backups are decrypted into a scratch directory
+    next to the repository, never inside it.
+  - Logical backups are restored into a database of the server given by the connection options (its original
+    name, or O(target_database)). The restore goes into a new database that replaces the old one only when it has
+    succeeded, so a failed restore never harms an existing database.
+  - Physical backups are restored into a new data directory O(data_dir) and started there on 127.0.0.1 at
+    O(login_port) (alias C(port)); no connection to the source is needed, it may be down. With O(target_time) or
+    O(target_position) the archived WAL is replayed up to that point and the server is promoted.
+  - A repeated identical restore is unchanged; the target records what it holds (PostgreSQL logical: the
+    database's comment; physical: C(dbops_restore.json) in the data directory).
+  - O(state=verified) is the restore drill: restore into a scratch database (logical) or a scratch instance on a
+    free port (physical), check it (checksums, pg_verifybackup, pg_amcheck, row counts per table), report
+    RV(rto_seconds), then remove the scratch copy.
+version_added: 0.1.0
+author: dbops.admin maintainers
+extends_documentation_fragment:
+  - dbops.admin.connection
+  - dbops.admin.attributes
+options:
+  repo:
+    description: Repository directory.
+    type: path
+    required: true
+  backup_id:
+    description:
+      - Backup to restore. V(latest) is the newest completed backup (matching O(method) when given).
+      - With O(target_time) and V(latest), the newest physical full backup that ended before O(target_time).
+    type: str
+    default: latest
+  method:
+    description: Restrict V(latest) to backups of this method.
+    type: str
+    choices: [logical, physical, pgbackrest]
+  target_time:
+    description: Point in time to recover to (ISO 8601; a time without zone is UTC). Physical backups only.
+    type: str
+  target_position:
+    description: Position to recover to, e.g. C({lsn: 0/3000060}) on PostgreSQL. Physical backups only.
+    type: dict
+  target_database:
+    description: Logical restore into this database name (the backup must hold one database, or choose one with O(databases)).
+    type: str
+  databases:
+    description: Logical restore of only these databases of the backup.
+    type: list
+    elements: str
+  data_dir:
+    description: Physical restore into this new data directory (must be empty or missing unless O(force)).
+    type: path
+  force:
+    description: Replace an existing non-empty database or data directory. A running server's data directory is never replaced.
+    type: bool
+    default: false
+  encryption_key:
+    description: Passphrase of an encrypted backup. A wrong key fails before anything is restored.
+    type: str
+  jobs:
+    description: Parallel jobs for pg_restore.
+    type: int
+    default: 1
+  state:
+    description:
+      - V(present) restores. V(verified) runs the restore drill and leaves nothing behind.
+    type: str
+    choices: [present, verified]
+    default: present
+  os_user:
+    description: OS user the tools and a restored server run as when the module runs as root (default V(postgres) / V(mysql)).
+    type: str
+  bin_dir:
+    description: Directory of the database tools.
+    type: path
+notes:
+  - O(engine) defaults to the engine recorded in the backup's manifest.
+  - For a physical restore O(login_port) is the port of the new instance; for a drill the connection options name
+    the source server whose row counts the restored tables are compared with (when it is reachable).
+requirements:
+  - cryptography (only for encrypted backups)
+'''
+
+EXAMPLES = r'''
+- name: Restore last night's logical backup of shop into shop_yesterday
+  dbops.admin.db_restore:
+    engine: postgresql
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
+    repo: /srv/backup/pg
+    method: logical
+    databases: [shop]
+    target_database: shop_yesterday
+
+- name: Point-in-time recovery into a new instance on port 5499
+  dbops.admin.db_restore:
+    repo: /srv/backup/pg
+    target_time: "2026-11-27T06:59:00Z"
+    data_dir: /srv/pg/restored
+    port: 5499
+
+- name: Monthly restore drill of the latest physical backup
+  dbops.admin.db_restore:
+    engine: postgresql
+    repo: /srv/backup/pg
+    method: physical
+    state: verified
+'''
+
+RETURN = r'''
+backup_id:
+  description: The backup restored (or drilled).
+  returned: always
+  type: str
+rows_restored:
+  description: Rows in the restored tables.
+  returned: when restored or drilled
+  type: int
+tables:
+  description: Tables checked, each with C(database), C(name), C(rows) (and, in a drill, C(expected_rows) or C(source_rows)).
+  returned: when restored or drilled
+  type: list
+  elements: dict
+duration_seconds:
+  description: Wall time of the run.
+  returned: always
+  type: float
+recovered_to:
+  description: The point the restored instance was recovered to (last replayed commit time, or the backup's end).
+  returned: physical restores and drills
+  type: str
+rto_seconds:
+  description: Time from start until the restored copy was usable (the recovery time a real incident would take).
+  returned: state=verified
+  type: float
+result:
+  description: C(passed) or C(failed) for a drill.
+  returned: state=verified
+  type: str
+problems:
+  description: What the drill found wrong.
+  returned: state=verified
+  type: list
+  elements: str
+data_dir:
+  description: Data directory of the restored instance.
+  returned: physical restores
+  type: str
+port:
+  description: Port of the restored instance.
+  returned: physical restores
+  type: int
+commands:
+  description: Tool command lines run, secrets masked.
+  returned: always
+  type: list
+  elements: str
+queries:
+  description: Statements executed (or, in check mode, that would be), secrets masked.
+  returned: always
+  type: list
+  elements: str
+msg:
+  description: What was done or would be.
+  returned: always
+  type: str
+'''
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_catalog as catalog  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
+    connect_params, connection_argument_spec, run_module)
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError  # noqa: E402
+
+CONNECTION_KEYS = ('login_host', 'login_port', 'login_user', 'login_password', 'login_unix_socket', 'ssl_mode',
+                   'connect_timeout', 'login_db')
+
+
+def _free_port():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def select_backup(module, repo):
+    p = module.params
+    if p['target_time'] and p['backup_id'] in (None, '', 'latest'):
+        target = catalog.parse_time(p['target_time'])
+        fulls = [m for m in repo.manifests() if m.get('type') == 'full' and m.get('method') == 'physical'
+                 and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
+        if not fulls:
+            raise DbError('restore to', p['target_time'], 'no physical full backup in %s ended before that time' % repo.path)
+        return fulls[-1]
+    return repo.get(p['backup_id'] or 'latest', method=p['method'])
+
+
+def _marker(module, manifest):
+    p = module.params
+    return {'backup_id': manifest['id'], 'target_time': p['target_time'], 'target_position': p['target_position']}
+
+
+class Runner:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.engine = None
+        self.commands = []
+        self.started = time.time()
+
+    def connect(self, engine_name):
+        if self.engine is None:
+            params = dict(self.p, engine=self.p['engine'] or engine_name)
+            self.engine = connect_params(params, check_mode=self.module.check_mode)
+            if self.p['encryption_key']:
+                self.engine.add_secret(self.p['encryption_key'])
+        return self.engine
+
+    def connection(self):
+        return {k: self.p.get(k) for k in CONNECTION_KEYS}
+
+    def prepare(self, repo, chain):
+        """Checksums of every backup in the chain; plaintext copies (decrypted when needed)."""
+        problems = []
+        for manifest in chain:
+            problems += repo.verify_files(manifest)
+        if problems:
+            raise DbError('restore backup', chain[-1]['id'], 'the repository copy is damaged: %s' % '; '.join(problems))
+        scratch = repo.scratch('restore')
+        items = []
+        for manifest in chain:
+            key = crypto.key_for(manifest['encryption'], self.p['encryption_key'], manifest['id']) \
+                if manifest.get('encryption') else None
+            items.append({'manifest': manifest, 'path': repo.plain_copy(manifest, key, scratch)})
+        return scratch, items
+
+    def result(self, **kwargs):
+        kwargs.setdefault('commands', self.commands)
+        kwargs['duration_seconds'] = round(time.time() - self.started, 3)
+        kwargs['queries'] = self.engine.queries if self.engine is not None else []
+        return kwargs
+
+    # -- logical
+    def logical(self, repo, manifest):
+        p = self.p
+        engine = self.connect(manifest['engine'])
+        marker = _marker(self.module, manifest)
+        dumps = [d['database'] for d in (manifest.get('details') or {}).get('dumps') or []] or manifest.get('databases') or []
+        selected = p['databases'] or dumps
+        targets = [p['target_database']] if p['target_database'] else selected
+        if p['target_database'] and len(selected) != 1:
+            raise DbError('restore backup', manifest['id'], 'target_database needs exactly one database: the backup '
+                          'holds %s; choose one with databases' % ', '.join(dumps))
+        holder = getattr(engine, 'restore_marker', None)
+        if holder is not None and all(_same(holder(t), marker) for t in targets):
+            return self.result(changed=False, backup_id=manifest['id'], rows_restored=0, tables=[],
+                               msg='%s already hold backup %s' % (', '.join(targets), manifest['id']))
+        if self.module.check_mode:
+            return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[],
+                               msg='would restore %s from backup %s' % (', '.join(targets), manifest['id']))
+        with repo.lock():
+            scratch, items = self.prepare(repo, [manifest])
+            try:
+                out = engine.restore_logical({
+                    'manifest': manifest, 'path': items[0]['path'], 'target_database': p['target_database'],
+                    'force': p['force'], 'jobs': p['jobs'], 'databases': p['databases'],
+                    'connection': self.connection(), 'bin_dir': p['bin_dir'], 'os_user': repo.os_user,
+                    'marker': marker, 'scratch_dir': scratch})
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self.commands += out.get('commands') or []
+        return self.result(changed=True, backup_id=manifest['id'], rows_restored=out['rows_restored'],
+                           tables=out['tables'], msg='restored %s from backup %s (%d rows)' % (
+                               ', '.join(targets), manifest['id'], out['rows_restored']))
+
+    # -- physical
+    def physical(self, repo, manifest):
+        p = self.p
+        if not p['data_dir'] or not p['login_port']:
+            raise DbError('restore physical backup', manifest['id'], 'give data_dir and port for the new instance')
+        backend = catalog.engine_backend(manifest['engine'])
+        marker = _marker(self.module, manifest)
+        data_dir = os.path.abspath(p['data_dir'])
+        held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None
+        if held is not None and _same(held, marker):
+            running = backend.instance_running(data_dir)
+            if running or self.module.check_mode:
+                return self.result(changed=not running, backup_id=manifest['id'], data_dir=data_dir,
+                                   port=p['login_port'], recovered_to=held.get('recovered_to'),
+                                   msg='%s already holds backup %s%s' % (data_dir, manifest['id'],
+                                                                         '' if running else '; would start it'))
+            backend.start_instance(data_dir, repo.os_user, p['bin_dir'],
+                                   (manifest.get('details') or {}).get('major_version'), self.commands)
+            return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
+                               recovered_to=held.get('recovered_to'), msg='started the restored instance in %s' % data_dir)
+        if self.module.check_mode:
+            return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
+                               msg='would restore backup %s into %s and start it on port %s%s' % (
+                                   manifest['id'], data_dir, p['login_port'],
+                                   ' recovered to %s' % p['target_time'] if p['target_time'] else ''))
+        with repo.lock():
+            chain = repo.chain(manifest)
+            scratch, items = self.prepare(repo, chain)
+            try:
+                out = catalog.backend_call(manifest['engine'], 'restore_physical', {
+                    'chain': [i for i in items if i['manifest'].get('type') != 'log'] or items[:1],
+                    'log_chain': [i for i in items if i['manifest'].get('type') == 'log'],
+                    'data_dir': data_dir, 'port': p['login_port'], 'os_user': repo.os_user, 'bin_dir': p['bin_dir'],
+                    'target_time': p['target_time'], 'target_position': p['target_position'],
+                    'log_dir': repo.log_dir, 'force': p['force'], 'repo': repo.path, 'marker': marker,
+                    'last': manifest})
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self.commands += out.get('commands') or []
+        return self.result(changed=True, backup_id=manifest['id'], data_dir=out['data_dir'], port=out['port'],
+                           recovered_to=out.get('recovered_to'),
+                           msg='restored backup %s into %s, running on port %s' % (manifest['id'], data_dir, out['port']))
+
+    # -- drill
+    def drill(self, repo, manifest):
+        if self.module.check_mode:
+            return self.result(changed=False, backup_id=manifest['id'], result='skipped',
+                               msg='would run a restore drill of backup %s' % manifest['id'])
+        if manifest.get('method') == 'logical':
+            return self.drill_logical(repo, manifest)
+        return self.drill_physical(repo, manifest)
+
+    def drill_logical(self, repo, manifest):
+        engine = self.connect(manifest['engine'])
+        dumps = (manifest.get('details') or {}).get('dumps') or []
+        selected = [d for d in dumps if not self.p['databases'] or d['database'] in self.p['databases']]
+        problems, tables, total = [], [], 0
+        rto = None
+        with repo.lock():
+            t0 = time.time()
+            scratch, items = self.prepare(repo, [manifest])
+            created = []
+            try:
+                for index, dump in enumerate(selected):
+                    scratch_db = 'dbops_drill_%d_%d' % (os.getpid(), index)
+                    created.append(scratch_db)
+                    out = engine.restore_logical({
+                        'manifest': manifest, 'path': items[0]['path'], 'target_database': scratch_db, 'force': False,
+                        'jobs': self.p['jobs'], 'databases': [dump['database']], 'connection': self.connection(),
+                        'bin_dir': self.p['bin_dir'], 'os_user': repo.os_user, 'marker': {'drill': manifest['id']},
+                        'scratch_dir': scratch})
+                    self.commands += out.get('commands') or []
+                    expected = {t['name']: t['rows'] for t in dump.get('tables') or []}
+                    for table in out['tables']:
+                        entry = {'database': dump['database'], 'name': table['name'], 'rows': table['rows']}
+                        if dump.get('tables') is not None:
+                            entry['expected_rows'] = expected.get(table['name'])
+                            if entry['expected_rows'] != table['rows']:
+                                problems.append('%s.%s: %s rows restored, %s in the backup snapshot' % (
+                                    dump['database'], table['name'], table['rows'], entry['expected_rows']))
+                        tables.append(entry)
+                        total += table['rows']
+                    missing = set(expected) - set(t['name'] for t in out['tables'])
+                    problems += ['%s.%s: table missing after restore' % (dump['database'], n) for n in sorted(missing)]
+                rto = round(time.time() - t0, 3)
+                if hasattr(engine, 'check_database'):
+                    for scratch_db in created:
+                        problems += engine.check_database({'bin_dir': self.p['bin_dir'], 'os_user': repo.os_user,
+                                                           'connection': self.connection(),
+                                                           'commands': self.commands}, scratch_db)
+            finally:
+                for scratch_db in created:
+                    try:
+                        engine.execute('DROP DATABASE IF EXISTS %s' % engine.quote_ident(scratch_db))
+                    except DbError:
+                        pass
+                shutil.rmtree(scratch, ignore_errors=True)
+        return self._drill_result(manifest, problems, tables, total, rto, None)
+
+    def drill_physical(self, repo, manifest):
+        backend = catalog.engine_backend(manifest['engine'])
+        details = (repo.chain(manifest)[0].get('details') or {})
+        problems, tables = [], []
+        with repo.lock():
+            t0 = time.time()
+            chain = repo.chain(manifest)
+            scratch, items = self.prepare(repo, chain)
+            data_dir = os.path.join(scratch, 'instance')
+            port = _free_port()
+            try:
+                for item in items:
+                    if item['manifest'].get('type') == 'full':
+                        problems += catalog.backend_call(manifest['engine'], 'verify_physical', item['manifest'],
+                                                         item['path'], scratch, os_user=repo.os_user,
+                                                         bin_dir=self.p['bin_dir'])
+                if problems:
+                    raise DbError('restore-drill backup', manifest['id'], '; '.join(problems))
+                out = catalog.backend_call(manifest['engine'], 'restore_physical', {
+                    'chain': [i for i in items if i['manifest'].get('type') != 'log'],
+                    'data_dir': data_dir, 'port': port, 'os_user': repo.os_user, 'bin_dir': self.p['bin_dir'],
+                    'target_time': self.p['target_time'], 'target_position': self.p['target_position'],
+                    'log_dir': repo.log_dir, 'force': False, 'repo': repo.path, 'hba_local_trust': True,
+                    'marker': {'drill': manifest['id']}, 'last': manifest})
+                self.commands += out.get('commands') or []
+                rto = round(time.time() - t0, 3)
+                check = catalog.backend_call(manifest['engine'], 'drill_check', {
+                    'bin_dir': self.p['bin_dir'], 'major': details.get('major_version'), 'os_user': repo.os_user,
+                    'socket_dir': out.get('socket_dir'), 'port': port,
+                    'superuser': details.get('bootstrap_superuser') or 'postgres'})
+                self.commands += check.get('commands') or []
+                problems += check['problems']
+                tables = check['tables']
+                self._compare_source(manifest, tables)
+                recovered_to = out.get('recovered_to')
+            finally:
+                if hasattr(backend, 'stop_instance'):
+                    backend.stop_instance(data_dir, repo.os_user, self.p['bin_dir'], details.get('major_version'),
+                                          'immediate')
+                shutil.rmtree(scratch, ignore_errors=True)
+        return self._drill_result(manifest, problems, tables, sum(t['rows'] for t in tables), rto, recovered_to)
+
+    def _compare_source(self, manifest, tables):
+        """Row counts of the live source, for information (it has moved on since the backup)."""
+        if not (self.p['login_host'] or self.p['login_unix_socket'] or self.p['login_port']):
+            return
+        by_db = {}
+        for table in tables:
+            by_db.setdefault(table['database'], []).append(table)
+        for database, entries in by_db.items():
+            try:
+                engine = connect_params(dict(self.p, engine=self.p['engine'] or manifest['engine']), database=database)
+            except DbError:
+                continue
+            try:
+                counts = {r['name']: int(r['rows']) for r in engine.table_row_counts()}
+            except DbError:
+                counts = {}
+            finally:
+                engine.close()
+            for table in entries:
+                table['source_rows'] = counts.get(table['name'])
+
+    def _drill_result(self, manifest, problems, tables, total, rto, recovered_to):
+        outcome = 'failed' if problems else 'passed'
+        result = self.result(changed=False, backup_id=manifest['id'], rto_seconds=rto, rows_restored=total,
+                             tables=tables, result=outcome, problems=problems, recovered_to=recovered_to,
+                             msg='restore drill of %s %s: %d tables, %d rows, RTO %ss%s' % (
+                                 manifest['id'], outcome, len(tables), total, rto,
+                                 ('; ' + '; '.join(problems)) if problems else ''))
+        if problems:
+            raise DbError('pass the restore drill of', manifest['id'], '; '.join(problems))
+        return result
+
+
+def _same(held, marker):
+    if not held:
+        return False
+    return all(held.get(k) == v for k, v in marker.items())
+
+
+def restore(module):
+    p = module.params
+    os_user = p['os_user']
+    repo = catalog.Repository(p['repo'], os_user)
+    if not repo.exists():
+        raise DbError('open backup repository', repo.path, 'no such directory')
+    if p['target_time']:
+        catalog.parse_time(p['target_time'])
+    manifest = select_backup(module, repo)
+    if repo.os_user is None:
+        repo.os_user = catalog.default_os_user(manifest.get('engine'))
+    if manifest.get('encryption') and not p['encryption_key']:
+        raise DbError('restore backup', manifest['id'], 'the backup is encrypted: give encryption_key')
+    if manifest.get('encryption'):
+        crypto.key_for(manifest['encryption'], p['encryption_key'], manifest['id'])
+    runner = Runner(module)
+    try:
+        if p['state'] == 'verified':
+            return runner.drill(repo, manifest)
+        if manifest.get('method') == 'logical':
+            if p['target_time'] or p['target_position']:
+                raise DbError('restore logical backup', manifest['id'], 'to a point in time: logical dumps hold one '
+                              'moment only; use a physical backup and the log archive')
+            return runner.logical(repo, manifest)
+        return runner.physical(repo, manifest)
+    finally:
+        if runner.engine is not None:
+            runner.engine.close()
+
+
+def main():
+    argument_spec = connection_argument_spec(engine_required=False)
+    argument_spec.update(
+        repo=dict(type='path', required=True),
+        backup_id=dict(type='str', default='latest'),
+        method=dict(type='str', choices=['logical', 'physical', 'pgbackrest']),
+        target_time=dict(type='str'),
+        target_position=dict(type='dict'),
+        target_database=dict(type='str'),
+        databases=dict(type='list', elements='str'),
+        data_dir=dict(type='path'),
+        force=dict(type='bool', default=False),
+        encryption_key=dict(type='str', no_log=True),
+        jobs=dict(type='int', default=1),
+        state=dict(type='str', choices=['present', 'verified'], default='present'),
+        os_user=dict(type='str'),
+        bin_dir=dict(type='path'),
+    )
+    module = AnsibleModule(argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('target_time', 'target_position'),
+                                               ('target_database', 'data_dir')])
+    run_module(module, lambda _engine: restore(module), connect_first=False)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+"""db_backup / db_restore against real throw-away PostgreSQL servers.
+
+Each test asserts what a DBA would check: table contents after a restore, marker rows after
+point-in-time recovery, bytes in the repository, the manifest, the lock.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from modrun import REPO, collections_root, run_module
+from servers import PostgresServer, free_port
+
+PG_USER = 'postgres'
+ARCHIVE_SETTINGS = {'wal_level': 'replica', 'archive_mode': 'on', 'archive_timeout': '0'}
+
+
+def _chown(path, user=PG_USER):
+    pw = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
+
+
+@pytest.fixture
+def workdir():
+    base = os.environ.get('DBOPS_TEST_TMP') or tempfile.gettempdir()
+    path = tempfile.mkdtemp(prefix='dbops-bk-', dir=base)
+    os.chmod(path, 0o755)
+    if os.geteuid() == 0:
+        _chown(path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def server():
+    srv = PostgresServer(settings=ARCHIVE_SETTINGS).init().start()
+    yield srv
+    srv.destroy()
+
+
+def seed(server, database='shop', rows=2000):
+    server.psql('CREATE DATABASE %s' % database)
+    server.psql("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric(10,2));"
+                "INSERT INTO orders SELECT g, 'customer-' || g, g * 1.25 FROM generate_series(1, %d) g;"
+                "CREATE TABLE notes (id serial PRIMARY KEY, body text);"
+                "INSERT INTO notes (body) VALUES ('alpha'), ('beta'), ('gamma');"
+                "CREATE INDEX ON orders (customer);" % rows, database)
+
+
+def content(server, database):
+    """Per-table row count and md5 of the ordered rows: equal means identical contents."""
+    tables = server.psql("SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+                         "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1", database)
+    out = {}
+    for table in tables.splitlines():
+        row = server.psql('SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
+                          'FROM %s t' % table, database)
+        out[table] = row
+    return out
+
+
+def backup(server, repo, check=False, **kwargs):
+    args = dict(server.conn, repo=repo)
+    args.update(kwargs)
+    return run_module('db_backup', args, check=check)
+
+
+def restore(repo, conn=None, check=False, **kwargs):
+    args = dict(conn or {}, repo=repo)
+    args.update(kwargs)
+    return run_module('db_restore', args, check=check)
+
+
+def repo_entries(repo):
+    return sorted(os.listdir(repo)) if os.path.isdir(repo) else []
+
+
+def manifest_of(repo, backup_id):
+    with open(os.path.join(repo, backup_id, 'manifest.json')) as f:
+        return json.load(f)
+
+
+def stop_restored(data_dir):
+    subprocess.run(['runuser', '-u', PG_USER, '--', '/usr/lib/postgresql/15/bin/pg_ctl', '-D', data_dir,
+                    '-m', 'immediate', '-w', 'stop'], capture_output=True, check=False)
+
+
+def restored_psql(data_dir, port, sql, database='postgres'):
+    out = subprocess.run(['runuser', '-u', PG_USER, '--', '/usr/lib/postgresql/15/bin/psql', '-X', '-A', '-t',
+                          '-h', data_dir, '-p', str(port), '-U', 'postgres', '-d', database, '-c', sql],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+# ---- logical --------------------------------------------------------------------------------
+def test_logical_backup_check_mode_then_restore_identical(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    seed(server)
+    before = content(server, 'shop')
+
+    dry = backup(server, repo, check=True, databases=['shop'], jobs=2, compression='zstd')
+    assert dry['failed'] is False, dry
+    assert dry['changed'] is True and 'would take' in dry['msg']
+    assert not os.path.exists(repo), 'check mode must not create the repository'
+
+    res = backup(server, repo, databases=['shop'], jobs=2, compression='zstd', label='nightly')
+    assert res['failed'] is False, res
+    assert res['changed'] is True
+    bk = res['backup']
+    assert bk['status'] == 'completed' and bk['verified'] is True and bk['method'] == 'logical'
+    assert bk['size_bytes'] > 0 and os.path.isdir(bk['path'])
+    manifest = manifest_of(repo, bk['id'])
+    assert manifest['label'] == 'nightly' and manifest['files']
+    assert any(f['path'].endswith('.dat.zst') for f in manifest['files']), manifest['files']
+    assert all(len(f['sha256']) == 64 for f in manifest['files'])
+    assert server.password not in json.dumps(manifest) and server.password not in json.dumps(res['commands'])
+
+    # restore into a new database: identical contents
+    out = restore(repo, server.conn, target_database='shop_copy')
+    assert out['failed'] is False, out
+    assert out['changed'] is True and out['backup_id'] == bk['id']
+    assert content(server, 'shop_copy') == before
+    assert out['rows_restored'] == sum(int(v.split('|')[0]) for v in before.values())
+    # repeated identical restore is unchanged
+    again = restore(repo, server.conn, target_database='shop_copy')
+    assert again['failed'] is False and again['changed'] is False, again
+
+    # restoring over the non-empty original without force fails and changes nothing
+    server.psql("INSERT INTO notes (body) VALUES ('after-backup')", 'shop')
+    changed_content = content(server, 'shop')
+    refused = restore(repo, server.conn)
+    assert refused['failed'] is True and 'force' in refused['msg'], refused
+    assert content(server, 'shop') == changed_content
+    forced = restore(repo, server.conn, force=True)
+    assert forced['failed'] is False, forced
+    assert content(server, 'shop') == before
+
+    # the restore drill: scratch database restored, counted against the snapshot counts, removed
+    drill = restore(repo, server.conn, state='verified')
+    assert drill['failed'] is False, drill
+    assert drill['result'] == 'passed' and drill['rto_seconds'] > 0
+    assert {t['name'] for t in drill['tables']} == {'public.orders', 'public.notes'}
+    assert all(t['rows'] == t['expected_rows'] for t in drill['tables'])
+    assert 'dbops_drill' not in server.psql('SELECT string_agg(datname, \',\') FROM pg_database')
+
+
+def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=50)
+    first = backup(server, repo, databases=['shop'], max_age='1h')
+    assert first['failed'] is False and first['changed'] is True, first
+    second = backup(server, repo, databases=['shop'], max_age='1h')
+    assert second['failed'] is False, second
+    assert second['changed'] is False and second['skipped'] is True
+    assert second['backup']['id'] == first['backup']['id']
+    assert len([e for e in repo_entries(repo) if not e.startswith('.') and e != 'logs']) == 1
+
+    # hold the lock from another process, as a concurrent run would
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import fcntl, os, sys, time\n'
+        'fd = os.open(sys.argv[1], os.O_RDWR)\n'
+        'fcntl.flock(fd, fcntl.LOCK_EX)\n'
+        'os.ftruncate(fd, 0); os.pwrite(fd, b"%d\\n" % os.getpid(), 0)\n'
+        'print("locked", flush=True)\n'
+        'time.sleep(60)\n'), os.path.join(repo, '.lock')], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        refused = backup(server, repo, databases=['shop'])
+        assert refused['failed'] is True
+        assert 'lock' in refused['msg'] and str(holder.pid) in refused['msg'], refused['msg']
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len([e for e in repo_entries(repo) if not e.startswith('.') and e != 'logs']) == 1
+
+
+def test_encrypted_backup_holds_no_plaintext_and_needs_the_key(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    marker = 'PLAINTEXT-MARKER-7c1f'
+    server.psql('CREATE DATABASE vault')
+    server.psql("CREATE TABLE secrets (id int, body text); INSERT INTO secrets SELECT g, '%s-' || g "
+                "FROM generate_series(1, 500) g" % marker, 'vault')
+    key = 'correct horse battery staple'
+    res = backup(server, repo, databases=['vault'], compression='none', encryption_key=key)
+    assert res['failed'] is False, res
+    assert key not in json.dumps(res)
+    found = subprocess.run(['grep', '-r', '-l', '-a', marker, repo], capture_output=True, text=True)
+    assert found.stdout == '', 'plaintext marker found in %s' % found.stdout
+    blob = subprocess.run(['grep', '-r', '-a', '-c', key, repo], capture_output=True, text=True)
+    assert ':1' not in blob.stdout and key not in open(os.path.join(repo, res['backup']['id'], 'manifest.json')).read()
+
+    wrong = restore(repo, server.conn, target_database='vault_copy', encryption_key='wrong key')
+    assert wrong['failed'] is True and 'wrong encryption key' in wrong['msg'], wrong
+    assert server.psql("SELECT count(*) FROM pg_database WHERE datname = 'vault_copy'") == '0'
+    missing = restore(repo, server.conn, target_database='vault_copy')
+    assert missing['failed'] is True and 'encrypted' in missing['msg']
+    ok = restore(repo, server.conn, target_database='vault_copy', encryption_key=key)
+    assert ok['failed'] is False, ok
+    assert content(server, 'vault_copy') == content(server, 'vault')
+    assert not [e for e in os.listdir(workdir) if e.startswith('.dbops-scratch')], 'scratch copy left behind'
+
+
+# ---- physical -------------------------------------------------------------------------------
+def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    seed(server)
+    before = content(server, 'shop')
+    res = backup(server, repo, method='physical', type='full')
+    assert res['failed'] is False, res
+    bk = res['backup']
+    assert bk['verified'] is True and bk['stop_position']['lsn']
+    assert any('pg_basebackup' in c for c in res['commands']) and any('pg_verifybackup' in c for c in res['commands'])
+    server.psql("INSERT INTO notes (body) VALUES ('after-backup')", 'shop')
+
+    data_dir = os.path.join(workdir, 'restored')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port)
+        assert out['failed'] is False, out
+        assert out['changed'] is True and out['port'] == port
+        copy = PostgresServer(workdir=workdir, port=port)
+        copy.data_dir, copy.socket_dir = data_dir, data_dir
+        assert content(copy, 'shop') == before
+        assert restored_psql(data_dir, port, 'SELECT pg_is_in_recovery()') == 'f'
+        again = restore(repo, data_dir=data_dir, port=port)
+        assert again['failed'] is False and again['changed'] is False, again
+    finally:
+        stop_restored(data_dir)
+
+    # flip one byte of one file: verification names the file
+    manifest = manifest_of(repo, bk['id'])
+    victim = next(f['path'] for f in manifest['files'] if f['path'].startswith('base/base/') and f['size'] > 8192)
+    path = os.path.join(repo, bk['id'], 'data', victim)
+    with open(path, 'r+b') as f:
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    bad = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': bk['id']})
+    assert bad['failed'] is True and victim in bad['msg'], bad['msg']
+    refused = restore(repo, data_dir=os.path.join(workdir, 'restored2'), port=free_port())
+    assert refused['failed'] is True and victim in refused['msg']
+    assert not os.path.exists(os.path.join(workdir, 'restored2'))
+
+
+def test_point_in_time_recovery_marker_rows_and_missing_wal(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=100)
+    # module turns archiving on (archive_mode already on: no restart needed)
+    first_log = backup(server, repo, method='physical', type='log')
+    assert first_log['failed'] is False, first_log
+    assert first_log['restart_required'] is False
+    assert server.psql('SHOW archive_command').startswith('test ! -f')
+    full = backup(server, repo, method='physical', type='full')
+    assert full['failed'] is False, full
+    server.psql("CREATE TABLE marker (name text, at timestamptz DEFAULT clock_timestamp()); "
+                "INSERT INTO marker (name) VALUES ('A')", 'shop')
+    time.sleep(1.5)
+    target = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(1.5)
+    server.psql("INSERT INTO marker (name) VALUES ('B')", 'shop')
+    log = backup(server, repo, method='physical', type='log')
+    assert log['failed'] is False, log
+    lm = manifest_of(repo, log['backup']['id'])
+    assert lm['parent_id'] == full['backup']['id'] and lm['log_files']
+
+    data_dir = os.path.join(workdir, 'pitr')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port, target_time=target)
+        assert out['failed'] is False, out
+        assert out['backup_id'] == full['backup']['id']
+        assert restored_psql(data_dir, port, 'SELECT string_agg(name, \',\' ORDER BY name) FROM marker', 'shop') == 'A'
+        assert out['recovered_to'] and out['recovered_to'] <= target.replace('+00:00', 'Z')
+    finally:
+        stop_restored(data_dir)
+
+    # remove one archived segment in the middle of the range: verification and restore fail naming it
+    segments = sorted(f['path'] for f in lm['log_files'] if len(os.path.basename(f['path'])) == 24)
+    victim = segments[len(segments) // 2]
+    os.unlink(os.path.join(repo, victim))
+    bad = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': log['backup']['id']})
+    assert bad['failed'] is True and os.path.basename(victim) in bad['msg'], bad['msg']
+    refused = restore(repo, data_dir=os.path.join(workdir, 'pitr2'), port=free_port(), target_time=target)
+    assert refused['failed'] is True and os.path.basename(victim) in refused['msg'], refused['msg']
+
+
+def test_killed_backup_leaves_previous_latest_intact_and_restorable(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=300)
+    before = content(server, 'shop')
+    good = backup(server, repo, databases=['shop'])
+    assert good['failed'] is False, good
+    # a large table so that the second run is still dumping when killed
+    server.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 400000) g",
+                'shop')
+    args = dict(server.conn, repo=repo, databases=['shop'], compression='none')
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+        argsfile = f.name
+    env = dict(os.environ, PYTHONPATH=collections_root())
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'plugins', 'modules', 'db_backup.py'), argsfile],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            incoming = [e for e in repo_entries(repo) if e.startswith('.incoming-')]
+            if incoming and any(os.scandir(os.path.join(repo, incoming[0], 'data'))):
+                break
+            time.sleep(0.05)
+        assert incoming, 'the second run never started writing'
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        os.unlink(argsfile)
+    time.sleep(1)  # the orphaned pg_dump notices its parent is gone
+    listing = run_module('db_backup', {'repo': repo, 'state': 'verified'})
+    assert listing['failed'] is False, listing
+    assert listing['backup']['id'] == good['backup']['id']
+    assert [r['status'] for r in listing['failed_runs']] == ['failed']
+    out = restore(repo, server.conn, target_database='shop_back')
+    assert out['failed'] is False and out['backup_id'] == good['backup']['id'], out
+    assert content(server, 'shop_back') == before
+
+
+def test_retention_keeps_what_it_must(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=20)
+    ids = []
+    for _ in range(3):
+        res = backup(server, repo, databases=['shop'], compression='none')
+        assert res['failed'] is False, res
+        ids.append(res['backup']['id'])
+    dry = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True)
+    assert dry['failed'] is False and dry['changed'] is True and dry['deleted'] == ids[:2]
+    assert all(os.path.isdir(os.path.join(repo, i)) for i in ids), 'check mode deleted something'
+    res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert res['failed'] is False and sorted(res['deleted']) == sorted(ids[:2]), res
+    assert [i for i in ids if os.path.isdir(os.path.join(repo, i))] == [ids[2]]
+    # full: 0 would delete everything: the only restorable backup stays
+    res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 0}})
+    assert res['failed'] is False and res['deleted'] == [] and res['changed'] is False, res
+    assert os.path.isdir(os.path.join(repo, ids[2]))
+    out = restore(repo, server.conn, target_database='shop_kept')
+    assert out['failed'] is False and out['backup_id'] == ids[2]
