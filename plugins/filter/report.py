@@ -35,8 +35,8 @@ def _check_findings(findings, filter_name):
             raise AnsibleFilterError('%s: finding #%d is not a dictionary' % (filter_name, index))
         missing = [k for k in REQUIRED_KEYS if finding.get(k) in (None, '')]
         if missing:
-            raise AnsibleFilterError('%s: finding #%d (%s) lacks %s' % (filter_name, index, finding.get('id'),
-                                                                      ', '.join(missing)))
+            raise AnsibleFilterError('%s: finding #%d (%s) lacks %s' % (
+                filter_name, index, finding.get('id'), ', '.join(missing)))
         if finding['severity'] not in SEVERITIES:
             raise AnsibleFilterError('%s: finding %s has severity %r (use %s)' % (
                 filter_name, finding['id'], finding['severity'], ', '.join(SEVERITIES)))
@@ -259,8 +259,8 @@ def _server_table(name, info):
                     + (_state('slow_queries', alerts, values['slow_queries']),))
     repl = metrics.get('replication')
     if repl is not None:
-        text = '%s, lag %s, %d replica(s)' % (repl.get('role'), _num(repl.get('lag_seconds'), ' s'),
-                                             len(repl.get('replicas') or []))
+        text = '%s, lag %s, %d replica(s)' % (
+            repl.get('role'), _num(repl.get('lag_seconds'), ' s'), len(repl.get('replicas') or []))
         rows.append(('replication', text) + _limits(thresholds, 'replication_lag', 's')
                     + (_state('replication_lag', alerts, values['replication_lag']),))
     disk = metrics.get('disk')
