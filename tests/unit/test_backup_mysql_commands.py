@@ -151,6 +151,10 @@ def test_replay_plan_positions_gtid_and_missing(tmp_path):
     assert stop == '0-1-42'
     with pytest.raises(DbError, match=r'mysql-bin\.000001 is missing'):
         mb.replay_plan(_chain('mysql-bin.000001'), log_dir, target_time=mb.parse_time('2024-01-01T00:00:00Z'))
+    late = _chain()
+    late[0]['manifest']['stop_time'] = '2024-06-01T00:00:00Z'
+    with pytest.raises(DbError, match='after the target'):
+        mb.replay_plan(late, log_dir, target_time=mb.parse_time('2024-05-31T23:00:00Z'))
     with pytest.raises(DbError, match='binary logging was off'):
         mb.replay_plan([{'manifest': {'stop_position': {}}, 'path': '/x'}], log_dir)
 

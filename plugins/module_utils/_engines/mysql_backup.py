@@ -909,11 +909,22 @@ class MysqlBackup:
                 commands.append(command_line(argv, self._secret_list()) + ' | ' + command_line(compress)
                                 + ' > ' + shlex.quote(stream_file))
                 try:
-                    _pipe_out(argv, compress, stream_file, 'take a physical backup with',
-                              os.path.basename(program), self._secret_list())
+                    stream_sha = _pipe_out(argv, compress, stream_file, 'take a physical backup with',
+                                           os.path.basename(program), self._secret_list())
                 finally:
                     shutil.rmtree(scratch, ignore_errors=True)
                 layout = 'stream'
+        verified_checksums = {}
+        if layout == 'stream':
+            verified_checksums[os.path.basename(stream_file)] = stream_sha
+        verified = False
+        if request.get('verify'):
+            # mariadb-backup has checked every page checksum while copying; check that what is
+            # stored reads back: page checksums of the directory / the compressed stream's frames
+            problems = _check_stored_backup(dest, layout, compression, self.flavor, bin_dir)
+            if problems:
+                raise DbError('verify the new physical backup', None, '; '.join(problems))
+            verified = True
         stop = utc_now()
         checkpoints = read_key_values(_first_existing(meta, CHECKPOINT_FILES))
         info_file = _first_existing(meta, INFO_FILES)
@@ -930,7 +941,8 @@ class MysqlBackup:
                           'it starts at LSN %s but its base ends at %s' % (checkpoints.get('from_lsn'), base_lsn))
         start_position = dict(start_position, lsn=checkpoints.get('from_lsn'))
         stop_position = dict(stop_position, lsn=checkpoints.get('to_lsn'))
-        return {'start_position': start_position, 'stop_position': stop_position,
+        return {'start_position': start_position, 'stop_position': stop_position, 'verified': verified,
+                'verified_checksums': verified_checksums,
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': self.user_databases(),
                 'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
                 'details': {'flavor': self.flavor, 'layout': layout, 'compression': compression,
@@ -1033,6 +1045,27 @@ def _copy_durably(src, dst):
     return digest.hexdigest()
 
 
+def _check_stored_backup(dest, layout, compression, flavor, bin_dir=None):
+    """Cheap read-back check of a physical backup just written (no prepare)."""
+    problems = []
+    if layout == 'stream':
+        name = STREAM_NAME + compression_spec(compression)['ext']
+        unpack = decompressor_argv(compression, bin_dir)
+        test = [unpack[0], '-t', '-q'] if compression in ('zstd', 'lz4') else [unpack[0], '-t']
+        proc = subprocess.run(test + [os.path.join(dest, name)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            problems.append('%s: %s' % (name, _tail(proc.stderr or proc.stdout, 300)))
+        return problems
+    checker = tool(flavor, 'checksum', bin_dir)
+    data = os.path.join(dest, 'data')
+    for rel in _tablespaces(data):
+        proc = subprocess.run([checker, os.path.join(data, rel)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            problems.append('%s: page checksum mismatch (innochecksum: %s)'
+                            % (os.path.join('data', rel), _tail(proc.stderr or proc.stdout, 300)))
+    return problems
+
+
 def _pipe_into(source, unpack, argv):
     """``unpack < source | argv`` (or ``argv < source``); DbError on any failure."""
     err1 = tempfile.TemporaryFile()
@@ -1061,14 +1094,22 @@ def _pipe_into(source, unpack, argv):
 
 
 def _pipe_out(argv, compress, out_path, operation, target, secrets):
-    """``argv | compress > out_path``, fsynced."""
+    """``argv | compress > out_path``, fsynced; returns the sha256 of what was written."""
     err1 = tempfile.TemporaryFile()
     err2 = tempfile.TemporaryFile()
+    digest = hashlib.sha256()
     try:
         with open(out_path, 'wb') as out:
             first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err1)
-            second = subprocess.Popen(compress, stdin=first.stdout, stdout=out, stderr=err2)
+            second = subprocess.Popen(compress, stdin=first.stdout, stdout=subprocess.PIPE, stderr=err2)
             first.stdout.close()
+            while True:
+                block = second.stdout.read(CHUNK)
+                if not block:
+                    break
+                digest.update(block)
+                out.write(block)
+            second.stdout.close()
             rc2 = second.wait()
             rc1 = first.wait()
             out.flush()
@@ -1082,6 +1123,7 @@ def _pipe_out(argv, compress, out_path, operation, target, secrets):
     finally:
         err1.close()
         err2.close()
+    return digest.hexdigest()
 
 
 # ---- physical restore / verification (no connection) -------------------------------------------
@@ -1320,6 +1362,10 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None):
     if not stop.get('binlog_file'):
         raise DbError('recover to a point in time', None,
                       'the backup records no binary log position (binary logging was off when it was taken)')
+    finished = chain[-1]['manifest'].get('stop_time') or chain[-1]['manifest'].get('finished_at')
+    if target_time is not None and finished and target_time < parse_time(finished).replace(microsecond=0):
+        raise DbError('recover to', iso(target_time), 'the backup %s ends at %s, after the target: restore an '
+                      'older backup' % (chain[-1]['manifest'].get('id') or '', finished))
     end_file = None
     stop_arg = None
     if target_position:
@@ -1466,7 +1512,7 @@ def _expected_files(manifest):
     return out
 
 
-def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None):
+def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_user=None):
     """Problems of one physical (or log) backup, each naming a file; [] when it restores.
 
     Checks the recorded sha256 of every file still present, unpacks and prepares a copy in
@@ -1583,7 +1629,7 @@ def restored_marker(data_dir):
         return None
 
 
-def verify_logical(manifest, path, bin_dir=None):
+def verify_logical(manifest, path, bin_dir=None, os_user=None):
     """Problems of a logical backup (each naming a file); [] when every dump file reads completely."""
     problems = []
     index_path = os.path.join(path, INDEX_FILE)

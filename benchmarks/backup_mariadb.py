@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+"""MariaDB half of the backup benchmark.
+
+On a throw-away MariaDB server filled by ``sysbench oltp_read_write prepare`` (8 tables,
+``--table-size`` rows each; 500000 rows per table is about 1 GB), this measures:
+
+- logical: db_backup method=logical (jobs 2, zstd) against community.mysql.mysql_db
+  state=dump (plain .sql and .sql.gz), both run for real as Ansible modules;
+- physical: db_backup method=physical (none and zstd) against a bare ``mariadb-backup --backup``
+  run with the same credentials file layout;
+- the restore drill: restore_physical of the physical backup into a new data directory (RTO).
+
+It prints time, size, MB/s (database size / time) and the ratios. When
+plugins/modules/db_backup.py is missing, db_backup is replaced by the engine called directly
+(said so in the output).
+
+    .venv/bin/python benchmarks/backup_mariadb.py [--table-size 500000] [--tables 8]
+
+The community side needs ``ansible`` (community.mysql) and PyMySQL in benchmarks/.work/venv:
+``python3 -m venv benchmarks/.work/venv && benchmarks/.work/venv/bin/pip install ansible PyMySQL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+sys.path.insert(0, REPO)
+
+import tests.conftest  # noqa: E402,F401  (makes ansible_collections.dbops.admin importable)
+import modrun  # noqa: E402
+from servers import MariadbServer, free_port, make_workdir  # noqa: E402
+
+from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb  # noqa: E402
+
+WORK = os.path.join(HERE, '.work')
+VENV = os.path.join(WORK, 'venv')
+
+
+def du(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                total += os.path.getsize(full)
+    return total
+
+
+def timed(fn):
+    start = time.monotonic()
+    out = fn()
+    return time.monotonic() - start, out
+
+
+def have_module(name):
+    return os.path.isfile(os.path.join(REPO, 'plugins', 'modules', name + '.py'))
+
+
+def sysbench_prepare(server, tables, size):
+    server.sql('CREATE DATABASE IF NOT EXISTS sbtest')
+    argv = ['sysbench', 'oltp_read_write', '--db-driver=mysql', '--mysql-host=127.0.0.1',
+            '--mysql-port=%d' % server.port, '--mysql-user=root', '--mysql-password=' + server.password,
+            '--mysql-db=sbtest', '--tables=%d' % tables, '--table-size=%d' % size, '--threads=2', 'prepare']
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    server.sql('ANALYZE TABLE ' + ','.join('sbtest.sbtest%d' % i for i in range(1, tables + 1)))
+    row = server.sql("SELECT SUM(DATA_LENGTH + INDEX_LENGTH), SUM(TABLE_ROWS) FROM information_schema.TABLES "
+                     "WHERE TABLE_SCHEMA = 'sbtest'")[0]
+    return int(row[0]), int(row[1])
+
+
+def db_backup(server, repo, **kw):
+    """db_backup as a module when it exists, else the engine directly (same work minus the catalog)."""
+    if have_module('db_backup'):
+        args = dict(server.conn, repo=repo, **kw)
+        result = modrun.run_module('db_backup', args, timeout=3600)
+        if result.get('failed'):
+            raise RuntimeError('db_backup failed: %s %s' % (result.get('msg'), result.get('_stderr', '')[-2000:]))
+        return result
+    engine = connect_params(server.conn)
+    try:
+        dest = os.path.join(repo, 'direct-%s-%d' % (kw.get('method'), int(time.time() * 1000)))
+        os.makedirs(dest)
+        result = engine.backup_create({'method': kw.get('method'), 'type': kw.get('type', 'full'),
+                                       'databases': kw.get('databases'), 'compression': kw.get('compression'),
+                                       'compression_level': None, 'jobs': kw.get('jobs', 1), 'dest': dest,
+                                       'base': None, 'repo': repo, 'log_dir': os.path.join(repo, 'logs'),
+                                       'bin_dir': None, 'os_user': None})
+        result['path'] = dest
+        return result
+    finally:
+        engine.close()
+
+
+def community_dump(server, target):
+    python = os.path.join(VENV, 'bin', 'python')
+    ansible = os.path.join(VENV, 'bin', 'ansible')
+    if not os.path.exists(ansible):
+        return None
+    args = ('state=dump name=sbtest target=%s login_host=127.0.0.1 login_port=%d login_user=root '
+            'login_password=%s' % (target, server.port, server.password))
+    env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=python, ANSIBLE_LOCALHOST_WARNING='False',
+               ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
+    proc = subprocess.run([ansible, 'localhost', '-c', 'local', '-m', 'community.mysql.mysql_db', '-a', args],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError('community.mysql.mysql_db failed: %s' % (proc.stdout[-1500:] + proc.stderr[-1500:]))
+    return target
+
+
+def bare_mariadb_backup(server, target):
+    with mb.client_option_file({'user': 'root', 'password': server.password, 'host': '127.0.0.1',
+                                'port': server.port, 'protocol': 'TCP'},
+                               groups=('client', 'mariadb-backup')) as cnf:
+        subprocess.run(['mariadb-backup', '--defaults-file=' + cnf, '--backup', '--target-dir=' + target,
+                        '--datadir=' + server.data_dir], check=True, capture_output=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--tables', type=int, default=8)
+    parser.add_argument('--table-size', type=int, default=int(os.environ.get('BENCH_TABLE_SIZE', 500000)))
+    parser.add_argument('--keep', action='store_true', help='keep the work directory')
+    opts = parser.parse_args()
+
+    base = make_workdir('dbops-bench-my-', 'mysql')
+    server = MariadbServer(settings={'innodb_buffer_pool_size': '512M', 'innodb_log_file_size': '256M'})
+    rows = []
+    try:
+        server.init().start()
+        t_prep, (db_bytes, db_rows) = timed(lambda: sysbench_prepare(server, opts.tables, opts.table_size))
+        db_mb = db_bytes / 1e6
+        print('# MariaDB %s, sysbench %d tables x %d rows: %.0f MB (data+index), ~%d rows, prepared in %.0f s'
+              % (server.sql('SELECT VERSION()')[0][0], opts.tables, opts.table_size, db_mb, db_rows, t_prep))
+        mode = 'module' if have_module('db_backup') else 'engine (db_backup module not present)'
+        print('# db_backup run as: %s' % mode)
+
+        def record(name, seconds, path):
+            size = du(path) if path else 0
+            rows.append({'name': name, 'seconds': round(seconds, 2), 'size_mb': round(size / 1e6, 1),
+                         'mb_per_s': round(db_mb / seconds, 1) if seconds else None})
+            print('%-52s %8.2f s %10.1f MB %8.1f MB/s' % (name, seconds, size / 1e6, db_mb / seconds), flush=True)
+
+        # ---- logical
+        repo = os.path.join(base, 'repo-logical')
+        os.makedirs(repo)
+        t, res = timed(lambda: db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd',
+                                         jobs=2, verify=False) if have_module('db_backup') else
+                       db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd', jobs=2))
+        record('db_backup logical zstd jobs=2', t, repo)
+        t_logical = t
+        for suffix in ('sql', 'sql.gz'):
+            target = os.path.join(base, 'community.' + suffix)
+            t, done = timed(lambda target=target: community_dump(server, target))
+            if done is None:
+                print('community.mysql.mysql_db: skipped (no %s)' % VENV)
+                break
+            record('community.mysql.mysql_db state=dump (.%s)' % suffix, t, target)
+            print('    -> db_backup logical is %.2fx faster, %.2fx smaller'
+                  % (t / t_logical, du(target) / max(1, du(repo))))
+
+        # ---- physical
+        bare = os.path.join(base, 'bare-backup')
+        t_bare, _ = timed(lambda: bare_mariadb_backup(server, bare))
+        record('bare mariadb-backup --backup', t_bare, bare)
+        for comp in ('none', 'zstd'):
+            prepo = os.path.join(base, 'repo-physical-' + comp)
+            os.makedirs(prepo)
+            kw = dict(method='physical', compression=comp, jobs=2)
+            if have_module('db_backup'):
+                kw['verify'] = True
+            t, res = timed(lambda kw=kw, prepo=prepo: db_backup(server, prepo, **kw))
+            record('db_backup physical %s%s' % (comp, ' (verify)' if kw.get('verify') else ''), t, prepo)
+            print('    -> %.2fx the bare mariadb-backup time' % (t / t_bare))
+
+        # ---- restore drill (engine: prepare + copy-back + start)
+        if not have_module('db_backup'):
+            man = dict(res, type='full', method='physical', id='bench')
+            data_dir = os.path.join(base, 'drill', 'data')
+            os.makedirs(os.path.dirname(data_dir))
+            os.chmod(os.path.dirname(data_dir), 0o755)
+            t, out = timed(lambda: mb.restore_physical({'chain': [{'manifest': man, 'path': res['path']}],
+                                                        'data_dir': data_dir, 'port': free_port(), 'os_user': 'mysql',
+                                                        'force': False}))
+            mb.stop_instance(data_dir)
+            print('%-52s %8.2f s  (RTO: prepare + move-back + start)' % ('restore_physical drill', t))
+            rows.append({'name': 'restore_physical drill (RTO)', 'seconds': round(t, 2)})
+        else:
+            t, out = timed(lambda: modrun.run_module('db_restore', dict(server.conn, repo=os.path.join(
+                base, 'repo-physical-zstd'), state='verified'), timeout=3600))
+            print('%-52s %8.2f s  rto_seconds=%s failed=%s %s' % ('db_restore state=verified (drill)', t,
+                  out.get('rto_seconds'), out.get('failed'), out.get('msg', '')))
+            rows.append({'name': 'db_restore state=verified', 'seconds': round(t, 2),
+                         'rto_seconds': out.get('rto_seconds')})
+        os.makedirs(WORK, exist_ok=True)
+        with open(os.path.join(WORK, 'backup_mariadb.json'), 'w') as f:
+            json.dump({'database_mb': round(db_mb, 1), 'tables': opts.tables, 'table_size': opts.table_size,
+                       'db_backup_mode': mode, 'results': rows}, f, indent=2)
+    finally:
+        server.destroy()
+        if not opts.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
