@@ -1,0 +1,169 @@
+# -*- coding: utf-8 -*-
+"""db_database against real PostgreSQL 15 and MariaDB servers: check -> real -> rerun -> bad input."""
+
+from __future__ import annotations
+
+import uuid
+
+from modrun import run_module
+
+
+def uid(prefix):
+    return '%s_%s' % (prefix, uuid.uuid4().hex[:8])
+
+
+def rows(server, sql, params=None, database=None):
+    conn = server.connect(database or ('postgres' if server.engine == 'postgresql' else None))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+    finally:
+        conn.close()
+
+
+def databases(server):
+    if server.engine == 'postgresql':
+        return rows(server, 'SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, '
+                            'datconnlimit, datacl::text FROM pg_database ORDER BY 1')
+    return rows(server, 'SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME '
+                        'FROM information_schema.SCHEMATA ORDER BY 1')
+
+
+def test_database_rhythm(server):
+    name = uid('db')
+    if server.engine == 'postgresql':
+        owner = uid('owner')
+        rows(server, 'CREATE ROLE "%s"' % owner)
+        args = dict(server.conn, name=name, owner=owner, encoding='utf8', lc_collate='C', lc_ctype='C',
+                    template='template0', conn_limit=9, extensions=['pg_trgm'])
+    else:
+        args = dict(server.conn, name=name, charset='utf8mb4', collation='utf8mb4_unicode_ci')
+    before = databases(server)
+    check = run_module('db_database', args, check=True, diff=True)
+    assert check['changed'] is True and not check['failed'], check.get('msg')
+    assert check['queries'][0].startswith('CREATE DATABASE')
+    assert databases(server) == before
+
+    real = run_module('db_database', args, diff=True)
+    assert real['changed'] is True and not real['failed'], real.get('msg')
+    if server.engine == 'postgresql':
+        assert rows(server, 'SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, '
+                            'datconnlimit FROM pg_database WHERE datname = %s', (name,)) == [(owner, 'UTF8', 'C', 'C', 9)]
+        assert ('pg_trgm',) in rows(server, 'SELECT extname FROM pg_extension', database=name)
+        assert real['database']['owner'] == owner
+    else:
+        assert rows(server, 'SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '
+                            'WHERE SCHEMA_NAME = %s', (name,)) == [('utf8mb4', 'utf8mb4_unicode_ci')]
+    after = databases(server)
+
+    again = run_module('db_database', args, diff=True)
+    assert again['changed'] is False and again['queries'] == []
+    assert databases(server) == after
+
+    if server.engine == 'postgresql':
+        bad = run_module('db_database', dict(args, encoding='LATIN1'))
+        assert bad['failed'] and 'encoding UTF8 to LATIN1' in bad['msg']
+        bad = run_module('db_database', dict(args, owner='no_such_owner'))
+        assert bad['failed'] and 'no_such_owner' in bad['msg']
+        bad = run_module('db_database', dict(args, extensions=['no_such_extension']))
+        assert bad['failed'] and 'no_such_extension' in bad['msg']
+    else:
+        bad = run_module('db_database', dict(args, owner='someone'))
+        assert bad['failed'] and 'PostgreSQL only' in bad['msg']
+        bad = run_module('db_database', dict(args, charset='bad;charset'))
+        assert bad['failed'] and 'not a character set' in bad['msg']
+    assert databases(server) == after
+
+    # a changed owner / connection limit / charset is applied in place
+    if server.engine == 'postgresql':
+        other = uid('owner')
+        rows(server, 'CREATE ROLE "%s"' % other)
+        changed = run_module('db_database', dict(args, owner=other, conn_limit=3), diff=True)
+        assert changed['changed'] and changed['diff']['before']['owner'] == owner
+        assert rows(server, 'SELECT pg_get_userbyid(datdba), datconnlimit FROM pg_database WHERE datname = %s',
+                    (name,)) == [(other, 3)]
+    else:
+        changed = run_module('db_database', dict(args, charset='latin1', collation='latin1_swedish_ci'))
+        assert changed['changed']
+        assert rows(server, 'SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
+                    (name,)) == [('latin1',)]
+
+    gone = run_module('db_database', dict(server.conn, name=name, state='absent'), check=True)
+    assert gone['changed'] and name in [r[0] for r in databases(server)]
+    gone = run_module('db_database', dict(server.conn, name=name, state='absent'))
+    assert gone['changed'] and name not in [r[0] for r in databases(server)]
+    assert run_module('db_database', dict(server.conn, name=name, state='absent'))['changed'] is False
+
+
+def test_init_sql_applied_once(server, tmp_path):
+    name = uid('init')
+    script = tmp_path / 'init.sql'
+    script.write_text("CREATE TABLE seed (id int, note varchar(40));\n"
+                      "-- a comment; with a semicolon\n"
+                      "INSERT INTO seed VALUES (1, 'one; still one');\n"
+                      "INSERT INTO seed VALUES (2, 'it''s two');\n")
+    args = dict(server.conn, name=name, init_sql_file=str(script))
+    check = run_module('db_database', args, check=True)
+    assert check['changed'] and check['init_sql_applied'] is True
+    assert name not in [r[0] for r in databases(server)]
+    first = run_module('db_database', args)
+    assert first['changed'] and first['init_sql_applied'] is True
+    table = 'seed' if server.engine == 'postgresql' else '`%s`.seed' % name
+    assert rows(server, 'SELECT id, note FROM %s ORDER BY id' % table, database=name) == \
+        [(1, 'one; still one'), (2, "it's two")]
+    second = run_module('db_database', args)
+    assert second['changed'] is False and second['init_sql_applied'] is False
+    assert rows(server, 'SELECT count(*) FROM %s' % table, database=name) == [(2,)]
+    run_module('db_database', dict(server.conn, name=name, state='absent'))
+
+
+def test_failing_init_sql_leaves_no_database(server):
+    name = uid('badinit')
+    before = databases(server)
+    res = run_module('db_database', dict(server.conn, name=name, init_sql='CREATE TABLE ok (a int); SELEKT oops;'))
+    assert res['failed'] and 'init_sql' in res['msg']
+    assert databases(server) == before
+
+
+def test_absent_with_force_terminates_sessions(server):
+    name = uid('busy')
+    assert run_module('db_database', dict(server.conn, name=name))['changed']
+    holder = server.connect(name)
+    if server.engine == 'postgresql':
+        refused = run_module('db_database', dict(server.conn, name=name, state='absent'))
+        assert refused['failed'] and 'being accessed by other users' in refused['msg']
+        assert name in [r[0] for r in databases(server)]
+    forced = run_module('db_database', dict(server.conn, name=name, state='absent', force=True))
+    assert forced['changed'] and not forced['failed'], forced.get('msg')
+    assert name not in [r[0] for r in databases(server)]
+    try:
+        holder.close()
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+def test_hostile_database_names(server):
+    before_count = len(databases(server))
+    for raw in ['x"; DROP TABLE t; --', "o'db`tick", 'back\\slash', 'ünï_名前', 'pct%s_%%']:
+        name = raw + uid('')
+        res = run_module('db_database', dict(server.conn, name=name))
+        assert res['changed'] and not res['failed'], (raw, res.get('msg'))
+        assert name in [r[0] for r in databases(server)]
+        assert run_module('db_database', dict(server.conn, name=name))['changed'] is False
+        assert run_module('db_database', dict(server.conn, name=name, state='absent'))['changed']
+    assert len(databases(server)) == before_count
+    res = run_module('db_database', dict(server.conn, name='d' * 65))
+    assert res['failed'] and 'limited to' in res['msg']
+    assert len(databases(server)) == before_count
+
+
+def test_check_mode_on_existing_database_only_reports_extensions(pg_server):
+    name = uid('ext')
+    assert run_module('db_database', dict(pg_server.conn, name=name))['changed']
+    res = run_module('db_database', dict(pg_server.conn, name=name, extensions=['pg_trgm']), check=True, diff=True)
+    assert res['changed'] is True
+    assert res['queries'] == ['CREATE EXTENSION IF NOT EXISTS "pg_trgm"']
+    assert res['diff']['after']['extensions'] == ['pg_trgm', 'plpgsql']
+    assert ('pg_trgm',) not in rows(pg_server, 'SELECT extname FROM pg_extension', database=name)
+    run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
