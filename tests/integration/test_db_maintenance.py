@@ -257,6 +257,18 @@ def test_mariadb_histogram_and_optimize(my):
     assert my_table_id(my, 'measures') != table_id
 
 
+def test_mariadb_hostile_table_name_is_quoted(my):
+    my_table(my, 'victim', rows=10)
+    hostile = 'we`ird"; DROP TABLE victim; --'
+    my_table(my, hostile, rows=10)
+    before = my_last_analyze(my, hostile)
+    time.sleep(1.1)
+    done = run_module('db_maintenance', conn_args(my, action='analyze', tables=[hostile]))
+    assert done['changed'] is True, done
+    assert my_last_analyze(my, hostile) > before
+    assert sql(my, 'SELECT COUNT(*) FROM victim')[0][0] == 10
+
+
 def test_mariadb_bad_input_fails_and_runs_nothing(my):
     my_table(my, 'kept', rows=10)
     refused = run_module('db_maintenance', conn_args(my, action='vacuum'))
