@@ -1,0 +1,297 @@
+# -*- coding: utf-8 -*-
+"""Statements db_user and db_database build, without a server: quoting, hashes, MySQL 8 paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.dbops.admin.plugins.module_utils import _passwords as pw
+from ansible_collections.dbops.admin.plugins.module_utils._engines._base import Secret
+from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql import MysqlEngine
+from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql_databases import split_sql
+from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql_users import (
+    escape_database_pattern, mariadb_auth_methods, unescape_database_pattern)
+from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql import PostgresEngine
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+HOSTILE = 'x"; DROP TABLE t; --'
+
+
+def offline(cls, flavor, version_num):
+    """An engine object that never talks to a server (only SQL building is exercised)."""
+    engine = object.__new__(cls)
+    engine.check_mode = True
+    engine.queries = []
+    engine._secrets = set()
+    engine.flavor = flavor
+    engine.version_num = version_num
+    engine.database = 'postgres'
+    engine._authid_readable = True
+    return engine
+
+
+@pytest.fixture
+def pg():
+    return offline(PostgresEngine, 'postgresql', 150004)
+
+
+@pytest.fixture
+def mariadb():
+    return offline(MysqlEngine, 'mariadb', 101106)
+
+
+@pytest.fixture
+def mysql8():
+    return offline(MysqlEngine, 'mysql', 80036)
+
+
+def spec(**kwargs):
+    base = {'state': 'present', 'update_password': 'always'}
+    base.update(kwargs)
+    return base
+
+
+# ---- PostgreSQL roles -------------------------------------------------------------------
+
+def test_pg_create_role_sends_a_verifier_and_quotes_the_name(pg):
+    changes, statements = pg.plan_role(spec(name=HOSTILE + '%s', password='S3cret', createdb=True), None, [])
+    (sql, params), = statements
+    assert sql == 'CREATE ROLE "x""; DROP TABLE t; --%%s" WITH PASSWORD %s LOGIN CREATEDB'
+    assert isinstance(params[0], Secret) and params[0].startswith('SCRAM-SHA-256$4096:')
+    assert pw.postgres_password_matches('S3cret', params[0], HOSTILE)
+    assert 'S3cret' not in sql
+    assert ('createdb', None, True) in changes and ('state', 'absent', 'present') in changes
+
+
+def test_pg_unchanged_when_stored_verifier_matches(pg):
+    current = {'login': True, 'superuser': False, 'connection_limit': -1, 'expires': None, 'member_of': [],
+               '_password': pw.scram_sha256_verifier('S3cret', iterations=4096)}
+    assert pg.plan_role(spec(name='app', password='S3cret', login=True), current, []) == ([], [])
+    changes, statements = pg.plan_role(spec(name='app', password='Other'), current, [])
+    assert statements[0][0] == 'ALTER ROLE "app" WITH PASSWORD %s'
+    assert pw.postgres_password_matches('Other', statements[0][1][0], 'app')
+    assert pg.plan_role(spec(name='app', password='Other', update_password='on_create'), current, []) == ([], [])
+
+
+def test_pg_md5_stored_password_is_checked(pg):
+    current = {'login': True, 'connection_limit': -1, 'member_of': [], '_password': pw.postgres_md5_hash('pw', 'old')}
+    assert pg.plan_role(spec(name='old', password='pw'), current, []) == ([], [])
+
+
+def test_pg_unreadable_verifier_warns_instead_of_changing(pg):
+    pg._authid_readable = False
+    warnings = []
+    current = {'login': True, 'connection_limit': -1, 'member_of': [], '_password': None}
+    assert pg.plan_role(spec(name='app', password='x'), current, warnings) == ([], [])
+    assert 'cannot be read' in warnings[0] and 'only when the role is created' in warnings[0]
+
+
+def test_pg_attributes_and_drop(pg):
+    current = {'login': True, 'superuser': True, 'createdb': False, 'connection_limit': -1, 'member_of': [],
+               '_password': None}
+    _changes, statements = pg.plan_role(spec(name='r', superuser=False, createdb=True, connection_limit=4,
+                                              login=False), current, [])
+    assert statements == [('ALTER ROLE "r" WITH NOLOGIN NOSUPERUSER CREATEDB CONNECTION LIMIT 4', None)]
+    assert pg.plan_role(spec(name=HOSTILE, state='absent'), current, [])[1] == \
+        [('DROP ROLE "x""; DROP TABLE t; --"', None)]
+
+
+def test_pg_refuses_long_names_and_bad_hashes(pg):
+    with pytest.raises(DbError) as info:
+        pg.plan_role(spec(name='n' * 64), None, [])
+    assert 'limited to 63 bytes' in str(info.value)
+    with pytest.raises(DbError):
+        pg.plan_role(spec(name='a', password_hash='plaintext'), None, [])
+
+
+def test_pg_memberships(pg):
+    current = {'member_of': ['old', 'keep']}
+    changes, statements = pg.plan_memberships(spec(name='u"x', member_of=['keep', 'new"r'], member_of_exclusive=True),
+                                              current, {'new"r'})
+    assert statements == [('GRANT "new""r" TO "u""x"', None), ('REVOKE "old" FROM "u""x"', None)]
+    assert changes == [('member_of', ['keep', 'old'], ['keep', 'new"r'])]
+    with pytest.raises(DbError) as info:
+        pg.plan_memberships(spec(name='u', member_of=['ghost']), current, set())
+    assert 'ghost' in str(info.value) and 'does not exist' in str(info.value)
+
+
+def test_pg_public_rejects_role_options(pg):
+    pg.check_user_options(spec(name='PUBLIC', privileges=[]))
+    with pytest.raises(DbError):
+        pg.check_user_options(spec(name='PUBLIC', password='x'))
+    with pytest.raises(DbError):
+        pg.check_user_options(spec(name='app', host='localhost'))
+
+
+@pytest.mark.parametrize('target,action,expected', [
+    (('database', 'd"b', None, None), 'grant', 'GRANT CONNECT ON DATABASE "d""b" TO "r""x"'),
+    (('schema', 'db', 's"c', None), 'grant_with_option', 'GRANT CONNECT ON SCHEMA "s""c" TO "r""x" WITH GRANT OPTION'),
+    (('table', 'db', 's', 't"; --'), 'revoke', 'REVOKE CONNECT ON TABLE "s"."t""; --" FROM "r""x"'),
+    (('sequence', 'db', 's', 'q'), 'revoke_grant_option', 'REVOKE GRANT OPTION FOR CONNECT ON SEQUENCE "s"."q" FROM "r""x"'),
+    (('default_tables', 'db', 's"', None), 'grant',
+     'ALTER DEFAULT PRIVILEGES IN SCHEMA "s""" GRANT CONNECT ON TABLES TO "r""x"'),
+])
+def test_pg_privilege_statements_quote_every_identifier(pg, target, action, expected):
+    assert pg.privilege_statement(action, target, ['CONNECT'], 'r"x') == expected
+
+
+def test_pg_privilege_statement_public_and_function(pg):
+    sigs = {('s', 'f(int)'): '"s"."f"(a integer)'}
+    assert pg.privilege_statement('revoke', ('function', 'db', 's', 'f(int)'), ['EXECUTE'], 'PUBLIC', sigs) == \
+        'REVOKE EXECUTE ON FUNCTION "s"."f"(a integer) FROM PUBLIC'
+
+
+def test_pg_database_statements(pg):
+    pg.normalize_encoding = lambda value: value.upper()
+    params = {'name': HOSTILE, 'state': 'present', 'owner': 'o"w', 'template': 'template0', 'encoding': 'utf8',
+              'lc_collate': "C'x", 'lc_ctype': 'C', 'conn_limit': 3}
+    _changes, statements = pg.database_statements(params, None)
+    assert statements == ['CREATE DATABASE "x""; DROP TABLE t; --" OWNER "o""w" TEMPLATE "template0" '
+                          "ENCODING 'UTF8' LC_COLLATE 'C''x' LC_CTYPE 'C' CONNECTION LIMIT 3"]
+    current = {'name': HOSTILE, 'owner': 'a', 'encoding': 'UTF8', 'lc_collate': "C'x", 'lc_ctype': 'C', 'conn_limit': 3}
+    changes, statements = pg.database_statements(dict(params, owner='b'), current)
+    assert statements == ['ALTER DATABASE "x""; DROP TABLE t; --" OWNER TO "b"']
+    with pytest.raises(DbError) as info:
+        pg.database_statements(dict(params, encoding='latin1'), current)
+    assert 'encoding UTF8 to LATIN1' in str(info.value)
+    _changes, statements = pg.database_statements(dict(params, state='absent', force=True), current)
+    assert statements == ['DROP DATABASE "x""; DROP TABLE t; --" WITH (FORCE)']
+    pg.version_num = 120000
+    _changes, statements = pg.database_statements(dict(params, state='absent', force=True), current)
+    assert 'pg_terminate_backend' in statements[0] and "datname = 'x\"; DROP TABLE t; --'" in statements[0]
+    assert pg.extension_statements(['pg_trgm', 'x"y'], ['pg_trgm']) == ['CREATE EXTENSION IF NOT EXISTS "x""y"']
+
+
+# ---- MariaDB -----------------------------------------------------------------------------
+
+def test_mariadb_auth_methods_parse():
+    doc = ('{"access":0,"plugin":"mysql_native_password","authentication_string":"*AB",'
+           '"auth_or":[{"plugin":"unix_socket"},{}]}')
+    assert mariadb_auth_methods(doc) == [('unix_socket', ''), ('mysql_native_password', '*AB')]
+    assert mariadb_auth_methods('{"plugin":"ed25519","authentication_string":"zz"}') == [('ed25519', 'zz')]
+
+
+def test_mariadb_create_user_sends_native_hash(mariadb):
+    _changes, statements = mariadb.plan_role(spec(name="o'b`x", host='10.0.%', password='pw', connection_limit=2), None, [])
+    (sql, params), = statements
+    assert sql == 'CREATE USER `o\'b``x`@`10.0.%%` IDENTIFIED VIA mysql_native_password USING %s WITH MAX_USER_CONNECTIONS 2'
+    assert params == [pw.mysql_native_hash('pw')] and isinstance(params[0], Secret)
+
+
+def test_mariadb_password_change_keeps_other_methods(mariadb):
+    current = {'login': True, 'connection_limit': 0, 'member_of': [],
+               '_auth': [('unix_socket', ''), ('mysql_native_password', pw.mysql_native_hash('old'))]}
+    assert mariadb.plan_role(spec(name='u', password='old'), current, []) == ([], [])
+    _changes, statements = mariadb.plan_role(spec(name='u', password='new'), current, [])
+    assert statements == [('ALTER USER `u`@`%%` IDENTIFIED VIA unix_socket OR mysql_native_password USING %s',
+                           [pw.mysql_native_hash('new')])]
+    socket_only = dict(current, _auth=[('unix_socket', '')])
+    _changes, statements = mariadb.plan_role(spec(name='u', password='new'), socket_only, [])
+    assert statements[0][0].endswith('IDENTIFIED VIA unix_socket OR mysql_native_password USING %s')
+
+
+def test_mariadb_unverifiable_plugin_warns(mariadb):
+    warnings = []
+    current = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [('ed25519', 'abc')]}
+    assert mariadb.plan_role(spec(name='u', password='x'), current, warnings) == ([], [])
+    assert 'ed25519' in warnings[0]
+
+
+def test_mariadb_roles_and_memberships(mariadb):
+    role = spec(name='r`x', login=False)
+    assert mariadb.user_key(role) == ('r`x', '')
+    assert mariadb.plan_role(role, None, [])[1] == [('CREATE ROLE `r``x`', None)]
+    assert mariadb.plan_role(dict(role, state='absent'), {'login': False}, [])[1] == [('DROP ROLE `r``x`', None)]
+    _c, statements = mariadb.plan_memberships(spec(name='u', member_of=['r`x']), None, {'r`x'})
+    assert statements == [('GRANT `r``x` TO `u`@`%`', None)]
+
+
+def test_mysql_privilege_statements_escape_database_wildcards(mariadb):
+    key = ('u', '%')
+    assert mariadb.privilege_statement('grant', ('database', 'my_db%', None, None), ['SELECT', 'GRANT OPTION'], key) == \
+        'GRANT SELECT ON `my\\_db\\%`.* TO `u`@`%` WITH GRANT OPTION'
+    assert mariadb.privilege_statement('revoke', ('table', 'd`b', None, 't`1'), ['INSERT', 'GRANT OPTION'], key) == \
+        'REVOKE INSERT, GRANT OPTION ON `d``b`.`t``1` FROM `u`@`%`'
+    assert mariadb.privilege_statement('grant', ('global', None, None, None), ['PROCESS'], key) == \
+        'GRANT PROCESS ON *.* TO `u`@`%`'
+    assert unescape_database_pattern(escape_database_pattern('a_b%c\\d')) == 'a_b%c\\d'
+
+
+def test_mysql_options_refused(mariadb):
+    with pytest.raises(DbError) as info:
+        mariadb.check_user_options(spec(name='u', superuser=True, expires='2030-01-01'))
+    assert 'superuser, expires' in str(info.value)
+    with pytest.raises(DbError):
+        mariadb.check_user_options(spec(name='PUBLIC'))
+    with pytest.raises(DbError) as info:
+        mariadb.check_user_options(spec(name='u', host='h' * 65))
+    assert 'limited to 64' in str(info.value)
+
+
+def test_mysql_database_statements(mariadb):
+    params = {'name': 'sh`op', 'state': 'present', 'charset': 'utf8mb4', 'collation': 'utf8mb4_bin'}
+    assert mariadb.database_statements(params, None)[1] == \
+        ['CREATE DATABASE `sh``op` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin']
+    current = {'name': 'sh`op', 'charset': 'utf8mb4', 'collation': 'utf8mb4_bin'}
+    assert mariadb.database_statements(params, current) == ([], [])
+    assert mariadb.database_statements(dict(params, charset='latin1', collation=None), current)[1] == \
+        ['ALTER DATABASE `sh``op` CHARACTER SET latin1']
+    with pytest.raises(DbError):
+        mariadb.check_database_options(dict(params, charset='utf8; DROP'))
+    with pytest.raises(DbError):
+        mariadb.check_database_options(dict(params, extensions=['x']))
+
+
+def test_split_sql_respects_quotes_and_comments():
+    script = ("CREATE TABLE a (x varchar(9)); -- note; here\nINSERT INTO a VALUES ('1;2'), (\"3;\\\"4\");\n"
+              "/* block; */ INSERT INTO `we;ird` VALUES ('it''s');# tail;\n")
+    assert split_sql(script) == ['CREATE TABLE a (x varchar(9))',
+                                 'INSERT INTO a VALUES (\'1;2\'), ("3;\\"4")',
+                                 "INSERT INTO `we;ird` VALUES ('it''s')"]
+
+
+# ---- MySQL 8 -----------------------------------------------------------------------------
+
+def test_mysql8_create_user_sends_caching_sha2(mysql8):
+    _changes, statements = mysql8.plan_role(spec(name='app', password='Pw-8'), None, [])
+    (sql, params), = statements
+    assert sql == 'CREATE USER `app`@`%%` IDENTIFIED WITH caching_sha2_password AS %s'
+    assert params[0].startswith('$A$005$') and pw.caching_sha2_matches('Pw-8', params[0])
+
+
+def test_mysql8_rerun_with_stored_salt_is_unchanged(mysql8):
+    stored = pw.caching_sha2_hash('Pw-8').decode('latin-1')
+    current = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [('caching_sha2_password', stored)]}
+    assert mysql8.plan_role(spec(name='app', password='Pw-8'), current, []) == ([], [])
+    changes, statements = mysql8.plan_role(spec(name='app', password='Pw-9'), current, [])
+    assert statements[0][0] == 'ALTER USER `app`@`%%` IDENTIFIED WITH caching_sha2_password AS %s'
+    assert pw.caching_sha2_matches('Pw-9', statements[0][1][0])
+    assert ('password', 'set', 'changed') in changes
+
+
+def test_mysql8_native_account_and_hashes(mysql8):
+    current = {'login': True, 'connection_limit': 0, 'member_of': [],
+               '_auth': [('mysql_native_password', pw.mysql_native_hash('a'))]}
+    assert mysql8.plan_role(spec(name='u', password='a'), current, []) == ([], [])
+    assert mysql8.plan_role(spec(name='u', password='b'), current, [])[1] == \
+        [('ALTER USER `u`@`%%` IDENTIFIED WITH mysql_native_password AS %s', [pw.mysql_native_hash('b')])]
+    given = pw.mysql_native_hash('c')
+    assert mysql8.plan_role(spec(name='u', password_hash=given), None, [])[1] == \
+        [('CREATE USER `u`@`%%` IDENTIFIED WITH mysql_native_password AS %s', [given])]
+
+
+def test_mysql8_unreadable_or_foreign_plugin_warns(mysql8):
+    warnings = []
+    current = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [('caching_sha2_password', 'garbage')]}
+    assert mysql8.plan_role(spec(name='u', password='x'), current, warnings) == ([], [])
+    current = dict(current, _auth=[('sha256_password', 'zzz')])
+    assert mysql8.plan_role(spec(name='u', password='x'), current, warnings) == ([], [])
+    assert len(warnings) == 2 and 'sha256_password' in warnings[1]
+
+
+def test_mysql8_roles_have_a_host(mysql8):
+    role = spec(name='reader', login=False)
+    assert mysql8.user_key(role) == ('reader', '%')
+    assert mysql8.plan_role(role, None, [])[1] == [('CREATE ROLE `reader`@`%`', None)]
+    _c, statements = mysql8.plan_memberships(spec(name='u', host='h', member_of=['reader']), None, {'reader'})
+    assert statements == [('GRANT `reader`@`%` TO `u`@`h`', None)]
