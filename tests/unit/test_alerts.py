@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+"""Alert thresholds, their evaluation and the health findings (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.dbops.admin.plugins.module_utils import _alerts
+
+
+def metrics(used_ratio=0.05, disk_ratio=0.30, per_minute=0.0, lag=None, role='standalone', source='pg_stat_statements'):
+    return {
+        'connections': {'active': 2, 'idle': 3, 'total': 5, 'max': 100, 'used_ratio': used_ratio},
+        'disk': {'path': '/var/lib/postgresql/15/main', 'used_ratio': disk_ratio} if disk_ratio is not None else None,
+        'slow_queries': {'count': 0, 'per_minute': per_minute, 'threshold_ms': 1000, 'source': source},
+        'replication': {'role': role, 'lag_seconds': lag, 'replicas': []},
+    }
+
+
+def test_defaults_are_the_seed_alert_table():
+    merged = _alerts.merge_thresholds()
+    assert merged == {
+        'connections': {'warning': 70, 'critical': 90},
+        'disk': {'warning': 80, 'critical': 95},
+        'slow_queries': {'warning': 10, 'critical': 50},
+        'replication_lag': {'warning': 30, 'critical': 300},
+    }
+
+
+def test_overrides_merge_level_by_level():
+    merged = _alerts.merge_thresholds({'connections': {'warning': 50}, 'replication_lag': {'critical': '120'}})
+    assert merged['connections'] == {'warning': 50, 'critical': 90}
+    assert merged['replication_lag'] == {'warning': 30, 'critical': 120}
+    assert merged['disk'] == {'warning': 80, 'critical': 95}
+    # the defaults themselves are not modified
+    assert _alerts.DEFAULT_THRESHOLDS['connections']['warning'] == 70
+
+
+@pytest.mark.parametrize('overrides, text', [
+    ({'cpu': {'warning': 1}}, 'unknown threshold'),
+    ({'disk': 90}, 'must be a dictionary'),
+    ({'disk': {'high': 1}}, 'unknown level'),
+    ({'disk': {'warning': 'lots'}}, 'must be a number'),
+    ({'disk': {'warning': -1}}, 'cannot be negative'),
+    ({'disk': {'warning': 99, 'critical': 90}}, 'warning (99) is above critical (90)'),
+])
+def test_malformed_thresholds_are_refused(overrides, text):
+    with pytest.raises(ValueError) as info:
+        _alerts.merge_thresholds(overrides)
+    assert text in str(info.value)
+
+
+def test_healthy_metrics_raise_no_alert():
+    assert _alerts.evaluate(metrics(), _alerts.merge_thresholds()) == []
+
+
+@pytest.mark.parametrize('kwargs, metric, level, value, threshold', [
+    ({'used_ratio': 0.70}, 'connections', 'warning', 70.0, 70),     # at the threshold: alert
+    ({'used_ratio': 0.75}, 'connections', 'warning', 75.0, 70),
+    ({'used_ratio': 0.93}, 'connections', 'critical', 93.0, 90),
+    ({'disk_ratio': 0.81}, 'disk', 'warning', 81.0, 80),
+    ({'disk_ratio': 0.97}, 'disk', 'critical', 97.0, 95),
+    ({'per_minute': 12}, 'slow_queries', 'warning', 12.0, 10),
+    ({'per_minute': 50}, 'slow_queries', 'critical', 50.0, 50),
+    ({'lag': 31, 'role': 'replica'}, 'replication_lag', 'warning', 31.0, 30),
+    ({'lag': 600, 'role': 'replica'}, 'replication_lag', 'critical', 600.0, 300),
+])
+def test_each_threshold_fires_at_its_level(kwargs, metric, level, value, threshold):
+    alerts = _alerts.evaluate(metrics(**kwargs), _alerts.merge_thresholds())
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert (alert['metric'], alert['level'], alert['value'], alert['threshold']) == (metric, level, value, threshold)
+    assert level in alert['message']
+
+
+def test_just_below_a_threshold_raises_nothing():
+    assert _alerts.evaluate(metrics(used_ratio=0.6999, per_minute=9.99, lag=29.9), _alerts.merge_thresholds()) == []
+
+
+def test_unmeasured_metrics_raise_nothing():
+    unmeasured = metrics(disk_ratio=None, per_minute=None, lag=None)
+    unmeasured['connections']['used_ratio'] = None
+    assert _alerts.evaluate(unmeasured, _alerts.merge_thresholds()) == []
+    assert _alerts.evaluate({}, None) == []
+
+
+def test_disabled_level_is_skipped():
+    thresholds = _alerts.merge_thresholds({'connections': {'warning': None}})
+    assert _alerts.evaluate(metrics(used_ratio=0.8), thresholds) == []
+    assert _alerts.evaluate(metrics(used_ratio=0.95), thresholds)[0]['level'] == 'critical'
+
+
+def test_critical_alerts_come_first():
+    alerts = _alerts.evaluate(metrics(used_ratio=0.75, disk_ratio=0.99), _alerts.merge_thresholds())
+    assert [a['level'] for a in alerts] == ['critical', 'warning']
+    assert [a['metric'] for a in alerts] == ['disk', 'connections']
+
+
+def test_findings_pass_fail_and_skip():
+    info = {'metrics': metrics(used_ratio=0.95, disk_ratio=None, source='unavailable', per_minute=None),
+            'thresholds': _alerts.merge_thresholds()}
+    info['alerts'] = _alerts.evaluate(info['metrics'], info['thresholds'])
+    findings = {f['id']: f for f in _alerts.health_findings(info, host='pg1')}
+    assert set(findings) == {'health.connections', 'health.disk', 'health.slow_queries', 'health.replication_lag'}
+    assert findings['health.connections']['status'] == 'fail'
+    assert findings['health.connections']['severity'] == 'critical'
+    assert '95.0%' in findings['health.connections']['evidence']
+    assert findings['health.disk']['status'] == 'skip'
+    assert findings['health.slow_queries']['status'] == 'skip'
+    assert 'unavailable' in findings['health.slow_queries']['evidence']
+    assert findings['health.replication_lag']['status'] == 'skip'
+    for finding in findings.values():
+        assert finding['host'] == 'pg1'
+        assert finding['severity'] in ('info', 'warning', 'critical')
+        assert finding['remediation']
+        assert isinstance(finding['frameworks'], list)
+
+
+def test_findings_of_a_healthy_server_pass():
+    info = {'metrics': metrics(lag=0, role='replica'), 'thresholds': _alerts.merge_thresholds(), 'alerts': []}
+    statuses = {f['id']: f['status'] for f in _alerts.health_findings(info)}
+    assert set(statuses.values()) == {'pass'}
+
+
+def test_findings_titles_follow_the_thresholds():
+    info = {'metrics': metrics(), 'thresholds': _alerts.merge_thresholds({'connections': {'warning': 55}})}
+    titles = {f['id']: f['title'] for f in _alerts.health_findings(info)}
+    assert '55%' in titles['health.connections']
+
+
+def test_failed_result_is_one_critical_finding():
+    findings = _alerts.health_findings({'failed': True, 'msg': 'could not connect to postgresql at h:5432'}, 'pg1')
+    assert len(findings) == 1
+    assert findings[0]['id'] == 'health.reachable'
+    assert findings[0]['status'] == 'fail' and findings[0]['severity'] == 'critical'
+    assert 'could not connect' in findings[0]['evidence']
+
+
+def test_rates_between_samples():
+    rates = _alerts.rates({'queries': 100, 'transactions': 10, 'slow': None},
+                          {'queries': 160, 'transactions': 16, 'slow': 3}, 2.0)
+    assert rates == {'queries': 30.0, 'transactions': 3.0, 'slow': None}
+    # a counter reset never gives a negative rate
+    assert _alerts.rates({'queries': 100}, {'queries': 5}, 1.0)['queries'] == 0.0
+
+
+def test_disk_metrics_of_a_real_directory(tmp_path):
+    disk = _alerts.disk_metrics(str(tmp_path))
+    assert disk['path'] == str(tmp_path)
+    assert 0 <= disk['used_ratio'] <= 1
+    assert disk['total_bytes'] >= disk['used_bytes'] > 0
+    assert _alerts.disk_metrics(str(tmp_path / 'missing')) is None
+    assert _alerts.disk_metrics(None) is None
