@@ -549,7 +549,7 @@ def prefer_narrower(best, savings, tolerance=NARROWER_TOLERANCE):
     return pick
 
 
-def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain=0.1):
+def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain=0.1, min_relative_gain=0.5):
     """Greedy choice of indexes by total estimated cost saved across the workload.
 
     base_costs: {query_id: cost with the current (real) indexes}.
@@ -557,26 +557,36 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
     oracle(chosen_keys, query_ids) -> {query_id: cost} with the hypothetical indexes in
     chosen_keys present. Each round re-evaluates, with the already chosen indexes present,
     only the candidates sharing a query with the last pick (the others cannot have changed).
-    Stops when the best pick saves less than min_query_gain of every query's original cost
-    (not worth an index) or the budget is spent. Returns [{key, before, after, saved, queries}] in the order chosen.
+    A pick must be worth an index for at least one query: save min_query_gain of its original
+    cost, or min_relative_gain of what is left of it after the earlier picks (the second index
+    of a query that the first one only half served). Among those, the largest total saving wins.
+    Returns ([{key, before, after, saved, queries}] in the order chosen, {query_id: final cost}).
     """
     current = dict(base_costs)
     chosen = []
     remaining = dict(candidates)
     gains = {}
     stale = set(remaining)
+
+    def worth(q, gain):
+        base = base_costs[q]
+        if base <= 0 or gain <= 0:
+            return False
+        return gain >= min_query_gain * base or (gain >= min_relative_gain * current[q] and gain >= 0.01 * base)
+
     while remaining and len(chosen) < max_indexes:
         for key in list(stale):
             qids = remaining[key]
             costs = oracle([c['key'] for c in chosen] + [key], sorted(qids))
             gains[key] = (sum(current[q] - costs[q] for q in qids), costs)
         stale = set()
-        best = max(remaining, key=lambda k: (gains[k][0], -len(k[1])))
-        best = prefer_narrower(best, {k: gains[k][0] for k in remaining})
-        saved, costs = gains[best]
-        if saved <= 0 or not any(current[q] - costs[q] >= min_query_gain * base_costs[q]
-                                 for q in remaining[best] if base_costs[q] > 0):
+        eligible = {k: gains[k][0] for k in remaining
+                    if gains[k][0] > 0 and any(worth(q, current[q] - gains[k][1][q]) for q in remaining[k])}
+        if not eligible:
             break
+        best = max(eligible, key=lambda k: (eligible[k], -len(k[1])))
+        best = prefer_narrower(best, eligible)
+        saved, costs = gains[best]
         helped = sorted(q for q in remaining[best] if costs[q] < current[q] * 0.999)
         chosen.append({'key': best, 'before': sum(current[q] for q in helped),
                        'after': sum(costs[q] for q in helped), 'saved': saved, 'queries': helped})

@@ -304,7 +304,7 @@ def suggest_with_hypothetical(engine, entries, params):
         return {q: (base[q] if c is None else c) for q, c in costs.items()}
 
     chosen, final = adv.choose_index_set(base, affects, workload_oracle, params.get('max_indexes') or 10,
-                                         min_query_gain=WORKLOAD_QUERY_GAIN)
+                                         min_query_gain=WORKLOAD_QUERY_GAIN, min_relative_gain=min_savings)
     chosen = _drop_prefix_picks(chosen)
     sizes = {}
     oracle._reconcile([c['key'] for c in chosen])  # pylint: disable=protected-access
