@@ -58,9 +58,10 @@ def new_salt():
     return base64.b64encode(os.urandom(16)).decode('ascii')
 
 
-def derive_key(passphrase, salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P):
+def derive_key(passphrase, salt, n=None, r=None, p=None):
     """32-byte key from the passphrase and the base64 salt."""
     require_cryptography()
+    n, r, p = n or SCRYPT_N, r or SCRYPT_R, p or SCRYPT_P
     if not passphrase:
         raise DbError('use the encryption key', None, 'the key is empty')
     kdf = Scrypt(salt=base64.b64decode(salt), length=32, n=n, r=r, p=p)
@@ -75,7 +76,7 @@ def key_check(key):
 def encryption_record(passphrase):
     """The manifest's ``encryption`` entry and the derived key for a new backup."""
     salt = new_salt()
-    key = derive_key(passphrase, salt)
+    key = derive_key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     record = {'algorithm': ALGORITHM, 'kdf': KDF, 'kdf_params': {'n': SCRYPT_N, 'r': SCRYPT_R, 'p': SCRYPT_P},
               'salt': salt, 'key_check': key_check(key), 'chunk_size': CHUNK}
     return record, key

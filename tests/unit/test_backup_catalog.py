@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+"""The repository catalog: publication, latest, failed runs, lock, retention, max_age, checksums."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_catalog as catalog
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def _m(backup_id, btype='full', parent=None, days_ago=0.0, status='completed', verified=True, method='physical'):
+    finished = NOW - datetime.timedelta(days=days_ago)
+    return {'id': backup_id, 'type': btype, 'parent_id': parent, 'status': status, 'verified': verified,
+            'method': method, 'engine': 'postgresql', 'finished_at': catalog.iso(finished),
+            'started_at': catalog.iso(finished - datetime.timedelta(minutes=5))}
+
+
+def _publish(repo, btype='full', payload=b'hello', parent=None, method='logical', verified=True, when=None):
+    backup_id = repo.new_id(btype, now=when)
+    incoming = repo.begin(backup_id, {'type': btype})
+    with open(os.path.join(incoming, 'data', 'file.dat'), 'wb') as f:
+        f.write(payload)
+    os.makedirs(os.path.join(incoming, 'data', 'sub'))
+    with open(os.path.join(incoming, 'data', 'sub', 'b.dat'), 'wb') as f:
+        f.write(payload * 2)
+    manifest = {'id': backup_id, 'engine': 'postgresql', 'method': method, 'type': btype, 'parent_id': parent,
+                'started_at': catalog.iso(when or catalog.utcnow()),
+                'finished_at': catalog.iso(when or catalog.utcnow()), 'verified': verified}
+    return repo.publish(incoming, manifest)
+
+
+# ---- durations and times ----------------------------------------------------------------------
+@pytest.mark.parametrize('text, seconds', [('90', 90), ('90s', 90), ('30m', 1800), ('23h', 82800), ('7d', 604800),
+                                           ('2w', 1209600), (45, 45)])
+def test_parse_duration(text, seconds):
+    assert catalog.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize('bad', ['ten', '5y', '-3h', ''])
+def test_parse_duration_refuses_garbage(bad):
+    with pytest.raises(DbError):
+        catalog.parse_duration(bad)
+
+
+def test_parse_time_naive_is_utc_and_z_accepted():
+    assert catalog.parse_time('2026-01-31T23:59:00') == catalog.parse_time('2026-01-31T23:59:00Z')
+    assert catalog.parse_time('2026-02-01T00:59:00+01:00') == catalog.parse_time('2026-01-31T23:59:00Z')
+    with pytest.raises(DbError):
+        catalog.parse_time('yesterday')
+
+
+# ---- publication --------------------------------------------------------------------------------
+def test_publish_hashes_every_file_and_becomes_latest(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    first = _publish(repo, payload=b'one', when=NOW - datetime.timedelta(hours=2))
+    second = _publish(repo, payload=b'two', when=NOW - datetime.timedelta(hours=1))
+    assert repo.get('latest')['id'] == second['id']
+    paths = {f['path']: f for f in second['files']}
+    assert set(paths) == {'file.dat', os.path.join('sub', 'b.dat')}
+    assert paths['file.dat']['sha256'] == catalog.hashlib.sha256(b'two').hexdigest()
+    assert second['size_bytes'] == 3 + 6
+    assert not [e for e in os.listdir(repo.path) if e.startswith('.incoming')]
+    assert repo.verify_files(first) == []
+    with open(os.path.join(repo.path, second['id'], 'manifest.json')) as f:
+        assert json.load(f)['status'] == 'completed'
+
+
+def test_incomplete_run_is_failed_and_never_latest(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    good = _publish(repo, when=NOW - datetime.timedelta(hours=1))
+    backup_id = repo.new_id('full', now=NOW)
+    incoming = repo.begin(backup_id, {'type': 'full'})
+    # a killed run: its pid is gone
+    info_path = os.path.join(incoming, 'run.json')
+    with open(info_path) as f:
+        info = json.load(f)
+    proc = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    info['pid'] = int(proc.stdout)
+    with open(info_path, 'w') as f:
+        json.dump(info, f)
+    with open(os.path.join(incoming, 'data', 'half.dat'), 'wb') as f:
+        f.write(b'partial')
+    assert repo.get('latest')['id'] == good['id']
+    runs = repo.failed_runs()
+    assert [(r['id'], r['status']) for r in runs] == [(backup_id, 'failed')]
+    with pytest.raises(DbError) as info_err:
+        repo.get(backup_id)
+    assert 'never completed' in str(info_err.value)
+
+
+def test_verify_files_names_flipped_missing_and_extra_files(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    manifest = _publish(repo, payload=b'x' * 100)
+    data = repo.data_dir(manifest['id'])
+    with open(os.path.join(data, 'file.dat'), 'r+b') as f:
+        f.seek(10)
+        f.write(b'y')
+    os.unlink(os.path.join(data, 'sub', 'b.dat'))
+    with open(os.path.join(data, 'intruder'), 'w') as f:
+        f.write('?')
+    problems = repo.verify_files(manifest)
+    text = '\n'.join(problems)
+    assert 'file.dat: sha256 checksum mismatch' in text
+    assert os.path.join('sub', 'b.dat') + ': file missing' in text
+    assert 'intruder: file not in the manifest' in text
+
+
+def test_encrypted_publication_and_plain_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(crypto, 'SCRYPT_N', 2 ** 10)
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {})
+    with open(os.path.join(incoming, 'data', 'dump.dat'), 'wb') as f:
+        f.write(b'SECRET ROW ' * 1000)
+    record, key = crypto.encryption_record('pw')
+    repo.encrypt_data(incoming, key)
+    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'encryption': record,
+                                       'finished_at': catalog.iso(NOW)})
+    with open(os.path.join(repo.data_dir(backup_id), 'dump.dat'), 'rb') as f:
+        assert b'SECRET ROW' not in f.read()
+    assert repo.verify_files(manifest) == []  # checksums are of the ciphertext: verifiable without the key
+    scratch = repo.scratch('t')
+    plain = repo.plain_copy(manifest, crypto.key_for(record, 'pw'), scratch)
+    with open(os.path.join(plain, 'dump.dat'), 'rb') as f:
+        assert f.read() == b'SECRET ROW ' * 1000
+    assert not plain.startswith(repo.path + os.sep)
+
+
+# ---- lock --------------------------------------------------------------------------------------
+def test_lock_refuses_a_second_holder_naming_its_pid(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    code = ('import sys, time\nsys.path[:0] = %r\n'
+            'from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import Repository\n'
+            'with Repository(sys.argv[1]).lock():\n    print("held", flush=True)\n    time.sleep(30)\n' % sys.path)
+    holder = subprocess.Popen([sys.executable, '-c', code, repo.path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(DbError) as info:
+            with repo.lock():
+                pass
+        assert 'pid %d' % holder.pid in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with repo.lock():  # released when the holder dies
+        pass
+
+
+# ---- retention ---------------------------------------------------------------------------------
+def test_retention_keeps_n_fulls_with_their_incrementals():
+    manifests = [_m('F1', days_ago=10), _m('I1', 'incremental', 'F1', 9), _m('F2', days_ago=5),
+                 _m('I2', 'incremental', 'F2', 4), _m('I3', 'incremental', 'I2', 3), _m('F3', days_ago=1)]
+    keep, delete = catalog.retention_plan(manifests, full=2, now=NOW)
+    assert keep == ['F2', 'F3', 'I2', 'I3']
+    assert delete == ['F1', 'I1']
+
+
+def test_retention_keeps_parent_chain_of_a_young_incremental():
+    manifests = [_m('F1', days_ago=20), _m('I1', 'incremental', 'F1', 15), _m('I2', 'incremental', 'I1', 1)]
+    keep, delete = catalog.retention_plan(manifests, days=7, now=NOW)
+    assert keep == ['F1', 'I1', 'I2'] and delete == []
+
+
+def test_retention_never_deletes_the_only_valid_backup():
+    manifests = [_m('F1', days_ago=100), _m('L1', 'log', 'F1', 99)]
+    keep, delete = catalog.retention_plan(manifests, full=0, days=1, now=NOW)
+    assert 'F1' in keep and delete == ['L1']
+
+
+def test_retention_by_days_and_no_policy_keeps_all():
+    manifests = [_m('F1', days_ago=30), _m('F2', days_ago=2), _m('F3', days_ago=0.5)]
+    assert catalog.retention_plan(manifests, days=7, now=NOW) == (['F2', 'F3'], ['F1'])
+    assert catalog.retention_plan(manifests, now=NOW) == (['F1', 'F2', 'F3'], [])
+
+
+def test_retention_ignores_failed_fulls_when_counting():
+    manifests = [_m('F1', days_ago=3), _m('F2', days_ago=2, status='failed'), _m('F3', days_ago=1, status='failed')]
+    keep, _delete = catalog.retention_plan(manifests, full=1, now=NOW)
+    assert 'F1' in keep
+
+
+# ---- max_age -----------------------------------------------------------------------------------
+def test_fresh_backup_needs_verified_matching_and_young(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    _publish(repo, when=NOW - datetime.timedelta(hours=5))
+    unverified = _publish(repo, when=NOW - datetime.timedelta(hours=1), verified=False)
+    assert unverified['verified'] is False
+    fresh = repo.fresh_backup(6 * 3600, now=NOW, method='logical', type='full')
+    assert fresh is not None and fresh['id'] != unverified['id']
+    assert repo.fresh_backup(4 * 3600, now=NOW, method='logical', type='full') is None
+    assert repo.fresh_backup(6 * 3600, now=NOW, method='physical', type='full') is None
+
+
+def test_chain_walks_to_the_full_and_reports_missing_parent(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    full = _publish(repo, when=NOW - datetime.timedelta(hours=3))
+    inc = _publish(repo, 'incremental', parent=full['id'], when=NOW - datetime.timedelta(hours=2))
+    inc2 = _publish(repo, 'incremental', parent=inc['id'], when=NOW - datetime.timedelta(hours=1))
+    assert [m['id'] for m in repo.chain(inc2)] == [full['id'], inc['id'], inc2['id']]
+    assert repo.dependents(full['id']) == [inc['id']]
+    repo.delete(inc['id'])
+    with pytest.raises(DbError) as info:
+        repo.chain(inc2)
+    assert inc['id'] in str(info.value) and 'missing' in str(info.value)
+
+
+def test_backup_summary_sizes():
+    summary = catalog.backup_summary(dict(_m('F1'), size_bytes=3 * 1024 ** 3), '/r')
+    assert summary['size_gb'] == 3.0 and summary['path'] == '/r/F1' and summary['duration_seconds'] == 300.0
