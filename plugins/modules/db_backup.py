@@ -21,11 +21,19 @@ description:
     segment up to now is archived."
   - See C(docs/backup.md) in the collection for the repository format and the RPO tiers.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes
 options:
+  engine:
+    description:
+      - The database engine to talk to.
+      - Required with O(state=present); O(state=verified) and O(state=absent) read the engine from the manifest.
+    type: str
+    required: false
+    choices: [postgresql, mysql, mariadb]
+    aliases: [db_engine]
   repo:
     description:
       - Repository directory. Created when missing (owned by O(os_user)).
@@ -102,7 +110,7 @@ options:
     type: str
   state:
     description:
-      - V(present) takes a backup. V(verified) re-checks an existing backup (O(backup_id), default the latest):
+      - V(present) takes a backup. V(verified) re-checks an existing backup (O(backup_id), default the latest),
         checksums of every file, then the engine's own check. V(absent) deletes O(backup_id) (refused while other
         backups depend on it), or applies O(retention).
     type: str
@@ -168,8 +176,8 @@ backup:
   type: dict
   contains:
     id: {description: Backup id (sub-directory of the repository)., type: str}
-    type: {description: full, incremental, differential or log., type: str}
-    method: {description: logical, physical or pgbackrest., type: str}
+    type: {description: 'full, incremental, differential or log.', type: str}
+    method: {description: 'logical, physical or pgbackrest.', type: str}
     parent_id: {description: The backup this one builds on., type: str}
     started_at: {description: ISO 8601 UTC., type: str}
     finished_at: {description: ISO 8601 UTC., type: str}

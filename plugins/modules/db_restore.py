@@ -18,17 +18,25 @@ description:
   - Physical backups are restored into a new data directory O(data_dir) and started there on 127.0.0.1 at
     O(login_port) (alias C(port)); no connection to the source is needed, it may be down. With O(target_time) or
     O(target_position) the archived WAL is replayed up to that point and the server is promoted.
-  - A repeated identical restore is unchanged; the target records what it holds (PostgreSQL logical: the
-    database's comment; physical: C(dbops_restore.json) in the data directory).
-  - O(state=verified) is the restore drill: restore into a scratch database (logical) or a scratch instance on a
+  - A repeated identical restore is unchanged; the target records what it holds (PostgreSQL logical backups in the
+    database's comment, physical ones in C(dbops_restore.json) in the data directory).
+  - O(state=verified) is the restore drill. It restores into a scratch database (logical) or a scratch instance on a
     free port (physical), check it (checksums, pg_verifybackup, pg_amcheck, row counts per table), report
     RV(rto_seconds), then remove the scratch copy.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes
 options:
+  engine:
+    description:
+      - The database engine to talk to.
+      - Defaults to the engine recorded in the backup's manifest.
+    type: str
+    required: false
+    choices: [postgresql, mysql, mariadb]
+    aliases: [db_engine]
   repo:
     description: Repository directory.
     type: path
@@ -47,7 +55,7 @@ options:
     description: Point in time to recover to (ISO 8601; a time without zone is UTC). Physical backups only.
     type: str
   target_position:
-    description: Position to recover to, e.g. C({lsn: 0/3000060}) on PostgreSQL. Physical backups only.
+    description: Position to recover to, for example C(lsn=0/3000060) given as a dict on PostgreSQL. Physical backups only.
     type: dict
   target_database:
     description: Logical restore into this database name (the backup must hold one database, or choose one with O(databases)).

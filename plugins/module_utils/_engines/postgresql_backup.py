@@ -702,9 +702,9 @@ class PostgresBackup:
         while not os.path.exists(os.path.join(log_dir, last)):
             if time.time() > deadline:
                 row = self.fetch_one('SELECT last_failed_wal, failed_count, last_archived_wal FROM pg_stat_archiver')
-                raise DbError('archive WAL into', log_dir, 'segment %s was not archived in time (last archived %s, '
-                              'failed %s times, last failed %s)' % (last, row['last_archived_wal'],
-                                                                     row['failed_count'], row['last_failed_wal']))
+                detail = 'segment %s was not archived in time (last archived %s, failed %s times, last failed %s)' % (
+                    last, row['last_archived_wal'], row['failed_count'], row['last_failed_wal'])
+                raise DbError('archive WAL into', log_dir, detail)
             time.sleep(0.2)
         names = sorted(n for n in os.listdir(log_dir) if WAL_NAME_RE.match(n) or n.endswith('.history'))
         segments = [n for n in names if WAL_NAME_RE.match(n) and n <= last and (first is None or n >= first)]
