@@ -153,7 +153,12 @@ def test_logical_full_backup_restores_identical_tables_into_another_database(sou
         after = table_state(source, 'shop_copy')
         assert after == before
         assert out['rows_restored'] == sum(v[0] for v in before.values())
-        assert {t['name']: t['rows'] for t in out['tables']} == {'shop_copy.' + k: v[0] for k, v in before.items()}
+        assert {(t['database'], t['name']): t['rows'] for t in out['tables']} == {
+            ('shop_copy', k): v[0] for k, v in before.items()}
+        # the row counts recorded at the snapshot of the dumps
+        dumps = {d['database']: {t['name']: t['rows'] for t in d['tables']} for d in result['details']['dumps']}
+        assert dumps['shop'] == {k: v[0] for k, v in before.items()}
+        assert engine.check_database({}, 'shop_copy') == []
         # views, triggers and routines came along
         assert source.sql("SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='shop_copy'")[0][0] == 1
         assert source.sql("SELECT COUNT(*) FROM information_schema.TRIGGERS "
@@ -235,7 +240,8 @@ def test_physical_full_backup_restores_into_new_data_dir(source, scratch):
     restored = Restored(out, source.password)
     assert table_state(restored, 'phys') == expected
     assert restored.sql('SELECT @@port')[0][0] == out['port']
-    assert mb.restored_marker(out['data_dir']) == {'backup_id': 'full'}
+    assert mb.read_restore_marker(out['data_dir']) == {'backup_id': 'full', 'recovered_to': out['recovered_to']}
+    assert mb.instance_running(out['data_dir'])
     # a second restore into the same (running, non-empty) directory is refused
     with pytest.raises(DbError, match='running|not empty'):
         restore([{'manifest': man, 'path': dest}], scratch, 'restored-full')

@@ -692,6 +692,8 @@ class MysqlBackup:
                 self.execute('FLUSH TABLES WITH READ LOCK', operation='take the global read lock for a consistent snapshot')
                 locked = True
                 position = self.binlog_position()
+                # our own snapshot at the same instant: the row counts the restore drill compares
+                self.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT', operation='open a consistent snapshot')
                 for group in groups:
                     argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0)
                     commands.append(command_line(argv, self._secret_list()) + (
@@ -708,9 +710,18 @@ class MysqlBackup:
                     while not splitter.seen_marker.wait(0.05):
                         if proc.poll() is not None or time.time() > deadline:
                             break
+            except BaseException:
+                for proc, _err, _thread, _splitter, _group in procs:
+                    with contextlib.suppress(OSError):
+                        proc.kill()
+                raise
             finally:
                 if locked:
                     self.execute('UNLOCK TABLES', operation='release the global read lock')
+            try:
+                snapshot_rows = {name: self._count_rows(name) for name in databases}
+            finally:
+                self.execute('COMMIT', operation='close the consistent snapshot')
             failures = []
             for proc, err, thread, _splitter, group in procs:
                 rc = proc.wait()
@@ -725,6 +736,8 @@ class MysqlBackup:
         for entry in entries:
             if not os.path.exists(files[entry['name']]):
                 raise DbError('dump', entry['name'], 'the dump wrote nothing for this database')
+        for entry in entries:
+            entry['tables'] = snapshot_rows.get(entry['name'], [])
         index = {'format': 1, 'flavor': self.flavor, 'server_version': self.version_string if hasattr(
             self, 'version_string') else self.version, 'tool': os.path.basename(program),
             'compression': compression, 'position': position, 'databases': entries}
@@ -734,6 +747,8 @@ class MysqlBackup:
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
                 'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
                 'details': {'flavor': self.flavor, 'layout': 'dump-per-database', 'index': INDEX_FILE,
+                            'dumps': [{'database': e['name'], 'file': e['file'], 'tables': e['tables']}
+                                      for e in entries],
                             'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
                             'processes': len(groups), 'consistent_snapshot': True}}
 
@@ -833,7 +848,7 @@ class MysqlBackup:
             for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                                       "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (name,)):
                 count = int(self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(name, row['t'])))
-                tables.append({'name': '%s.%s' % (name, row['t']), 'rows': count})
+                tables.append({'database': name, 'name': row['t'], 'rows': count})
                 total += count
         return {'rows_restored': total, 'tables': tables, 'commands': commands,
                 'databases': [name for _e, name in plan]}
@@ -864,6 +879,32 @@ class MysqlBackup:
     def logical_verify(self, manifest, path, bin_dir=None, os_user=None):
         """Problems of a logical backup: index, files present, every file decompresses completely."""
         return verify_logical(manifest, path, bin_dir)
+
+    def _count_rows(self, database):
+        """[{name, rows}] of every base table of a database (exact counts, in the current snapshot)."""
+        out = []
+        for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                                  "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (database,)):
+            count = self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(database, row['t']),
+                                     operation='count the rows of %s.%s' % (database, row['t']))
+            out.append({'name': row['t'], 'rows': int(count)})
+        return out
+
+    def table_row_counts(self, database=None, request=None):
+        """[{name, rows}] of the base tables of database (default: the connected one)."""
+        database = database or self.fetch_value('SELECT DATABASE()')
+        return self._count_rows(database) if database else []
+
+    def check_database(self, request, database):
+        """CHECK TABLE on every base table of a database (the restore drill); returns problems."""
+        problems = []
+        for row in self._count_rows(database):
+            for res in self.fetch_all('CHECK TABLE %s' % self.quote_qualified(database, row['name']),
+                                      operation='check table %s.%s' % (database, row['name'])):
+                if res.get('Msg_type') in ('error', 'Error') or (
+                        res.get('Msg_type') == 'status' and str(res.get('Msg_text')).upper() != 'OK'):
+                    problems.append('%s.%s: CHECK TABLE: %s' % (database, row['name'], res.get('Msg_text')))
+        return problems
 
     def _object_count(self, name):
         count = 0
@@ -1271,8 +1312,29 @@ def write_instance_cnf(data_dir, port, backup_cnf=None, flavor='mariadb'):
     return files
 
 
-def start_instance(data_dir, os_user=None, bin_dir=None, flavor='mariadb', extra=(), timeout=300):
-    """Start the server of a restored data_dir with its own option file; wait until it answers."""
+def start_instance(data_dir, os_user=None, bin_dir=None, major=None, commands=None, flavor=None, extra=(),
+                   timeout=300):
+    """Start the server of a restored data_dir with its own option file; wait until it answers.
+
+    Returns the command line (also appended to ``commands`` when a list is given); ``major`` is
+    accepted for the common backend signature and unused.
+    """
+    line = _start_instance(data_dir, os_user, bin_dir, flavor or 'mariadb', extra, timeout)
+    if isinstance(commands, list):
+        commands.append(line)
+    return line
+
+
+def instance_running(data_dir):
+    return bool(os.path.isdir(data_dir) and _running_pid(data_dir))
+
+
+def read_restore_marker(data_dir):
+    """The marker restore_physical recorded in data_dir (backup id, target, recovered_to), or None."""
+    return restored_marker(data_dir)
+
+
+def _start_instance(data_dir, os_user, bin_dir, flavor, extra, timeout):
     files = instance_files(data_dir)
     argv = [tool(flavor, 'server', bin_dir), '--defaults-file=' + files['cnf']] + list(extra)
     if os.geteuid() == 0 and os_user:
@@ -1310,8 +1372,11 @@ def _log_tail(path):
         return ''
 
 
-def stop_instance(data_dir, os_user=None, bin_dir=None, timeout=300):
-    """Stop the server running on data_dir (SIGTERM to the pid in its pid file). True if one ran."""
+def stop_instance(data_dir, os_user=None, bin_dir=None, major=None, mode='fast', timeout=300):
+    """Stop the server running on data_dir (SIGTERM to the pid in its pid file). True if one ran.
+
+    mode ``immediate`` kills it (scratch instances of a drill); anything else shuts it down cleanly.
+    """
     pid_file = instance_files(data_dir)['pid']
     try:
         with open(pid_file) as f:
@@ -1319,7 +1384,7 @@ def stop_instance(data_dir, os_user=None, bin_dir=None, timeout=300):
     except (OSError, ValueError):
         return False
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if mode == 'immediate' else signal.SIGTERM)
     except OSError:
         return False
     deadline = time.time() + timeout
@@ -1444,13 +1509,11 @@ def restore_physical(request):
         commands.append(command_line(argv))
         run_checked(argv, 'copy the prepared backup into', data_dir)
         files = write_instance_cnf(data_dir, port, backup_cnf, flavor)
-        if request.get('marker') is not None:
-            _write_json(os.path.join(data_dir, MARKER_FILE), request['marker'])
         os.chmod(data_dir, 0o750)
         _chown_tree(data_dir, ids)
         if replay:
             names, start_pos, stop_arg = replay
-            commands.append(start_instance(data_dir, os_user, bin_dir, flavor,
+            commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor,
                                            extra=['--skip-grant-tables', '--skip-networking']))
             sql_path = os.path.join(work, 'replay.sql')
             decode = binlog_replay_argv(binlog_tool, [os.path.join(log_dir, n) for n in names], start_pos,
@@ -1481,11 +1544,16 @@ def restore_physical(request):
             else:
                 reached = True
                 recovered_to = iso(last_time) if last_time else recovered_to
-        commands.append(start_instance(data_dir, os_user, bin_dir, flavor))
+        # a drill instance (hba_local_trust) answers only on its socket, without passwords
+        local_only = ['--skip-grant-tables', '--skip-networking'] if request.get('hba_local_trust') else []
+        commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor, extra=local_only))
+        if request.get('marker') is not None:
+            _write_json(os.path.join(data_dir, MARKER_FILE), dict(request['marker'], recovered_to=recovered_to))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     files = instance_files(data_dir)
-    return {'data_dir': data_dir, 'port': port, 'socket': files['socket'], 'option_file': files['cnf'],
+    return {'data_dir': data_dir, 'port': port, 'socket': files['socket'], 'socket_dir': data_dir,
+            'option_file': files['cnf'],
             'recovered_to': recovered_to, 'target_reached': reached, 'commands': commands,
             'binlogs_replayed': replay[0] if replay else []}
 
@@ -1670,3 +1738,40 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
     if index.get('databases') and not problems and b'-- Dump completed' not in tail:
         problems.append('%s: the dump is truncated (no "Dump completed" line)' % index['databases'][-1]['file'])
     return problems
+
+
+def drill_check(request):
+    """Row counts and CHECK TABLE of every user table of a scratch instance (restore drill).
+
+    The instance was started by restore_physical with ``hba_local_trust``: it listens only on
+    its socket (``socket_dir``/mysqld.sock) and asks no password.
+    """
+    import pymysql  # the driver the engine uses; only needed here
+    sock = os.path.join(request['socket_dir'], 'mysqld.sock')
+    commands = ['mariadb --socket=%s  # CHECK TABLE and COUNT(*) of every user table' % shlex.quote(sock)]
+    tables, problems = [], []
+    try:
+        conn = pymysql.connect(unix_socket=sock, user='root', password='', autocommit=True, connect_timeout=10)
+    except pymysql.Error as exc:
+        return {'tables': [], 'problems': ['%s: cannot connect to the restored instance: %s' % (sock, exc)],
+                'commands': commands}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
+                        "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'sys', 'information_schema', "
+                        "'performance_schema') ORDER BY 1, 2")
+            names = cur.fetchall()
+            for database, table in names:
+                qualified = '`%s`.`%s`' % (database.replace('`', '``'), table.replace('`', '``'))
+                cur.execute('SELECT COUNT(*) FROM ' + qualified)
+                rows = int(cur.fetchone()[0])
+                tables.append({'database': database, 'name': table, 'rows': rows})
+                cur.execute('CHECK TABLE ' + qualified)
+                for _tbl, _op, msg_type, msg_text in cur.fetchall():
+                    if msg_type.lower() == 'error' or (msg_type.lower() == 'status' and msg_text.upper() != 'OK'):
+                        problems.append('%s.%s: CHECK TABLE: %s' % (database, table, msg_text))
+    except pymysql.Error as exc:
+        problems.append('%s: %s' % (sock, exc))
+    finally:
+        conn.close()
+    return {'tables': tables, 'problems': problems, 'commands': commands}
