@@ -601,6 +601,9 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
 # ---------------------------------------------------------------------------------------------
 # Statistics-based suggestions (no hypothetical indexes: MariaDB/MySQL, PostgreSQL without HypoPG)
 # ---------------------------------------------------------------------------------------------
+FEW_ROWS = 20
+
+
 def heuristic_index(table, shape, stats, min_rows=1000, max_fraction=0.1):
     """Columns of one index for this table from the predicates and column statistics.
 
@@ -628,20 +631,21 @@ def heuristic_index(table, shape, stats, min_rows=1000, max_fraction=0.1):
     for col in eq:
         if len(cols) >= 2:
             break
-        if cols and fraction(col) > 0.5:
+        # a further equality column only while it still narrows a result worth narrowing
+        if cols and (rows * frac <= FEW_ROWS or fraction(col) > 0.5):
             continue
         cols.append(col)
         frac *= fraction(col)
-    if len(cols) < 2:
-        if rng:
-            cols.append(rng[0])
-            frac *= 0.1
-        elif order and order[0] not in cols:
-            cols.append(order[0])
-            if not eq:
-                frac = min(frac, 0.05 if shape.limit else 1.0)
+    if cols and order and shape.limit and order[0] not in cols and rows * frac > FEW_ROWS:
+        cols.append(order[0])           # equality + ORDER BY ... LIMIT: read the first rows in order
+    elif rng and rng[0] not in cols and (not cols or rows * frac > FEW_ROWS):
+        cols.append(rng[0])
+        frac *= 0.1
+    elif not cols and order and shape.limit:
+        cols.append(order[0])
+        frac = min(frac, 0.05)
     if not cols and join:
-        cols.append(join[0])
+        cols.append(join[0])            # the inner side of a nested loop
         frac = fraction(join[0])
     if not cols:
         return None, 'no predicate an index could use'
