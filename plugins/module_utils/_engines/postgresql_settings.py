@@ -16,9 +16,9 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 _PG_SETTINGS_SQL = (
     "SELECT name, setting, unit, vartype, context, enumvals, min_val, max_val, pending_restart, "
     "source, current_setting(name) AS display FROM pg_settings WHERE name = ANY(%s)")
+# Not filtered on error: a setting waiting for a restart shows "setting could not be applied".
 _PG_FILE_SETTINGS_SQL = (
-    "SELECT name, setting, sourcefile FROM pg_file_settings "
-    "WHERE error IS NULL AND name = ANY(%s) ORDER BY seqno")
+    "SELECT name, setting, sourcefile FROM pg_file_settings WHERE name = ANY(%s) ORDER BY seqno")
 
 
 def pg_setting_spec(row):

@@ -1,0 +1,319 @@
+# -*- coding: utf-8 -*-
+"""db_config against real servers: check mode, change, idempotence, units, bad input, restarts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from modrun import run_module
+from servers import MariadbServer, PostgresServer
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_settings
+
+CASES = {
+    'postgresql': {
+        'settings': {'work_mem': '12MB', 'jit': 'off', 'log_min_duration_statement': '250ms'},
+        'equivalent': {'work_mem': '12288kB', 'jit': False, 'log_min_duration_statement': 250},
+        'expected': {'work_mem': '12MB', 'jit': 'off', 'log_min_duration_statement': '250ms'},
+        'bad_value': {'work_mem': '12 parsecs'},
+        'statement': 'ALTER SYSTEM SET "work_mem" = \'12MB\'',
+    },
+    'mysql': {
+        'settings': {'max_allowed_packet': '32M', 'slow_query_log': 'on', 'concurrent_insert': 'always'},
+        'equivalent': {'max_allowed_packet': 33554432, 'slow-query-log': 1, 'concurrent_insert': 'ALWAYS'},
+        'expected': {'max_allowed_packet': '33554432', 'slow_query_log': 'ON', 'concurrent_insert': 'ALWAYS'},
+        'bad_value': {'concurrent_insert': 'sometimes'},
+        'statement': 'SET GLOBAL `max_allowed_packet` = 33554432',
+    },
+}
+
+
+def server_values(server, names):
+    """What a fresh session sees: the catalog, not the module's word."""
+    names = [n.replace('-', '_') for n in names]
+    if server.engine == 'postgresql':
+        conn = server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)', (names,))
+                return dict(cur.fetchall())
+        finally:
+            conn.close()
+    marks = ', '.join(['%s'] * len(names))
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES '
+                        'WHERE LOWER(VARIABLE_NAME) IN (%s)' % marks, names)
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def wait_for_values(server, expected, timeout=10):
+    """A reload reaches new sessions within moments; poll instead of sleeping blindly."""
+    deadline = time.time() + timeout
+    while True:
+        current = server_values(server, list(expected))
+        if current == expected or time.time() > deadline:
+            return current
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def restore_settings(server):
+    names = set()
+    for case in CASES.values():
+        names.update(case['settings'])
+    original = server_values(server, [n for n in names])
+    yield
+    if server.engine == 'postgresql':
+        conn = server.connect()
+        with conn.cursor() as cur:
+            for name in CASES['postgresql']['settings']:
+                cur.execute('ALTER SYSTEM RESET %s' % name)
+            cur.execute('SELECT pg_reload_conf()')
+        conn.close()
+    else:
+        conn = server.connect()
+        with conn.cursor() as cur:
+            for name in CASES['mysql']['settings']:
+                value = original[name]
+                cur.execute('SET GLOBAL %s = %%s' % name, (int(value) if value.isdigit() else value,))
+        conn.close()
+
+
+def test_rhythm_check_real_rerun_equivalent(server, restore_settings):
+    case = CASES[server.engine]
+    names = list(case['expected'])
+    before = server_values(server, names)
+    assert all(before[n] != case['expected'][n] for n in names), 'the test needs values that differ at first'
+
+    # check mode: the statements are shown, nothing changes
+    result = run_module('db_config', dict(server.conn, settings=case['settings']), check=True, diff=True)
+    assert not result['failed'], result.get('msg')
+    assert result['changed'] is True
+    assert case['statement'] in result['queries']
+    assert set(result['diff']['before']) == set(names)
+    assert result['diff']['after'] != result['diff']['before']
+    assert server_values(server, names) == before
+
+    # real run: changed, and a new session sees the new values
+    result = run_module('db_config', dict(server.conn, settings=case['settings']), diff=True)
+    assert not result['failed'], result.get('msg')
+    assert result['changed'] is True
+    assert result['restart_required'] is False
+    assert result['pending_restart'] == [] or not set(result['pending_restart']) & set(names)
+    for name in names:
+        assert result['settings'][name]['changed'] is True
+        assert result['settings'][name]['pending_restart'] is False
+    assert wait_for_values(server, case['expected']) == case['expected']
+
+    # second run: unchanged, no statement
+    result = run_module('db_config', dict(server.conn, settings=case['settings']))
+    assert result['changed'] is False, result['settings']
+    assert not [q for q in result['queries'] if 'SET' in q]
+
+    # the same values in other units and spellings: unchanged
+    result = run_module('db_config', dict(server.conn, settings=case['equivalent']))
+    assert not result['failed'], result.get('msg')
+    assert result['changed'] is False, result['settings']
+    assert server_values(server, names) == case['expected']
+
+
+def test_unknown_name_fails_and_changes_nothing(server, restore_settings):
+    good = 'work_mem' if server.engine == 'postgresql' else 'max_allowed_packet'
+    before = server_values(server, [good])
+    settings = {good: '48MB' if server.engine == 'postgresql' else '48M', 'no_such_setting_x': 1}
+    result = run_module('db_config', dict(server.conn, settings=settings))
+    assert result['failed'] is True
+    assert 'no_such_setting_x' in result['msg']
+    assert 'unknown' in result['msg']
+    assert result['queries'] == []
+    assert server_values(server, [good]) == before
+
+
+def test_invalid_value_fails_and_changes_nothing(server, restore_settings):
+    case = CASES[server.engine]
+    name = list(case['bad_value'])[0]
+    other = [n for n in case['expected'] if n != name][0]
+    before = server_values(server, [name, other])
+    settings = dict(case['bad_value'])
+    settings[other] = case['settings'][other]         # a valid one in the same call is not applied either
+    result = run_module('db_config', dict(server.conn, settings=settings))
+    assert result['failed'] is True
+    assert 'invalid value' in result['msg'] and name in result['msg']
+    assert result['queries'] == []
+    assert server_values(server, [name, other]) == before
+
+
+def test_out_of_range_value_fails_with_the_limit(server):
+    name = 'work_mem' if server.engine == 'postgresql' else 'max_connections'
+    value = '1kB' if server.engine == 'postgresql' else 1
+    result = run_module('db_config', dict(server.conn, settings={name: value}))
+    assert result['failed'] is True
+    assert 'below the minimum' in result['msg']
+
+
+def test_fixed_setting_is_refused_on_postgresql(pg_server):
+    result = run_module('db_config', dict(pg_server.conn, settings={'block_size': 16384}))
+    assert result['failed'] is True
+    assert 'block_size' in result['msg'] and 'cannot be changed' in result['msg']
+
+
+def test_empty_settings_is_refused(server):
+    result = run_module('db_config', dict(server.conn, settings={}))
+    assert result['failed'] is True
+    assert 'settings is empty' in result['msg']
+
+
+def test_postgresql_restart_only_setting_is_pending_until_restart():
+    server = PostgresServer().init().start()
+    try:
+        before = server_values(server, ['shared_buffers'])['shared_buffers']
+        assert before == '64MB'
+        args = dict(server.conn, settings={'shared_buffers': '96MB'})
+
+        result = run_module('db_config', args, check=True)
+        assert result['changed'] is True and result['restart_required'] is True
+        assert 'shared_buffers' in result['pending_restart']
+        assert server.psql("SELECT count(*) FROM pg_file_settings WHERE setting = '96MB'") == '0'
+
+        result = run_module('db_config', args)
+        assert result['changed'] is True
+        assert result['restart_required'] is True
+        assert result['pending_restart'] == ['shared_buffers']
+        assert result['settings']['shared_buffers']['context'] == 'postmaster'
+        # the server itself flags it once the reload is processed, and still runs with the old value
+        deadline = time.time() + 10
+        while server.psql("SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'") != 't':
+            assert time.time() < deadline, 'pg_settings.pending_restart never set'
+            time.sleep(0.2)
+        assert server_values(server, ['shared_buffers'])['shared_buffers'] == before
+
+        result = run_module('db_config', args)
+        assert result['changed'] is False
+        assert result['restart_required'] is True           # still true: the server has not restarted
+
+        server.stop()
+        server.start()
+        assert server_values(server, ['shared_buffers'])['shared_buffers'] == '96MB'
+        result = run_module('db_config', dict(server.conn, settings={'shared_buffers': '98304kB'}))
+        assert result['changed'] is False
+        assert result['restart_required'] is False
+        assert result['pending_restart'] == []
+    finally:
+        server.destroy()
+
+
+def test_mariadb_option_file_block_is_written_once_and_kept_apart(mariadb_server, tmp_path):
+    cnf = tmp_path / 'dbops.cnf'
+    cnf.write_text('[mariadbd]\n# the DBA wrote this\nmax_connections = 151\n')
+    original = server_values(mariadb_server, ['wait_timeout'])['wait_timeout']
+    args = dict(mariadb_server.conn, option_file=str(cnf), settings={'wait_timeout': 3600})
+    try:
+        result = run_module('db_config', args, check=True)
+        assert result['changed'] is True and result['option_file']['changed'] is True
+        assert mysql_settings.BLOCK_BEGIN not in cnf.read_text()
+
+        result = run_module('db_config', args)
+        assert result['changed'] is True
+        text = cnf.read_text()
+        assert text.startswith('[mariadbd]\n# the DBA wrote this\nmax_connections = 151\n')
+        assert mysql_settings.read_managed_block(text) == {'wait_timeout': '3600'}
+        assert '[mariadbd]' in text.split(mysql_settings.BLOCK_BEGIN, 1)[1]
+        assert server_values(mariadb_server, ['wait_timeout'])['wait_timeout'] == '3600'
+
+        result = run_module('db_config', args)
+        assert result['changed'] is False
+        assert cnf.read_text() == text
+
+        # a second variable joins the same block; the first stays
+        result = run_module('db_config', dict(args, settings={'wait_timeout': '3600', 'net_read_timeout': 60}))
+        assert result['option_file']['changed'] is True
+        assert mysql_settings.read_managed_block(cnf.read_text()) == {'wait_timeout': '3600', 'net_read_timeout': '60'}
+        assert cnf.read_text().count(mysql_settings.BLOCK_BEGIN) == 1
+    finally:
+        mariadb_server.sql('SET GLOBAL wait_timeout = %d' % int(original))
+
+
+def test_mariadb_restart_only_variable_needs_the_option_file_and_a_restart():
+    server = MariadbServer().init().start()
+    try:
+        name = 'innodb_log_buffer_size'
+        before = server_values(server, [name])[name]
+        result = run_module('db_config', dict(server.conn, settings={name: '32M'}))
+        assert result['failed'] is True
+        assert 'not dynamic' in result['msg'] and 'option_file' in result['msg']
+
+        args = dict(server.conn, option_file=server.cnf, settings={name: '32M'})
+        result = run_module('db_config', args)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert result['restart_required'] is True
+        assert result['pending_restart'] == [name]
+        assert not [q for q in result['queries'] if name in q]      # no SET GLOBAL for a read-only variable
+        assert server_values(server, [name])[name] == before
+
+        result = run_module('db_config', args)
+        assert result['changed'] is False and result['restart_required'] is True
+
+        server.stop()
+        server.start()
+        assert server_values(server, [name])[name] == str(32 * 1024 * 1024)
+        result = run_module('db_config', dict(args, settings={name: 33554432}))
+        assert result['changed'] is False
+        assert result['restart_required'] is False and result['pending_restart'] == []
+    finally:
+        server.destroy()
+
+
+def test_managed_block_text_round_trip():
+    text = '[client]\nport = 3306\n'
+    first = mysql_settings.write_managed_block(text, {'max_connections': '300'}, 'mariadbd')
+    assert first.startswith(text)
+    second = mysql_settings.write_managed_block(first + '[mysqldump]\nquick\n', {'max_connections': '400'}, 'mariadbd')
+    assert mysql_settings.read_managed_block(second) == {'max_connections': '400'}
+    assert second.endswith('[mysqldump]\nquick\n')                 # lines after the block survive
+    assert second.count(mysql_settings.BLOCK_BEGIN) == 1
+    assert mysql_settings.option_text('a b', 'string') == '"a b"'
+    assert mysql_settings.read_managed_block(
+        mysql_settings.write_managed_block('', {'init_connect': '"SET NAMES utf8mb4"'}, 'mariadbd')
+    ) == {'init_connect': 'SET NAMES utf8mb4'}
+
+
+class FakeMysql8(mysql_settings.MysqlSettings):
+    """A MySQL 8 engine without a server: the catalog is given, statements are recorded."""
+
+    flavor = 'mysql'
+    is_mariadb = False
+    check_mode = True
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self.queries = []
+
+    def fetch_all(self, sql, params=None, operation=None):
+        assert 'performance_schema.global_variables' in sql
+        return [dict(name=n, value=v[0], persisted=v[1]) for n, v in self.catalog.items() if n in params]
+
+    def quote_ident(self, name):
+        return '`%s`' % name
+
+    def execute(self, sql, params=None, operation=None):
+        self.queries.append(sql % tuple(params))
+
+
+def test_mysql8_persists_with_set_persist_and_compares_persisted_values():
+    engine = FakeMysql8({'max_connections': ('151', None), 'innodb_buffer_pool_size': ('134217728', '134217728')})
+    plan = engine.plan_settings({'max_connections': 300, 'innodb_buffer_pool_size': '128M'})
+    by_name = {e['name']: e for e in plan}
+    assert by_name['max_connections']['change'] is True
+    assert by_name['innodb_buffer_pool_size']['change'] is False      # already persisted with that value
+    engine.apply_settings(plan)
+    assert engine.queries == ['SET PERSIST `max_connections` = 300']
+    # running value right but never persisted: persist it
+    engine = FakeMysql8({'max_connections': ('300', None)})
+    plan = engine.plan_settings({'max_connections': 300})
+    assert plan[0]['change'] is True
