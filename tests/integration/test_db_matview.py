@@ -33,15 +33,22 @@ def source_table(server, table, rows=100):
 
 
 # ---- PostgreSQL ------------------------------------------------------------------------------
+def ensure_database(server):
+    if server.engine == 'postgresql':
+        conn = server.connect('postgres')
+        with conn.cursor() as cur:
+            cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (DB,))
+            if cur.fetchone() is None:
+                cur.execute('CREATE DATABASE %s' % DB)
+        conn.close()
+    else:
+        server.sql('CREATE DATABASE IF NOT EXISTS %s' % DB)
+    return server
+
+
 @pytest.fixture
 def pg(pg_server):
-    conn = pg_server.connect('postgres')
-    with conn.cursor() as cur:
-        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (DB,))
-        if cur.fetchone() is None:
-            cur.execute('CREATE DATABASE %s' % DB)
-    conn.close()
-    return pg_server
+    return ensure_database(pg_server)
 
 
 def pg_matview(pg, name):
@@ -150,8 +157,7 @@ def test_pg_bad_input_fails_and_changes_nothing(pg):
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):
-    mariadb_server.sql('CREATE DATABASE IF NOT EXISTS %s' % DB)
-    return mariadb_server
+    return ensure_database(mariadb_server)
 
 
 def my_table(my, name):
@@ -241,3 +247,24 @@ def test_mariadb_absent(my):
     assert run_module('db_matview', absent)['changed'] is True
     assert my_table(my, 'short_lived') is None
     assert run_module('db_matview', absent)['changed'] is False
+
+
+
+# ---- both engines -----------------------------------------------------------------------------
+@pytest.fixture
+def db(server):
+    return ensure_database(server)
+
+
+def test_hostile_names_are_quoted(db):
+    name = 'mv"`; DROP TABLE victim; --'
+    source_table(db, 'victim', rows=5)
+    args = conn_args(db, name=name, query='SELECT id, amount FROM victim', unique_columns=['id'])
+    created = run_module('db_matview', args)
+    assert created['changed'] is True, created
+    quoted = '"%s"' % name.replace('"', '""') if db.engine == 'postgresql' else '`%s`' % name.replace('`', '``')
+    assert sql(db, 'SELECT COUNT(*) FROM %s' % quoted)[0][0] == 5
+    assert run_module('db_matview', args)['changed'] is False
+    assert run_module('db_matview', dict(args, state='refreshed'))['changed'] is True
+    assert run_module('db_matview', conn_args(db, name=name, state='absent'))['changed'] is True
+    assert sql(db, 'SELECT COUNT(*) FROM victim')[0][0] == 5
