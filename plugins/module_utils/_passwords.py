@@ -84,8 +84,8 @@ def scram_sha256_verifier(password, salt=None, iterations=SCRAM_DEFAULT_ITERATIO
         raise ValueError('SCRAM iterations must be positive')
     _salted, stored_key, server_key = scram_keys(password, salt, iterations)
     b64 = base64.b64encode
-    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (iterations, b64(salt).decode('ascii'),
-                                           b64(stored_key).decode('ascii'), b64(server_key).decode('ascii'))
+    parts = (iterations, b64(salt).decode('ascii'), b64(stored_key).decode('ascii'), b64(server_key).decode('ascii'))
+    return 'SCRAM-SHA-256$%d:%s$%s:%s' % parts
 
 
 def parse_scram_verifier(verifier):

@@ -16,7 +16,7 @@ description:
   - The encoding and locale of an existing PostgreSQL database cannot change; asking for it fails with a message
     instead of pretending.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes

@@ -20,7 +20,7 @@ description:
     with a warning that says why.
   - O(privileges) converge exactly with O(privileges_exclusive), memberships with O(member_of_exclusive).
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes
@@ -34,11 +34,13 @@ options:
       - Host name or address of the server (see the connection options). In this module it has no alias
         V(host), because O(host) is the account's host.
     type: str
+    aliases: []
   login_user:
     description:
       - User to connect as (see the connection options). In this module it has no alias V(login), because
         O(login) says whether the account can log in.
     type: str
+    aliases: []
   name:
     description:
       - Name of the role or account. On PostgreSQL V(PUBLIC) means every role, for privileges only (for example
@@ -48,7 +50,7 @@ options:
     aliases: [user, role]
   users:
     description:
-      - A batch of accounts, each a dictionary with the same keys as the top-level options (O(users[].name)
+      - A batch of accounts, each a dictionary with the same keys as the top-level options (C(name)
         is required). A key left out takes the top-level option's value.
     type: list
     elements: dict
