@@ -588,4 +588,3 @@ class PostgresInstance(LocalInstance):
 def _version_key(path):
     numbers = re.findall(r'\d+', path)
     return [int(n) for n in numbers]
-
