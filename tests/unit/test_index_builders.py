@@ -28,7 +28,7 @@ HOSTILE = 'x"`; DROP TABLE t; --'
 
 # ---- SQL fragments -------------------------------------------------------------------------------
 @pytest.mark.parametrize('text', ['lower(email)', "note = 'a;b'", '(a + b)', 'a > 1 AND "we;ird" IS NULL',
-                                  "x = 'it''s -- fine'", "coalesce(a, '(')"])
+                                  "x = 'it''s -- fine'", "coalesce(a, '(')", 'a$b$ > 1', "x = 'a\\b'"])
 def test_fragment_accepts_one_expression(text):
     assert check_sql_fragment(text, 'index expression') == text
 
@@ -41,6 +41,10 @@ def test_fragment_accepts_one_expression(text):
     ('a /* x */', 'comments'),
     ("a = 'open", 'quote'),
     ('   ', 'non-empty'),
+    ("x = E'\\''; DROP TABLE t; --'", 'doubling'),           # E-string: the server ends the string earlier
+    ("x = 'a\\'; DROP TABLE t; --'", 'doubling'),            # standard SQL ends the string at the quote, MySQL does not
+    ("$$'$$; DROP TABLE t; SELECT '", 'dollar-quoted'),        # a dollar-quoted string hiding a quote
+    ("$tag$'$tag$; DROP TABLE t; SELECT '", 'dollar-quoted'),
 ])
 def test_fragment_refuses_what_could_end_the_statement(text, why):
     with pytest.raises(DbError) as info:

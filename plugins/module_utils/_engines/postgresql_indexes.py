@@ -21,13 +21,16 @@ _PARAM_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_.]*$')
 # what may follow a plain column name: collation, operator class, ASC/DESC, NULLS FIRST/LAST
 _COLUMN_SUFFIX = re.compile(r'^(\s+(COLLATE\s+"[^"]+"|[A-Za-z_][A-Za-z0-9_.]*))+$', re.IGNORECASE)
 TEMP_SUFFIX = '_dbops_new'
+_DOLLAR_QUOTE = re.compile(r'\$[A-Za-z_]*\$')
 
 
 def check_sql_fragment(text, what):
     """Refuse an SQL fragment (expression, WHERE clause, query) that could end the statement.
 
     Fragments are SQL by nature (expressions, predicates), so they cannot be quoted; this makes
-    sure they stay one fragment: no ``;`` and no comment outside quotes, balanced parentheses.
+    sure they stay one fragment: no ``;`` and no comment outside quotes, balanced parentheses,
+    and nothing whose end of string the server could read differently (backslash-escaped
+    quotes, dollar quoting).
     """
     if not isinstance(text, str) or not text.strip():
         raise DbError('use %s' % what, repr(text), 'it must be a non-empty SQL text')
@@ -42,11 +45,15 @@ def check_sql_fragment(text, what):
                     i += 2
                     continue
                 quote = None
-            elif ch == '\\' and quote == "'" and i > 0 and text[i - 1] in 'eE':
-                i += 2
-                continue
+            elif ch == '\\' and quote != '`' and i + 1 < len(text) and text[i + 1] == quote:
+                # E'..' strings and MySQL would read \' as an escaped quote, standard SQL as the end:
+                # refuse the ambiguity rather than guess where the string ends
+                raise DbError('use %s' % what, repr(text), 'write a quote inside a string by doubling it, not with \\')
         elif ch in ("'", '"', '`'):
             quote = ch
+        elif ch == '$' and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in '_$')) \
+                and _DOLLAR_QUOTE.match(text, i):
+            raise DbError('use %s' % what, repr(text), 'dollar-quoted strings are not allowed; use standard quotes')
         elif ch == ';':
             raise DbError('use %s' % what, repr(text), 'it must be one SQL fragment without ";"')
         elif text.startswith('--', i) or text.startswith('/*', i):
