@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+"""db_backup and db_restore run for real (as Ansible runs them) on throw-away MariaDB servers."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import time
+
+import modrun
+import pytest
+from servers import MariadbServer, free_port, make_workdir
+from test_db_backup_mariadb_engine import Restored, fill, table_state
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = [
+    pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='mariadb-backup not installed'),
+    pytest.mark.skipif(not os.path.isfile(os.path.join(REPO_ROOT, 'plugins', 'modules', 'db_restore.py')),
+                       reason='db_restore not present'),
+]
+
+
+@pytest.fixture(scope='module')
+def source():
+    server = MariadbServer().init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture()
+def work():
+    path = make_workdir('dbops-bkm-', 'mysql')
+    try:
+        yield path
+    finally:
+        for root, dirs, _files in os.walk(path):
+            for name in dirs:
+                if os.path.isfile(os.path.join(root, name, 'mysqld.pid')):
+                    mb.stop_instance(os.path.join(root, name))
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def backup(server, repo, **kw):
+    result = modrun.run_module('db_backup', dict(server.conn, repo=repo, **kw))
+    assert not result['failed'], result.get('msg') or result['_stderr'][-3000:]
+    return result
+
+
+def restore(server, repo, check=False, **kw):
+    return modrun.run_module('db_restore', dict(server.conn, repo=repo, **kw), check=check)
+
+
+def test_module_logical_backup_and_restore_identical(source, work):
+    fill(source, 'mshop', 2000)
+    fill(source, 'mother', 100)
+    repo = os.path.join(work, 'repo')
+    result = backup(source, repo, method='logical', compression='zstd', jobs=2)
+    assert result['changed'] and result['backup']['verified'] is True
+    assert source.password not in str(result)
+    expected = table_state(source, 'mshop')
+    source.sql('UPDATE t1 SET amount = 0', 'mshop')
+    out = restore(source, repo, databases=['mshop'], target_database='mshop_restored')
+    assert not out['failed'], out.get('msg')
+    assert out['changed'] is True
+    assert table_state(source, 'mshop_restored') == expected
+    assert out['rows_restored'] == sum(v[0] for v in expected.values())
+    # the same restore again: unchanged
+    again = restore(source, repo, databases=['mshop'], target_database='mshop_restored')
+    assert not again['failed'] and again['changed'] is False
+    # another database that exists and holds data: refused without force, untouched
+    before = table_state(source, 'mother')
+    refused = restore(source, repo, databases=['mshop'], target_database='mother')
+    assert refused['failed'] and 'force' in refused['msg']
+    assert table_state(source, 'mother') == before
+    # the drill: scratch database, row counts against the backup snapshot, then removed
+    drill = restore(source, repo, state='verified', databases=['mshop'])
+    assert not drill['failed'], drill.get('msg')
+    assert drill['result'] == 'passed' and drill['rto_seconds'] is not None
+    assert {t['name']: t['rows'] for t in drill['tables']} == {k: v[0] for k, v in expected.items()}
+    assert all(t['expected_rows'] == t['rows'] for t in drill['tables'])
+    assert not [r for r in source.sql('SHOW DATABASES') if r[0].startswith('dbops_drill')]
+
+
+def test_module_physical_chain_pitr_and_drill(source, work):
+    fill(source, 'mpitr', 1000)
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpitr')
+    repo = os.path.join(work, 'repo')
+    full = backup(source, repo, method='physical', type='full', compression='zstd')
+    fill(source, 'mpitr', 200, start=5000)
+    inc = backup(source, repo, method='physical', type='incremental', compression='zstd')
+    assert inc['backup']['parent_id'] == full['backup']['id']
+    state_inc = table_state(source, 'mpitr')
+    fill(source, 'mpitr', 50, start=9000)
+    diff = backup(source, repo, method='physical', type='differential', compression='none')
+    assert diff['backup']['parent_id'] == full['backup']['id']
+    state_diff = table_state(source, 'mpitr')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mpitr')
+    time.sleep(1.3)
+    target = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+    time.sleep(1.3)
+    source.sql("INSERT INTO marks VALUES ('B')", 'mpitr')
+    log = backup(source, repo, method='physical', type='log')
+    assert log['backup']['type'] == 'log'
+
+    # the incremental chain, restored into a new data directory
+    port = free_port()
+    out = restore(source, repo, backup_id=inc['backup']['id'], data_dir=os.path.join(work, 'inc', 'data'),
+                  login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert table_state(Restored({'port': port, 'data_dir': out['data_dir']}, source.password), 'mpitr') == state_inc
+    mb.stop_instance(out['data_dir'])
+    port = free_port()
+    out = restore(source, repo, backup_id=diff['backup']['id'], data_dir=os.path.join(work, 'diff', 'data'),
+                  login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert table_state(Restored({'port': port, 'data_dir': out['data_dir']}, source.password), 'mpitr') == state_diff
+    mb.stop_instance(out['data_dir'])
+
+    # point in time: A present, B absent
+    port = free_port()
+    pitr_dir = os.path.join(work, 'pitr', 'data')
+    out = restore(source, repo, backup_id=log['backup']['id'], target_time=target, data_dir=pitr_dir, login_port=port)
+    assert not out['failed'], out.get('msg')
+    restored = Restored({'port': port, 'data_dir': pitr_dir}, source.password)
+    assert [r[0] for r in restored.sql('SELECT tag FROM marks', 'mpitr')] == ['A']
+    assert out['recovered_to'].startswith(target[:19])
+    # the same restore again is unchanged; into the (running, non-empty) directory nothing else happens
+    again = restore(source, repo, backup_id=log['backup']['id'], target_time=target, data_dir=pitr_dir,
+                    login_port=port)
+    assert not again['failed'] and again['changed'] is False
+    mb.stop_instance(pitr_dir)
+
+    # the restore drill of the latest physical backup
+    drill = restore(source, repo, backup_id=full['backup']['id'], state='verified')
+    assert not drill['failed'], drill.get('msg')
+    assert drill['result'] == 'passed' and drill['rto_seconds'] > 0
+    assert {t['name'] for t in drill['tables'] if t['database'] == 'mpitr'} == {'t1', 't2', 'marks'}
+
+
+def test_module_verification_names_a_flipped_file(source, work):
+    fill(source, 'mflip', 500)
+    repo = os.path.join(work, 'repo')
+    result = backup(source, repo, method='physical', compression='zstd')
+    data = os.path.join(result['backup']['path'], 'data')
+    ok = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified'))
+    assert not ok['failed'], ok.get('msg')
+    victim = os.path.join(data, 'backup.mbstream.zst')
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 3)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    bad = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified'))
+    assert bad['failed'] and 'backup.mbstream.zst' in bad['msg']
