@@ -78,7 +78,8 @@ options:
     default: false
   where:
     description:
-      - Predicate of a partial index (PostgreSQL), as SQL without the C(WHERE) keyword.
+      - Predicate of a partial index (PostgreSQL), as SQL without the C(WHERE) keyword. Like an expression it
+        must be one SQL fragment - no C(;), comments, dollar quoting or backslash-escaped quotes.
     type: str
   include:
     description:

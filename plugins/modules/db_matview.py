@@ -43,7 +43,8 @@ options:
     type: str
   query:
     description:
-      - The C(SELECT) the view is made of, as one SQL statement (a trailing C(;) is allowed).
+      - The C(SELECT) the view is made of, as one SQL statement (a trailing C(;) is allowed) without comments,
+        dollar quoting or backslash-escaped quotes (double a quote inside a string instead).
       - Required with O(state=present). With O(state=refreshed) it is optional; when given, the view is also
         brought to this query.
     type: str
