@@ -44,7 +44,8 @@ Methods of the connected engine object (mixins PostgresBackup / MysqlBackup):
     ``verified_checksums`` ({relative path: sha256} the engine has just verified, reused instead
     of hashing again), ``log_files`` ([paths relative to repo] the archive files this log backup
     covers: the catalog hashes them into the manifest), ``restart_required`` (bool),
-    ``published`` (False: nothing to publish, e.g. archiving just switched on), ``changed``.
+    ``published`` (False: nothing to publish, e.g. archiving just switched on), ``changed``,
+    ``external_bytes`` (bytes this backup added outside its directory, e.g. in pgBackRest's repository).
   Writes only under dest (and log_dir for log). Raises DbError on failure. Compression is done by
   the engine with its tools (details must say how, for restore).
 
@@ -486,7 +487,7 @@ class Repository:
         manifest = dict(manifest)
         manifest['files'] = files
         manifest['size_bytes'] = sum(f['size'] for f in files) + sum(
-            f['size'] for f in manifest.get('log_files') or [])
+            f['size'] for f in manifest.get('log_files') or []) + int(manifest.get('external_bytes') or 0)
         manifest['status'] = 'completed'
         manifest['format_version'] = FORMAT_VERSION
         fsync_tree(data)

@@ -394,7 +394,7 @@ def create(module, engine):
                 'databases': out.get('databases'), 'compression': compression,
                 'compression_level': p['compression_level'], 'encryption': None, 'label': p['label'],
                 'verified': bool(p['verify'] and verified), 'details': out.get('details') or {},
-                'commands': result['commands'],
+                'commands': result['commands'], 'external_bytes': out.get('external_bytes') or 0,
             }
             if out.get('log_files'):
                 manifest['log_files'] = repo.hash_log_files(out['log_files'])

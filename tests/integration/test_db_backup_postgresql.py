@@ -358,3 +358,44 @@ def test_retention_keeps_what_it_must(server, workdir):
     assert os.path.isdir(os.path.join(repo, ids[2]))
     out = restore(repo, server.conn, target_database='shop_kept')
     assert out['failed'] is False and out['backup_id'] == ids[2]
+
+
+# ---- pgBackRest chains -------------------------------------------------------------------------
+def test_pgbackrest_full_incremental_differential_chain(server, workdir):
+    if not shutil.which('pgbackrest'):
+        pytest.skip('pgbackrest not installed')
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=100)
+    states = {}
+    ids = {}
+    for step, btype in enumerate(['full', 'incremental', 'differential']):
+        server.psql("INSERT INTO notes (body) SELECT 'step-%d-' || g FROM generate_series(1, %d) g"
+                    % (step, 10 * (step + 1)), 'shop')
+        res = backup(server, repo, method='pgbackrest', type=btype)
+        assert res['failed'] is False, res
+        bk = res['backup']
+        assert bk['method'] == 'pgbackrest' and bk['type'] == btype and bk['verified'] is True
+        ids[btype] = bk['id']
+        states[btype] = content(server, 'shop')
+        manifest = manifest_of(repo, bk['id'])
+        assert manifest['details']['label'] and manifest['details']['pgbackrest_type'] == \
+            {'full': 'full', 'incremental': 'incr', 'differential': 'diff'}[btype]
+    assert manifest_of(repo, ids['incremental'])['parent_id'] == ids['full']
+    assert manifest_of(repo, ids['differential'])['parent_id'] == ids['full']
+    assert manifest_of(repo, ids['differential'])['details']['prior'] == manifest_of(repo, ids['full'])['details']['label']
+    server.psql("INSERT INTO notes (body) VALUES ('after-all')", 'shop')
+
+    for btype in ('incremental', 'differential'):
+        data_dir = os.path.join(workdir, 'r-' + btype)
+        port = free_port()
+        try:
+            out = restore(repo, backup_id=ids[btype], data_dir=data_dir, port=port)
+            assert out['failed'] is False, out
+            copy = PostgresServer(workdir=workdir, port=port)
+            copy.data_dir, copy.socket_dir = data_dir, data_dir
+            assert content(copy, 'shop') == states[btype], btype
+        finally:
+            stop_restored(data_dir)
+    # pgBackRest's own check of the whole repository
+    checked = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids['differential']})
+    assert checked['failed'] is False, checked

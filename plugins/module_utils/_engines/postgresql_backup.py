@@ -261,6 +261,8 @@ def extract_base(path, details, target, os_user, bin_dir, commands):
 def verify_physical(manifest, path, scratch_dir, os_user=None, bin_dir=None):
     """pg_verifybackup on a physical full backup (extracted first when stored as tar)."""
     details = manifest.get('details') or {}
+    if manifest.get('method') == 'pgbackrest':
+        return verify_pgbackrest(manifest, os_user)
     if manifest.get('type') != 'full' or manifest.get('method') != 'physical':
         return []
     bin_dir = find_bin_dir(bin_dir, details.get('major_version'))
@@ -347,7 +349,8 @@ def restore_physical(request):
             raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
         if not request.get('force'):
             raise DbError('restore into', data_dir, 'the directory is not empty: set force to replace its contents')
-    need_archive = bool(target_time or target_position.get('lsn') or last.get('type') == 'log')
+    need_archive = last.get('method') != 'pgbackrest' and bool(
+        target_time or target_position.get('lsn') or last.get('type') == 'log')
     seg_size = int(details.get('wal_segment_size') or 16 * 1024 * 1024)
     if need_archive:
         if not log_dir or not os.path.isdir(log_dir):
@@ -372,7 +375,15 @@ def restore_physical(request):
                 os.unlink(full_path)
     else:
         os.makedirs(data_dir, mode=0o700)
-    extract_base(full['path'], details, data_dir, os_user, bin_dir, commands)
+    if last.get('method') == 'pgbackrest':
+        if os_user and os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam(os_user)
+            os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+        os.chmod(data_dir, 0o700)
+        _restore_pgbackrest(request, last, data_dir, os_user, commands)
+    else:
+        extract_base(full['path'], details, data_dir, os_user, bin_dir, commands)
     for stale in ('backup_manifest', 'standby.signal', 'postmaster.pid', RESTORE_MARKER_FILE,
                   'dbops_restore_server.log'):
         try:
@@ -387,9 +398,14 @@ def restore_physical(request):
         'archive_command': "''",
         'recovery_target_action': "'promote'",
     }
-    if log_dir and os.path.isdir(log_dir):
+    if last.get('method') == 'pgbackrest':
+        for key in ('archive_mode', 'archive_command', 'recovery_target_action'):
+            settings.pop(key)
+    elif log_dir and os.path.isdir(log_dir):
         settings['restore_command'] = "'%s'" % ('cp %s/%%f %%p' % shlex.quote(log_dir)).replace("'", "''")
-    if target_time:
+    if last.get('method') == 'pgbackrest':
+        pass  # pgBackRest wrote restore_command and the recovery target
+    elif target_time:
         settings['recovery_target_time'] = "'%s'" % target_time
     elif target_position.get('lsn'):
         settings['recovery_target_lsn'] = "'%s'" % target_position['lsn']
@@ -474,12 +490,96 @@ def drill_check(request):
     return {'tables': tables, 'problems': problems, 'commands': commands}
 
 
+# ---- pgBackRest ------------------------------------------------------------------------------
+PGBACKREST_STANZA = 'dbops'
+PGBACKREST_TYPES = {'full': 'full', 'incremental': 'incr', 'differential': 'diff'}
+
+
+def pgbackrest_paths(repo):
+    root = os.path.join(repo, 'pgbackrest')
+    return {'root': root, 'conf': os.path.join(root, 'pgbackrest.conf'), 'lock': os.path.join(root, 'lock'),
+            'log': os.path.join(root, 'log'), 'spool': os.path.join(root, 'spool')}
+
+
+def pgbackrest_argv(repo, command, *options):
+    return ['pgbackrest', '--config=%s' % pgbackrest_paths(repo)['conf'], '--stanza=%s' % PGBACKREST_STANZA] \
+        + list(options) + [command]
+
+
+def write_pgbackrest_config(repo, os_user, pg, compression='zstd', level=None, jobs=1):
+    """The stanza configuration lives in the repository (pgBackRest's own repo under <repo>/pgbackrest)."""
+    paths = pgbackrest_paths(repo)
+    for key in ('root', 'lock', 'log', 'spool'):
+        os.makedirs(paths[key], mode=0o750, exist_ok=True)
+    compress = {'zstd': 'zst', 'gzip': 'gz', 'lz4': 'lz4', 'none': 'none'}[compression or 'zstd']
+    lines = ['[global]', 'repo1-path=%s' % paths['root'], 'lock-path=%s' % paths['lock'],
+             'log-path=%s' % paths['log'], 'spool-path=%s' % paths['spool'], 'log-level-console=warn',
+             'log-level-file=info', 'start-fast=y', 'compress-type=%s' % compress, 'process-max=%d' % max(jobs, 1),
+             # our catalog decides retention; pgBackRest must not expire sets the catalog still lists
+             'repo1-retention-full=9999999', 'repo1-retention-full-type=count']
+    if level is not None:
+        lines.append('compress-level=%d' % level)
+    lines += ['', '[%s]' % PGBACKREST_STANZA, 'pg1-path=%s' % pg['data_directory'], 'pg1-port=%s' % pg['port'],
+              'pg1-socket-path=%s' % pg['socket_dir']]
+    if pg.get('user'):
+        lines.append('pg1-user=%s' % pg['user'])
+    with open(paths['conf'], 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    if os.geteuid() == 0 and os_user:
+        import pwd
+        pw = pwd.getpwnam(os_user)
+        for dirpath, dirnames, filenames in os.walk(paths['root']):
+            os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+            for name in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+    return paths
+
+
+def pgbackrest_archive_command(repo):
+    paths = pgbackrest_paths(repo)
+    return 'pgbackrest --config=%s --stanza=%s archive-push %%p' % (shlex.quote(paths['conf']), PGBACKREST_STANZA)
+
+
+def pgbackrest_info(repo, os_user, commands=None):
+    proc = run_tool(pgbackrest_argv(repo, 'info', '--output=json'), 'read pgBackRest repository', repo,
+                    os_user=os_user, commands=commands)
+    data = json.loads(proc.stdout or '[]')
+    return data[0] if data else {}
+
+
+def verify_pgbackrest(manifest, os_user=None, repo=None):
+    repo = repo or (manifest.get('details') or {}).get('repo')
+    proc = run_tool(pgbackrest_argv(repo, 'verify', '--output=text', '--verbose'), 'verify pgBackRest backup',
+                    manifest['id'], os_user=os_user, check=False)
+    if proc.returncode == 0:
+        return []
+    text = (proc.stdout + proc.stderr).strip()
+    return ['%s (pgBackRest %s): %s' % (manifest['id'], (manifest.get('details') or {}).get('label'), text[-2000:])]
+
+
+def _restore_pgbackrest(request, last, data_dir, os_user, commands):
+    details = last.get('details') or {}
+    repo = request['repo']
+    options = ['--set=%s' % details['label'], '--pg1-path=%s' % data_dir, '--archive-mode=off']
+    target_time = request.get('target_time')
+    target_position = request.get('target_position') or {}
+    if target_time:
+        options += ['--type=time', '--target=%s' % target_time, '--target-action=promote']
+    elif target_position.get('lsn'):
+        options += ['--type=lsn', '--target=%s' % target_position['lsn'], '--target-action=promote']
+    else:
+        options += ['--type=immediate', '--target-action=promote']
+    run_tool(pgbackrest_argv(repo, 'restore', *options), 'restore pgBackRest backup', details['label'],
+             os_user=os_user, commands=commands)
+
+
 # ---- the mixin ---------------------------------------------------------------------------
 class PostgresBackup:
     """backup methods of the Postgres engine; self is the connected engine."""
 
     def backup_methods(self):
-        return {'logical': ['full'], 'physical': ['full', 'log'], 'pgbackrest': []}
+        pgbackrest = ['full', 'incremental', 'differential'] if shutil.which('pgbackrest') else []
+        return {'logical': ['full'], 'physical': ['full', 'log'], 'pgbackrest': pgbackrest}
 
     def backup_bin_dir(self, bin_dir=None):
         return find_bin_dir(bin_dir, (self.version or '').split('.')[0])
@@ -520,6 +620,8 @@ class PostgresBackup:
             return self._backup_basebackup(request)
         if method == 'physical' and btype == 'log':
             return self._backup_wal(request)
+        if method == 'pgbackrest' and btype in PGBACKREST_TYPES:
+            return self._backup_pgbackrest(request)
         raise DbError('create backup', '%s %s' % (method, btype), 'not supported on PostgreSQL %s' % self.version)
 
     def _backup_logical(self, request):
@@ -648,6 +750,82 @@ class PostgresBackup:
                 result['verified_checksums'] = {
                     os.path.join('base', f['Path']): f['Checksum'] for f in manifest.get('Files', [])
                     if f.get('Checksum-Algorithm') == 'SHA256'}
+        return result
+
+    def _backup_pgbackrest(self, request):
+        repo, os_user = request['repo'], request.get('os_user')
+        commands = []
+        pg = self.fetch_one("SELECT current_setting('data_directory') AS data_directory, "
+                            "current_setting('port') AS port, "
+                            "split_part(current_setting('unix_socket_directories'), ',', 1) AS socket_dir, "
+                            "current_user AS user, current_setting('archive_mode') AS archive_mode, "
+                            "current_setting('archive_command') AS archive_command, "
+                            "current_setting('wal_level') AS wal_level")
+        if not pg['socket_dir']:
+            raise DbError('configure pgBackRest for', 'the server', 'pgBackRest needs the local Unix socket')
+        paths = write_pgbackrest_config(repo, os_user, dict(pg, socket_dir=pg['socket_dir'].strip()),
+                                        request.get('compression'), request.get('compression_level'),
+                                        int(request.get('jobs') or 1))
+        desired = pgbackrest_archive_command(repo)
+        restart = False
+        if pg['archive_command'] != desired:
+            if pg['archive_mode'] != 'off' and pg['archive_command'] not in ('', '(disabled)'):
+                raise DbError('turn on pgBackRest archiving', None, 'archive_command is already set to %r: '
+                              'archiving goes elsewhere' % pg['archive_command'])
+            self.execute('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(desired))
+        if pg['archive_mode'] == 'off':
+            self.execute("ALTER SYSTEM SET archive_mode = 'on'")
+            restart = True
+        if pg['wal_level'] == 'minimal':
+            self.execute("ALTER SYSTEM SET wal_level = 'replica'")
+            restart = True
+        if pg['archive_command'] != desired or restart:
+            self.execute('SELECT pg_reload_conf()')
+        if restart:
+            return {'published': False, 'restart_required': True, 'changed': True, 'commands': commands,
+                    'details': {'archiving': 'configured for pgBackRest; restart the server to turn archive_mode on'}}
+        env = self._tool_env(request, 'postgres')
+        secrets = self._tool_secrets(request)
+        if not os.path.exists(os.path.join(paths['root'], 'backup', PGBACKREST_STANZA, 'backup.info')):
+            run_tool(pgbackrest_argv(repo, 'stanza-create'), 'create pgBackRest stanza in', repo, os_user=os_user,
+                     env=env, secrets=secrets, commands=commands)
+        start_time = _now_iso()
+        run_tool(pgbackrest_argv(repo, 'backup', '--type=%s' % PGBACKREST_TYPES[request['type']]),
+                 'take pgBackRest %s backup' % request['type'], None, os_user=os_user, env=env, secrets=secrets,
+                 commands=commands)
+        info = pgbackrest_info(repo, os_user, commands)
+        backups = info.get('backup') or []
+        if not backups:
+            raise DbError('read pgBackRest result', repo, 'no backup listed after the run')
+        last = backups[-1]
+        with open(os.path.join(request['dest'], 'pgbackrest-backup.json'), 'w') as f:
+            json.dump(last, f, indent=2, sort_keys=True)
+        seg = self.wal_segment_size()
+        lsn = last.get('lsn') or {}
+        archive = last.get('archive') or {}
+        tli = int(archive['start'][:8], 16) if archive.get('start') else 1
+        result = {
+            'start_position': {'lsn': lsn.get('start'), 'timeline': tli, 'wal_file': archive.get('start')},
+            'stop_position': {'lsn': lsn.get('stop'), 'timeline': tli, 'wal_file': archive.get('stop')},
+            'start_time': start_time, 'stop_time': _now_iso(), 'databases': [
+                r['datname'] for r in self.fetch_all('SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1')],
+            'server_version': self.version, 'commands': commands,
+            'external_bytes': ((last.get('info') or {}).get('repository') or {}).get('delta') or 0,
+            'details': {'tool': 'pgBackRest', 'label': last.get('label'), 'pgbackrest_type': last.get('type'),
+                        'prior': last.get('prior'), 'reference': last.get('reference'),
+                        'size': (last.get('info') or {}).get('size'), 'delta': (last.get('info') or {}).get('delta'),
+                        'repository_size': ((last.get('info') or {}).get('repository') or {}).get('size'),
+                        'repository_delta': ((last.get('info') or {}).get('repository') or {}).get('delta'),
+                        'repo': repo, 'stanza': PGBACKREST_STANZA, 'wal_segment_size': seg,
+                        'major_version': (self.version or '').split('.')[0],
+                        'bootstrap_superuser': self._bootstrap_superuser()},
+        }
+        if request.get('verify', True):
+            commands.append(show_command(pgbackrest_argv(repo, 'verify')))
+            problems = verify_pgbackrest({'id': request.get('backup_id'), 'details': result['details']}, os_user, repo)
+            if problems:
+                raise DbError('verify pgBackRest backup', last.get('label'), '; '.join(problems))
+            result['verified'] = True
         return result
 
     def archive_status(self, log_dir):
