@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -134,6 +135,8 @@ def main():
     parser.add_argument('--table-size', type=int, default=int(os.environ.get('BENCH_TABLE_SIZE', 500000)))
     parser.add_argument('--keep', action='store_true', help='keep the work directory')
     opts = parser.parse_args()
+    # a SIGTERM still stops the throw-away server and removes the work directory
+    signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
 
     base = make_workdir('dbops-bench-my-', 'mysql')
     server = MariadbServer(settings={'innodb_buffer_pool_size': '512M', 'innodb_log_file_size': '256M'})
@@ -156,10 +159,10 @@ def main():
         # ---- logical
         repo = os.path.join(base, 'repo-logical')
         os.makedirs(repo)
+        extra = {'verify': True} if have_module('db_backup') else {}
         t, res = timed(lambda: db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd',
-                                         jobs=2, verify=False) if have_module('db_backup') else
-                       db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd', jobs=2))
-        record('db_backup logical zstd jobs=2', t, repo)
+                                         jobs=2, **extra))
+        record('db_backup logical zstd jobs=2%s' % (' (verify)' if extra else ''), t, repo)
         t_logical = t
         for suffix in ('sql', 'sql.gz'):
             target = os.path.join(base, 'community.' + suffix)
