@@ -159,7 +159,8 @@ class MysqlIndexes:
                           % (index_type, ', '.join(MYSQL_INDEX_TYPES)))
         table = self.fetch_one(
             """SELECT table_name AS tbl, engine FROM information_schema.tables
-                WHERE table_schema = %s AND table_name = %s AND table_type = 'BASE TABLE'""",
+                WHERE table_schema = %s AND table_name = %s
+                  AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED')""",
             (params['schema'], params['table']))
         if table is None:
             raise DbError('create index', name, 'table %s.%s does not exist' % (params['schema'], params['table']))

@@ -84,7 +84,7 @@ class MysqlMaintenance:
         query = """SELECT table_schema AS `schema`, table_name AS `table`, engine, table_rows, update_time,
                           create_time, data_length + index_length AS size_bytes
                      FROM information_schema.tables
-                    WHERE table_type = 'BASE TABLE' AND table_schema = %s"""
+                    WHERE table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') AND table_schema = %s"""
         if tables:
             found, missing = [], []
             for item in tables:
