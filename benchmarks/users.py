@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -175,14 +176,18 @@ def main():
     python = ensure_venv()
     workdir = tempfile.mkdtemp(prefix='dbops-bench-')
     rows = []
-    for engine in args.engines.split(','):
-        server = (PostgresServer() if engine == 'postgresql' else MariadbServer()).init().start()
-        try:
-            (pg_setup if engine == 'postgresql' else my_setup)(server)
-            rows += measure(python, workdir, server, args.accounts)
-            print('%s catalog: dbops accounts=%d, community accounts=%d' % ((engine,) + verify(server, args.accounts)))
-        finally:
-            server.destroy()
+    try:
+        for engine in args.engines.split(','):
+            server = (PostgresServer() if engine == 'postgresql' else MariadbServer()).init().start()
+            try:
+                (pg_setup if engine == 'postgresql' else my_setup)(server)
+                rows += measure(python, workdir, server, args.accounts)
+                print('%s catalog: dbops accounts=%d, community accounts=%d'
+                      % ((engine,) + verify(server, args.accounts)))
+            finally:
+                server.destroy()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     print()
     print('%-11s %-34s %18s %22s %8s' % ('engine', 'case', 'db_user (changed)', 'community (changed)', 'ratio'))
     for label, case, d_time, d_changed, c_time, c_changed in rows:
