@@ -114,6 +114,7 @@ class PostgresInfo:
             "WHERE e.extname = 'pg_stat_statements'")
         if schema is None:
             return None, 'the pg_stat_statements extension is not created in database %s' % self.database
+        self._statements_schema = schema
         return self.quote_qualified(schema, 'pg_stat_statements'), None
 
     def _time_columns(self):
@@ -163,8 +164,8 @@ class PostgresInfo:
             return result
         since = None
         if self.version_num >= 140000:
-            since = self.fetch_value(
-                'SELECT EXTRACT(EPOCH FROM now() - stats_reset) FROM %s_info' % view)
+            since = self.fetch_value('SELECT EXTRACT(EPOCH FROM now() - stats_reset) FROM %s'
+                                     % self.quote_qualified(self._statements_schema, 'pg_stat_statements_info'))
         if since is None:
             since = self.fetch_value('SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())')
         minutes = max(float(since or 0) / 60.0, 1.0)

@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+"""db_info against real servers: true values, moving counters, alerts, slow-query sources, failures."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from modrun import run_module
+
+FRESH_MAX_CONNECTIONS = {'postgresql': 100, 'mysql': 151}
+
+
+def catalog_value(server, sql, database=None):
+    conn = server.connect(database) if database else server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def info(server, check=False, **options):
+    result = run_module('db_info', dict(server.conn, **options), check=check)
+    assert not result['failed'], result.get('msg')
+    assert result['changed'] is False
+    return result
+
+
+def test_true_max_connections_and_server_identity(server):
+    result = info(server)
+    expected = FRESH_MAX_CONNECTIONS[server.engine]
+    in_catalog = int(catalog_value(server, 'SHOW max_connections' if server.engine == 'postgresql'
+                                   else 'SELECT @@GLOBAL.max_connections'))
+    assert in_catalog == expected
+    assert result['metrics']['connections']['max'] == expected
+    assert str(result['settings']['max_connections']) == str(expected)
+    srv = result['server']
+    assert srv['flavor'] == ('postgresql' if server.engine == 'postgresql' else 'mariadb')
+    assert srv['engine'] == server.engine
+    assert srv['version_num'] > 100000 and srv['version'].split('.')[0].isdigit()
+    assert srv['uptime_seconds'] >= 0
+    assert result['queries'] == []
+
+
+def test_connection_counts_move_with_extra_sessions(server):
+    baseline = info(server, gather_subset=['metrics'])['metrics']['connections']
+    extra = [server.connect() for _ in range(4)]
+    try:
+        now = info(server, gather_subset=['metrics'])['metrics']['connections']
+    finally:
+        for conn in extra:
+            conn.close()
+    assert now['total'] >= baseline['total'] + 4
+    assert now['idle'] >= baseline['idle'] + 4
+    assert now['active'] >= 1                     # db_info's own session is running its query
+    assert now['used_ratio'] == pytest.approx(now['total'] / float(now['max']), abs=1e-4)
+
+
+def test_alerts_appear_when_thresholds_are_lowered(server):
+    quiet = info(server, gather_subset=['metrics'])
+    assert not [a for a in quiet['alerts'] if a['metric'] == 'connections']
+    assert quiet['thresholds']['connections'] == {'warning': 70, 'critical': 90}
+
+    loud = info(server, gather_subset=['metrics'],
+                thresholds={'connections': {'warning': 0.01, 'critical': 0.02}, 'disk': {'warning': 0.01}})
+    alerts = {a['metric']: a for a in loud['alerts']}
+    used = loud['metrics']['connections']['used_ratio'] * 100
+    assert alerts['connections']['level'] == 'critical'
+    assert alerts['connections']['threshold'] == 0.02
+    assert alerts['connections']['value'] == pytest.approx(used, abs=0.01)
+    assert loud['thresholds']['disk'] == {'warning': 0.01, 'critical': 95}
+    if 'disk' in loud['metrics']:
+        assert alerts['disk']['level'] == 'warning'
+
+
+def test_cache_hit_ratio_is_a_ratio_from_the_counters(server):
+    if server.engine == 'postgresql':
+        # touch some pages so that there is something to count
+        catalog_value(server, 'SELECT count(*) FROM pg_class')
+    else:
+        catalog_value(server, 'SELECT COUNT(*) FROM mysql.user')
+    ratio = info(server, gather_subset=['metrics'])['metrics']['cache_hit_ratio']
+    assert ratio is not None and 0.0 <= ratio <= 1.0
+    if server.engine == 'postgresql':
+        expected = float(catalog_value(server, 'SELECT sum(blks_hit)::float / (sum(blks_hit) + sum(blks_read)) '
+                                               'FROM pg_stat_database'))
+    else:
+        conn = server.connect()
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_read%'")
+            status = dict(cur.fetchall())
+        conn.close()
+        expected = 1 - float(status['Innodb_buffer_pool_reads']) / float(status['Innodb_buffer_pool_read_requests'])
+    assert ratio == pytest.approx(expected, abs=0.02)
+
+
+def test_wrong_password_names_authentication_without_the_password(server):
+    result = run_module('db_info', dict(server.conn, login_password='Not-The-Password-913'))
+    assert result['failed'] is True
+    assert 'Not-The-Password-913' not in result['msg']
+    assert 'Not-The-Password-913' not in result['_stdout']
+    lowered = result['msg'].lower()
+    assert 'authentication' in lowered or 'access denied' in lowered
+    assert 'could not connect' in lowered
+
+
+def test_subsets_limit_what_is_gathered(server):
+    only_server = info(server, gather_subset=['server'])
+    assert 'server' in only_server
+    assert 'metrics' not in only_server and 'databases' not in only_server and 'settings' not in only_server
+    no_settings = info(server, gather_subset=['!settings'])
+    assert 'settings' not in no_settings
+    assert {'connections', 'replication', 'slow_queries'} <= set(no_settings['metrics'])
+    replication_only = info(server, gather_subset=['replication'])
+    assert set(replication_only['metrics']) == {'replication'}
+    assert replication_only['metrics']['replication']['role'] == 'standalone'
+    assert replication_only['metrics']['replication']['lag_seconds'] is None
+
+
+def test_databases_and_their_sizes(server):
+    name = 'dbinfo_sizes'
+    if server.engine == 'postgresql':
+        if not int(server.psql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % name)):
+            server.psql('CREATE DATABASE %s' % name)
+        expected = int(catalog_value(server, "SELECT pg_database_size('%s')" % name))
+    else:
+        server.sql('CREATE DATABASE IF NOT EXISTS %s' % name)
+        server.sql('CREATE TABLE IF NOT EXISTS %s.t (id INT PRIMARY KEY, pad CHAR(200)) ENGINE=InnoDB' % name)
+        server.sql('INSERT IGNORE INTO %s.t VALUES (1, "x"), (2, "y")' % name)
+        server.sql('ANALYZE TABLE %s.t' % name)
+        expected = int(catalog_value(server, "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
+                                             "WHERE TABLE_SCHEMA = '%s'" % name))
+    databases = {d['name']: d['size_bytes'] for d in info(server, gather_subset=['databases'])['databases']}
+    assert databases[name] == pytest.approx(expected, rel=0.05)
+    assert databases[name] > 0
+
+
+def test_longest_transaction_and_lock_waits(server):
+    other = server.connect()
+    holder = server.connect()
+    if server.engine == 'postgresql':
+        holder.autocommit = False
+    blocked_done = threading.Event()
+    try:
+        with other.cursor() as cur:
+            if server.engine == 'postgresql':
+                table = 'dbinfo_lock'
+                cur.execute('CREATE TABLE IF NOT EXISTS dbinfo_lock (id INT PRIMARY KEY, v INT)')
+            else:
+                table = 'dbinfo_locks.t'
+                cur.execute('CREATE DATABASE IF NOT EXISTS dbinfo_locks')
+                cur.execute('CREATE TABLE IF NOT EXISTS dbinfo_locks.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB')
+        with other.cursor() as cur:
+            cur.execute('DELETE FROM %s' % table)
+            cur.execute('INSERT INTO %s VALUES (1, 0)' % table)
+        with holder.cursor() as cur:
+            if server.engine != 'postgresql':
+                cur.execute('START TRANSACTION')
+            cur.execute('UPDATE %s SET v = v + 1 WHERE id = 1' % table)
+
+        def blocked_update():
+            conn = server.connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute('UPDATE %s SET v = v + 10 WHERE id = 1' % table)
+            finally:
+                conn.close()
+                blocked_done.set()
+
+        thread = threading.Thread(target=blocked_update, daemon=True)
+        thread.start()
+        time.sleep(1.5)
+        assert not blocked_done.is_set(), 'the second update should wait for the row lock'
+        metrics = info(server, gather_subset=['metrics'])['metrics']
+        assert metrics['locks']['waiting'] >= 1
+        assert metrics['longest_transaction_seconds'] >= 1.0
+    finally:
+        holder.rollback()
+        holder.close()
+        other.close()
+    blocked_done.wait(15)
+    assert blocked_done.is_set()
+    after = info(server, gather_subset=['metrics'])['metrics']
+    assert after['locks']['waiting'] == 0
+
+
+def test_disk_of_the_data_directory(server):
+    disk = info(server, gather_subset=['metrics'])['metrics']['disk']
+    assert os.path.realpath(disk['path']) == os.path.realpath(server.data_dir)
+    statvfs = os.statvfs(server.data_dir)
+    assert disk['total_bytes'] == statvfs.f_blocks * statvfs.f_frsize
+    assert 0 < disk['used_ratio'] < 1
+
+
+def test_postgresql_slow_queries_from_pg_stat_statements(pg_server):
+    with_ext, without_ext = 'dbinfo_pss', 'dbinfo_nopss'
+    for name in (with_ext, without_ext):
+        if not int(pg_server.psql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % name)):
+            pg_server.psql('CREATE DATABASE %s' % name)
+    pg_server.psql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements', database=with_ext)
+    pg_server.psql('SELECT pg_sleep(0.35)', database=with_ext)
+
+    result = info(pg_server, login_db=with_ext, gather_subset=['metrics'], slow_query_ms=300)
+    slow = result['metrics']['slow_queries']
+    assert slow['source'] == 'pg_stat_statements'
+    assert slow['threshold_ms'] == 300
+    assert slow['count'] >= 1
+    assert slow['per_minute'] > 0
+    assert any('pg_sleep' in t['query'] and t['mean_ms'] >= 300 for t in slow['top'])
+    stricter = info(pg_server, login_db=with_ext, gather_subset=['metrics'], slow_query_ms=60000)
+    assert stricter['metrics']['slow_queries']['count'] == 0
+
+    missing = info(pg_server, login_db=without_ext, gather_subset=['metrics'])['metrics']['slow_queries']
+    assert missing['source'] == 'unavailable'
+    assert missing['count'] is None and missing['per_minute'] is None
+    assert 'pg_stat_statements' in missing['reason']
+    # db_info reports; it does not create the extension
+    assert pg_server.psql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'",
+                          database=without_ext) == '0'
+
+
+def test_mariadb_slow_queries_from_the_status_counter(mariadb_server):
+    before = info(mariadb_server, gather_subset=['metrics'])['metrics']['slow_queries']
+    assert before['source'] == 'status:Slow_queries'
+    conn = mariadb_server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SET SESSION long_query_time = 0.1')
+            cur.execute('SELECT SLEEP(0.3)')
+    finally:
+        conn.close()
+    after = info(mariadb_server, gather_subset=['metrics'])['metrics']['slow_queries']
+    assert after['count'] == before['count'] + 1
+    assert int(catalog_value(mariadb_server, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                                             "WHERE VARIABLE_NAME = 'SLOW_QUERIES'")) == after['count']
+
+
+def test_sampling_gives_rates_under_load(server):
+    database = None
+    if server.engine == 'postgresql':
+        database = 'dbinfo_pss'
+        if not int(server.psql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % database)):
+            server.psql('CREATE DATABASE %s' % database)
+        server.psql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements', database=database)
+    stop = threading.Event()
+
+    def load():
+        conn = server.connect(database) if database else server.connect()
+        try:
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute('SELECT 1')
+                    cur.fetchall()
+                    time.sleep(0.01)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        options = {'gather_subset': ['metrics'], 'sample_seconds': 1.5}
+        if database:
+            options['login_db'] = database
+        metrics = info(server, **options)['metrics']
+    finally:
+        stop.set()
+        thread.join(10)
+    assert metrics['sample_seconds'] == 1.5
+    assert metrics['queries_per_second'] > 10
+    assert metrics['transactions_per_second'] is not None and metrics['transactions_per_second'] >= 0
+    unsampled = info(server, gather_subset=['metrics'])['metrics']
+    assert 'queries_per_second' not in unsampled and 'transactions_per_second' not in unsampled
+
+
+def test_check_mode_and_bad_thresholds(server):
+    assert info(server, check=True, gather_subset=['server'])['server']['engine'] == server.engine
+    result = run_module('db_info', dict(server.conn, thresholds={'connections': {'warning': 95, 'critical': 90}}))
+    assert result['failed'] is True
+    assert 'invalid thresholds' in result['msg'] and 'above critical' in result['msg']
