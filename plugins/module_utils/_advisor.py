@@ -361,6 +361,50 @@ def query_shape(tree, catalog=None):
     return shape
 
 
+def is_expression(column):
+    """Index keys that are expressions are kept as '(expression)' strings."""
+    return column.startswith('(')
+
+
+def normalize_expression(text, dialect='postgres'):
+    """One spelling of an index expression, to compare a candidate with an existing index."""
+    try:
+        node = sqlglot.parse_one(text, read=dialect)
+    except Exception:  # pylint: disable=broad-except
+        return '(' + ' '.join(text.split()) + ')'
+    while isinstance(node, exp.Paren):
+        node = node.this
+    node = node.copy()
+    for col in node.find_all(exp.Column):
+        col.set('table', None)
+    for cast in list(node.find_all(exp.Cast)):
+        if isinstance(cast.this, exp.Literal):     # pg_get_indexdef spells 'k'::text
+            cast.replace(cast.this.copy())
+    return '(' + node.sql(dialect=dialect, identify=True) + ')'
+
+
+def _expression_ref(node, scope):
+    """(table, '(expression)') when node is an indexable expression of exactly one column of the
+    scope (lower(email), data->>'k', a cast), but not a date function the rewrite rule fixes."""
+    if node is None or isinstance(node, (exp.Column, exp.Paren)) or _is_value(node):
+        return None
+    if not isinstance(node, (exp.Func, exp.Cast, exp.JSONExtract, exp.JSONExtractScalar, exp.Dot,
+                             exp.Binary)) or isinstance(node, (exp.Any, exp.All, exp.Subquery)):
+        return None
+    if node.find(exp.Select) is not None or node.find(exp.Placeholder, exp.Parameter) is not None:
+        return None
+    columns = list(node.find_all(exp.Column))
+    if len(columns) != 1:
+        return None
+    column, unit = _wrapped_column(node)
+    if unit:
+        return None
+    ref = scope.resolve(columns[0])
+    if not ref:
+        return None
+    return ref[0], normalize_expression(node.sql(dialect='postgres'))
+
+
 def _classify(cond, scope, shape):
     if isinstance(cond, exp.Paren):
         cond = cond.this
@@ -380,6 +424,12 @@ def _classify(cond, scope, shape):
             for sub in _conjuncts(branch):
                 _classify(sub, scope, shape)
         return
+    if isinstance(cond, (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+        for side, other in ((cond.this, cond.expression), (cond.expression, cond.this)):
+            expr = _expression_ref(side, scope) if _is_value(other) else None
+            if expr:
+                shape.add(expr[0], expr[1], 'eq' if isinstance(cond, exp.EQ) else 'range')
+                return
     if isinstance(cond, (exp.EQ, exp.NullSafeEQ)):
         left, right = cond.this, cond.expression
         lref = scope.resolve(left) if isinstance(left, exp.Column) else None
@@ -456,12 +506,13 @@ def _adder(cands):
     return add
 
 
-def index_candidates(shape, max_width=2):
-    """Single and two-column btree candidates per table, most promising first.
+def index_candidates(shape, max_width=3):
+    """Single, two- and three-column btree candidates per table, most promising first.
 
     Singles: every equality, range, join, ORDER BY/GROUP BY and boolean column.
     Pairs: equality (or join) column first, then another equality, a range column, a join
-    column or the ORDER BY column - the order a btree can use both.
+    column or the ORDER BY column - the order a btree can use both. Triples: two equalities
+    then a range or the ORDER BY column.
     """
     out = []
     for table in shape.columns:
@@ -481,6 +532,13 @@ def index_candidates(shape, max_width=2):
                 for second in eq + rng + join + order[:1]:
                     if second != first:
                         add((first, second))
+        if max_width >= 3:
+            # two equalities, then the range or ORDER BY column
+            for first in eq:
+                for second in eq:
+                    for third in rng[:2] + order[:1]:
+                        if first != second and third not in (first, second):
+                            add((first, second, third))
             if len(order) >= 2:
                 add(tuple(order[:2]))
             for first in rng:
@@ -516,8 +574,12 @@ def covered_by_existing(table, columns, existing):
 
 def index_name(table_name, columns, taken=(), limit=63):
     """A readable index name <table>_<cols>_idx, shortened with a hash when too long."""
-    base = '%s_%s_idx' % (table_name, '_'.join(columns))
-    base = ''.join(ch if ch.isalnum() or ch == '_' else '_' for ch in base).lower()
+    parts = [table_name] + list(columns) + ['idx']
+    words = []
+    for part in parts:
+        clean = ''.join(ch if ch.isalnum() or ch == '_' else ' ' for ch in part.lower())
+        words.append('_'.join(clean.split()))
+    base = '_'.join(w for w in words if w)
     if len(base.encode('utf-8')) > limit:
         digest = hashlib.sha256(base.encode('utf-8')).hexdigest()[:8]
         base = base.encode('utf-8')[:limit - 10].decode('utf-8', 'ignore') + '_' + digest + 'x'
@@ -549,7 +611,8 @@ def prefer_narrower(best, savings, tolerance=NARROWER_TOLERANCE):
     return pick
 
 
-def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain=0.1, min_relative_gain=0.5):
+def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain=0.1, min_relative_gain=0.5,
+                     weights=None):
     """Greedy choice of indexes by total estimated cost saved across the workload.
 
     base_costs: {query_id: cost with the current (real) indexes}.
@@ -560,8 +623,10 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
     A pick must be worth an index for at least one query: save min_query_gain of its original
     cost, or min_relative_gain of what is left of it after the earlier picks (the second index
     of a query that the first one only half served). Among those, the largest total saving wins.
+    weights ({query_id: executions}, default 1) rank by what the workload as run would save.
     Returns ([{key, before, after, saved, queries}] in the order chosen, {query_id: final cost}).
     """
+    weights = weights or {}
     current = dict(base_costs)
     chosen = []
     remaining = dict(candidates)
@@ -578,7 +643,7 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
         for key in list(stale):
             qids = remaining[key]
             costs = oracle([c['key'] for c in chosen] + [key], sorted(qids))
-            gains[key] = (sum(current[q] - costs[q] for q in qids), costs)
+            gains[key] = (sum(weights.get(q, 1) * (current[q] - costs[q]) for q in qids), costs)
         stale = set()
         eligible = {k: gains[k][0] for k in remaining
                     if gains[k][0] > 0 and any(worth(q, current[q] - gains[k][1][q]) for q in remaining[k])}
@@ -622,8 +687,8 @@ def heuristic_index(table, shape, stats, min_rows=1000, max_fraction=0.1):
             return 0.1
         return 1.0 / nd
 
-    eq = sorted(shape.of_kind(table, 'eq', 'bool'), key=fraction)
-    rng = shape.of_kind(table, 'range')
+    eq = sorted((c for c in shape.of_kind(table, 'eq', 'bool') if not is_expression(c)), key=fraction)
+    rng = [c for c in shape.of_kind(table, 'range') if not is_expression(c)]
     join = shape.of_kind(table, 'join')
     order = [c for c, _ in shape.order.get(table, [])]
     cols = []

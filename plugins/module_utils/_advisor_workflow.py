@@ -191,7 +191,7 @@ def _query_candidates(engine, entries, existing):
             info = entry['resolved'].get(key)
             if info is None or info['system'] or info['relkind'] not in ('r', 'p', 'm'):
                 continue
-            if any(c not in entry['catalog'].get(key, {}) for c in cols):
+            if any(not adv.is_expression(c) and c not in entry['catalog'].get(key, {}) for c in cols):
                 continue
             if adv.covered_by_existing(info['oid'], cols, existing):
                 continue
@@ -202,9 +202,20 @@ def _query_candidates(engine, entries, existing):
 
 
 def _existing(engine, entries):
+    """Existing indexes of the workload's tables; expression keys spelled as candidates spell them."""
     oids = sorted({r['oid'] for e in entries if e['eligible'] for r in e['resolved'].values() if r},
                   key=str)
-    return [dict(i, table=i['table_oid']) for i in engine.advisor_existing_indexes(oids)] if oids else []
+    out = []
+    for idx in engine.advisor_existing_indexes(oids) if oids else []:
+        columns = idx.get('columns')
+        if columns and None in columns:
+            defs = idx.get('key_defs') or []
+            columns = [c if c is not None else (adv.normalize_expression(defs[i]) if i < len(defs) else None)
+                       for i, c in enumerate(columns)]
+            if None in columns:
+                columns = None
+        out.append(dict(idx, table=idx['table_oid'], columns=columns))
+    return out
 
 
 class HypotheticalCosts:
@@ -261,6 +272,15 @@ def suggest_with_hypothetical(engine, entries, params):
     table_of_query = {qi: {r['oid'] for r in entries[qi]['resolved'].values() if r} for qi in cands}
     oracle = HypotheticalCosts(engine, entries, table_of_query)
     oracle.infos = infos
+    # an expression must be indexable (immutable functions only): try each once
+    refused = set()
+    for key in {k for qc in cands.values() for k in qc if any(adv.is_expression(c) for c in k[1])}:
+        try:
+            engine.advisor_hypo_drop(engine.advisor_hypo_create(infos[key[0]]['schema'], infos[key[0]]['name'],
+                                                                list(key[1])))
+        except DbError:
+            refused.add(key)
+    cands = {qi: [k for k in qc if k not in refused] for qi, qc in cands.items()}
     min_savings = params.get('min_cost_savings')
     min_savings = 0.5 if min_savings is None else float(min_savings)
     base = {}
@@ -304,7 +324,8 @@ def suggest_with_hypothetical(engine, entries, params):
         return {q: (base[q] if c is None else c) for q, c in costs.items()}
 
     chosen, final = adv.choose_index_set(base, affects, workload_oracle, params.get('max_indexes') or 10,
-                                         min_query_gain=WORKLOAD_QUERY_GAIN, min_relative_gain=min_savings)
+                                         min_query_gain=WORKLOAD_QUERY_GAIN, min_relative_gain=min_savings,
+                                         weights={q: entries[q]['report'].get('calls') or 1 for q in base})
     chosen = _drop_prefix_picks(chosen)
     sizes = {}
     oracle._reconcile([c['key'] for c in chosen])  # pylint: disable=protected-access

@@ -231,7 +231,8 @@ def test_existing_prefix_and_index_names():
     assert adv.index_name('posts', ('id',), taken={'posts_id_idx'}) == 'posts_id_idx2'
     long_name = adv.index_name('t' * 60, ('c' * 30, 'd'))
     assert len(long_name) <= 63 and long_name != adv.index_name('t' * 60, ('c' * 30, 'e'))
-    assert adv.index_name('Odd Table', ('"x"',)) == 'odd_table__x__idx'
+    assert adv.index_name('Odd Table', ('"x"',)) == 'odd_table_x_idx'
+    assert adv.index_name('users', ('(LOWER("email"))',)) == 'users_lower_email_idx'
 
 
 # ---- the workload's index set ---------------------------------------------------------------------

@@ -175,6 +175,8 @@ class PostgresAdvisor:
             "(SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) "
             " LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
             " WHERE k.ord <= i.indnkeyatts) AS columns, "
+            "(SELECT array_agg(pg_get_indexdef(i.indexrelid, k.ord, true) ORDER BY k.ord) "
+            " FROM generate_series(1, i.indnkeyatts::int) k(ord)) AS key_defs, "
             "(SELECT bool_or(k.attnum = 0) FROM unnest(i.indkey::int2[]) AS k(attnum)) AS has_expressions, "
             "(SELECT coalesce(sum(st.avg_width), 0) FROM unnest(i.indkey::int2[]) AS k(attnum) "
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
@@ -186,12 +188,12 @@ class PostgresAdvisor:
             "WHERE " + where + " ORDER BY n.nspname, ct.relname, ci.relname", params)
 
     def advisor_existing_indexes(self, oids):
-        """Existing indexes as the candidate filter wants them: columns None when any expression."""
+        """Existing indexes: key columns (None for an expression) and each key's definition."""
         out = []
         for idx in self.advisor_indexes(oids):
             out.append({'table_oid': idx['table_oid'], 'name': idx['name'], 'method': idx['method'],
                         'valid': idx['valid'], 'partial': idx['predicate'] is not None,
-                        'columns': None if idx['has_expressions'] else list(idx['columns'] or []),
+                        'columns': list(idx['columns'] or []), 'key_defs': list(idx['key_defs'] or []),
                         'unique': idx['unique']})
         return out
 
@@ -215,10 +217,13 @@ class PostgresAdvisor:
                                 (self.quote_qualified(schema, name),))
 
     # ---- hypothetical indexes -------------------------------------------------------------
+    def _index_keys(self, columns):
+        # expressions come from the parser, regenerated with every identifier quoted
+        return ', '.join(c if c.startswith('(') else self.quote_ident(c) for c in columns)
+
     def advisor_hypo_create(self, schema, table, columns):
         """Create a hypothetical btree index; returns its oid (session-local, nothing written)."""
-        stmt = 'CREATE INDEX ON %s (%s)' % (self.quote_qualified(schema, table),
-                                            ', '.join(self.quote_ident(c) for c in columns))
+        stmt = 'CREATE INDEX ON %s (%s)' % (self.quote_qualified(schema, table), self._index_keys(columns))
         rows = self._adv_fetch('SELECT indexrelid FROM hypopg_create_index(%s)', (stmt,), keep=True)
         return rows[0]['indexrelid']
 
@@ -236,8 +241,7 @@ class PostgresAdvisor:
 
     def advisor_index_statement(self, schema, table, name, columns):
         return 'CREATE INDEX CONCURRENTLY %s ON %s (%s)' % (
-            self.quote_ident(name), self.quote_qualified(schema, table),
-            ', '.join(self.quote_ident(c) for c in columns))
+            self.quote_ident(name), self.quote_qualified(schema, table), self._index_keys(columns))
 
     # ---- workload --------------------------------------------------------------------------
     def advisor_workload(self, source, min_calls=1, min_time_ms=0.0, limit=50, log_text=None):
