@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+"""playbooks/daily.yml through ansible-playbook against the session servers."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import yaml
+from modrun import REPO, collections_root
+
+WRONG_PASSWORD = 'Daily-Wrong-Pass-5521'
+
+
+def write_inventory(path, pg_server, mariadb_server, broken=False):
+    common = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
+    hosts = {
+        'pg-test': dict(common, dbops_engine='postgresql', dbops_login_host='127.0.0.1',
+                        dbops_login_port=pg_server.port, dbops_login_user=pg_server.superuser,
+                        dbops_login_password=pg_server.password),
+        'mariadb-test': dict(common, dbops_engine='mariadb', dbops_login_host='127.0.0.1',
+                             dbops_login_port=mariadb_server.port, dbops_login_user='root',
+                             dbops_login_password=mariadb_server.password),
+    }
+    if broken:
+        hosts['broken-test'] = dict(common, dbops_engine='postgresql', dbops_login_host='127.0.0.1',
+                                    dbops_login_port=pg_server.port, dbops_login_user=pg_server.superuser,
+                                    dbops_login_password=WRONG_PASSWORD)
+    path.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
+    return str(path)
+
+
+def run_daily(inventory, report_dir, extra=None):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), ANSIBLE_SHOW_CUSTOM_STATS='true',
+               ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+    variables = {'runbook_daily_report_dir': str(report_dir)}
+    variables.update(extra or {})
+    playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    return subprocess.run([playbook, '-i', inventory, os.path.join(REPO, 'playbooks', 'daily.yml'),
+                           '-e', json.dumps(variables)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+
+
+def reports(report_dir):
+    found = {}
+    for ext in ('json', 'md', 'xml'):
+        files = glob.glob(os.path.join(str(report_dir), 'daily-*.%s' % ext))
+        assert len(files) == 1, files
+        with open(files[0]) as handle:
+            found[ext] = handle.read()
+    return found
+
+
+def catalog_max_connections(server):
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW max_connections' if server.engine == 'postgresql' else 'SELECT @@GLOBAL.max_connections')
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_daily_report_of_both_servers_and_an_unreachable_one(pg_server, mariadb_server, tmp_path):
+    inventory = write_inventory(tmp_path / 'inventory.yml', pg_server, mariadb_server, broken=True)
+    proc = run_daily(inventory, tmp_path / 'reports')
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert WRONG_PASSWORD not in output
+    # the health table of each server is printed
+    assert 'pg-test: postgresql' in output and 'mariadb-test: mariadb' in output
+    assert 'broken-test: FAILED' in output
+    assert 'dbops_daily' in output                           # set_stats published
+
+    files = reports(tmp_path / 'reports')
+    for text in files.values():
+        assert WRONG_PASSWORD not in text
+    document = json.loads(files['json'])
+    servers = document['servers']
+    assert set(servers) == {'pg-test', 'mariadb-test', 'broken-test'}
+    assert servers['pg-test']['metrics']['connections']['max'] == catalog_max_connections(pg_server)
+    assert servers['mariadb-test']['metrics']['connections']['max'] == catalog_max_connections(mariadb_server)
+    assert servers['mariadb-test']['server']['flavor'] == 'mariadb'
+    assert servers['broken-test']['failed'] is True
+    assert 'authentication' in servers['broken-test']['msg']
+
+    findings = document['findings']
+    by_host = {}
+    for finding in findings:
+        by_host.setdefault(finding['host'], {})[finding['id']] = finding
+    assert set(by_host['pg-test']) == {'health.connections', 'health.disk', 'health.slow_queries',
+                                       'health.replication_lag'}
+    assert by_host['broken-test']['health.reachable']['severity'] == 'critical'
+    assert document['summary']['status'] == 'critical'
+    assert document['summary']['total'] == len(findings) == 9
+
+    assert '| pg-test |' in files['md'] and '| mariadb-test |' in files['md']
+    assert 'health.reachable' in files['md'].split('## Remediation', 1)[1]
+    root = ET.fromstring(files['xml'].split('\n', 1)[1])
+    assert len(root.findall('.//testcase')) == 9
+    assert root.get('failures') == str(document['summary']['fail'])
+
+
+def test_lowered_thresholds_raise_alerts_and_fail_on_critical(pg_server, mariadb_server, tmp_path):
+    inventory = write_inventory(tmp_path / 'inventory.yml', pg_server, mariadb_server)
+    proc = run_daily(inventory, tmp_path / 'reports', {
+        'runbook_daily_thresholds': {'connections': {'warning': 0.001, 'critical': 0.002}},
+        'runbook_daily_fail_on': 'critical',
+        'runbook_daily_report_formats': ['json'],
+    })
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert 'status critical' in output
+    assert 'CRITICAL connections' in output
+    files = glob.glob(os.path.join(str(tmp_path / 'reports'), 'daily-*'))
+    assert len(files) == 1 and files[0].endswith('.json')
+    with open(files[0]) as handle:
+        document = json.load(handle)
+    failed = [f for f in document['findings'] if f['status'] == 'fail']
+    assert {f['host'] for f in failed} == {'pg-test', 'mariadb-test'}
+    assert {f['id'] for f in failed} == {'health.connections'}
+    for name in ('pg-test', 'mariadb-test'):
+        alerts = document['servers'][name]['alerts']
+        assert [a['level'] for a in alerts if a['metric'] == 'connections'] == ['critical']
