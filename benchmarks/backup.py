@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+"""Backup benchmark: db_backup against the community modules and the bare tools.
+
+PostgreSQL half (this file): a throw-away PostgreSQL filled with ``pgbench -i -s 70`` (about 1 GB):
+
+- logical: db_backup method=logical (jobs 2, zstd) against community.postgresql.postgresql_db
+  state=dump (plain ``.sql``, its default), both run for real as Ansible modules;
+- physical: db_backup method=physical (plain, SHA-256 manifest, pg_verifybackup, our sha256 catalog)
+  against a bare ``pg_basebackup -X stream -c fast`` run in the same script;
+- the restore drills (db_restore state=verified) of both backups: RTO.
+
+Prints time, size, MB/s (database size / time) and the ratios; the targets are logical >= 1.5x
+faster with a smaller file, physical within 1.15x of the bare tool.
+The MariaDB half is benchmarks/backup_mariadb.py (run it with ``--mariadb``).
+
+    .venv/bin/python benchmarks/backup.py [--scale 70] [--mariadb]
+
+The community side runs from benchmarks/.work/venv (``ansible`` + ``psycopg2-binary``), created when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+
+import modrun  # noqa: E402
+from servers import PostgresServer, make_workdir  # noqa: E402
+
+WORK = os.path.join(HERE, '.work')
+VENV = os.path.join(WORK, 'venv')
+
+
+def du(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                total += os.path.getsize(full)
+    return total
+
+
+def timed(fn):
+    start = time.monotonic()
+    out = fn()
+    return time.monotonic() - start, out
+
+
+def drop_caches():
+    """Same starting point for every run: dirty pages written (the page cache is shared with others: kept)."""
+    subprocess.run(['sync'], check=False)
+
+
+def ensure_venv():
+    ansible = os.path.join(VENV, 'bin', 'ansible')
+    if not os.path.exists(ansible):
+        subprocess.run([sys.executable, '-m', 'venv', VENV], check=True)
+        subprocess.run([os.path.join(VENV, 'bin', 'pip'), 'install', '-q', 'ansible', 'psycopg2-binary'], check=True)
+    return ansible
+
+
+def community_dump(server, target):
+    """community.postgresql.postgresql_db state=dump, as an ad-hoc Ansible task."""
+    ansible = ensure_venv()
+    args = ('name=bench state=dump target=%s login_host=127.0.0.1 login_port=%d login_user=postgres '
+            'login_password=%s' % (target, server.port, server.password))
+    env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=os.path.join(VENV, 'bin', 'python'),
+               ANSIBLE_COLLECTIONS_PATH='/nonexistent', ANSIBLE_LOCALHOST_WARNING='False')
+    env.pop('PYTHONPATH', None)
+    out = subprocess.run([ansible, 'localhost', '-c', 'local', '-m', 'community.postgresql.postgresql_db', '-a', args],
+                         capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError('community dump failed: %s %s' % (out.stdout[-2000:], out.stderr[-2000:]))
+    return target
+
+
+def bare_basebackup(server, target):
+    argv = ['runuser', '-u', 'postgres', '--', server.bin('pg_basebackup'), '-D', target, '-X', 'stream', '-c', 'fast',
+            '-h', '127.0.0.1', '-p', str(server.port), '-U', 'postgres']
+    subprocess.run(argv, check=True, capture_output=True, env=dict(os.environ, PGPASSWORD=server.password))
+    return target
+
+
+def db_backup(server, repo, **kwargs):
+    args = dict(server.conn, repo=repo)
+    args.update(kwargs)
+    res = modrun.run_module('db_backup', args, timeout=3600)
+    if res['failed']:
+        raise RuntimeError('db_backup failed: %s' % res.get('msg'))
+    return res
+
+
+def db_restore_drill(server, repo, backup_id):
+    res = modrun.run_module('db_restore', dict(server.conn, repo=repo, backup_id=backup_id, state='verified', jobs=2),
+                            timeout=3600)
+    if res['failed']:
+        raise RuntimeError('restore drill failed: %s' % res.get('msg'))
+    return res
+
+
+def row(label, seconds, size, db_bytes):
+    return {'what': label, 'seconds': round(seconds, 2), 'size_mb': round(size / 1e6, 1),
+            'mb_per_s': round(db_bytes / 1e6 / seconds, 1)}
+
+
+def print_table(title, rows):
+    print('\n' + title)
+    print('%-58s %10s %10s %10s' % ('', 'seconds', 'size MB', 'MB/s'))
+    for r in rows:
+        print('%-58s %10.2f %10.1f %10.1f' % (r['what'], r['seconds'], r['size_mb'], r['mb_per_s']))
+
+
+def bench_postgresql(scale):
+    work = make_workdir('dbops-bench-pg-', 'postgres')
+    server = PostgresServer(settings={'wal_level': 'replica', 'max_wal_size': "'2GB'"}).init().start()
+    results = {}
+    try:
+        server.psql('CREATE DATABASE bench')
+        t, _ = timed(lambda: subprocess.run(
+            ['runuser', '-u', 'postgres', '--', server.bin('pgbench'), '-i', '-q', '-s', str(scale), '-h',
+             server.socket_dir, '-p', str(server.port), '-U', 'postgres', 'bench'], check=True, capture_output=True))
+        server.psql('CHECKPOINT')
+        db_bytes = int(server.psql("SELECT pg_database_size('bench')"))
+        print('PostgreSQL %s, pgbench scale %d: database bench = %.1f MB (filled in %.0f s)'
+              % (server.psql('SHOW server_version'), scale, db_bytes / 1e6, t))
+        results['database_bytes'] = db_bytes
+
+        # logical
+        repo = os.path.join(work, 'repo')
+        drop_caches()
+        t_ours, res = timed(lambda: db_backup(server, repo, databases=['bench'], jobs=2, compression='zstd'))
+        logical_id = res['backup']['id']
+        size_ours = res['backup']['size_bytes']
+        target = os.path.join(work, 'community.sql')
+        drop_caches()
+        t_comm, _ = timed(lambda: community_dump(server, target))
+        size_comm = du(target)
+        os.unlink(target)
+        logical = [row('community.postgresql.postgresql_db state=dump (.sql)', t_comm, size_comm, db_bytes),
+                   row('dbops.admin.db_backup logical jobs=2 zstd (verified)', t_ours, size_ours, db_bytes)]
+        print_table('logical backup of %.0f MB' % (db_bytes / 1e6), logical)
+        speedup = t_comm / t_ours
+        ratio = size_comm / size_ours
+        print('db_backup is %.2fx faster (target >= 1.5x) and its files are %.1fx smaller (target: smaller)'
+              % (speedup, ratio))
+        results['logical'] = {'rows': logical, 'speedup': round(speedup, 2), 'size_ratio': round(ratio, 2)}
+
+        # physical
+        bare = os.path.join(work, 'bare')
+        drop_caches()
+        t_bare, _ = timed(lambda: bare_basebackup(server, bare))
+        size_bare = du(bare)
+        shutil.rmtree(bare)
+        drop_caches()
+        t_phys, res = timed(lambda: db_backup(server, repo, method='physical', type='full'))
+        physical_id = res['backup']['id']
+        physical = [row('bare pg_basebackup -Fp -X stream -c fast', t_bare, size_bare, db_bytes),
+                    row('db_backup physical (SHA-256 manifest + pg_verifybackup)', t_phys,
+                        res['backup']['size_bytes'], db_bytes)]
+        print_table('physical backup', physical)
+        factor = t_phys / t_bare
+        print('db_backup physical takes %.2fx the bare tool\'s time (target <= 1.15x)' % factor)
+        results['physical'] = {'rows': physical, 'factor': round(factor, 2)}
+
+        # restore drills
+        drills = {}
+        for label, backup_id in (('physical', physical_id), ('logical', logical_id)):
+            drop_caches()
+            t, res = timed(lambda b=backup_id: db_restore_drill(server, repo, b))
+            drills[label] = {'rto_seconds': res['rto_seconds'], 'total_seconds': round(t, 2),
+                             'rows_restored': res['rows_restored'], 'tables': len(res['tables']),
+                             'result': res['result']}
+            print('restore drill of the %s backup: %s, RTO %.1f s (whole drill %.1f s), %d rows in %d tables'
+                  % (label, res['result'], res['rto_seconds'], t, res['rows_restored'], len(res['tables'])))
+        results['drills'] = drills
+    finally:
+        server.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--scale', type=int, default=70)
+    parser.add_argument('--mariadb', action='store_true', help='run benchmarks/backup_mariadb.py afterwards')
+    opts = parser.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    results = {'postgresql': bench_postgresql(opts.scale)}
+    with open(os.path.join(WORK, 'backup_postgresql.json'), 'w') as f:
+        json.dump(results, f, indent=2)
+    if opts.mariadb:
+        subprocess.run([sys.executable, os.path.join(HERE, 'backup_mariadb.py')], check=False)
+
+
+if __name__ == '__main__':
+    main()
