@@ -317,3 +317,30 @@ def test_mysql8_persists_with_set_persist_and_compares_persisted_values():
     engine = FakeMysql8({'max_connections': ('300', None)})
     plan = engine.plan_settings({'max_connections': 300})
     assert plan[0]['change'] is True
+
+
+def test_postgresql_list_setting_keeps_its_elements(pg_server):
+    """search_path is a list of names: 'a, b' must not become the single name "a, b"."""
+    value = '"$user", public, dbops_cfg_absent'
+    try:
+        result = run_module('db_config', dict(pg_server.conn, settings={'search_path': value}))
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert "ALTER SYSTEM SET \"search_path\" = '$user', 'public', 'dbops_cfg_absent'" in result['queries']
+        assert wait_for_values(pg_server, {'search_path': value}) == {'search_path': value}
+        # the same list, spelled as a YAML list or without spaces: unchanged
+        for same in (['$user', 'public', 'dbops_cfg_absent'], '"$user",public,dbops_cfg_absent'):
+            result = run_module('db_config', dict(pg_server.conn, settings={'search_path': same}))
+            assert result['changed'] is False, result['settings']
+    finally:
+        pg_server.psql('ALTER SYSTEM RESET search_path')
+        pg_server.psql('SELECT pg_reload_conf()')
+
+
+def test_list_setting_parsing():
+    from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_settings as pgs
+    assert pgs.split_list_setting('"$user", public') == ('$user', 'public')
+    assert pgs.split_list_setting('"a,b", c') == ('a,b', 'c')
+    assert pgs.split_list_setting('"say ""hi"""') == ('say "hi"',)
+    assert pgs.split_list_setting('') == ()
+    assert pgs.render_list_setting(('$user', 'public', 'Mixed')) == '"$user", public, "Mixed"'

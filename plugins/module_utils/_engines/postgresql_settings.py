@@ -10,6 +10,8 @@ Values are compared through ``_units.normalize`` with the catalog's unit, type a
 
 from __future__ import annotations
 
+import functools
+
 from ansible_collections.dbops.admin.plugins.module_utils import _units
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
@@ -19,6 +21,46 @@ _PG_SETTINGS_SQL = (
 # Not filtered on error: a setting waiting for a restart shows "setting could not be applied".
 _PG_FILE_SETTINGS_SQL = (
     "SELECT name, setting, sourcefile FROM pg_file_settings WHERE name = ANY(%s) ORDER BY seqno")
+
+
+# Settings PostgreSQL parses as lists of quoted names (GUC_LIST_QUOTE): ALTER SYSTEM needs one
+# literal per element, or 'a, b' would become the single name "a, b".
+LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'shared_preload_libraries', 'session_preload_libraries',
+                 'local_preload_libraries')
+
+
+def split_list_setting(value):
+    """'"$user", public' -> ('$user', 'public'): elements of a list setting, double quotes removed."""
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    elements, current, quoted, text, i = [], '', False, str(value), 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            if quoted and text[i + 1:i + 2] == '"':
+                current += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif char == ',' and not quoted:
+            elements.append(current.strip())
+            current = ''
+        else:
+            current += char
+        i += 1
+    elements.append(current.strip())
+    return tuple(e for e in elements if e)
+
+
+def render_list_setting(elements):
+    """The elements as PostgreSQL shows them: quoted when they are not plain lower-case names."""
+    shown = []
+    for element in elements:
+        if element.replace('_', 'a').isalnum() and element == element.lower() and not element[0].isdigit():
+            shown.append(element)
+        else:
+            shown.append('"%s"' % element.replace('"', '""'))
+    return ', '.join(shown)
 
 
 def pg_setting_spec(row):
@@ -70,20 +112,24 @@ class PostgresSettings:
                 raise DbError('change setting', name, 'it is fixed when the server is built or initialised '
                               '(context internal) and cannot be changed')
             spec = pg_setting_spec(row)
+            if name in LIST_SETTINGS:
+                normalize, render = split_list_setting, render_list_setting
+            else:
+                normalize = functools.partial(_units.normalize, **spec)
+                render = functools.partial(_units.render, vartype=row['vartype'], unit=row['unit'])
             try:
-                target = _units.normalize(value, **spec)
+                target = normalize(value)
             except ValueError as exc:
                 raise DbError('change setting', name, 'invalid value: %s' % exc) from None
-            running = _units.normalize(row['setting'], **spec)
+            running = normalize(row['setting'])
             current, before_text = running, row['display']
             if name in configured:
                 try:
-                    current = _units.normalize(configured[name], **spec)
-                    before_text = _units.render(current, row['vartype'], row['unit'])
+                    current = normalize(configured[name])
+                    before_text = render(current)
                 except ValueError:
                     pass
-            after_text = _units.render(target, row['vartype'], row['unit']) \
-                if row['vartype'] != 'string' else target
+            after_text = render(target)
             plan.append({
                 'name': name,
                 'before': before_text,
@@ -93,12 +139,17 @@ class PostgresSettings:
                 'change': not _units.same(current, target),
                 'restart': row['context'] == 'postmaster' and not _units.same(running, target),
                 'running': row['display'],
+                'elements': target if name in LIST_SETTINGS else None,
             })
         return plan
 
     def setting_statement(self, entry):
         name = self.quote_qualified(*entry['name'].split('.'))
-        return 'ALTER SYSTEM SET %s = %s' % (name, self.quote_literal(entry['after']))
+        if entry.get('elements') is not None:
+            value = ', '.join(self.quote_literal(e) for e in entry['elements']) or "''"
+        else:
+            value = self.quote_literal(entry['after'])
+        return 'ALTER SYSTEM SET %s = %s' % (name, value)
 
     def apply_settings(self, plan, reload=True, option_file=None):
         """Run ALTER SYSTEM for what differs, reload, and report what waits for a restart."""
