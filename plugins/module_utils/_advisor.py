@@ -439,6 +439,11 @@ def _classify(cond, scope, shape):
                 shape.add(lref[0], lref[1], 'join')
                 shape.add(rref[0], rref[1], 'join')
             return
+        if lref and isinstance(right, exp.Column) or rref and isinstance(left, exp.Column):
+            # a correlated subquery: the other column belongs to an outer query block
+            ref = lref or rref
+            shape.add(ref[0], ref[1], 'join')
+            return
         if lref and _is_value(right):
             shape.add(lref[0], lref[1], 'eq')
         elif rref and _is_value(left):
@@ -467,8 +472,15 @@ def _classify(cond, scope, shape):
         return
     if isinstance(cond, exp.In):
         ref = scope.resolve(cond.this) if isinstance(cond.this, exp.Column) else None
+        query = cond.args.get('query')
         if ref:
-            shape.add(ref[0], ref[1], 'join' if cond.args.get('query') is not None else 'eq')
+            shape.add(ref[0], ref[1], 'join' if query is not None else 'eq')
+        inner = query.this if isinstance(query, exp.Subquery) else query
+        if isinstance(inner, exp.Select) and len(inner.expressions) == 1:
+            # x IN (SELECT y FROM u ...): a semi-join on u.y
+            inner_ref = Scope(inner, scope.catalog).resolve(inner.expressions[0])
+            if inner_ref:
+                shape.add(inner_ref[0], inner_ref[1], 'join')
         return
     if isinstance(cond, exp.Is):
         ref = scope.resolve(cond.this) if isinstance(cond.this, exp.Column) else None
@@ -612,7 +624,7 @@ def prefer_narrower(best, savings, tolerance=NARROWER_TOLERANCE):
 
 
 def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain=0.1, min_relative_gain=0.5,
-                     weights=None):
+                     weights=None, bundles=()):
     """Greedy choice of indexes by total estimated cost saved across the workload.
 
     base_costs: {query_id: cost with the current (real) indexes}.
@@ -624,6 +636,8 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
     cost, or min_relative_gain of what is left of it after the earlier picks (the second index
     of a query that the first one only half served). Among those, the largest total saving wins.
     weights ({query_id: executions}, default 1) rank by what the workload as run would save.
+    bundles: groups of candidates that only pay together (both sides of an OR, a join); when no
+    single candidate is worth it any more, the best bundle (by saving per index) is taken whole.
     Returns ([{key, before, after, saved, queries}] in the order chosen, {query_id: final cost}).
     """
     weights = weights or {}
@@ -648,7 +662,24 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
         eligible = {k: gains[k][0] for k in remaining
                     if gains[k][0] > 0 and any(worth(q, current[q] - gains[k][1][q]) for q in remaining[k])}
         if not eligible:
-            break
+            bundle = _best_bundle(bundles, remaining, chosen, oracle, current, weights, worth,
+                                  max_indexes - len(chosen))
+            if bundle is None:
+                break
+            keys, costs, helped = bundle
+            for key in keys:
+                chosen.append({'key': key, 'before': sum(current[q] for q in helped),
+                               'after': sum(costs[q] for q in helped),
+                               'saved': sum(weights.get(q, 1) * (current[q] - costs[q]) for q in helped),
+                               'queries': helped, 'together_with': [k for k in keys if k != key]})
+            touched = set()
+            for key in keys:
+                touched |= remaining.pop(key)
+                gains.pop(key, None)
+            for q in touched:
+                current[q] = min(current[q], costs.get(q, current[q]))
+            stale = {k for k, qids in remaining.items() if qids & touched}
+            continue
         best = max(eligible, key=lambda k: (eligible[k], -len(k[1])))
         best = prefer_narrower(best, eligible)
         saved, costs = gains[best]
@@ -661,6 +692,25 @@ def choose_index_set(base_costs, candidates, oracle, max_indexes, min_query_gain
         gains.pop(best, None)
         stale = {k for k, qids in remaining.items() if qids & touched}
     return chosen, current
+
+
+def _best_bundle(bundles, remaining, chosen, oracle, current, weights, worth, budget):
+    """(keys, costs, helped queries) of the bundle saving most per index added, or None."""
+    have = [c['key'] for c in chosen]
+    best, best_rate = None, 0.0
+    for bundle in bundles:
+        missing = [k for k in bundle if k not in have]
+        if not missing or len(missing) > budget or any(k not in remaining for k in missing):
+            continue
+        qids = sorted(set().union(*(remaining[k] for k in missing)))
+        costs = oracle(have + missing, qids)
+        saved = sum(weights.get(q, 1) * (current[q] - costs[q]) for q in qids)
+        if saved <= 0 or not any(worth(q, current[q] - costs[q]) for q in qids):
+            continue
+        if saved / len(missing) > best_rate:
+            helped = [q for q in qids if costs[q] < current[q] * 0.999]
+            best, best_rate = (missing, costs, helped), saved / len(missing)
+    return best
 
 
 # ---------------------------------------------------------------------------------------------

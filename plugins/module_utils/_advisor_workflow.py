@@ -264,6 +264,19 @@ class HypotheticalCosts:
         return out
 
 
+PAIR_SINGLES = 8
+
+
+def _best_pair(oracle, qi, singles):
+    best, best_cost = None, None
+    for i, first in enumerate(singles):
+        for second in singles[i + 1:]:
+            cost = oracle([first, second], [qi])[qi]
+            if cost is not None and (best_cost is None or cost < best_cost):
+                best, best_cost = [first, second], cost
+    return best, best_cost
+
+
 def suggest_with_hypothetical(engine, entries, params):
     existing = _existing(engine, entries)
     cands, infos = _query_candidates(engine, entries, existing)
@@ -291,6 +304,7 @@ def suggest_with_hypothetical(engine, entries, params):
             base[qi] = cost
     kept = {}
     # per query: the best small configuration (greedy); keep its indexes when it pays enough
+    bundles = []
     for qi, qcands in cands.items():
         if qi not in base or not qcands:
             continue
@@ -306,13 +320,23 @@ def suggest_with_hypothetical(engine, entries, params):
                 break
             best = min(costs, key=lambda c: (costs[c], len(c[1])))
             best = adv.prefer_narrower(best, {c: current - cost for c, cost in costs.items()})
-            if current - costs[best] < CONFIG_STEP_GAIN * base[qi]:
+            if current - costs[best] >= CONFIG_STEP_GAIN * base[qi]:
+                config.append(best)
+                current = costs[best]
+                continue
+            if config:
                 break
-            config.append(best)
-            current = costs[best]
+            # nothing helps alone: OR across columns (bitmap OR) or a join needs two at once
+            pair, pair_cost = _best_pair(oracle, qi, [c for c in qcands if len(c[1]) == 1][:PAIR_SINGLES])
+            if pair is None or current - pair_cost < CONFIG_STEP_GAIN * base[qi]:
+                break
+            config.extend(pair)
+            current = pair_cost
         if config and (base[qi] - current) >= min_savings * base[qi]:
             for cand in config:
                 kept.setdefault(cand, set()).add(qi)
+            if len(config) > 1:
+                bundles.append(tuple(config))
     if not kept:
         oracle._reconcile([])  # pylint: disable=protected-access
         return []
@@ -324,6 +348,7 @@ def suggest_with_hypothetical(engine, entries, params):
         return {q: (base[q] if c is None else c) for q, c in costs.items()}
 
     chosen, final = adv.choose_index_set(base, affects, workload_oracle, params.get('max_indexes') or 10,
+                                         bundles=bundles,
                                          min_query_gain=WORKLOAD_QUERY_GAIN, min_relative_gain=min_savings,
                                          weights={q: entries[q]['report'].get('calls') or 1 for q in base})
     chosen = _drop_prefix_picks(chosen)

@@ -198,7 +198,7 @@ def test_shape_kinds_in_between_like_prefix_is_null_bool_and_subqueries():
     cols = shape.columns[(None, 't')]
     assert cols == {'a': ['eq'], 'b': ['range'], 'c': ['range'], 'd': ['eq'], 'active': ['bool'], 'f': ['eq'],
                     'g': ['join']}
-    assert shape.columns[(None, 'u')] == {'y': ['eq']}
+    assert shape.columns[(None, 'u')] == {'x': ['join'], 'y': ['eq']}
     # CTE names are not tables
     shape = shape_of('WITH recent AS (SELECT * FROM t WHERE a = 1) SELECT * FROM recent WHERE b = 2')
     assert list(shape.columns) == [(None, 't')]
@@ -376,3 +376,64 @@ def test_mysql_plan_summary():
     assert plan['rows_examined'] == 100000 + 1000 * 3
     assert [w['id'] for w in warnings] == ['seq_scan_large_table']
     assert plan['nodes'][1]['index'] == 'c_post'
+
+
+def test_three_column_and_expression_candidates():
+    shape = shape_of("SELECT * FROM t WHERE a = 1 AND b = 2 AND c > 3 ORDER BY d LIMIT 5")
+    cands = [cols for _, cols in adv.index_candidates(shape)]
+    assert ('a', 'b', 'c') in cands and ('b', 'a', 'd') in cands
+    assert all(len(c) <= 2 for _, c in adv.index_candidates(shape, max_width=2))
+    shape = shape_of("SELECT id FROM users u WHERE lower(u.email) = 'x' AND data->>'kind' = 'k'")
+    cols = shape.columns[(None, 'users')]
+    assert cols == {'(LOWER("email"))': ['eq'], '("data" ->> \'kind\')': ['eq']}
+    # the rewrite rule handles date functions: no expression index for them
+    assert shape_of('SELECT id FROM t WHERE EXTRACT(YEAR FROM d) = 2020').columns == {}
+    # spelled as pg_get_indexdef spells an existing index, the same key
+    assert adv.normalize_expression("(data ->> 'kind'::text)") == adv.normalize_expression("data->>'kind'")
+    assert adv.normalize_expression('lower(email)') == adv.normalize_expression('LOWER(u.email)')
+    existing = [{'table': 'users', 'name': 'users_lower', 'columns': [adv.normalize_expression('lower(email)')],
+                 'method': 'btree', 'valid': True}]
+    assert adv.covered_by_existing('users', ('(LOWER("email"))',), existing)['name'] == 'users_lower'
+    # the statistics heuristic has no use for expressions
+    cols, why = adv.heuristic_index((None, 'users'), shape, {'rows': 100000, 'distinct': {}})
+    assert cols is None
+
+
+def test_greedy_weights_by_calls():
+    base = {0: 1000.0, 1: 900.0}
+    a, b = ('t', ('a',)), ('t', ('b',))
+    effects = {a: {0: 10.0}, b: {1: 10.0}}
+    chosen, _ = adv.choose_index_set(base, {a: {0}, b: {1}}, FakeCosts(base, effects), max_indexes=1)
+    assert chosen[0]['key'] == a
+    chosen, _ = adv.choose_index_set(base, {a: {0}, b: {1}}, FakeCosts(base, effects), max_indexes=1,
+                                     weights={0: 1, 1: 50})
+    assert chosen[0]['key'] == b
+
+
+def test_correlated_and_semi_join_columns():
+    shape = shape_of("SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o "
+                     "WHERE o.customer_id = c.id AND o.status = 'open')")
+    assert shape.columns[(None, 'orders')] == {'customer_id': ['join'], 'status': ['eq']}
+    cands = [cols for t, cols in adv.index_candidates(shape) if t == (None, 'orders')]
+    assert ('customer_id', 'status') in cands and ('status', 'customer_id') in cands
+    shape = shape_of("SELECT * FROM users WHERE id IN (SELECT user_id FROM posts WHERE score > 990)")
+    assert shape.columns[(None, 'posts')] == {'score': ['range'], 'user_id': ['join']}
+    assert shape.columns[(None, 'users')] == {'id': ['join']}
+
+
+def test_greedy_takes_a_bundle_when_only_a_pair_pays():
+    # WHERE a = 1 OR b = 2: either index alone is useless, both give a bitmap OR
+    base = {0: 1000.0}
+    a, b = ('t', ('a',)), ('t', ('b',))
+
+    def oracle(keys, qids):
+        cost = 20.0 if {a, b} <= set(keys) else 1000.0
+        return {q: cost for q in qids}
+
+    chosen, final = adv.choose_index_set(base, {a: {0}, b: {0}}, oracle, max_indexes=5)
+    assert chosen == []
+    chosen, final = adv.choose_index_set(base, {a: {0}, b: {0}}, oracle, max_indexes=5, bundles=[(a, b)])
+    assert [c['key'] for c in chosen] == [a, b] and final[0] == 20.0
+    assert chosen[0]['together_with'] == [b]
+    chosen, _ = adv.choose_index_set(base, {a: {0}, b: {0}}, oracle, max_indexes=1, bundles=[(a, b)])
+    assert chosen == []   # the pair does not fit the budget

@@ -42,7 +42,7 @@ class PostgresAdvisor:
         try:
             if timeout_seconds:
                 self._adv_fetch("SELECT set_config('statement_timeout', %s, true)",
-                                ('%ds' % int(timeout_seconds),))
+                                ('%ds' % int(timeout_seconds),), keep=True)
             if use_hypopg:
                 installed = self.fetch_value("SELECT extversion FROM pg_extension WHERE extname = 'hypopg'")
                 if installed:
