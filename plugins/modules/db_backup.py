@@ -435,17 +435,17 @@ def verify_backup(module, repo, manifest):
         if manifest.get('method') == 'logical':
             problems += catalog.backend_call(manifest['engine'], 'verify_logical', manifest, plain, p['bin_dir'],
                                              repo.os_user)
-        elif manifest.get('type') == 'log':
+        elif manifest.get('type') == 'log' and manifest['engine'] == 'postgresql':
             first = (manifest.get('start_position') or {}).get('wal_file')
             last = (manifest.get('stop_position') or {}).get('wal_file')
-            if manifest['engine'] == 'postgresql' and first and last:
+            if first and last:
                 backend = catalog.engine_backend('postgresql')
                 seg = int((manifest.get('details') or {}).get('wal_segment_size') or 16 * 1024 * 1024)
                 problems += ['%s: WAL segment missing from the archive' % os.path.join(catalog.LOGS, n)
                              for n in backend.wal_gaps(repo.log_dir, first, seg, last)]
         else:
             problems += catalog.backend_call(manifest['engine'], 'verify_physical', manifest, plain, scratch,
-                                             os_user=repo.os_user, bin_dir=p['bin_dir'])
+                                             log_dir=repo.log_dir, os_user=repo.os_user, bin_dir=p['bin_dir'])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return problems

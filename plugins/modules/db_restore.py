@@ -409,8 +409,8 @@ class Runner:
                 for item in items:
                     if item['manifest'].get('type') == 'full':
                         problems += catalog.backend_call(manifest['engine'], 'verify_physical', item['manifest'],
-                                                         item['path'], scratch, os_user=repo.os_user,
-                                                         bin_dir=self.p['bin_dir'])
+                                                         item['path'], scratch, log_dir=repo.log_dir,
+                                                         os_user=repo.os_user, bin_dir=self.p['bin_dir'])
                 if problems:
                     raise DbError('restore-drill backup', manifest['id'], '; '.join(problems))
                 out = catalog.backend_call(manifest['engine'], 'restore_physical', {

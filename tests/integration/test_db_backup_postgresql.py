@@ -242,6 +242,24 @@ def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(serv
     finally:
         stop_restored(data_dir)
 
+    # check mode: says what would happen, writes nothing
+    dry_dir = os.path.join(workdir, 'dry')
+    dry = restore(repo, check=True, data_dir=dry_dir, port=free_port())
+    assert dry['failed'] is False and dry['changed'] is True and 'would restore' in dry['msg'], dry
+    assert not os.path.exists(dry_dir)
+
+    # the restore drill: scratch instance on a free port, counted, checked, removed
+    drill = restore(repo, server.conn, state='verified', backup_id=bk['id'])
+    assert drill['failed'] is False, drill
+    assert drill['result'] == 'passed' and drill['rto_seconds'] > 0 and drill['problems'] == []
+    orders = [t for t in drill['tables'] if t['database'] == 'shop' and t['name'] == 'public.orders']
+    assert orders and orders[0]['rows'] == int(before['public.orders'].split('|')[0])
+    notes = [t for t in drill['tables'] if t['database'] == 'shop' and t['name'] == 'public.notes'][0]
+    assert notes['source_rows'] == notes['rows'] + 1  # the live source moved on by one row
+    assert not [e for e in os.listdir(workdir) if e.startswith('.dbops-scratch')], 'drill left its scratch copy'
+    assert not [line for line in subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout.splitlines()
+                if '.dbops-scratch' in line and 'postgres' in line], 'drill left its instance running'
+
     # flip one byte of one file: verification names the file
     manifest = manifest_of(repo, bk['id'])
     victim = next(f['path'] for f in manifest['files'] if f['path'].startswith('base/base/') and f['size'] > 8192)

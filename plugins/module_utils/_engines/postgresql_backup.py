@@ -258,7 +258,7 @@ def extract_base(path, details, target, os_user, bin_dir, commands):
     os.chmod(target, 0o700)
 
 
-def verify_physical(manifest, path, scratch_dir, os_user=None, bin_dir=None):
+def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_user=None):
     """pg_verifybackup on a physical full backup (extracted first when stored as tar)."""
     details = manifest.get('details') or {}
     if manifest.get('method') == 'pgbackrest':
@@ -741,7 +741,8 @@ class PostgresBackup:
         }
         if request.get('verify', True):
             fake = {'id': request.get('backup_id', ''), 'type': 'full', 'method': 'physical', 'details': result['details']}
-            problems = verify_physical(fake, request['dest'], os.path.dirname(request['dest']), os_user, bin_dir)
+            problems = verify_physical(fake, request['dest'], os.path.dirname(request['dest']),
+                                       bin_dir=bin_dir, os_user=os_user)
             commands.append(show_command([os.path.join(bin_dir, 'pg_verifybackup'), base]))
             if problems:
                 raise DbError('verify base backup', request.get('backup_id'), '; '.join(problems))
