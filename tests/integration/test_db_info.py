@@ -281,3 +281,45 @@ def test_check_mode_and_bad_thresholds(server):
     result = run_module('db_info', dict(server.conn, thresholds={'connections': {'warning': 95, 'critical': 90}}))
     assert result['failed'] is True
     assert 'invalid thresholds' in result['msg'] and 'above critical' in result['msg']
+
+
+def test_mariadb_slow_queries_from_the_slow_log_table(mariadb_server):
+    original = dict(mariadb_server.sql("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_output', 'slow_query_log')"))
+    mariadb_server.sql("SET GLOBAL log_output = 'TABLE'")
+    mariadb_server.sql('SET GLOBAL slow_query_log = ON')
+    try:
+        conn = mariadb_server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SET SESSION long_query_time = 0.1')
+                cur.execute('SELECT SLEEP(0.4) AS dbops_slow_log_probe')
+        finally:
+            conn.close()
+        slow = info(mariadb_server, gather_subset=['metrics'], slow_query_ms=300)['metrics']['slow_queries']
+        assert slow['source'] == 'slow_log'
+        in_log = int(catalog_value(mariadb_server, "SELECT COUNT(*) FROM mysql.slow_log WHERE query_time >= "
+                                                   "SEC_TO_TIME(0.3) AND start_time >= NOW() - INTERVAL 60 MINUTE"))
+        assert slow['count'] == in_log >= 1
+        assert any('dbops_slow_log_probe' in t['query'] for t in slow['top'])
+    finally:
+        mariadb_server.sql("SET GLOBAL slow_query_log = %s" % original['slow_query_log'])
+        mariadb_server.sql("SET GLOBAL log_output = '%s'" % original['log_output'])
+
+
+def test_mariadb_slow_queries_from_performance_schema():
+    from servers import MariadbServer
+    server = MariadbServer(settings={'performance_schema': 'ON'}).init().start()
+    try:
+        conn = server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT SLEEP(0.35)')
+        finally:
+            conn.close()
+        slow = info(server, gather_subset=['metrics'], slow_query_ms=300)['metrics']['slow_queries']
+        assert slow['source'] == 'performance_schema'
+        assert slow['count'] >= 1
+        assert any('SLEEP' in t['query'].upper() and t['mean_ms'] >= 300 for t in slow['top'])
+        assert info(server, gather_subset=['metrics'], slow_query_ms=60000)['metrics']['slow_queries']['count'] == 0
+    finally:
+        server.destroy()
