@@ -323,3 +323,43 @@ def test_mariadb_slow_queries_from_performance_schema():
         assert info(server, gather_subset=['metrics'], slow_query_ms=60000)['metrics']['slow_queries']['count'] == 0
     finally:
         server.destroy()
+
+
+def test_postgresql_streaming_standby_and_its_primary(pg_server):
+    """A caught-up standby of an idle primary has no lag; the primary lists its replica."""
+    import servers
+    standby = servers.PostgresServer()
+    try:
+        servers._as_user(standby.user, [standby.bin('pg_basebackup'), '-h', '127.0.0.1', '-p', str(pg_server.port),
+                                        '-U', pg_server.superuser, '-D', standby.data_dir, '-R', '-X', 'stream',
+                                        '-c', 'fast'],
+                         env=dict(os.environ, PGPASSWORD=pg_server.password))
+        with open(os.path.join(standby.data_dir, 'postgresql.auto.conf'), 'a') as handle:
+            handle.write("port = %d\nunix_socket_directories = '%s'\n" % (standby.port, standby.socket_dir))
+        standby.start()
+
+        deadline = time.time() + 20
+        while True:
+            replication = info(standby, gather_subset=['replication'])['metrics']['replication']
+            if replication['lag_bytes'] == 0 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert replication['role'] == 'replica'
+        assert replication['lag_bytes'] == 0
+        assert replication['lag_seconds'] == 0          # idle primary: all received WAL is replayed
+        assert replication['receive_lsn'] == replication['replay_lsn']
+        assert replication['receiver']['status'] == 'streaming'
+        assert standby.psql('SELECT pg_is_in_recovery()') == 't'
+
+        primary = info(pg_server, gather_subset=['replication'])['metrics']['replication']
+        assert primary['role'] == 'primary'
+        assert len(primary['replicas']) == 1
+        assert primary['replicas'][0]['state'] == 'streaming'
+        assert primary['replicas'][0]['client_addr'] == '127.0.0.1'
+        assert primary['lag_seconds'] is not None and primary['lag_seconds'] < 30
+        # thresholds apply to the lag: a zero threshold raises an alert, the default does not
+        loud = info(standby, gather_subset=['replication'], thresholds={'replication_lag': {'warning': 0}})
+        assert [a['level'] for a in loud['alerts'] if a['metric'] == 'replication_lag'] == ['warning']
+        assert not info(standby, gather_subset=['replication'])['alerts']
+    finally:
+        standby.destroy()
