@@ -80,6 +80,9 @@ def load_workload(engine, params, dialect, log_text, notes):
                      'mean_ms': round(float(row['mean_ms'] or 0), 3),
                      'total_ms': round(float(row['total_ms'] or 0), 3)})
     notes.append('%d statements read from %s' % (len(kept), source))
+    if any(row.get('no_sample') for row in rows):
+        notes.append('some digests have no sample statement with values, so they cannot be explained: enable the '
+                     'events_statements_current and events_statements_history_long consumers')
     return kept
 
 

@@ -512,3 +512,55 @@ def test_mariadb_slow_log_source(mariadb_server, my_db):
             cur.execute('SET GLOBAL slow_query_log = 0')
             cur.execute("SET GLOBAL log_output = 'FILE'")
         conn.close()
+
+
+def test_postgres_log_file_source(pg_server, cases_db, tmp_path):
+    log = tmp_path / 'postgresql.log'
+    lines = []
+    for n in (11, 12, 13):
+        lines.append('2026-01-01 10:00:0%d UTC [4242] LOG:  duration: 25.%d ms  statement: '
+                     'SELECT title FROM posts WHERE user_id = %d' % (n - 10, n, n))
+    lines.append('2026-01-01 10:00:05 UTC [4242] LOG:  duration: 900.0 ms  statement: SELECT count(*)')
+    lines.append('\tFROM comments')
+    lines.append('2026-01-01 10:00:06 UTC [4242] LOG:  checkpoint complete')
+    log.write_text('\n'.join(lines) + '\n')
+    result = run_module('db_query_advisor', dict(cases_db, source='slow_log', slow_log_path=str(log), min_calls=2,
+                                                  index_hygiene=False))
+    assert not result['failed'], result.get('msg')
+    assert len(result['reports']) == 1
+    report = result['reports'][0]
+    assert report['calls'] == 3 and report['query'].startswith('SELECT title FROM posts WHERE user_id = ')
+    assert [(s['table'], s['columns']) for s in result['index_suggestions']] == [('posts', ['user_id'])]
+    missing = run_module('db_query_advisor', dict(cases_db, source='slow_log', slow_log_path=str(tmp_path / 'nope')))
+    assert missing['failed'] and 'could not read slow log' in missing['msg']
+
+
+def test_mariadb_performance_schema_source_and_unused_indexes():
+    from servers import MariadbServer
+    server = MariadbServer(settings={'performance_schema': 'ON',
+                                     'performance-schema-consumer-events-statements-current': 'ON',
+                                     'performance-schema-consumer-events-statements-history-long': 'ON'})
+    try:
+        server.init().start()
+        conn = server.connect()
+        with conn.cursor() as cur:
+            cur.execute('CREATE DATABASE ps')
+            cur.execute('USE ps')
+            cur.execute('CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, note varchar(50), '
+                        'KEY orders_note (note))')
+            cur.execute("INSERT INTO orders SELECT seq, seq % 5000, concat('n', seq) FROM seq_1_to_50000")
+            cur.execute('ANALYZE TABLE orders')
+            for n in (1, 2, 3, 4):
+                cur.execute('SELECT id FROM orders WHERE customer_id = %d' % n)
+                cur.fetchall()
+        conn.close()
+        params = dict(server.conn, login_db='ps')
+        result = run_module('db_query_advisor', dict(params, source='performance_schema', min_calls=4))
+        assert not result['failed'], result.get('msg')
+        mine = [r for r in result['reports'] if 'customer_id' in r['query']]
+        assert mine and mine[0]['calls'] >= 4 and mine[0]['error'] is None
+        assert [(s['table'], s['columns']) for s in result['index_suggestions']] == [('orders', ['customer_id'])]
+        unused = [e['index'] for e in result['index_hygiene']['unused']]
+        assert 'orders_note' in unused and 'PRIMARY' not in unused
+    finally:
+        server.destroy()

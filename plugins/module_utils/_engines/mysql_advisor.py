@@ -207,6 +207,7 @@ class MysqlAdvisor:
             for row in rows:
                 if not row['query']:
                     row['query'] = row['digest_text']
+                    row['no_sample'] = True
                 row['mean_ms'] = float(row['mean_ms'] or 0)
                 row['total_ms'] = float(row['total_ms'] or 0)
             return rows
