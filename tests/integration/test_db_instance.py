@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -67,7 +68,7 @@ def login_and_read(engine, port, setting):
 @pytest.fixture
 def workdir(request):
     engine = request.node.callspec.params['engine']
-    path = make_workdir('dbops-inst-', ENGINES[engine]['user'] if os.geteuid() == 0 else os.getlogin())
+    path = make_workdir('dbops-inst-', ENGINES[engine]['user'] if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name)
     yield path
     # whatever happened, no server of ours survives the test
     for pidfile in ('data/postmaster.pid', 'data/mysqld.pid'):
