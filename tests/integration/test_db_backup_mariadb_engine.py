@@ -181,6 +181,44 @@ def test_logical_full_backup_restores_identical_tables_into_another_database(sou
         engine.close()
 
 
+def test_logical_one_database_split_over_jobs_restores_identical(source, scratch):
+    fill(source, 'wide', 1500)
+    add_objects(source, 'wide')
+    for i in range(3):
+        source.sql('CREATE TABLE extra%d (id INT PRIMARY KEY, v VARCHAR(10))' % i, 'wide')
+        source.sql("INSERT INTO extra%d SELECT id, 'x' FROM t1 WHERE id < %d" % (i, 100 * (i + 1)), 'wide')
+    source.sql("CREATE EVENT ev_noop ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1", 'wide')
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'split')
+        result = engine.backup_create(request(dest, scratch, databases=['wide'], jobs=3))
+        assert result['details']['split_tables'] is True and result['details']['processes'] == 3
+        dump = result['details']['dumps'][0]
+        assert len(dump['files']) == 3 and dump['post'] == ['wide.objects.sql.zst']
+        assert sorted(os.listdir(dest)) == sorted(dump['files'] + dump['post'] + [mb.INDEX_FILE])
+        assert mb.verify_logical({}, dest) == []
+        expected = table_state(source, 'wide')
+        assert {t['name']: t['rows'] for t in dump['tables']} == {k: v[0] for k, v in expected.items()}
+        out = engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'wide_copy', 'force': False,
+                                      'jobs': 3})
+        assert table_state(source, 'wide_copy') == expected
+        assert out['rows_restored'] == sum(v[0] for v in expected.values())
+        for kind, sql in (('view', "SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='wide_copy'"),
+                          ('trigger', "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='wide_copy'"),
+                          ('routine', "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='wide_copy'"),
+                          ('event', "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='wide_copy'")):
+            assert source.sql(sql)[0][0] == 1, kind
+        assert source.sql('SELECT COUNT(*) FROM v_big', 'wide_copy') == source.sql('SELECT COUNT(*) FROM v_big', 'wide')
+        # a truncated table file is caught by verification, naming it
+        victim = os.path.join(dest, dump['files'][0])
+        with open(victim, 'r+b') as f:
+            f.truncate(os.path.getsize(victim) // 2)
+        problems = mb.verify_logical({}, dest)
+        assert problems and dump['files'][0] in problems[0]
+    finally:
+        engine.close()
+
+
 def test_logical_gzip_lz4_none_and_bad_compression(source, scratch):
     fill(source, 'small', 200)
     engine = engine_of(source)

@@ -47,6 +47,17 @@ def test_dump_argv_mariadb_and_mysql8():
     assert '--set-gtid-purged=OFF' in my and '--column-statistics=0' in my
 
 
+def test_table_and_objects_dump_argv():
+    argv = mb.table_dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', 'shop', ['-odd', 'b'])
+    assert argv[1] == '--defaults-file=/p/c.cnf'
+    assert argv[-4:] == ['--', 'shop', '-odd', 'b']  # names after -- are never options
+    assert '--skip-routines' in argv and '--skip-events' in argv and '--triggers' in argv
+    with_views = mb.objects_dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', 'shop', ['v1'])
+    assert '--no-data' in with_views and '--no-create-info' not in with_views and with_views[-3:] == ['--', 'shop', 'v1']
+    no_views = mb.objects_dump_argv('/usr/bin/mysqldump', '/p/c.cnf', 'shop', [], 'mysql', 80036)
+    assert '--no-create-info' in no_views and '--routines' in no_views and '--set-gtid-purged=OFF' in no_views
+
+
 def test_position_capture_and_status_statements_by_flavor():
     assert mb.position_capture_option('mysql', 80036) == '--source-data=2'
     assert mb.position_capture_option('mysql', 80025) == '--master-data=2'

@@ -347,6 +347,31 @@ def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0):
     return argv
 
 
+def _flavor_dump_options(flavor, version_num):
+    if flavor != 'mysql':
+        return []
+    # the position is read under our global read lock; a GTID_PURGED line would make the
+    # dump unrestorable next to existing data
+    return ['--set-gtid-purged=OFF'] + (['--column-statistics=0'] if version_num >= 80000 else [])
+
+
+def table_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0):
+    """Some base tables (with their triggers) of one database, in one snapshot (stdout)."""
+    return ([program, '--defaults-file=' + option_file, '--single-transaction', '--quick', '--skip-routines',
+             '--skip-events', '--triggers', '--hex-blob', '--default-character-set=utf8mb4',
+             '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
+            + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
+
+
+def objects_dump_argv(program, option_file, database, views, flavor='mariadb', version_num=0):
+    """Views, routines and events of one database (loaded after its tables)."""
+    argv = [program, '--defaults-file=' + option_file, '--single-transaction', '--no-data', '--skip-triggers',
+            '--routines', '--events', '--default-character-set=utf8mb4', '--skip-dump-date']
+    if not views:
+        argv.append('--no-create-info')
+    return argv + _flavor_dump_options(flavor, version_num) + ['--', database] + list(views)
+
+
 def position_capture_option(flavor, version_num):
     """The dump option that writes the binary log position as a comment (single-process dumps)."""
     if flavor == 'mysql' and version_num >= 80026:
@@ -475,6 +500,7 @@ class DumpSplitter:
         self.current = None
         self.started = set()
         self.seen_marker = threading.Event()
+        self.last_file = None
 
     def _emit(self, data):
         if not data:
@@ -522,8 +548,38 @@ class DumpSplitter:
         self._emit(self.buf)
         self.buf = b''
         if self.current is not None:
+            self.last_file = self.current.path
             self.current.close()
             self.current = None
+
+
+class DumpStream:
+    """The whole output of one mariadb-dump into one file (the per-table mode).
+
+    ``seen_marker`` is set once the dump writes its first table: by then it has opened its
+    snapshot (the header before it is written before the snapshot).
+    """
+
+    MARKS = (b'\n-- Table structure for table ', b'\n-- Dumping data for table ', b'\n-- Dumping routines',
+             b'\n-- Dumping events')
+
+    def __init__(self, path, compress_argv):
+        self.sink = _Sink(path, compress_argv)
+        self.path = path
+        self.tail = b''
+        self.seen_marker = threading.Event()
+        self.last_file = path
+
+    def feed(self, data):
+        if not self.seen_marker.is_set():
+            window = self.tail + data
+            if any(m in window for m in self.MARKS):
+                self.seen_marker.set()
+            self.tail = window[-64:]
+        self.sink.write(data)
+
+    def close(self):
+        self.sink.close()
 
 
 def _unquote_ident(raw):
@@ -638,6 +694,12 @@ class MysqlBackup:
         sizes = {r['db']: int(r['size'] or 0) for r in rows}
         return {n: sizes.get(n, 0) for n in names}
 
+    def _table_sizes(self, database):
+        rows = self.fetch_all("SELECT TABLE_NAME AS t, COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) AS size "
+                              "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+                              (database,))
+        return {r['t']: int(r['size'] or 0) for r in rows}
+
     def _schema_info(self, name):
         return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation '
                               'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,))
@@ -660,27 +722,59 @@ class MysqlBackup:
             databases = existing
         if not databases:
             raise DbError('take a logical backup', None, 'there is no user database to back up')
-        jobs = max(1, min(int(request.get('jobs') or 1), len(databases)))
+        jobs = max(1, int(request.get('jobs') or 1))
         sizes = self._database_sizes(databases)
-        groups = [[] for _ in range(jobs)]
-        loads = [0] * jobs
-        for name in sorted(databases, key=lambda n: -sizes[n]):
-            slot = loads.index(min(loads))
-            groups[slot].append(name)
-            loads[slot] += sizes[name] + 1
-        groups = [g for g in groups if g]
-        entries, files = [], {}
+        entries, files, stems = [], {}, {}
         used = set()
         for name in databases:
             fname = safe_filename(name)
             while fname in used:
                 fname += '_'
             used.add(fname)
+            stems[name] = fname
             info = self._schema_info(name) or {}
-            entry = {'name': name, 'file': fname + '.sql' + ext, 'charset': info.get('charset'),
-                     'collation': info.get('collation'), 'size_estimate': sizes[name]}
+            entry = {'name': name, 'file': fname + '.sql' + ext, 'files': [fname + '.sql' + ext], 'post': [],
+                     'charset': info.get('charset'), 'collation': info.get('collation'),
+                     'size_estimate': sizes[name]}
             entries.append(entry)
             files[name] = os.path.join(dest, entry['file'])
+        # units: (argv builder, stream, label). Fewer databases than jobs: the tables of each
+        # database are shared out over several dumps (one file each), views/routines/events
+        # follow in one more file loaded last. Otherwise whole databases per dump.
+        split = len(databases) < jobs
+        units = []
+        if split:
+            tables = {name: self._table_sizes(name) for name in databases}
+            shares = {name: 1 for name in databases}
+            for _ in range(jobs - len(databases)):
+                candidates = [n for n in databases if len(tables[n]) > shares[n]]
+                if not candidates:
+                    break
+                best = max(candidates, key=lambda n: sizes[n] / shares[n])
+                shares[best] += 1
+            for entry in entries:
+                name = entry['name']
+                bins = [[] for _ in range(shares[name])]
+                loads = [0] * shares[name]
+                for table, size in sorted(tables[name].items(), key=lambda kv: -kv[1]):
+                    slot = loads.index(min(loads))
+                    bins[slot].append(table)
+                    loads[slot] += size + 1
+                entry['files'] = []
+                for number, part in enumerate([b for b in bins if b], start=1):
+                    fname = '%s.part%02d.sql%s' % (stems[name], number, ext)
+                    entry['files'].append(fname)
+                    units.append(('tables', name, part, os.path.join(dest, fname)))
+                entry['post'] = ['%s.objects.sql%s' % (stems[name], ext)]
+                entry['file'] = (entry['files'] or entry['post'])[0]
+        else:
+            groups = [[] for _ in range(min(jobs, len(databases)))]
+            loads = [0] * len(groups)
+            for name in sorted(databases, key=lambda n: -sizes[n]):
+                slot = loads.index(min(loads))
+                groups[slot].append(name)
+                loads[slot] += sizes[name] + 1
+            units = [('databases', None, g, None) for g in groups if g]
         start = utc_now()
         commands = []
         errors = []
@@ -694,16 +788,22 @@ class MysqlBackup:
                 position = self.binlog_position()
                 # our own snapshot at the same instant: the row counts the restore drill compares
                 self.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT', operation='open a consistent snapshot')
-                for group in groups:
-                    argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0)
+                for kind, name, group, path in units:
+                    if kind == 'databases':
+                        argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0)
+                        splitter = DumpSplitter({n: files[n] for n in group}, compress)
+                        label = group
+                    else:
+                        argv = table_dump_argv(program, cnf, name, group, self.flavor, self.version_num or 0)
+                        splitter = DumpStream(path, compress)
+                        label = ['%s (%d tables)' % (name, len(group))]
                     commands.append(command_line(argv, self._secret_list()) + (
                         ' | ' + command_line(compress) if compress else ''))
                     err = tempfile.TemporaryFile()
                     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
-                    splitter = DumpSplitter({n: files[n] for n in group}, compress)
                     thread = threading.Thread(target=_relay, args=(proc, splitter, errors), daemon=True)
                     thread.start()
-                    procs.append((proc, err, thread, splitter, group))
+                    procs.append((proc, err, thread, splitter, label))
                 # every dump has opened its snapshot once it writes its first database (or exits)
                 deadline = time.time() + 600
                 for proc, _err, _thread, splitter, _group in procs:
@@ -723,34 +823,55 @@ class MysqlBackup:
             finally:
                 self.execute('COMMIT', operation='close the consistent snapshot')
             failures = []
-            for proc, err, thread, _splitter, group in procs:
+            stream_ends = []
+            for proc, err, thread, splitter, group in procs:
                 rc = proc.wait()
                 thread.join()
                 if rc != 0:
                     failures.append('%s: %s' % (', '.join(group), self.mask(_read_file_tail(err))))
+                elif splitter.last_file:
+                    stream_ends.append(os.path.basename(splitter.last_file))
                 err.close()
+            if split and not failures and not errors:
+                # views, routines and events: metadata, loaded after every table file
+                for entry in entries:
+                    views = [r['t'] for r in self.fetch_all(
+                        "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                        "AND TABLE_TYPE = 'VIEW' ORDER BY TABLE_NAME", (entry['name'],))]
+                    argv = objects_dump_argv(program, cnf, entry['name'], views, self.flavor, self.version_num or 0)
+                    commands.append(command_line(argv, self._secret_list()) + (
+                        ' | ' + command_line(compress) if compress else ''))
+                    path = os.path.join(dest, entry['post'][0])
+                    try:
+                        _pipe_out(argv, compress, path, 'dump views, routines and events of', entry['name'],
+                                  self._secret_list())
+                    except DbError as exc:
+                        failures.append(self.mask(str(exc)))
+                    stream_ends.append(entry['post'][0])
         if errors:
             failures.extend(self.mask(str(e)) for e in errors)
         if failures:
             raise DbError('dump', ', '.join(databases), '; '.join(failures))
         for entry in entries:
-            if not os.path.exists(files[entry['name']]):
-                raise DbError('dump', entry['name'], 'the dump wrote nothing for this database')
+            for fname in entry['files'] + entry['post']:
+                if not os.path.exists(os.path.join(dest, fname)):
+                    raise DbError('dump', entry['name'], 'the dump wrote nothing into %s' % fname)
         for entry in entries:
             entry['tables'] = snapshot_rows.get(entry['name'], [])
         index = {'format': 1, 'flavor': self.flavor, 'server_version': self.version_string if hasattr(
             self, 'version_string') else self.version, 'tool': os.path.basename(program),
-            'compression': compression, 'position': position, 'databases': entries}
+            'compression': compression, 'position': position, 'databases': entries,
+            'stream_ends': stream_ends}
         _write_json(os.path.join(dest, INDEX_FILE), index)
         stop = utc_now()
         return {'start_position': position or {}, 'stop_position': position or {},
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
                 'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
                 'details': {'flavor': self.flavor, 'layout': 'dump-per-database', 'index': INDEX_FILE,
-                            'dumps': [{'database': e['name'], 'file': e['file'], 'tables': e['tables']}
-                                      for e in entries],
+                            'dumps': [{'database': e['name'], 'file': e['file'], 'files': e['files'],
+                                       'post': e['post'], 'tables': e['tables']} for e in entries],
                             'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
-                            'processes': len(groups), 'consistent_snapshot': True}}
+                            'processes': len(units), 'split_tables': split, 'consistent_snapshot': True}}
 
     def restore_logical(self, request):
         path = request['path']
@@ -777,14 +898,14 @@ class MysqlBackup:
         else:
             plan = [(e, e['name']) for e in entries]
         # every check before any change
+        decompress = {}
         for entry, name in plan:
             self.quote_ident(name)
-            if not os.path.isfile(os.path.join(path, entry['file'])):
-                raise DbError('restore', name, 'the backup file %s is missing' % entry['file'])
-        decompress = {}
-        for entry, _name in plan:
-            comp = compression_of(entry['file'])
-            decompress[comp] = decompressor_argv(comp)
+            for fname in _entry_files(entry):
+                if not os.path.isfile(os.path.join(path, fname)):
+                    raise DbError('restore', name, 'the backup file %s is missing' % fname)
+                comp = compression_of(fname)
+                decompress[comp] = decompressor_argv(comp)
         client = tool(self.flavor, 'client')
         existing = {}
         for _entry, name in plan:
@@ -809,7 +930,10 @@ class MysqlBackup:
         commands = []
         failures = []
         with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
-            work = list(plan)
+            # table files of every database in parallel, then views/routines/events files
+            phases = [[(fname, name) for entry, name in plan for fname in (entry.get('files') or [entry['file']])],
+                      [(fname, name) for entry, name in plan for fname in entry.get('post') or []]]
+            work = []
             lock = threading.Lock()
 
             def worker():
@@ -817,10 +941,10 @@ class MysqlBackup:
                     with lock:
                         if not work:
                             return
-                        entry, name = work.pop(0)
-                    source = os.path.join(path, entry['file'])
+                        fname, name = work.pop(0)
+                    source = os.path.join(path, fname)
                     argv = client_argv(client, cnf, name)
-                    unpack = decompress[compression_of(entry['file'])]
+                    unpack = decompress[compression_of(fname)]
                     with lock:
                         commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
                                         + command_line(argv, self._secret_list())
@@ -831,12 +955,16 @@ class MysqlBackup:
                         with lock:
                             failures.append('%s: %s' % (name, self.mask(exc.detail or str(exc))))
 
-            threads = [threading.Thread(target=worker, daemon=True)
-                       for _ in range(max(1, min(int(request.get('jobs') or 1), len(plan))))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            for phase in phases:
+                if failures or not phase:
+                    continue
+                work[:] = phase
+                threads = [threading.Thread(target=worker, daemon=True)
+                           for _ in range(max(1, min(int(request.get('jobs') or 1), len(phase))))]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
         if failures:
             raise DbError('restore', ', '.join(name for _e, name in plan), '; '.join(failures))
         if request.get('marker') and self.flavor == 'mariadb':
@@ -1142,16 +1270,19 @@ def _pipe_out(argv, compress, out_path, operation, target, secrets):
     try:
         with open(out_path, 'wb') as out:
             first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err1)
-            second = subprocess.Popen(compress, stdin=first.stdout, stdout=subprocess.PIPE, stderr=err2)
-            first.stdout.close()
+            second = None
+            if compress:
+                second = subprocess.Popen(compress, stdin=first.stdout, stdout=subprocess.PIPE, stderr=err2)
+                first.stdout.close()
+            reader = second.stdout if second else first.stdout
             while True:
-                block = second.stdout.read(CHUNK)
+                block = reader.read(CHUNK)
                 if not block:
                     break
                 digest.update(block)
                 out.write(block)
-            second.stdout.close()
-            rc2 = second.wait()
+            reader.close()
+            rc2 = second.wait() if second else 0
             rc1 = first.wait()
             out.flush()
             os.fsync(out.fileno())
@@ -1654,7 +1785,9 @@ def _tablespaces(directory):
     found = []
     for root, _dirs, files in os.walk(directory):
         for name in files:
-            if name.endswith(('.ibd', '.new')) or re.match(r'^(ibdata\d+|undo\d+)$', name):
+            # ibdata* is left to --prepare: its doublewrite buffer pages hold copies of other
+            # pages and fail innochecksum in any healthy backup
+            if name.endswith(('.ibd', '.new')) or re.match(r'^undo\d+$', name):
                 found.append(os.path.relpath(os.path.join(root, name), directory))
     return sorted(found)
 
@@ -1697,6 +1830,10 @@ def restored_marker(data_dir):
         return None
 
 
+def _entry_files(entry):
+    return list(entry.get('files') or [entry['file']]) + list(entry.get('post') or [])
+
+
 def verify_logical(manifest, path, bin_dir=None, os_user=None):
     """Problems of a logical backup (each naming a file); [] when every dump file reads completely."""
     problems = []
@@ -1708,35 +1845,41 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
             index = json.load(f)
     except ValueError as exc:
         return ['%s: unreadable (%s)' % (INDEX_FILE, exc)]
-    tail = b''
+    tails = {}
     for entry in index.get('databases', []):
-        source = os.path.join(path, entry['file'])
-        if not os.path.isfile(source):
-            problems.append('%s: dump of database %s is missing' % (entry['file'], entry['name']))
-            continue
-        unpack = decompressor_argv(compression_of(entry['file']), bin_dir)
-        if unpack is None:
-            with open(source, 'rb') as f:
-                f.seek(max(0, os.path.getsize(source) - 4096))
-                tail = f.read()
-            continue
-        with open(source, 'rb') as src, tempfile.TemporaryFile() as errf:
-            proc = subprocess.Popen(unpack, stdin=src, stdout=subprocess.PIPE, stderr=errf)
-            last = b''
-            while True:
-                block = proc.stdout.read(CHUNK)
-                if not block:
-                    break
-                last = (last + block)[-4096:]
-            proc.stdout.close()
-            rc = proc.wait()
-            errf.seek(0)
-            err = errf.read()
-        if rc != 0:
-            problems.append('%s: cannot be decompressed (%s)' % (entry['file'], _tail(err, 300)))
-        tail = last
-    if index.get('databases') and not problems and b'-- Dump completed' not in tail:
-        problems.append('%s: the dump is truncated (no "Dump completed" line)' % index['databases'][-1]['file'])
+        for fname in _entry_files(entry):
+            source = os.path.join(path, fname)
+            if not os.path.isfile(source):
+                problems.append('%s: dump of database %s is missing' % (fname, entry['name']))
+                continue
+            unpack = decompressor_argv(compression_of(fname), bin_dir)
+            if unpack is None:
+                with open(source, 'rb') as f:
+                    f.seek(max(0, os.path.getsize(source) - 4096))
+                    tails[fname] = f.read()
+                continue
+            with open(source, 'rb') as src, tempfile.TemporaryFile() as errf:
+                proc = subprocess.Popen(unpack, stdin=src, stdout=subprocess.PIPE, stderr=errf)
+                last = b''
+                while True:
+                    block = proc.stdout.read(CHUNK)
+                    if not block:
+                        break
+                    last = (last + block)[-4096:]
+                proc.stdout.close()
+                rc = proc.wait()
+                errf.seek(0)
+                err = errf.read()
+            if rc != 0:
+                problems.append('%s: cannot be decompressed (%s)' % (fname, _tail(err, 300)))
+            tails[fname] = last
+    if not problems:
+        ends = index.get('stream_ends')
+        if ends is None and index.get('databases'):
+            ends = [_entry_files(index['databases'][-1])[-1]]
+        for fname in ends or []:
+            if b'-- Dump completed' not in tails.get(fname, b''):
+                problems.append('%s: the dump is truncated (no "Dump completed" line)' % fname)
     return problems
 
 
