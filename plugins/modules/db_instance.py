@@ -76,7 +76,8 @@ options:
   os_user:
     description:
       - OS user that owns the data directory and runs the server.
-      - Defaults to V(postgres) or V(mysql) when the module runs as root, otherwise to the user running it.
+      - When the module runs as root, defaults to the owner of an existing data directory (unless root owns it), else
+        to V(postgres) or V(mysql). Otherwise defaults to the user running the module.
     type: str
   bin_dir:
     description:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
-from modrun import run_module
+from modrun import REPO, collections_root, run_module
 from servers import free_port, make_workdir
 
 PASSWORD = 'Inst-Test-Secret-43'
@@ -192,3 +195,74 @@ def test_bad_input_changes_nothing(engine, workdir):
         result = call(engine, data_dir, port=free_port(), settings={'innodb_no_such_option': 1})
         assert result['failed'] and 'could not' in result['msg']
         assert not os.path.exists(data_dir)
+
+
+# ---- the sandbox role: up twice (the second run changes nothing), then absent -----------------------------
+
+def run_sandbox(inventory, sandbox_dir, *extra):
+    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', inventory,
+            os.path.join(REPO, 'playbooks', 'sandbox.yml')] + list(extra)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), DBOPS_SANDBOX_DIR=sandbox_dir,
+               ANSIBLE_NOCOLOR='1', ANSIBLE_STDOUT_CALLBACK='default')
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
+    recap = {m.group(1): {'ok': int(m.group(2)), 'changed': int(m.group(3)), 'failed': int(m.group(4))}
+             for m in re.finditer(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)',
+                                  proc.stdout, re.M)}
+    return proc, recap
+
+
+def sandbox_counts(engine, port, password):
+    if engine == 'postgresql':
+        import psycopg2
+        conn = psycopg2.connect(host='127.0.0.1', port=port, user='postgres', password=password, dbname='shop')
+    else:
+        import pymysql
+        conn = pymysql.connect(host='127.0.0.1', port=port, user='root', password=password, database='shop')
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM products), '
+                        '(SELECT count(*) FROM orders)')
+            return tuple(int(v) for v in cur.fetchone())
+    finally:
+        conn.close()
+
+
+def test_sandbox_role_is_idempotent_and_removable():
+    sandbox_dir = os.path.join(make_workdir('dbops-sbx-', 'root' if os.geteuid() == 0 else
+                                            pwd.getpwuid(os.geteuid()).pw_name), 'sandbox')
+    ports = {'postgresql': free_port(), 'mariadb': free_port()}
+    with open(os.path.join(REPO, 'playbooks', 'inventory', 'sandbox.yml')) as handle:
+        text = handle.read()
+    text = text.replace('dbops_login_port: 55432', 'dbops_login_port: %d' % ports['postgresql'])
+    text = text.replace('dbops_login_port: 53306', 'dbops_login_port: %d' % ports['mariadb'])
+    inventory = os.path.join(os.path.dirname(sandbox_dir), 'inventory.yml')
+    with open(inventory, 'w') as handle:
+        handle.write(text)
+    try:
+        proc, recap = run_sandbox(inventory, sandbox_dir)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert set(recap) == {'pg-sandbox', 'mariadb-sandbox'}
+        assert all(host['changed'] > 0 for host in recap.values())
+        passwords = {}
+        for engine in ports:
+            with open(os.path.join(sandbox_dir, engine + '.pw')) as handle:
+                passwords[engine] = handle.read().strip()
+            assert len(passwords[engine]) == 24
+            assert oct(os.stat(os.path.join(sandbox_dir, engine + '.pw')).st_mode & 0o777) == '0o600'
+            assert sandbox_counts(engine, ports[engine], passwords[engine]) == (1000, 200, 5000)
+
+        proc, recap = run_sandbox(inventory, sandbox_dir, '-v')
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert {host: r['changed'] for host, r in recap.items()} == {'pg-sandbox': 0, 'mariadb-sandbox': 0}
+        assert not any(pw in proc.stdout + proc.stderr for pw in passwords.values())
+
+        proc, recap = run_sandbox(inventory, sandbox_dir, '-e', 'sandbox_state=absent')
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        for engine, port in ports.items():
+            assert not os.path.exists(os.path.join(sandbox_dir, engine))
+            assert not listening(port)
+    finally:
+        for engine in ports:
+            run_module('db_instance', {'engine': engine, 'data_dir': os.path.join(sandbox_dir, engine),
+                                       'state': 'absent', 'force': True})
+        shutil.rmtree(os.path.dirname(sandbox_dir), ignore_errors=True)

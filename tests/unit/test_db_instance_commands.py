@@ -423,3 +423,20 @@ def test_missing_server_program_names_the_package(tmp_path):
     inst = my.MysqlInstance(params(tmp_path, bin_dir=str(tmp_path)), FakeRunner(''))
     with pytest.raises(DbError, match='install the MariaDB or MySQL server package'):
         inst.server_program()
+
+
+def test_os_user_defaults_to_the_owner_of_the_data_directory(tmp_path, monkeypatch):
+    really_root = os.geteuid() == 0
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    data = tmp_path / 'data'
+    data.mkdir()
+    if really_root:
+        os.chown(data, pwd.getpwnam('nobody').pw_uid, -1)
+    owner = pwd.getpwuid(os.stat(data).st_uid).pw_name
+    inst = pg.PostgresInstance(params(tmp_path, os_user=None), FakeRunner(PG_VERSION))
+    assert inst.os_user == owner
+    if really_root:
+        os.chown(data, 0, -1)
+        assert pg.PostgresInstance(params(tmp_path, os_user=None), FakeRunner(PG_VERSION)).os_user == 'postgres'
+    inst = my.MysqlInstance(params(tmp_path, os_user=None, data_dir=str(tmp_path / 'missing')), FakeRunner(MARIADB_VERSION))
+    assert inst.os_user == 'mysql'

@@ -161,9 +161,14 @@ class LocalInstance:
 
     # ---- identity -------------------------------------------------------------------
     def _default_os_user(self):
-        if os.geteuid() == 0:
-            return self.default_os_user
-        return pwd.getpwuid(os.geteuid()).pw_name
+        """The owner of an existing data directory, else postgres / mysql for root, else ourselves."""
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        try:
+            owner = pwd.getpwuid(os.stat(self.data_dir).st_uid).pw_name
+        except (OSError, KeyError):
+            owner = None
+        return owner if owner and owner != 'root' else self.default_os_user
 
     def os_user_entry(self):
         try:
