@@ -23,7 +23,7 @@ description:
   - Every name and value is checked against the server's catalog (C(pg_settings), C(information_schema.SYSTEM_VARIABLES))
     before anything is written; an unknown name or an invalid value fails with nothing changed.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes

@@ -20,9 +20,9 @@ description:
     module does not create it), otherwise the source is V(unavailable). On MySQL and MariaDB they come from
     C(performance_schema) statement digests when it is on, else from the C(mysql.slow_log) table when the slow log
     writes to a table, else from the C(Slow_queries) status counter (which uses the server's C(long_query_time)).
-    RV(metrics.slow_queries.source) says which.
+    The C(source) key of RV(metrics.slow_queries) says which.
 version_added: 0.1.0
-author: dbops.admin maintainers
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.connection
   - dbops.admin.attributes.INFO_MODULE
