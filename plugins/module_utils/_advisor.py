@@ -74,6 +74,20 @@ def _first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def fold_identifiers(tree, dialect):
+    """Unquoted identifiers as the server sees them: PostgreSQL folds them to lower case; MySQL
+    column names are case-insensitive (table names depend on the server, left alone)."""
+    if dialect == 'postgres':
+        for ident in tree.find_all(exp.Identifier):
+            if not ident.quoted:
+                ident.set('this', ident.this.lower())
+    else:
+        for col in tree.find_all(exp.Column):
+            if isinstance(col.this, exp.Identifier):
+                col.this.set('this', col.this.this.lower())
+    return tree
+
+
 def is_write(tree):
     return tree is not None and isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Merge))
 

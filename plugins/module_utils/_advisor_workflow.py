@@ -40,9 +40,8 @@ def run(engine, params, log_text=None):
                 suggestions = suggest_with_hypothetical(engine, entries, params)
             else:
                 method = 'statistics'
-                if state.get('hypopg_note'):
-                    notes.append('index suggestions from EXPLAIN, predicates and column statistics, '
-                                 'not costed: %s' % state['hypopg_note'])
+                notes.append('index suggestions from EXPLAIN, predicates and column statistics, not costed: %s'
+                             % (state.get('hypopg_note') or 'hypothetical indexes not requested'))
                 suggestions = suggest_from_statistics(engine, entries, params)
         else:
             method, suggestions = None, []
@@ -106,6 +105,8 @@ def analyze_query(engine, item, params, dialect):
         report['error'] = 'give exactly one statement per query (found %d)' % count
         return entry
     tree, perr = adv.parse(sql, dialect)
+    if tree is not None:
+        tree = adv.fold_identifiers(tree, dialect)
     entry['tree'] = tree
     generic = adv.has_placeholders(sql, dialect)
     entry['generic'] = generic
@@ -119,6 +120,8 @@ def analyze_query(engine, item, params, dialect):
         return entry
     entry['resolved'] = resolved
     entry['catalog'] = {key: columns.get(r['oid'], {}) for key, r in resolved.items() if r}
+    if dialect == 'mysql':  # column names are case-insensitive there, and folded to lower case
+        entry['catalog'] = {key: {c.lower(): t for c, t in cols.items()} for key, cols in entry['catalog'].items()}
 
     analyze = bool(params.get('analyze'))
     if analyze and tree is None:
@@ -189,6 +192,10 @@ def _query_candidates(engine, entries, existing):
             continue
         shape = adv.query_shape(entry['tree'], entry['catalog'])
         entry['shape'] = shape
+        entry['columns_by_oid'] = {}
+        for key, cols in shape.columns.items():
+            if entry['resolved'].get(key):
+                entry['columns_by_oid'].setdefault(entry['resolved'][key]['oid'], set()).update(cols)
         cands = []
         for key, cols in adv.index_candidates(shape):
             info = entry['resolved'].get(key)
@@ -288,9 +295,9 @@ def suggest_with_hypothetical(engine, entries, params):
     table_of_query = {qi: {r['oid'] for r in entries[qi]['resolved'].values() if r} for qi in cands}
     oracle = HypotheticalCosts(engine, entries, table_of_query)
     oracle.infos = infos
-    # an expression must be indexable (immutable functions only): try each once
+    # each candidate must be creatable (immutable expressions, a table HypoPG supports): try it once
     refused = set()
-    for key in {k for qc in cands.values() for k in qc if any(adv.is_expression(c) for c in k[1])}:
+    for key in {k for qc in cands.values() for k in qc}:
         try:
             engine.advisor_hypo_drop(engine.advisor_hypo_create(infos[key[0]]['schema'], infos[key[0]]['name'],
                                                                 list(key[1])))
@@ -343,8 +350,9 @@ def suggest_with_hypothetical(engine, entries, params):
     if not kept:
         oracle._reconcile([])  # pylint: disable=protected-access
         return []
-    # whole workload: every query on the candidate's table may gain (or lose) from it
-    affects = {cand: {q for q in base if cand[0] in table_of_query[q]} for cand in kept}
+    # whole workload: a query can use an index only through its leading column
+    affects = {cand: {q for q in base if cand[1][0] in entries[q].get('columns_by_oid', {}).get(cand[0], ())} | qids
+               for cand, qids in kept.items()}
 
     def workload_oracle(keys, qids):
         costs = oracle(keys, qids)

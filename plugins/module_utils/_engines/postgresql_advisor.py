@@ -20,6 +20,7 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 SYSTEM_SCHEMAS = ('pg_catalog', 'information_schema')
 LARGE_TABLE_ROWS = 100000
 MISESTIMATE_FACTOR = 10.0
+PGSTATINDEX_MAX_BYTES = 1 << 30   # pgstatindex reads the whole index: bigger ones are estimated
 SCAN_NODES = ('Seq Scan', 'Index Scan', 'Index Only Scan', 'Bitmap Heap Scan', 'Tid Scan', 'Tid Range Scan',
               'Sample Scan')
 
@@ -334,7 +335,7 @@ class PostgresAdvisor:
         for idx in indexes:
             if idx['method'] != 'btree' or not idx['valid'] or (idx['size_bytes'] or 0) < bloat_min_bytes:
                 continue
-            if has_pgstattuple:
+            if has_pgstattuple and idx['size_bytes'] <= PGSTATINDEX_MAX_BYTES:
                 try:
                     st = self.fetch_one('SELECT avg_leaf_density::float8 AS density FROM pgstatindex(%s)',
                                         (idx['oid'],))
