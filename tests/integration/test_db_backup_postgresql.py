@@ -159,6 +159,30 @@ def test_logical_backup_check_mode_then_restore_identical(server, workdir):
     assert 'dbops_drill' not in server.psql('SELECT string_agg(datname, \',\') FROM pg_database')
 
 
+def test_logical_parallel_table_chunks_restore_identical(server, workdir):
+    """Tables above the chunk threshold are copied in ctid ranges by parallel sessions of one snapshot."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=20000)
+    server.psql("CREATE TABLE \"Odd Name\" (id int, dropped text, total int GENERATED ALWAYS AS (id * 2) STORED, "
+                "note text); INSERT INTO \"Odd Name\" (id, dropped, note) SELECT g, 'x', 'tab\tand\\back' "
+                "FROM generate_series(1, 5000) g; ALTER TABLE \"Odd Name\" DROP COLUMN dropped", 'shop')
+    before = content(server, 'shop')
+    res = run_module('db_backup', dict(server.conn, repo=repo, databases=['shop'], jobs=2, compression='zstd'),
+                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
+    assert res['failed'] is False, res
+    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    chunked = {t['table'] for t in dump['chunked']}
+    assert {'public.orders', 'public."Odd Name"'} <= chunked, chunked
+    assert all(len(t['files']) == 2 for t in dump['chunked'] if t['table'] != 'public.notes')
+    assert any('COPY (SELECT' in c and 'ctid' in c for c in res['commands'])
+    out = restore(repo, server.conn, target_database='shop_chunked', jobs=2)
+    assert out['failed'] is False, out
+    assert content(server, 'shop_chunked') == before
+    assert server.psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'", 'shop_chunked') == '2'
+    drill = restore(repo, server.conn, state='verified')
+    assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):
     repo = os.path.join(workdir, 'repo')
     seed(server, rows=50)

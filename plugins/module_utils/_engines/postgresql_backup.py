@@ -164,6 +164,75 @@ def read_backup_manifest(path):
         return json.load(f)
 
 
+CHUNK_MIN_BYTES = 64 * 1024 * 1024
+CHUNK_TABLES_SQL = (
+    "SELECT n.nspname AS schema, c.relname AS table, "
+    "quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified, pg_relation_size(c.oid) AS bytes, "
+    "(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
+    " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
+    "AND pg_relation_size(c.oid) >= %s "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
+    "                AND d.deptype = 'e') "
+    "ORDER BY pg_relation_size(c.oid) DESC"
+)
+
+
+def _compressor(compression, level):
+    if compression == 'zstd':
+        return ['zstd', '-q', '-c', '-%d' % (level if level is not None else 3)], '.zst'
+    if compression == 'lz4':
+        return ['lz4', '-q', '-c', '-%d' % (level if level is not None else 1)], '.lz4'
+    return None, ''
+
+
+def _decompressor(path):
+    if path.endswith('.zst'):
+        return ['zstd', '-q', '-d', '-c', path]
+    if path.endswith('.lz4'):
+        return ['lz4', '-q', '-d', '-c', path]
+    return None
+
+
+def _start_pipeline(stages, out_path=None, in_path=None):
+    """stage | stage | ... (each (argv, os_user, env)), reading in_path / writing out_path."""
+    import tempfile
+    procs = []
+    source = open(in_path, 'rb') if in_path else subprocess.DEVNULL
+    sink = open(out_path, 'wb') if out_path else subprocess.DEVNULL
+    previous = source
+    try:
+        for number, (argv, os_user, env) in enumerate(stages):
+            last = number == len(stages) - 1
+            err = tempfile.TemporaryFile()
+            proc = subprocess.Popen(_as_user(argv, os_user), stdin=previous, stdout=sink if last else subprocess.PIPE,
+                                    stderr=err, env=env, cwd='/')
+            if number > 0:
+                previous.close()
+            previous = proc.stdout
+            procs.append((proc, err, os.path.basename(argv[0])))
+    finally:
+        for handle in (source, sink):
+            if hasattr(handle, 'close'):
+                handle.close()
+    return procs
+
+
+def _finish_pipeline(procs):
+    """Wait for every stage; returns None or what failed."""
+    failed = []
+    for proc, err, name in procs:
+        proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            failed.append('%s failed (exit %d): %s' % (name, proc.returncode,
+                                                       err.read().decode('utf-8', 'replace').strip()[-1500:]))
+        err.close()
+    return '; '.join(failed) or None
+
+
 def _decompress_tree(src, dest, os_user, commands, jobs=1):
     """Copy a pg_dump directory, undoing zstd/lz4 compression of its files."""
     os.makedirs(dest, exist_ok=True)
@@ -647,10 +716,13 @@ class PostgresBackup:
             argv = [os.path.join(bin_dir, 'pg_dump'), '-Fd', '-j', str(jobs), '-f', dest]
             argv += ['-Z', str(level if level is not None else 6)] if compression == 'gzip' else ['-Z', '0']
             tables = None
+            chunked = []
             conn_engine = None
+            env = dict(os.environ, **self._tool_env(request, database))
+            split = jobs > 1 and compression in ('zstd', 'lz4', 'none')
             try:
-                if request.get('verify', True):
-                    # row counts in the very snapshot pg_dump uses: exact, for the restore drill
+                if request.get('verify', True) or split:
+                    # one exported snapshot for pg_dump, the table chunks and the row counts
                     conn_engine = self._connect_db(request, database)
                     conn = conn_engine.conn
                     conn.autocommit = False
@@ -659,17 +731,41 @@ class PostgresBackup:
                         cur.execute('SELECT pg_export_snapshot()')
                         snapshot = cur.fetchone()[0]
                     argv += ['--snapshot', snapshot]
+                    if split:
+                        chunked = self._plan_chunks(conn_engine, jobs, compression, dirname)
+                        for table in chunked:
+                            argv += ['--exclude-table-data', '"%s"."%s"' % (table['schema'].replace('"', '""'),
+                                                                            table['table'].replace('"', '""'))]
                 commands.append(show_command(argv, secrets) + '  # PGDATABASE=%s' % database)
                 proc = subprocess.Popen(_as_user(argv, os_user), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        env=dict(os.environ, **self._tool_env(request, database)), cwd='/', text=True)
-                if conn_engine is not None:
+                                        env=env, cwd='/', text=True)
+                pipelines = []
+                if chunked:
+                    os.makedirs(os.path.join(dest + '-chunks'), exist_ok=True)
+                    self._chown(dest + '-chunks', os_user)
+                    for table in chunked:
+                        for chunk in table['chunks']:
+                            psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+                                    '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+                                    '-c', "SET TRANSACTION SNAPSHOT '%s'" % snapshot, '-c', chunk['copy'], '-c', 'COMMIT']
+                            comp, _ext = _compressor(compression, level)
+                            commands.append(show_command(psql) + (' | ' + show_command(comp) if comp else '')
+                                            + ' > ' + chunk['file'])
+                            pipelines.append(_start_pipeline(
+                                [(psql, os_user, env)] + ([(comp, None, None)] if comp else []),
+                                out_path=os.path.join(request['dest'], chunk['file'])))
+                if conn_engine is not None and request.get('verify', True):
                     with conn_engine.conn.cursor() as cur:
                         cur.execute(COUNT_SQL)
                         tables = [{'name': name, 'rows': int(rows)} for name, rows in cur.fetchall()]
                 _out, err = proc.communicate()
+                failures = [_finish_pipeline(p) for p in pipelines]
                 if proc.returncode != 0:
                     raise DbError('dump database', database, mask_secrets('pg_dump failed (exit %d): %s' % (
                         proc.returncode, err.strip()[-3000:]), secrets))
+                failures = [f for f in failures if f]
+                if failures:
+                    raise DbError('dump table data of', database, mask_secrets('; '.join(failures), secrets))
             finally:
                 if conn_engine is not None:
                     conn_engine._rollback()  # pylint: disable=protected-access
@@ -683,7 +779,9 @@ class PostgresBackup:
                 run_tool(['lz4', '-q', '--rm', '-m', '-%d' % (level if level is not None else 1)]
                          + [os.path.join(dest, n) for n in files], 'compress dump of', database, os_user=os_user,
                          commands=commands)
-            dumps.append({'database': database, 'dir': dirname, 'tables': tables})
+            dumps.append({'database': database, 'dir': dirname, 'tables': tables,
+                          'chunked': [{'table': t['qualified'], 'columns': t['columns'],
+                                       'files': [c['file'] for c in t['chunks']]} for t in chunked]})
         globals_file = None
         argv = [os.path.join(bin_dir, 'pg_dumpall'), '--globals-only', '-f', os.path.join(request['dest'], 'globals.sql')]
         if not getattr(self, 'is_superuser', False):
@@ -701,6 +799,39 @@ class PostgresBackup:
                         'major_version': (self.version or '').split('.')[0],
                         'bootstrap_superuser': self._bootstrap_superuser()},
         }
+
+    def _chown(self, path, os_user):
+        if os_user and os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam(os_user)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _plan_chunks(self, conn_engine, jobs, compression, dirname):
+        """Large tables whose data is copied in ctid ranges by parallel sessions of the same snapshot.
+
+        pg_dump cannot split one table between its -j workers; a database dominated by one big
+        table would dump on one core. The ranges cover every page (the last one is open-ended).
+        """
+        threshold = int(os.environ.get('DBOPS_BACKUP_CHUNK_MIN_BYTES') or CHUNK_MIN_BYTES)
+        rows = conn_engine.fetch_all(CHUNK_TABLES_SQL, (threshold,))
+        block = int(conn_engine.fetch_value("SELECT current_setting('block_size')::int"))
+        _comp, ext = _compressor(compression, None)
+        plan = []
+        for number, row in enumerate(rows):
+            pages = max(int(row['bytes']) // block, 1)
+            count = max(min(jobs, pages), 1)
+            bounds = [pages * i // count for i in range(count)] + [None]
+            chunks = []
+            for i in range(count):
+                where = "ctid >= '(%d,0)'::tid" % bounds[i]
+                if bounds[i + 1] is not None:
+                    where += " AND ctid < '(%d,0)'::tid" % bounds[i + 1]
+                chunks.append({'file': '%s-chunks/t%03d-c%03d.copy%s' % (dirname, number + 1, i + 1, ext),
+                               'copy': 'COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT' % (
+                                   row['columns'], row['qualified'], where)})
+            plan.append({'schema': row['schema'], 'table': row['table'], 'qualified': row['qualified'],
+                         'columns': row['columns'], 'chunks': chunks})
+        return plan
 
     def _backup_basebackup(self, request):
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
@@ -967,10 +1098,20 @@ class PostgresBackup:
                 self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
             self.execute('CREATE DATABASE %s TEMPLATE template0' % self.quote_ident(work))
             try:
-                argv = [os.path.join(bin_dir, 'pg_restore'), '-j', str(max(int(request.get('jobs') or 1), 1)),
-                        '--exit-on-error', '-d', work, src]
+                jobs = max(int(request.get('jobs') or 1), 1)
+                base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', work]
                 env = tool_env(request.get('connection'))
-                run_tool(argv, 'restore database', name, os_user=os_user, env=env, secrets=secrets, commands=commands)
+                if dump.get('chunked'):
+                    # schema, the other tables' data, the chunked tables' data, then indexes and constraints
+                    for section in ('pre-data', 'data'):
+                        run_tool(base + ['--section=%s' % section, src], 'restore database', name, os_user=os_user,
+                                 env=env, secrets=secrets, commands=commands)
+                    self._load_chunks(dump, request['path'], work, bin_dir, os_user, env, commands, jobs, secrets)
+                    run_tool(base + ['--section=post-data', src], 'restore database', name, os_user=os_user,
+                             env=env, secrets=secrets, commands=commands)
+                else:
+                    run_tool(base + [src], 'restore database', name, os_user=os_user, env=env, secrets=secrets,
+                             commands=commands)
             except DbError:
                 self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
                 raise
@@ -993,6 +1134,29 @@ class PostgresBackup:
                 total += int(row['rows'])
         return {'rows_restored': total, 'tables': result_tables, 'commands': commands,
                 'databases': [name for _d, name, _e in plan]}
+
+    def _load_chunks(self, dump, path, database, bin_dir, os_user, env, commands, jobs, secrets):
+        env = dict(os.environ, **env)
+        env['PGDATABASE'] = database
+        tasks = []
+        for table in dump.get('chunked') or []:
+            for rel in table['files']:
+                copy = 'COPY %s (%s) FROM STDIN' % (table['table'], table['columns'])
+                psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', copy]
+                tasks.append((os.path.join(path, rel), psql))
+        for start in range(0, len(tasks), jobs):
+            running = []
+            for full, psql in tasks[start:start + jobs]:
+                decomp = _decompressor(full)
+                commands.append((show_command(decomp) + ' | ' if decomp else '') + show_command(psql)
+                                + ('' if decomp else ' < ' + full))
+                if decomp:
+                    running.append(_start_pipeline([(decomp, None, None), (psql, os_user, env)]))
+                else:
+                    running.append(_start_pipeline([(psql, os_user, env)], in_path=full))
+            failures = [f for f in (_finish_pipeline(r) for r in running) if f]
+            if failures:
+                raise DbError('load table data into', database, mask_secrets('; '.join(failures), secrets))
 
     def logical_verify(self, manifest, path, bin_dir=None, os_user=None):
         return verify_logical(manifest, path, self.backup_bin_dir(bin_dir), os_user)
