@@ -419,6 +419,10 @@ def _render(engine, entries, chosen, infos, existing, method, sizes=None):
         out.append(item)
         for q in helped:
             entries[q]['report'].setdefault('suggested_indexes', []).append(name)
+    names = {pick['key']: item['name'] for pick, item in zip(chosen, out)}
+    for pick, item in zip(chosen, out):
+        if pick.get('together_with'):
+            item['together_with'] = [names[k] for k in pick['together_with'] if k in names]
     return out
 
 

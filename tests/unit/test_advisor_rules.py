@@ -437,3 +437,10 @@ def test_greedy_takes_a_bundle_when_only_a_pair_pays():
     assert chosen[0]['together_with'] == [b]
     chosen, _ = adv.choose_index_set(base, {a: {0}, b: {0}}, oracle, max_indexes=1, bundles=[(a, b)])
     assert chosen == []   # the pair does not fit the budget
+
+
+def test_identifiers_folded_as_the_server_does():
+    tree = adv.fold_identifiers(adv.parse('SELECT Title FROM Posts P WHERE P.UserId = 1 AND "Mixed" = 2', PG)[0], PG)
+    assert tree.sql(dialect=PG) == 'SELECT title FROM posts AS p WHERE p.userid = 1 AND "Mixed" = 2'
+    tree = adv.fold_identifiers(adv.parse('SELECT Title FROM Posts WHERE UserId = 1', MY)[0], MY)
+    assert tree.sql(dialect=MY) == 'SELECT title FROM Posts WHERE userid = 1'
