@@ -29,6 +29,17 @@ except ImportError as _exc:  # pragma: no cover - depends on the host
 
 SQLGLOT_PACKAGE = 'sqlglot (pip install sqlglot)'
 
+if HAS_SQLGLOT:
+    import logging
+    # sqlglot logs a warning when it falls back to an opaque command; the report says it better
+    logging.getLogger('sqlglot').setLevel(logging.ERROR)
+
+UTILITY_KEYWORDS = frozenset((
+    'ALTER', 'ANALYZE', 'BEGIN', 'CALL', 'CHECKPOINT', 'CLUSTER', 'COMMENT', 'COMMIT', 'COPY', 'CREATE',
+    'DEALLOCATE', 'DISCARD', 'DO', 'DROP', 'EXECUTE', 'EXPLAIN', 'FLUSH', 'GRANT', 'HANDLER', 'KILL', 'LISTEN',
+    'LOAD', 'LOCK', 'NOTIFY', 'OPTIMIZE', 'PREPARE', 'REFRESH', 'REINDEX', 'RELEASE', 'RENAME', 'REPAIR',
+    'RESET', 'REVOKE', 'ROLLBACK', 'SAVEPOINT', 'SET', 'SHOW', 'START', 'TRUNCATE', 'UNLOCK', 'USE', 'VACUUM'))
+
 DEEP_OFFSET = 1000
 SEVERITY_ORDER = {'info': 0, 'warning': 1, 'critical': 2}
 STRING_TYPES = ('char', 'text', 'varchar', 'character', 'enum', 'set', 'uuid', 'citext', 'name',
@@ -48,7 +59,7 @@ def dialect_for(engine_name):
 STATEMENT_TYPES = ()
 if HAS_SQLGLOT:
     STATEMENT_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Insert, exp.Update,
-                       exp.Delete, exp.Merge)
+                       exp.Delete, exp.Merge, exp.Values)
 
 
 def parse(sql, dialect):
@@ -155,6 +166,18 @@ def statement_count(sql, dialect):
         else:
             pending = True
     return count + (1 if pending else 0), None
+
+
+def utility_keyword(sql, dialect):
+    """The leading keyword when the text is a utility statement (COPY, VACUUM, SET ...), else None."""
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    if not tokens:
+        return None
+    word = tokens[0].text.upper()
+    return word if word in UTILITY_KEYWORDS else None
 
 
 def has_placeholders(sql, dialect):
@@ -437,6 +460,12 @@ def _classify(cond, scope, shape):
         for branch in _disjuncts(cond):
             for sub in _conjuncts(branch):
                 _classify(sub, scope, shape)
+        return
+    if isinstance(cond, exp.EQ) and isinstance(cond.this, exp.Tuple) and isinstance(cond.expression, exp.Tuple) \
+            and len(cond.this.expressions) == len(cond.expression.expressions):
+        # (a, b) = (1, 2): one equality per column
+        for left, right in zip(cond.this.expressions, cond.expression.expressions):
+            _classify(exp.EQ(this=left.copy(), expression=right.copy()), scope, shape)
         return
     if isinstance(cond, (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
         for side, other in ((cond.this, cond.expression), (cond.expression, cond.this)):

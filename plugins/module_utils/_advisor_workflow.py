@@ -104,6 +104,11 @@ def analyze_query(engine, item, params, dialect):
     if count != 1:
         report['error'] = 'give exactly one statement per query (found %d)' % count
         return entry
+    utility = adv.utility_keyword(sql, dialect)
+    if utility:
+        report['error'] = ('%s is a utility statement: only SELECT, INSERT, UPDATE, DELETE, MERGE and VALUES '
+                           'can be explained' % utility)
+        return entry
     tree, perr = adv.parse(sql, dialect)
     if tree is not None:
         tree = adv.fold_identifiers(tree, dialect)
@@ -183,6 +188,17 @@ def _verify_rewrites(engine, report, generic):
 
 
 # ---------------------------------------------------------------------------------------------
+def _shape_or_none(entry):
+    """The query's predicate shape; a statement the shape reader cannot follow gets a warning."""
+    try:
+        return adv.query_shape(entry['tree'], entry['catalog'])
+    except Exception as exc:  # pylint: disable=broad-except
+        entry['report']['warnings'].append({'id': 'no_index_analysis', 'severity': 'info',
+                                            'message': 'index candidates could not be read from this '
+                                                       'statement: %s' % exc})
+        return None
+
+
 def _query_candidates(engine, entries, existing):
     """{qi: [(oid, cols)]} candidates per eligible query, existing prefixes filtered out."""
     out = {}
@@ -190,7 +206,9 @@ def _query_candidates(engine, entries, existing):
     for qi, entry in enumerate(entries):
         if not entry['eligible']:
             continue
-        shape = adv.query_shape(entry['tree'], entry['catalog'])
+        shape = _shape_or_none(entry)
+        if shape is None:
+            continue
         entry['shape'] = shape
         entry['columns_by_oid'] = {}
         for key, cols in shape.columns.items():
@@ -439,7 +457,9 @@ def suggest_from_statistics(engine, entries, params):
     for qi, entry in enumerate(entries):
         if not entry['eligible']:
             continue
-        shape = adv.query_shape(entry['tree'], entry['catalog'])
+        shape = _shape_or_none(entry)
+        if shape is None:
+            continue
         plan = entry['report']['plan'] or {}
         scanned = {n.get('relation') for n in plan.get('nodes', []) if n.get('node_type') in FULL_SCAN_NODES}
         filesort = plan.get('filesort') or any(n.get('node_type') == 'Sort' for n in plan.get('nodes', []))

@@ -337,10 +337,14 @@ def test_permission_errors_are_per_query_and_statistics_without_hypopg(pg_server
 
 
 def test_hostile_and_bad_input(pg_server, cases_db):
-    result = advise(cases_db, ['SELECT 1; DROP TABLE users', "SELECT 'unterminated"], index_hygiene=False)
+    result = advise(cases_db, ['SELECT 1; DROP TABLE users', "SELECT 'unterminated", 'TRUNCATE users',
+                               'SELECT count(*) FROM users'], index_hygiene=False, analyze=True)
     assert not result['failed']
     assert 'exactly one statement' in result['reports'][0]['error']
     assert result['reports'][1]['error']
+    assert 'utility statement' in result['reports'][2]['error']
+    assert result['reports'][3]['error'] is None and result['reports'][3]['plan']['actual_rows'] == 1
+    assert pg_rows(pg_server, 'advisor_cases', 'SELECT count(*) FROM users') == [(100000,)]
     assert pg_rows(pg_server, 'advisor_cases', "SELECT to_regclass('users') IS NOT NULL") == [(True,)]
     both = run_module('db_query_advisor', dict(cases_db, queries=['SELECT 1'], source='pg_stat_statements'))
     assert both['failed'] and 'mutually exclusive' in both['msg']

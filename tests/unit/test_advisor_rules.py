@@ -444,3 +444,12 @@ def test_identifiers_folded_as_the_server_does():
     assert tree.sql(dialect=PG) == 'SELECT title FROM posts AS p WHERE p.userid = 1 AND "Mixed" = 2'
     tree = adv.fold_identifiers(adv.parse('SELECT Title FROM Posts WHERE UserId = 1', MY)[0], MY)
     assert tree.sql(dialect=MY) == 'SELECT title FROM Posts WHERE userid = 1'
+
+
+def test_utility_statements_and_row_comparisons():
+    assert adv.utility_keyword('COPY posts TO STDOUT', PG) == 'COPY'
+    assert adv.utility_keyword('  vacuum posts', PG) == 'VACUUM'
+    assert adv.utility_keyword('SELECT 1', PG) is None
+    assert adv.utility_keyword('SELEC * FRM posts', PG) is None   # left to the server's syntax error
+    shape = shape_of('SELECT * FROM posts WHERE (user_id, blog_id) = (3, 4)')
+    assert shape.columns[(None, 'posts')] == {'user_id': ['eq'], 'blog_id': ['eq']}
