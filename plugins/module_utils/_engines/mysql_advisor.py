@@ -69,22 +69,27 @@ class MysqlAdvisor:
         if analyze:
             if self.is_mariadb:
                 rows = self._adv_run('ANALYZE FORMAT=JSON ' + sql, rollback=True)
-                return {'json': json.loads(next(iter(rows[0].values()))), 'analyze': True}
+                return {'json': json.loads(next(iter(rows[0].values()))), 'analyze': True,
+                        'last_query_cost': self._last_query_cost(sql)}
             rows = self._adv_run('EXPLAIN ANALYZE ' + sql, rollback=True)
             text = next(iter(rows[0].values())) if rows else ''
             plain = self._adv_run('EXPLAIN FORMAT=JSON ' + sql)
             return {'json': json.loads(next(iter(plain[0].values()))), 'analyze': True, 'text': text}
         rows = self._adv_run('EXPLAIN FORMAT=JSON ' + sql)
-        cost = None
-        # Last_query_cost is only meaningful for a SELECT
-        status = self._adv_run("SHOW SESSION STATUS LIKE 'Last_query_cost'") \
-            if sql.lstrip('( \t\n').upper().startswith(('SELECT', 'WITH')) else None
-        if status:
-            try:
-                cost = float(status[0].get('Value'))
-            except (TypeError, ValueError):
-                cost = None
+        cost = self._last_query_cost(sql, explained=True)
         return {'json': json.loads(next(iter(rows[0].values()))), 'analyze': False, 'last_query_cost': cost}
+
+    def _last_query_cost(self, sql, explained=False):
+        """The optimizer's cost of a SELECT (Last_query_cost after EXPLAIN); None for other statements."""
+        if not sql.lstrip('( \t\n').upper().startswith(('SELECT', 'WITH')):
+            return None
+        if not explained:
+            self._adv_run('EXPLAIN ' + sql)
+        status = self._adv_run("SHOW SESSION STATUS LIKE 'Last_query_cost'")
+        try:
+            return float(status[0].get('Value')) if status else None
+        except (TypeError, ValueError):
+            return None
 
     def advisor_plan_summary(self, raw, analyze=False, table_rows=None):
         return summarize_plan(raw, table_rows=table_rows or {})
