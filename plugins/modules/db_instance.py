@@ -24,7 +24,7 @@ description:
   - A data directory that is not empty and holds no instance of O(engine), or a port already used by another
     process, fails before anything is changed.
 version_added: 0.1.0
-author: dbops.admin maintainers (@dbops)
+author: dbops.admin maintainers (@dbops-admin)
 extends_documentation_fragment:
   - dbops.admin.attributes
 attributes:

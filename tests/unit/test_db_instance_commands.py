@@ -373,10 +373,16 @@ def test_mysql_start_failure_shows_error_log(tmp_path):
 
 
 def test_mysql_instance_without_our_option_file_refused(tmp_path):
-    inst = my.MysqlInstance(params(tmp_path, bin_dir=bin_dir(tmp_path, 'mariadbd')), FakeRunner(MARIADB_VERSION))
+    # e.g. the system's /var/lib/mysql: its pid file is elsewhere, so it may run while looking stopped
     (tmp_path / 'data' / 'mysql').mkdir(parents=True)
-    with pytest.raises(DbError, match='no option file'):
-        inst.check(['start'], inst.status())
+    for state in ('started', 'stopped', 'restarted', 'absent'):
+        inst = my.MysqlInstance(params(tmp_path, bin_dir=bin_dir(tmp_path, 'mariadbd')), FakeRunner(MARIADB_VERSION))
+        current = inst.status()
+        actions = pg.plan_actions(state, current['state'], force=True)
+        if actions:
+            with pytest.raises(DbError, match='no option file'):
+                inst.check(actions, current)
+    assert os.path.isdir(tmp_path / 'data' / 'mysql')
 
 
 # ---- MySQL 8 -----------------------------------------------------------------------------------------------
@@ -440,3 +446,16 @@ def test_os_user_defaults_to_the_owner_of_the_data_directory(tmp_path, monkeypat
         assert pg.PostgresInstance(params(tmp_path, os_user=None), FakeRunner(PG_VERSION)).os_user == 'postgres'
     inst = my.MysqlInstance(params(tmp_path, os_user=None, data_dir=str(tmp_path / 'missing')), FakeRunner(MARIADB_VERSION))
     assert inst.os_user == 'mysql'
+
+
+def test_removing_a_stopped_instance_needs_no_programs(tmp_path):
+    make_pg_instance_dir(tmp_path)
+    inst = pg.PostgresInstance(params(tmp_path, os_user='nobody', bin_dir=str(tmp_path / 'nothing-here')),
+                               FakeRunner(''))
+    current = inst.status()
+    assert current['state'] == 'stopped'
+    inst.check(['remove'], current)
+    with pytest.raises(DbError, match='find initdb'):
+        inst.check(['start'], current)
+    inst.perform('remove', check_mode=False)
+    assert not os.path.exists(inst.data_dir)

@@ -188,11 +188,13 @@ class MysqlInstance(LocalInstance):
         self.check_common(actions, current)
         if not actions:
             return
-        if current['dir_state'] == 'instance' and not os.path.exists(self.config_file) and \
-                any(a in actions for a in ('start', 'restart', 'reload', 'stop')):
+        # without our option file we cannot even tell whether it runs: never stop or delete it
+        if current['dir_state'] == 'instance' and not os.path.exists(self.config_file):
             raise DbError('manage the instance', 'in %s' % self.data_dir,
                           'it has no option file %s written by db_instance (an instance managed by the '
                           'system service?); refusing to touch it' % self.config_file)
+        if actions == ['remove']:
+            return  # deleting a stopped instance needs no server program
         self.server_program()
         if 'initialize' in actions:
             self.init_program()
@@ -295,7 +297,7 @@ class MysqlInstance(LocalInstance):
             pid, _lines = self._read_pid()
             return self.pid_is_ours(pid) and self.runner.unix_socket_open(socket_path)
 
-        self.wait_until(ready, 'start')
+        self.wait_until(ready)
         pid, _lines = self._read_pid()
         if process.poll() is not None or not (self.pid_is_ours(pid) and self.runner.unix_socket_open(socket_path)):
             detail = 'it exited' if process.poll() is not None else 'no answer after %d seconds' % self.timeout
@@ -322,7 +324,7 @@ class MysqlInstance(LocalInstance):
             self.runner.signal(pid, signal.SIGTERM)
         except OSError as exc:
             raise DbError('stop the %s instance' % self.label(), 'in %s' % self.data_dir, str(exc)) from None
-        if not self.wait_until(lambda: not self.pid_is_ours(pid), 'stop'):
+        if not self.wait_until(lambda: not self.pid_is_ours(pid)):
             raise DbError('stop the %s instance' % self.label(), 'in %s' % self.data_dir,
                           'process %d still runs after %d seconds' % (pid, self.timeout))
 

@@ -351,7 +351,7 @@ class LocalInstance:
     def label(self):
         return {'postgresql': 'PostgreSQL', 'mariadb': 'MariaDB', 'mysql': 'MySQL'}.get(self.flavor, self.flavor)
 
-    def wait_until(self, condition, what):
+    def wait_until(self, condition):
         deadline = self.runner.now() + self.timeout
         while self.runner.now() < deadline:
             if condition():
@@ -501,14 +501,16 @@ class PostgresInstance(LocalInstance):
         self.check_common(actions, current)
         if not actions:
             return
+        if current['dir_state'] == 'instance' and not os.path.exists(os.path.join(self.data_dir, 'postgresql.conf')):
+            raise DbError('manage the instance', 'in %s' % self.data_dir,
+                          'there is no postgresql.conf in the data directory (a cluster managed by '
+                          'pg_ctlcluster?); refusing to touch it')
+        if actions == ['remove']:
+            return  # deleting a stopped instance needs no server program
         if self.os_user == 'root':
             raise DbError('run PostgreSQL as OS user', 'root', 'PostgreSQL refuses to run as root; choose another os_user')
         self.find_bin_dir()
         if current['dir_state'] == 'instance':
-            if not os.path.exists(os.path.join(self.data_dir, 'postgresql.conf')):
-                raise DbError('manage the instance', 'in %s' % self.data_dir,
-                              'there is no postgresql.conf in the data directory (a cluster managed by '
-                              'pg_ctlcluster?); refusing to touch it')
             major, version = self.data_major(), self.version()
             if version and major and version.split('.')[0] != major.split('.')[0]:
                 raise DbError('start the instance', 'in %s' % self.data_dir,
