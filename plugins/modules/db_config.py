@@ -145,7 +145,10 @@ def converge(module, engine):
     plan = engine.plan_settings(module.params['settings'], option_file=option_file)
     tracker = DifferenceTracker()
     for entry in plan:
-        tracker.add(entry['name'], entry['before'], entry['after'] if entry['change'] else entry['before'])
+        differs = tracker.add(entry['name'], entry['before'], entry['after'] if entry['change'] else entry['before'])
+        if entry['change'] and not differs:
+            # same value, but not yet where it lasts (persisted, or in the option file)
+            tracker.action('persist %s' % entry['name'])
     outcome = engine.apply_settings(plan, reload=module.params['reload'], option_file=option_file)
     for text in outcome['warnings']:
         module.warn(text)

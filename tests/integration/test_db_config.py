@@ -234,6 +234,14 @@ def test_mariadb_option_file_block_is_written_once_and_kept_apart(mariadb_server
         assert result['option_file']['changed'] is True
         assert mysql_settings.read_managed_block(cnf.read_text()) == {'wait_timeout': '3600', 'net_read_timeout': '60'}
         assert cnf.read_text().count(mysql_settings.BLOCK_BEGIN) == 1
+
+        # already the running value but not yet in the file: a change to the file only, no SET GLOBAL
+        running = server_values(mariadb_server, ['max_connections'])['max_connections']
+        result = run_module('db_config', dict(args, settings={'max_connections': int(running)}))
+        assert result['changed'] is True
+        assert result['queries'] == []
+        assert mysql_settings.read_managed_block(cnf.read_text())['max_connections'] == running
+        assert run_module('db_config', dict(args, settings={'max_connections': int(running)}))['changed'] is False
     finally:
         mariadb_server.sql('SET GLOBAL wait_timeout = %d' % int(original))
 
