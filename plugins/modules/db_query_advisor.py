@@ -82,8 +82,9 @@ options:
     default: true
   min_cost_savings:
     description:
-      - An index is only suggested when it (with at most two companions on other columns or tables) cuts the
-        estimated cost of at least one query by this fraction.
+      - An index is only considered when it (with at most two companions, for example the other side of a
+        join) cuts the estimated cost of at least one query by this fraction; in the workload choice it must
+        also save 10% of a query's cost, or this fraction of what the earlier picks left.
     type: float
     default: 0.5
   max_indexes:
@@ -183,8 +184,11 @@ index_suggestions:
   description:
     - Indexes for the whole workload, each with C(schema), C(table), C(columns), C(type), C(name),
       C(statement) (C(CREATE INDEX CONCURRENTLY) on PostgreSQL, an online C(ALTER TABLE) on MySQL),
-      C(method), C(queries_helped) (fingerprints), C(query_numbers) (positions in O(queries)) and, when
-      costed, C(estimated_cost_before), C(estimated_cost_after) and C(estimated_size_bytes).
+      C(method), C(queries_helped) (fingerprints), C(query_numbers) (positions in the workload) and, when
+      costed, C(estimated_cost_before), C(estimated_cost_after), C(estimated_saving) and
+      C(estimated_size_bytes); C(together_with) names indexes that only pay together (both sides of an OR).
+    - Without costs (V(statistics)), C(estimated_rows_fraction) and C(table_rows) instead.
+    - Each report of a helped query lists them in C(suggested_indexes) with C(estimated_cost_with_suggestions).
   returned: always
   type: list
   elements: dict
