@@ -208,7 +208,8 @@ class MariadbServer:
         server = mariadb_binary('mariadbd', 'mysqld')
         argv = [server, '--defaults-file=' + self.cnf]
         if os.geteuid() == 0:
-            argv = ['runuser', '-u', self.user, '--'] + argv
+            # mariadbd drops to the OS user itself, so self.proc is the server, not a wrapper
+            argv.append('--user=' + self.user)
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.time() + 60
@@ -285,7 +286,17 @@ class MariadbServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+        self._kill_from_pid_file()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _kill_from_pid_file(self):
+        # a server started by someone else on this directory (e.g. a restore) must not outlive it
+        try:
+            with open(self.pid_file) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, 9)
+        except (OSError, ValueError):
+            pass
 
     def sql(self, sql, database=None):
         """Run one statement as root; returns the rows as tuples."""
