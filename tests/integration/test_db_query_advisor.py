@@ -568,3 +568,14 @@ def test_mariadb_performance_schema_source_and_unused_indexes():
         assert 'orders_note' in unused and 'PRIMARY' not in unused
     finally:
         server.destroy()
+
+
+def test_missing_sqlglot_is_a_clear_failure(tmp_path):
+    import modrun
+    blocked = tmp_path / 'sqlglot'
+    blocked.mkdir()
+    (blocked / '__init__.py').write_text("raise ImportError('No module named sqlglot')\n")
+    env = {'PYTHONPATH': os.pathsep.join([str(tmp_path), modrun.collections_root()])}
+    result = run_module('db_query_advisor', {'engine': 'postgresql', 'queries': ['SELECT 1']}, env=env)
+    assert result['failed']
+    assert 'sqlglot' in result['msg'] and 'Traceback' not in result['msg']
