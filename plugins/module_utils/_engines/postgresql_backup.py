@@ -180,6 +180,11 @@ CHUNK_TABLES_SQL = (
 )
 
 
+# the text form of the rows must not depend on the sessions' defaults; RLS must never filter silently
+CHUNK_SESSION = ['-c', 'SET datestyle = ISO', '-c', 'SET intervalstyle = postgres', '-c', 'SET extra_float_digits = 3',
+                 '-c', 'SET row_security = off']
+
+
 def _compressor(compression, level):
     if compression == 'zstd':
         return ['zstd', '-q', '-c', '-%d' % (level if level is not None else 3)], '.zst'
@@ -327,8 +332,50 @@ def extract_base(path, details, target, os_user, bin_dir, commands):
     os.chmod(target, 0o700)
 
 
-def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_user=None):
-    """pg_verifybackup on a physical full backup (extracted first when stored as tar)."""
+def check_manifest_checksums(target, manifest_path, jobs=2, name=''):
+    """SHA-256 of every file against pg_basebackup's backup_manifest, hashed by parallel threads.
+
+    Returns (problems, {relative path: sha256}) or (None, None) when the manifest does not use SHA-256.
+    """
+    import concurrent.futures
+    import hashlib
+    files = read_backup_manifest(manifest_path).get('Files') or []
+    if not files or any(f.get('Checksum-Algorithm') != 'SHA256' for f in files):
+        return None, None
+
+    def digest(entry):
+        full = os.path.join(target, entry['Path'])
+        h = hashlib.sha256()
+        try:
+            with open(full, 'rb') as f:
+                while True:
+                    block = f.read(4 * 1024 * 1024)
+                    if not block:
+                        break
+                    h.update(block)
+        except OSError as exc:
+            return entry, None, str(exc)
+        return entry, h.hexdigest(), None
+
+    problems, sums = [], {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(int(jobs), 2)) as pool:
+        for entry, value, error in pool.map(digest, sorted(files, key=lambda e: -int(e.get('Size') or 0))):
+            if error:
+                problems.append('%s/base/%s: %s' % (name, entry['Path'], error))
+            elif value != entry.get('Checksum'):
+                problems.append('%s/base/%s: SHA-256 checksum mismatch against backup_manifest' % (name, entry['Path']))
+            else:
+                sums[os.path.join('base', entry['Path'])] = value
+    return problems, sums
+
+
+def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_user=None, jobs=2, checksums_out=None):
+    """pg_verifybackup on a physical full backup (extracted first when stored as tar).
+
+    pg_verifybackup checks the manifest, the file list and sizes and parses the WAL; the SHA-256
+    of every file against the same manifest is checked by parallel threads (pg_verifybackup hashes
+    on one core) and, when it holds, handed back through checksums_out.
+    """
     details = manifest.get('details') or {}
     if manifest.get('method') == 'pgbackrest':
         return verify_pgbackrest(manifest, os_user)
@@ -340,20 +387,31 @@ def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_
     if details.get('format') != 'plain':
         target = os.path.join(scratch_dir, 'verify-' + manifest['id'])
         extract_base(path, details, target, os_user, bin_dir, [])
-    proc = run_tool([os.path.join(bin_dir, 'pg_verifybackup'), '-m', os.path.join(base, 'backup_manifest'), target],
-                    'verify backup', manifest['id'], os_user=os_user, check=False)
-    if target != base:
-        shutil.rmtree(target, ignore_errors=True)
-    if proc.returncode == 0:
-        return []
-    problems = []
-    for line in (proc.stderr or proc.stdout).splitlines():
-        line = line.strip()
-        if not line or 'backup successfully verified' in line:
-            continue
-        line = re.sub(r'^pg_verifybackup: (error: )?', '', line)
-        problems.append('%s/data/base: %s' % (manifest['id'], line))
-    return problems or ['%s: pg_verifybackup failed (exit %d)' % (manifest['id'], proc.returncode)]
+    manifest_path = os.path.join(base, 'backup_manifest')
+    name = '%s/data' % manifest['id']
+    try:
+        problems, sums = check_manifest_checksums(target, manifest_path, jobs, name)
+        argv = [os.path.join(bin_dir, 'pg_verifybackup'), '-m', manifest_path]
+        if problems is not None:
+            argv.append('--skip-checksums')
+        argv.append(target)
+        proc = run_tool(argv, 'verify backup', manifest['id'], os_user=os_user, check=False)
+    finally:
+        if target != base:
+            shutil.rmtree(target, ignore_errors=True)
+    problems = list(problems or [])
+    if proc.returncode != 0:
+        for line in (proc.stderr or proc.stdout).splitlines():
+            line = line.strip()
+            if not line or 'backup successfully verified' in line:
+                continue
+            line = re.sub(r'^pg_verifybackup: (error: )?', '', line)
+            problems.append('%s/base: %s' % (name, line))
+        if not problems:
+            problems.append('%s: pg_verifybackup failed (exit %d)' % (manifest['id'], proc.returncode))
+    if not problems and sums and checksums_out is not None:
+        checksums_out.update(sums)
+    return problems
 
 
 def verify_logical(manifest, path, bin_dir=None, os_user=None):
@@ -745,14 +803,15 @@ class PostgresBackup:
                     self._chown(dest + '-chunks', os_user)
                     for table in chunked:
                         for chunk in table['chunks']:
-                            psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+                            psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION + [
                                     '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
                                     '-c', "SET TRANSACTION SNAPSHOT '%s'" % snapshot, '-c', chunk['copy'], '-c', 'COMMIT']
                             comp, _ext = _compressor(compression, level)
                             commands.append(show_command(psql) + (' | ' + show_command(comp) if comp else '')
                                             + ' > ' + chunk['file'])
                             pipelines.append(_start_pipeline(
-                                [(psql, os_user, env)] + ([(comp, None, None)] if comp else []),
+                                [(psql, os_user, dict(env, PGCLIENTENCODING=table['encoding']))]
+                                + ([(comp, None, None)] if comp else []),
                                 out_path=os.path.join(request['dest'], chunk['file'])))
                 if conn_engine is not None and request.get('verify', True):
                     with conn_engine.conn.cursor() as cur:
@@ -780,7 +839,7 @@ class PostgresBackup:
                          + [os.path.join(dest, n) for n in files], 'compress dump of', database, os_user=os_user,
                          commands=commands)
             dumps.append({'database': database, 'dir': dirname, 'tables': tables,
-                          'chunked': [{'table': t['qualified'], 'columns': t['columns'],
+                          'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']]} for t in chunked]})
         globals_file = None
         argv = [os.path.join(bin_dir, 'pg_dumpall'), '--globals-only', '-f', os.path.join(request['dest'], 'globals.sql')]
@@ -815,6 +874,8 @@ class PostgresBackup:
         threshold = int(os.environ.get('DBOPS_BACKUP_CHUNK_MIN_BYTES') or CHUNK_MIN_BYTES)
         rows = conn_engine.fetch_all(CHUNK_TABLES_SQL, (threshold,))
         block = int(conn_engine.fetch_value("SELECT current_setting('block_size')::int"))
+        encoding = conn_engine.fetch_value('SELECT pg_encoding_to_char(encoding) FROM pg_database '
+                                           'WHERE datname = current_database()')
         _comp, ext = _compressor(compression, None)
         plan = []
         for number, row in enumerate(rows):
@@ -830,7 +891,7 @@ class PostgresBackup:
                                'copy': 'COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT' % (
                                    row['columns'], row['qualified'], where)})
             plan.append({'schema': row['schema'], 'table': row['table'], 'qualified': row['qualified'],
-                         'columns': row['columns'], 'chunks': chunks})
+                         'columns': row['columns'], 'chunks': chunks, 'encoding': encoding})
         return plan
 
     def _backup_basebackup(self, request):
@@ -872,16 +933,17 @@ class PostgresBackup:
         }
         if request.get('verify', True):
             fake = {'id': request.get('backup_id', ''), 'type': 'full', 'method': 'physical', 'details': result['details']}
+            sums = {}
             problems = verify_physical(fake, request['dest'], os.path.dirname(request['dest']),
-                                       bin_dir=bin_dir, os_user=os_user)
-            commands.append(show_command([os.path.join(bin_dir, 'pg_verifybackup'), base]))
+                                       bin_dir=bin_dir, os_user=os_user, jobs=max(int(request.get('jobs') or 2), 2),
+                                       checksums_out=sums)
+            commands.append(show_command([os.path.join(bin_dir, 'pg_verifybackup'), '--skip-checksums', base])
+                            + '  # SHA-256 of every file checked against backup_manifest in parallel')
             if problems:
                 raise DbError('verify base backup', request.get('backup_id'), '; '.join(problems))
             result['verified'] = True
-            if fmt == 'plain':
-                result['verified_checksums'] = {
-                    os.path.join('base', f['Path']): f['Checksum'] for f in manifest.get('Files', [])
-                    if f.get('Checksum-Algorithm') == 'SHA256'}
+            if fmt == 'plain' and sums:
+                result['verified_checksums'] = sums
         return result
 
     def _backup_pgbackrest(self, request):
@@ -1142,18 +1204,18 @@ class PostgresBackup:
         for table in dump.get('chunked') or []:
             for rel in table['files']:
                 copy = 'COPY %s (%s) FROM STDIN' % (table['table'], table['columns'])
-                psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', copy]
-                tasks.append((os.path.join(path, rel), psql))
+                psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION + ['-c', copy]
+                tasks.append((os.path.join(path, rel), psql, dict(env, PGCLIENTENCODING=table.get('encoding') or 'UTF8')))
         for start in range(0, len(tasks), jobs):
             running = []
-            for full, psql in tasks[start:start + jobs]:
+            for full, psql, task_env in tasks[start:start + jobs]:
                 decomp = _decompressor(full)
                 commands.append((show_command(decomp) + ' | ' if decomp else '') + show_command(psql)
                                 + ('' if decomp else ' < ' + full))
                 if decomp:
-                    running.append(_start_pipeline([(decomp, None, None), (psql, os_user, env)]))
+                    running.append(_start_pipeline([(decomp, None, None), (psql, os_user, task_env)]))
                 else:
-                    running.append(_start_pipeline([(psql, os_user, env)], in_path=full))
+                    running.append(_start_pipeline([(psql, os_user, task_env)], in_path=full))
             failures = [f for f in (_finish_pipeline(r) for r in running) if f]
             if failures:
                 raise DbError('load table data into', database, mask_secrets('; '.join(failures), secrets))
