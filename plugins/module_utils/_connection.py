@@ -151,7 +151,10 @@ def connect_params(params, database=None, check_mode=False):
     try:
         conn = _mysql.pymysql.connect(**_mysql_connect_args(params, database))
     except _mysql.pymysql.Error as exc:
-        raise DbError('connect to', where, mask_secrets(driver_message(exc), secrets)) from None
+        detail = driver_message(exc)
+        if exc.args and exc.args[0] in (1045, 1698):  # ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+            detail = 'authentication failed: ' + detail
+        raise DbError('connect to', where, mask_secrets(detail, secrets)) from None
     return _mysql.MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
                               check_mode=check_mode, secrets=secrets)
 
