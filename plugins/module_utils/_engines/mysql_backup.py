@@ -1049,6 +1049,8 @@ class MysqlBackup:
         btype = request.get('type') or 'full'
         compression = request.get('compression') or 'none'
         compress = compressor_argv(compression, request.get('compression_level'), bin_dir)
+        if compression == 'zstd':
+            compress.append('-T0')  # one stream: let zstd use every core
         program = tool(self.flavor, 'backup', bin_dir)
         basedir = None
         base_lsn = None
