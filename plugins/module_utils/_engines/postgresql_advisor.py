@@ -67,7 +67,22 @@ class PostgresAdvisor:
             finally:
                 self.conn.autocommit = True
 
-    def _adv_fetch(self, sql, params=None, fetch=True, keep=False):
+    def _adv_all(self, sql, params=None):
+        """A catalog read: under a savepoint inside the advisor's transaction, so that a failure
+        cannot abort the transaction for the queries still to analyze."""
+        if self.conn.autocommit:
+            return self.fetch_all(sql, params)
+        return self._adv_fetch(sql, params, operation='read the catalog')
+
+    def _adv_one(self, sql, params=None):
+        rows = self._adv_all(sql, params)
+        return rows[0] if rows else None
+
+    def _adv_value(self, sql, params=None):
+        row = self._adv_one(sql, params)
+        return next(iter(row.values())) if row else None
+
+    def _adv_fetch(self, sql, params=None, fetch=True, keep=False, operation='analyze'):
         """Run one statement under a savepoint; rolled back unless keep (hypothetical indexes
         survive a rollback: they live in the backend, not in the catalog)."""
         cur = self.conn.cursor()
@@ -79,7 +94,8 @@ class PostgresAdvisor:
                 cols = [d[0] for d in cur.description] if fetch and cur.description is not None else []
             except self.driver_errors as exc:
                 cur.execute('ROLLBACK TO SAVEPOINT dbops_advisor')
-                raise DbError('analyze', 'the query', self.mask(driver_message(exc))) from None
+                raise DbError(operation, 'the query' if operation == 'analyze' else None,
+                              self.mask(driver_message(exc))) from None
             cur.execute(('RELEASE' if keep else 'ROLLBACK TO') + ' SAVEPOINT dbops_advisor')
             return [dict(zip(cols, row)) for row in rows]
         finally:
@@ -133,7 +149,7 @@ class PostgresAdvisor:
         for key in keys:
             schema, name = key
             qualified = self.quote_qualified(schema, name) if schema else self.quote_ident(name)
-            row = self.fetch_one(
+            row = self._adv_one(
                 "SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, "
                 "c.reltuples::float8 AS rows, c.relpages AS pages FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
@@ -150,7 +166,7 @@ class PostgresAdvisor:
         """{oid: {column: type}} for the given tables."""
         if not oids:
             return {}
-        rows = self.fetch_all(
+        rows = self._adv_all(
             "SELECT attrelid AS oid, attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
             "WHERE attrelid = ANY(%s) AND attnum > 0 AND NOT attisdropped", (list(oids),))
         out = {}
@@ -165,7 +181,7 @@ class PostgresAdvisor:
         if oids is not None:
             where = 'i.indrelid = ANY(%s)'
             params = (list(oids),)
-        return self.fetch_all(
+        return self._adv_all(
             "SELECT i.indexrelid AS oid, i.indrelid AS table_oid, n.nspname AS schema, ct.relname AS table, "
             "ci.relname AS name, am.amname AS method, i.indisunique AS unique, i.indisprimary AS primary, "
             "i.indisvalid AS valid, i.indnkeyatts AS nkeys, i.indkey::text AS indkey, i.indclass::text AS indclass, "
@@ -200,13 +216,13 @@ class PostgresAdvisor:
 
     def advisor_column_stats(self, oid, columns=()):  # pylint: disable=unused-argument
         """{'rows': estimated rows, 'distinct': {column: distinct values}} from pg_stats."""
-        info = self.fetch_one("SELECT c.reltuples::float8 AS rows, n.nspname, c.relname FROM pg_class c "
+        info = self._adv_one("SELECT c.reltuples::float8 AS rows, n.nspname, c.relname FROM pg_class c "
                               "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s", (oid,))
         if info is None:
             return {'rows': 0, 'distinct': {}}
         rows = max(float(info['rows'] or 0), 0.0)
         distinct = {}
-        for st in self.fetch_all("SELECT attname, n_distinct::float8 AS nd, null_frac::float8 AS nf "
+        for st in self._adv_all("SELECT attname, n_distinct::float8 AS nd, null_frac::float8 AS nf "
                                  "FROM pg_stats WHERE schemaname = %s AND tablename = %s",
                                  (info['nspname'], info['relname'])):
             nd = st['nd'] or 0
@@ -214,7 +230,7 @@ class PostgresAdvisor:
         return {'rows': rows, 'distinct': distinct}
 
     def advisor_relation_name_taken(self, schema, name):
-        return self.fetch_value('SELECT to_regclass(%s) IS NOT NULL',
+        return self._adv_value('SELECT to_regclass(%s) IS NOT NULL',
                                 (self.quote_qualified(schema, name),))
 
     # ---- hypothetical indexes -------------------------------------------------------------
