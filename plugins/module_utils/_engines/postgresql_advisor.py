@@ -217,21 +217,21 @@ class PostgresAdvisor:
     def advisor_column_stats(self, oid, columns=()):  # pylint: disable=unused-argument
         """{'rows': estimated rows, 'distinct': {column: distinct values}} from pg_stats."""
         info = self._adv_one("SELECT c.reltuples::float8 AS rows, n.nspname, c.relname FROM pg_class c "
-                              "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s", (oid,))
+                             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s", (oid,))
         if info is None:
             return {'rows': 0, 'distinct': {}}
         rows = max(float(info['rows'] or 0), 0.0)
         distinct = {}
         for st in self._adv_all("SELECT attname, n_distinct::float8 AS nd, null_frac::float8 AS nf "
-                                 "FROM pg_stats WHERE schemaname = %s AND tablename = %s",
-                                 (info['nspname'], info['relname'])):
+                                "FROM pg_stats WHERE schemaname = %s AND tablename = %s",
+                                (info['nspname'], info['relname'])):
             nd = st['nd'] or 0
             distinct[st['attname']] = (-nd * rows) if nd < 0 else nd
         return {'rows': rows, 'distinct': distinct}
 
     def advisor_relation_name_taken(self, schema, name):
         return self._adv_value('SELECT to_regclass(%s) IS NOT NULL',
-                                (self.quote_qualified(schema, name),))
+                               (self.quote_qualified(schema, name),))
 
     # ---- hypothetical indexes -------------------------------------------------------------
     def _index_keys(self, columns):
