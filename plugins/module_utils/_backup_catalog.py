@@ -466,14 +466,19 @@ class Repository:
         except OSError:
             pass
 
-    def encrypt_data(self, incoming, key):
-        """Replace every plaintext file under data/ by its ciphertext (same name)."""
+    def encrypt_data(self, incoming, key, source=None):
+        """Ciphertext of every file under source (default: data/ itself, replaced in place) into data/."""
         data = os.path.join(incoming, DATA)
-        for rel in walk_files(data):
-            plain = os.path.join(data, rel)
-            tmp = plain + '.dbops-enc'
+        source = source or data
+        for rel in walk_files(source):
+            plain = os.path.join(source, rel)
+            target = os.path.join(data, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = target + '.dbops-enc'
             crypto.encrypt_file(plain, tmp, key)
-            os.rename(tmp, plain)
+            os.rename(tmp, target)
+            if source != data:
+                os.unlink(plain)
 
     def publish(self, incoming, manifest, known_checksums=None):
         """Hash every file, write manifest.json, fsync, rename into place. Returns the manifest."""

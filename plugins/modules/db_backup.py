@@ -306,6 +306,9 @@ def create(module, engine):
     if p['encryption_key'] and btype == 'log':
         raise DbError('encrypt', 'the log archive', 'the WAL/binlog archive is written by the server itself; '
                       'encrypt the repository filesystem instead, or drop encryption_key for type=log')
+    if p['encryption_key'] and method == 'pgbackrest':
+        raise DbError('encrypt', 'a pgBackRest backup', "pgBackRest writes its own repository; this module does not "
+                      "wire pgBackRest's repo cipher yet: drop encryption_key or use method physical")
     if p['encryption_key'] and not crypto.HAS_CRYPTOGRAPHY:
         crypto.require_cryptography()
     compression = p['compression'] or ('zstd' if method == 'logical' else 'none')
@@ -348,7 +351,7 @@ def create(module, engine):
         started_at = catalog.iso(catalog.utcnow())
         backup_id = repo.new_id(btype)
         incoming = repo.begin(backup_id, {'type': btype, 'method': method, 'engine': engine.name})
-        scratch = None
+        scratch = plain_scratch = None
         try:
             base_request = None
             if base is not None:
@@ -357,10 +360,17 @@ def create(module, engine):
                 if key is not None:
                     scratch = repo.scratch('base')
                 base_request = {'manifest': base, 'path': repo.plain_copy(base, key, scratch)}
+            dest = os.path.join(incoming, catalog.DATA)
+            if p['encryption_key']:
+                # plaintext never lands in the repository, not even in a run that gets killed
+                plain_scratch = repo.scratch('plain')
+                dest = os.path.join(plain_scratch, catalog.DATA)
+                os.makedirs(dest, mode=0o700)
+                catalog.chown_tree(plain_scratch, repo.os_user)
             request = {
                 'method': method, 'type': btype, 'databases': p['databases'], 'compression': compression,
                 'compression_level': p['compression_level'], 'jobs': p['jobs'],
-                'dest': os.path.join(incoming, catalog.DATA), 'base': base_request, 'repo': repo.path,
+                'dest': dest, 'base': base_request, 'repo': repo.path,
                 'log_dir': repo.log_dir, 'bin_dir': p['bin_dir'], 'os_user': repo.os_user,
                 'connection': {k: p.get(k) for k in ('login_host', 'login_port', 'login_user', 'login_password',
                                                      'login_unix_socket', 'ssl_mode', 'connect_timeout')},
@@ -400,7 +410,7 @@ def create(module, engine):
                 manifest['log_files'] = repo.hash_log_files(out['log_files'])
             if p['encryption_key']:
                 record, key = crypto.encryption_record(p['encryption_key'])
-                repo.encrypt_data(incoming, key)
+                repo.encrypt_data(incoming, key, source=dest)
                 manifest['encryption'] = record
             manifest['duration_seconds'] = round(time.time() - started, 3)
             published = repo.publish(incoming, manifest, out.get('verified_checksums'))
@@ -408,8 +418,9 @@ def create(module, engine):
             repo.mark_failed(incoming, engine.mask(str(exc)))
             raise
         finally:
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
+            for path in (scratch, plain_scratch):
+                if path:
+                    shutil.rmtree(path, ignore_errors=True)
         tracker.action('take %s %s backup %s' % (method, btype, backup_id))
         result['backup'] = catalog.backup_summary(published, repo.path)
         result['msg'] = 'took %s %s backup %s (%d bytes)' % (method, btype, backup_id, published['size_bytes'])

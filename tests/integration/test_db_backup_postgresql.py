@@ -441,3 +441,25 @@ def test_pgbackrest_full_incremental_differential_chain(server, workdir):
     # pgBackRest's own check of the whole repository
     checked = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids['differential']})
     assert checked['failed'] is False, checked
+
+
+def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
+    srv = PostgresServer().init().start()  # archive_mode off
+    repo = os.path.join(workdir, 'repo')
+    try:
+        dry = backup(srv, repo, check=True, method='physical', type='log')
+        assert dry['failed'] is False and dry['restart_required'] is True, dry
+        assert srv.psql('SHOW archive_command') in ('', '(disabled)') and not os.path.exists(repo)
+        first = backup(srv, repo, method='physical', type='log')
+        assert first['failed'] is False, first
+        assert first['changed'] is True and first['restart_required'] is True and 'backup' not in first
+        assert srv.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'archive_mode' AND setting = 'on'") == '1'
+        assert not [e for e in repo_entries(repo) if e[0].isdigit()], 'nothing may be published before the restart'
+        srv.stop()
+        srv.start()
+        second = backup(srv, repo, method='physical', type='log')
+        assert second['failed'] is False and second['restart_required'] is False, second
+        archived = [f['path'] for f in manifest_of(repo, second['backup']['id'])['log_files']]
+        assert archived and all(os.path.isfile(os.path.join(repo, p)) for p in archived)
+    finally:
+        srv.destroy()

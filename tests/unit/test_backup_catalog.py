@@ -223,3 +223,23 @@ def test_chain_walks_to_the_full_and_reports_missing_parent(tmp_path):
 def test_backup_summary_sizes():
     summary = catalog.backup_summary(dict(_m('F1'), size_bytes=3 * 1024 ** 3), '/r')
     assert summary['size_gb'] == 3.0 and summary['path'] == '/r/F1' and summary['duration_seconds'] == 300.0
+
+
+def test_encrypt_from_a_plaintext_directory_outside_the_repository(tmp_path, monkeypatch):
+    monkeypatch.setattr(crypto, 'SCRYPT_N', 2 ** 10)
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    plain_dir = tmp_path / 'plain'
+    (plain_dir / 'db-001').mkdir(parents=True)
+    (plain_dir / 'db-001' / 'toc.dat').write_bytes(b'TOC SECRET')
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {})
+    record, key = crypto.encryption_record('pw')
+    repo.encrypt_data(incoming, key, source=str(plain_dir))
+    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'encryption': record,
+                                       'finished_at': catalog.iso(NOW)})
+    assert [f['path'] for f in manifest['files']] == [os.path.join('db-001', 'toc.dat')]
+    assert not (plain_dir / 'db-001' / 'toc.dat').exists(), 'plaintext left behind'
+    stored = os.path.join(repo.data_dir(backup_id), 'db-001', 'toc.dat')
+    with open(stored, 'rb') as f:
+        assert b'TOC SECRET' not in f.read()
