@@ -44,7 +44,8 @@ options:
   backup_id:
     description:
       - Backup to restore. V(latest) is the newest completed backup (matching O(method) when given).
-      - With O(target_time) and V(latest), the newest physical full backup that ended before O(target_time).
+      - With O(target_time) and V(latest), the newest physical full backup (or pgBackRest backup) that ended before
+        O(target_time).
     type: str
     default: latest
   method:
@@ -210,11 +211,14 @@ def select_backup(module, repo):
     p = module.params
     if p['target_time'] and p['backup_id'] in (None, '', 'latest'):
         target = catalog.parse_time(p['target_time'])
-        fulls = [m for m in repo.manifests() if m.get('type') == 'full' and m.get('method') == 'physical'
+        # a base to replay from: a physical full (our WAL archive) or any pgBackRest set (its own archive)
+        bases = [m for m in repo.manifests()
+                 if ((m.get('method') == 'physical' and m.get('type') == 'full') or m.get('method') == 'pgbackrest')
+                 and (p['method'] is None or m.get('method') == p['method'])
                  and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
-        if not fulls:
-            raise DbError('restore to', p['target_time'], 'no physical full backup in %s ended before that time' % repo.path)
-        return fulls[-1]
+        if not bases:
+            raise DbError('restore to', p['target_time'], 'no physical backup in %s ended before that time' % repo.path)
+        return bases[-1]
     return repo.get(p['backup_id'] or 'latest', method=p['method'])
 
 

@@ -438,6 +438,27 @@ def test_pgbackrest_full_incremental_differential_chain(server, workdir):
             assert content(copy, 'shop') == states[btype], btype
         finally:
             stop_restored(data_dir)
+    # point in time through pgBackRest's own archive: marker A kept, B not
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+    time.sleep(1.5)
+    target = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(1.5)
+    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
+    seg = server.psql('SELECT pg_walfile_name(pg_switch_wal())')
+    deadline = time.time() + 60
+    while server.psql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver') < seg:
+        assert time.time() < deadline, 'pgBackRest archive-push did not archive %s' % seg
+        time.sleep(0.3)
+    data_dir = os.path.join(workdir, 'r-pitr')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port, target_time=target, method='pgbackrest')
+        assert out['failed'] is False, out
+        assert out['backup_id'] == ids['differential']
+        assert restored_psql(data_dir, port, 'SELECT string_agg(name, \',\' ORDER BY name) FROM marker', 'shop') == 'A'
+    finally:
+        stop_restored(data_dir)
+
     # pgBackRest's own check of the whole repository
     checked = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids['differential']})
     assert checked['failed'] is False, checked
