@@ -453,3 +453,17 @@ def test_utility_statements_and_row_comparisons():
     assert adv.utility_keyword('SELEC * FRM posts', PG) is None   # left to the server's syntax error
     shape = shape_of('SELECT * FROM posts WHERE (user_id, blog_id) = (3, 4)')
     assert shape.columns[(None, 'posts')] == {'user_id': ['eq'], 'blog_id': ['eq']}
+
+
+def test_rows_examined_under_a_limit():
+    limit_scan = {'Plan': {'Node Type': 'Limit', 'Startup Cost': 0.0, 'Total Cost': 0.05, 'Plan Rows': 1, 'Plans': [
+        {'Node Type': 'Seq Scan', 'Relation Name': 'big', 'Startup Cost': 0.0, 'Total Cost': 5000.0,
+         'Plan Rows': 100000}]}}
+    plan, _ = postgresql_advisor.summarize_plan(limit_scan, table_rows={'big': 100000})
+    assert plan['rows_examined'] == 1           # LIMIT 1 stops the scan at once
+    limit_sort = {'Plan': {'Node Type': 'Limit', 'Startup Cost': 9000.0, 'Total Cost': 9000.1, 'Plan Rows': 10, 'Plans': [
+        {'Node Type': 'Sort', 'Startup Cost': 9000.0, 'Total Cost': 9250.0, 'Plan Rows': 100000, 'Plans': [
+            {'Node Type': 'Seq Scan', 'Relation Name': 'big', 'Startup Cost': 0.0, 'Total Cost': 5000.0,
+             'Plan Rows': 100000}]}]}}
+    plan, _ = postgresql_advisor.summarize_plan(limit_sort, table_rows={'big': 100000})
+    assert plan['rows_examined'] == 100000      # the sort below the LIMIT reads everything

@@ -397,6 +397,25 @@ def _walk(node, depth=0):
         yield from _walk(child, depth + 1)
 
 
+def _read_fractions(node, fraction=1.0, out=None):
+    """{id(node): share of its estimated work that runs}: a Limit stops its input early, in the
+    proportion of its cost to its input's (a Sort below it still reads everything)."""
+    out = {} if out is None else out
+    out[id(node)] = fraction
+    children = node.get('Plans') or []
+    for child in children:
+        share = fraction
+        if float(node.get('Startup Cost') or 0) >= 0.99 * float(child.get('Total Cost') or 0) > 0:
+            share = 1.0   # a Sort, Hash or aggregate reads all of its input before its first row
+        elif node.get('Node Type') == 'Limit' and len(children) == 1:
+            span = float(child.get('Total Cost') or 0) - float(child.get('Startup Cost') or 0)
+            used = float(node.get('Total Cost') or 0) - float(child.get('Startup Cost') or 0)
+            if span > 0:
+                share = fraction * min(max(used / span, 0.0), 1.0)
+        _read_fractions(child, share, out)
+    return out
+
+
 def summarize_plan(raw, analyze=False, table_rows=None):
     """The plan in the seed's words plus warnings: misestimates, big seq scans, spills."""
     table_rows = table_rows or {}
@@ -404,6 +423,7 @@ def summarize_plan(raw, analyze=False, table_rows=None):
     nodes = []
     warnings = []
     examined = 0.0
+    fractions = _read_fractions(top)
     for node, depth in _walk(top):
         ntype = node.get('Node Type')
         item = {'node_type': ntype, 'depth': depth, 'relation': node.get('Relation Name'),
@@ -434,7 +454,7 @@ def summarize_plan(raw, analyze=False, table_rows=None):
                 if node.get('Parallel Aware'):
                     read *= 1  # Actual Rows of a parallel node is already per worker average times loops
             elif ntype == 'Seq Scan' and relation in table_rows:
-                read = float(table_rows[relation])
+                read = float(table_rows[relation]) * fractions[id(node)]
             else:
                 read = float(node.get('Plan Rows') or 0)
             examined += read
