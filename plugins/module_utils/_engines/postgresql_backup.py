@@ -803,9 +803,10 @@ class PostgresBackup:
                     self._chown(dest + '-chunks', os_user)
                     for table in chunked:
                         for chunk in table['chunks']:
-                            psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION + [
-                                    '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
-                                    '-c', "SET TRANSACTION SNAPSHOT '%s'" % snapshot, '-c', chunk['copy'], '-c', 'COMMIT']
+                            psql = ([os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION
+                                    + ['-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+                                       '-c', "SET TRANSACTION SNAPSHOT '%s'" % snapshot,
+                                       '-c', chunk['copy'], '-c', 'COMMIT'])
                             comp, _ext = _compressor(compression, level)
                             commands.append(show_command(psql) + (' | ' + show_command(comp) if comp else '')
                                             + ' > ' + chunk['file'])
