@@ -467,3 +467,12 @@ def test_rows_examined_under_a_limit():
              'Plan Rows': 100000}]}]}}
     plan, _ = postgresql_advisor.summarize_plan(limit_sort, table_rows={'big': 100000})
     assert plan['rows_examined'] == 100000      # the sort below the LIMIT reads everything
+
+
+def test_rows_examined_of_a_nested_loop():
+    raw = {'Plan': {'Node Type': 'Nested Loop', 'Startup Cost': 0.0, 'Total Cost': 500.0, 'Plan Rows': 30, 'Plans': [
+        {'Node Type': 'Index Scan', 'Relation Name': 'posts', 'Startup Cost': 0.0, 'Total Cost': 10.0, 'Plan Rows': 10},
+        {'Node Type': 'Index Scan', 'Relation Name': 'comments', 'Startup Cost': 0.0, 'Total Cost': 40.0,
+         'Plan Rows': 3}]}}
+    plan, _ = postgresql_advisor.summarize_plan(raw)
+    assert plan['rows_examined'] == 10 + 10 * 3

@@ -398,12 +398,13 @@ def _walk(node, depth=0):
 
 
 def _read_fractions(node, fraction=1.0, out=None):
-    """{id(node): share of its estimated work that runs}: a Limit stops its input early, in the
-    proportion of its cost to its input's (a Sort below it still reads everything)."""
+    """{id(node): how many times its estimated work runs}: a Limit stops its input early, in the
+    proportion of its cost to its input's (a Sort below it still reads everything); the inner
+    side of a nested loop runs once per outer row."""
     out = {} if out is None else out
     out[id(node)] = fraction
     children = node.get('Plans') or []
-    for child in children:
+    for position, child in enumerate(children):
         share = fraction
         if float(node.get('Startup Cost') or 0) >= 0.99 * float(child.get('Total Cost') or 0) > 0:
             share = 1.0   # a Sort, Hash or aggregate reads all of its input before its first row
@@ -412,6 +413,8 @@ def _read_fractions(node, fraction=1.0, out=None):
             used = float(node.get('Total Cost') or 0) - float(child.get('Startup Cost') or 0)
             if span > 0:
                 share = fraction * min(max(used / span, 0.0), 1.0)
+        if node.get('Node Type') == 'Nested Loop' and position == 1:
+            share *= max(float(children[0].get('Plan Rows') or 1), 1.0)
         _read_fractions(child, share, out)
     return out
 
@@ -456,7 +459,7 @@ def summarize_plan(raw, analyze=False, table_rows=None):
             elif ntype == 'Seq Scan' and relation in table_rows:
                 read = float(table_rows[relation]) * fractions[id(node)]
             else:
-                read = float(node.get('Plan Rows') or 0)
+                read = float(node.get('Plan Rows') or 0) * fractions[id(node)]
             examined += read
             if ntype == 'Seq Scan' and table_rows.get(relation, 0) >= LARGE_TABLE_ROWS:
                 warnings.append({'id': 'seq_scan_large_table', 'severity': 'warning', 'relation': relation,
