@@ -11,6 +11,8 @@ object supplies every piece of SQL (``engine.advisor_*``).
 
 from __future__ import annotations
 
+import time
+
 from ansible_collections.dbops.admin.plugins.module_utils import _advisor as adv
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
@@ -37,7 +39,7 @@ def run(engine, params, log_text=None):
         if params.get('suggest_indexes', True):
             if state['hypopg']:
                 method = 'hypopg'
-                suggestions = suggest_with_hypothetical(engine, entries, params)
+                suggestions = suggest_with_hypothetical(engine, entries, params, notes)
             else:
                 method = 'statistics'
                 notes.append('index suggestions from EXPLAIN, predicates and column statistics, not costed: %s'
@@ -293,6 +295,9 @@ class HypotheticalCosts:
 
 
 PAIR_SINGLES = 8
+MAX_QUERY_CANDIDATES = 40       # tried alone for one query
+LATER_ROUND_CANDIDATES = 12     # tried with the first pick in place
+SEARCH_SECONDS = 45             # the per-query search stops here; the workload choice still runs
 
 
 def _best_pair(oracle, qi, singles):
@@ -305,7 +310,8 @@ def _best_pair(oracle, qi, singles):
     return best, best_cost
 
 
-def suggest_with_hypothetical(engine, entries, params):
+def suggest_with_hypothetical(engine, entries, params, notes=None):
+    notes = [] if notes is None else notes
     existing = _existing(engine, entries)
     cands, infos = _query_candidates(engine, entries, existing)
     if not cands:
@@ -333,19 +339,31 @@ def suggest_with_hypothetical(engine, entries, params):
     kept = {}
     # per query: the best small configuration (greedy); keep its indexes when it pays enough
     bundles = []
+    deadline = time.time() + SEARCH_SECONDS
+    skipped = 0
     for qi, qcands in cands.items():
         if qi not in base or not qcands:
             continue
-        config, current = [], base[qi]
-        for _ in range(PER_QUERY_CONFIG_SIZE):
+        if time.time() > deadline:
+            skipped += 1
+            continue
+        # all single columns first (every table of a join gets its chance), then pairs, then triples
+        ranked = sorted(qcands, key=lambda c: len(c[1]))[:MAX_QUERY_CANDIDATES]
+        config, current, singles = [], base[qi], []
+        for round_ in range(PER_QUERY_CONFIG_SIZE):
             costs = {}
-            for cand in qcands:
+            for cand in ranked:
                 if cand not in config:
                     cost = oracle(config + [cand], [qi])[qi]
                     if cost is not None:
                         costs[cand] = cost
             if not costs:
                 break
+            if round_ == 0:
+                # later rounds only try the candidates that did best alone
+                ranked = sorted(costs, key=lambda c: (costs[c], len(c[1])))
+                singles = [c for c in ranked if len(c[1]) == 1][:PAIR_SINGLES]
+                ranked = ranked[:LATER_ROUND_CANDIDATES]
             best = min(costs, key=lambda c: (costs[c], len(c[1])))
             best = adv.prefer_narrower(best, {c: current - cost for c, cost in costs.items()})
             if current - costs[best] >= CONFIG_STEP_GAIN * base[qi]:
@@ -355,7 +373,7 @@ def suggest_with_hypothetical(engine, entries, params):
             if config:
                 break
             # nothing helps alone: OR across columns (bitmap OR) or a join needs two at once
-            pair, pair_cost = _best_pair(oracle, qi, [c for c in qcands if len(c[1]) == 1][:PAIR_SINGLES])
+            pair, pair_cost = _best_pair(oracle, qi, singles)
             if pair is None or current - pair_cost < CONFIG_STEP_GAIN * base[qi]:
                 break
             config.extend(pair)
@@ -365,6 +383,9 @@ def suggest_with_hypothetical(engine, entries, params):
                 kept.setdefault(cand, set()).add(qi)
             if len(config) > 1:
                 bundles.append(tuple(config))
+    if skipped:
+        notes.append('index search stopped after %d s: %d queries were not searched for indexes'
+                     % (SEARCH_SECONDS, skipped))
     if not kept:
         oracle._reconcile([])  # pylint: disable=protected-access
         return []
