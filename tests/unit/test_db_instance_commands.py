@@ -206,6 +206,26 @@ def test_postgres_settings_quoting_and_names(tmp_path):
         pg.PostgresInstance(params(tmp_path, settings={'work_mem': '4MB\nfsync = off'}), FakeRunner())
 
 
+def test_postgres_list_settings_written_as_one_value(tmp_path):
+    # a YAML list was written as its Python repr ("['pg_stat_statements', ...]") and the server refused to start
+    assert pg.postgres_literal(['pg_stat_statements', 'auto_explain']) == "'pg_stat_statements, auto_explain'"
+    assert pg.postgres_literal(['"$user"', 'public', 'My Schema']) == '\'"$user", public, "My Schema"\''
+    inst = pg.PostgresInstance(params(tmp_path, settings={'shared_preload_libraries': ['pg_stat_statements']}),
+                               FakeRunner(PG_VERSION))
+    inst.initialize(check_mode=True)
+    text = '\n'.join(inst.commands)
+    assert "shared_preload_libraries = 'pg_stat_statements'" in text and '[' not in text.split('append to', 1)[1]
+    (tmp_path / 'auto.conf').write_text("search_path = %s\n" % pg.postgres_literal(['"$user"', 'public']))
+    assert pg.read_postgres_config(str(tmp_path / 'auto.conf'))['search_path'] == '"$user", public'
+
+
+def test_instance_setting_given_a_dictionary_refused(tmp_path):
+    with pytest.raises(DbError, match='not a dictionary'):
+        pg.PostgresInstance(params(tmp_path, settings={'work_mem': {'size': '4MB'}}), FakeRunner())
+    with pytest.raises(DbError, match='not a dictionary'):
+        my.MysqlInstance(params(tmp_path, settings={'sql_mode': {'a': 1}}), FakeRunner(MARIADB_VERSION))
+
+
 def test_postgres_config_reading(tmp_path):
     (tmp_path / 'postgresql.conf').write_text("port = 5433   # comment\nlisten_addresses = 'localhost'\n")
     (tmp_path / 'postgresql.auto.conf').write_text("port = '55432'\nunix_socket_directories = '/x/it''s'\n")
@@ -312,6 +332,16 @@ def test_mariadb_option_file(tmp_path):
     assert 'skip_name_resolve' in values and values['log_bin'] == 'ON'
     assert 'mysqlx' not in values
     assert '\n[client]\n' in text
+
+
+def test_mariadb_list_setting_written_comma_separated(tmp_path):
+    # sql_mode: [A, B] was written as "['A', 'B']" and mariadb-install-db refused it
+    inst = my.MysqlInstance(params(tmp_path, bin_dir=bin_dir(tmp_path, 'mariadbd', 'mariadb-install-db'),
+                                   settings={'sql_mode': ['STRICT_TRANS_TABLES', 'NO_ENGINE_SUBSTITUTION']}),
+                            FakeRunner(MARIADB_VERSION))
+    path = tmp_path / 'my.cnf'
+    path.write_text(inst.option_file_text(53306))
+    assert my.read_option_file(str(path))['sql_mode'] == 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'
 
 
 def test_mariadb_initialize_check_mode(tmp_path):

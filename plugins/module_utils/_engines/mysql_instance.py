@@ -57,8 +57,11 @@ def read_option_file(path, groups=('mysqld', 'mariadbd', 'server', 'mariadb')):
 
 
 def option_value(value):
+    """A value as an option file reads it; a list (``sql_mode: [A, B]``) is written comma-separated."""
     if isinstance(value, bool):
         return 'ON' if value else 'OFF'
+    if isinstance(value, (list, tuple)):
+        return ','.join(option_value(item).strip() for item in value)
     return str(value)
 
 

@@ -23,6 +23,10 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_settings import (
+    render_list_setting,
+    split_list_setting,
+)
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
 
 STATES = ('initialized', 'started', 'stopped', 'restarted', 'reloaded', 'absent')
@@ -306,6 +310,9 @@ class LocalInstance:
         for name, value in self.settings.items():
             if not SETTING_NAME_RE.match(str(name)):
                 raise DbError('write setting', repr(name), 'not a valid setting name')
+            if isinstance(value, dict):
+                raise DbError('write setting', name, 'a value is a string, a number, a boolean or a list, '
+                              'not a dictionary')
             if value is not None and ('\n' in str(value) or '\r' in str(value)):
                 raise DbError('write setting', name, 'a value cannot span lines')
 
@@ -393,9 +400,15 @@ def read_postgres_config(*paths):
 
 
 def postgres_literal(value):
-    """A value as postgresql.conf reads it: always single-quoted."""
+    """A value as postgresql.conf reads it: always single-quoted.
+
+    A list (``shared_preload_libraries: [pg_stat_statements, auto_explain]``) becomes one
+    comma-separated value, its elements double-quoted where PostgreSQL needs it (``"$user"``).
+    """
     if isinstance(value, bool):
         value = 'on' if value else 'off'
+    elif isinstance(value, (list, tuple)):
+        value = render_list_setting(split_list_setting(value))
     return "'%s'" % str(value).replace("'", "''")
 
 
