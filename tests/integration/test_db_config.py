@@ -345,6 +345,49 @@ def test_postgresql_list_setting_keeps_its_elements(pg_server):
         pg_server.psql('SELECT pg_reload_conf()')
 
 
+def test_postgresql_yaml_list_with_quoted_element_is_not_a_literal_name(pg_server):
+    """search_path: ['"$user"', public] is how a DBA writes it: the quotes are quoting, not part of the name."""
+    try:
+        wanted = ['"$user"', 'public', '"Dbops Quoted"']
+        result = run_module('db_config', dict(pg_server.conn, settings={'search_path': wanted}))
+        assert not result['failed'], result.get('msg')
+        assert "ALTER SYSTEM SET \"search_path\" = '$user', 'public', 'Dbops Quoted'" in result['queries']
+        shown = '"$user", public, "Dbops Quoted"'
+        assert wait_for_values(pg_server, {'search_path': shown}) == {'search_path': shown}
+        result = run_module('db_config', dict(pg_server.conn, settings={'search_path': shown}))
+        assert result['changed'] is False, result['settings']
+    finally:
+        pg_server.psql('ALTER SYSTEM RESET search_path')
+        pg_server.psql('SELECT pg_reload_conf()')
+
+
+def test_postgresql_mixed_case_setting_names(pg_server):
+    """pg_settings spells TimeZone and DateStyle in mixed case; any spelling must be found."""
+    try:
+        for name in ('timezone', 'TimeZone'):
+            result = run_module('db_config', dict(pg_server.conn, settings={name: 'Europe/Paris'}), check=True)
+            assert not result['failed'], result.get('msg')
+            assert result['changed'] is True
+        result = run_module('db_config', dict(pg_server.conn, settings={'timezone': 'Europe/Paris',
+                                                                         'datestyle': 'ISO, DMY'}))
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        conn = pg_server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('TimeZone'), current_setting('DateStyle')")
+                assert cur.fetchone() == ('Europe/Paris', 'ISO, DMY')
+        finally:
+            conn.close()
+        result = run_module('db_config', dict(pg_server.conn, settings={'TimeZone': 'Europe/Paris',
+                                                                         'DateStyle': 'ISO, DMY'}))
+        assert result['changed'] is False, result['settings']
+    finally:
+        pg_server.psql('ALTER SYSTEM RESET timezone')
+        pg_server.psql('ALTER SYSTEM RESET datestyle')
+        pg_server.psql('SELECT pg_reload_conf()')
+
+
 def test_list_setting_parsing():
     from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_settings as pgs
     assert pgs.split_list_setting('"$user", public') == ('$user', 'public')

@@ -17,10 +17,11 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
 _PG_SETTINGS_SQL = (
     "SELECT name, setting, unit, vartype, context, enumvals, min_val, max_val, pending_restart, "
-    "source, current_setting(name) AS display FROM pg_settings WHERE name = ANY(%s)")
+    "source, current_setting(name) AS display FROM pg_settings WHERE lower(name) = ANY(%s)")
 # Not filtered on error: a setting waiting for a restart shows "setting could not be applied".
 _PG_FILE_SETTINGS_SQL = (
-    "SELECT name, setting, sourcefile FROM pg_file_settings WHERE name = ANY(%s) ORDER BY seqno")
+    "SELECT lower(name) AS name, setting, sourcefile FROM pg_file_settings WHERE lower(name) = ANY(%s) "
+    "ORDER BY seqno")
 
 
 # Settings PostgreSQL parses as lists of quoted names (GUC_LIST_QUOTE): ALTER SYSTEM needs one
@@ -32,7 +33,15 @@ LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'shared_preload_libraries', 
 def split_list_setting(value):
     """'"$user", public' -> ('$user', 'public'): elements of a list setting, double quotes removed."""
     if isinstance(value, (list, tuple)):
-        return tuple(str(v).strip() for v in value if str(v).strip())
+        # each element is one name; double quotes around it are quoting, as in the string form
+        elements = []
+        for item in value:
+            text = str(item).strip()
+            if len(text) >= 2 and text[0] == text[-1] == '"':
+                text = text[1:-1].replace('""', '"')
+            if text:
+                elements.append(text)
+        return tuple(elements)
     elements, current, quoted, text, i = [], '', False, str(value), 0
     while i < len(text):
         char = text[i]
@@ -73,9 +82,13 @@ class PostgresSettings:
     """settings methods of the Postgres engine; self is the connected engine."""
 
     def settings_catalog(self, names):
-        """pg_settings rows of ``names`` (lower-cased), keyed by name."""
+        """pg_settings rows of ``names`` (lower-cased), keyed by lower-case name.
+
+        The catalog spells a few names in mixed case (TimeZone, DateStyle, IntervalStyle);
+        PostgreSQL matches setting names without regard to case, and so do we.
+        """
         rows = self.fetch_all(_PG_SETTINGS_SQL, (list(names),), operation='read pg_settings')
-        return {row['name']: row for row in rows}
+        return {row['name'].lower(): row for row in rows}
 
     def configured_settings(self, names):
         """The value each setting gets from the configuration files (last one wins), if any."""
@@ -158,7 +171,8 @@ class PostgresSettings:
             self.execute(self.setting_statement(entry), operation='change setting %s' % entry['name'])
         if changed and reload:
             self.execute('SELECT pg_reload_conf()', operation='reload the server configuration')
-        pending = set(row['name'] for row in self.fetch_all("SELECT name FROM pg_settings WHERE pending_restart"))
+        pending = set(row['name'].lower()
+                      for row in self.fetch_all("SELECT name FROM pg_settings WHERE pending_restart"))
         # The flag of this session appears only once it has processed the reload signal: add ours.
         pending.update(entry['name'] for entry in plan if entry['restart'])
         return {'pending_restart': sorted(pending), 'warnings': [], 'option_file_changed': False}
