@@ -363,3 +363,43 @@ def test_postgresql_streaming_standby_and_its_primary(pg_server):
         assert not info(standby, gather_subset=['replication'])['alerts']
     finally:
         standby.destroy()
+
+
+def test_least_privileged_login_still_gets_a_report(server):
+    """A login without monitoring privileges gets what it may read; the rest is null with a reason, no failure."""
+    user, password = 'dbinfo_plain', 'Plain-Info-Pw-31'
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            if server.engine == 'postgresql':
+                cur.execute("CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password))
+            else:
+                cur.execute("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'" % (user, password))
+        options = dict(server.conn, login_user=user, login_password=password)
+        result = run_module('db_info', options)
+        assert not result['failed'], result.get('msg')
+        assert password not in str(result)
+        metrics = result['metrics']
+        assert metrics['connections']['max'] == FRESH_MAX_CONNECTIONS[server.engine]
+        assert metrics['connections']['total'] >= 1
+        replication = metrics['replication']
+        if server.engine == 'mysql':
+            # SHOW ALL SLAVES STATUS is refused: the role is not known, and the reason says why
+            assert replication['role'] == 'unknown'
+            assert 'privilege' in replication['reason']
+        else:
+            assert replication['role'] == 'standalone'
+        assert not [a for a in result['alerts'] if a['metric'] == 'replication_lag']
+    finally:
+        with conn.cursor() as cur:
+            if server.engine == 'postgresql':
+                cur.execute('DROP ROLE IF EXISTS %s' % user)
+            else:
+                cur.execute("DROP USER IF EXISTS '%s'@'127.0.0.1'" % user)
+        conn.close()
+
+
+def test_mariadb_data_directory_without_trailing_slash(mariadb_server):
+    disk = info(mariadb_server, gather_subset=['metrics'])['metrics']['disk']
+    assert disk['path'] == os.path.abspath(mariadb_server.data_dir)
+    assert not disk['path'].endswith('/')

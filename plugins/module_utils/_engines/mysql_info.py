@@ -66,7 +66,9 @@ class MysqlInfo:
         return [{'name': r['name'], 'size_bytes': _int(r['size_bytes']) or 0} for r in rows]
 
     def info_data_directory(self):
-        return self.fetch_value('SELECT @@GLOBAL.datadir')
+        path = self.fetch_value('SELECT @@GLOBAL.datadir')
+        # the server reports it with a trailing slash ('/var/lib/mysql/'); show it as a DBA writes it
+        return path.rstrip('/') or '/' if path else path
 
     # ---- metrics ----------------------------------------------------------------------
     def info_connections(self):
@@ -210,8 +212,14 @@ class MysqlInfo:
         return self.fetch_all(statement, operation='read the replica status')
 
     def info_replication(self):
+        try:
+            rows = self._replica_channels()
+        except DbError as exc:
+            # SHOW ALL SLAVES STATUS needs SUPER / REPLICA MONITOR: say so, do not fail the whole report
+            return {'role': 'unknown', 'lag_seconds': None, 'lag_bytes': None, 'replicas': [],
+                    'reason': self.mask(str(exc))}
         channels = []
-        for row in self._replica_channels():
+        for row in rows:
             def col(*names, _row=row):
                 return next((_row[n] for n in names if n in _row), None)
             read_file = col('Master_Log_File', 'Source_Log_File')
