@@ -10,6 +10,7 @@ Every module builds its spec from ``connection_argument_spec()``, connects with
 
 from __future__ import annotations
 
+import configparser
 import os
 import traceback
 
@@ -56,17 +57,38 @@ def normalize_engine(name):
         raise DbError('use engine', repr(name), 'choose postgresql, mysql or mariadb') from None
 
 
+def _my_cnf_client_options():
+    """host, port and socket of the [client] group of ~/.my.cnf (what PyMySQL falls back to)."""
+    path = os.path.expanduser('~/.my.cnf')
+    if not os.path.isfile(path):
+        return {}
+    parser = configparser.RawConfigParser(allow_no_value=True, strict=False)
+    try:
+        parser.read(path)
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return {}
+    if not parser.has_section('client'):
+        return {}
+    return {k: (parser.get('client', k) or '').strip().strip('"\'') for k in ('host', 'port', 'socket')
+            if parser.has_option('client', k)}
+
+
 def describe_endpoint(engine, params):
+    """'postgresql at 127.0.0.1:5432', 'mariadb at socket /run/mysqld/mysqld.sock': where we connect."""
+    label = 'mariadb' if engine == 'mysql' and str(params.get('engine') or '').lower() == 'mariadb' else engine
     if params.get('login_unix_socket'):
-        return '%s at socket %s' % (engine, params['login_unix_socket'])
+        return '%s at socket %s' % (label, params['login_unix_socket'])
     host = params.get('login_host')
     if engine == 'postgresql':
         host = host or os.environ.get('PGHOST') or 'local socket'
         port = params.get('login_port') or os.environ.get('PGPORT') or DEFAULT_PORTS[engine]
     else:
-        host = host or 'localhost'
-        port = params.get('login_port') or DEFAULT_PORTS[engine]
-    return '%s at %s:%s' % (engine, host, port)
+        cnf = _my_cnf_client_options()
+        if not host and not params.get('login_port') and cnf.get('socket') and not cnf.get('host'):
+            return '%s at socket %s' % (label, cnf['socket'])
+        host = host or cnf.get('host') or 'localhost'
+        port = params.get('login_port') or cnf.get('port') or DEFAULT_PORTS[engine]
+    return '%s at %s:%s' % (label, host, port)
 
 
 def _pg_connect_args(params, database):

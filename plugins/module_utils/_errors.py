@@ -50,4 +50,13 @@ def driver_message(exc):
         text = text.split('FATAL:', 1)[1]
     elif ' failed: ' in text:
         text = text.split(' failed: ', 1)[1]
-    return ' '.join(text.split())
+    # libpq puts its hint on a line of its own: 'Connection refused\n\tIs the server running ...?'
+    sentences = []
+    for line in text.splitlines():
+        line = ' '.join(line.split())
+        if not line:
+            continue
+        if sentences and sentences[-1][-1] not in '.?!:;':
+            sentences[-1] += '.'
+        sentences.append(line)
+    return ' '.join(sentences)

@@ -77,6 +77,15 @@ def test_driver_message_strips_libpq_noise():
     assert driver_message(exc) == 'password authentication failed for user "bob"'
 
 
+def test_driver_message_keeps_the_libpq_hint_a_sentence():
+    # "Connection refused Is the server running ..." read as one garbled sentence
+    exc = Exception('connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
+                    '\tIs the server running on that host and accepting TCP/IP connections?\n')
+    assert driver_message(exc) == ('Connection refused. Is the server running on that host and accepting '
+                                   'TCP/IP connections?')
+    assert driver_message(Exception('one   line\n')) == 'one line'
+
+
 def test_driver_message_reads_pymysql_tuple():
     exc = Exception(1045, "Access denied for user 'x'@'localhost'")
     assert driver_message(exc) == "Access denied for user 'x'@'localhost' (errno 1045)"
@@ -149,3 +158,19 @@ def test_mysql_connect_args_read_my_cnf(monkeypatch, tmp_path):
     args = _connection._mysql_connect_args({'login_host': None}, None)
     assert args['read_default_file'].endswith('.my.cnf')
     assert 'user' not in args  # the option file decides
+
+
+def test_endpoint_names_mariadb_and_the_my_cnf_server(monkeypatch, tmp_path):
+    # a failure used to say "mysql at localhost:3306" while PyMySQL had connected where ~/.my.cnf said
+    monkeypatch.setenv('HOME', str(tmp_path))
+    params = {'engine': 'mariadb', 'login_host': None, 'login_port': None}
+    assert _connection.describe_endpoint('mysql', params) == 'mariadb at localhost:3306'
+    (tmp_path / '.my.cnf').write_text('[client]\nuser=root\npassword="Cnf-Secret-1"\nhost=127.0.0.1\nport=53306\n')
+    assert _connection.describe_endpoint('mysql', params) == 'mariadb at 127.0.0.1:53306'
+    assert _connection.describe_endpoint('mysql', dict(params, engine='mysql', login_port=3307)) == \
+        'mysql at 127.0.0.1:3307'
+    assert _connection.describe_endpoint('mysql', dict(params, login_host='db1')) == 'mariadb at db1:53306'
+    (tmp_path / '.my.cnf').write_text('[client]\nsocket=/run/mysqld/mysqld.sock\nskip-ssl\n')
+    assert _connection.describe_endpoint('mysql', params) == 'mariadb at socket /run/mysqld/mysqld.sock'
+    (tmp_path / '.my.cnf').write_text('not an option file\n')
+    assert _connection.describe_endpoint('mysql', params) == 'mariadb at localhost:3306'
