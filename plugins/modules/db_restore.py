@@ -193,7 +193,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_catalog as catalog  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
-    connect_params, connection_argument_spec, run_module)
+    connect_params, connection_argument_spec, normalize_engine, run_module)
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError  # noqa: E402
 
 CONNECTION_KEYS = ('login_host', 'login_port', 'login_user', 'login_password', 'login_unix_socket', 'ssl_mode',
@@ -489,6 +489,8 @@ def restore(module):
     if p['target_time']:
         catalog.parse_time(p['target_time'])
     manifest = select_backup(module, repo)
+    if p['engine'] and normalize_engine(p['engine']) != manifest.get('engine'):
+        raise DbError('restore backup', manifest['id'], 'it is a %s backup, not %s' % (manifest.get('engine'), p['engine']))
     if repo.os_user is None:
         repo.os_user = catalog.default_os_user(manifest.get('engine'))
     if manifest.get('encryption') and not p['encryption_key']:
