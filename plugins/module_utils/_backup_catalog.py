@@ -52,7 +52,8 @@ Methods of the connected engine object (mixins PostgresBackup / MysqlBackup):
 ``engine.restore_logical(request)`` -> {rows_restored: int, tables: [{name, rows}], commands: [...]}
     request = {manifest, path (plain dir), target_database (None = original names), force: bool,
     jobs: int, databases: [names from the backup] or None (all), connection, bin_dir, os_user,
-    marker: dict (what to record in the target so a repeated restore is unchanged)}.
+    marker: dict (what to record in the target so a repeated restore is unchanged),
+    scratch_dir: a private directory (owned by os_user) for decompressed copies}.
     Restoring into an existing non-empty database without force raises DbError before changing
     anything.
 ``engine.restore_marker(database)`` -> the marker dict recorded by restore_logical, or None (optional).
@@ -62,9 +63,15 @@ Methods of the connected engine object (mixins PostgresBackup / MysqlBackup):
 Module-level functions in the engine file (no connection: the source server may be down):
 ``restore_physical(request)`` -> {data_dir, port, recovered_to, commands}; request = {chain:
     [{'manifest', 'path'}, ...] full first, data_dir, port, os_user, bin_dir, target_time (ISO 8601
-    or None), target_position (dict or None), log_dir, force, repo, marker}; leaves a running
-    server listening on 127.0.0.1:port (restored, recovered to the target, promoted).
-``verify_physical(manifest, path, scratch_dir)`` -> list of problems ([] = fine), each naming the file.
+    or None), target_position (dict or None), log_dir, force, repo, marker, last (the manifest asked
+    for: may be a log backup), log_chain (log backups of the chain), hba_local_trust (drill: scratch
+    instance reachable over its socket only)}; leaves a running server listening on
+    127.0.0.1:port (restored, recovered to the target, promoted). Extra keys returned: socket_dir.
+``verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_user=None)`` -> list of
+    problems ([] = fine), each naming the file.
+``verify_logical(manifest, path, bin_dir=None, os_user=None)`` -> problems (used with verify=true).
+``read_restore_marker(data_dir)``, ``instance_running(data_dir)``, ``start_instance(data_dir, os_user,
+    bin_dir, major, commands)``: idempotence of physical restores.
 ``stop_instance(data_dir, os_user, bin_dir)`` (optional): stop a server started by restore_physical.
 ``drill_check(request)`` (optional): checks of a scratch instance for the restore drill.
 
