@@ -246,6 +246,20 @@ def test_mariadb_option_file_block_is_written_once_and_kept_apart(mariadb_server
         mariadb_server.sql('SET GLOBAL wait_timeout = %d' % int(original))
 
 
+def test_mariadb_unwritable_option_file_fails_before_set_global(mariadb_server, tmp_path):
+    """The running value used to be changed by SET GLOBAL before the option file write failed."""
+    original = server_values(mariadb_server, ['wait_timeout'])['wait_timeout']
+    wanted = int(original) + 17
+    for path, words in ((tmp_path / 'missing' / 'dbops.cnf', 'does not exist'), (tmp_path, 'is a directory')):
+        result = run_module('db_config', dict(mariadb_server.conn, option_file=str(path),
+                                              settings={'wait_timeout': wanted}))
+        assert result['failed'] is True
+        assert words in result['msg'] and 'option file' in result['msg']
+        assert result['queries'] == []
+        assert server_values(mariadb_server, ['wait_timeout'])['wait_timeout'] == original
+    assert not (tmp_path / 'missing').exists()
+
+
 def test_mariadb_restart_only_variable_needs_the_option_file_and_a_restart():
     server = MariadbServer().init().start()
     try:

@@ -187,6 +187,18 @@ class MysqlSettings:
     def option_file_section(self):
         return 'mariadbd' if self.is_mariadb else 'mysqld'
 
+    def check_option_file(self, option_file):
+        """Refuse, before any SET GLOBAL, an option file that could not be written afterwards."""
+        path = os.path.abspath(option_file)
+        directory = os.path.dirname(path)
+        if os.path.isdir(path):
+            raise DbError('use option file', option_file, 'it is a directory; give the path of a file')
+        if not os.path.isdir(directory):
+            raise DbError('use option file', option_file, 'its directory %s does not exist' % directory)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise DbError('use option file', option_file, 'its directory %s is not writable for this user'
+                          % directory)
+
     def _read_option_file(self, option_file):
         if not option_file or not os.path.exists(option_file):
             return ''
@@ -209,6 +221,8 @@ class MysqlSettings:
         if unknown:
             raise DbError('change settings', None, 'unknown variable%s: %s (not a global system variable of this '
                           'server)' % ('s' if len(unknown) > 1 else '', ', '.join(unknown)))
+        if option_file:
+            self.check_option_file(option_file)
         block = read_managed_block(self._read_option_file(option_file)) if option_file else {}
         plan = []
         for name, value in wanted.items():
