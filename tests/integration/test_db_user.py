@@ -233,6 +233,7 @@ def test_batch_of_100_changed_once(server, appdb):
     assert snapshot(server) == before
     first = run_module('db_user', args)
     assert first['changed'] is True and len(first['users']) == 100
+    assert 'Pw-42' not in first['_stdout']  # batch passwords are masked like top-level ones
     assert all(u['changed'] for u in first['users'])
     if server.engine == 'postgresql':
         count = pg_rows(server, 'SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid '
