@@ -402,6 +402,38 @@ def test_postgresql_mixed_case_setting_names(pg_server):
         pg_server.psql('SELECT pg_reload_conf()')
 
 
+def _auto_conf(server):
+    with open('%s/postgresql.auto.conf' % server.data_dir) as handle:
+        return handle.read()
+
+
+def test_postgresql_value_the_server_refuses_writes_nothing_else(pg_server):
+    """ALTER SYSTEM ran for work_mem, then failed on the time zone: work_mem stayed written, unreported."""
+    before = _auto_conf(pg_server)
+    for check in (True, False):
+        result = run_module('db_config', dict(pg_server.conn, settings={'work_mem': '40MB',
+                                                                         'timezone': 'Mars/Olympus'}), check=check)
+        assert result['failed'] is True
+        assert 'timezone' in result['msg'] and 'Mars/Olympus' in result['msg']
+        assert result['queries'] == []
+    assert _auto_conf(pg_server) == before
+
+
+def test_postgresql_login_without_alter_system_privilege_is_refused_first(pg_server):
+    user, password = 'dbcfg_plain', 'Cfg-Plain-Pw-5'
+    pg_server.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password))
+    before = _auto_conf(pg_server)
+    try:
+        result = run_module('db_config', dict(pg_server.conn, login_user=user, login_password=password,
+                                              settings={'work_mem': '40MB', 'log_min_duration_statement': '5s'}))
+        assert result['failed'] is True
+        assert 'ALTER SYSTEM privilege' in result['msg'] and 'work_mem' in result['msg']
+        assert password not in result['msg'] and result['queries'] == []
+        assert _auto_conf(pg_server) == before
+    finally:
+        pg_server.psql('DROP ROLE %s' % user)
+
+
 def test_list_setting_parsing():
     from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_settings as pgs
     assert pgs.split_list_setting('"$user", public') == ('$user', 'public')

@@ -154,7 +154,35 @@ class PostgresSettings:
                 'running': row['display'],
                 'elements': target if name in LIST_SETTINGS else None,
             })
+        self.validate_plan(plan)
         return plan
+
+    def validate_plan(self, plan):
+        """Refuse, before the first ALTER SYSTEM, what the server would refuse half-way through.
+
+        ALTER SYSTEM runs one setting at a time: a refused second setting left the first one
+        written. So check the privilege for every setting, and let the server's own check of
+        the value (time zones, search paths, encodings...) run through set_config() where the
+        setting may be set in a session; a local set_config() ends with its statement.
+        """
+        changed = [entry for entry in plan if entry['change']]
+        if not changed:
+            return
+        if not getattr(self, 'is_superuser', False):
+            if self.version_num < 150000:
+                raise DbError('change settings', None, 'ALTER SYSTEM needs a superuser and this login is not one')
+            denied = [entry['name'] for entry in changed if not self.fetch_value(
+                "SELECT has_parameter_privilege(%s, 'ALTER SYSTEM')", (entry['name'],),
+                operation='check the ALTER SYSTEM privilege')]
+            if denied:
+                raise DbError('change settings', None, 'this login is not a superuser and has no ALTER SYSTEM '
+                              'privilege on %s' % ', '.join(denied))
+        for entry in changed:
+            if entry['context'] not in ('user', 'superuser'):
+                continue
+            value = render_list_setting(entry['elements']) if entry.get('elements') is not None else entry['after']
+            self.fetch_value('SELECT set_config(%s, %s, true)', (entry['name'], value),
+                             operation='change setting %s' % entry['name'])
 
     def setting_statement(self, entry):
         name = self.quote_qualified(*entry['name'].split('.'))
