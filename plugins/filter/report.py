@@ -178,8 +178,23 @@ def health_findings(info, host=None):
 
 # ---- health table -----------------------------------------------------------------------
 def _looks_like_result(value):
-    return isinstance(value, dict) and ('server' in value or 'metrics' in value or value.get('failed') is not None
-                                        or 'alerts' in value)
+    """One db_info result, as opposed to a dictionary of results keyed by host name.
+
+    Decided by the types of the keys, not their presence: an inventory host may well be
+    called ``server``, ``metrics`` or ``alerts``.
+    """
+    if not isinstance(value, dict):
+        return False
+    server, metrics = value.get('server'), value.get('metrics')
+    if isinstance(server, dict) and not _has_result_keys(server):
+        return True
+    if isinstance(metrics, dict) and not _has_result_keys(metrics):
+        return True
+    return isinstance(value.get('failed'), bool) or isinstance(value.get('alerts'), list)
+
+
+def _has_result_keys(value):
+    return any(key in value for key in ('server', 'metrics', 'alerts', 'failed'))
 
 
 def _named_results(data):

@@ -140,6 +140,18 @@ def test_health_table_of_a_failed_server_and_of_a_list():
     assert 'b: FAILED - no route' in text
 
 
+def test_hosts_named_like_result_keys():
+    # a host called "server" or "metrics" made the dictionary of results look like one result
+    results = {'server': db_info_result(0.05), 'metrics': db_info_result(0.93),
+               'alerts': {'failed': True, 'msg': 'down'}}
+    text = report.health_table(results)
+    assert 'server: postgresql 15.4' in text and 'metrics: postgresql 15.4' in text
+    assert 'alerts: FAILED - down' in text
+    findings = report.health_findings(results)
+    assert sorted(set(f['host'] for f in findings)) == ['alerts', 'metrics', 'server']
+    assert report.health_table({'failed': True, 'msg': 'no route'}).startswith('server: FAILED - no route')
+
+
 def test_health_table_refuses_garbage():
     with pytest.raises(AnsibleFilterError):
         report.health_table(42)
