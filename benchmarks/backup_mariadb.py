@@ -24,6 +24,7 @@ The community side needs ``ansible`` (community.mysql) and PyMySQL in benchmarks
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -129,11 +130,28 @@ def bare_mariadb_backup(server, target):
                         '--datadir=' + server.data_dir], check=True, capture_output=True)
 
 
+def breakdown(result, wall):
+    """Where a db_backup module run spent its time, from its manifest."""
+    if not result or 'backup' not in result:
+        return
+    with open(os.path.join(result['backup']['path'], 'manifest.json')) as f:
+        man = json.load(f)
+
+    def ts(text):
+        return datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
+
+    engine = (ts(man['stop_time']) - ts(man['start_time'])).total_seconds()
+    until_publish = (ts(man['finished_at']) - ts(man['start_time'])).total_seconds()
+    print('    (engine %.1f s, module verification %.1f s, catalog hashing/fsync/publication and module start '
+          '%.1f s)' % (engine, until_publish - engine, wall - until_publish))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--tables', type=int, default=8)
     parser.add_argument('--table-size', type=int, default=int(os.environ.get('BENCH_TABLE_SIZE', 500000)))
     parser.add_argument('--keep', action='store_true', help='keep the work directory')
+    parser.add_argument('--only', choices=['logical', 'physical'], help='run one half only')
     opts = parser.parse_args()
     # a SIGTERM still stops the throw-away server and removes the work directory
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
@@ -158,13 +176,17 @@ def main():
 
         # ---- logical
         repo = os.path.join(base, 'repo-logical')
+        if opts.only == 'physical':
+            repo = None
         os.makedirs(repo)
         extra = {'verify': True} if have_module('db_backup') else {}
-        t, res = timed(lambda: db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd',
+        t, res = (0, None) if repo is None else timed(lambda: db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd',
                                          jobs=2, **extra))
-        record('db_backup logical zstd jobs=2%s' % (' (verify)' if extra else ''), t, repo)
+        if repo is not None:
+            record('db_backup logical zstd jobs=2%s' % (' (verify)' if extra else ''), t, repo)
+            breakdown(res, t)
         t_logical = t
-        for suffix in ('sql', 'sql.gz'):
+        for suffix in (('sql',) if opts.only else ('sql', 'sql.gz')) if repo is not None else ():
             target = os.path.join(base, 'community.' + suffix)
             t, done = timed(lambda target=target: community_dump(server, target))
             if done is None:
@@ -175,6 +197,8 @@ def main():
                   % (t / t_logical, du(target) / max(1, du(repo))))
 
         # ---- physical
+        if opts.only == 'logical':
+            return
         bare = os.path.join(base, 'bare-backup')
         t_bare, _ = timed(lambda: bare_mariadb_backup(server, bare))
         record('bare mariadb-backup --backup', t_bare, bare)
@@ -186,6 +210,7 @@ def main():
                 kw['verify'] = True
             t, res = timed(lambda kw=kw, prepo=prepo: db_backup(server, prepo, **kw))
             record('db_backup physical %s%s' % (comp, ' (verify)' if kw.get('verify') else ''), t, prepo)
+            breakdown(res, t)
             print('    -> %.2fx the bare mariadb-backup time' % (t / t_bare))
 
         # ---- restore drill: prepare + move-back + start of the last physical backup (engine)

@@ -106,6 +106,8 @@ def test_compressors_levels_and_missing_tool(monkeypatch):
     with pytest.raises(DbError, match=r'install lz4'):
         mb.compressor_argv('lz4')
     assert mb.compression_of('a.sql.zst') == 'zstd' and mb.compression_of('a.sql') == 'none'
+    # zstd defaults to level 1 (CPU-bound dumps); an explicit level wins
+    assert mb._level('zstd', None) == 1 and mb._level('zstd', 7) == 7 and mb._level('gzip', None) is None
 
 
 def test_safe_filename():
@@ -383,6 +385,7 @@ def test_mysql8_physical_incremental_through_fake_xtrabackup(tmp_path):
     assert PASSWORD not in line
     assert '--incremental-basedir=%s' % (base / 'meta') in line
     assert '--stream=xbstream' in line and '--parallel=3' in line
+    assert any(c.endswith('zstd -q -c -1 -T0 > %s' % (dest / 'backup.mbstream.zst')) for c in result['commands'])
     assert result['start_position']['lsn'] == '5000' and result['stop_position']['lsn'] == '9000'
     assert result['stop_position']['binlog_file'] == 'binlog.000007'
     assert result['stop_position']['gtid'] == 'uuid:1-42'

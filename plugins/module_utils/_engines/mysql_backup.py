@@ -182,6 +182,14 @@ def compressor_argv(name, level=None, bin_dir=None):
     return argv
 
 
+def _level(compression, level):
+    """zstd defaults to level 1 here: dumps and streams are CPU-bound, and on table data -1 is
+    markedly faster than the CLI's default -3 for about the same size."""
+    if level is None and compression == 'zstd':
+        return 1
+    return level
+
+
 def decompressor_argv(name, bin_dir=None):
     spec = compression_spec(name)
     if spec['decompress'] is None:
@@ -717,7 +725,7 @@ class MysqlBackup:
         dest = request['dest']
         bin_dir = request.get('bin_dir')
         compression = request.get('compression') or 'none'
-        compress = compressor_argv(compression, request.get('compression_level'), bin_dir)
+        compress = compressor_argv(compression, _level(compression, request.get('compression_level')), bin_dir)
         ext = compression_spec(compression)['ext']
         program = tool(self.flavor, 'dump', bin_dir)
         wanted = request.get('databases')
@@ -1060,7 +1068,7 @@ class MysqlBackup:
         bin_dir = request.get('bin_dir')
         btype = request.get('type') or 'full'
         compression = request.get('compression') or 'none'
-        compress = compressor_argv(compression, request.get('compression_level'), bin_dir)
+        compress = compressor_argv(compression, _level(compression, request.get('compression_level')), bin_dir)
         if compression == 'zstd':
             compress.append('-T0')  # one stream: let zstd use every core
         program = tool(self.flavor, 'backup', bin_dir)
