@@ -269,6 +269,22 @@ def test_postgres_port_mismatch_and_port_in_use(tmp_path):
         inst.check(['start'], inst.status())
 
 
+def test_running_instance_on_another_port_is_not_reported_as_the_one_asked_for(tmp_path):
+    # state: started, port: 6000 on an instance running on 55432 used to answer ok, changed: false, port 55432
+    make_pg_instance_dir(tmp_path, port=55432)
+    tools = bin_dir(tmp_path, 'initdb', 'pg_ctl', 'postgres')
+    for state in ('started', 'initialized', 'reloaded'):
+        inst = pg.PostgresInstance(params(tmp_path, port=6000, os_user='nobody', bin_dir=tools, state=state),
+                                   FakeRunner(PG_VERSION))
+        with pytest.raises(DbError, match='configured for port 55432'):
+            inst.check([], inst.status())
+    for state in ('stopped', 'absent'):
+        inst = pg.PostgresInstance(params(tmp_path, port=6000, os_user='nobody', bin_dir=tools, state=state),
+                                   FakeRunner(PG_VERSION))
+        inst.check([], inst.status())
+        inst.check(['remove'], inst.status())
+
+
 def test_postgres_refuses_root_and_major_mismatch(tmp_path):
     make_pg_instance_dir(tmp_path)
     tools = bin_dir(tmp_path, 'initdb', 'pg_ctl', 'postgres')
@@ -356,6 +372,35 @@ def test_mariadb_initialize_check_mode(tmp_path):
     assert any('mariadbd' in c and '--defaults-file=%s' % inst.config_file in c for c in inst.commands)
     assert all(PASSWORD not in q and mysql_native_hash(PASSWORD) not in q for q in inst.queries + inst.commands)
     assert any('********' in q for q in inst.queries)
+
+
+class FailingInstallRunner(FakeRunner):
+    """mariadb-install-db that fails the way the real one does: advice on stdout, the reason in the error log."""
+
+    def run(self, argv, timeout=None, env=None):
+        if any('mariadb-install-db' in str(a) for a in argv):
+            self.calls.append(list(argv))
+            options = [a for a in argv if str(a).startswith('--defaults-file=')][0].split('=', 1)[1]
+            log = my.read_option_file(options)['log_error']
+            with open(log, 'w') as handle:
+                handle.write("2026-11-27  8:06:33 0 [ERROR] /usr/sbin/mariadbd: unknown variable 'no_such_option=1'\n"
+                             '2026-11-27  8:06:33 0 [ERROR] Aborting\n')
+            return 1, ('The latest information about mysql_install_db is available at\n'
+                       'https://mariadb.com/docs/server/clients-and-utilities/deployment-tools/mariadb-install-db\n'
+                       'Please check all of the above before submitting a bug report\n'), ''
+        return super().run(argv, timeout, env)
+
+
+def test_mariadb_initialization_failure_names_the_server_error(tmp_path):
+    inst = my.MysqlInstance(params(tmp_path, os_user=ME, settings={'no_such_option': 1},
+                                   bin_dir=bin_dir(tmp_path, 'mariadbd', 'mariadb-install-db')),
+                            FailingInstallRunner(MARIADB_VERSION))
+    with pytest.raises(DbError) as info:
+        inst.initialize(check_mode=False)
+    text = str(info.value)
+    assert "unknown variable 'no_such_option=1'" in text and 'Aborting' in text
+    assert 'bug report' not in text and 'latest information' not in text
+    assert not os.path.exists(inst.data_dir)
 
 
 def make_mysql_instance_dir(tmp_path, inst, pid=None):

@@ -150,6 +150,7 @@ class LocalInstance:
         self.runner = runner or CommandRunner()
         self.data_dir = os.path.abspath(os.path.expanduser(params['data_dir']))
         self.requested_port = params.get('port')
+        self.state = params.get('state')
         self.bind_address = params.get('bind_address') or '127.0.0.1'
         self.settings = params.get('settings') or {}
         self.password = params.get('superuser_password')
@@ -210,9 +211,15 @@ class LocalInstance:
             return ''
         rc, out, err = self.runner.run(argv, timeout=self.timeout + 30)
         if rc != 0:
-            detail = _tail(err) or _tail(out) or 'exit code %d' % rc
-            if log_file:
-                detail += '; server log: %s' % (_tail(self.read_tail(log_file)) or '(empty)')
+            log = self.read_tail(log_file) if log_file else ''
+            errors = [line.strip() for line in log.splitlines() if '[ERROR]' in line]
+            if errors:
+                # mariadb-install-db prints advice on where to report bugs; the server's [ERROR] lines say why
+                detail = 'server log: %s' % ' | '.join(errors[-5:])
+            else:
+                detail = _tail(err) or _tail(out) or 'exit code %d' % rc
+                if log_file:
+                    detail += '; server log: %s' % (_tail(log) or '(empty)')
             raise DbError(operation, 'in %s' % self.data_dir, self.mask(detail))
         return out
 
@@ -342,15 +349,19 @@ class LocalInstance:
         if state == 'other-engine':
             raise DbError('use data directory', self.data_dir,
                           'it holds an instance of another engine, not %s' % self.label())
+        # an instance that is (or is to be) up on another port than asked is an error even when
+        # nothing is to be done: "started on 5433" must not quietly report the one on 5432
+        wants_up = self.state in (None, 'initialized', 'started', 'restarted', 'reloaded')
+        if (actions or wants_up) and self.requested_port and current.get('configured_port') \
+                and self.requested_port != current['configured_port'] and 'remove' not in actions \
+                and actions != ['stop']:
+            raise DbError('use port %d for the instance' % self.requested_port, 'in %s' % self.data_dir,
+                          'it is configured for port %d; ask for that port, or change it with db_config and restart'
+                          % current['configured_port'])
         if not actions:
             return
         self.os_user_entry()
         port = current['port']
-        if self.requested_port and current.get('configured_port') \
-                and self.requested_port != current['configured_port']:
-            raise DbError('use port %d for the instance' % self.requested_port, 'in %s' % self.data_dir,
-                          'it is configured for port %d; ask for that port, or change it with db_config and restart'
-                          % current['configured_port'])
         if 'start' in actions and self.port_in_use(port):
             raise DbError('start the %s instance' % self.label(), 'in %s' % self.data_dir,
                           'port %d on %s is already in use by another process' % (port, self.bind_address))
