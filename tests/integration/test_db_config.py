@@ -434,6 +434,26 @@ def test_postgresql_login_without_alter_system_privilege_is_refused_first(pg_ser
         pg_server.psql('DROP ROLE %s' % user)
 
 
+def test_postgresql_setting_removed_from_the_files_but_not_reloaded(pg_server):
+    """ALTER SYSTEM RESET without a reload: the running 40MB is about to go, so asking for 40MB is a change."""
+    try:
+        pg_server.psql("ALTER SYSTEM SET work_mem = '40MB'")
+        pg_server.psql('SELECT pg_reload_conf()')
+        assert wait_for_values(pg_server, {'work_mem': '40MB'}) == {'work_mem': '40MB'}
+        pg_server.psql('ALTER SYSTEM RESET work_mem')
+        result = run_module('db_config', dict(pg_server.conn, settings={'work_mem': '40MB'}), diff=True)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert result['settings']['work_mem']['before'] == '4MB'
+        assert "ALTER SYSTEM SET \"work_mem\" = '40MB'" in result['queries']
+        assert "work_mem = '40MB'" in _auto_conf(pg_server)
+        result = run_module('db_config', dict(pg_server.conn, settings={'work_mem': '40MB'}))
+        assert result['changed'] is False, result['settings']
+    finally:
+        pg_server.psql('ALTER SYSTEM RESET work_mem')
+        pg_server.psql('SELECT pg_reload_conf()')
+
+
 def test_list_setting_parsing():
     from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_settings as pgs
     assert pgs.split_list_setting('"$user", public') == ('$user', 'public')

@@ -17,7 +17,7 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
 _PG_SETTINGS_SQL = (
     "SELECT name, setting, unit, vartype, context, enumvals, min_val, max_val, pending_restart, "
-    "source, current_setting(name) AS display FROM pg_settings WHERE lower(name) = ANY(%s)")
+    "source, boot_val, current_setting(name) AS display FROM pg_settings WHERE lower(name) = ANY(%s)")
 # Not filtered on error: a setting waiting for a restart shows "setting could not be applied".
 _PG_FILE_SETTINGS_SQL = (
     "SELECT lower(name) AS name, setting, sourcefile FROM pg_file_settings WHERE lower(name) = ANY(%s) "
@@ -91,12 +91,14 @@ class PostgresSettings:
         return {row['name'].lower(): row for row in rows}
 
     def configured_settings(self, names):
-        """The value each setting gets from the configuration files (last one wins), if any."""
+        """The value each setting gets from the configuration files (last one wins), if any.
+
+        None when the files cannot be read (pg_file_settings needs superuser or pg_read_all_settings).
+        """
         try:
             rows = self.fetch_all(_PG_FILE_SETTINGS_SQL, (list(names),), operation='read pg_file_settings')
         except DbError:
-            # pg_file_settings needs superuser or pg_read_all_settings; fall back to running values.
-            return {}
+            return None
         configured = {}
         for row in rows:
             configured[row['name']] = row['setting']
@@ -118,6 +120,8 @@ class PostgresSettings:
                           'extension exists only once its library is loaded)'
                           % ('s' if len(unknown) > 1 else '', ', '.join(unknown)))
         configured = self.configured_settings(list(wanted))
+        files_read = configured is not None
+        configured = configured or {}
         plan = []
         for name, value in wanted.items():
             row = catalog[name]
@@ -139,6 +143,14 @@ class PostgresSettings:
             if name in configured:
                 try:
                     current = normalize(configured[name])
+                    before_text = render(current)
+                except ValueError:
+                    pass
+            elif files_read and row.get('source') == 'configuration file' and row.get('boot_val') is not None:
+                # removed from the files (ALTER SYSTEM RESET, an edited postgresql.conf) but not yet
+                # reloaded: the next reload brings the built-in default back, so that is the configured value
+                try:
+                    current = normalize(row['boot_val'])
                     before_text = render(current)
                 except ValueError:
                     pass
