@@ -430,7 +430,21 @@ def test_postgresql_login_without_alter_system_privilege_is_refused_first(pg_ser
         assert 'ALTER SYSTEM privilege' in result['msg'] and 'work_mem' in result['msg']
         assert password not in result['msg'] and result['queries'] == []
         assert _auto_conf(pg_server) == before
+        # with the privilege (PostgreSQL 15), a superuser-context setting it may not SET in a session is fine
+        pg_server.psql('GRANT ALTER SYSTEM ON PARAMETER log_min_duration_statement TO %s' % user)
+        args = dict(pg_server.conn, login_user=user, login_password=password,
+                    settings={'log_min_duration_statement': '5s'})
+        # ... but not pg_reload_conf(): refused before ALTER SYSTEM, not after
+        result = run_module('db_config', args)
+        assert result['failed'] is True and 'pg_reload_conf' in result['msg'] and result['queries'] == []
+        assert _auto_conf(pg_server) == before
+        result = run_module('db_config', dict(args, reload=False))
+        assert not result['failed'], result.get('msg')
+        assert "log_min_duration_statement = '5s'" in _auto_conf(pg_server)
     finally:
+        pg_server.psql('ALTER SYSTEM RESET log_min_duration_statement')
+        pg_server.psql('SELECT pg_reload_conf()')
+        pg_server.psql('REVOKE ALTER SYSTEM ON PARAMETER log_min_duration_statement FROM %s' % user)
         pg_server.psql('DROP ROLE %s' % user)
 
 

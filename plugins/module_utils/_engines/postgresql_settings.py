@@ -189,8 +189,10 @@ class PostgresSettings:
             if denied:
                 raise DbError('change settings', None, 'this login is not a superuser and has no ALTER SYSTEM '
                               'privilege on %s' % ', '.join(denied))
+        superuser = bool(getattr(self, 'is_superuser', False))
         for entry in changed:
-            if entry['context'] not in ('user', 'superuser'):
+            # a login with only the ALTER SYSTEM privilege may not SET a superuser setting in its session
+            if entry['context'] != 'user' and not (entry['context'] == 'superuser' and superuser):
                 continue
             value = render_list_setting(entry['elements']) if entry.get('elements') is not None else entry['after']
             self.fetch_value('SELECT set_config(%s, %s, true)', (entry['name'], value),
@@ -207,6 +209,11 @@ class PostgresSettings:
     def apply_settings(self, plan, reload=True, option_file=None):
         """Run ALTER SYSTEM for what differs, reload, and report what waits for a restart."""
         changed = [entry for entry in plan if entry['change']]
+        if changed and reload and not getattr(self, 'is_superuser', False) and not self.fetch_value(
+                "SELECT has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')",
+                operation='check the privilege to reload'):
+            raise DbError('change settings', None, 'this login may not run pg_reload_conf(): grant it EXECUTE on '
+                          'that function, or set reload: false and reload the server another way')
         for entry in changed:
             self.execute(self.setting_statement(entry), operation='change setting %s' % entry['name'])
         if changed and reload:
