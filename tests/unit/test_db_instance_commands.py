@@ -360,6 +360,13 @@ def test_mariadb_list_setting_written_comma_separated(tmp_path):
     assert my.read_option_file(str(path))['sql_mode'] == 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'
 
 
+def test_mariadb_option_value_with_a_comment_character_is_quoted():
+    # init_connect = SET @app = 'x' # y  would have been cut at the '#'
+    assert my.option_value("SET @tag = '#1'") == '"SET @tag = \'#1\'"'
+    assert my.option_value('a;b') == '"a;b"'
+    assert my.option_value('plain') == 'plain'
+
+
 def test_mariadb_initialize_check_mode(tmp_path):
     runner = FakeRunner(MARIADB_VERSION)
     inst = my.MysqlInstance(params(tmp_path, superuser_password=PASSWORD,

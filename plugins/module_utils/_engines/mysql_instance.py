@@ -61,8 +61,12 @@ def option_value(value):
     if isinstance(value, bool):
         return 'ON' if value else 'OFF'
     if isinstance(value, (list, tuple)):
-        return ','.join(option_value(item).strip() for item in value)
-    return str(value)
+        return ','.join(str(item).strip() for item in value)
+    text = str(value)
+    if '#' in text or ';' in text or text != text.strip():
+        # '#' starts a comment anywhere in an option file line, unless the value is quoted
+        return '"%s"' % text.replace('\\', '\\\\').replace('"', '\\"')
+    return text
 
 
 class MysqlInstance(LocalInstance):
