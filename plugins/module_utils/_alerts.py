@@ -221,11 +221,22 @@ def health_findings(info, host=None, thresholds=None):
 
 
 def rates(first, second, seconds):
-    """Per-second rates between two counter samples (None where a counter is missing)."""
+    """Per-second rates between two counter samples (None where a counter is missing).
+
+    A sample may carry ``own_<counter>``: how many statements db_info's own session had sent
+    when it read that counter. The difference is db_info's own share of the delta and is
+    taken out, so that an idle server does not show the monitoring queries as its load.
+    """
     out = {}
+    first, second = first or {}, second or {}
     for key in ('queries', 'transactions', 'slow'):
-        a, b = (first or {}).get(key), (second or {}).get(key)
-        out[key] = round(max(b - a, 0) / float(seconds), 3) if None not in (a, b) and seconds > 0 else None
+        a, b = first.get(key), second.get(key)
+        if None in (a, b) or seconds <= 0:
+            out[key] = None
+            continue
+        own_a, own_b = first.get('own_' + key), second.get('own_' + key)
+        own = own_b - own_a if None not in (own_a, own_b) else 0
+        out[key] = round(max(b - a - own, 0) / float(seconds), 3)
     return out
 
 

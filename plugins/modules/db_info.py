@@ -128,7 +128,9 @@ metrics:
       description: Buffer cache hit ratio between 0 and 1 (null before any read).
       type: float
     queries_per_second:
-      description: Statements per second over O(sample_seconds) (PostgreSQL needs pg_stat_statements for this).
+      description:
+        - Statements per second over O(sample_seconds) (PostgreSQL needs pg_stat_statements for this), without the
+          statements of db_info itself.
       type: float
       returned: when O(sample_seconds) > 0
     transactions_per_second:
@@ -222,10 +224,14 @@ def gather_metrics(module, engine, wanted):
     metrics = {}
     sample = module.params['sample_seconds']
     if 'metrics' in wanted:
-        first = engine.info_counters(slow_ms) if sample > 0 else None
-        started = time.monotonic()
+        first = second = None
         if sample > 0:
+            # the two samples bracket the pause only, not the reads of the other metrics
+            first = engine.info_counters(slow_ms)
+            started = time.monotonic()
             time.sleep(sample)
+            second = engine.info_counters(slow_ms)
+            elapsed = time.monotonic() - started
         metrics['connections'] = engine.info_connections()
         metrics['cache_hit_ratio'] = engine.info_cache_hit_ratio()
         metrics['locks'] = engine.info_locks()
@@ -233,8 +239,7 @@ def gather_metrics(module, engine, wanted):
         metrics['longest_transaction_seconds'] = engine.info_longest_transaction_seconds()
         metrics['slow_queries'] = engine.info_slow_queries(slow_ms)
         if sample > 0:
-            second = engine.info_counters(slow_ms)
-            rates = _alerts.rates(first, second, time.monotonic() - started)
+            rates = _alerts.rates(first, second, elapsed)
             metrics['queries_per_second'] = rates['queries']
             metrics['transactions_per_second'] = rates['transactions']
             metrics['sample_seconds'] = sample

@@ -276,6 +276,19 @@ def test_sampling_gives_rates_under_load(server):
     assert 'queries_per_second' not in unsampled and 'transactions_per_second' not in unsampled
 
 
+def test_idle_server_does_not_count_db_info_own_queries(server):
+    """The statements db_info sends between its two samples are not the server's load."""
+    options = {'gather_subset': ['metrics'], 'sample_seconds': 1.0}
+    if server.engine == 'postgresql':
+        options['login_db'] = 'dbinfo_pss'
+        if not int(server.psql("SELECT count(*) FROM pg_database WHERE datname = 'dbinfo_pss'")):
+            server.psql('CREATE DATABASE dbinfo_pss')
+        server.psql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements', database='dbinfo_pss')
+    metrics = info(server, **options)['metrics']
+    assert metrics['queries_per_second'] is not None
+    assert metrics['queries_per_second'] < 1.0, metrics['queries_per_second']
+
+
 def test_check_mode_and_bad_thresholds(server):
     assert info(server, check=True, gather_subset=['server'])['server']['engine'] == server.engine
     result = run_module('db_info', dict(server.conn, thresholds={'connections': {'warning': 95, 'critical': 90}}))

@@ -151,3 +151,13 @@ def test_disk_metrics_of_a_real_directory(tmp_path):
     assert disk['total_bytes'] >= disk['used_bytes'] > 0
     assert _alerts.disk_metrics(str(tmp_path / 'missing')) is None
     assert _alerts.disk_metrics(None) is None
+
+
+def test_rates_leave_out_db_info_own_statements():
+    # an idle server showed ~7 queries/s: the monitoring statements between the two samples
+    first = {'queries': 100, 'own_queries': 4, 'transactions': 10, 'own_transactions': 3, 'slow': 0}
+    second = {'queries': 107, 'own_queries': 11, 'transactions': 20, 'own_transactions': 5, 'slow': 0}
+    assert _alerts.rates(first, second, 2.0) == {'queries': 0.0, 'transactions': 4.0, 'slow': 0.0}
+    # without own counts (an older sample), nothing is taken out; never below zero
+    assert _alerts.rates({'queries': 100}, {'queries': 107}, 1.0)['queries'] == 7.0
+    assert _alerts.rates(dict(first, queries=105), second, 1.0)['queries'] == 0.0

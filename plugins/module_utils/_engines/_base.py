@@ -40,6 +40,8 @@ class BaseEngine:
         self.port = port
         self.check_mode = check_mode
         self.queries = []
+        # statements this session has sent (reads included): db_info takes its own out of rates
+        self.statements_sent = 0
         self._secrets = set(s for s in secrets if s)
         self.version = None       # '15.4', '10.11.6'
         self.version_num = None   # 150004, 101106
@@ -104,6 +106,7 @@ class BaseEngine:
     def _run(self, sql, params, shown, operation, autocommit=False):
         try:
             with self._cursor() as cur:
+                self.statements_sent += 1
                 cur.execute(sql, params)
                 return cur.rowcount
         except self.driver_errors as exc:
@@ -115,6 +118,7 @@ class BaseEngine:
         """Run a read-only query (not recorded) and return a list of dicts."""
         try:
             with self._cursor() as cur:
+                self.statements_sent += 1
                 cur.execute(sql, params)
                 if cur.description is None:
                     return []

@@ -130,7 +130,8 @@ class MysqlInfo:
 
     def info_counters(self, slow_query_ms):
         status = self._global_status()
-        counters = {'queries': _int(status.get('questions')),
+        # own_queries: Questions counts this session's statements too (Com_commit does not)
+        counters = {'queries': _int(status.get('questions')), 'own_queries': self.statements_sent,
                     'transactions': (_int(status.get('com_commit')) or 0) + (_int(status.get('com_rollback')) or 0),
                     'slow': None}
         source, _variables = self._slow_query_source()

@@ -124,9 +124,10 @@ class PostgresInfo:
 
     def info_counters(self, slow_query_ms):
         """Monotonic counters for rate sampling: queries, transactions, slow queries."""
+        # own_*: the statements of this session so far (each one a transaction in autocommit)
         counters = {'transactions': _num(self.fetch_value(
             'SELECT COALESCE(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database')),
-            'queries': None, 'slow': None}
+            'own_transactions': self.statements_sent, 'queries': None, 'slow': None}
         view, _reason = self._statements_view()
         if view:
             mean, _max, _total = self._time_columns()
@@ -135,6 +136,7 @@ class PostgresInfo:
                                      'COALESCE(sum(calls) FILTER (WHERE %s >= %%s), 0) AS slow FROM %s'
                                      % (mean, view), (slow_query_ms,))
                 counters['queries'] = _num(row['calls'])
+                counters['own_queries'] = self.statements_sent
                 counters['slow'] = _num(row['slow'])
             except DbError:
                 pass
