@@ -281,6 +281,29 @@ def test_pg_constraint_index_is_not_dropped(pg):
     assert index_columns(pg, 'ledger', 'ledger_pkey') == ['id']
 
 
+def test_pg_index_of_partitioned_table_is_dropped_with_default_concurrently(pg):
+    # regression: DROP INDEX CONCURRENTLY is refused for a partitioned index, so state=absent with the
+    # default concurrently=true failed (and check mode promised a statement that cannot run)
+    sql(pg, 'DROP TABLE IF EXISTS events')
+    sql(pg, 'CREATE TABLE events (id int, kind int) PARTITION BY RANGE (id)')
+    sql(pg, 'CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (0) TO (1000)')
+    sql(pg, 'INSERT INTO events SELECT g, mod(g, 7) FROM generate_series(1, 500) g')
+    args = conn_args(pg, name='events_kind_idx', table='events', columns=['kind'])
+    assert run_module('db_index', args)['changed'] is True
+    assert '(kind)' in pg_indexdef(pg, 'events_kind_idx')
+
+    absent = conn_args(pg, name='events_kind_idx', state='absent')
+    checked = run_module('db_index', absent, check=True)
+    assert checked['changed'] is True and not any('CONCURRENTLY' in stmt for stmt in checked['queries']), checked
+    assert '(kind)' in pg_indexdef(pg, 'events_kind_idx')
+    dropped = run_module('db_index', absent)
+    assert dropped['changed'] is True, dropped
+    assert pg_indexdef(pg, 'events_kind_idx') is None
+    # the partition's own index went with it
+    assert sql(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'events_1'")[0][0] == 0
+    assert run_module('db_index', absent)['changed'] is False
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):
@@ -307,3 +330,61 @@ def test_mariadb_prefix_order_and_fulltext(my):
     hashed = run_module('db_index', conn_args(my, name='articles_hash', table='articles', columns=['id'], type='hash'))
     assert hashed['failed'] and 'InnoDB' in hashed['msg']
     assert index_columns(my, 'articles', 'articles_hash') is None
+
+
+def my_parts(my, table, name):
+    return [tuple(r) for r in sql(my, """SELECT column_name, sub_part, index_type FROM information_schema.statistics
+                                          WHERE table_schema = %s AND table_name = %s AND index_name = %s
+                                          ORDER BY seq_in_index""", (DB, table, name))]
+
+
+def test_mariadb_spatial_and_whole_column_prefix_are_idempotent(my):
+    # regression: MariaDB lists a SPATIAL key part with sub_part 32 and drops a prefix as long as the
+    # column, so both were rebuilt on every run
+    sql(my, 'DROP TABLE IF EXISTS places')
+    sql(my, 'CREATE TABLE places (id int PRIMARY KEY, code char(8), geo point NOT NULL) ENGINE=InnoDB')
+    sql(my, "INSERT INTO places SELECT seq, concat('c', seq), point(seq, seq) FROM seq_1_to_50")
+    spatial = conn_args(my, name='places_geo', table='places', columns=['geo'], type='spatial')
+    assert run_module('db_index', spatial)['changed'] is True
+    assert my_parts(my, 'places', 'places_geo')[0][2] == 'SPATIAL'
+    table_id = sql(my, 'SELECT table_id FROM information_schema.innodb_sys_tables WHERE name = %s',
+                   (DB + '/places',))[0][0]
+    again = run_module('db_index', spatial)
+    assert again['changed'] is False and again['queries'] == [], again
+
+    whole = conn_args(my, name='places_code', table='places', columns=['code(8)'])
+    assert run_module('db_index', whole)['changed'] is True
+    assert my_parts(my, 'places', 'places_code') == [('code', None, 'BTREE')]
+    again = run_module('db_index', whole)
+    assert again['changed'] is False and again['queries'] == [], again
+    assert run_module('db_index', dict(whole, columns=['code']))['changed'] is False
+    assert sql(my, 'SELECT table_id FROM information_schema.innodb_sys_tables WHERE name = %s',
+               (DB + '/places',))[0][0] == table_id  # never rebuilt
+
+
+def test_mariadb_key_parts_the_server_would_change_or_refuse_fail_in_check_mode(my):
+    # regression: these passed check mode and then failed at the server, or were silently given a
+    # prefix by the server (TEXT without a length became (3072)) and rebuilt on every run
+    make_table(my, 'notes')
+    cases = [
+        (['email(500)'], None, 'longer than the column'),
+        (['email(0)'], None, 'at least 1'),
+        (['customer(4)'], None, 'string column'),
+        (['note'], None, 'prefix length'),
+        (['customer'], 'spatial', 'geometry column'),
+        (['customer'], 'fulltext', 'text column'),
+        (['email(10)'], 'fulltext', 'no prefix length'),
+    ]
+    for columns, index_type, words in cases:
+        args = conn_args(my, name='notes_bad', table='notes', columns=columns)
+        if index_type:
+            args['type'] = index_type
+        for check in (True, False):
+            result = run_module('db_index', args, check=check)
+            assert result.get('failed') and words in result['msg'], (columns, index_type, result)
+            assert result['queries'] == [] and 'Traceback' not in result['msg']
+        assert index_columns(my, 'notes', 'notes_bad') is None
+    prefixed = conn_args(my, name='notes_note', table='notes', columns=['note(20)'])
+    assert run_module('db_index', prefixed)['changed'] is True
+    assert my_parts(my, 'notes', 'notes_note') == [('note', 20, 'BTREE')]
+    assert run_module('db_index', prefixed)['changed'] is False

@@ -249,7 +249,9 @@ class FakeMysql(MysqlIndexes):
 
 
 ANSWERS = [('information_schema.tables', [{'tbl': 'posts', 'engine': 'InnoDB'}]),
-           ('information_schema.columns', [{'c': 'id'}, {'c': 'Title'}])]
+           ('information_schema.columns', [{'c': 'id', 't': 'int', 'len': None},
+                                           {'c': 'Title', 't': 'varchar', 'len': 200},
+                                           {'c': 'body', 't': 'text', 'len': 65535}])]
 
 
 def params(**overrides):
@@ -277,11 +279,26 @@ def test_mariadb_refuses_functional_key_parts():
     ({'type': 'hash', 'columns': ['id']}, 'InnoDB has no HASH'),
     ({'type': 'fulltext', 'unique': True, 'columns': ['Title']}, 'cannot be unique'),
     ({'columns': ['nosuch']}, 'no such column'),
+    ({'columns': ['Title(201)']}, 'longer than the column'),
+    ({'columns': ['id(2)']}, 'string column'),
+    ({'type': 'spatial', 'columns': ['Title']}, 'geometry column'),
 ])
 def test_mysql_prepare_refusals(overrides, words):
     with pytest.raises(DbError) as info:
         FakeMysql('mysql', 80035, ANSWERS).index_prepare(params(**overrides))
     assert words in str(info.value)
+
+
+def test_mysql_prefix_as_long_as_the_column_is_the_whole_column():
+    desired = FakeMysql('mysql', 80035, ANSWERS).index_prepare(params(columns=['Title(200)', 'body(30)']))
+    assert [(p['column'], p['length']) for p in desired['parts']] == [('Title', None), ('body', 30)]
+
+
+def test_mysql_btree_on_text_needs_a_prefix():
+    engine = FakeMysql('mysql', 80035, ANSWERS)
+    with pytest.raises(DbError) as info:
+        engine.index_finalize(engine.index_prepare(params(columns=['body'])), None)
+    assert 'needs a prefix length' in str(info.value)
 
 
 def test_mysql_default_type_follows_the_existing_index():

@@ -16,6 +16,13 @@ from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_in
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
 MYSQL_INDEX_TYPES = ('btree', 'hash', 'fulltext', 'spatial')
+# types whose key part length is counted in characters/bytes up to the column's own length
+_SIZED_STRING_TYPES = ('char', 'varchar', 'binary', 'varbinary')
+# types a BTREE key part can only index with a prefix length (the server would silently pick one)
+_PREFIX_ONLY_TYPES = ('tinytext', 'text', 'mediumtext', 'longtext', 'tinyblob', 'blob', 'mediumblob', 'longblob')
+_TEXT_TYPES = ('char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext')
+_GEOMETRY_TYPES = ('geometry', 'point', 'linestring', 'polygon', 'multipoint', 'multilinestring', 'multipolygon',
+                   'geometrycollection')
 _PART = re.compile(r'^(?P<col>.+?)(?:\s*\(\s*(?P<len>\d+)\s*\))?(?:\s+(?P<dir>ASC|DESC))?$', re.IGNORECASE | re.DOTALL)
 _EXPR_DIR = re.compile(r'^(?P<expr>\(.*\))(?:\s+(?P<dir>ASC|DESC))?$', re.IGNORECASE | re.DOTALL)
 
@@ -133,8 +140,10 @@ class MysqlIndexes:
                 parts.append({'expression': '(%s)' % row['expression'],
                               'order': 'DESC' if row['collation'] == 'D' else 'ASC'})
             else:
+                # the server lists a SPATIAL key part with a sub_part (32 on MariaDB) nobody can ask for
+                length = row['sub_part'] if row['index_type'] != 'SPATIAL' else None
                 parts.append({'column': row['column_name'],
-                              'length': int(row['sub_part']) if row['sub_part'] is not None else None,
+                              'length': int(length) if length is not None else None,
                               'order': 'DESC' if row['collation'] == 'D' else 'ASC'})
         current = {'schema': schema, 'name': name, 'table': rows[0]['tbl'], 'unique': int(rows[0]['non_unique']) == 0,
                    'type': rows[0]['index_type'], 'parts': parts, 'valid': True, 'tablespace': None,
@@ -167,9 +176,12 @@ class MysqlIndexes:
         if index_type == 'hash' and (table['engine'] or '').lower() == 'innodb':
             raise DbError('create index', name, 'InnoDB has no HASH indexes (it would silently build a BTREE); '
                           'use type btree')
-        columns = {r['c'].lower(): r['c'] for r in self.fetch_all(
-            """SELECT column_name AS c FROM information_schema.columns
-                WHERE table_schema = %s AND table_name = %s""", (params['schema'], params['table']))}
+        column_rows = self.fetch_all(
+            """SELECT column_name AS c, data_type AS t, character_maximum_length AS len
+                 FROM information_schema.columns
+                WHERE table_schema = %s AND table_name = %s""", (params['schema'], params['table']))
+        columns = {r['c'].lower(): r['c'] for r in column_rows}
+        column_types = {r['c'].lower(): (str(r['t']).lower(), r['len']) for r in column_rows}
         parts = []
         for item in params['columns']:
             try:
@@ -179,6 +191,8 @@ class MysqlIndexes:
             if 'expression' in part and (self.flavor == 'mariadb' or self.version_num < 80013):
                 raise DbError('create index', name, 'functional key parts like %s need MySQL 8.0.13 or later; '
                               'on MariaDB index a virtual generated column instead' % item)
+            if 'column' in part:
+                part = self._index_check_part(name, item, part, column_types[part['column'].lower()], index_type)
             parts.append(part)
         if params.get('unique') and index_type in ('fulltext', 'spatial'):
             raise DbError('create index', name, 'a %s index cannot be unique' % index_type)
@@ -186,11 +200,49 @@ class MysqlIndexes:
                 'type': index_type.upper() if index_type else None, 'unique': bool(params.get('unique')),
                 'tablespace': None}
 
+    @staticmethod
+    def _index_check_part(name, item, part, column_type, index_type):
+        """Refuse what the server would refuse or silently change, so the definition read back equals
+        the requested one: a prefix length on a non-string column, longer than the column or in a
+        FULLTEXT/SPATIAL index; a prefix as long as the column is no prefix at all (the server drops it)."""
+        data_type, max_length = column_type
+        length = part.get('length')
+        if length is not None:
+            if length < 1:
+                raise DbError('create index', name, 'column %r: a prefix length must be at least 1' % item)
+            if index_type in ('fulltext', 'spatial'):
+                raise DbError('create index', name, 'column %r: a %s index takes whole columns, no prefix length'
+                              % (item, index_type))
+            if data_type not in _SIZED_STRING_TYPES + _PREFIX_ONLY_TYPES:
+                raise DbError('create index', name, 'column %r: a prefix length needs a string column, %s is %s'
+                              % (item, part['column'], data_type))
+            if data_type in _SIZED_STRING_TYPES and max_length is not None:
+                if length > int(max_length):
+                    raise DbError('create index', name, 'column %r: the prefix is longer than the column (%s(%s))'
+                                  % (item, data_type, max_length))
+                if length == int(max_length):
+                    part = dict(part, length=None)  # the whole column: the server stores no prefix
+        if index_type == 'spatial' and data_type not in _GEOMETRY_TYPES:
+            raise DbError('create index', name, 'column %r: a spatial index needs a geometry column, %s is %s'
+                          % (item, part['column'], data_type))
+        if index_type == 'fulltext' and data_type not in _TEXT_TYPES:
+            raise DbError('create index', name, 'column %r: a fulltext index needs a text column, %s is %s'
+                          % (item, part['column'], data_type))
+        part['data_type'] = data_type
+        return part
+
     def _index_effective(self, desired, current):
         """The desired definition with the server's default type filled in."""
         effective = dict(desired)
         if effective['type'] is None:
             effective['type'] = current['type'] if current and current['type'] in ('BTREE', 'HASH') else 'BTREE'
+        if effective['type'] == 'BTREE':
+            for part in effective['parts']:
+                if part.get('length') is None and part.get('data_type') in _PREFIX_ONLY_TYPES + _GEOMETRY_TYPES:
+                    # the server would pick a prefix itself (or refuse a unique key): ask for one
+                    raise DbError('create index', desired['name'],
+                                  'column %s is %s: a %s index needs a prefix length, for example %s(191)'
+                                  % (part['column'], part['data_type'], effective['type'], part['column']))
         effective['definition'] = build_mysql_create_index(effective, self.quote_ident)
         return effective
 

@@ -137,6 +137,7 @@ class PostgresIndexes:
                pg_get_indexdef(i.indexrelid) AS definition, i.indisvalid AS valid, i.indisready AS ready,
                i.indisunique AS "unique", i.indisprimary AS "primary", am.amname AS type,
                COALESCE(ts.spcname, '') AS tablespace, pg_relation_size(i.indexrelid) AS size_bytes,
+               tc.relkind = 'p' AS partitioned,
                (SELECT con.conname FROM pg_constraint con WHERE con.conindid = i.indexrelid
                   AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS "constraint"
           FROM pg_index i
@@ -286,6 +287,8 @@ class PostgresIndexes:
 
     def index_drop(self, current, concurrently):
         self._index_refuse_constraint(current, 'drop index')
+        # an index of a partitioned table cannot be dropped concurrently
+        concurrently = self._index_can_concurrently(current, concurrently)
         self.execute('DROP INDEX %sIF EXISTS %s' % ('CONCURRENTLY ' if concurrently else '',
                                                     self._index_qualified(current['schema'], current['name'])),
                      operation='drop index %s.%s' % (current['schema'], current['name']))
