@@ -61,6 +61,8 @@ options:
     description:
       - The tables to process, as C(table) or C(schema.table). A missing table fails the run before
         anything is done.
+      - On PostgreSQL a partitioned table may be named; the action recurses into its partitions (and
+        C(analyze) also gathers the parent's own statistics, which autovacuum never does).
     type: list
     elements: str
   only_if_stale:
@@ -87,6 +89,7 @@ options:
     description:
       - For V(histogram), the columns to build histograms on. Default all columns (MariaDB), or on MySQL 8
         every column a histogram can be built on (not JSON or spatial, not alone in a unique index).
+      - A column missing from one of the tables fails the run before anything is done.
     type: list
     elements: str
   buckets:
@@ -189,7 +192,7 @@ def converge(module, engine):
     schema = params['schema'] or (params['database'] if engine.name == 'mysql' else None)
     options = {'concurrently': params['concurrently'], 'columns': params['columns'], 'buckets': params['buckets']}
     tracker = DifferenceTracker()
-    processed, skipped = [], []
+    processed, skipped, planned = [], [], []
     for table in engine.maintenance_tables(schema, params['tables']):
         name = '%s.%s' % (table['schema'], table['table'])
         if params['only_if_stale'] and not engine.maintenance_is_stale(
@@ -197,9 +200,13 @@ def converge(module, engine):
             skipped.append(name)
             continue
         modified, rows = engine.maintenance_modified(table, action)
+        # every statement is built (and so checked) before the first one runs
         entry = {'schema': table['schema'], 'table': table['table'], 'action': action,
                  'statement': engine.render(engine.maintenance_statement(action, table, options)),
                  'modified_rows': modified, 'rows': rows, 'before': engine.maintenance_view(table)}
+        planned.append((table, entry))
+    for table, entry in planned:
+        name = '%s.%s' % (table['schema'], table['table'])
         entry['messages'] = engine.maintenance_run(action, table, options)
         entry['after'] = {} if engine.check_mode else engine.maintenance_table_stats(table)
         tracker.action('%s %s' % (action, name))

@@ -172,6 +172,32 @@ def test_pg_bad_input_fails_and_runs_nothing(pg):
     assert no_schema['failed'] and 'no such schema' in no_schema['msg']
 
 
+def test_pg_partitioned_table_named_in_tables(pg):
+    # regression: a partitioned table was "no such table", yet its own statistics are only ever
+    # gathered by a manual ANALYZE (autovacuum analyzes the partitions, never the parent)
+    sql(pg, 'CREATE SCHEMA IF NOT EXISTS m_part')
+    sql(pg, 'DROP TABLE IF EXISTS m_part.measures')
+    sql(pg, 'CREATE TABLE m_part.measures (id int, v int) PARTITION BY RANGE (id)')
+    sql(pg, 'CREATE TABLE m_part.measures_1 PARTITION OF m_part.measures FOR VALUES FROM (0) TO (1000) '
+            'WITH (autovacuum_enabled = false)')
+    sql(pg, 'CREATE INDEX ON m_part.measures (v)')
+    pg_write(pg, 'INSERT INTO m_part.measures SELECT g, mod(g, 9) FROM generate_series(1, 900) g')
+    assert pg_stats(pg, 'm_part', 'measures')['last_analyze'] is None
+    args = conn_args(pg, action='analyze', tables=['m_part.measures'])
+    checked = run_module('db_maintenance', args, check=True)
+    assert checked['changed'] is True and checked['queries'] == ['ANALYZE "m_part"."measures"'], checked
+    assert pg_stats(pg, 'm_part', 'measures')['last_analyze'] is None
+    done = run_module('db_maintenance', args)
+    assert done['changed'] is True, done
+    assert pg_stats(pg, 'm_part', 'measures')['last_analyze'] is not None
+    assert pg_stats(pg, 'm_part', 'measures_1')['last_analyze'] is not None  # ANALYZE recurses
+    for action in ('vacuum', 'reindex'):
+        assert run_module('db_maintenance', dict(args, action=action))['changed'] is True
+    # a schema scope takes the partitions only, so no partition is processed twice
+    scoped = run_module('db_maintenance', conn_args(pg, action='analyze', schema='m_part'), check=True)
+    assert [t['table'] for t in scoped['tables']] == ['measures_1'], scoped
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):
@@ -277,3 +303,27 @@ def test_mariadb_bad_input_fails_and_runs_nothing(my):
     missing = run_module('db_maintenance', conn_args(my, action='analyze', tables=['kept', 'gone']))
     assert missing['failed'] and '%s.gone' % DB in missing['msg'] and missing['queries'] == []
     assert my_last_analyze(my, 'kept') == before
+
+
+def test_mariadb_histogram_unknown_column_fails_before_anything_runs(my):
+    # regression: the server answered an unknown column with a bare "Invalid argument", after the
+    # tables before it had been processed, and check mode reported a change
+    my_table(my, 'hist_a')
+    sql(my, 'DROP TABLE IF EXISTS hist_b')
+    sql(my, 'CREATE TABLE hist_b (id int PRIMARY KEY, other int) ENGINE=InnoDB')
+    sql(my, 'INSERT INTO hist_b SELECT seq, seq FROM seq_1_to_100')
+
+    def histograms(table):
+        return sql(my, """SELECT column_name FROM mysql.column_stats
+                           WHERE db_name = %s AND table_name = %s AND histogram IS NOT NULL""", (DB, table))
+    assert histograms('hist_a') == ()
+    args = conn_args(my, action='histogram', tables=['hist_a', 'hist_b'], columns=['k'])
+    for check in (True, False):
+        failed = run_module('db_maintenance', args, check=check)
+        assert failed['failed'] and 'no such column: k' in failed['msg'] and 'hist_b' in failed['msg'], failed
+        assert failed['queries'] == []
+    assert histograms('hist_a') == ()
+
+    built = run_module('db_maintenance', dict(args, tables=['hist_a'], columns=['K']))
+    assert built['changed'] is True and '(`k`)' in built['queries'][0], built
+    assert histograms('hist_a') == (('k',),)

@@ -164,6 +164,16 @@ class MysqlMaintenance:
     def maintenance_statement(self, action, table, options):
         qualified = self.quote_qualified(table['schema'], table['table'])
         columns = options.get('columns')
+        if action == 'histogram' and columns:
+            # the server answers an unknown column with a bare "Invalid argument" (MariaDB)
+            existing = {r['c'].lower(): r['c'] for r in self.fetch_all(
+                """SELECT column_name AS c FROM information_schema.columns
+                    WHERE table_schema = %s AND table_name = %s""", (table['schema'], table['table']))}
+            missing = [c for c in columns if c.lower() not in existing]
+            if missing:
+                raise DbError('build histograms on', '%s.%s' % (table['schema'], table['table']),
+                              'no such column: %s' % ', '.join(missing))
+            columns = [existing[c.lower()] for c in columns]
         if action == 'histogram' and self.flavor != 'mariadb' and not columns:
             columns = self._maintenance_histogram_columns(table)
         return build_mysql_maintenance(action, qualified, self.flavor, self.quote_ident, columns,

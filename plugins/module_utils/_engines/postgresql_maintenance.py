@@ -76,7 +76,7 @@ class PostgresMaintenance:
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
           LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-         WHERE c.relkind IN ('r', 'm')
+         WHERE c.relkind IN ('r', 'm', 'p')
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname !~ '^pg_(toast|temp_)'"""
 
@@ -84,8 +84,13 @@ class PostgresMaintenance:
         if action not in PG_MAINTENANCE_ACTIONS:
             raise DbError('run %s' % action, 'on PostgreSQL', _PG_HINTS.get(action, 'unknown action'))
 
+    # a database or schema scope takes the partitions themselves: an action on a partitioned table
+    # recurses into every partition, so taking the parent as well would do the work twice
+    _NOT_PARTITIONED = " AND c.relkind <> 'p'"
+
     def maintenance_tables(self, schema=None, tables=None):
-        """The tables in scope with their statistics; a missing table or schema is an error."""
+        """The tables in scope with their statistics; a missing table or schema is an error.
+        A partitioned table named in ``tables`` is taken (the action recurses into its partitions)."""
         if tables:
             default_schema = schema or self.fetch_value('SELECT current_schema()') or 'public'
             found, missing = [], []
@@ -106,8 +111,9 @@ class PostgresMaintenance:
         if schema:
             if self.fetch_value('SELECT 1 FROM pg_namespace WHERE nspname = %s', (schema,)) is None:
                 raise DbError('maintain', 'schema %s' % schema, 'no such schema')
-            return self.fetch_all(self._MAINTENANCE_STATS + ' AND n.nspname = %s ORDER BY 1, 2', (schema,))
-        return self.fetch_all(self._MAINTENANCE_STATS + ' ORDER BY 1, 2')
+            return self.fetch_all(self._MAINTENANCE_STATS + self._NOT_PARTITIONED + ' AND n.nspname = %s ORDER BY 1, 2',
+                                  (schema,))
+        return self.fetch_all(self._MAINTENANCE_STATS + self._NOT_PARTITIONED + ' ORDER BY 1, 2')
 
     def maintenance_table_stats(self, table):
         row = self.fetch_one(self._MAINTENANCE_STATS + ' AND n.nspname = %s AND c.relname = %s',
