@@ -287,7 +287,10 @@ def _server_table(name, info):
     if databases is not None:
         total = sum(d.get('size_bytes') or 0 for d in databases)
         rows.append(('databases', '%d, %s' % (len(databases), human_bytes(total)), '-', '-', ''))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    if len(rows) == 1:
+        rows = []
+        lines.append('  no metrics gathered (add metrics and databases to gather_subset)')
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)] if rows else []
     for row in rows:
         lines.append('  ' + '  '.join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     if alerts:

@@ -152,6 +152,15 @@ def test_hosts_named_like_result_keys():
     assert report.health_table({'failed': True, 'msg': 'no route'}).startswith('server: FAILED - no route')
 
 
+def test_health_table_of_a_server_only_result_says_so():
+    # gather_subset: [server] printed a lone header row
+    result = {'changed': False, 'server': {'engine': 'mysql', 'flavor': 'mariadb', 'version': '10.11.6'},
+              'alerts': [], 'thresholds': _alerts.merge_thresholds()}
+    text = report.health_table({'my1': result})
+    assert 'my1: mariadb 10.11.6' in text
+    assert 'no metrics gathered' in text and 'metric  ' not in text
+
+
 def test_health_table_refuses_garbage():
     with pytest.raises(AnsibleFilterError):
         report.health_table(42)
