@@ -123,7 +123,8 @@ matview:
         in the table comment (whitespace normalised; null when it was too long to keep).
       type: str
     populated:
-      description: Whether the view holds data (PostgreSQL C(relispopulated)).
+      description: Whether the view holds data (PostgreSQL C(relispopulated); on MySQL/MariaDB false for a
+        table built with O(with_data=false), as recorded in its comment).
       type: bool
     size_bytes:
       description: Size on disk, indexes included.

@@ -154,6 +154,22 @@ def test_pg_bad_input_fails_and_changes_nothing(pg):
     assert refused['failed'] and 'unique' in refused['msg'] and refused['queries'] == []
 
 
+def test_pg_name_taken_by_an_index_or_sequence_is_refused_in_check_mode(pg):
+    # regression: an index or sequence of that name was taken for "no materialized view", so check
+    # mode promised a CREATE that the real run could only fail with "already exists"
+    source_table(pg, 'sales_f')
+    sql(pg, 'CREATE INDEX IF NOT EXISTS sales_f_region ON sales_f (region)')
+    sql(pg, 'CREATE SEQUENCE IF NOT EXISTS sales_f_seq')
+    for name, kind in (('sales_f_region', 'an index'), ('sales_f_seq', 'a sequence')):
+        args = conn_args(pg, name=name, query='SELECT id FROM sales_f')
+        for check in (True, False):
+            refused = run_module('db_matview', args, check=check)
+            assert refused['failed'] and '%s of that name exists' % kind in refused['msg'], refused
+            assert refused['queries'] == []
+        assert pg_matview(pg, name) is None
+    assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname IN ('sales_f_region', 'sales_f_seq')")[0][0] == 2
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):
@@ -238,6 +254,27 @@ def test_mariadb_foreign_table_and_bad_query_are_refused(my):
     bad = run_module('db_matview', conn_args(my, name='broken', query='SELECT nope FROM sales_d'))
     assert bad['failed'] and 'nope' in bad['msg'] and bad['queries'] == []
     assert my_table(my, 'broken') is None and my_table(my, 'broken__new') is None
+
+
+def test_mariadb_with_data_false_then_true_fills_the_table(my):
+    # regression: a table built empty (with_data false) counted as populated, so with_data true
+    # never filled it, unlike PostgreSQL's WITH NO DATA view
+    source_table(my, 'sales_g')
+    args = conn_args(my, name='sales_g_ids', query='SELECT id, amount FROM sales_g WHERE amount > 50')
+    empty = run_module('db_matview', dict(args, with_data=False))
+    assert empty['changed'] is True and empty['matview']['populated'] is False, empty
+    assert sql(my, 'SELECT COUNT(*) FROM sales_g_ids')[0][0] == 0
+    assert run_module('db_matview', dict(args, with_data=False))['changed'] is False
+
+    checked = run_module('db_matview', args, check=True)
+    assert checked['changed'] is True and checked['matview']['populated'] is True, checked
+    assert sql(my, 'SELECT COUNT(*) FROM sales_g_ids')[0][0] == 0
+    filled = run_module('db_matview', args)
+    assert filled['changed'] is True and any('refresh' in a for a in filled['actions']), filled
+    assert sql(my, 'SELECT COUNT(*) FROM sales_g_ids')[0][0] == 50
+    assert filled['matview']['populated'] is True
+    again = run_module('db_matview', args)
+    assert again['changed'] is False and again['queries'] == [], again
 
 
 def test_mariadb_absent(my):

@@ -99,14 +99,21 @@ def test_mysql_query_normalisation_ignores_whitespace_and_semicolon():
 
 def test_mysql_comment_round_trip():
     query = "SELECT id, 'it''s' AS s FROM t"
-    assert parse_comment(build_comment(query)) == (query_hash(query), normalize_query(query))
+    assert parse_comment(build_comment(query)) == (query_hash(query), normalize_query(query), True)
+
+
+def test_mysql_comment_records_a_table_built_without_data():
+    query = 'SELECT id FROM t'
+    comment = build_comment(query, with_data=False)
+    assert parse_comment(comment) == (query_hash(query), normalize_query(query), False)
+    assert parse_comment(build_comment(query, with_data=True))[2] is True
 
 
 def test_mysql_comment_keeps_the_hash_of_a_long_query():
     query = 'SELECT ' + ', '.join('c%d' % i for i in range(800)) + ' FROM t'
     comment = build_comment(query)
     assert len(comment) == COMMENT_LIMIT
-    assert parse_comment(comment) == (query_hash(query), None)
+    assert parse_comment(comment) == (query_hash(query), None, True)
 
 
 @pytest.mark.parametrize('comment', [None, '', 'sales report', 'dbops.admin matview sha256=zz; query=SELECT 1'])

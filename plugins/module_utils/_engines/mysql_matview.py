@@ -19,7 +19,9 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 COMMENT_MARK = 'dbops.admin matview'
 COMMENT_LIMIT = 2048
 UNIQUE_INDEX = 'dbops_unique'
-_COMMENT = re.compile(r'^dbops\.admin matview sha256=(?P<hash>[0-9a-f]{64}); query=(?P<query>.*)$', re.DOTALL)
+# ' nodata' marks a table built empty (with_data false): it is filled when with_data is true again
+_COMMENT = re.compile(r'^dbops\.admin matview sha256=(?P<hash>[0-9a-f]{64})(?P<nodata> nodata)?; query=(?P<query>.*)$',
+                      re.DOTALL)
 
 
 def normalize_query(query):
@@ -31,19 +33,21 @@ def query_hash(query):
     return hashlib.sha256(normalize_query(query).encode('utf-8')).hexdigest()
 
 
-def build_comment(query):
-    """The table COMMENT: marker, hash, and as much of the query as fits in 2048 characters."""
-    return ('%s sha256=%s; query=%s' % (COMMENT_MARK, query_hash(query), normalize_query(query)))[:COMMENT_LIMIT]
+def build_comment(query, with_data=True):
+    """The table COMMENT: marker, hash, whether it was built empty, and as much of the query as fits
+    in 2048 characters."""
+    return ('%s sha256=%s%s; query=%s' % (COMMENT_MARK, query_hash(query), '' if with_data else ' nodata',
+                                          normalize_query(query)))[:COMMENT_LIMIT]
 
 
 def parse_comment(comment):
-    """(hash, query or None when it was cut) from a COMMENT we wrote, or None."""
+    """(hash, query or None when it was cut, populated) from a COMMENT we wrote, or None."""
     match = _COMMENT.match(comment or '')
     if not match:
         return None
     stored = match.group('query')
     complete = hashlib.sha256(stored.encode('utf-8')).hexdigest() == match.group('hash')
-    return match.group('hash'), stored if complete else None
+    return match.group('hash'), stored if complete else None, not match.group('nodata')
 
 
 def build_mysql_rebuild(schema, name, query, unique_columns, exists, quote_ident, quote_literal, with_data=True):
@@ -55,7 +59,7 @@ def build_mysql_rebuild(schema, name, query, unique_columns, exists, quote_ident
     statements = [
         'DROP TABLE IF EXISTS %s' % new,
         'DROP TABLE IF EXISTS %s' % old,
-        'CREATE TABLE %s COMMENT = %s AS %s' % (new, quote_literal(build_comment(query)), select),
+        'CREATE TABLE %s COMMENT = %s AS %s' % (new, quote_literal(build_comment(query, with_data)), select),
     ]
     if unique_columns:
         statements.append('ALTER TABLE %s ADD UNIQUE KEY %s (%s)' % (
@@ -93,7 +97,7 @@ class MysqlMatview:
                 WHERE table_schema = %s AND table_name = %s AND index_name = %s ORDER BY seq_in_index""",
             (schema, name, UNIQUE_INDEX))]
         return {'schema': schema, 'name': name, 'hash': parsed[0], 'query': parsed[1],
-                'definition': parsed[1], 'populated': True, 'rows': int(row['table_rows'] or 0),
+                'definition': parsed[1], 'populated': parsed[2], 'rows': int(row['table_rows'] or 0),
                 'size_bytes': int(row['size_bytes'] or 0),
                 'unique_indexes': [{'name': UNIQUE_INDEX, 'columns': unique}] if unique else []}
 

@@ -14,6 +14,8 @@ from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_in
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message
 
 _PROBE = 'dbops_matview_probe'
+_RELKINDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'f': 'a foreign table', 'i': 'an index',
+             'I': 'a partitioned index', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table'}
 
 
 def clean_query(query):
@@ -53,11 +55,13 @@ class PostgresMatview:
                       pg_total_relation_size(c.oid) AS size_bytes
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = %s AND c.relname = %s""", (schema, name))
-        if row is None or row['kind'] in ('i', 'I', 'S', 'c'):
+        if row is None:
             return None
         if row['kind'] != 'm':
+            # tables, views, indexes, sequences and types share one namespace with materialized views
             raise DbError('manage materialized view', '%s.%s' % (schema, name),
-                          'a table or view of that name exists and is not a materialized view')
+                          '%s of that name exists and is not a materialized view'
+                          % _RELKINDS.get(row['kind'], 'a table or view'))
         row['definition'] = self.fetch_value('SELECT pg_get_viewdef(%s::oid)', (row['oid'],))
         row['schema'], row['name'] = schema, name
         row['size_bytes'] = int(row['size_bytes'] or 0)
