@@ -202,6 +202,8 @@ def test_postgresql_slow_queries_from_pg_stat_statements(pg_server):
         if not int(pg_server.psql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % name)):
             pg_server.psql('CREATE DATABASE %s' % name)
     pg_server.psql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements', database=with_ext)
+    # the session server is shared: slower statements of other tests must not push ours out of the top list
+    pg_server.psql('SELECT pg_stat_statements_reset()', database=with_ext)
     pg_server.psql('SELECT pg_sleep(0.35)', database=with_ext)
 
     result = info(pg_server, login_db=with_ext, gather_subset=['metrics'], slow_query_ms=300)
@@ -416,3 +418,22 @@ def test_mariadb_data_directory_without_trailing_slash(mariadb_server):
     disk = info(mariadb_server, gather_subset=['metrics'])['metrics']['disk']
     assert disk['path'] == os.path.abspath(mariadb_server.data_dir)
     assert not disk['path'].endswith('/')
+
+
+def test_mariadb_replica_with_stopped_threads_is_critical(mariadb_server):
+    """A replica that does not replicate reports no Seconds_Behind_Master: that must alert, not pass."""
+    from servers import free_port
+    mariadb_server.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', "
+                       "MASTER_PASSWORD='Repl-Secret-Pw-9'" % free_port())
+    try:
+        result = info(mariadb_server, gather_subset=['replication'])
+        replication = result['metrics']['replication']
+        assert replication['role'] == 'replica' and replication['running'] is False
+        assert replication['lag_seconds'] is None
+        alerts = [a for a in result['alerts'] if a['metric'] == 'replication_lag']
+        assert [a['level'] for a in alerts] == ['critical']
+        assert 'stopped' in alerts[0]['message']
+        assert 'Repl-Secret-Pw-9' not in str(result)
+    finally:
+        mariadb_server.sql('RESET SLAVE ALL')
+    assert info(mariadb_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'
