@@ -150,7 +150,7 @@ def main():
 
         started = time.time()
         result = run_module('db_query_advisor', dict(server.conn, login_db='star', queries=WORKLOAD,
-                                                      max_indexes=args.max_indexes, index_hygiene=False))
+                                                     max_indexes=args.max_indexes, index_hygiene=False))
         advisor_s = time.time() - started
         if result['failed']:
             print('advisor failed: %s\n%s' % (result.get('msg'), result.get('_stderr', '')[-3000:]))

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 """Benchmark: 200 accounts with db_user (batch) against community modules in a loop.
 

@@ -303,7 +303,7 @@ def test_pg_stat_statements_source(pg_server, cases_db):
     finally:
         conn.close()
     result = run_module('db_query_advisor', dict(cases_db, source='pg_stat_statements', min_calls=5,
-                                                  index_hygiene=False))
+                                                 index_hygiene=False))
     assert not result['failed'], result.get('msg')
     texts = [r['query'] for r in result['reports']]
     mine = [r for r in result['reports'] if 'blog_id = $1' in r['query']]
@@ -529,7 +529,7 @@ def test_postgres_log_file_source(pg_server, cases_db, tmp_path):
     lines.append('2026-01-01 10:00:06 UTC [4242] LOG:  checkpoint complete')
     log.write_text('\n'.join(lines) + '\n')
     result = run_module('db_query_advisor', dict(cases_db, source='slow_log', slow_log_path=str(log), min_calls=2,
-                                                  index_hygiene=False))
+                                                 index_hygiene=False))
     assert not result['failed'], result.get('msg')
     assert len(result['reports']) == 1
     report = result['reports'][0]

@@ -112,10 +112,10 @@ def held(server, name):
         }
     return {
         'database': sorted(r[0] for r in my_rows(server, "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
-                                                       "WHERE GRANTEE = %s AND TABLE_SCHEMA = 'userapp'",
+                                                 "WHERE GRANTEE = %s AND TABLE_SCHEMA = 'userapp'",
                                                  ("'%s'@'%%'" % name,))),
         't1': sorted(r[0] for r in my_rows(server, "SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES "
-                                                 "WHERE GRANTEE = %s AND TABLE_NAME = 't1'", ("'%s'@'%%'" % name,))),
+                                           "WHERE GRANTEE = %s AND TABLE_NAME = 't1'", ("'%s'@'%%'" % name,))),
     }
 
 

@@ -90,7 +90,7 @@ def test_pg_attributes_and_drop(pg):
     current = {'login': True, 'superuser': True, 'createdb': False, 'connection_limit': -1, 'member_of': [],
                '_password': None}
     _changes, statements = pg.plan_role(spec(name='r', superuser=False, createdb=True, connection_limit=4,
-                                              login=False), current, [])
+                                             login=False), current, [])
     assert statements == [('ALTER ROLE "r" WITH NOLOGIN NOSUPERUSER CREATEDB CONNECTION LIMIT 4', None)]
     assert pg.plan_role(spec(name=HOSTILE, state='absent'), current, [])[1] == \
         [('DROP ROLE "x""; DROP TABLE t; --"', None)]
