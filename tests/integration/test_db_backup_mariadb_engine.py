@@ -459,3 +459,36 @@ def test_credentials_never_reach_a_command_line(source, scratch, monkeypatch):
         assert not any(source.password in str(a) for a in argv), argv
     # the private option files are gone
     assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith('dbops-cnf-')]
+
+
+@pytest.mark.skipif(shutil.which('sysbench') is None, reason='sysbench not installed')
+def test_physical_backups_under_write_load_verify_clean_and_restore(source, scratch):
+    """No false alarm from the checks while the server writes; the restore is a working server."""
+    import subprocess
+    source.sql('CREATE DATABASE IF NOT EXISTS sbload')
+    base = ['--db-driver=mysql', '--mysql-host=127.0.0.1', '--mysql-port=%d' % source.port, '--mysql-user=root',
+            '--mysql-password=' + source.password, '--mysql-db=sbload', '--tables=2', '--table-size=20000']
+    subprocess.run(['sysbench', 'oltp_write_only'] + base + ['prepare'], check=True, stdout=subprocess.DEVNULL)
+    load = subprocess.Popen(['sysbench', 'oltp_write_only'] + base + ['--threads=4', '--time=60', 'run'],
+                            stdout=subprocess.DEVNULL)
+    engine = engine_of(source)
+    try:
+        time.sleep(2)
+        taken = []
+        for comp in ('none', 'zstd'):
+            dest = os.path.join(scratch, 'load-' + comp)
+            result = engine.backup_create(request(dest, scratch, method='physical', compression=comp, verify=True))
+            assert result['verified'] is True
+            taken.append((manifest_of(result), dest))
+    finally:
+        load.kill()
+        load.wait()
+        engine.close()
+    for man, dest in taken:
+        assert mb.verify_physical(man, dest, scratch) == []
+    out = restore([{'manifest': taken[-1][0], 'path': taken[-1][1]}], scratch, 'r-load')
+    restored = Restored(out, source.password)
+    for table in ('sbtest1', 'sbtest2'):
+        check = restored.sql('CHECK TABLE sbload.%s' % table)
+        assert check[-1][3] == 'OK', check
+    mb.stop_instance(out['data_dir'])
