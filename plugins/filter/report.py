@@ -275,7 +275,8 @@ def _server_table(name, info):
     repl = metrics.get('replication')
     if repl is not None:
         text = '%s, lag %s, %d replica(s)' % (
-            repl.get('role'), _num(repl.get('lag_seconds'), ' s'), len(repl.get('replicas') or []))
+            repl.get('role'), 'STOPPED' if _alerts.replication_stopped(metrics) else _num(repl.get('lag_seconds'), ' s'),
+            len(repl.get('replicas') or []))
         rows.append(('replication', text) + _limits(thresholds, 'replication_lag', 's')
                     + (_state('replication_lag', alerts, values['replication_lag']),))
     disk = metrics.get('disk')
@@ -296,6 +297,10 @@ def _server_table(name, info):
     if alerts:
         lines.append('  alerts:')
         for alert in alerts:
+            if alert.get('value') is None:
+                lines.append('    %s %s: %s' % (str(alert.get('level')).upper(), alert.get('metric'),
+                                                alert.get('message') or 'not measurable'))
+                continue
             lines.append('    %s %s = %s%s (threshold %s%s)' % (
                 str(alert.get('level')).upper(), alert.get('metric'), alert.get('value'), alert.get('unit', ''),
                 alert.get('threshold'), alert.get('unit', '')))

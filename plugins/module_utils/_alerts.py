@@ -126,8 +126,39 @@ def evaluate(metrics, thresholds=None):
                     'message': '%s is %s%s (%s at %s%s)' % (METRICS[metric]['title'], value, unit, level, limit, unit),
                 })
                 break
+    stopped = replication_stopped(metrics)
+    if stopped and 'replication_lag' in thresholds:
+        # a replica that does not replicate has no lag to measure: that is the worst lag of all
+        limits = thresholds['replication_lag']
+        level = next((lvl for lvl in reversed(LEVELS) if limits.get(lvl) is not None), None)
+        if level is not None:
+            alerts.append({
+                'metric': 'replication_lag',
+                'value': None,
+                'threshold': limits[level],
+                'level': level,
+                'unit': METRICS['replication_lag']['unit'],
+                'message': 'Replication is stopped on this replica (%s)' % stopped,
+            })
     alerts.sort(key=lambda a: (0 if a['level'] == 'critical' else 1, a['metric']))
     return alerts
+
+
+def replication_stopped(metrics):
+    """Why a replica does not replicate ('channel "": I/O thread stopped'), or None when it does."""
+    replication = (metrics or {}).get('replication') or {}
+    if replication.get('role') != 'replica' or replication.get('running') is not False:
+        return None
+    reasons = []
+    for channel in replication.get('channels') or []:
+        stopped = [name for name, key in (('I/O', 'io_running'), ('SQL', 'sql_running')) if not channel.get(key)]
+        if stopped:
+            plural = 's' if len(stopped) > 1 else ''
+            text = 'channel %r: %s thread%s stopped' % (channel.get('name') or '', ' and '.join(stopped), plural)
+            if channel.get('last_error'):
+                text += ', last error: %s' % channel['last_error']
+            reasons.append(text)
+    return '; '.join(reasons) or 'the replication threads are stopped'
 
 
 def _evidence(metric, metrics, value):
@@ -206,7 +237,12 @@ def health_findings(info, host=None, thresholds=None):
             'frameworks': ['dbops-daily'],
         }
         value = values.get(metric)
-        if value is None:
+        alert = alerts.get(metric)
+        if value is None and alert is not None:
+            finding['status'] = 'fail'
+            finding['severity'] = alert['level']
+            finding['evidence'] = alert.get('message') or '%s alert' % metric
+        elif value is None:
             finding['status'] = 'skip'
             finding['evidence'] = _skip_reason(metric, metrics)
         else:

@@ -155,6 +155,9 @@ metrics:
     replication:
       description:
         - C(role) (V(primary), V(replica) or V(standalone)), C(lag_seconds), C(lag_bytes) and C(replicas).
+        - On MySQL and MariaDB, a replica also has C(channels) and C(running) (false when a replication thread is
+          stopped, which raises a C(replication_lag) alert with a null value); C(role) is V(unknown), with a
+          C(reason), when the login may not read the replica status.
       type: dict
       returned: when replication is gathered
     disk:
@@ -162,7 +165,9 @@ metrics:
       type: dict
       returned: when the data directory is readable from where the module runs
 alerts:
-  description: Thresholds crossed, critical first.
+  description:
+    - Thresholds crossed, critical first, each with a C(message).
+    - A replica whose replication is stopped gives a C(replication_lag) alert whose C(value) is null.
   returned: always
   type: list
   elements: dict

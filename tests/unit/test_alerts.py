@@ -161,3 +161,28 @@ def test_rates_leave_out_db_info_own_statements():
     # without own counts (an older sample), nothing is taken out; never below zero
     assert _alerts.rates({'queries': 100}, {'queries': 107}, 1.0)['queries'] == 7.0
     assert _alerts.rates(dict(first, queries=105), second, 1.0)['queries'] == 0.0
+
+
+def stopped_replica():
+    data = metrics(role='replica')
+    data['replication'].update(running=False, channels=[
+        {'name': '', 'io_running': False, 'sql_running': True, 'lag_seconds': None,
+         'last_error': "error connecting to master 'repl@db1:3306'"}])
+    return data
+
+
+def test_stopped_replica_is_a_critical_alert_not_a_skip():
+    # Seconds_Behind_Master is NULL when the threads are stopped: the check used to be skipped
+    data = stopped_replica()
+    alerts = _alerts.evaluate(data, _alerts.merge_thresholds())
+    assert [(a['metric'], a['level'], a['value']) for a in alerts] == [('replication_lag', 'critical', None)]
+    assert "channel '': I/O thread stopped" in alerts[0]['message'] and 'db1:3306' in alerts[0]['message']
+    info = {'metrics': data, 'thresholds': _alerts.merge_thresholds(), 'alerts': alerts}
+    finding = {f['id']: f for f in _alerts.health_findings(info, 'my2')}['health.replication_lag']
+    assert finding['status'] == 'fail' and finding['severity'] == 'critical'
+    assert 'stopped' in finding['evidence']
+    # disabled thresholds stay disabled; a running replica without lag is fine
+    assert _alerts.evaluate(data, _alerts.merge_thresholds({'replication_lag': {'warning': None, 'critical': None}})) == []
+    running = metrics(role='replica', lag=0)
+    running['replication']['running'] = True
+    assert _alerts.evaluate(running) == []

@@ -161,6 +161,19 @@ def test_health_table_of_a_server_only_result_says_so():
     assert 'no metrics gathered' in text and 'metric  ' not in text
 
 
+def test_health_table_of_a_stopped_replica():
+    result = db_info_result()
+    result['metrics']['replication'] = {'role': 'replica', 'lag_seconds': None, 'replicas': [], 'running': False,
+                                        'channels': [{'name': '', 'io_running': False, 'sql_running': False}]}
+    result['alerts'] = _alerts.evaluate(result['metrics'], result['thresholds'])
+    text = report.health_table({'my2': result})
+    replication = [line for line in text.splitlines() if line.strip().startswith('replication')][0]
+    assert 'replica, lag STOPPED' in replication and replication.rstrip().endswith('CRITICAL')
+    assert "CRITICAL replication_lag: Replication is stopped on this replica (channel '': I/O and SQL threads " \
+        'stopped)' in text
+    assert 'None' not in text
+
+
 def test_health_table_refuses_garbage():
     with pytest.raises(AnsibleFilterError):
         report.health_table(42)

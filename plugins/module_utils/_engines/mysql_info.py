@@ -248,6 +248,7 @@ class MysqlInfo:
             lag_bytes = [c['lag_bytes'] for c in channels if c['lag_bytes'] is not None]
             return {'role': 'replica', 'lag_seconds': max(lags) if lags else None,
                     'lag_bytes': max(lag_bytes) if lag_bytes else None,
+                    'running': all(c['io_running'] and c['sql_running'] for c in channels),
                     'channels': channels, 'replicas': replicas}
         return {'role': 'primary' if replicas else 'standalone', 'lag_seconds': None, 'lag_bytes': None,
                 'replicas': replicas}
