@@ -149,6 +149,8 @@ def replication_stopped(metrics):
     replication = (metrics or {}).get('replication') or {}
     if replication.get('role') != 'replica' or replication.get('running') is not False:
         return None
+    if replication.get('stopped_reason'):
+        return replication['stopped_reason']
     reasons = []
     for channel in replication.get('channels') or []:
         stopped = [name for name, key in (('I/O', 'io_running'), ('SQL', 'sql_running')) if not channel.get(key)]

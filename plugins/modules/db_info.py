@@ -155,9 +155,10 @@ metrics:
     replication:
       description:
         - C(role) (V(primary), V(replica) or V(standalone)), C(lag_seconds), C(lag_bytes) and C(replicas).
-        - On MySQL and MariaDB, a replica also has C(channels) and C(running) (false when a replication thread is
-          stopped, which raises a C(replication_lag) alert with a null value); C(role) is V(unknown), with a
-          C(reason), when the login may not read the replica status.
+        - A replica also has C(running), false when it does not replicate (a stopped replication thread on
+          MySQL and MariaDB, whose C(channels) say which; no WAL receiver while C(primary_conninfo) is set on
+          PostgreSQL); that raises a C(replication_lag) alert with a null value.
+        - C(role) is V(unknown), with a C(reason), when a MySQL or MariaDB login may not read the replica status.
       type: dict
       returned: when replication is gathered
     disk:

@@ -437,3 +437,32 @@ def test_mariadb_replica_with_stopped_threads_is_critical(mariadb_server):
     finally:
         mariadb_server.sql('RESET SLAVE ALL')
     assert info(mariadb_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'
+
+
+def test_postgresql_standby_that_cannot_reach_its_primary_is_critical(pg_server):
+    """received = replayed said "lag 0" for a standby whose WAL receiver never connects."""
+    import servers
+    standby = servers.PostgresServer()
+    try:
+        servers._as_user(standby.user, [standby.bin('pg_basebackup'), '-h', '127.0.0.1', '-p', str(pg_server.port),
+                                        '-U', pg_server.superuser, '-D', standby.data_dir, '-R', '-X', 'stream',
+                                        '-c', 'fast'],
+                         env=dict(os.environ, PGPASSWORD=pg_server.password))
+        with open(os.path.join(standby.data_dir, 'postgresql.auto.conf'), 'a') as handle:
+            handle.write("port = %d\nunix_socket_directories = '%s'\n" % (standby.port, standby.socket_dir))
+            handle.write("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres connect_timeout=2'\n"
+                         % servers.free_port())
+        standby.start()
+        deadline = time.time() + 15
+        while True:  # the WAL receiver is restarted every few seconds; catch it between two attempts
+            result = info(standby, gather_subset=['replication'])
+            replication = result['metrics']['replication']
+            if replication['running'] is False or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert replication['role'] == 'replica'
+        assert replication['running'] is False and replication['lag_seconds'] is None
+        assert [a['level'] for a in result['alerts'] if a['metric'] == 'replication_lag'] == ['critical']
+        assert 'WAL receiver' in result['alerts'][0]['message']
+    finally:
+        standby.destroy()

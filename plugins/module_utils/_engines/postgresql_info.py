@@ -193,11 +193,23 @@ class PostgresInfo:
                 'pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) AS lag_bytes')
             receiver = self.fetch_one('SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver')
             lag = row['lag_seconds']
-            return {'role': 'replica',
-                    'lag_seconds': round(max(float(lag), 0.0), 3) if lag is not None else None,
-                    'lag_bytes': _num(row['lag_bytes']),
-                    'receive_lsn': row['receive_lsn'], 'replay_lsn': row['replay_lsn'],
-                    'receiver': receiver, 'replicas': []}
+            result = {'role': 'replica',
+                      'lag_seconds': round(max(float(lag), 0.0), 3) if lag is not None else None,
+                      'lag_bytes': _num(row['lag_bytes']),
+                      'receive_lsn': row['receive_lsn'], 'replay_lsn': row['replay_lsn'],
+                      'receiver': receiver, 'replicas': [], 'running': True}
+            if receiver is None:
+                # no WAL receiver: a standby fed from an archive only is fine, one meant to stream is not
+                try:
+                    conninfo = self.fetch_value("SELECT current_setting('primary_conninfo')")
+                except DbError:
+                    conninfo = None  # the setting is hidden from this login: cannot tell
+                    result['running'] = None
+                if conninfo:
+                    # "received = replayed" means nothing arrives, not that nothing is behind
+                    result.update(running=False, lag_seconds=None,
+                                  stopped_reason='no WAL receiver streams from the primary set in primary_conninfo')
+            return result
         rows = self.fetch_all(
             'SELECT application_name AS name, host(client_addr) AS client_addr, state, sync_state, '
             'pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS lag_bytes, '
