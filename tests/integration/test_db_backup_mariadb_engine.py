@@ -492,3 +492,65 @@ def test_physical_backups_under_write_load_verify_clean_and_restore(source, scra
         check = restored.sql('CHECK TABLE sbload.%s' % table)
         assert check[-1][3] == 'OK', check
     mb.stop_instance(out['data_dir'])
+
+
+@pytest.mark.parametrize('layout', ['databases', 'tables'])
+def test_parallel_dumps_share_one_instant_under_writes(source, scratch, layout):
+    """A writer commits the same id into two places per transaction while the dumps run: the
+    two places, dumped by different processes, must hold the same ids after the restore."""
+    import threading
+    if layout == 'databases':
+        places = [('cons_a', 'w'), ('cons_b', 'w')]
+        databases, jobs = ['cons_a', 'cons_b'], 2
+    else:
+        places = [('cons_t', 'w1'), ('cons_t', 'w2')]
+        databases, jobs = ['cons_t'], 2
+    for db, table in places:
+        source.sql('CREATE DATABASE IF NOT EXISTS %s' % db)
+        source.sql('CREATE TABLE %s (id INT PRIMARY KEY, pad VARCHAR(200))' % table, db)
+        source.sql("INSERT INTO %s SELECT seq, REPEAT('p', 200) FROM seq_1000000_to_1040000" % table, db)
+    stop = threading.Event()
+    written = []
+
+    def writer(number):
+        conn = source.connect()
+        try:
+            with conn.cursor() as cur:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    row = i * 8 + number
+                    cur.execute('BEGIN')
+                    for db, table in places:
+                        cur.execute('INSERT INTO %s.%s VALUES (%d, NULL)' % (db, table, row))
+                    cur.execute('COMMIT')
+                    written.append(row)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    engine = engine_of(source)
+    try:
+        time.sleep(0.5)
+        dest = os.path.join(scratch, 'cons-' + layout)
+        result = engine.backup_create(request(dest, scratch, databases=databases, jobs=jobs))
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    try:
+        assert result['details']['processes'] == 2
+        assert result['details']['split_tables'] is (layout == 'tables')
+        for db in databases:
+            engine.restore_logical({'manifest': {}, 'path': dest, 'databases': [db], 'target_database': db + '_r',
+                                    'force': False, 'jobs': 2})
+    finally:
+        engine.close()
+    ids = [set(r[0] for r in source.sql('SELECT id FROM %s_r.%s WHERE id < 1000000' % (db, table)))
+           for db, table in places]
+    assert ids[0] == ids[1]
+    # the backup caught the writer in the middle: some ids before it, more after it
+    assert ids[0] and max(ids[0]) < max(written)
