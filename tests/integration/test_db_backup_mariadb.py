@@ -157,3 +157,55 @@ def test_module_verification_names_a_flipped_file(source, work):
         f.write(bytes([byte[0] ^ 0x01]))
     bad = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified'))
     assert bad['failed'] and 'backup.mbstream.zst' in bad['msg']
+
+
+def test_module_backup_killed_half_way_leaves_latest_restorable(source, work):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    fill(source, 'mkill', 20000)
+    repo = os.path.join(work, 'repo')
+    good = backup(source, repo, method='physical', compression='zstd')
+    expected = table_state(source, 'mkill')
+    source.sql('DELETE FROM t2', 'mkill')
+    # a second backup, killed with SIGKILL while mariadb-backup is writing
+    args = dict(source.conn, repo=repo, method='physical', compression='zstd', _ansible_check_mode=False,
+                _ansible_diff=False)
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+    env = dict(os.environ, PYTHONPATH=modrun.collections_root() + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'plugins', 'modules', 'db_backup.py'), f.name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            incoming = [n for n in os.listdir(repo) if n.startswith('.incoming-')] if os.path.isdir(repo) else []
+            if incoming and os.path.exists(os.path.join(repo, incoming[0], 'data', 'meta')):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail('the second backup never started writing')
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        os.unlink(f.name)
+        time.sleep(0.5)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned mariadb-backup / zstd of that run
+        except OSError:
+            pass
+    manifests = sorted(n for n in os.listdir(repo) if not n.startswith('.') and n != 'logs')
+    assert manifests == [good['backup']['id']]
+    port = free_port()
+    out = restore(source, repo, data_dir=os.path.join(work, 'after-kill', 'data'), login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert out['backup_id'] == good['backup']['id']
+    assert table_state(Restored({'port': port, 'data_dir': out['data_dir']}, source.password), 'mkill') == expected
+    mb.stop_instance(out['data_dir'])
+    # the next run works and reports the killed one as failed
+    again = backup(source, repo, method='physical', compression='zstd')
+    assert again['backup']['id'] != good['backup']['id']
+    assert [r['status'] for r in again['failed_runs']] == ['failed']
