@@ -169,7 +169,12 @@ actions:
   type: list
   elements: str
 skipped:
-  description: Tables in scope left alone because their statistics are not stale (with O(only_if_stale)).
+  description:
+    - Tables in scope left alone because their statistics are not stale (with O(only_if_stale)).
+    - On PostgreSQL also the tables of a database or schema scope the login may not maintain (VACUUM and
+      ANALYZE need the table's owner, the database owner or a superuser; REINDEX the table's owner), with a
+      warning - the server itself would skip them with only a notice. Such a table named in O(tables) fails the
+      run before anything is done.
   returned: always
   type: list
   elements: str
@@ -183,6 +188,7 @@ queries:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import connection_argument_spec, run_module  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError  # noqa: E402
 
 
 def converge(module, engine):
@@ -192,9 +198,13 @@ def converge(module, engine):
     schema = params['schema'] or (params['database'] if engine.name == 'mysql' else None)
     options = {'concurrently': params['concurrently'], 'columns': params['columns'], 'buckets': params['buckets']}
     tracker = DifferenceTracker()
-    processed, skipped, planned = [], [], []
+    processed, skipped, planned, not_permitted = [], [], [], []
     for table in engine.maintenance_tables(schema, params['tables']):
         name = '%s.%s' % (table['schema'], table['table'])
+        if not engine.maintenance_permitted(table, action):
+            # PostgreSQL would skip it with nothing but a warning: never report that as done
+            not_permitted.append(name)
+            continue
         if params['only_if_stale'] and not engine.maintenance_is_stale(
                 table, action, params['stale_ratio'], params['stale_min_rows']):
             skipped.append(name)
@@ -205,6 +215,13 @@ def converge(module, engine):
                  'statement': engine.render(engine.maintenance_statement(action, table, options)),
                  'modified_rows': modified, 'rows': rows, 'before': engine.maintenance_view(table)}
         planned.append((table, entry))
+    if not_permitted:
+        why = ('only the owner of a table%s may %s it' % (
+            '' if action == 'reindex' else ', the database owner or a superuser', action.replace('_', ' ')))
+        if params['tables']:
+            raise DbError(action.replace('_', ' '), ', '.join(not_permitted), why)
+        skipped.extend(not_permitted)
+        module.warn('%s skipped %s: %s' % (action.replace('_', ' '), ', '.join(not_permitted), why))
     for table, entry in planned:
         name = '%s.%s' % (table['schema'], table['table'])
         entry['messages'] = engine.maintenance_run(action, table, options)

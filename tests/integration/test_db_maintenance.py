@@ -198,6 +198,38 @@ def test_pg_partitioned_table_named_in_tables(pg):
     assert [t['table'] for t in scoped['tables']] == ['measures_1'], scoped
 
 
+def test_pg_tables_the_login_may_not_maintain_are_never_reported_done(pg):
+    # regression: VACUUM/ANALYZE of a table the login does not own only print a warning and skip it,
+    # yet the module reported changed with the statistics untouched
+    qt = pg_table(pg, 'm_owner', 'not_mine', rows=100)
+    sql(pg, 'DROP TABLE IF EXISTS m_owner.mine')
+    sql(pg, "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'm_peon') THEN "
+            "CREATE ROLE m_peon LOGIN PASSWORD 'Peon-Secret-9'; END IF; END$$")
+    sql(pg, 'GRANT USAGE, CREATE ON SCHEMA m_owner TO m_peon')
+    sql(pg, 'GRANT SELECT ON %s TO m_peon' % qt)
+    sql(pg, 'CREATE TABLE m_owner.mine (id int)')
+    sql(pg, 'ALTER TABLE m_owner.mine OWNER TO m_peon')
+    peon = dict(conn_args(pg), login_user='m_peon', login_password='Peon-Secret-9')
+    for action in ('analyze', 'vacuum', 'reindex'):
+        for check in (True, False):
+            refused = run_module('db_maintenance', dict(peon, action=action, tables=['m_owner.not_mine']), check=check)
+            assert refused['failed'] and 'only the owner' in refused['msg'] and 'm_owner.not_mine' in refused['msg']
+            assert refused['queries'] == []
+    assert pg_stats(pg, 'm_owner', 'not_mine')['last_analyze'] is None
+    assert pg_stats(pg, 'm_owner', 'not_mine')['last_vacuum'] is None
+
+    scoped = run_module('db_maintenance', dict(peon, action='analyze', schema='m_owner'))
+    assert scoped['changed'] is True, scoped
+    assert [t['table'] for t in scoped['tables']] == ['mine']
+    assert scoped['skipped'] == ['m_owner.not_mine']
+    assert 'not_mine' in str(scoped.get('warnings')) and 'owner' in str(scoped.get('warnings')), scoped
+    assert pg_stats(pg, 'm_owner', 'mine')['last_analyze'] is not None
+    assert pg_stats(pg, 'm_owner', 'not_mine')['last_analyze'] is None
+    # the superuser may
+    assert run_module('db_maintenance', conn_args(pg, action='analyze', tables=['m_owner.not_mine']))['changed']
+    assert pg_stats(pg, 'm_owner', 'not_mine')['last_analyze'] is not None
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):

@@ -72,7 +72,10 @@ class PostgresMaintenance:
                COALESCE(s.n_mod_since_analyze, 0) AS n_mod_since_analyze,
                s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum,
                COALESCE(s.analyze_count, 0) AS analyze_count, COALESCE(s.vacuum_count, 0) AS vacuum_count,
-               pg_total_relation_size(c.oid) AS size_bytes
+               pg_total_relation_size(c.oid) AS size_bytes,
+               pg_has_role(c.relowner, 'USAGE') AS is_owner,
+               pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
+                 AS is_database_owner
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
           LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
@@ -114,6 +117,13 @@ class PostgresMaintenance:
             return self.fetch_all(self._MAINTENANCE_STATS + self._NOT_PARTITIONED + ' AND n.nspname = %s ORDER BY 1, 2',
                                   (schema,))
         return self.fetch_all(self._MAINTENANCE_STATS + self._NOT_PARTITIONED + ' ORDER BY 1, 2')
+
+    def maintenance_permitted(self, table, action):
+        """Whether the server would do the action: VACUUM and ANALYZE of a table the user may not
+        maintain only print a warning and skip it, REINDEX TABLE needs the table's owner."""
+        if table.get('is_owner'):
+            return True
+        return action != 'reindex' and bool(table.get('is_database_owner'))
 
     def maintenance_table_stats(self, table):
         row = self.fetch_one(self._MAINTENANCE_STATS + ' AND n.nspname = %s AND c.relname = %s',
