@@ -209,3 +209,5 @@ def test_module_backup_killed_half_way_leaves_latest_restorable(source, work):
     again = backup(source, repo, method='physical', compression='zstd')
     assert again['backup']['id'] != good['backup']['id']
     assert [r['status'] for r in again['failed_runs']] == ['failed']
+    # the killed run's option file (it held the password) was swept by the next run
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith('dbops-cnf-%d-' % proc.pid)]

@@ -34,6 +34,22 @@ def test_option_file_is_private_quoted_and_removed():
     assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
 
 
+def test_option_files_of_killed_runs_are_swept(tmp_path, monkeypatch):
+    import subprocess
+    monkeypatch.setattr(mb.tempfile, 'gettempdir', lambda: str(tmp_path))
+    monkeypatch.setattr(mb.tempfile, 'tempdir', str(tmp_path))
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    stale = tmp_path / ('dbops-cnf-%d-abc' % dead.pid)
+    stale.mkdir()
+    (stale / 'client.cnf').write_text('[client]\npassword="x"\n')
+    live = tmp_path / ('dbops-cnf-%d-def' % os.getpid())
+    live.mkdir()
+    with mb.client_option_file({'user': 'u'}) as path:
+        assert path.startswith(str(tmp_path / ('dbops-cnf-%d-' % os.getpid())))
+    assert not stale.exists() and live.exists()
+
+
 # ---- argv builders ----------------------------------------------------------------------------
 def test_dump_argv_mariadb_and_mysql8():
     argv = mb.dump_argv('/usr/bin/mariadb-dump', '/tmp/x/client.cnf', ['a', 'b'], 'mariadb', 101106)

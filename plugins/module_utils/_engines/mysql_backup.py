@@ -225,10 +225,33 @@ def _option_value(value):
     return '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
 
 
+def _sweep_option_files():
+    """Remove option files left by runs that were killed (SIGKILL skips every cleanup)."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = re.match(r'^dbops-cnf-(\d+)-', name)
+        if not match:
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.lstat(path).st_uid != os.geteuid():
+                continue
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
 @contextlib.contextmanager
 def client_option_file(options, groups=('client',)):
     """A 0600 option file in a private directory, removed afterwards. Yields its path."""
-    tmpdir = tempfile.mkdtemp(prefix='dbops-cnf-')
+    _sweep_option_files()
+    tmpdir = tempfile.mkdtemp(prefix='dbops-cnf-%d-' % os.getpid())
     path = os.path.join(tmpdir, 'client.cnf')
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
