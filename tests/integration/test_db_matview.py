@@ -254,6 +254,12 @@ def test_mariadb_foreign_table_and_bad_query_are_refused(my):
     bad = run_module('db_matview', conn_args(my, name='broken', query='SELECT nope FROM sales_d'))
     assert bad['failed'] and 'nope' in bad['msg'] and bad['queries'] == []
     assert my_table(my, 'broken') is None and my_table(my, 'broken__new') is None
+    # regression: a column named twice in unique_columns passed check mode, then failed at the server
+    twice = conn_args(my, name='broken', query='SELECT id FROM sales_d', unique_columns=['id', 'ID'])
+    for check in (True, False):
+        refused = run_module('db_matview', twice, check=check)
+        assert refused['failed'] and 'twice' in refused['msg'] and refused['queries'] == [], refused
+    assert my_table(my, 'broken') is None and my_table(my, 'broken__new') is None
 
 
 def test_mariadb_with_data_false_then_true_fills_the_table(my):

@@ -282,6 +282,7 @@ def test_mariadb_refuses_functional_key_parts():
     ({'columns': ['Title(201)']}, 'longer than the column'),
     ({'columns': ['id(2)']}, 'string column'),
     ({'type': 'spatial', 'columns': ['Title']}, 'geometry column'),
+    ({'type': 'fulltext', 'columns': ['Title DESC']}, 'has no order'),
 ])
 def test_mysql_prepare_refusals(overrides, words):
     with pytest.raises(DbError) as info:

@@ -222,6 +222,8 @@ class MysqlIndexes:
                                   % (item, data_type, max_length))
                 if length == int(max_length):
                     part = dict(part, length=None)  # the whole column: the server stores no prefix
+        if index_type in ('fulltext', 'spatial') and part.get('order') == 'DESC':
+            raise DbError('create index', name, 'column %r: a %s index has no order (ASC/DESC)' % (item, index_type))
         if index_type == 'spatial' and data_type not in _GEOMETRY_TYPES:
             raise DbError('create index', name, 'column %r: a spatial index needs a geometry column, %s is %s'
                           % (item, part['column'], data_type))

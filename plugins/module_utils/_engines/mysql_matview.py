@@ -113,6 +113,9 @@ class MysqlMatview:
         except self.driver_errors as exc:
             raise DbError('create materialized view', '%s.%s' % (schema, name), self.mask(driver_message(exc))) from None
         lower = {c.lower(): c for c in columns}
+        if len(set(c.lower() for c in unique_columns or [])) != len(unique_columns or []):
+            raise DbError('create materialized view', '%s.%s' % (schema, name),
+                          'unique_columns names a column twice: %s' % ', '.join(unique_columns))
         for column in unique_columns or []:
             if column.lower() not in lower:
                 raise DbError('create materialized view', '%s.%s' % (schema, name),
