@@ -304,6 +304,22 @@ def test_pg_index_of_partitioned_table_is_dropped_with_default_concurrently(pg):
     assert run_module('db_index', absent)['changed'] is False
 
 
+def test_pg_index_name_taken_by_a_table_is_refused_in_check_mode(pg):
+    # regression: a table, view or sequence of the name counted as "no index", so check mode promised a
+    # CREATE INDEX and the real run failed with "already exists" (then tried DROP INDEX on that name)
+    make_table(pg, 'carts')
+    make_table(pg, 'carts_archive', rows=3)
+    sql(pg, 'CREATE SEQUENCE IF NOT EXISTS carts_seq')
+    for name, words in (('carts_archive', 'a table of that name'), ('carts_seq', 'a sequence of that name')):
+        args = conn_args(pg, name=name, table='carts', columns=['email'])
+        for check in (True, False):
+            refused = run_module('db_index', args, check=check)
+            assert refused['failed'] and words in refused['msg'], refused
+            assert refused['queries'] == []
+    assert sql(pg, 'SELECT count(*) FROM carts_archive')[0][0] == 3
+    assert sql(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'carts'")[0][0] == 1  # the primary key
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):

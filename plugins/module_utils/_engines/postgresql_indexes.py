@@ -22,6 +22,8 @@ _PARAM_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_.]*$')
 _COLUMN_SUFFIX = re.compile(r'^(\s+(COLLATE\s+"[^"]+"|[A-Za-z_][A-Za-z0-9_.]*))+$', re.IGNORECASE)
 TEMP_SUFFIX = '_dbops_new'
 _DOLLAR_QUOTE = re.compile(r'\$[A-Za-z_]*\$')
+_RELKIND_WORDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'm': 'a materialized view',
+                  'f': 'a foreign table', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table'}
 
 
 def check_sql_fragment(text, what):
@@ -207,6 +209,14 @@ class PostgresIndexes:
         if desired['tablespace'] and self.fetch_value(
                 'SELECT 1 FROM pg_tablespace WHERE spcname = %s', (desired['tablespace'],)) is None:
             raise DbError('create index', params['name'], 'tablespace %s does not exist' % desired['tablespace'])
+        taken = self.fetch_value(
+            """SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relname = %s AND c.relkind NOT IN ('i', 'I')""", (schema, params['name']))
+        if taken is not None:
+            # indexes share one namespace with tables, views, sequences and types
+            raise DbError('create index', '%s.%s' % (schema, params['name']),
+                          '%s of that name exists in schema %s; choose another index name'
+                          % (_RELKIND_WORDS.get(taken, 'a relation'), schema))
         desired['definition'] = self._index_canonical_definition(desired)
         return desired
 
