@@ -15,7 +15,8 @@ description:
     with the materialized view's. A bad query therefore fails before anything changes, also in check mode.
     A changed query builds the new materialized view beside the old one (C(<name>_dbops_new)), then drops the
     old one and renames the new one in one short transaction. Privileges granted on the old view are not
-    carried over, and a view that other objects depend on cannot be replaced (the run fails, nothing changes).
+    carried over, and a view that other objects depend on cannot be replaced (the run fails before anything
+    runs, also in check mode, naming the dependent objects).
   - B(MySQL/MariaDB) have no materialized views; this module emulates one with a table. The table is built from
     the query as C(<name>__new), then swapped in atomically with
     C(RENAME TABLE <name> TO <name>__old, <name>__new TO <name>) and the old table dropped, so readers always

@@ -170,6 +170,28 @@ def test_pg_name_taken_by_an_index_or_sequence_is_refused_in_check_mode(pg):
     assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname IN ('sales_f_region', 'sales_f_seq')")[0][0] == 2
 
 
+def test_pg_query_change_of_a_view_others_depend_on_is_refused_before_anything(pg):
+    # regression: check mode promised the swap, and the real run built the new view, then failed at
+    # DROP MATERIALIZED VIEW because a view depends on the old one
+    source_table(pg, 'sales_h')
+    sql(pg, 'DROP VIEW IF EXISTS sales_h_report')
+    sql(pg, 'DROP MATERIALIZED VIEW IF EXISTS sales_h_ids')
+    args = conn_args(pg, name='sales_h_ids', query='SELECT id, amount FROM sales_h')
+    assert run_module('db_matview', args)['changed'] is True
+    sql(pg, 'CREATE VIEW sales_h_report AS SELECT count(*) AS n FROM sales_h_ids')
+    before = pg_matview(pg, 'sales_h_ids')
+    changed = dict(args, query='SELECT id, amount FROM sales_h WHERE amount > 10')
+    for check in (True, False):
+        refused = run_module('db_matview', changed, check=check)
+        assert refused['failed'] and 'sales_h_report' in refused['msg'] and 'depend' in refused['msg'], refused
+        assert refused['queries'] == []
+    assert pg_matview(pg, 'sales_h_ids') == before
+    assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname LIKE 'sales_h_ids_dbops%'")[0][0] == 0
+    assert sql(pg, 'SELECT n FROM sales_h_report')[0][0] == 100
+    # a refresh needs no swap and still works
+    assert run_module('db_matview', dict(args, state='refreshed'))['changed'] is True
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):

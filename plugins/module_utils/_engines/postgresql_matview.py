@@ -135,6 +135,18 @@ class PostgresMatview:
     def matview_replace(self, desired, current, with_data=True):
         """Build the new one beside the old, then swap in one short transaction."""
         schema, name = desired['schema'], desired['name']
+        dependents = [r['name'] for r in self.fetch_all(
+            """SELECT DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname) AS name
+                 FROM pg_depend d
+                 JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+                 JOIN pg_class dc ON dc.oid = r.ev_class
+                 JOIN pg_namespace dn ON dn.oid = dc.relnamespace
+                WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %s AND dc.oid <> %s
+                ORDER BY 1""", (current['oid'], current['oid']))]
+        if dependents:
+            # the swap drops the old view: refuse before building anything (also in check mode)
+            raise DbError('replace materialized view', '%s.%s' % (schema, name),
+                          'other objects depend on it (%s); drop or change them first' % ', '.join(dependents))
         temp = fit_name(name, '_dbops_new')
         temp_index = fit_name(name, '_dbops_new_unique')
         operation = 'replace materialized view %s.%s' % (schema, name)
