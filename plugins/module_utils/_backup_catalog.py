@@ -42,7 +42,8 @@ Methods of the connected engine object (mixins PostgresBackup / MysqlBackup):
     databases: [...], server_version: str, commands: [command lines, secrets masked],
     details: dict}. Optional keys: ``verified`` (bool: the engine verified its output),
     ``verified_checksums`` ({relative path: sha256} the engine has just verified, reused instead
-    of hashing again), ``log_files`` ([paths relative to repo] the archive files this log backup
+    of hashing again), ``synced`` (bool: every file and directory under dest was made durable after
+    its last write, so publication does not fsync them again), ``log_files`` ([paths relative to repo] the archive files this log backup
     covers: the catalog hashes them into the manifest), ``restart_required`` (bool),
     ``published`` (False: nothing to publish, e.g. archiving just switched on), ``changed``,
     ``external_bytes`` (bytes this backup added outside its directory, e.g. in pgBackRest's repository).
@@ -487,8 +488,12 @@ class Repository:
             if source != data:
                 os.unlink(plain)
 
-    def publish(self, incoming, manifest, known_checksums=None):
-        """Hash every file, write manifest.json, fsync, rename into place. Returns the manifest."""
+    def publish(self, incoming, manifest, known_checksums=None, synced=False):
+        """Hash every file, write manifest.json, fsync, rename into place. Returns the manifest.
+
+        ``synced``: the engine has already made every file and directory under data/ durable (it
+        fsynced them, or syncfs'd their filesystem, after the last write): they are not fsynced again.
+        """
         data = os.path.join(incoming, DATA)
         known = known_checksums or {}
         files = []
@@ -502,7 +507,8 @@ class Repository:
             f['size'] for f in manifest.get('log_files') or []) + int(manifest.get('external_bytes') or 0)
         manifest['status'] = 'completed'
         manifest['format_version'] = FORMAT_VERSION
-        fsync_tree(data)
+        if not synced:
+            fsync_tree(data)
         write_json_atomic(os.path.join(incoming, MANIFEST), manifest)
         try:
             os.unlink(os.path.join(incoming, RUN_INFO))

@@ -15,8 +15,9 @@ description:
     a killed or failed run is reported in RV(failed_runs) and never shadows a good backup.
   - Concurrent runs on the same repository are refused (a lock naming the holder's pid).
   - "PostgreSQL: O(method=logical) runs C(pg_dump -Fd -j) per database plus C(pg_dumpall --globals-only);
-    O(method=physical) O(type=full) runs C(pg_basebackup -X stream) with SHA-256 manifest checksums checked by
-    C(pg_verifybackup); O(type=log) turns on continuous WAL archiving into C(<repo>/logs) (reporting
+    O(method=physical) O(type=full) runs C(pg_basebackup -X stream) and checks every file as written against
+    the server's manifest checksums with C(pg_verifybackup); the SHA-256 of every file goes into the catalog;
+    O(type=log) turns on continuous WAL archiving into C(<repo>/logs) (reporting
     RV(restart_required) when C(archive_mode) must change) and, once on, switches WAL and waits until every
     segment up to now is archived."
   - See C(docs/backup.md) in the collection for the repository format and the RPO tiers.
@@ -413,7 +414,9 @@ def create(module, engine):
                 repo.encrypt_data(incoming, key, source=dest)
                 manifest['encryption'] = record
             manifest['duration_seconds'] = round(time.time() - started, 3)
-            published = repo.publish(incoming, manifest, out.get('verified_checksums'))
+            # encrypted: the ciphertext was just written by encrypt_data, the engine synced only the plaintext
+            published = repo.publish(incoming, manifest, out.get('verified_checksums'),
+                                     synced=bool(out.get('synced')) and not p['encryption_key'])
         except BaseException as exc:
             repo.mark_failed(incoming, engine.mask(str(exc)))
             raise

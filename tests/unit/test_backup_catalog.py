@@ -243,3 +243,65 @@ def test_encrypt_from_a_plaintext_directory_outside_the_repository(tmp_path, mon
     stored = os.path.join(repo.data_dir(backup_id), 'db-001', 'toc.dat')
     with open(stored, 'rb') as f:
         assert b'TOC SECRET' not in f.read()
+
+
+# ---- hashing while pg_basebackup writes (engine side, pure file work) ----------------------------
+def test_publish_synced_skips_the_fsync_of_data_but_hashes_unknown_files(tmp_path, monkeypatch):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {'type': 'full'})
+    with open(os.path.join(incoming, 'data', 'a.dat'), 'wb') as f:
+        f.write(b'abc')
+    synced = []
+    monkeypatch.setattr(catalog, 'fsync_tree', lambda path: synced.append(path))
+    manifest = repo.publish(incoming, {'id': backup_id, 'engine': 'postgresql', 'method': 'physical',
+                                       'type': 'full'}, synced=True)
+    assert synced == []
+    assert manifest['files'] == [{'path': 'a.dat', 'size': 3, 'sha256': catalog.hashlib.sha256(b'abc').hexdigest()}]
+    assert repo.verify_files(manifest) == []
+
+
+def test_growing_file_hasher_follows_appends_and_rehashes_a_replaced_file(tmp_path):
+    import hashlib
+    import threading
+    import time
+    from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_backup as pgb
+    dest = tmp_path / 'dest'
+    rel_dir = dest / 'base' / 'base' / '5'
+    rel_dir.mkdir(parents=True)
+    big = os.urandom(3 * 1024 * 1024)
+    follower = pgb.GrowingFileHasher(str(dest / 'base'), str(dest))
+    follower.MIN_SIZE = 1024 * 1024
+    follower.start()
+
+    def writer():
+        with open(rel_dir / '16384', 'wb') as f:  # written front to back in pieces, as pg_basebackup does
+            for start in range(0, len(big), 256 * 1024):
+                f.write(big[start:start + 256 * 1024])
+                f.flush()
+                time.sleep(0.01)
+        with open(rel_dir / '16390', 'wb') as f:
+            f.write(b'a' * (2 * 1024 * 1024))
+        time.sleep(0.2)
+        os.unlink(rel_dir / '16390')  # replaced under the follower: must be hashed again from scratch
+        with open(rel_dir / '16390', 'wb') as f:
+            f.write(b'b' * (2 * 1024 * 1024))
+        with open(dest / 'base' / 'small', 'wb') as f:
+            f.write(b'tiny')
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join()
+    rests = follower.finish()
+    try:
+        assert os.path.join('base', 'base', '5', '16384') in rests
+        sums = pgb.hash_and_sync(str(dest), jobs=2, sync=True, known=rests)
+    finally:
+        follower.close()
+    expected = {
+        os.path.join('base', 'base', '5', '16384'): hashlib.sha256(big).hexdigest(),
+        os.path.join('base', 'base', '5', '16390'): hashlib.sha256(b'b' * (2 * 1024 * 1024)).hexdigest(),
+        os.path.join('base', 'small'): hashlib.sha256(b'tiny').hexdigest(),
+    }
+    assert sums == expected

@@ -10,8 +10,10 @@ OS user (``runuser``) with the password in ``PGPASSWORD``, never on a command li
   pg_dump compresses only with gzip (``-Z 0-9``); zstd and lz4 are applied afterwards with the
   zstd / lz4 command line tools on the table data files (``toc.dat`` stays plain), and undone
   into a scratch directory before ``pg_restore``.
-- physical full: ``pg_basebackup -X stream --manifest-checksums=SHA256`` (plain format without
-  compression, tar + client-side compression otherwise), checked with ``pg_verifybackup``.
+- physical full: ``pg_basebackup -X stream --no-sync`` (plain format without compression, tar +
+  client-side compression otherwise; CRC32C manifest checksums computed by the server), checked with
+  ``pg_verifybackup`` while our threads take the SHA-256 of every file and sync the tree (see
+  GrowingFileHasher and hash_and_sync).
 - log: continuous WAL archiving into ``<repo>/logs`` through ``archive_command``; a log backup
   forces a WAL switch and waits until the segment is archived.
 """
@@ -369,12 +371,249 @@ def check_manifest_checksums(target, manifest_path, jobs=2, name=''):
     return problems, sums
 
 
+def sync_tree(root, files=None, dirs=None):
+    """Make every file and directory under root durable: one syncfs() of its filesystem (what
+    pg_basebackup's --sync-method=syncfs does on PostgreSQL 17; one call instead of an fsync per
+    file), or an fsync of every file and directory where syncfs is not available."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (ImportError, OSError, AttributeError):
+        syncfs = None
+    if syncfs is not None:
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return 'syncfs'
+        finally:
+            os.close(fd)
+    if files is None:
+        files, dirs = [], []
+        for dirpath, _dirnames, filenames in os.walk(root):
+            dirs.append(dirpath)
+            files += [os.path.join(dirpath, n) for n in filenames]
+    for path in list(files) + list(dirs):
+        if os.path.islink(path):
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return 'fsync'
+
+
+def hash_and_sync(root, jobs=2, sync=True, prefix='', known=None):
+    """SHA-256 of every regular file under root by parallel threads while one more thread makes the
+    tree durable (sync_tree): hashing is CPU work, syncing waits for the disk, so the two overlap (and
+    overlap whatever else runs meanwhile, e.g. pg_verifybackup). Returns {prefix/rel: sha256}. ``known``:
+    {prefix/rel: sha256 or a callable returning it or None} (GrowingFileHasher.finish: the rest of a
+    file followed while it was written is hashed in the pool; None = hash the whole file).
+    """
+    import concurrent.futures
+    import hashlib
+    import mmap
+    import threading
+    files, dirs = [], []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        dirs.append(dirpath)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full) and not os.path.islink(full):
+                files.append((os.path.getsize(full), full))
+    files.sort(reverse=True)  # largest first: the pool ends with small files, evenly
+    known = dict(known or {})
+    paths = [f for _s, f in files]
+    sync_error = []
+
+    def sync_all():
+        try:
+            sync_tree(root, paths, dirs)
+        except OSError as exc:
+            sync_error.append(exc)
+
+    def digest(full):
+        rest = known.get(os.path.join(prefix, os.path.relpath(full, root)))
+        if rest is not None:
+            value = rest() if callable(rest) else rest
+            if value is not None:
+                return full, value
+        h = hashlib.sha256()
+        with open(full, 'rb', buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size >= 1024 * 1024:
+                # hashed straight from the page cache: no copy into a buffer
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                    h.update(view)
+            else:
+                h.update(f.read())
+        return full, h.hexdigest()
+
+    syncer = None
+    if sync:
+        syncer = threading.Thread(target=sync_all, name='dbops-sync', daemon=True)
+        syncer.start()
+    sums = {}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(int(jobs), 1)) as pool:
+            for full, value in pool.map(digest, paths):
+                sums[os.path.join(prefix, os.path.relpath(full, root))] = value
+    finally:
+        if syncer is not None:
+            syncer.join()
+    if sync_error:
+        raise sync_error[0]
+    return sums
+
+
+class GrowingFileHasher:
+    """SHA-256 of the large files under root while pg_basebackup is still writing them.
+
+    pg_basebackup (plain format) writes each data file once, front to back, and the kernel never
+    shows a reader bytes beyond what a completed write() put there: hashing every file up to its
+    current end, again and again, and once more after pg_basebackup has exited, gives the SHA-256
+    of the whole file without reading it again afterwards (it is read from the page cache while the
+    transfer runs). pg_wal/ (streamed WAL is padded then overwritten in place) is left out, as are
+    small files: they are hashed afterwards. ``finish()`` (after the writer has exited) returns
+    what is left to hash of each followed file (see finish); a file whose size or identity changed
+    under it is hashed again from scratch.
+    """
+
+    MIN_SIZE = 4 * 1024 * 1024
+
+    def __init__(self, root, rel_root):
+        import threading
+        self.root, self.rel_root = root, rel_root
+        self.files = {}  # path -> [fd, hash, offset, inode]
+        self.stopping = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, name='dbops-hash-follow', daemon=True)
+        self.writeback = None
+        try:
+            import ctypes
+            func = ctypes.CDLL(None, use_errno=True).sync_file_range
+            func.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+            self.writeback = func
+        except (ImportError, OSError, AttributeError):
+            pass
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _scan(self):
+        import hashlib
+        top = os.path.join(self.root, 'base')
+        for dirpath, _dirnames, filenames in os.walk(top):
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                if full in self.files:
+                    continue
+                try:
+                    st = os.lstat(full)
+                    if not (st.st_size >= self.MIN_SIZE and os.path.isfile(full) and not os.path.islink(full)):
+                        continue
+                    fd = os.open(full, os.O_RDONLY)
+                except OSError:
+                    continue
+                self.files[full] = [fd, hashlib.sha256(), 0, os.fstat(fd).st_ino]
+
+    def _pump(self):
+        moved = 0
+        for entry in self.files.values():
+            while not self.stopping.is_set():
+                block = os.pread(entry[0], 8 * 1024 * 1024, entry[2])
+                if not block:
+                    break
+                entry[1].update(block)
+                if self.writeback is not None:
+                    # start writing these pages to disk now: the final sync has less left to wait for
+                    self.writeback(entry[0], entry[2], len(block), 2)  # SYNC_FILE_RANGE_WRITE, asynchronous
+                entry[2] += len(block)
+                moved += len(block)
+        return moved
+
+    def _run(self):
+        import threading
+        try:
+            try:
+                # spare CPU only: the transfer itself must never wait for this thread
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except (AttributeError, OSError):
+                pass
+            while not self.stopping.is_set():
+                self._scan()
+                if not self._pump():
+                    self.stopping.wait(0.05)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.error = exc
+
+    def finish(self):
+        """Stop following (the writer has exited); returns {path relative to rel_root: callable} where
+        each callable hashes the rest of its file and returns its SHA-256 (None when the file changed
+        identity or size under us: then it must be hashed from scratch)."""
+        self.stopping.set()
+        self.thread.join()
+        if self.error is not None:
+            self.close()
+            return {}
+        rests = {}
+        for full, entry in self.files.items():
+            rests[os.path.relpath(full, self.rel_root)] = self._rest(full, entry)
+        return rests
+
+    def _rest(self, full, entry):
+        def rest():
+            fd, digest, offset, inode = entry
+            while True:
+                block = os.pread(fd, 8 * 1024 * 1024, offset)
+                if not block:
+                    break
+                digest.update(block)
+                offset += len(block)
+            try:
+                st = os.stat(full)
+            except OSError:
+                return None
+            if st.st_ino != inode or os.fstat(fd).st_size != offset or st.st_size != offset:
+                return None
+            return digest.hexdigest()
+        return rest
+
+    def close(self):
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        for entry in self.files.values():
+            try:
+                os.close(entry[0])
+            except OSError:
+                pass
+        self.files = {}
+
+
+def _verifybackup_problems(proc_returncode, output, backup_id, name):
+    problems = []
+    if proc_returncode != 0:
+        for line in output.splitlines():
+            line = line.strip()
+            if not line or 'backup successfully verified' in line:
+                continue
+            line = re.sub(r'^pg_verifybackup: (error: )?', '', line)
+            problems.append('%s/base: %s' % (name, line))
+        if not problems:
+            problems.append('%s: pg_verifybackup failed (exit %d)' % (backup_id, proc_returncode))
+    return problems
+
+
 def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_user=None, jobs=2, checksums_out=None):
     """pg_verifybackup on a physical full backup (extracted first when stored as tar).
 
-    pg_verifybackup checks the manifest, the file list and sizes and parses the WAL; the SHA-256
-    of every file against the same manifest is checked by parallel threads (pg_verifybackup hashes
-    on one core) and, when it holds, handed back through checksums_out.
+    pg_verifybackup checks the manifest, the file list and sizes, the checksum of every file and
+    parses the WAL. Backups taken with SHA-256 manifest checksums (earlier versions) have those
+    checked by parallel threads instead (pg_verifybackup hashes on one core) and, when they hold,
+    handed back through checksums_out.
     """
     details = manifest.get('details') or {}
     if manifest.get('method') == 'pgbackrest':
@@ -399,16 +638,8 @@ def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_
     finally:
         if target != base:
             shutil.rmtree(target, ignore_errors=True)
-    problems = list(problems or [])
-    if proc.returncode != 0:
-        for line in (proc.stderr or proc.stdout).splitlines():
-            line = line.strip()
-            if not line or 'backup successfully verified' in line:
-                continue
-            line = re.sub(r'^pg_verifybackup: (error: )?', '', line)
-            problems.append('%s/base: %s' % (name, line))
-        if not problems:
-            problems.append('%s: pg_verifybackup failed (exit %d)' % (manifest['id'], proc.returncode))
+    problems = list(problems or []) + _verifybackup_problems(proc.returncode, proc.stderr or proc.stdout,
+                                                             manifest['id'], name)
     if not problems and sums and checksums_out is not None:
         checksums_out.update(sums)
     return problems
@@ -903,8 +1134,11 @@ class PostgresBackup:
         compression = request.get('compression') or 'none'
         level = request.get('compression_level')
         base = os.path.join(request['dest'], 'base')
+        # CRC32C manifest checksums, as the bare tool: the server computes them while it sends, pg_verifybackup
+        # checks every file as written against them (end to end), and our own SHA-256 of every file is taken
+        # from the files as written, in the same pass that fsyncs them (--no-sync: we sync, overlapped)
         argv = [os.path.join(bin_dir, 'pg_basebackup'), '-D', base, '-X', 'stream', '-c', 'fast',
-                '--manifest-checksums=SHA256', '-l', 'dbops.admin %s' % request.get('backup_id', '')]
+                '--manifest-checksums=CRC32C', '--no-sync', '-l', 'dbops.admin %s' % request.get('backup_id', '')]
         if compression == 'none':
             argv += ['-Fp']
             fmt = 'plain'
@@ -913,8 +1147,29 @@ class PostgresBackup:
             fmt = 'tar'
         start_time = _now_iso()
         seg = self.wal_segment_size()
-        run_tool(argv, 'take base backup of', 'the server', os_user=os_user, env=self._tool_env(request, 'postgres'),
-                 secrets=secrets, commands=commands)
+        follower = GrowingFileHasher(base, request['dest']).start() if fmt == 'plain' else None
+        try:
+            run_tool(argv, 'take base backup of', 'the server', os_user=os_user,
+                     env=self._tool_env(request, 'postgres'), secrets=secrets, commands=commands)
+        except BaseException:
+            if follower is not None:
+                follower.close()
+            raise
+        try:
+            return self._finish_basebackup(request, follower, base, fmt, bin_dir, os_user, commands, seg, start_time,
+                                           compression)
+        finally:
+            if follower is not None:
+                follower.close()
+
+    def _finish_basebackup(self, request, follower, base, fmt, bin_dir, os_user, commands, seg, start_time,
+                           compression):
+        early = follower.finish() if follower is not None else {}
+        jobs = max(int(request.get('jobs') or 2), 2)
+        verify = request.get('verify', True)
+        # durable where it is published; a plaintext scratch copy (encrypted run) is not worth syncing
+        sync = os.path.commonpath([os.path.abspath(request['dest']), os.path.abspath(request['repo'])]) \
+            == os.path.abspath(request['repo']) if request.get('repo') else True
         manifest = read_backup_manifest(os.path.join(base, 'backup_manifest'))
         ranges = manifest.get('WAL-Ranges') or [{}]
         tli = ranges[0].get('Timeline', 1)
@@ -930,21 +1185,49 @@ class PostgresBackup:
             'details': {'format': fmt, 'compression': compression, 'wal_segment_size': seg,
                         'major_version': (self.version or '').split('.')[0],
                         'bootstrap_superuser': self._bootstrap_superuser(),
-                        'tool': 'pg_basebackup'},
+                        'tool': 'pg_basebackup', 'manifest_checksums': 'CRC32C'},
         }
-        if request.get('verify', True):
-            fake = {'id': request.get('backup_id', ''), 'type': 'full', 'method': 'physical', 'details': result['details']}
-            sums = {}
-            problems = verify_physical(fake, request['dest'], os.path.dirname(request['dest']),
-                                       bin_dir=bin_dir, os_user=os_user, jobs=max(int(request.get('jobs') or 2), 2),
-                                       checksums_out=sums)
-            commands.append(show_command([os.path.join(bin_dir, 'pg_verifybackup'), '--skip-checksums', base])
-                            + '  # SHA-256 of every file checked against backup_manifest in parallel')
+        name = '%s/data' % request.get('backup_id', '')
+        if verify and fmt == 'plain':
+            # pg_verifybackup (manifest, file list, sizes, CRC32C of every file, WAL) runs while our threads
+            # hash and fsync the same files: two cores, one pass each, from the page cache
+            import tempfile
+            verify_argv = [os.path.join(bin_dir, 'pg_verifybackup'), '-m', os.path.join(base, 'backup_manifest'), base]
+            commands.append(show_command(verify_argv) + '  # while SHA-256 + fsync of every file run in threads')
+            out = tempfile.TemporaryFile()
+            try:
+                proc = subprocess.Popen(_as_user(verify_argv, os_user), stdout=out, stderr=subprocess.STDOUT, cwd='/')
+            except OSError as exc:
+                out.close()
+                raise DbError('verify base backup', request.get('backup_id'), 'cannot run pg_verifybackup: %s' % exc) from None
+            try:
+                sums = hash_and_sync(request['dest'], jobs, sync, known=early)
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                proc.wait()
+                out.seek(0)
+                text = out.read().decode('utf-8', 'replace')
+                out.close()
+            problems = _verifybackup_problems(proc.returncode, text, request.get('backup_id'), name)
             if problems:
                 raise DbError('verify base backup', request.get('backup_id'), '; '.join(problems))
             result['verified'] = True
-            if fmt == 'plain' and sums:
-                result['verified_checksums'] = sums
+        else:
+            sums = hash_and_sync(request['dest'], jobs, sync, known=early)
+            if verify:
+                fake = {'id': request.get('backup_id', ''), 'type': 'full', 'method': 'physical',
+                        'details': result['details']}
+                problems = verify_physical(fake, request['dest'], os.path.dirname(request['dest']),
+                                           bin_dir=bin_dir, os_user=os_user, jobs=jobs)
+                commands.append(show_command([os.path.join(bin_dir, 'pg_verifybackup'), base])
+                                + '  # on the extracted tar files')
+                if problems:
+                    raise DbError('verify base backup', request.get('backup_id'), '; '.join(problems))
+                result['verified'] = True
+        result['verified_checksums'] = sums
+        result['synced'] = sync
         return result
 
     def _backup_pgbackrest(self, request):
