@@ -14,7 +14,7 @@ Prints time, size, MB/s (database size / time) and the ratios; the targets are l
 faster with a smaller file, physical within 1.15x of the bare tool.
 The MariaDB half is benchmarks/backup_mariadb.py (run it with ``--mariadb``).
 
-    .venv/bin/python benchmarks/backup.py [--scale 70] [--mariadb]
+    .venv/bin/python benchmarks/backup.py [--scale 70] [--repeat N] [--only physical] [--no-drill] [--mariadb]
 
 The community side runs from benchmarks/.work/venv (``ansible`` + ``psycopg2-binary``), created when missing.
 """
@@ -123,7 +123,7 @@ def print_table(title, rows):
         print('%-58s %10.2f %10.1f %10.1f' % (r['what'], r['seconds'], r['size_mb'], r['mb_per_s']))
 
 
-def bench_postgresql(scale, repeat=2):
+def bench_postgresql(scale, repeat=2, only=None, drill=True):
     work = make_workdir('dbops-bench-pg-', 'postgres')
     server = PostgresServer(settings={'wal_level': 'replica', 'max_wal_size': "'2GB'"}).init().start()
     results = {}
@@ -139,66 +139,71 @@ def bench_postgresql(scale, repeat=2):
                  ' '.join('%.1f' % x for x in os.getloadavg()), os.cpu_count()))
         results['database_bytes'] = db_bytes
 
-        # logical: alternate the two, best of `repeat` each (the machine is shared: the best run is the
-        # least disturbed one); every time is printed
         repo = os.path.join(work, 'repo')
-        times_ours, times_comm = [], []
-        for _ in range(repeat):
-            drop_caches()
-            t, res = timed(lambda: db_backup(server, repo, databases=['bench'], jobs=2, compression='zstd'))
-            times_ours.append(t)
-            logical_id = res['backup']['id']
-            size_ours = res['backup']['size_bytes']
-            target = os.path.join(work, 'community.sql')
-            drop_caches()
-            t, _ = timed(lambda target=target: community_dump(server, target))
-            times_comm.append(t)
-            size_comm = du(target)
-            os.unlink(target)
-        t_ours, t_comm = min(times_ours), min(times_comm)
-        print('logical runs (s): community %s; db_backup %s' % (
-            ', '.join('%.2f' % t for t in times_comm), ', '.join('%.2f' % t for t in times_ours)))
-        logical = [row('community.postgresql.postgresql_db state=dump (.sql)', t_comm, size_comm, db_bytes),
-                   row('dbops.admin.db_backup logical jobs=2 zstd (verified)', t_ours, size_ours, db_bytes)]
-        print_table('logical backup of %.0f MB (best of %d)' % (db_bytes / 1e6, repeat), logical)
-        speedup = t_comm / t_ours
-        median_speedup = statistics.median(times_comm) / statistics.median(times_ours)
-        ratio = size_comm / size_ours
-        print('db_backup is %.2fx faster best-to-best, %.2fx median-to-median (target >= 1.5x); its files are '
-              '%.1fx smaller (target: smaller)' % (speedup, median_speedup, ratio))
-        results['logical'] = {'rows': logical, 'speedup': round(speedup, 2), 'median_speedup': round(median_speedup, 2),
-                              'size_ratio': round(ratio, 2), 'runs_community': times_comm, 'runs_db_backup': times_ours}
+        logical_id = physical_id = None
+        if only in (None, 'logical'):
+            # logical: alternate the two, best of `repeat` each (the machine is shared: the best run is the
+            # least disturbed one); every time is printed
+            times_ours, times_comm = [], []
+            for _ in range(repeat):
+                drop_caches()
+                t, res = timed(lambda: db_backup(server, repo, databases=['bench'], jobs=2, compression='zstd'))
+                times_ours.append(t)
+                logical_id = res['backup']['id']
+                size_ours = res['backup']['size_bytes']
+                target = os.path.join(work, 'community.sql')
+                drop_caches()
+                t, _ = timed(lambda target=target: community_dump(server, target))
+                times_comm.append(t)
+                size_comm = du(target)
+                os.unlink(target)
+            t_ours, t_comm = min(times_ours), min(times_comm)
+            print('logical runs (s): community %s; db_backup %s' % (
+                ', '.join('%.2f' % t for t in times_comm), ', '.join('%.2f' % t for t in times_ours)))
+            logical = [row('community.postgresql.postgresql_db state=dump (.sql)', t_comm, size_comm, db_bytes),
+                       row('dbops.admin.db_backup logical jobs=2 zstd (verified)', t_ours, size_ours, db_bytes)]
+            print_table('logical backup of %.0f MB (best of %d)' % (db_bytes / 1e6, repeat), logical)
+            speedup = t_comm / t_ours
+            median_speedup = statistics.median(times_comm) / statistics.median(times_ours)
+            ratio = size_comm / size_ours
+            print('db_backup is %.2fx faster best-to-best, %.2fx median-to-median (target >= 1.5x); its files are '
+                  '%.1fx smaller (target: smaller)' % (speedup, median_speedup, ratio))
+            results['logical'] = {'rows': logical, 'speedup': round(speedup, 2), 'median_speedup': round(median_speedup, 2),
+                                  'size_ratio': round(ratio, 2), 'runs_community': times_comm, 'runs_db_backup': times_ours}
 
-        # physical
-        times_bare, times_phys = [], []
-        for _ in range(repeat):
-            bare = os.path.join(work, 'bare')
-            drop_caches()
-            t, _ = timed(lambda bare=bare: bare_basebackup(server, bare))
-            times_bare.append(t)
-            size_bare = du(bare)
-            shutil.rmtree(bare)
-            drop_caches()
-            t, res = timed(lambda: db_backup(server, repo, method='physical', type='full'))
-            times_phys.append(t)
-            physical_id = res['backup']['id']
-        t_bare, t_phys = min(times_bare), min(times_phys)
-        print('physical runs (s): bare %s; db_backup %s' % (
-            ', '.join('%.2f' % t for t in times_bare), ', '.join('%.2f' % t for t in times_phys)))
-        physical = [row('bare pg_basebackup -Fp -X stream -c fast', t_bare, size_bare, db_bytes),
-                    row('db_backup physical (SHA-256 manifest, verified, catalogued)', t_phys,
-                        res['backup']['size_bytes'], db_bytes)]
-        print_table('physical backup (best of %d)' % repeat, physical)
-        factor = t_phys / t_bare
-        median_factor = statistics.median(times_phys) / statistics.median(times_bare)
-        print('db_backup physical takes %.2fx the bare tool\'s time best-to-best, %.2fx median-to-median '
-              '(target <= 1.15x)' % (factor, median_factor))
-        results['physical'] = {'rows': physical, 'factor': round(factor, 2), 'median_factor': round(median_factor, 2),
-                               'runs_bare': times_bare, 'runs_db_backup': times_phys}
+        if only in (None, 'physical'):
+            # physical
+            times_bare, times_phys = [], []
+            for _ in range(repeat):
+                bare = os.path.join(work, 'bare')
+                drop_caches()
+                t, _ = timed(lambda bare=bare: bare_basebackup(server, bare))
+                times_bare.append(t)
+                size_bare = du(bare)
+                shutil.rmtree(bare)
+                drop_caches()
+                t, res = timed(lambda: db_backup(server, repo, method='physical', type='full'))
+                times_phys.append(t)
+                physical_id = res['backup']['id']
+            t_bare, t_phys = min(times_bare), min(times_phys)
+            print('physical runs (s): bare %s; db_backup %s' % (
+                ', '.join('%.2f' % t for t in times_bare), ', '.join('%.2f' % t for t in times_phys)))
+            physical = [row('bare pg_basebackup -Fp -X stream -c fast', t_bare, size_bare, db_bytes),
+                        row('db_backup physical (SHA-256 manifest, verified, catalogued)', t_phys,
+                            res['backup']['size_bytes'], db_bytes)]
+            print_table('physical backup (best of %d)' % repeat, physical)
+            factor = t_phys / t_bare
+            median_factor = statistics.median(times_phys) / statistics.median(times_bare)
+            print('db_backup physical takes %.2fx the bare tool\'s time best-to-best, %.2fx median-to-median '
+                  '(target <= 1.15x)' % (factor, median_factor))
+            results['physical'] = {'rows': physical, 'factor': round(factor, 2), 'median_factor': round(median_factor, 2),
+                                   'runs_bare': times_bare, 'runs_db_backup': times_phys}
 
         # restore drills
         drills = {}
         for label, backup_id in (('physical', physical_id), ('logical', logical_id)):
+            if backup_id is None or not drill:
+                continue
             drop_caches()
             t, res = timed(lambda b=backup_id: db_restore_drill(server, repo, b))
             drills[label] = {'rto_seconds': res['rto_seconds'], 'total_seconds': round(t, 2),
@@ -217,10 +222,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--scale', type=int, default=70)
     parser.add_argument('--repeat', type=int, default=2, help='runs of each side, best kept (default 2)')
+    parser.add_argument('--only', choices=('logical', 'physical'),
+                        help='run one half only (and its restore drill unless --no-drill)')
+    parser.add_argument('--no-drill', action='store_true', help='skip the restore drills')
     parser.add_argument('--mariadb', action='store_true', help='run benchmarks/backup_mariadb.py afterwards')
     opts = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
-    results = {'postgresql': bench_postgresql(opts.scale, max(opts.repeat, 1))}
+    results = {'postgresql': bench_postgresql(opts.scale, max(opts.repeat, 1), opts.only, not opts.no_drill)}
     with open(os.path.join(WORK, 'backup_postgresql.json'), 'w') as f:
         json.dump(results, f, indent=2)
     if opts.mariadb:
