@@ -160,7 +160,8 @@ tables:
       description: The same statistics after the action; empty in check mode.
       type: dict
     messages:
-      description: Notes and warnings the server returned for this table (MySQL/MariaDB).
+      description: Notes and warnings the server returned for this table (result rows on MySQL/MariaDB,
+        notices on PostgreSQL, for example an invalid index REINDEX CONCURRENTLY skipped).
       type: list
       elements: str
 actions:

@@ -198,6 +198,21 @@ def test_pg_partitioned_table_named_in_tables(pg):
     assert [t['table'] for t in scoped['tables']] == ['measures_1'], scoped
 
 
+def test_pg_server_warnings_are_returned_in_messages(pg):
+    # regression: REINDEX TABLE CONCURRENTLY skips an invalid index with only a server WARNING, and
+    # the module returned no message at all
+    qt = pg_table(pg, 'm_warn', 'with_invalid', rows=100)
+    sql(pg, 'CREATE INDEX with_invalid_v ON %s (v)' % qt)
+    sql(pg, "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'm_warn.with_invalid_v'::regclass")
+    done = run_module('db_maintenance', conn_args(pg, action='reindex', tables=['m_warn.with_invalid']))
+    assert done['changed'] is True, done
+    messages = done['tables'][0]['messages']
+    assert any('invalid index' in m and 'with_invalid_v' in m for m in messages), done
+    assert sql(pg, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'm_warn.with_invalid_v'::regclass")[0][0] is False
+    quiet = run_module('db_maintenance', conn_args(pg, action='analyze', tables=['m_warn.with_invalid']))
+    assert quiet['tables'][0]['messages'] == [], quiet
+
+
 def test_pg_tables_the_login_may_not_maintain_are_never_reported_done(pg):
     # regression: VACUUM/ANALYZE of a table the login does not own only print a warning and skip it,
     # yet the module reported changed with the statistics untouched

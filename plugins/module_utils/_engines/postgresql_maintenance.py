@@ -158,7 +158,16 @@ class PostgresMaintenance:
         return build_pg_maintenance(action, qualified, options.get('concurrently', True), self.version_num)
 
     def maintenance_run(self, action, table, options):
-        """Run one action on one table (recorded; skipped in check mode). Returns warnings."""
+        """Run one action on one table (recorded; skipped in check mode). Returns the server's
+        warnings and notices: VACUUM, ANALYZE and REINDEX skip what they cannot do (an invalid index
+        with REINDEX CONCURRENTLY, say) with only a warning."""
+        notices = getattr(getattr(self, 'conn', None), 'notices', None)
+        seen = len(notices) if isinstance(notices, list) else None
+        if seen:
+            del notices[:]  # psycopg2 keeps only the last 50: start from an empty list
+            seen = 0
         self.execute(self.maintenance_statement(action, table, options),
                      operation='%s %s.%s' % (action.replace('_', ' '), table['schema'], table['table']))
-        return []
+        if seen is None:
+            return []
+        return [self.mask(' '.join(str(n).split())) for n in notices[seen:]]
