@@ -6,8 +6,9 @@ PostgreSQL half (this file): a throw-away PostgreSQL filled with ``pgbench -i -s
 
 - logical: db_backup method=logical (jobs 2, zstd) against community.postgresql.postgresql_db
   state=dump (plain ``.sql``, its default), both run for real as Ansible modules;
-- physical: db_backup method=physical (plain, SHA-256 manifest, pg_verifybackup, our sha256 catalog)
-  against a bare ``pg_basebackup -X stream -c fast`` run in the same script;
+- physical: db_backup method=physical (plain; pg_verifybackup of every file against the server's manifest
+  checksums, our SHA-256 of every file in the catalog, synced) against a bare
+  ``pg_basebackup -X stream -c fast`` run in the same script;
 - the restore drills (db_restore state=verified) of both backups: RTO.
 
 Prints time, size, MB/s (database size / time) and the ratios; the targets are logical >= 1.5x
@@ -189,7 +190,7 @@ def bench_postgresql(scale, repeat=2, only=None, drill=True):
             print('physical runs (s): bare %s; db_backup %s' % (
                 ', '.join('%.2f' % t for t in times_bare), ', '.join('%.2f' % t for t in times_phys)))
             physical = [row('bare pg_basebackup -Fp -X stream -c fast', t_bare, size_bare, db_bytes),
-                        row('db_backup physical (SHA-256 manifest, verified, catalogued)', t_phys,
+                        row('db_backup physical (SHA-256 catalog, verified, synced)', t_phys,
                             res['backup']['size_bytes'], db_bytes)]
             print_table('physical backup (best of %d)' % repeat, physical)
             factor = t_phys / t_bare

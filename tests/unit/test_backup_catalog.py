@@ -273,6 +273,7 @@ def test_growing_file_hasher_follows_appends_and_rehashes_a_replaced_file(tmp_pa
     big = os.urandom(3 * 1024 * 1024)
     follower = pgb.GrowingFileHasher(str(dest / 'base'), str(dest))
     follower.MIN_SIZE = 1024 * 1024
+    follower.MAX_OPEN = 1  # every earlier file is let go (closed) and reopened by finish()
     follower.start()
 
     def writer():
@@ -287,6 +288,9 @@ def test_growing_file_hasher_follows_appends_and_rehashes_a_replaced_file(tmp_pa
         os.unlink(rel_dir / '16390')  # replaced under the follower: must be hashed again from scratch
         with open(rel_dir / '16390', 'wb') as f:
             f.write(b'b' * (2 * 1024 * 1024))
+        with open(rel_dir / '16400', 'wb') as f:
+            f.write(b'c' * (2 * 1024 * 1024))
+        time.sleep(0.2)
         with open(dest / 'base' / 'small', 'wb') as f:
             f.write(b'tiny')
 
@@ -295,13 +299,14 @@ def test_growing_file_hasher_follows_appends_and_rehashes_a_replaced_file(tmp_pa
     thread.join()
     rests = follower.finish()
     try:
-        assert os.path.join('base', 'base', '5', '16384') in rests
+        assert os.path.join('base', 'base', '5', '16384') in rests and len(follower.open) == 1
         sums = pgb.hash_and_sync(str(dest), jobs=2, sync=True, known=rests)
     finally:
         follower.close()
     expected = {
         os.path.join('base', 'base', '5', '16384'): hashlib.sha256(big).hexdigest(),
         os.path.join('base', 'base', '5', '16390'): hashlib.sha256(b'b' * (2 * 1024 * 1024)).hexdigest(),
+        os.path.join('base', 'base', '5', '16400'): hashlib.sha256(b'c' * (2 * 1024 * 1024)).hexdigest(),
         os.path.join('base', 'small'): hashlib.sha256(b'tiny').hexdigest(),
     }
     assert sums == expected

@@ -481,11 +481,15 @@ class GrowingFileHasher:
     """
 
     MIN_SIZE = 4 * 1024 * 1024
+    MAX_OPEN = 32       # files followed at once (pg_basebackup writes one at a time): the oldest is let go
+    SMALL_CHECKS = 20   # a file still small after this many looks is left to the pass afterwards
 
     def __init__(self, root, rel_root):
         import threading
         self.root, self.rel_root = root, rel_root
-        self.files = {}  # path -> [fd, hash, offset, inode]
+        self.files = {}  # path -> [fd or None (let go), hash, offset, inode]
+        self.open = []   # paths whose fd is open, oldest first
+        self.small = {}  # path -> times seen below MIN_SIZE
         self.stopping = threading.Event()
         self.error = None
         self.thread = threading.Thread(target=self._run, name='dbops-hash-follow', daemon=True)
@@ -508,31 +512,43 @@ class GrowingFileHasher:
         for dirpath, _dirnames, filenames in os.walk(top):
             for name in filenames:
                 full = os.path.join(dirpath, name)
-                if full in self.files:
+                if full in self.files or self.small.get(full, 0) >= self.SMALL_CHECKS:
                     continue
                 try:
                     st = os.lstat(full)
-                    if not (st.st_size >= self.MIN_SIZE and os.path.isfile(full) and not os.path.islink(full)):
+                    if st.st_size < self.MIN_SIZE or not os.path.isfile(full) or os.path.islink(full):
+                        self.small[full] = self.small.get(full, 0) + 1
                         continue
                     fd = os.open(full, os.O_RDONLY)
                 except OSError:
                     continue
                 self.files[full] = [fd, hashlib.sha256(), 0, os.fstat(fd).st_ino]
+                self.open.append(full)
+                while len(self.open) > self.MAX_OPEN:
+                    self._let_go(self.open.pop(0))
+
+    def _let_go(self, full):
+        entry = self.files[full]
+        self._read(entry)
+        os.close(entry[0])
+        entry[0] = None  # finish() reopens it (same inode required) for whatever came after
+
+    def _read(self, entry):
+        moved = 0
+        while not self.stopping.is_set():
+            block = os.pread(entry[0], 8 * 1024 * 1024, entry[2])
+            if not block:
+                break
+            entry[1].update(block)
+            if self.writeback is not None:
+                # start writing these pages to disk now: the final sync has less left to wait for
+                self.writeback(entry[0], entry[2], len(block), 2)  # SYNC_FILE_RANGE_WRITE, asynchronous
+            entry[2] += len(block)
+            moved += len(block)
+        return moved
 
     def _pump(self):
-        moved = 0
-        for entry in self.files.values():
-            while not self.stopping.is_set():
-                block = os.pread(entry[0], 8 * 1024 * 1024, entry[2])
-                if not block:
-                    break
-                entry[1].update(block)
-                if self.writeback is not None:
-                    # start writing these pages to disk now: the final sync has less left to wait for
-                    self.writeback(entry[0], entry[2], len(block), 2)  # SYNC_FILE_RANGE_WRITE, asynchronous
-                entry[2] += len(block)
-                moved += len(block)
-        return moved
+        return sum(self._read(self.files[full]) for full in self.open)
 
     def _run(self):
         import threading
@@ -558,27 +574,32 @@ class GrowingFileHasher:
         if self.error is not None:
             self.close()
             return {}
-        rests = {}
-        for full, entry in self.files.items():
-            rests[os.path.relpath(full, self.rel_root)] = self._rest(full, entry)
-        return rests
+        return {os.path.relpath(full, self.rel_root): self._rest(full, entry) for full, entry in self.files.items()}
 
     def _rest(self, full, entry):
         def rest():
             fd, digest, offset, inode = entry
-            while True:
-                block = os.pread(fd, 8 * 1024 * 1024, offset)
-                if not block:
-                    break
-                digest.update(block)
-                offset += len(block)
+            own = fd is None
             try:
+                if own:
+                    fd = os.open(full, os.O_RDONLY)
+                if os.fstat(fd).st_ino != inode:
+                    return None
+                while True:
+                    block = os.pread(fd, 8 * 1024 * 1024, offset)
+                    if not block:
+                        break
+                    digest.update(block)
+                    offset += len(block)
                 st = os.stat(full)
+                if st.st_ino != inode or os.fstat(fd).st_size != offset or st.st_size != offset:
+                    return None
+                return digest.hexdigest()
             except OSError:
                 return None
-            if st.st_ino != inode or os.fstat(fd).st_size != offset or st.st_size != offset:
-                return None
-            return digest.hexdigest()
+            finally:
+                if own and fd is not None:
+                    os.close(fd)
         return rest
 
     def close(self):
@@ -586,11 +607,13 @@ class GrowingFileHasher:
         if self.thread.is_alive():
             self.thread.join()
         for entry in self.files.values():
-            try:
-                os.close(entry[0])
-            except OSError:
-                pass
-        self.files = {}
+            if entry[0] is not None:
+                try:
+                    os.close(entry[0])
+                except OSError:
+                    pass
+                entry[0] = None
+        self.open = []
 
 
 def _verifybackup_problems(proc_returncode, output, backup_id, name):
