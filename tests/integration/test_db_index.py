@@ -405,3 +405,18 @@ def test_mariadb_key_parts_the_server_would_change_or_refuse_fail_in_check_mode(
     assert run_module('db_index', prefixed)['changed'] is True
     assert my_parts(my, 'notes', 'notes_note') == [('note', 20, 'BTREE')]
     assert run_module('db_index', prefixed)['changed'] is False
+
+
+def test_mariadb_new_index_on_a_memory_table_gets_the_servers_default_type(my):
+    # regression: without type, a MEMORY table's new index was built USING BTREE, not the server's HASH
+    sql(my, 'DROP TABLE IF EXISTS sessions')
+    sql(my, 'CREATE TABLE sessions (id int, token varchar(40)) ENGINE=MEMORY')
+    args = conn_args(my, name='sessions_token', table='sessions', columns=['token'])
+    created = run_module('db_index', args)
+    assert created['changed'] is True and created['index']['type'] == 'hash', created
+    assert my_parts(my, 'sessions', 'sessions_token') == [('token', None, 'HASH')]
+    assert run_module('db_index', args)['changed'] is False
+    assert run_module('db_index', dict(args, type='btree'))['changed'] is True
+    assert my_parts(my, 'sessions', 'sessions_token') == [('token', None, 'BTREE')]
+    assert run_module('db_index', dict(args, type='btree'))['changed'] is False
+    assert run_module('db_index', args)['changed'] is False  # no type: whatever the index has

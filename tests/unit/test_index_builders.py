@@ -302,6 +302,16 @@ def test_mysql_btree_on_text_needs_a_prefix():
     assert 'needs a prefix length' in str(info.value)
 
 
+def test_mysql_default_type_of_a_new_index_is_the_servers():
+    # regression: a new index on a MEMORY table was built USING BTREE, not the server's default HASH
+    memory = [('information_schema.tables', [{'tbl': 'cache', 'engine': 'MEMORY'}])] + ANSWERS[1:]
+    engine = FakeMysql('mariadb', 101106, memory)
+    desired = engine.index_finalize(engine.index_prepare(params(table='cache', columns=['id'])), None)
+    assert desired['type'] == 'HASH' and desired['definition'].endswith('USING HASH')
+    engine = FakeMysql('mariadb', 101106, ANSWERS)
+    assert engine.index_finalize(engine.index_prepare(params(columns=['id'])), None)['type'] == 'BTREE'
+
+
 def test_mysql_default_type_follows_the_existing_index():
     engine = FakeMysql('mysql', 80035, ANSWERS)
     desired = engine.index_prepare(params(columns=['id']))

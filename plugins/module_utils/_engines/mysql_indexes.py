@@ -198,7 +198,7 @@ class MysqlIndexes:
             raise DbError('create index', name, 'a %s index cannot be unique' % index_type)
         return {'schema': params['schema'], 'name': name, 'table': table['tbl'], 'parts': parts,
                 'type': index_type.upper() if index_type else None, 'unique': bool(params.get('unique')),
-                'tablespace': None}
+                'tablespace': None, 'engine': (table['engine'] or '').upper()}
 
     @staticmethod
     def _index_check_part(name, item, part, column_type, index_type):
@@ -237,7 +237,11 @@ class MysqlIndexes:
         """The desired definition with the server's default type filled in."""
         effective = dict(desired)
         if effective['type'] is None:
-            effective['type'] = current['type'] if current and current['type'] in ('BTREE', 'HASH') else 'BTREE'
+            if current and current['type'] in ('BTREE', 'HASH'):
+                effective['type'] = current['type']
+            else:
+                # the server's default: HASH for MEMORY tables, BTREE for the others
+                effective['type'] = 'HASH' if effective.get('engine') in ('MEMORY', 'HEAP') else 'BTREE'
         if effective['type'] == 'BTREE':
             for part in effective['parts']:
                 if part.get('length') is None and part.get('data_type') in _PREFIX_ONLY_TYPES + _GEOMETRY_TYPES:
