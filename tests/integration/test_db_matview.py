@@ -335,3 +335,16 @@ def test_hostile_names_are_quoted(db):
     assert run_module('db_matview', dict(args, state='refreshed'))['changed'] is True
     assert run_module('db_matview', conn_args(db, name=name, state='absent'))['changed'] is True
     assert sql(db, 'SELECT COUNT(*) FROM victim')[0][0] == 5
+
+
+def test_missing_schema_is_refused_in_check_mode(db):
+    # regression: check mode promised the CREATE, the real run failed at the server
+    args = conn_args(db, name='orphan', schema='no_such_schema_x', query='SELECT 1 AS a')
+    for check in (True, False):
+        refused = run_module('db_matview', args, check=check)
+        assert refused['failed'] and 'no_such_schema_x does not exist' in refused['msg'], refused
+        assert refused['queries'] == []
+    if db.engine == 'postgresql':
+        assert sql(db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'no_such_schema_x'")[0][0] == 0
+    else:
+        assert sql(db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'no_such_schema_x'")[0][0] == 0

@@ -103,6 +103,8 @@ class MysqlMatview:
 
     def matview_prepare(self, schema, name, query, unique_columns):
         query = clean_query(query)
+        if self.fetch_value('SELECT 1 FROM information_schema.schemata WHERE schema_name = %s', (schema,)) is None:
+            raise DbError('create materialized view', '%s.%s' % (schema, name), 'database %s does not exist' % schema)
         for suffix in ('__new', '__old'):
             self.quote_ident(name + suffix)  # refuses names too long for the swap tables
         try:

@@ -84,6 +84,8 @@ class PostgresMatview:
     def matview_prepare(self, schema, name, query, unique_columns):
         """Validate the query on the server (rolled back) and return the desired dict."""
         query = clean_query(query)
+        if self.fetch_value('SELECT 1 FROM pg_namespace WHERE nspname = %s', (schema,)) is None:
+            raise DbError('create materialized view', '%s.%s' % (schema, name), 'schema %s does not exist' % schema)
         self._begin()
         try:
             with self._cursor() as cur:
