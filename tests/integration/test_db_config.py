@@ -383,7 +383,7 @@ def test_postgresql_mixed_case_setting_names(pg_server):
             assert not result['failed'], result.get('msg')
             assert result['changed'] is True
         result = run_module('db_config', dict(pg_server.conn, settings={'timezone': 'Europe/Paris',
-                                                                         'datestyle': 'ISO, DMY'}))
+                                                                        'datestyle': 'ISO, DMY'}))
         assert not result['failed'], result.get('msg')
         assert result['changed'] is True
         conn = pg_server.connect()
@@ -394,7 +394,7 @@ def test_postgresql_mixed_case_setting_names(pg_server):
         finally:
             conn.close()
         result = run_module('db_config', dict(pg_server.conn, settings={'TimeZone': 'Europe/Paris',
-                                                                         'DateStyle': 'ISO, DMY'}))
+                                                                        'DateStyle': 'ISO, DMY'}))
         assert result['changed'] is False, result['settings']
     finally:
         pg_server.psql('ALTER SYSTEM RESET timezone')
@@ -412,7 +412,7 @@ def test_postgresql_value_the_server_refuses_writes_nothing_else(pg_server):
     before = _auto_conf(pg_server)
     for check in (True, False):
         result = run_module('db_config', dict(pg_server.conn, settings={'work_mem': '40MB',
-                                                                         'timezone': 'Mars/Olympus'}), check=check)
+                                                                        'timezone': 'Mars/Olympus'}), check=check)
         assert result['failed'] is True
         assert 'timezone' in result['msg'] and 'Mars/Olympus' in result['msg']
         assert result['queries'] == []

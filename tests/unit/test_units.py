@@ -74,7 +74,7 @@ def test_boolean_words_reach_boolean_like_enumerations():
 def test_sets_compare_without_order_or_case():
     allowed = ['NONE', 'FILE', 'TABLE']
     assert _units.normalize('table,FILE', 'set', enumvals=allowed) == _units.normalize('FILE,TABLE', 'set',
-                                                                                           enumvals=allowed)
+                                                                                       enumvals=allowed)
     with pytest.raises(ValueError, match='not allowed'):
         _units.normalize('FILE,PRINTER', 'set', enumvals=allowed)
 
