@@ -27,6 +27,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
@@ -371,16 +372,26 @@ def check_manifest_checksums(target, manifest_path, jobs=2, name=''):
     return problems, sums
 
 
+def _syncfs_reports_errors():
+    """syncfs() reports writeback errors only from Linux 5.8 on; before, fsync every file."""
+    if not sys.platform.startswith('linux'):
+        return False
+    match = re.match(r'(\d+)\.(\d+)', os.uname().release)
+    return bool(match) and (int(match.group(1)), int(match.group(2))) >= (5, 8)
+
+
 def sync_tree(root, files=None, dirs=None):
     """Make every file and directory under root durable: one syncfs() of its filesystem (what
     pg_basebackup's --sync-method=syncfs does on PostgreSQL 17; one call instead of an fsync per
-    file), or an fsync of every file and directory where syncfs is not available."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = libc.syncfs
-    except (ImportError, OSError, AttributeError):
-        syncfs = None
+    file), or an fsync of every file and directory where syncfs is not available or does not report
+    writeback errors (Linux before 5.8)."""
+    syncfs = None
+    if _syncfs_reports_errors():
+        try:
+            import ctypes
+            syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        except (ImportError, OSError, AttributeError):
+            syncfs = None
     if syncfs is not None:
         fd = os.open(root, os.O_RDONLY)
         try:
