@@ -82,7 +82,7 @@ def test_pg_create_check_run_rerun(pg):
     again = run_module('db_matview', args)
     assert again['changed'] is False and again['queries'] == []
     reformatted = run_module('db_matview', dict(args, query='select region,  sum(amount) as total,\n count(*) as n\n'
-                                                             '  from sales_a group by region;'))
+                                                '  from sales_a group by region;'))
     assert reformatted['changed'] is False, reformatted
 
 
@@ -314,7 +314,6 @@ def test_mariadb_absent(my):
     assert run_module('db_matview', absent)['changed'] is True
     assert my_table(my, 'short_lived') is None
     assert run_module('db_matview', absent)['changed'] is False
-
 
 
 # ---- both engines -----------------------------------------------------------------------------
