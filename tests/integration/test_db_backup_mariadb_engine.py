@@ -45,8 +45,20 @@ def scratch():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def engine_of(server):
-    return connect_params(server.conn)
+def engine_of(server, path='tsv'):
+    """The engine as root (table data through tab-separated files), or as a login without the FILE
+    privilege (path 'sql': the server may not write files, so mariadb-dump carries the data)."""
+    if path == 'tsv':
+        return connect_params(server.conn)
+    server.sql("CREATE USER IF NOT EXISTS 'nofile'@'127.0.0.1' IDENTIFIED BY 'nofile-pw'")
+    server.sql("GRANT ALL PRIVILEGES ON *.* TO 'nofile'@'127.0.0.1'")
+    server.sql("REVOKE FILE ON *.* FROM 'nofile'@'127.0.0.1'")
+    return connect_params(dict(server.conn, login_user='nofile', login_password='nofile-pw'))
+
+
+def tsv_files(db, tables, ext='.zst'):
+    return ['%s.schema.sql%s' % (db, ext), '%s.triggers.sql%s' % (db, ext), '%s.objects.sql%s' % (db, ext)] + [
+        '%s.%s.tsv%s' % (db, t, ext) for t in tables]
 
 
 def request(dest, repo, **kw):
@@ -142,7 +154,13 @@ def test_logical_full_backup_restores_identical_tables_into_another_database(sou
         assert all(source.password not in c for c in result['commands'])
         assert all('--password' not in c for c in result['commands'])
         files = sorted(os.listdir(dest))
-        assert files == ['crm.sql.zst', mb.INDEX_FILE, 'shop.sql.zst']
+        assert result['details']['table_data'] == 'tsv'
+        assert files == sorted(tsv_files('crm', ['t1', 't2']) + tsv_files('shop', ['t1', 't2']) + [mb.INDEX_FILE])
+        # the table files were hashed while written; every file is durable
+        assert sorted(result['verified_checksums']) == ['crm.t1.tsv.zst', 'crm.t2.tsv.zst', 'shop.t1.tsv.zst',
+                                                        'shop.t2.tsv.zst']
+        assert result['verified_checksums']['shop.t1.tsv.zst'] == mb.sha256_file(os.path.join(dest, 'shop.t1.tsv.zst'))
+        assert result['synced'] is True
         assert mb.verify_logical(manifest_of(result, method='logical'), dest) == []
         before = table_state(source, 'shop')
         # change the source after the backup: the restore must show the backup, not now
@@ -181,34 +199,48 @@ def test_logical_full_backup_restores_identical_tables_into_another_database(sou
         engine.close()
 
 
-def test_logical_one_database_split_over_jobs_restores_identical(source, scratch):
-    fill(source, 'wide', 1500)
-    add_objects(source, 'wide')
+@pytest.mark.parametrize('path', ['tsv', 'sql'])
+def test_logical_one_database_split_over_jobs_restores_identical(source, scratch, path):
+    wide = 'wide_' + path
+    fill(source, wide, 1500)
+    add_objects(source, wide)
     for i in range(3):
-        source.sql('CREATE TABLE extra%d (id INT PRIMARY KEY, v VARCHAR(10))' % i, 'wide')
-        source.sql("INSERT INTO extra%d SELECT id, 'x' FROM t1 WHERE id < %d" % (i, 100 * (i + 1)), 'wide')
-    source.sql("CREATE EVENT ev_noop ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1", 'wide')
-    engine = engine_of(source)
+        source.sql('CREATE TABLE extra%d (id INT PRIMARY KEY, v VARCHAR(10))' % i, wide)
+        source.sql("INSERT INTO extra%d SELECT id, 'x' FROM t1 WHERE id < %d" % (i, 100 * (i + 1)), wide)
+    source.sql("CREATE EVENT ev_noop ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1", wide)
+    engine = engine_of(source, path)
+    copy = wide + '_copy'
     try:
         dest = os.path.join(scratch, 'split')
-        result = engine.backup_create(request(dest, scratch, databases=['wide'], jobs=3))
+        result = engine.backup_create(request(dest, scratch, databases=[wide], jobs=3))
+        assert result['details']['table_data'] == path
         assert result['details']['split_tables'] is True and result['details']['processes'] == 3
         dump = result['details']['dumps'][0]
-        assert len(dump['files']) == 3 and dump['post'] == ['wide.objects.sql.zst']
-        assert sorted(os.listdir(dest)) == sorted(dump['files'] + dump['post'] + [mb.INDEX_FILE])
+        if path == 'sql':
+            assert 'FILE privilege' in result['details']['tsv_unavailable']
+            assert len(dump['files']) == 3 and dump['post'] == [wide + '.objects.sql.zst']
+        else:
+            # one file per table, loaded in parallel after the schema file, triggers and objects after them
+            tables = ('extra0', 'extra1', 'extra2', 't1', 't2')
+            assert sorted(dump['files']) == ['%s.%s.tsv.zst' % (wide, t) for t in tables]
+            assert dump['pre'] == [wide + '.schema.sql.zst']
+            assert dump['post'] == [wide + '.triggers.sql.zst', wide + '.objects.sql.zst']
+        assert sorted(os.listdir(dest)) == sorted(dump.get('pre', []) + dump['files'] + dump['post'] + [mb.INDEX_FILE])
         assert mb.verify_logical({}, dest) == []
-        expected = table_state(source, 'wide')
+        expected = table_state(source, wide)
         assert {t['name']: t['rows'] for t in dump['tables']} == {k: v[0] for k, v in expected.items()}
-        out = engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'wide_copy', 'force': False,
+        out = engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': copy, 'force': False,
                                       'jobs': 3})
-        assert table_state(source, 'wide_copy') == expected
+        assert table_state(source, copy) == expected
         assert out['rows_restored'] == sum(v[0] for v in expected.values())
-        for kind, sql in (('view', "SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='wide_copy'"),
-                          ('trigger', "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='wide_copy'"),
-                          ('routine', "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='wide_copy'"),
-                          ('event', "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='wide_copy'")):
-            assert source.sql(sql)[0][0] == 1, kind
-        assert source.sql('SELECT COUNT(*) FROM v_big', 'wide_copy') == source.sql('SELECT COUNT(*) FROM v_big', 'wide')
+        for kind, sql in (('view', "SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='%s'"),
+                          ('trigger', "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='%s'"),
+                          ('routine', "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='%s'"),
+                          ('event', "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='%s'")):
+            assert source.sql(sql % copy)[0][0] == 1, kind
+        assert source.sql('SELECT COUNT(*) FROM v_big', copy) == source.sql('SELECT COUNT(*) FROM v_big', wide)
+        # the trigger was created after the data: loading did not upper-case the tags
+        assert source.sql('SELECT COUNT(*) FROM t2 WHERE BINARY tag <> BINARY LOWER(tag)', copy)[0][0] == 0
         # a truncated table file is caught by verification, naming it
         victim = os.path.join(dest, dump['files'][0])
         with open(victim, 'r+b') as f:
@@ -227,7 +259,8 @@ def test_logical_gzip_lz4_none_and_bad_compression(source, scratch):
         for comp, ext in (('gzip', '.gz'), ('lz4', '.lz4'), ('none', '')):
             dest = os.path.join(scratch, 'l-' + comp)
             engine.backup_create(request(dest, scratch, databases=['small'], compression=comp, jobs=1))
-            assert os.path.isfile(os.path.join(dest, 'small.sql' + ext))
+            assert sorted(os.listdir(dest)) == sorted(tsv_files('small', ['t1', 't2'], ext) + [mb.INDEX_FILE])
+            assert mb.verify_logical({}, dest) == []
             engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'small_' + comp,
                                     'force': False, 'jobs': 1})
             assert table_state(source, 'small_' + comp) == expected
@@ -247,14 +280,112 @@ def test_logical_backup_with_flipped_byte_fails_verification(source, scratch):
         engine.backup_create(request(dest, scratch, databases=['flip'], jobs=1))
     finally:
         engine.close()
-    victim = os.path.join(dest, 'flip.sql.zst')
-    with open(victim, 'r+b') as f:
-        f.seek(os.path.getsize(victim) // 2)
-        byte = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    problems = mb.verify_logical({}, dest)
-    assert problems and 'flip.sql.zst' in problems[0]
+    for name in ('flip.t1.tsv.zst', 'flip.schema.sql.zst'):
+        victim = os.path.join(dest, name)
+        with open(victim, 'r+b') as f:
+            f.seek(os.path.getsize(victim) // 2)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        problems = mb.verify_logical({}, dest)
+        assert problems and name in problems[0]
+        with open(victim, 'r+b') as f:
+            f.seek(os.path.getsize(victim) // 2)
+            f.write(byte)
+        assert mb.verify_logical({}, dest) == []
+
+
+def test_logical_tsv_round_trips_awkward_values_and_columns(source, scratch):
+    """Tab-separated table data restores byte-identical: NULL against empty and the string 'N',
+    tabs, newlines, backslashes, NUL and 0xFF bytes, other character sets, time zones, a 0 in an
+    AUTO_INCREMENT column, generated and invisible columns, foreign keys."""
+    db = 'odd'
+    source.sql('CREATE DATABASE IF NOT EXISTS odd CHARACTER SET utf8mb4')
+    source.sql("SET SESSION time_zone = '+05:00'")
+    source.sql('CREATE TABLE parent (id INT AUTO_INCREMENT PRIMARY KEY, label VARCHAR(20) CHARACTER SET latin1) '
+               'ENGINE=InnoDB', db)
+    source.sql('CREATE TABLE child (id INT PRIMARY KEY, parent_id INT, s VARCHAR(100), b VARBINARY(64), '
+               'bl LONGBLOB, t TEXT, d DECIMAL(30,10), f DOUBLE, fl FLOAT, j JSON, e ENUM("a","b c"), st SET("x","y"), '
+               'ts TIMESTAMP(6) NULL, dt DATETIME(3), tm TIME(2), y YEAR, '
+               'g INT AS (id * 2) VIRTUAL, gs VARCHAR(120) AS (CONCAT(s, "!")) STORED, hid INT INVISIBLE DEFAULT 7, '
+               'FOREIGN KEY (parent_id) REFERENCES parent(id)) ENGINE=InnoDB', db)
+    conn = source.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = '+05:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+            cur.execute("INSERT INTO parent VALUES (0, 'z\xe9ro'), (1, 'one'), (2, NULL)")
+            values = [
+                (1, 0, '', b'', b'', None, '0.0000000001', 1e-300, 1.5, '{"a": [1, "t\\tb\\\\"]}', 'b c', 'x,y',
+                 '2024-03-31 01:30:00.123456', '1000-01-01 00:00:00.001', '-838:59:59.99', 1901),
+                (2, 1, 'N', b'\x00\xff\t\n\\N', bytes(range(256)) * 40, 'tab\there\nnew\\line \U0001f600',
+                 '-12345678901234567890.0123456789', -0.0, 3.4e38, 'null', 'a', '', '1970-01-01 00:00:01',
+                 '9999-12-31 23:59:59.999', '00:00:00', 2155),
+                (3, 2, None, None, None, '\\N', None, None, None, None, None, None, None, None, None, None),
+                (4, None, '\\', b'\\', b'\r\n', '', '1', 2.0 / 3, 0.1, '[]', 'a', 'y', '2038-01-19 03:14:07',
+                 '2024-02-29 12:00:00', '12:34:56.78', 2000),
+            ]
+            cur.executemany('INSERT INTO child (id, parent_id, s, b, bl, t, d, f, fl, j, e, st, ts, dt, tm, y) '
+                            'VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)', values)
+            cur.execute('UPDATE child SET hid = id + 100 WHERE id > 2')
+    finally:
+        conn.close()
+    source.sql("SET SESSION time_zone = SYSTEM")
+    expected = table_state(source, db)
+    rows_before = source.sql('SELECT id, hid, g, gs FROM child ORDER BY id', db)
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'odd')
+        result = engine.backup_create(request(dest, scratch, databases=[db], jobs=2))
+        assert result['details']['table_data'] == 'tsv'
+        data = result['details']['dumps'][0]
+        assert sorted(data['files']) == ['odd.child.tsv.zst', 'odd.parent.tsv.zst']
+        out = engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'odd_copy', 'force': False,
+                                      'jobs': 2})
+        assert out['rows_restored'] == 7
+        assert table_state(source, 'odd_copy') == expected
+        assert source.sql('SELECT id, hid, g, gs FROM child ORDER BY id', 'odd_copy') == rows_before
+        assert source.sql('SELECT id FROM parent WHERE id = 0', 'odd_copy') == ((0,),)
+        # without local_infile the server loads the files itself (a copy in a directory it reads)
+        source.sql('SET GLOBAL local_infile = OFF')
+        try:
+            out = engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'odd_copy2',
+                                          'force': False, 'jobs': 2})
+            assert any('LOAD DATA INFILE' in c and 'LOCAL' not in c for c in out['commands'])
+        finally:
+            source.sql('SET GLOBAL local_infile = ON')
+        assert table_state(source, 'odd_copy2') == expected
+        # ... and a login that may neither read local files nor use FILE is refused before any change
+        source.sql('SET GLOBAL local_infile = OFF')
+        nofile = engine_of(source, 'sql')
+        try:
+            with pytest.raises(DbError, match='local_infile=ON'):
+                nofile.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'odd_copy3',
+                                        'force': False, 'jobs': 2})
+        finally:
+            source.sql('SET GLOBAL local_infile = ON')
+            nofile.close()
+        assert not source.sql("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'odd_copy3'")
+    finally:
+        engine.close()
+
+
+def test_logical_tables_tsv_cannot_carry_go_through_mariadb_dump(source, scratch):
+    """A BIT column (or a sequence, a system-versioned table) sends the backup through mariadb-dump."""
+    source.sql('CREATE DATABASE IF NOT EXISTS bits')
+    source.sql('CREATE TABLE flags (id INT PRIMARY KEY, f BIT(5), note VARCHAR(10))', 'bits')
+    source.sql("INSERT INTO flags VALUES (1, b'10101', 'a'), (2, b'00000', NULL), (3, NULL, 'c')", 'bits')
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'bits')
+        result = engine.backup_create(request(dest, scratch, databases=['bits'], jobs=2))
+        assert result['details']['table_data'] == 'sql'
+        assert 'bit column' in result['details']['tsv_unavailable']
+        assert mb.verify_logical({}, dest) == []
+        engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'bits_copy', 'force': False,
+                                'jobs': 2})
+        assert table_state(source, 'bits_copy') == table_state(source, 'bits')
+    finally:
+        engine.close()
 
 
 # ---- physical ---------------------------------------------------------------------------------
@@ -494,17 +625,19 @@ def test_physical_backups_under_write_load_verify_clean_and_restore(source, scra
     mb.stop_instance(out['data_dir'])
 
 
-@pytest.mark.parametrize('layout', ['databases', 'tables'])
-def test_parallel_dumps_share_one_instant_under_writes(source, scratch, layout):
+@pytest.mark.parametrize('layout, path', [('databases', 'tsv'), ('tables', 'tsv'), ('databases', 'sql'),
+                                          ('tables', 'sql')])
+def test_parallel_dumps_share_one_instant_under_writes(source, scratch, layout, path):
     """A writer commits the same id into two places per transaction while the dumps run: the
-    two places, dumped by different processes, must hold the same ids after the restore."""
+    two places, dumped by different processes or export sessions, must hold the same ids after the
+    restore."""
     import threading
     if layout == 'databases':
-        places = [('cons_a', 'w'), ('cons_b', 'w')]
-        databases, jobs = ['cons_a', 'cons_b'], 2
+        places = [('cons_a_' + path, 'w'), ('cons_b_' + path, 'w')]
+        databases, jobs = [places[0][0], places[1][0]], 2
     else:
-        places = [('cons_t', 'w1'), ('cons_t', 'w2')]
-        databases, jobs = ['cons_t'], 2
+        places = [('cons_t_' + path, 'w1'), ('cons_t_' + path, 'w2')]
+        databases, jobs = [places[0][0]], 2
     for db, table in places:
         source.sql('CREATE DATABASE IF NOT EXISTS %s' % db)
         source.sql('CREATE TABLE %s (id INT PRIMARY KEY, pad VARCHAR(200))' % table, db)
@@ -531,7 +664,7 @@ def test_parallel_dumps_share_one_instant_under_writes(source, scratch, layout):
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
     for thread in threads:
         thread.start()
-    engine = engine_of(source)
+    engine = engine_of(source, path)
     try:
         time.sleep(0.5)
         dest = os.path.join(scratch, 'cons-' + layout)
@@ -542,6 +675,7 @@ def test_parallel_dumps_share_one_instant_under_writes(source, scratch, layout):
         for thread in threads:
             thread.join()
     try:
+        assert result['details']['table_data'] == path
         assert result['details']['processes'] == 2
         assert result['details']['split_tables'] is (layout == 'tables')
         for db in databases:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import stat
 import textwrap
 
@@ -389,8 +390,7 @@ def test_mysql8_physical_incremental_through_fake_xtrabackup(tmp_path):
     bin_dir, log = _fake_bin(tmp_path)
     base = tmp_path / 'base'
     (base / 'meta').mkdir(parents=True)
-    (base / 'meta' / 'xtrabackup_checkpoints').write_text('backup_type = full-backuped\nfrom_lsn = 0\n'
-                                                           'to_lsn = 5000\n')
+    (base / 'meta' / 'xtrabackup_checkpoints').write_text('backup_type = full-backuped\nfrom_lsn = 0\nto_lsn = 5000\n')
     dest = tmp_path / 'inc'
     dest.mkdir()
     engine = FakeMysql8()
@@ -436,3 +436,264 @@ def test_last_event_time_from_decoded_binlog(tmp_path):
                      b'#240501 12:31:59 server id 1  end_log_pos 300 Xid\n')
     assert mb._last_event_time(str(text)) == datetime.datetime(2024, 5, 1, 12, 31, 59,
                                                                tzinfo=datetime.timezone.utc)
+
+
+# ---- tab-separated table data (SELECT ... INTO OUTFILE / LOAD DATA) ----------------------------
+def test_outfile_policy_mariadb_and_mysql():
+    assert mb.outfile_policy('mariadb', None) == ('anywhere', None)  # MariaDB: unset = no restriction
+    assert mb.outfile_policy('mariadb', '') == ('anywhere', None)
+    assert mb.outfile_policy('mariadb', '/var/lib/mysql-files/') == ('inside', '/var/lib/mysql-files/')
+    assert mb.outfile_policy('mysql', None) == ('disabled', None)  # MySQL: NULL disables export/import
+    assert mb.outfile_policy('mysql', 'NULL') == ('disabled', None)
+    assert mb.outfile_policy('mysql', '') == ('anywhere', None)
+    assert mb.outfile_policy('mysql', b'/var/lib/mysql-files/') == ('inside', '/var/lib/mysql-files/')
+
+
+def test_generated_columns_are_left_to_the_server():
+    for extra in ('VIRTUAL GENERATED', 'STORED GENERATED', 'PERSISTENT GENERATED', 'virtual generated'):
+        assert mb.is_generated_column(extra), extra
+    # MySQL 8 expression defaults, invisible and auto-increment columns hold stored values
+    for extra in ('', None, 'DEFAULT_GENERATED', 'DEFAULT_GENERATED on update CURRENT_TIMESTAMP', 'INVISIBLE',
+                  'auto_increment'):
+        assert not mb.is_generated_column(extra), extra
+
+
+def quote(name):
+    return '`%s`' % name.replace('`', '``')
+
+
+def test_export_and_load_statements_share_one_exact_format():
+    sql = mb.export_sql(quote, 'sh`op', 't', ['id', 'we`ird'], "/d/it's.tsv")
+    assert sql.startswith('SELECT `id`, `we``ird` FROM `sh``op`.`t` INTO OUTFILE ')
+    assert "'/d/it''s.tsv'" in sql
+    fmt = r"CHARACTER SET binary FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'"
+    assert sql.endswith(fmt)
+    local = mb.load_sql(quote, 't', ['id', 'we`ird'], '/dev/stdin')
+    assert local == "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE `t` %s (`id`, `we``ird`)" % fmt
+    server = mb.load_sql(quote, 't', ['id'], '/x/load-1.tsv', local=False)
+    assert server.startswith("LOAD DATA INFILE '/x/load-1.tsv' INTO TABLE `t` ")
+    argv = mb.load_client_argv('/usr/bin/mysql', '/p/c.cnf', 'shop', local)
+    assert argv[1] == '--defaults-file=/p/c.cnf' and '--local-infile=1' in argv and '--database=shop' in argv
+    assert argv[-1].startswith('--execute=' + mb.LOAD_SESSION_SQL + '; LOAD DATA LOCAL')
+    # a load runs like the header of a dump file: no FK/unique checks, keep 0 in AUTO_INCREMENT, UTC
+    for part in ('foreign_key_checks = 0', "NO_AUTO_VALUE_ON_ZERO", "time_zone = '+00:00'"):
+        assert part in mb.LOAD_SESSION_SQL
+    assert "time_zone = '+00:00'" in mb.EXPORT_SESSION_SQL
+
+
+def test_schema_and_trigger_dump_argv_mariadb_and_mysql8():
+    schema = mb.schema_dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', 'shop', ['-t1', 't2'])
+    assert schema[1] == '--defaults-file=/p/c.cnf' and schema[-4:] == ['--', 'shop', '-t1', 't2']
+    assert '--no-data' in schema and '--skip-triggers' in schema and '--single-transaction' in schema
+    trig = mb.triggers_dump_argv('/usr/bin/mysqldump', '/p/c.cnf', 'shop', ['t1'], 'mysql', 80036)
+    # triggers only: never a CREATE/DROP TABLE that would replace the loaded data
+    assert '--no-create-info' in trig and '--no-data' in trig and '--triggers' in trig
+    assert '--set-gtid-purged=OFF' in trig and '--column-statistics=0' in trig
+
+
+class FakeSide:
+    """A side connection of the fake server: INTO OUTFILE writes the file like a local server."""
+
+    def __init__(self, log, rows):
+        self.log = log
+        self.rows = rows
+
+    def cursor(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, sql):
+        self.log.append(('side', sql))
+        match = re.search(r"INTO OUTFILE '([^']+)'", sql)
+        if not match:
+            return 0
+        if 'probe' in match.group(1):
+            token = re.search(r"^SELECT '([0-9a-f]+)'", sql).group(1)
+            with open(match.group(1), 'w') as f:
+                f.write(token + '\n')
+            return 1
+        with open(match.group(1), 'wb') as f:
+            f.write(b''.join(b'%d\tv\\\tx\t\\N\n' % i for i in range(self.rows)))
+        return self.rows
+
+    def close(self):
+        pass
+
+
+class FakeMysql8Tsv(FakeMysql8):
+    """MySQL 8.4 on this host with secure_file_priv set: the tab-separated path."""
+
+    def __init__(self, tmp_path, rows=3, counted=3):
+        super().__init__()
+        self.secure = tmp_path / 'mysql-files'
+        self.secure.mkdir()
+        self.datadir = tmp_path / 'datadir'
+        self.datadir.mkdir()
+        self.rows = rows
+        self.counted = counted
+        self.log = []
+
+    def execute(self, sql, params=None, operation=None, autocommit=False):
+        super().execute(sql, params, operation, autocommit)
+        self.log.append(('main', sql))
+
+    def _side_connection(self):
+        return FakeSide(self.log, self.rows)
+
+    def quote_qualified(self, schema, name):
+        return '%s.%s' % (self.quote_ident(schema), self.quote_ident(name))
+
+    def fetch_all(self, sql, params=None, operation=None):
+        if 'FROM information_schema.TABLES WHERE TABLE_SCHEMA IN' in sql:
+            return [{'db': 'app', 't': 'orders', 'type': 'BASE TABLE', 'engine': 'InnoDB', 'size': 100},
+                    {'db': 'app', 't': 'v_orders', 'type': 'VIEW', 'engine': None, 'size': None},
+                    {'db': 'reporting', 't': 'daily', 'type': 'BASE TABLE', 'engine': 'InnoDB', 'size': 50}]
+        if 'FROM information_schema.COLUMNS' in sql:
+            return [{'db': 'app', 't': 'orders', 'c': 'id', 'type': 'int', 'extra': 'auto_increment'},
+                    {'db': 'app', 't': 'orders', 'c': 'note', 'type': 'varchar', 'extra': 'INVISIBLE'},
+                    {'db': 'app', 't': 'orders', 'c': 'total', 'type': 'decimal', 'extra': 'STORED GENERATED'},
+                    {'db': 'app', 't': 'orders', 'c': 'made', 'type': 'timestamp', 'extra': 'DEFAULT_GENERATED'},
+                    {'db': 'reporting', 't': 'daily', 'c': 'day', 'type': 'date', 'extra': ''}]
+        if "TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME" in sql:
+            return [{'t': 'orders'}] if params == ('app',) else [{'t': 'daily'}]
+        return super().fetch_all(sql, params, operation)
+
+    def fetch_value(self, sql, params=None, operation=None):
+        if 'secure_file_priv' in sql:
+            return str(self.secure)
+        if 'datadir' in sql:
+            return str(self.datadir)
+        if sql.startswith('SELECT COUNT(*) FROM `'):
+            return self.counted
+        return super().fetch_value(sql, params, operation)
+
+
+def test_mysql8_logical_backup_exports_tab_separated_data(tmp_path):
+    import hashlib
+    bin_dir, log = _fake_bin(tmp_path)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8Tsv(tmp_path)
+    result = engine.backup_create({'method': 'logical', 'type': 'full', 'databases': None, 'compression': 'zstd',
+                                   'jobs': 2, 'dest': str(dest), 'base': None, 'repo': str(tmp_path),
+                                   'bin_dir': bin_dir})
+    details = result['details']
+    assert details['table_data'] == 'tsv' and details['processes'] == 2
+    order = [sql for _who, sql in engine.log]
+    lock, unlock = order.index('FLUSH TABLES WITH READ LOCK'), order.index('UNLOCK TABLES')
+    # both export sessions opened their snapshot while the read lock was held
+    snaps = [i for i, (who, sql) in enumerate(engine.log)
+             if who == 'side' and sql == 'START TRANSACTION WITH CONSISTENT SNAPSHOT']
+    assert len(snaps) == 2 and all(lock < i < unlock for i in snaps)
+    assert all(i < lock for i, (who, sql) in enumerate(engine.log) if who == 'side' and 'REPEATABLE READ' in sql)
+    exports = [sql for who, sql in engine.log if who == 'side' and 'INTO OUTFILE' in sql and 'probe' not in sql]
+    assert len(exports) == 2 and all(i > unlock for i, (w, s) in enumerate(engine.log) if s in exports)
+    orders = [sql for sql in exports if '`orders`' in sql][0]
+    # explicit columns: the invisible and expression-default ones kept, the generated one left out
+    assert orders.startswith('SELECT `id`, `note`, `made` FROM `app`.`orders` INTO OUTFILE ')
+    assert ("'%s/dbops-tsv-" % engine.secure) in orders  # inside secure_file_priv
+    assert os.listdir(engine.secure) == []  # the exported text files are gone
+    assert 'SHOW BINARY LOG STATUS' in engine.queries
+    assert result['stop_position'] == {'binlog_file': 'binlog.000007', 'binlog_pos': 157, 'gtid': 'uuid:1-42'}
+    names = sorted(os.listdir(dest))
+    assert names == sorted([mb.INDEX_FILE, 'app.orders.tsv.zst', 'app.schema.sql.zst', 'app.triggers.sql.zst',
+                            'app.objects.sql.zst', 'reporting.daily.tsv.zst', 'reporting.schema.sql.zst',
+                            'reporting.triggers.sql.zst', 'reporting.objects.sql.zst'])
+    for name, digest in result['verified_checksums'].items():
+        assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == digest
+    assert set(result['verified_checksums']) == {'app.orders.tsv.zst', 'reporting.daily.tsv.zst'}
+    assert result['synced'] is True
+    index = json.loads((dest / mb.INDEX_FILE).read_text())
+    app = index['databases'][0]
+    assert app['pre'] == ['app.schema.sql.zst'] and app['post'] == ['app.triggers.sql.zst', 'app.objects.sql.zst']
+    assert app['data']['app.orders.tsv.zst'] == {'table': 'orders', 'columns': ['id', 'note', 'made'], 'rows': 3,
+                                                 'bytes': len(b'0\tv\\\tx\t\\N\n') * 3}
+    dumps = [line for line in open(log).read().splitlines()]
+    assert any('--no-data --skip-triggers' in line and line.endswith('-- app orders') for line in dumps)
+    assert any('--no-create-info --no-data --triggers' in line for line in dumps)
+    assert all(PASSWORD not in line for line in dumps) and all(PASSWORD not in c for c in result['commands'])
+    assert mb.verify_logical({}, str(dest)) == []
+    # a truncated compressed table file is named by verification
+    victim = dest / 'reporting.daily.tsv.zst'
+    victim.write_bytes(victim.read_bytes()[:-3])
+    assert any(p.startswith('reporting.daily.tsv.zst') for p in mb.verify_logical({}, str(dest)))
+
+
+def test_tsv_export_that_disagrees_with_the_snapshot_fails(tmp_path):
+    bin_dir, _log = _fake_bin(tmp_path)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8Tsv(tmp_path, rows=3, counted=4)
+    with pytest.raises(DbError, match='did not share one instant'):
+        engine.backup_create({'method': 'logical', 'type': 'full', 'databases': ['app'], 'compression': 'none',
+                              'jobs': 1, 'dest': str(dest), 'base': None, 'repo': str(tmp_path), 'bin_dir': bin_dir})
+
+
+def test_tsv_plain_file_of_another_size_fails_verification(tmp_path):
+    bin_dir, _log = _fake_bin(tmp_path)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8Tsv(tmp_path)
+    engine.backup_create({'method': 'logical', 'type': 'full', 'databases': ['app'], 'compression': 'none',
+                          'jobs': 1, 'dest': str(dest), 'base': None, 'repo': str(tmp_path), 'bin_dir': bin_dir})
+    assert mb.verify_logical({}, str(dest)) == []
+    with open(dest / 'app.orders.tsv', 'ab') as f:
+        f.truncate(5)
+    assert any(p.startswith('app.orders.tsv: 5 bytes') for p in mb.verify_logical({}, str(dest)))
+
+
+@pytest.mark.parametrize('secure, reason', [(None, 'secure_file_priv disables'), ('elsewhere', 'not on this host')])
+def test_mysql8_without_file_export_falls_back_to_mysqldump(tmp_path, secure, reason):
+    bin_dir, log = _fake_bin(tmp_path)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8Tsv(tmp_path)
+    if secure is None:
+        engine.secure = None
+        engine.fetch_value = lambda sql, params=None, operation=None: (
+            None if 'secure_file_priv' in sql else FakeMysql8Tsv.fetch_value(engine, sql, params, operation))
+    else:
+        engine.datadir = tmp_path / 'not-here'  # a server on another host
+    result = engine.backup_create({'method': 'logical', 'type': 'full', 'databases': None, 'compression': 'none',
+                                   'jobs': 2, 'dest': str(dest), 'base': None, 'repo': str(tmp_path),
+                                   'bin_dir': bin_dir})
+    assert result['details']['table_data'] == 'sql' and reason in result['details']['tsv_unavailable']
+    assert not [sql for who, sql in engine.log if 'INTO OUTFILE' in sql]
+    assert sorted(os.listdir(dest)) == sorted(['app.sql', 'reporting.sql', mb.INDEX_FILE])
+    assert len(open(log).read().splitlines()) == 2  # one mysqldump per job, as before
+
+
+def test_tables_that_tsv_cannot_carry_send_the_backup_through_mysqldump(tmp_path):
+    engine = FakeMysql8Tsv(tmp_path)
+    base = engine.fetch_all
+    for kind in ('bit', 'geometry', 'sequence'):
+        def fetch_all(sql, params=None, operation=None, kind=kind):
+            rows = base(sql, params, operation)
+            if 'COLUMNS' in sql and kind != 'sequence':
+                rows = rows + [{'db': 'app', 't': 'orders', 'c': 'flag', 'type': kind, 'extra': ''}]
+            if 'TABLES WHERE TABLE_SCHEMA IN' in sql and kind == 'sequence':
+                rows = rows + [{'db': 'app', 't': 's1', 'type': 'SEQUENCE', 'engine': 'InnoDB', 'size': 1}]
+            return rows
+        engine.fetch_all = fetch_all
+        tables, reason = engine._tsv_tables(['app', 'reporting'])
+        assert tables is None and kind in reason
+
+
+def test_table_data_directories_of_killed_runs_are_swept(tmp_path):
+    import subprocess
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    stale = tmp_path / ('dbops-tsv-%d-abc' % dead.pid)
+    stale.mkdir()
+    (stale / '0.tsv').write_text('1\tsecret\n')
+    live = tmp_path / ('dbops-tsv-%d-def' % os.getpid())
+    live.mkdir()
+    other = tmp_path / 'dbops-tsvx'
+    other.mkdir()
+    mb._sweep_outfile_dirs(str(tmp_path))
+    assert not stale.exists() and live.exists() and other.exists()

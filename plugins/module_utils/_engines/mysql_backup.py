@@ -11,11 +11,16 @@ source server may be down).
 
 Layout written under ``dest`` (the catalog owns everything around it):
 
-- logical: ``dump-index.json`` + one ``<database>.sql[.zst|.gz|.lz4]`` per database.  The
-  databases are split over ``jobs`` mariadb-dump processes that all open their
-  ``--single-transaction`` snapshot while this engine holds FLUSH TABLES WITH READ LOCK, so
-  every file of one backup shows the same instant, and the binary log position read under
-  that lock is the position of the whole backup.
+- logical: ``dump-index.json`` and, when the server can write files this host reads (FILE
+  privilege, secure_file_priv, a server on this host), per database ``<db>.schema.sql``,
+  one ``<db>.<table>.tsv`` per table (written by the server with SELECT ... INTO OUTFILE into
+  a private directory, then compressed into the backup) and ``<db>.triggers.sql`` /
+  ``<db>.objects.sql``; restored with LOAD DATA [LOCAL]. Otherwise (or with a BIT/spatial
+  column, a sequence or a system-versioned table) one ``<database>.sql`` per database from
+  mariadb-dump. Every export session and mariadb-dump process opens its consistent snapshot
+  while this engine holds FLUSH TABLES WITH READ LOCK, so every file of one backup shows the
+  same instant, and the binary log position read under that lock is the position of the
+  whole backup.
 - physical: ``meta/`` (``xtrabackup_checkpoints`` / ``xtrabackup_info``, always plain) and
   either ``data/`` (compression ``none``: the unprepared mariadb-backup directory) or
   ``backup.mbstream.<ext>`` (the mbstream of the backup, compressed).
@@ -27,6 +32,7 @@ temporary directory that is removed afterwards; never on a command line.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import hashlib
@@ -38,6 +44,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -243,6 +250,26 @@ def _sweep_option_files():
             os.kill(int(match.group(1)), 0)
         except ProcessLookupError:
             shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _sweep_outfile_dirs(base):
+    """Remove the table-data directories of runs that were killed (they may hold a whole table)."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = re.match(r'^dbops-tsv-(\d+)-', name)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            path = os.path.join(base, name)
+            if os.geteuid() == 0 or os.lstat(path).st_uid == os.geteuid():
+                shutil.rmtree(path, ignore_errors=True)
         except OSError:
             continue
 
@@ -476,6 +503,116 @@ def binlog_replay_argv(program, files, start_pos=None, stop_time=None, stop_posi
     if stop_position is not None:
         argv.append('--stop-position=%s' % stop_position)
     return argv + list(files)
+
+
+# ---- tab-separated table data (server-side export, LOAD DATA) ----------------------------------
+# SELECT ... INTO OUTFILE / LOAD DATA in one explicit format: bytes as stored (no character set
+# conversion), tab between fields, newline after each row, backslash escapes (\t \n \\ \0) and
+# \N for NULL. This round-trips every value a mariadb-dump INSERT does for the column types
+# the TSV path accepts (see TSV_REFUSED_TYPES).
+TSV_FORMAT = r"CHARACTER SET binary FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'"
+TSV_EXT = '.tsv'
+# column types whose text form does not load back as the same value (BIT is written as raw
+# bytes and read back as a number; spatial values are written in the internal format)
+TSV_REFUSED_TYPES = ('bit', 'geometry', 'point', 'linestring', 'polygon', 'multipoint', 'multilinestring',
+                     'multipolygon', 'geometrycollection', 'geomcollection')
+# the session of a load: what the header of a mariadb-dump file sets
+LOAD_SESSION_SQL = ("SET SESSION foreign_key_checks = 0, unique_checks = 0, "
+                    "sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+00:00'")
+EXPORT_SESSION_SQL = "SET SESSION time_zone = '+00:00', sql_mode = ''"
+
+
+def outfile_policy(flavor, secure_file_priv):
+    """Where the server may write files for SELECT ... INTO OUTFILE.
+
+    -> ('anywhere', None), ('inside', directory) or ('disabled', None). MariaDB: empty or NULL
+    means no restriction. MySQL: NULL disables file export/import, empty means no restriction.
+    """
+    if secure_file_priv is None:
+        return ('disabled', None) if flavor == 'mysql' else ('anywhere', None)
+    if isinstance(secure_file_priv, bytes):
+        secure_file_priv = secure_file_priv.decode('utf-8', 'replace')
+    if secure_file_priv == '':
+        return ('anywhere', None)
+    if secure_file_priv.upper() == 'NULL':
+        return ('disabled', None)
+    return ('inside', secure_file_priv)
+
+
+def is_generated_column(extra):
+    """information_schema.COLUMNS.EXTRA of a generated (computed) column; MySQL's
+    DEFAULT_GENERATED (an expression default) is a stored column."""
+    return bool(re.search(r'\b(VIRTUAL|STORED|PERSISTENT)( GENERATED)?\b', str(extra or '').upper()))
+
+
+def _sql_string(text):
+    return "'" + str(text).replace('\\', '\\\\').replace("'", "''") + "'"
+
+
+def export_sql(quote, database, table, columns, path):
+    """SELECT the columns of one table into a tab-separated file written by the server."""
+    return 'SELECT %s FROM %s.%s INTO OUTFILE %s %s' % (
+        ', '.join(quote(c) for c in columns), quote(database), quote(table), _sql_string(path), TSV_FORMAT)
+
+
+def load_sql(quote, table, columns, path, local=True):
+    """LOAD DATA of one tab-separated file (LOCAL: read by the client) into a table."""
+    return 'LOAD DATA %sINFILE %s INTO TABLE %s %s (%s)' % (
+        'LOCAL ' if local else '', _sql_string(path), quote(table), TSV_FORMAT, ', '.join(quote(c) for c in columns))
+
+
+def load_client_argv(program, option_file, database, statement):
+    """The client loading stdin into a table (LOAD DATA LOCAL INFILE '/dev/stdin')."""
+    return client_argv(program, option_file, database) + ['--local-infile=1', '--execute=' + LOAD_SESSION_SQL
+                                                          + '; ' + statement]
+
+
+def schema_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0):
+    """CREATE TABLE statements (no data, no triggers) of some tables, loaded before their data."""
+    return ([program, '--defaults-file=' + option_file, '--single-transaction', '--no-data', '--skip-triggers',
+             '--skip-routines', '--skip-events', '--default-character-set=utf8mb4', '--skip-dump-date']
+            + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
+
+
+def triggers_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0):
+    """The triggers of some tables only (loaded after the data, so loading fires none)."""
+    return ([program, '--defaults-file=' + option_file, '--single-transaction', '--no-create-info', '--no-data',
+             '--triggers', '--skip-routines', '--skip-events', '--default-character-set=utf8mb4',
+             '--skip-dump-date'] + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
+
+
+def _compress_file(source, compress, out_path):
+    """``compress < source > out_path`` (or a copy), fsynced; returns the sha256 of what was written."""
+    digest = hashlib.sha256()
+    err = tempfile.TemporaryFile()
+    try:
+        with open(source, 'rb') as src, open(out_path, 'wb') as out:
+            proc = None
+            reader = src
+            if compress:
+                proc = subprocess.Popen(compress, stdin=src, stdout=subprocess.PIPE, stderr=err)
+                reader = proc.stdout
+            for block in iter(lambda: reader.read(CHUNK), b''):
+                digest.update(block)
+                out.write(block)
+            if proc is not None:
+                proc.stdout.close()
+                if proc.wait() != 0:
+                    raise DbError('compress', os.path.basename(out_path), _read_file_tail(err)
+                                  or 'exit code %d' % proc.returncode)
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        err.close()
+    return digest.hexdigest()
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ---- the dump splitter -------------------------------------------------------------------------
@@ -763,6 +900,14 @@ class MysqlBackup:
         if not databases:
             raise DbError('take a logical backup', None, 'there is no user database to back up')
         jobs = max(1, int(request.get('jobs') or 1))
+        # table data through tab-separated files written by the server when it can (much less
+        # CPU than mariadb-dump formatting INSERTs, and LOAD DATA on restore); else mariadb-dump
+        tables, tsv_unavailable = self._tsv_tables(databases)
+        if tables is not None:
+            largest = sorted((t[2] for name in databases for t in tables[name]), reverse=True)[:jobs]
+            tmpdir, tsv_unavailable = self._outfile_dir(2 * sum(largest) + 64 * 1024 * 1024)
+            if tmpdir:
+                return self._backup_logical_tsv(request, databases, tables, tmpdir, program)
         sizes = self._database_sizes(databases)
         entries, files, stems = [], {}, {}
         used = set()
@@ -906,15 +1051,337 @@ class MysqlBackup:
             'compression': compression, 'position': position, 'databases': entries,
             'stream_ends': stream_ends, 'completed': completed}
         _write_json(os.path.join(dest, INDEX_FILE), index)
+        _fsync_dir(dest)
         stop = utc_now()
         return {'start_position': position or {}, 'stop_position': position or {},
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
                 'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
+                'synced': True,
                 'details': {'flavor': self.flavor, 'layout': 'dump-per-database', 'index': INDEX_FILE,
                             'dumps': [{'database': e['name'], 'file': e['file'], 'files': e['files'],
                                        'post': e['post'], 'tables': e['tables']} for e in entries],
                             'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
-                            'processes': len(units), 'split_tables': split, 'consistent_snapshot': True}}
+                            'processes': len(units), 'split_tables': split, 'consistent_snapshot': True,
+                            'table_data': 'sql', 'tsv_unavailable': tsv_unavailable}}
+
+    # ---- logical, tab-separated table data ----------------------------------------------------
+    def _side_connection(self):
+        """Another connection with the same login (one per export or load thread)."""
+        import pymysql  # the engine's driver
+        conn = self.conn
+        kwargs = {'user': conn.user, 'password': conn.password, 'autocommit': True, 'charset': 'utf8mb4',
+                  'connect_timeout': 10}
+        if getattr(conn, 'unix_socket', None):
+            kwargs['unix_socket'] = conn.unix_socket
+        else:
+            kwargs['host'] = conn.host
+            kwargs['port'] = conn.port
+        if isinstance(getattr(conn, '_sock', None), ssl.SSLSocket) and getattr(conn, 'ctx', None) is not None:
+            kwargs['ssl'] = conn.ctx  # the engine's connection uses TLS: so does this one
+        try:
+            return pymysql.connect(**kwargs)
+        except pymysql.Error as exc:
+            raise DbError('open another connection to', describe(self), self.mask(str(exc))) from None
+
+    def _outfile_dir(self, need_bytes=0):
+        """(path, None): a private directory this server writes files into (SELECT ... INTO OUTFILE)
+        and this host reads; or (None, reason) when that is not possible here.
+
+        The server must run on this host, may write files (FILE privilege, secure_file_priv) and
+        the directory must hold ``need_bytes``. It is owned by the server's OS user (the owner
+        of its data directory), mode 0700; a probe file with a random token proves the round trip.
+        """
+        try:
+            policy, inside = outfile_policy(self.flavor, self.fetch_value('SELECT @@GLOBAL.secure_file_priv'))
+            datadir = self.fetch_value('SELECT @@GLOBAL.datadir')
+        except DbError as exc:
+            return None, str(exc)
+        if policy == 'disabled':
+            return None, 'secure_file_priv disables file export and import on the server'
+        try:
+            owner = os.stat(datadir).st_uid
+        except (OSError, TypeError, ValueError):
+            return None, 'the server data directory %s is not on this host' % datadir
+        if os.geteuid() not in (0, owner):
+            return None, 'the server runs as another OS user and this run is not root'
+        base = inside or tempfile.gettempdir()
+        try:
+            stats = os.statvfs(base)
+        except OSError as exc:
+            return None, 'cannot use %s: %s' % (base, exc.strerror)
+        free = stats.f_bavail * stats.f_frsize
+        if free < need_bytes:
+            return None, ('%s has %d MB free, the table data needs about %d MB'
+                          % (base, free // 1000000, need_bytes // 1000000))
+        _sweep_outfile_dirs(base)
+        try:
+            path = tempfile.mkdtemp(prefix='dbops-tsv-%d-' % os.getpid(), dir=base)
+        except OSError as exc:
+            return None, 'cannot create a directory in %s: %s' % (base, exc.strerror)
+        try:
+            if os.geteuid() != owner:
+                os.chown(path, owner, -1)
+            os.chmod(path, 0o700)
+            token = os.urandom(16).hex()
+            probe = os.path.join(path, 'probe.txt')
+            conn = self._side_connection()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute('SELECT %s INTO OUTFILE %s' % (_sql_string(token), _sql_string(probe)))
+            finally:
+                conn.close()
+            with open(probe) as f:
+                seen = f.read().strip()
+            os.unlink(probe)
+            if seen != token:
+                raise OSError('the probe file holds something else')
+        except Exception as exc:  # pylint: disable=broad-except
+            shutil.rmtree(path, ignore_errors=True)
+            return None, 'the server cannot write a file this host reads (%s)' % self.mask(str(exc))
+        return path, None
+
+    def _tsv_tables(self, databases):
+        """({database: [(table, [columns], size, transactional)]}, None), or (None, reason) when some
+        table cannot go through tab-separated files (then mariadb-dump does the whole backup)."""
+        marks = ', '.join(['%s'] * len(databases))
+        tables = {name: [] for name in databases}
+        kinds = {}
+        for row in self.fetch_all('SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_TYPE AS type, ENGINE AS engine, '
+                                  'COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS size '
+                                  'FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (%s)' % marks,
+                                  tuple(databases)):
+            if row['type'] == 'VIEW' or row['db'] not in tables:
+                continue
+            if row['type'] != 'BASE TABLE':
+                return None, '%s.%s is a %s' % (row['db'], row['t'], str(row['type']).lower())
+            kinds[(row['db'], row['t'])] = (int(row['size'] or 0), str(row['engine'] or '').lower() == 'innodb')
+        columns = {}
+        for row in self.fetch_all('SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, COLUMN_NAME AS c, DATA_TYPE AS type, '
+                                  'EXTRA AS extra FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (%s) '
+                                  'ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION' % marks, tuple(databases)):
+            key = (row['db'], row['t'])
+            if key not in kinds:
+                continue
+            if str(row['type']).lower() in TSV_REFUSED_TYPES:
+                return None, '%s.%s has a %s column' % (row['db'], row['t'], str(row['type']).lower())
+            if is_generated_column(row['extra']):
+                continue  # computed by the server on load
+            columns.setdefault(key, []).append(row['c'])
+        for (db, table), (size, transactional) in sorted(kinds.items()):
+            if not columns.get((db, table)):
+                return None, '%s.%s has no stored column' % (db, table)
+            tables[db].append((table, columns[(db, table)], size, transactional))
+        return tables, None
+
+    def _backup_logical_tsv(self, request, databases, tables, tmpdir, program):
+        """Table data exported by the server (SELECT ... INTO OUTFILE, one consistent snapshot per
+        export session opened under the global read lock), compressed into the backup; schema,
+        triggers, views, routines and events by mariadb-dump. See the module docstring."""
+        dest = request['dest']
+        compression = request.get('compression') or 'none'
+        compress = compressor_argv(compression, _level(compression, request.get('compression_level')),
+                                   request.get('bin_dir'))
+        ext = compression_spec(compression)['ext']
+        jobs = max(1, int(request.get('jobs') or 1))
+        entries, work, used = [], [], set()
+        for name in databases:
+            stem = safe_filename(name)
+            while stem in used:
+                stem += '_'
+            used.add(stem)
+            info = self._schema_info(name) or {}
+            entry = {'name': name, 'charset': info.get('charset'), 'collation': info.get('collation'),
+                     'size_estimate': sum(t[2] for t in tables[name]), 'pre': [], 'files': [], 'post': [],
+                     'data': {}, 'stem': stem}
+            if tables[name]:
+                entry['pre'] = ['%s.schema.sql%s' % (stem, ext)]
+            table_stems = set()
+            for table, columns, size, transactional in tables[name]:
+                table_stem = safe_filename(table)
+                while table_stem in table_stems:
+                    table_stem += '_'
+                table_stems.add(table_stem)
+                fname = '%s.%s%s%s' % (stem, table_stem, TSV_EXT, ext)
+                entry['files'].append(fname)
+                entry['data'][fname] = {'table': table, 'columns': columns}
+                work.append({'size': size, 'database': name, 'table': table, 'columns': columns, 'file': fname,
+                             'transactional': transactional, 'tmp': os.path.join(tmpdir, '%d.tsv' % len(work))})
+            entry['post'] = (['%s.triggers.sql%s' % (stem, ext)] if tables[name] else []) + [
+                '%s.objects.sql%s' % (stem, ext)]
+            entry['file'] = (entry['pre'] + entry['files'] + entry['post'])[0]
+            entries.append(entry)
+        work.sort(key=lambda w: -w['size'])
+        sessions = max(1, min(jobs, len(work)))
+        start = utc_now()
+        commands, errors, conns, procs = [], [], [], []
+        exported, checksums = {}, {}
+        secrets = self._secret_list()
+        try:
+            for _ in range(sessions):
+                conn = self._side_connection()
+                conns.append(conn)
+                with conn.cursor() as cur:
+                    cur.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ')
+                    cur.execute(EXPORT_SESSION_SQL)
+            with client_option_file(self._tool_options(), groups=('client', 'mysqldump', 'mariadb-dump')) as cnf:
+                locked = False
+                try:
+                    self.execute('SET SESSION lock_wait_timeout = 120', operation='prepare the consistent snapshot')
+                    self.execute('FLUSH TABLES WITH READ LOCK',
+                                 operation='take the global read lock for a consistent snapshot')
+                    locked = True
+                    position = self.binlog_position()
+                    self.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT', operation='open a consistent snapshot')
+                    for conn in conns:
+                        with conn.cursor() as cur:
+                            cur.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT')
+                    commands.append('%d export sessions: SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; '
+                                    'START TRANSACTION WITH CONSISTENT SNAPSHOT (under the read lock)' % sessions)
+                    for entry in entries:
+                        if not entry['pre']:
+                            continue
+                        argv = schema_dump_argv(program, cnf, entry['name'], [t[0] for t in tables[entry['name']]],
+                                                self.flavor, self.version_num or 0)
+                        commands.append(command_line(argv, secrets) + (' | ' + command_line(compress)
+                                                                       if compress else ''))
+                        stream = DumpStream(os.path.join(dest, entry['pre'][0]), compress)
+                        err = tempfile.TemporaryFile()
+                        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+                        thread = threading.Thread(target=_relay, args=(proc, stream, errors), daemon=True)
+                        thread.start()
+                        procs.append((proc, err, thread, stream, entry['name']))
+                    deadline = time.time() + 600
+                    for proc, _err, _thread, stream, _name in procs:
+                        while not stream.seen_marker.wait(0.05):
+                            if proc.poll() is not None or time.time() > deadline:
+                                break
+                except BaseException:
+                    for proc, _err, _thread, _stream, _name in procs:
+                        with contextlib.suppress(OSError):
+                            proc.kill()
+                    raise
+                finally:
+                    if locked:
+                        self.execute('UNLOCK TABLES', operation='release the global read lock')
+                queue = list(work)
+                lock = threading.Lock()
+
+                def export(conn):
+                    while True:
+                        with lock:
+                            if errors or not queue:
+                                return
+                            item = queue.pop(0)
+                        out = os.path.join(dest, item['file'])
+                        try:
+                            with conn.cursor() as cur:
+                                rows = cur.execute(export_sql(self.quote_ident, item['database'], item['table'],
+                                                              item['columns'], item['tmp']))
+                            size = os.path.getsize(item['tmp'])
+                            digest = _compress_file(item['tmp'], compress, out)
+                        except Exception as exc:  # pylint: disable=broad-except
+                            with lock:
+                                errors.append(DbError('export', '%s.%s' % (item['database'], item['table']),
+                                                      self.mask(str(exc))))
+                            return
+                        finally:
+                            with contextlib.suppress(OSError):
+                                os.unlink(item['tmp'])
+                        with lock:
+                            exported[item['file']] = {'rows': int(rows), 'bytes': size}
+                            checksums[item['file']] = digest
+
+                for item in work:
+                    commands.append('%s; %s < %s > %s' % (
+                        export_sql(self.quote_ident, item['database'], item['table'], item['columns'], item['tmp']),
+                        command_line(compress) if compress else 'cat', shlex.quote(item['tmp']),
+                        shlex.quote(os.path.join(dest, item['file']))))
+                threads = [threading.Thread(target=export, args=(conn,), daemon=True) for conn in conns]
+                for thread in threads:
+                    thread.start()
+                try:
+                    # the exact row counts at the same instant, in this engine's own snapshot
+                    snapshot_rows = {name: self._count_rows(name) for name in databases}
+                except BaseException:
+                    with lock:
+                        queue.clear()  # the sessions stop after the table they are writing
+                    raise
+                finally:
+                    for thread in threads:
+                        thread.join()
+                    self.execute('COMMIT', operation='close the consistent snapshot')
+                failures = []
+                completed = {}
+                for proc, err, thread, stream, name in procs:
+                    rc = proc.wait()
+                    thread.join()
+                    if rc != 0:
+                        failures.append('%s: %s' % (name, self.mask(_read_file_tail(err))))
+                    completed[os.path.basename(stream.path)] = stream.completed
+                    err.close()
+                if not failures and not errors:
+                    for entry in entries:
+                        names = [t[0] for t in tables[entry['name']]]
+                        views = [r['t'] for r in self.fetch_all(
+                            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                            "AND TABLE_TYPE = 'VIEW' ORDER BY TABLE_NAME", (entry['name'],))]
+                        post = []
+                        if names:
+                            post.append(triggers_dump_argv(program, cnf, entry['name'], names, self.flavor,
+                                                           self.version_num or 0))
+                        post.append(objects_dump_argv(program, cnf, entry['name'], views, self.flavor,
+                                                      self.version_num or 0))
+                        for argv, fname in zip(post, entry['post']):
+                            commands.append(command_line(argv, secrets) + (' | ' + command_line(compress)
+                                                                           if compress else ''))
+                            try:
+                                _pipe_out(argv, compress, os.path.join(dest, fname),
+                                          'dump triggers, views, routines and events of', entry['name'], secrets)
+                            except DbError as exc:
+                                failures.append(self.mask(str(exc)))
+                            completed[fname] = True  # mariadb-dump exited 0 (checked by _pipe_out)
+        finally:
+            for proc, _err, _thread, _stream, _name in procs:
+                if proc.poll() is None:
+                    with contextlib.suppress(OSError):
+                        proc.kill()
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        failures.extend(self.mask(str(e)) for e in errors)
+        if failures:
+            raise DbError('dump', ', '.join(databases), '; '.join(failures))
+        for entry in entries:
+            counts = {t['name']: t['rows'] for t in snapshot_rows.get(entry['name'], [])}
+            kinds = {t[0]: t[3] for t in tables[entry['name']]}
+            for fname, meta in entry['data'].items():
+                meta.update(exported[fname])
+                completed[fname] = True
+                # every export session and this engine's snapshot must show the same instant
+                if kinds.get(meta['table']) and counts.get(meta['table']) != meta['rows']:
+                    raise DbError('dump', '%s.%s' % (entry['name'], meta['table']),
+                                  'the export wrote %d rows but the snapshot of the backup holds %s: the sessions '
+                                  'did not share one instant' % (meta['rows'], counts.get(meta['table'])))
+            entry['tables'] = snapshot_rows.get(entry['name'], [])
+            del entry['stem']
+        index = {'format': 2, 'layout': 'tsv', 'flavor': self.flavor,
+                 'server_version': getattr(self, 'version_string', self.version), 'tool': os.path.basename(program),
+                 'compression': compression, 'position': position, 'databases': entries,
+                 'stream_ends': [f for e in entries for f in e['pre'] + e['post']], 'completed': completed}
+        _write_json(os.path.join(dest, INDEX_FILE), index)
+        _fsync_dir(dest)
+        stop = utc_now()
+        return {'start_position': position or {}, 'stop_position': position or {},
+                'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
+                'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
+                'verified_checksums': checksums, 'synced': True,
+                'details': {'flavor': self.flavor, 'layout': 'tsv-per-table', 'index': INDEX_FILE,
+                            'dumps': [{'database': e['name'], 'file': e['file'], 'files': e['files'],
+                                       'pre': e['pre'], 'post': e['post'], 'tables': e['tables']} for e in entries],
+                            'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
+                            'processes': sessions, 'split_tables': len(databases) < sessions,
+                            'consistent_snapshot': True, 'table_data': 'tsv'}}
 
     def restore_logical(self, request):
         path = request['path']
@@ -950,6 +1417,26 @@ class MysqlBackup:
                 comp = compression_of(fname)
                 decompress[comp] = decompressor_argv(comp)
         client = tool(self.flavor, 'client')
+        load_dir = None
+        if any(entry.get('data') for entry, _name in plan):
+            # tab-separated table data: LOAD DATA LOCAL through the client when the server allows
+            # it, else LOAD DATA by the server from a file in a directory it reads
+            local = str(self.fetch_value('SELECT @@GLOBAL.local_infile')) in ('1', 'ON')
+            if not local:
+                biggest = max(meta.get('bytes', 0) for entry, _n in plan for meta in (entry.get('data') or {}).values())
+                load_dir, why = self._outfile_dir(biggest * max(1, int(request.get('jobs') or 1)))
+                if load_dir is None:
+                    raise DbError('restore', ', '.join(name for _e, name in plan),
+                                  'the backup holds tab-separated table data: loading it needs local_infile=ON on '
+                                  'the server (SET GLOBAL local_infile = ON) or a server on this host that may read '
+                                  'files (FILE privilege, secure_file_priv); here %s' % why)
+        try:
+            return self._restore_logical_files(request, plan, path, decompress, client, load_dir, force)
+        finally:
+            if load_dir:
+                shutil.rmtree(load_dir, ignore_errors=True)
+
+    def _restore_logical_files(self, request, plan, path, decompress, client, load_dir, force):
         existing = {}
         for _entry, name in plan:
             if self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
@@ -973,27 +1460,42 @@ class MysqlBackup:
         commands = []
         failures = []
         with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
-            # table files of every database in parallel, then views/routines/events files
-            phases = [[(fname, name) for entry, name in plan for fname in (entry.get('files') or [entry['file']])],
-                      [(fname, name) for entry, name in plan for fname in entry.get('post') or []]]
+            # schema files first (tab-separated layout), then the table files of every database in
+            # parallel, then triggers, views, routines and events
+            phases = [[(fname, name, entry) for entry, name in plan for fname in entry.get('pre') or []],
+                      [(fname, name, entry) for entry, name in plan
+                       for fname in (entry.get('files') or [entry['file']])],
+                      [(fname, name, entry) for entry, name in plan for fname in entry.get('post') or []]]
             work = []
             lock = threading.Lock()
+            counter = [0]
+
+            def load_file(fname, name, entry):
+                source = os.path.join(path, fname)
+                unpack = decompress[compression_of(fname)]
+                meta = (entry.get('data') or {}).get(fname)
+                if meta is None:
+                    argv = client_argv(client, cnf, name)
+                elif load_dir is None:
+                    argv = load_client_argv(client, cnf, name, load_sql(self.quote_ident, meta['table'],
+                                                                        meta['columns'], '/dev/stdin'))
+                else:
+                    return self._load_on_server(source, unpack, name, meta, load_dir, lock, counter, commands)
+                with lock:
+                    commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
+                                    + command_line(argv, self._secret_list())
+                                    + ('' if unpack else ' < ' + shlex.quote(source)))
+                _pipe_into(source, unpack, argv)
+                return None
 
             def worker():
                 while True:
                     with lock:
-                        if not work:
+                        if not work or failures:
                             return
-                        fname, name = work.pop(0)
-                    source = os.path.join(path, fname)
-                    argv = client_argv(client, cnf, name)
-                    unpack = decompress[compression_of(fname)]
-                    with lock:
-                        commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
-                                        + command_line(argv, self._secret_list())
-                                        + ('' if unpack else ' < ' + shlex.quote(source)))
+                        fname, name, entry = work.pop(0)
                     try:
-                        _pipe_into(source, unpack, argv)
+                        load_file(fname, name, entry)
                     except DbError as exc:
                         with lock:
                             failures.append('%s: %s' % (name, self.mask(exc.detail or str(exc))))
@@ -1010,19 +1512,61 @@ class MysqlBackup:
                     thread.join()
         if failures:
             raise DbError('restore', ', '.join(name for _e, name in plan), '; '.join(failures))
-        if request.get('marker') and self.flavor == 'mariadb':
-            for _entry, name in plan:
-                self._write_marker(name, request['marker'])
         tables = []
         total = 0
-        for _entry, name in plan:
+        short = []
+        for entry, name in plan:
+            loaded = {meta['table']: meta.get('rows') for meta in (entry.get('data') or {}).values()}
             for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                                       "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (name,)):
                 count = int(self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(name, row['t'])))
                 tables.append({'database': name, 'name': row['t'], 'rows': count})
                 total += count
+                if loaded.get(row['t']) is not None and loaded[row['t']] != count:
+                    short.append('%s.%s: %d rows after the load, the backup holds %d'
+                                 % (name, row['t'], count, loaded[row['t']]))
+        if short:
+            # LOAD DATA LOCAL turns duplicate keys and bad values into warnings: never a silent loss
+            raise DbError('restore', ', '.join(name for _e, name in plan), '; '.join(short))
+        if request.get('marker') and self.flavor == 'mariadb':
+            for _entry, name in plan:
+                self._write_marker(name, request['marker'])
         return {'rows_restored': total, 'tables': tables, 'commands': commands,
                 'databases': [name for _e, name in plan]}
+
+    def _load_on_server(self, source, unpack, database, meta, load_dir, lock, counter, commands):
+        """LOAD DATA INFILE by the server from a decompressed copy in load_dir (no local_infile)."""
+        with lock:
+            counter[0] += 1
+            copy = os.path.join(load_dir, 'load-%d.tsv' % counter[0])
+        statement = load_sql(self.quote_ident, meta['table'], meta['columns'], copy, local=False)
+        with lock:
+            commands.append('%s > %s; %s; %s' % ((command_line(unpack) + ' ' + shlex.quote(source)) if unpack
+                                                 else 'cat ' + shlex.quote(source), shlex.quote(copy),
+                                                 LOAD_SESSION_SQL, statement))
+        try:
+            with open(copy, 'wb') as out:
+                if unpack:
+                    proc = subprocess.run(unpack + [source], stdout=out, stderr=subprocess.PIPE, check=False)
+                    if proc.returncode != 0:
+                        raise DbError('read', os.path.basename(source), _tail(proc.stderr))
+                else:
+                    with open(source, 'rb') as src:
+                        shutil.copyfileobj(src, out, CHUNK)
+            os.chmod(copy, 0o644)
+            conn = self._side_connection()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute('USE %s' % self.quote_ident(database))
+                    cur.execute(LOAD_SESSION_SQL)
+                    cur.execute(statement)
+            except Exception as exc:  # pylint: disable=broad-except
+                raise DbError('load', os.path.basename(source), self.mask(str(exc))) from None
+            finally:
+                conn.close()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(copy)
 
     def _write_marker(self, name, marker):
         text = MARKER_PREFIX + json.dumps(marker, sort_keys=True, separators=(',', ':'), default=str)
@@ -1876,7 +2420,7 @@ def restored_marker(data_dir):
 
 
 def _entry_files(entry):
-    return list(entry.get('files') or [entry['file']]) + list(entry.get('post') or [])
+    return list(entry.get('pre') or []) + list(entry.get('files') or [entry['file']]) + list(entry.get('post') or [])
 
 
 def verify_logical(manifest, path, bin_dir=None, os_user=None):
@@ -1891,9 +2435,12 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
     except ValueError as exc:
         return ['%s: unreadable (%s)' % (INDEX_FILE, exc)]
     # compressed files: the tool's own integrity test (frame checksums, truncation) in C,
-    # without piping the SQL through Python; plain files: their last bytes
+    # without piping the SQL through Python, several at once; plain files: their last bytes
     tails = {}
+    tests = []
+    data = {}
     for entry in index.get('databases', []):
+        data.update(entry.get('data') or {})
         for fname in _entry_files(entry):
             source = os.path.join(path, fname)
             if not os.path.isfile(source):
@@ -1901,26 +2448,39 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
                 continue
             unpack = decompressor_argv(compression_of(fname), bin_dir)
             if unpack is None:
+                if fname in data:
+                    if os.path.getsize(source) != data[fname].get('bytes'):
+                        problems.append('%s: %d bytes, the export wrote %s (truncated or changed)'
+                                        % (fname, os.path.getsize(source), data[fname].get('bytes')))
+                    continue
                 with open(source, 'rb') as f:
                     f.seek(max(0, os.path.getsize(source) - 4096))
                     tails[fname] = f.read()
                 continue
-            proc = subprocess.run([unpack[0], '-t'] + (['-q'] if compression_of(fname) != 'gzip' else []) + [source],
-                                  capture_output=True, check=False)
-            if proc.returncode != 0:
-                problems.append('%s: cannot be decompressed (%s)' % (fname, _tail(proc.stderr or proc.stdout, 300)))
+            tests.append((fname, [unpack[0], '-t'] + (['-q'] if compression_of(fname) != 'gzip' else []) + [source]))
+
+    def test(item):
+        proc = subprocess.run(item[1], capture_output=True, check=False)
+        if proc.returncode != 0:
+            return '%s: cannot be decompressed (%s)' % (item[0], _tail(proc.stderr or proc.stdout, 300))
+        return None
+
+    if tests:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            problems.extend(p for p in pool.map(test, tests) if p)
     if not problems:
         ends = index.get('stream_ends')
         if ends is None and index.get('databases'):
             ends = [_entry_files(index['databases'][-1])[-1]]
         completed = index.get('completed') or {}
-        for fname in ends or []:
+        for fname in list(ends or []) + [f for f in data if f not in tails]:
             if fname in tails:
                 ok = b'-- Dump completed' in tails[fname]
             else:
                 ok = completed.get(fname, False)
             if not ok:
-                problems.append('%s: the dump is truncated (no "Dump completed" line)' % fname)
+                problems.append('%s: the dump is truncated (no "Dump completed" line)' % fname
+                                if fname not in data else '%s: the export did not complete' % fname)
     return problems
 
 
