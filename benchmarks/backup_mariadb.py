@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 """MariaDB half of the backup benchmark.
 
@@ -15,7 +15,8 @@ It prints time, size, MB/s (database size / time) and the ratios. When
 plugins/modules/db_backup.py is missing, db_backup is replaced by the engine called directly
 (said so in the output).
 
-    .venv/bin/python benchmarks/backup_mariadb.py [--table-size 500000] [--tables 8]
+    .venv/bin/python benchmarks/backup_mariadb.py [--table-size 500000] [--tables 8] [--only logical|physical]
+        [--repeat N]
 
 The community side needs ``ansible`` (community.mysql) and PyMySQL in benchmarks/.work/venv:
 ``python3 -m venv benchmarks/.work/venv && benchmarks/.work/venv/bin/pip install ansible PyMySQL``.
@@ -142,8 +143,26 @@ def breakdown(result, wall):
 
     engine = (ts(man['stop_time']) - ts(man['start_time'])).total_seconds()
     until_publish = (ts(man['finished_at']) - ts(man['start_time'])).total_seconds()
+    details = man.get('details') or {}
     print('    (engine %.1f s, module verification %.1f s, catalog hashing/fsync/publication and module start '
-          '%.1f s)' % (engine, until_publish - engine, wall - until_publish))
+          '%.1f s%s)' % (engine, until_publish - engine, wall - until_publish,
+                         '; table data: %s%s' % (details['table_data'], ' (%s)' % details['tsv_unavailable']
+                                                 if details.get('tsv_unavailable') else '')
+                         if details.get('table_data') else ''))
+
+
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def save(rows, db_mb, opts, mode):
+    os.makedirs(WORK, exist_ok=True)
+    name = 'backup_mariadb%s.json' % ('.' + opts.only if opts.only else '')
+    with open(os.path.join(WORK, name), 'w') as f:
+        json.dump({'database_mb': round(db_mb, 1), 'tables': opts.tables, 'table_size': opts.table_size,
+                   'db_backup_mode': mode, 'results': rows}, f, indent=2)
 
 
 def main():
@@ -152,6 +171,8 @@ def main():
     parser.add_argument('--table-size', type=int, default=int(os.environ.get('BENCH_TABLE_SIZE', 500000)))
     parser.add_argument('--keep', action='store_true', help='keep the work directory')
     parser.add_argument('--only', choices=['logical', 'physical'], help='run one half only')
+    parser.add_argument('--repeat', type=int, default=1, help='logical: alternate db_backup and the community '
+                        'dump this many times and print the medians (the sandbox is noisy)')
     opts = parser.parse_args()
     # a SIGTERM still stops the throw-away server and removes the work directory
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
@@ -174,30 +195,40 @@ def main():
                          'mb_per_s': round(db_mb / seconds, 1) if seconds else None})
             print('%-52s %8.2f s %10.1f MB %8.1f MB/s' % (name, seconds, size / 1e6, db_mb / seconds), flush=True)
 
-        # ---- logical
-        repo = os.path.join(base, 'repo-logical')
-        if opts.only == 'physical':
-            repo = None
-        os.makedirs(repo)
-        extra = {'verify': True} if have_module('db_backup') else {}
-        t, res = (0, None) if repo is None else timed(lambda: db_backup(server, repo, method='logical', databases=['sbtest'], compression='zstd',
-                                         jobs=2, **extra))
-        if repo is not None:
-            record('db_backup logical zstd jobs=2%s' % (' (verify)' if extra else ''), t, repo)
-            breakdown(res, t)
-        t_logical = t
-        for suffix in (('sql',) if opts.only else ('sql', 'sql.gz')) if repo is not None else ():
-            target = os.path.join(base, 'community.' + suffix)
-            t, done = timed(lambda target=target: community_dump(server, target))
-            if done is None:
-                print('community.mysql.mysql_db: skipped (no %s)' % VENV)
-                break
-            record('community.mysql.mysql_db state=dump (.%s)' % suffix, t, target)
-            print('    -> db_backup logical is %.2fx faster, %.2fx smaller'
-                  % (t / t_logical, du(target) / max(1, du(repo))))
+        # ---- logical (with --repeat, db_backup and the community dump alternate; medians are printed)
+        if opts.only != 'physical':
+            extra = {'verify': True} if have_module('db_backup') else {}
+            ours, theirs = [], []
+            for run in range(opts.repeat):
+                repo = os.path.join(base, 'repo-logical-%d' % run)
+                os.makedirs(repo)
+                t, res = timed(lambda repo=repo: db_backup(server, repo, method='logical', databases=['sbtest'],
+                                                           compression='zstd', jobs=2, **extra))
+                record('db_backup logical zstd jobs=2%s' % (' (verify)' if extra else ''), t, repo)
+                breakdown(res, t)
+                ours.append((t, du(repo)))
+                for suffix in ('sql',) if opts.only or run else ('sql', 'sql.gz'):
+                    target = os.path.join(base, 'community-%d.%s' % (run, suffix))
+                    tc, done = timed(lambda target=target: community_dump(server, target))
+                    if done is None:
+                        print('community.mysql.mysql_db: skipped (no %s)' % VENV)
+                        break
+                    record('community.mysql.mysql_db state=dump (.%s)' % suffix, tc, target)
+                    print('    -> db_backup logical is %.2fx faster, %.2fx smaller'
+                          % (tc / t, du(target) / max(1, du(repo))))
+                    if suffix == 'sql':
+                        theirs.append((tc, du(target)))
+                        os.unlink(target)
+                shutil.rmtree(repo, ignore_errors=True)
+            if opts.repeat > 1 and theirs:
+                mine, other = median([t for t, _s in ours]), median([t for t, _s in theirs])
+                print('%-52s %8.2f s vs %.2f s: db_backup logical is %.2fx faster (median of %d), %.2fx smaller'
+                      % ('median db_backup / community (.sql)', mine, other, other / mine, len(theirs),
+                         median([s for _t, s in theirs]) / max(1, median([s for _t, s in ours]))))
 
         # ---- physical
         if opts.only == 'logical':
+            save(rows, db_mb, opts, mode)
             return
         bare = os.path.join(base, 'bare-backup')
         t_bare, _ = timed(lambda: bare_mariadb_backup(server, bare))
@@ -239,10 +270,7 @@ def main():
                   out.get('rto_seconds'), out.get('failed'), (out.get('msg') or '')[:300]))
             rows.append({'name': 'db_restore state=verified', 'seconds': round(t, 2),
                          'rto_seconds': out.get('rto_seconds')})
-        os.makedirs(WORK, exist_ok=True)
-        with open(os.path.join(WORK, 'backup_mariadb.json'), 'w') as f:
-            json.dump({'database_mb': round(db_mb, 1), 'tables': opts.tables, 'table_size': opts.table_size,
-                       'db_backup_mode': mode, 'results': rows}, f, indent=2)
+        save(rows, db_mb, opts, mode)
     finally:
         server.destroy()
         if not opts.keep:
