@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import pwd
+import queue
 import re
 import shlex
 import shutil
@@ -905,7 +906,8 @@ class MysqlBackup:
         tables, tsv_unavailable = self._tsv_tables(databases)
         if tables is not None:
             largest = sorted((t[2] for name in databases for t in tables[name]), reverse=True)[:jobs]
-            tmpdir, tsv_unavailable = self._outfile_dir(2 * sum(largest) + 64 * 1024 * 1024)
+            # each session holds up to three text files (exporting, waiting, being compressed)
+            tmpdir, tsv_unavailable = self._outfile_dir(3 * sum(largest) + 64 * 1024 * 1024)
             if tmpdir:
                 return self._backup_logical_tsv(request, databases, tables, tmpdir, program)
         sizes = self._database_sizes(databases)
@@ -1263,33 +1265,57 @@ class MysqlBackup:
                 finally:
                     if locked:
                         self.execute('UNLOCK TABLES', operation='release the global read lock')
-                queue = list(work)
+                pending = list(work)
                 lock = threading.Lock()
 
-                def export(conn):
+                def pack(handoff):
+                    # compresses (and hashes) what its session exported while the session exports the
+                    # next table: the server and the compressor work at the same time
                     while True:
-                        with lock:
-                            if errors or not queue:
-                                return
-                            item = queue.pop(0)
-                        out = os.path.join(dest, item['file'])
+                        item = handoff.get()
+                        if item is None:
+                            return
                         try:
-                            with conn.cursor() as cur:
-                                rows = cur.execute(export_sql(self.quote_ident, item['database'], item['table'],
-                                                              item['columns'], item['tmp']))
+                            if errors:
+                                continue
                             size = os.path.getsize(item['tmp'])
-                            digest = _compress_file(item['tmp'], compress, out)
+                            digest = _compress_file(item['tmp'], compress, os.path.join(dest, item['file']))
+                            with lock:
+                                exported[item['file']] = {'rows': item['rows'], 'bytes': size}
+                                checksums[item['file']] = digest
                         except Exception as exc:  # pylint: disable=broad-except
                             with lock:
-                                errors.append(DbError('export', '%s.%s' % (item['database'], item['table']),
-                                                      self.mask(str(exc))))
-                            return
+                                errors.append(DbError('compress', item['file'], self.mask(str(exc))))
                         finally:
                             with contextlib.suppress(OSError):
                                 os.unlink(item['tmp'])
-                        with lock:
-                            exported[item['file']] = {'rows': int(rows), 'bytes': size}
-                            checksums[item['file']] = digest
+
+                def export(conn):
+                    handoff = queue.Queue(maxsize=1)
+                    packer = threading.Thread(target=pack, args=(handoff,), daemon=True)
+                    packer.start()
+                    try:
+                        while True:
+                            with lock:
+                                if errors or not pending:
+                                    return
+                                item = pending.pop(0)
+                            try:
+                                with conn.cursor() as cur:
+                                    item['rows'] = int(cur.execute(export_sql(
+                                        self.quote_ident, item['database'], item['table'], item['columns'],
+                                        item['tmp'])))
+                            except Exception as exc:  # pylint: disable=broad-except
+                                with lock:
+                                    errors.append(DbError('export', '%s.%s' % (item['database'], item['table']),
+                                                          self.mask(str(exc))))
+                                with contextlib.suppress(OSError):
+                                    os.unlink(item['tmp'])
+                                return
+                            handoff.put(item)
+                    finally:
+                        handoff.put(None)
+                        packer.join()
 
                 for item in work:
                     commands.append('%s; %s < %s > %s' % (
@@ -1304,7 +1330,7 @@ class MysqlBackup:
                     snapshot_rows = {name: self._count_rows(name) for name in databases}
                 except BaseException:
                     with lock:
-                        queue.clear()  # the sessions stop after the table they are writing
+                        pending.clear()  # the sessions stop after the table they are writing
                     raise
                 finally:
                     for thread in threads:
