@@ -560,7 +560,7 @@ class FakeMysql8Tsv(FakeMysql8):
                     {'db': 'app', 't': 'orders', 'c': 'made', 'type': 'timestamp', 'extra': 'DEFAULT_GENERATED'},
                     {'db': 'reporting', 't': 'daily', 'c': 'day', 'type': 'date', 'extra': ''}]
         if "TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME" in sql:
-            return [{'t': 'orders'}] if params == ('app',) else [{'t': 'daily'}]
+            return [{'t': 'daily'}] if params == ('reporting',) else [{'t': 'orders'}]
         return super().fetch_all(sql, params, operation)
 
     def fetch_value(self, sql, params=None, operation=None):
@@ -697,3 +697,67 @@ def test_table_data_directories_of_killed_runs_are_swept(tmp_path):
     other.mkdir()
     mb._sweep_outfile_dirs(str(tmp_path))
     assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.parametrize('local_infile', ['1', '0'])
+def test_mysql8_restore_of_tab_separated_data(tmp_path, monkeypatch, local_infile):
+    """LOAD DATA LOCAL through the client when the server allows it, else the server loads a
+    decompressed copy in a directory it reads (MySQL's default local_infile=OFF)."""
+    bin_dir, log = _fake_bin(tmp_path)
+    client = os.path.join(bin_dir, 'mysql')
+    with open(client, 'w') as f:
+        f.write('#!/bin/sh\nprintf "%%s\\n" "$0 $*" >> "%s.client"\ncat > /dev/null\n' % log)
+    os.chmod(client, 0o755)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8Tsv(tmp_path)
+    engine.backup_create({'method': 'logical', 'type': 'full', 'databases': ['app'], 'compression': 'zstd',
+                          'jobs': 2, 'dest': str(dest), 'base': None, 'repo': str(tmp_path), 'bin_dir': bin_dir})
+    real_tool = mb.tool
+    monkeypatch.setattr(mb, 'tool', lambda flavor, role, bin_dir_=None: client if role == 'client'
+                        else real_tool(flavor, role, bin_dir_))
+    loaded = []
+    real_side = FakeSide.execute
+
+    def side_execute(self, sql):
+        match = re.match(r"LOAD DATA INFILE '([^']+)'", sql)
+        if match:
+            with open(match.group(1), 'rb') as f:
+                loaded.append((sql, f.read()))
+        return real_side(self, sql)
+
+    monkeypatch.setattr(FakeSide, 'execute', side_execute)
+    base_value = engine.fetch_value
+
+    def fetch_value(sql, params=None, operation=None):
+        if 'local_infile' in sql:
+            return local_infile
+        if 'FROM information_schema.SCHEMATA' in sql:
+            return 0
+        return base_value(sql, params, operation)
+
+    engine.fetch_value = fetch_value
+    out = engine.restore_logical({'manifest': {}, 'path': str(dest), 'target_database': 'app_copy',
+                                  'force': False, 'jobs': 2})
+    assert out['rows_restored'] == 3
+    calls = open(log + '.client').read().splitlines()
+    assert all(PASSWORD not in c for c in calls + out['commands'])
+    # the schema first, the triggers and objects last, each through the client
+    assert sum('--local-infile=1' not in c for c in calls) == 3
+    if local_infile == '1':
+        load = [c for c in calls if '--local-infile=1' in c]
+        assert len(load) == 1 and "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE `orders`" in load[0]
+        assert '--database=app_copy' in load[0] and not loaded
+    else:
+        assert not [c for c in calls if '--local-infile=1' in c]
+        assert len(loaded) == 1
+        sql, data = loaded[0]
+        assert sql.startswith("LOAD DATA INFILE '%s/dbops-tsv-" % engine.secure)
+        assert sql.endswith('(`id`, `note`, `made`)') and data == b''.join(b'%d\tv\\\tx\t\\N\n' % i for i in range(3))
+        assert [s for _w, s in engine.log if s == mb.LOAD_SESSION_SQL]
+        assert os.listdir(engine.secure) == []  # the decompressed copy and its directory are gone
+    # a table that comes back short is an error, never a silent loss
+    engine.counted = 2
+    with pytest.raises(DbError, match='2 rows after the load, the backup holds 3'):
+        engine.restore_logical({'manifest': {}, 'path': str(dest), 'target_database': 'app_copy2',
+                                'force': False, 'jobs': 1})
