@@ -260,13 +260,12 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._connection import connection_argument_spec  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql_instance import MysqlInstance  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_instance import (  # noqa: E402
     PostgresInstance, STATES, plan_actions, predicted_state)
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets  # noqa: E402
-
-SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']
 
 
 def instance_for(params, runner=None):
@@ -330,8 +329,11 @@ def converge(module, instance):
 
 
 def main():
-    argument_spec = dict(
-        engine=dict(type='str', required=True, choices=['postgresql', 'mysql', 'mariadb'], aliases=['db_engine']),
+    # the connection options of the action group are accepted (and unused), so module_defaults for
+    # group/dbops.admin.db apply; login_port loses its 'port' alias, which is this module's own option
+    argument_spec = connection_argument_spec()
+    argument_spec['login_port'] = dict(type='int')
+    argument_spec.update(
         data_dir=dict(type='path', required=True),
         port=dict(type='int'),
         state=dict(type='str', default='started', choices=list(STATES)),
@@ -342,18 +344,6 @@ def main():
         superuser_password=dict(type='str', no_log=True),
         force=dict(type='bool', default=False),
         timeout=dict(type='int', default=120),
-        # the connection options of the action group, so module_defaults for group/dbops.admin.db apply
-        login_host=dict(type='str', aliases=['host']),
-        login_port=dict(type='int'),
-        login_user=dict(type='str', aliases=['login']),
-        login_password=dict(type='str', no_log=True),
-        login_db=dict(type='str', aliases=['login_database']),
-        login_unix_socket=dict(type='str'),
-        connect_timeout=dict(type='int', default=10),
-        ssl_mode=dict(type='str', choices=SSL_MODES),
-        ssl_ca=dict(type='path'),
-        ssl_cert=dict(type='path'),
-        ssl_key=dict(type='path', no_log=False),
     )
     module = AnsibleModule(argument_spec, supports_check_mode=True)
     params = dict(module.params, engine='postgresql' if module.params['engine'] == 'postgresql' else 'mysql')
