@@ -42,30 +42,13 @@ sys.path.insert(0, REPO)
 import tests.conftest  # noqa: E402,F401  (makes ansible_collections.dbops.admin importable)
 import modrun  # noqa: E402
 from servers import MariadbServer, free_port, make_workdir  # noqa: E402
+from backup import du, timed  # noqa: E402  (benchmarks/backup.py, the PostgreSQL half)
 
 from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb  # noqa: E402
 
 WORK = os.path.join(HERE, '.work')
 VENV = os.path.join(WORK, 'venv')
-
-
-def du(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                total += os.path.getsize(full)
-    return total
-
-
-def timed(fn):
-    start = time.monotonic()
-    out = fn()
-    return time.monotonic() - start, out
 
 
 def have_module(name):
