@@ -6,7 +6,9 @@ On a throw-away MariaDB server filled by ``sysbench oltp_read_write prepare`` (8
 ``--table-size`` rows each; 500000 rows per table is about 1 GB), this measures:
 
 - logical: db_backup method=logical (jobs 2, zstd) against community.mysql.mysql_db
-  state=dump (plain .sql and .sql.gz), both run for real as Ansible modules;
+  state=dump (plain .sql and .sql.gz). Both sides run the same way, as bare module processes
+  (arguments in a JSON file, ``python <module> args.json`` as Ansible's local execution does):
+  no ansible CLI start-up on either side, so the times compare the modules' own work;
 - physical: db_backup method=physical (none and zstd) against a bare ``mariadb-backup --backup``
   run with the same credentials file layout;
 - the restore drill: restore_physical of the physical backup into a new data directory (RTO).
@@ -18,8 +20,11 @@ plugins/modules/db_backup.py is missing, db_backup is replaced by the engine cal
     .venv/bin/python benchmarks/backup_mariadb.py [--table-size 500000] [--tables 8] [--only logical|physical]
         [--repeat N]
 
-The community side needs ``ansible`` (community.mysql) and PyMySQL in benchmarks/.work/venv:
-``python3 -m venv benchmarks/.work/venv && benchmarks/.work/venv/bin/pip install ansible PyMySQL``.
+The community side needs ``ansible`` (community.mysql) and PyMySQL in benchmarks/.work/venv
+(created on first use: ``python3 -m venv benchmarks/.work/venv && benchmarks/.work/venv/bin/pip
+install ansible PyMySQL``); it runs as
+``benchmarks/.work/venv/bin/python -m ansible_collections.community.mysql.plugins.modules.mysql_db args.json``.
+The load average is printed before and after: on a busy machine the ratios mean little.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,19 +96,38 @@ def db_backup(server, repo, **kw):
         engine.close()
 
 
-def community_dump(server, target):
+def community_venv():
+    """benchmarks/.work/venv with ansible (community.mysql) and PyMySQL; created when missing."""
     python = os.path.join(VENV, 'bin', 'python')
-    ansible = os.path.join(VENV, 'bin', 'ansible')
-    if not os.path.exists(ansible):
-        return None
-    args = ('state=dump name=sbtest target=%s login_host=127.0.0.1 login_port=%d login_user=root '
-            'login_password=%s' % (target, server.port, server.password))
-    env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=python, ANSIBLE_LOCALHOST_WARNING='False',
-               ANSIBLE_INVENTORY_UNPARSED_WARNING='False')
-    proc = subprocess.run([ansible, 'localhost', '-c', 'local', '-m', 'community.mysql.mysql_db', '-a', args],
-                          capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError('community.mysql.mysql_db failed: %s' % (proc.stdout[-1500:] + proc.stderr[-1500:]))
+    if not os.path.exists(os.path.join(VENV, 'bin', 'ansible')):
+        print('# creating %s (ansible, PyMySQL) ...' % VENV, flush=True)
+        subprocess.run([sys.executable, '-m', 'venv', VENV], check=True)
+        subprocess.run([python, '-m', 'pip', 'install', '-q', 'ansible', 'PyMySQL'], check=True)
+    return python
+
+
+def community_dump(server, target):
+    """community.mysql.mysql_db state=dump run as a bare module process, exactly like db_backup
+    (tests/integration/modrun.py): arguments in a JSON file, ``python -m <module> file.json``.
+    No ansible CLI start-up on either side."""
+    python = community_venv()
+    args = {'state': 'dump', 'name': 'sbtest', 'target': target, 'login_host': '127.0.0.1',
+            'login_port': server.port, 'login_user': 'root', 'login_password': server.password,
+            '_ansible_check_mode': False, '_ansible_diff': False}
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+        argsfile = f.name
+    try:
+        proc = subprocess.run([python, '-m', 'ansible_collections.community.mysql.plugins.modules.mysql_db', argsfile],
+                              capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(argsfile)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {'failed': True, 'msg': 'module printed no JSON'}
+    if proc.returncode != 0 or result.get('failed'):
+        raise RuntimeError('community.mysql.mysql_db failed: %s %s' % (result.get('msg'), proc.stderr[-1500:]))
     return target
 
 
@@ -132,6 +157,10 @@ def breakdown(result, wall):
                          '; table data: %s%s' % (details['table_data'], ' (%s)' % details['tsv_unavailable']
                                                  if details.get('tsv_unavailable') else '')
                          if details.get('table_data') else ''))
+
+
+def load_average():
+    return ', '.join('%.2f' % v for v in os.getloadavg())
 
 
 def median(values):
@@ -170,7 +199,10 @@ def main():
         print('# MariaDB %s, sysbench %d tables x %d rows: %.0f MB (data+index), ~%d rows, prepared in %.0f s'
               % (server.sql('SELECT VERSION()')[0][0], opts.tables, opts.table_size, db_mb, db_rows, t_prep))
         mode = 'module' if have_module('db_backup') else 'engine (db_backup module not present)'
-        print('# db_backup run as: %s' % mode)
+        print('# db_backup run as: %s; community.mysql.mysql_db run as a bare module process (%s -m '
+              'ansible_collections.community.mysql.plugins.modules.mysql_db args.json); no ansible CLI start-up '
+              'on either side' % (mode, os.path.relpath(community_venv(), REPO)))
+        print('# %d CPUs, load average before: %s' % (os.cpu_count(), load_average()), flush=True)
 
         def record(name, seconds, path):
             size = du(path) if path else 0
@@ -192,10 +224,7 @@ def main():
                 ours.append((t, du(repo)))
                 for suffix in ('sql',) if opts.only or run else ('sql', 'sql.gz'):
                     target = os.path.join(base, 'community-%d.%s' % (run, suffix))
-                    tc, done = timed(lambda target=target: community_dump(server, target))
-                    if done is None:
-                        print('community.mysql.mysql_db: skipped (no %s)' % VENV)
-                        break
+                    tc, _done = timed(lambda target=target: community_dump(server, target))
                     record('community.mysql.mysql_db state=dump (.%s)' % suffix, tc, target)
                     print('    -> db_backup logical is %.2fx faster, %.2fx smaller'
                           % (tc / t, du(target) / max(1, du(repo))))
@@ -203,11 +232,17 @@ def main():
                         theirs.append((tc, du(target)))
                         os.unlink(target)
                 shutil.rmtree(repo, ignore_errors=True)
-            if opts.repeat > 1 and theirs:
+            if theirs:
                 mine, other = median([t for t, _s in ours]), median([t for t, _s in theirs])
+                print('# runs (s): db_backup %s; community .sql %s'
+                      % (' '.join('%.2f' % t for t, _s in ours), ' '.join('%.2f' % t for t, _s in theirs)))
+                print('%-52s %8.2f s vs %.2f s: db_backup logical is %.2fx faster' % (
+                    'best db_backup / community (.sql)', min(t for t, _s in ours), min(t for t, _s in theirs),
+                    min(t for t, _s in theirs) / min(t for t, _s in ours)))
                 print('%-52s %8.2f s vs %.2f s: db_backup logical is %.2fx faster (median of %d), %.2fx smaller'
                       % ('median db_backup / community (.sql)', mine, other, other / mine, len(theirs),
                          median([s for _t, s in theirs]) / max(1, median([s for _t, s in ours]))))
+            print('# load average after the logical runs: %s' % load_average(), flush=True)
 
         # ---- physical
         if opts.only == 'logical':
