@@ -159,28 +159,71 @@ def test_logical_backup_check_mode_then_restore_identical(server, workdir):
     assert 'dbops_drill' not in server.psql('SELECT string_agg(datname, \',\') FROM pg_database')
 
 
-def test_logical_parallel_table_chunks_restore_identical(server, workdir):
-    """Tables above the chunk threshold are copied in ctid ranges by parallel sessions of one snapshot."""
-    repo = os.path.join(workdir, 'repo')
+def _seed_chunky(server):
     seed(server, rows=20000)
     server.psql("CREATE TABLE \"Odd Name\" (id int, dropped text, total int GENERATED ALWAYS AS (id * 2) STORED, "
                 "note text); INSERT INTO \"Odd Name\" (id, dropped, note) SELECT g, 'x', 'tab\tand\\back' "
                 "FROM generate_series(1, 5000) g; ALTER TABLE \"Odd Name\" DROP COLUMN dropped", 'shop')
+    # text in another script, NULLs, a newline inside a value: the chunk files carry them byte for byte
+    server.psql("INSERT INTO \"Odd Name\" (id, note) VALUES (0, 'gr\u00fc\u00dfe \u65e5\u672c'), (-1, NULL), "
+                "(-2, E'two\\nlines')", 'shop')
+
+
+def _row_counts(server, database):
+    out = {}
+    for table in server.psql("SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+                             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+                             database).splitlines():
+        out[table] = int(server.psql('SELECT count(*) FROM %s' % table, database))
+    return out
+
+
+def test_logical_parallel_table_chunks_restore_identical(server, workdir):
+    """Tables above the chunk threshold are copied in ctid ranges by parallel sessions of one snapshot.
+
+    A superuser login on the same host: the server writes the chunks itself (COPY ... TO PROGRAM zstd)
+    into a repository whose path needs quoting for the shell and for SQL.
+    """
+    repo = os.path.join(workdir, "re po's $(touch pwned)")
+    _seed_chunky(server)
     before = content(server, 'shop')
     res = run_module('db_backup', dict(server.conn, repo=repo, databases=['shop'], jobs=2, compression='zstd'),
                      env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
     assert res['failed'] is False, res
+    assert not os.path.exists(os.path.join('/', 'pwned')) and not os.path.exists(os.path.join(workdir, 'pwned'))
     dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
     chunked = {t['table'] for t in dump['chunked']}
     assert {'public.orders', 'public."Odd Name"'} <= chunked, chunked
     assert all(len(t['files']) == 2 for t in dump['chunked'] if t['table'] != 'public.notes')
-    assert any('COPY (SELECT' in c and 'ctid' in c for c in res['commands'])
+    assert {t['exported_by'] for t in dump['chunked']} == {'server'}, dump['chunked']
+    assert any('TO PROGRAM' in c and 'ctid' in c for c in res['commands'])
+    # the row counts recorded for the drill are the rows each COPY exported: equal to the source's
+    assert {t['name']: t['rows'] for t in dump['tables']} == _row_counts(server, 'shop')
     out = restore(repo, server.conn, target_database='shop_chunked', jobs=2)
     assert out['failed'] is False, out
     assert content(server, 'shop_chunked') == before
     assert server.psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'", 'shop_chunked') == '2'
     drill = restore(repo, server.conn, state='verified')
     assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
+def test_logical_chunks_without_server_program_right_use_psql(server, workdir):
+    """A login that may read everything but not run server programs: chunks go through psql, same result."""
+    repo = os.path.join(workdir, 'repo')
+    _seed_chunky(server)
+    server.psql("CREATE ROLE dumper LOGIN PASSWORD 'dumper-Secret-7' IN ROLE pg_read_all_data")
+    before = content(server, 'shop')
+    conn = dict(server.conn, login_user='dumper', login_password='dumper-Secret-7')
+    res = run_module('db_backup', dict(conn, repo=repo, databases=['shop'], jobs=2, compression='lz4'),
+                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
+    assert res['failed'] is False, res
+    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    assert dump['chunked'] and {t['exported_by'] for t in dump['chunked']} == {'psql'}, dump['chunked']
+    assert not any('TO PROGRAM' in c for c in res['commands'])
+    assert {t['name']: t['rows'] for t in dump['tables']} == _row_counts(server, 'shop')
+    out = restore(repo, server.conn, target_database='shop_psql', jobs=2)
+    assert out['failed'] is False, out
+    assert content(server, 'shop_psql') == before
 
 
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):

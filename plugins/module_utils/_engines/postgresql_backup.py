@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
 
 RESTORE_MARKER_FILE = 'dbops_restore.json'
 COMMENT_MARKER = 'dbops.admin restore: '
@@ -42,6 +42,9 @@ COUNT_SQL = (
     "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
     "AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 )
+# the same, leaving out the tables whose rows were counted by their own export (COPY's row count)
+COUNT_SQL_EXCEPT = COUNT_SQL.replace('%I', '%%I').replace(
+    'ORDER BY 1', "AND NOT quote_ident(table_schema) || '.' || quote_ident(table_name) = ANY(%s::text[]) ORDER BY 1")
 
 
 # ---- helpers shared by the mixin and the module-level functions ---------------------------------
@@ -184,8 +187,16 @@ CHUNK_TABLES_SQL = (
 
 
 # the text form of the rows must not depend on the sessions' defaults; RLS must never filter silently
-CHUNK_SESSION = ['-c', 'SET datestyle = ISO', '-c', 'SET intervalstyle = postgres', '-c', 'SET extra_float_digits = 3',
-                 '-c', 'SET row_security = off']
+CHUNK_SETTINGS = ('SET datestyle = ISO', 'SET intervalstyle = postgres', 'SET extra_float_digits = 3',
+                  'SET row_security = off')
+CHUNK_SESSION = [arg for setting in CHUNK_SETTINGS for arg in ('-c', setting)]
+
+
+def _server_program(compressor, path):
+    """The shell command a server-side COPY ... TO PROGRAM writes one file with."""
+    if compressor:
+        return 'exec %s > %s' % (' '.join(shlex.quote(a) for a in compressor), shlex.quote(path))
+    return 'exec cat > %s' % shlex.quote(path)
 
 
 def _compressor(compression, level):
@@ -1043,6 +1054,7 @@ class PostgresBackup:
             conn_engine = None
             env = dict(os.environ, **self._tool_env(request, database))
             split = jobs > 1 and compression in ('zstd', 'lz4', 'none')
+            exported = {}
             try:
                 if request.get('verify', True) or split:
                     # one exported snapshot for pg_dump, the table chunks and the row counts
@@ -1059,13 +1071,25 @@ class PostgresBackup:
                         for table in chunked:
                             argv += ['--exclude-table-data', '"%s"."%s"' % (table['schema'].replace('"', '""'),
                                                                             table['table'].replace('"', '""'))]
+                        if chunked and self._rest_is_small(conn_engine, chunked):
+                            argv[argv.index('-j') + 1] = '1'   # pg_dump only has small tables left
+                server_side = False
+                if chunked:
+                    os.makedirs(os.path.join(dest + '-chunks'), exist_ok=True)
+                    self._chown(dest + '-chunks', os_user)
+                    server_side = self._server_side_export(request, database, dest + '-chunks', compression, level,
+                                                           commands)
                 commands.append(show_command(argv, secrets) + '  # PGDATABASE=%s' % database)
                 proc = subprocess.Popen(_as_user(argv, os_user), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         env=env, cwd='/', text=True)
                 pipelines = []
-                if chunked:
-                    os.makedirs(os.path.join(dest + '-chunks'), exist_ok=True)
-                    self._chown(dest + '-chunks', os_user)
+                failures = []
+                if server_side:
+                    # the server writes the chunks itself (COPY ... TO PROGRAM), one session per job, all on the
+                    # snapshot: no client process in between, and the row counts come with the COPY
+                    exported, failures = self._export_chunks_server(request, database, snapshot, chunked, jobs,
+                                                                    compression, level, commands, conn_engine)
+                elif chunked:
                     for table in chunked:
                         for chunk in table['chunks']:
                             psql = ([os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION
@@ -1080,11 +1104,14 @@ class PostgresBackup:
                                 + ([(comp, None, None)] if comp else []),
                                 out_path=os.path.join(request['dest'], chunk['file'])))
                 if conn_engine is not None and request.get('verify', True):
+                    counted = set(exported)
                     with conn_engine.conn.cursor() as cur:
-                        cur.execute(COUNT_SQL)
+                        cur.execute(COUNT_SQL_EXCEPT, (sorted(counted),))
                         tables = [{'name': name, 'rows': int(rows)} for name, rows in cur.fetchall()]
+                    tables = sorted(tables + [{'name': name, 'rows': rows} for name, rows in exported.items()],
+                                    key=lambda t: t['name'])
                 _out, err = proc.communicate()
-                failures = [_finish_pipeline(p) for p in pipelines]
+                failures += [_finish_pipeline(p) for p in pipelines]
                 if proc.returncode != 0:
                     raise DbError('dump database', database, mask_secrets('pg_dump failed (exit %d): %s' % (
                         proc.returncode, err.strip()[-3000:]), secrets))
@@ -1106,7 +1133,8 @@ class PostgresBackup:
                          commands=commands)
             dumps.append({'database': database, 'dir': dirname, 'tables': tables,
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
-                                       'files': [c['file'] for c in t['chunks']]} for t in chunked]})
+                                       'files': [c['file'] for c in t['chunks']],
+                                       'exported_by': 'server' if server_side else 'psql'} for t in chunked]})
         globals_file = None
         argv = [os.path.join(bin_dir, 'pg_dumpall'), '--globals-only', '-f', os.path.join(request['dest'], 'globals.sql')]
         if not getattr(self, 'is_superuser', False):
@@ -1154,11 +1182,130 @@ class PostgresBackup:
                 if bounds[i + 1] is not None:
                     where += " AND ctid < '(%d,0)'::tid" % bounds[i + 1]
                 chunks.append({'file': '%s-chunks/t%03d-c%03d.copy%s' % (dirname, number + 1, i + 1, ext),
+                               'select': 'SELECT %s FROM ONLY %s WHERE %s' % (row['columns'], row['qualified'], where),
                                'copy': 'COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT' % (
                                    row['columns'], row['qualified'], where)})
             plan.append({'schema': row['schema'], 'table': row['table'], 'qualified': row['qualified'],
                          'columns': row['columns'], 'chunks': chunks, 'encoding': encoding})
         return plan
+
+    def _rest_is_small(self, conn_engine, chunked):
+        """True when the tables pg_dump still copies (not chunked) hold less than one chunk's worth."""
+        rest = conn_engine.fetch_value(
+            "SELECT coalesce(sum(pg_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%%' AND NOT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+            "= ANY(%s::text[])", ([t['qualified'] for t in chunked],))
+        threshold = int(os.environ.get('DBOPS_BACKUP_CHUNK_MIN_BYTES') or CHUNK_MIN_BYTES)
+        return int(rest or 0) < threshold
+
+    def _server_side_export(self, request, database, chunk_dir, compression, level, commands):
+        """Can the server write the chunks into chunk_dir itself (COPY ... TO PROGRAM)?
+
+        Needs the right to run server programs (superuser or pg_execute_server_program) and the server on this
+        host, writing into this directory with the compressor on its PATH. Proved, not assumed: the server
+        writes a random token through the compressor into chunk_dir and we read it back here. Anything else
+        (a remote server, a login without the right, no compressor) keeps the client-side export.
+        """
+        if os.environ.get('DBOPS_BACKUP_SERVER_SIDE_COPY', '1') == '0':
+            return False
+        import secrets as _secrets
+        token = 'dbops-probe-' + _secrets.token_hex(16)
+        comp, ext = _compressor(compression, level)
+        probe = os.path.join(chunk_dir, '.probe%s' % ext)
+        program = _server_program(comp, probe)
+        try:
+            engine = self._connect_db(request, database)
+        except DbError:
+            return False
+        try:
+            engine.conn.autocommit = True
+            allowed = engine.fetch_value(
+                "SELECT rolsuper OR pg_has_role(current_user, 'pg_execute_server_program', 'USAGE') "
+                "FROM pg_roles WHERE rolname = current_user")
+            if not allowed:
+                return False
+            with engine.conn.cursor() as cur:
+                cur.execute('COPY (SELECT %s) TO PROGRAM %s' % (self.quote_literal(token), self.quote_literal(program)))
+        except Exception:  # pylint: disable=broad-except
+            return False
+        finally:
+            engine.close()
+        try:
+            if not os.path.exists(probe):
+                return False
+            decomp = _decompressor(probe)
+            if decomp:
+                text = subprocess.run(decomp, capture_output=True, check=False).stdout
+            else:
+                with open(probe, 'rb') as f:
+                    text = f.read()
+            ok = text == (token + '\n').encode('ascii')
+        finally:
+            try:
+                os.unlink(probe)
+            except OSError:
+                pass
+        if ok:
+            commands.append('COPY (SELECT <token>) TO PROGRAM %s  # the server writes here: chunks exported by it'
+                            % self.quote_literal(program))
+        return ok
+
+    def _export_chunks_server(self, request, database, snapshot, chunked, jobs, compression, level, commands,
+                              conn_engine):
+        """Every chunk written by the server, ``jobs`` sessions at a time, all on the exported snapshot.
+
+        Returns ({table: rows exported}, [failures]).
+        """
+        import threading
+        comp, _ext = _compressor(compression, level)
+        work = []
+        for table in chunked:
+            for chunk in table['chunks']:
+                program = _server_program(comp, os.path.join(request['dest'], chunk['file']))
+                sql = 'COPY (%s) TO PROGRAM %s (ENCODING %s)' % (chunk['select'], self.quote_literal(program),
+                                                               self.quote_literal(table['encoding']))
+                commands.append(sql)
+                work.append((table['qualified'], sql))
+        rows = dict((t['qualified'], 0) for t in chunked)
+        failures = []
+        lock = threading.Lock()
+
+        def worker():
+            engine, name = None, database
+            try:
+                while True:
+                    with lock:
+                        if not work or failures:
+                            return
+                        name, sql = work.pop(0)
+                    if engine is None:
+                        engine = self._connect_db(request, database)
+                        engine.conn.autocommit = False
+                        engine.conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
+                        with engine.conn.cursor() as cur:
+                            cur.execute('SET TRANSACTION SNAPSHOT %s', (snapshot,))
+                            for statement in CHUNK_SETTINGS:
+                                cur.execute(statement)
+                    with engine.conn.cursor() as cur:
+                        cur.execute(sql)
+                        count = cur.rowcount
+                    with lock:
+                        rows[name] += int(count)
+            except Exception as exc:  # pylint: disable=broad-except
+                with lock:
+                    failures.append('%s: %s' % (name, str(exc) if isinstance(exc, DbError) else driver_message(exc)))
+            finally:
+                if engine is not None:
+                    engine._rollback()  # pylint: disable=protected-access
+                    engine.close()
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(jobs, len(work))))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return rows, failures
 
     def _backup_basebackup(self, request):
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
