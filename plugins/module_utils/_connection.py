@@ -15,9 +15,20 @@ import os
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql as _mysql
-from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql as _pg
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
+
+
+def _pg():
+    """The PostgreSQL engine module, imported when a PostgreSQL connection is made (each module run loads one engine)."""
+    from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql
+    return postgresql
+
+
+def _mysql():
+    """The MySQL/MariaDB engine module, imported when a MySQL connection is made."""
+    from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql
+    return mysql
+
 
 ENGINE_ALIASES = {
     'postgresql': 'postgresql',
@@ -157,27 +168,27 @@ def connect_params(params, database=None, check_mode=False):
     secrets = [params.get('login_password')]
     where = describe_endpoint(engine, params)
     if engine == 'postgresql':
-        if not _pg.HAS_DRIVER:
+        if not _pg().HAS_DRIVER:
             raise DbError('connect to', where, 'the psycopg2 Python library is missing: install %s'
-                          % _pg.DRIVER_PACKAGE)
+                          % _pg().DRIVER_PACKAGE)
         try:
-            conn = _pg.psycopg2.connect(**_pg_connect_args(params, database))
+            conn = _pg().psycopg2.connect(**_pg_connect_args(params, database))
             conn.autocommit = True
-        except _pg.psycopg2.Error as exc:
+        except _pg().psycopg2.Error as exc:
             raise DbError('connect to', where, mask_secrets(driver_message(exc), secrets)) from None
-        return _pg.PostgresEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 5432,
+        return _pg().PostgresEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 5432,
                                   check_mode=check_mode, secrets=secrets)
-    if not _mysql.HAS_DRIVER:
+    if not _mysql().HAS_DRIVER:
         raise DbError('connect to', where, 'the PyMySQL Python library is missing: install %s'
-                      % _mysql.DRIVER_PACKAGE)
+                      % _mysql().DRIVER_PACKAGE)
     try:
-        conn = _mysql.pymysql.connect(**_mysql_connect_args(params, database))
-    except _mysql.pymysql.Error as exc:
+        conn = _mysql().pymysql.connect(**_mysql_connect_args(params, database))
+    except _mysql().pymysql.Error as exc:
         detail = driver_message(exc)
         if exc.args and exc.args[0] in (1045, 1698):  # ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
             detail = 'authentication failed: ' + detail
         raise DbError('connect to', where, mask_secrets(detail, secrets)) from None
-    return _mysql.MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
+    return _mysql().MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
                               check_mode=check_mode, secrets=secrets)
 
 
@@ -192,12 +203,12 @@ def connect(module, database=None):
 def check_driver(module):
     """Fail early, naming the package, when the engine's driver is not importable."""
     engine = normalize_engine(module.params.get('engine'))
-    if engine == 'postgresql' and not _pg.HAS_DRIVER:
-        module.fail_json(msg=missing_required_lib('psycopg2 (%s)' % _pg.DRIVER_PACKAGE),
-                         exception=str(_pg.DRIVER_IMPORT_ERROR))
-    if engine == 'mysql' and not _mysql.HAS_DRIVER:
-        module.fail_json(msg=missing_required_lib('PyMySQL (%s)' % _mysql.DRIVER_PACKAGE),
-                         exception=str(_mysql.DRIVER_IMPORT_ERROR))
+    if engine == 'postgresql' and not _pg().HAS_DRIVER:
+        module.fail_json(msg=missing_required_lib('psycopg2 (%s)' % _pg().DRIVER_PACKAGE),
+                         exception=str(_pg().DRIVER_IMPORT_ERROR))
+    if engine == 'mysql' and not _mysql().HAS_DRIVER:
+        module.fail_json(msg=missing_required_lib('PyMySQL (%s)' % _mysql().DRIVER_PACKAGE),
+                         exception=str(_mysql().DRIVER_IMPORT_ERROR))
 
 
 def run_module(module, body, database=None, connect_first=True):
