@@ -1043,6 +1043,40 @@ class PostgresBackup:
         jobs = max(int(request.get('jobs') or 1), 1)
         start_time = _now_iso()
         start = self._position()
+        # roles and tablespaces (pg_dumpall --globals-only) dumped meanwhile, by its own process
+        argv = [os.path.join(bin_dir, 'pg_dumpall'), '--globals-only', '-f', os.path.join(request['dest'], 'globals.sql')]
+        if not getattr(self, 'is_superuser', False):
+            argv.append('--no-role-passwords')
+        commands.append(show_command(argv, secrets))
+        try:
+            globals_proc = subprocess.Popen(_as_user(argv, os_user), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            env=dict(os.environ, **self._tool_env(request, 'postgres')), cwd='/')
+        except OSError:
+            globals_proc = None
+        try:
+            dumps = self._dump_databases(request, wanted, bin_dir, os_user, secrets, commands, compression, level, jobs)
+        except BaseException:
+            if globals_proc is not None:
+                globals_proc.kill()
+                globals_proc.wait()
+            raise
+        globals_file = None
+        if globals_proc is not None:
+            globals_proc.communicate()
+            if globals_proc.returncode == 0:
+                globals_file = 'globals.sql'
+        stop = self._position()
+        return {
+            'start_position': start, 'stop_position': stop, 'start_time': start_time, 'stop_time': _now_iso(),
+            'databases': wanted, 'server_version': self.version, 'commands': commands,
+            'details': {'format': 'pg_dump directory', 'dumps': dumps, 'globals': globals_file,
+                        'compression_tool': {'gzip': 'pg_dump', 'zstd': 'zstd', 'lz4': 'lz4'}.get(compression),
+                        'major_version': (self.version or '').split('.')[0],
+                        'bootstrap_superuser': self._bootstrap_superuser()},
+        }
+
+    def _dump_databases(self, request, wanted, bin_dir, os_user, secrets, commands, compression, level, jobs):
+        """pg_dump -Fd of each database (large tables in parallel chunks); returns the dumps' details."""
         dumps = []
         for index, database in enumerate(wanted):
             dirname = 'db-%03d' % (index + 1)
@@ -1135,23 +1169,7 @@ class PostgresBackup:
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']],
                                        'exported_by': 'server' if server_side else 'psql'} for t in chunked]})
-        globals_file = None
-        argv = [os.path.join(bin_dir, 'pg_dumpall'), '--globals-only', '-f', os.path.join(request['dest'], 'globals.sql')]
-        if not getattr(self, 'is_superuser', False):
-            argv.append('--no-role-passwords')
-        proc = run_tool(argv, 'dump roles and tablespaces', None, os_user=os_user, env=self._tool_env(request, 'postgres'),
-                        secrets=secrets, commands=commands, check=False)
-        if proc.returncode == 0:
-            globals_file = 'globals.sql'
-        stop = self._position()
-        return {
-            'start_position': start, 'stop_position': stop, 'start_time': start_time, 'stop_time': _now_iso(),
-            'databases': wanted, 'server_version': self.version, 'commands': commands,
-            'details': {'format': 'pg_dump directory', 'dumps': dumps, 'globals': globals_file,
-                        'compression_tool': {'gzip': 'pg_dump', 'zstd': 'zstd', 'lz4': 'lz4'}.get(compression),
-                        'major_version': (self.version or '').split('.')[0],
-                        'bootstrap_superuser': self._bootstrap_superuser()},
-        }
+        return dumps
 
     def _chown(self, path, os_user):
         if os_user and os.geteuid() == 0:
