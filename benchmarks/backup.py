@@ -5,7 +5,9 @@
 PostgreSQL half (this file): a throw-away PostgreSQL filled with ``pgbench -i -s 70`` (about 1 GB):
 
 - logical: db_backup method=logical (jobs 2, zstd) against community.postgresql.postgresql_db
-  state=dump (plain ``.sql``, its default), both run for real as Ansible modules;
+  state=dump (plain ``.sql``, its default). Both sides run the same way, as bare module processes
+  (arguments in a JSON file, ``python <module> args.json`` as Ansible's local execution does): no
+  ansible CLI start-up on either side, so the times compare the modules' own work;
 - physical: db_backup method=physical (plain; pg_verifybackup of every file against the server's manifest
   checksums, our SHA-256 of every file in the catalog, synced) against a bare
   ``pg_basebackup -X stream -c fast`` run in the same script;
@@ -17,7 +19,9 @@ The MariaDB half is benchmarks/backup_mariadb.py (run it with ``--mariadb``).
 
     .venv/bin/python benchmarks/backup.py [--scale 70] [--repeat N] [--only physical] [--no-drill] [--mariadb]
 
-The community side runs from benchmarks/.work/venv (``ansible`` + ``psycopg2-binary``), created when missing.
+The community side runs from benchmarks/.work/venv (``ansible`` + ``psycopg2-binary``), created when missing, as
+``benchmarks/.work/venv/bin/python -m ansible_collections.community.postgresql.plugins.modules.postgresql_db args.json``.
+The load average is printed before and after each half: on a busy machine the ratios mean little.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,30 +65,48 @@ def timed(fn):
     return time.monotonic() - start, out
 
 
+def loadavg():
+    return ' '.join('%.1f' % x for x in os.getloadavg())
+
+
 def drop_caches():
     """Same starting point for every run: dirty pages written (the page cache is shared with others: kept)."""
     subprocess.run(['sync'], check=False)
 
 
 def ensure_venv():
-    ansible = os.path.join(VENV, 'bin', 'ansible')
-    if not os.path.exists(ansible):
+    """benchmarks/.work/venv with ansible (community.postgresql) and psycopg2; created when missing."""
+    python = os.path.join(VENV, 'bin', 'python')
+    if not os.path.exists(os.path.join(VENV, 'bin', 'ansible')):
         subprocess.run([sys.executable, '-m', 'venv', VENV], check=True)
         subprocess.run([os.path.join(VENV, 'bin', 'pip'), 'install', '-q', 'ansible', 'psycopg2-binary'], check=True)
-    return ansible
+    return python
 
 
 def community_dump(server, target):
-    """community.postgresql.postgresql_db state=dump, as an ad-hoc Ansible task."""
-    ansible = ensure_venv()
-    args = ('name=bench state=dump target=%s login_host=127.0.0.1 login_port=%d login_user=postgres '
-            'login_password=%s' % (target, server.port, server.password))
-    env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=os.path.join(VENV, 'bin', 'python'),
-               ANSIBLE_COLLECTIONS_PATH='/nonexistent', ANSIBLE_LOCALHOST_WARNING='False')
+    """community.postgresql.postgresql_db state=dump run as a bare module process, exactly like db_backup
+    (tests/integration/modrun.py): arguments in a JSON file, ``python -m <module> file.json``.
+
+    No ansible CLI start-up on either side: the times compare the modules' own work."""
+    python = ensure_venv()
+    args = {'name': 'bench', 'state': 'dump', 'target': target, 'login_host': '127.0.0.1', 'login_port': server.port,
+            'login_user': 'postgres', 'login_password': server.password,
+            '_ansible_check_mode': False, '_ansible_diff': False}
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+        argsfile = f.name
+    env = dict(os.environ)
     env.pop('PYTHONPATH', None)
-    out = subprocess.run([ansible, 'localhost', '-c', 'local', '-m', 'community.postgresql.postgresql_db', '-a', args],
-                         capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
+    try:
+        out = subprocess.run([python, '-m', 'ansible_collections.community.postgresql.plugins.modules.postgresql_db',
+                              argsfile], capture_output=True, text=True, env=env, check=False)
+    finally:
+        os.unlink(argsfile)
+    try:
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {'failed': True}
+    if out.returncode != 0 or result.get('failed'):
         raise RuntimeError('community dump failed: %s %s' % (out.stdout[-2000:], out.stderr[-2000:]))
     return target
 
@@ -168,7 +191,7 @@ def bench_postgresql(scale, repeat=2, only=None, drill=True):
             median_speedup = statistics.median(times_comm) / statistics.median(times_ours)
             ratio = size_comm / size_ours
             print('db_backup is %.2fx faster best-to-best, %.2fx median-to-median (target >= 1.5x); its files are '
-                  '%.1fx smaller (target: smaller)' % (speedup, median_speedup, ratio))
+                  '%.1fx smaller (target: smaller); load average now %s' % (speedup, median_speedup, ratio, loadavg()))
             results['logical'] = {'rows': logical, 'speedup': round(speedup, 2), 'median_speedup': round(median_speedup, 2),
                                   'size_ratio': round(ratio, 2), 'runs_community': times_comm, 'runs_db_backup': times_ours}
 
@@ -196,7 +219,7 @@ def bench_postgresql(scale, repeat=2, only=None, drill=True):
             factor = t_phys / t_bare
             median_factor = statistics.median(times_phys) / statistics.median(times_bare)
             print('db_backup physical takes %.2fx the bare tool\'s time best-to-best, %.2fx median-to-median '
-                  '(target <= 1.15x)' % (factor, median_factor))
+                  '(target <= 1.15x); load average now %s' % (factor, median_factor, loadavg()))
             results['physical'] = {'rows': physical, 'factor': round(factor, 2), 'median_factor': round(median_factor, 2),
                                    'runs_bare': times_bare, 'runs_db_backup': times_phys}
 
