@@ -761,3 +761,91 @@ def test_mysql8_restore_of_tab_separated_data(tmp_path, monkeypatch, local_infil
     with pytest.raises(DbError, match='2 rows after the load, the backup holds 3'):
         engine.restore_logical({'manifest': {}, 'path': str(dest), 'target_database': 'app_copy2',
                                 'force': False, 'jobs': 1})
+
+
+# ---- table files compressed while the server writes them --------------------------------------
+def _grow(path, chunks, finished, pause=0.002):
+    """Append chunks to path one by one (like the server's SELECT ... INTO OUTFILE), then finish."""
+    import time
+    with open(path, 'wb') as f:
+        for chunk in chunks:
+            f.write(chunk)
+            f.flush()
+            time.sleep(pause)
+    finished.set()
+
+
+@pytest.mark.parametrize('compression', ['zstd', 'none'])
+def test_follow_compress_reads_a_file_while_it_grows(tmp_path, compression):
+    import hashlib
+    import subprocess
+    import threading
+    if compression != 'none' and not mb.find_tool(['zstd']):
+        pytest.skip('zstd not installed')
+    chunks = [os.urandom(1000) + (b'%06d\t\\N\n' % i) * 5000 for i in range(40)]
+    source, out = str(tmp_path / '1.tsv'), str(tmp_path / ('t.tsv' + mb.compression_spec(compression)['ext']))
+    finished, abort = threading.Event(), threading.Event()
+    writer = threading.Thread(target=_grow, args=(source, chunks, finished))
+    # the follower starts before the server has even created the file
+    follower_result = []
+    follower = threading.Thread(target=lambda: follower_result.append(mb._follow_compress(
+        source, mb.compressor_argv(compression), out, finished, abort)))
+    follower.start()
+    writer.start()
+    writer.join()
+    follower.join()
+    digest, size = follower_result[0]
+    assert size == sum(len(c) for c in chunks)
+    with open(out, 'rb') as f:
+        stored = f.read()
+    assert digest == hashlib.sha256(stored).hexdigest()
+    plain = subprocess.run(['zstd', '-d', '-c', out], capture_output=True, check=True).stdout \
+        if compression == 'zstd' else stored
+    assert plain == b''.join(chunks)
+    assert mb._run_integrity_test(out) is None
+
+
+def test_follow_compress_stops_when_the_export_fails(tmp_path):
+    import threading
+    source = tmp_path / '1.tsv'
+    source.write_bytes(b'1\ta\n' * 1000)
+    finished, abort = threading.Event(), threading.Event()
+    abort.set()
+    with pytest.raises(DbError, match='the export failed'):
+        mb._follow_compress(str(source), mb.compressor_argv('zstd'), str(tmp_path / 'o.zst'), finished, abort)
+    # the export failed before the server created its file
+    with pytest.raises(DbError, match='the export failed'):
+        mb._follow_compress(str(tmp_path / 'none.tsv'), None, str(tmp_path / 'o2'), finished, abort)
+    # a statement that returned without a file is an error too, never an empty table
+    done = threading.Event()
+    done.set()
+    with pytest.raises(DbError, match='wrote no file'):
+        mb._follow_compress(str(tmp_path / 'none.tsv'), None, str(tmp_path / 'o3'), done, threading.Event())
+
+
+def test_table_files_are_tested_once_by_the_run_that_wrote_them(tmp_path):
+    """With verify, every compressed table file passes the integrity test right after it is
+    written; verification of that run's result does not test them again, a stored manifest
+    (no tested_files) tests everything, and a file changed since is still named."""
+    bin_dir, _log = _fake_bin(tmp_path)
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMysql8Tsv(tmp_path)
+    result = engine.backup_create({'method': 'logical', 'type': 'full', 'databases': None, 'compression': 'zstd',
+                                   'jobs': 2, 'dest': str(dest), 'base': None, 'repo': str(tmp_path),
+                                   'bin_dir': bin_dir, 'verify': True})
+    tested = result['tested_files']
+    assert set(tested) == {'app.orders.tsv.zst', 'reporting.daily.tsv.zst'}
+    assert all(os.path.getsize(dest / name) == size for name, size in tested.items())
+    assert mb.verify_logical(result, str(dest)) == []
+    victim = dest / 'reporting.daily.tsv.zst'
+    victim.write_bytes(victim.read_bytes()[:-3])
+    assert any(p.startswith('reporting.daily.tsv.zst') for p in mb.verify_logical(result, str(dest)))
+    assert any(p.startswith('reporting.daily.tsv.zst') for p in mb.verify_logical({}, str(dest)))
+    # without verify nothing is tested during the run
+    dest2 = tmp_path / 'dest2'
+    dest2.mkdir()
+    result = engine.backup_create({'method': 'logical', 'type': 'full', 'databases': ['app'], 'compression': 'zstd',
+                                   'jobs': 1, 'dest': str(dest2), 'base': None, 'repo': str(tmp_path),
+                                   'bin_dir': bin_dir})
+    assert result['tested_files'] == {}

@@ -35,11 +35,12 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import pwd
-import queue
 import re
 import shlex
 import shutil
@@ -582,30 +583,136 @@ def triggers_dump_argv(program, option_file, database, tables, flavor='mariadb',
              '--skip-dump-date'] + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
 
 
-def _compress_file(source, compress, out_path):
-    """``compress < source > out_path`` (or a copy), fsynced; returns the sha256 of what was written."""
+def integrity_test_argv(filename, bin_dir=None):
+    """The compression tool's own integrity test of a compressed backup file (frame checksums,
+    truncation), or None for a plain file."""
+    unpack = decompressor_argv(compression_of(filename), bin_dir)
+    if unpack is None:
+        return None
+    return [unpack[0], '-t'] + (['-q'] if compression_of(filename) != 'gzip' else []) + [filename]
+
+
+def _run_integrity_test(path, bin_dir=None):
+    """None when the compressed file reads back completely, else the problem (naming the file)."""
+    argv = integrity_test_argv(path, bin_dir)
+    if argv is None:
+        return None
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    if proc.returncode != 0:
+        return '%s: cannot be decompressed (%s)' % (os.path.basename(path), _tail(proc.stderr or proc.stdout, 300))
+    return None
+
+
+def _copy_range(src_fd, dst_fd, offset, count):
+    """Copy count bytes of src_fd from offset into dst_fd (a pipe) in the kernel when it can."""
+    while count > 0:
+        try:
+            sent = os.sendfile(dst_fd, src_fd, offset, min(count, 8 * CHUNK))
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                raise
+            data = os.pread(src_fd, min(count, CHUNK), offset)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst_fd, view):]
+            sent = len(data)
+        if sent <= 0:
+            raise OSError(errno.EIO, 'the file ended early')
+        offset += sent
+        count -= sent
+    return offset
+
+
+def _follow_compress(source, compress, out_path, finished, abort, poll=0.005):
+    """Compress a file the server is still writing (SELECT ... INTO OUTFILE) into out_path as it
+    grows, so compression runs while the server exports instead of after it.
+
+    ``finished`` is set by the export session once its statement has returned (the file is
+    complete: the rest up to its end is read), ``abort`` when the export failed. Returns
+    (sha256 of what was written to out_path, bytes read from source); out_path is fsynced.
+    Without a compressor the bytes are copied (and hashed) as they are.
+    """
+    fd = None
+    while fd is None:
+        done = finished.is_set()
+        try:
+            fd = os.open(source, os.O_RDONLY)
+        except FileNotFoundError:
+            if abort.is_set():
+                raise DbError('export', os.path.basename(out_path), 'the export failed') from None
+            if done:
+                raise DbError('export', os.path.basename(out_path), 'the server wrote no file') from None
+            time.sleep(poll)
     digest = hashlib.sha256()
     err = tempfile.TemporaryFile()
+    proc = reader = None
+    failure = []
+    offset = 0
     try:
-        with open(source, 'rb') as src, open(out_path, 'wb') as out:
-            proc = None
-            reader = src
+        with open(out_path, 'wb') as out:
             if compress:
-                proc = subprocess.Popen(compress, stdin=src, stdout=subprocess.PIPE, stderr=err)
-                reader = proc.stdout
-            for block in iter(lambda: reader.read(CHUNK), b''):
-                digest.update(block)
-                out.write(block)
+                proc = subprocess.Popen(compress, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+                with contextlib.suppress(Exception):
+                    fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, CHUNK)
+
+                def drain():
+                    try:
+                        for block in iter(lambda: proc.stdout.read(CHUNK), b''):
+                            digest.update(block)
+                            out.write(block)
+                    except Exception as exc:  # pylint: disable=broad-except
+                        failure.append(exc)
+                        with contextlib.suppress(OSError):
+                            proc.kill()
+
+                reader = threading.Thread(target=drain, daemon=True)
+                reader.start()
+            while True:
+                if abort.is_set():
+                    raise DbError('export', os.path.basename(out_path), 'the export failed')
+                done = finished.is_set()  # before the size: a complete file is then read to its end
+                size = os.fstat(fd).st_size
+                if size > offset:
+                    if proc is not None:
+                        offset = _copy_range(fd, proc.stdin.fileno(), offset, size - offset)
+                    else:
+                        while offset < size:
+                            block = os.pread(fd, min(CHUNK, size - offset), offset)
+                            if not block:
+                                raise OSError(errno.EIO, 'the file ended early')
+                            digest.update(block)
+                            out.write(block)
+                            offset += len(block)
+                elif done:
+                    break
+                else:
+                    time.sleep(poll)
             if proc is not None:
-                proc.stdout.close()
+                proc.stdin.close()
+                reader.join()
+                if failure:
+                    raise failure[0]
                 if proc.wait() != 0:
                     raise DbError('compress', os.path.basename(out_path), _read_file_tail(err)
                                   or 'exit code %d' % proc.returncode)
             out.flush()
             os.fsync(out.fileno())
+    except BrokenPipeError:
+        if proc is None:
+            raise
+        proc.wait()
+        raise DbError('compress', os.path.basename(out_path), _read_file_tail(err)
+                      or 'exit code %d' % proc.returncode) from None
     finally:
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+        if reader is not None:
+            reader.join()
+        os.close(fd)
         err.close()
-    return digest.hexdigest()
+    return digest.hexdigest(), offset
 
 
 def _fsync_dir(path):
@@ -1216,8 +1323,11 @@ class MysqlBackup:
         sessions = max(1, min(jobs, len(work)))
         start = utc_now()
         commands, errors, conns, procs = [], [], [], []
-        exported, checksums = {}, {}
         secrets = self._secret_list()
+        # the views each objects dump names (read before the snapshot, like the tables)
+        views = {entry['name']: [r['t'] for r in self.fetch_all(
+            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_TYPE = 'VIEW' ORDER BY TABLE_NAME", (entry['name'],))] for entry in entries}
         try:
             for _ in range(sessions):
                 conn = self._side_connection()
@@ -1267,62 +1377,96 @@ class MysqlBackup:
                         self.execute('UNLOCK TABLES', operation='release the global read lock')
                 pending = list(work)
                 lock = threading.Lock()
+                verify = bool(request.get('verify'))
 
-                def pack(handoff):
-                    # compresses (and hashes) what its session exported while the session exports the
-                    # next table: the server and the compressor work at the same time
-                    while True:
-                        item = handoff.get()
-                        if item is None:
-                            return
-                        try:
-                            if errors:
-                                continue
-                            size = os.path.getsize(item['tmp'])
-                            digest = _compress_file(item['tmp'], compress, os.path.join(dest, item['file']))
-                            with lock:
-                                exported[item['file']] = {'rows': item['rows'], 'bytes': size}
-                                checksums[item['file']] = digest
-                        except Exception as exc:  # pylint: disable=broad-except
-                            with lock:
-                                errors.append(DbError('compress', item['file'], self.mask(str(exc))))
-                        finally:
-                            with contextlib.suppress(OSError):
-                                os.unlink(item['tmp'])
+                def follow(item, finished, abort):
+                    # compresses (and hashes) the table file while the server writes it; with
+                    # verify, the tool's integrity test reads the stored file back right away
+                    target = os.path.join(dest, item['file'])
+                    try:
+                        item['sha256'], item['bytes'] = _follow_compress(item['tmp'], compress, target, finished,
+                                                                         abort)
+                        if verify and compress:
+                            problem = _run_integrity_test(target, request.get('bin_dir'))
+                            if problem:
+                                raise DbError('verify', item['file'], problem)
+                            item['tested'] = os.path.getsize(target)
+                    except Exception as exc:  # pylint: disable=broad-except
+                        with lock:
+                            if not abort.is_set():
+                                errors.append(exc if isinstance(exc, DbError) else
+                                              DbError('compress', item['file'], self.mask(str(exc))))
+                    finally:
+                        with contextlib.suppress(OSError):
+                            os.unlink(item['tmp'])
 
                 def export(conn):
-                    handoff = queue.Queue(maxsize=1)
-                    packer = threading.Thread(target=pack, args=(handoff,), daemon=True)
-                    packer.start()
+                    # one table after another (largest first); the previous table's compression
+                    # may still finish while the next one is exported: at most two files per session
+                    previous = None
                     try:
                         while True:
                             with lock:
                                 if errors or not pending:
                                     return
                                 item = pending.pop(0)
+                            finished, abort = threading.Event(), threading.Event()
+                            follower = threading.Thread(target=follow, args=(item, finished, abort), daemon=True)
+                            follower.start()
                             try:
                                 with conn.cursor() as cur:
                                     item['rows'] = int(cur.execute(export_sql(
                                         self.quote_ident, item['database'], item['table'], item['columns'],
                                         item['tmp'])))
                             except Exception as exc:  # pylint: disable=broad-except
+                                abort.set()
+                                follower.join()
                                 with lock:
                                     errors.append(DbError('export', '%s.%s' % (item['database'], item['table']),
                                                           self.mask(str(exc))))
-                                with contextlib.suppress(OSError):
-                                    os.unlink(item['tmp'])
                                 return
-                            handoff.put(item)
+                            finished.set()
+                            if previous is not None:
+                                previous.join()
+                            previous = follower
                     finally:
-                        handoff.put(None)
-                        packer.join()
+                        if previous is not None:
+                            previous.join()
+
+                def post_dumps():
+                    # triggers, views, routines and events (small): dumped while the tables export
+                    for entry in entries:
+                        names = [t[0] for t in tables[entry['name']]]
+                        post = []
+                        if names:
+                            post.append(triggers_dump_argv(program, cnf, entry['name'], names, self.flavor,
+                                                           self.version_num or 0))
+                        post.append(objects_dump_argv(program, cnf, entry['name'], views[entry['name']],
+                                                      self.flavor, self.version_num or 0))
+                        for argv, fname in zip(post, entry['post']):
+                            try:
+                                _pipe_out(argv, compress, os.path.join(dest, fname),
+                                          'dump triggers, views, routines and events of', entry['name'], secrets)
+                            except DbError as exc:
+                                post_failures.append(self.mask(str(exc)))
 
                 for item in work:
                     commands.append('%s; %s < %s > %s' % (
                         export_sql(self.quote_ident, item['database'], item['table'], item['columns'], item['tmp']),
                         command_line(compress) if compress else 'cat', shlex.quote(item['tmp']),
                         shlex.quote(os.path.join(dest, item['file']))))
+                for entry in entries:
+                    names = [t[0] for t in tables[entry['name']]]
+                    if names:
+                        commands.append(command_line(triggers_dump_argv(
+                            program, cnf, entry['name'], names, self.flavor, self.version_num or 0), secrets)
+                            + (' | ' + command_line(compress) if compress else ''))
+                    commands.append(command_line(objects_dump_argv(
+                        program, cnf, entry['name'], views[entry['name']], self.flavor, self.version_num or 0),
+                        secrets) + (' | ' + command_line(compress) if compress else ''))
+                post_failures = []
                 threads = [threading.Thread(target=export, args=(conn,), daemon=True) for conn in conns]
+                threads.append(threading.Thread(target=post_dumps, daemon=True))
                 for thread in threads:
                     thread.start()
                 try:
@@ -1345,27 +1489,10 @@ class MysqlBackup:
                         failures.append('%s: %s' % (name, self.mask(_read_file_tail(err))))
                     completed[os.path.basename(stream.path)] = stream.completed
                     err.close()
-                if not failures and not errors:
-                    for entry in entries:
-                        names = [t[0] for t in tables[entry['name']]]
-                        views = [r['t'] for r in self.fetch_all(
-                            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                            "AND TABLE_TYPE = 'VIEW' ORDER BY TABLE_NAME", (entry['name'],))]
-                        post = []
-                        if names:
-                            post.append(triggers_dump_argv(program, cnf, entry['name'], names, self.flavor,
-                                                           self.version_num or 0))
-                        post.append(objects_dump_argv(program, cnf, entry['name'], views, self.flavor,
-                                                      self.version_num or 0))
-                        for argv, fname in zip(post, entry['post']):
-                            commands.append(command_line(argv, secrets) + (' | ' + command_line(compress)
-                                                                           if compress else ''))
-                            try:
-                                _pipe_out(argv, compress, os.path.join(dest, fname),
-                                          'dump triggers, views, routines and events of', entry['name'], secrets)
-                            except DbError as exc:
-                                failures.append(self.mask(str(exc)))
-                            completed[fname] = True  # mariadb-dump exited 0 (checked by _pipe_out)
+                failures.extend(post_failures)
+                for entry in entries:
+                    for fname in entry['post']:
+                        completed[fname] = True  # mariadb-dump exited 0 (checked by _pipe_out)
         finally:
             for proc, _err, _thread, _stream, _name in procs:
                 if proc.poll() is None:
@@ -1378,6 +1505,9 @@ class MysqlBackup:
         failures.extend(self.mask(str(e)) for e in errors)
         if failures:
             raise DbError('dump', ', '.join(databases), '; '.join(failures))
+        exported = {item['file']: {'rows': item['rows'], 'bytes': item['bytes']} for item in work}
+        checksums = {item['file']: item['sha256'] for item in work}
+        tested = {item['file']: item['tested'] for item in work if 'tested' in item}
         for entry in entries:
             counts = {t['name']: t['rows'] for t in snapshot_rows.get(entry['name'], [])}
             kinds = {t[0]: t[3] for t in tables[entry['name']]}
@@ -1402,6 +1532,8 @@ class MysqlBackup:
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
                 'server_version': getattr(self, 'version_string', self.version), 'commands': commands,
                 'verified_checksums': checksums, 'synced': True,
+                # table files the integrity test already read back (verify_logical skips them once)
+                'tested_files': tested,
                 'details': {'flavor': self.flavor, 'layout': 'tsv-per-table', 'index': INDEX_FILE,
                             'dumps': [{'database': e['name'], 'file': e['file'], 'files': e['files'],
                                        'pre': e['pre'], 'post': e['post'], 'tables': e['tables']} for e in entries],
@@ -2461,7 +2593,10 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
     except ValueError as exc:
         return ['%s: unreadable (%s)' % (INDEX_FILE, exc)]
     # compressed files: the tool's own integrity test (frame checksums, truncation) in C,
-    # without piping the SQL through Python, several at once; plain files: their last bytes
+    # without piping the SQL through Python, several at once; plain files: their last bytes.
+    # ``tested_files`` ({file: size}, only in the result of the run that just wrote the backup,
+    # never in a stored manifest) names table files that run already tested after writing them.
+    tested = (manifest or {}).get('tested_files') or {}
     tails = {}
     tests = []
     data = {}
@@ -2472,6 +2607,8 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
             if not os.path.isfile(source):
                 problems.append('%s: dump of database %s is missing' % (fname, entry['name']))
                 continue
+            if fname in tested and os.path.getsize(source) == tested[fname]:
+                continue  # tested by the backup run that wrote it, right after writing it
             unpack = decompressor_argv(compression_of(fname), bin_dir)
             if unpack is None:
                 if fname in data:
@@ -2483,13 +2620,10 @@ def verify_logical(manifest, path, bin_dir=None, os_user=None):
                     f.seek(max(0, os.path.getsize(source) - 4096))
                     tails[fname] = f.read()
                 continue
-            tests.append((fname, [unpack[0], '-t'] + (['-q'] if compression_of(fname) != 'gzip' else []) + [source]))
+            tests.append(source)
 
-    def test(item):
-        proc = subprocess.run(item[1], capture_output=True, check=False)
-        if proc.returncode != 0:
-            return '%s: cannot be decompressed (%s)' % (item[0], _tail(proc.stderr or proc.stdout, 300))
-        return None
+    def test(source):
+        return _run_integrity_test(source, bin_dir)
 
     if tests:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
