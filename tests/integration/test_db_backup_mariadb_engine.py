@@ -688,3 +688,60 @@ def test_parallel_dumps_share_one_instant_under_writes(source, scratch, layout, 
     assert ids[0] == ids[1]
     # the backup caught the writer in the middle: some ids before it, more after it
     assert ids[0] and max(ids[0]) < max(written)
+    # the row counts recorded for the restore drill are those of the backup's instant
+    recorded = {(d['database'], t['name']): t['rows'] for d in result['details']['dumps'] for t in d['tables']}
+    for db, table in places:
+        assert recorded[(db, table)] == source.sql('SELECT COUNT(*) FROM %s_r.%s' % (db, table))[0][0]
+    if path == 'tsv':
+        # MariaDB with a binary log: every session's snapshot is at the backup's position
+        assert result['details']['same_instant_check'] == 'binlog snapshot position of every session'
+
+
+def test_logical_without_binary_log_counts_rows_in_the_snapshot(scratch):
+    """Without a binary log the snapshots name no position: every InnoDB table's exported rows
+    are compared with COUNT(*) in the engine's own snapshot, under writes too."""
+    import threading
+    server = MariadbServer(settings={'skip-log-bin': ''}).init().start()
+    stop = threading.Event()
+    thread = threading.Thread()
+    try:
+        assert server.sql('SELECT @@log_bin')[0][0] == 0
+        fill(server, 'nolog', 3000)
+        add_objects(server, 'nolog')
+
+        def writer():
+            conn = server.connect('nolog')
+            try:
+                with conn.cursor() as cur:
+                    i = 100000
+                    while not stop.is_set():
+                        i += 1
+                        cur.execute("INSERT INTO t2 (t1_id, tag) VALUES (%d, 'w')" % i)
+            finally:
+                conn.close()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        engine = engine_of(server)
+        try:
+            dest = os.path.join(scratch, 'nolog')
+            result = engine.backup_create(request(dest, scratch, databases=['nolog'], jobs=2, verify=True))
+            stop.set()
+            thread.join()
+            assert result['details']['table_data'] == 'tsv'
+            assert result['details']['same_instant_check'] == 'exported rows = COUNT(*) in the backup snapshot'
+            assert result['start_position'] == {}
+            assert sorted(result['tested_files']) == ['nolog.t1.tsv.zst', 'nolog.t2.tsv.zst']
+            assert mb.verify_logical(result, dest) == []
+            engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': 'nolog_r', 'force': False,
+                                    'jobs': 2})
+            recorded = {t['name']: t['rows'] for t in result['details']['dumps'][0]['tables']}
+            assert recorded == {t: server.sql('SELECT COUNT(*) FROM nolog_r.%s' % t)[0][0] for t in ('t1', 't2')}
+            assert recorded['t1'] == 3000
+        finally:
+            engine.close()
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+        server.destroy()

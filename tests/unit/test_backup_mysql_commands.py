@@ -521,6 +521,13 @@ class FakeSide:
             f.write(b''.join(b'%d\tv\\\tx\t\\N\n' % i for i in range(self.rows)))
         return self.rows
 
+    def fetchall(self):
+        sql = self.log[-1][1]
+        if sql == mb.BINLOG_SNAPSHOT_SQL:
+            position = self.snapshots.pop(0) if getattr(self, 'snapshots', None) else ('binlog.000007', 157)
+            return (('Binlog_snapshot_file', position[0]), ('Binlog_snapshot_position', str(position[1])))
+        return ()
+
     def close(self):
         pass
 
@@ -849,3 +856,93 @@ def test_table_files_are_tested_once_by_the_run_that_wrote_them(tmp_path):
                                    'jobs': 1, 'dest': str(dest2), 'base': None, 'repo': str(tmp_path),
                                    'bin_dir': bin_dir})
     assert result['tested_files'] == {}
+
+
+class FakeMariadbTsv(FakeMysql8Tsv):
+    """MariaDB on this host: its snapshots name their binary log position."""
+
+    flavor = 'mariadb'
+    version = '10.11.6'
+    version_num = 101106
+    version_string = '10.11.6-MariaDB'
+
+    def __init__(self, tmp_path, snapshots=None, log_bin=1):
+        super().__init__(tmp_path)
+        self.snapshots = list(snapshots or [])
+        self.log_bin = log_bin
+
+    def _side_connection(self):
+        side = FakeSide(self.log, self.rows)
+        side.snapshots = self.snapshots
+        return side
+
+    def fetch_all(self, sql, params=None, operation=None):
+        if sql == mb.BINLOG_SNAPSHOT_SQL:
+            return [{'Variable_name': 'Binlog_snapshot_file', 'Value': 'binlog.000007'},
+                    {'Variable_name': 'Binlog_snapshot_position', 'Value': '157'}]
+        return super().fetch_all(sql, params, operation)
+
+    def fetch_value(self, sql, params=None, operation=None):
+        if sql == 'SELECT @@GLOBAL.log_bin':
+            return self.log_bin
+        if sql.startswith('SELECT COUNT(*)'):
+            self.queries.append(sql)
+        return super().fetch_value(sql, params, operation)
+
+
+def _mariadb_run(tmp_path, **kw):
+    bin_dir, _log = _fake_bin(tmp_path)
+    os.symlink(os.path.join(bin_dir, 'mysqldump'), os.path.join(bin_dir, 'mariadb-dump'))
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    engine = FakeMariadbTsv(tmp_path, **kw)
+    request = {'method': 'logical', 'type': 'full', 'databases': None, 'compression': 'zstd', 'jobs': 2,
+               'dest': str(dest), 'base': None, 'repo': str(tmp_path), 'bin_dir': bin_dir}
+    return engine, request
+
+
+def test_mariadb_sessions_at_the_backup_position_need_no_row_count_pass(tmp_path):
+    """Every export session's snapshot is at the binary log position read under the lock: the
+    exports' row counts are the counts of the backup, no COUNT(*) of every table."""
+    engine, request = _mariadb_run(tmp_path)
+    result = engine.backup_create(request)
+    assert not [q for q in engine.queries if q.startswith('SELECT COUNT(*)')]
+    side = [sql for who, sql in engine.log if who == 'side']
+    assert side.count(mb.BINLOG_SNAPSHOT_SQL) == 2
+    # read after the session's exports, inside its transaction (it never commits)
+    assert all(i > max(j for j, s in enumerate(side) if 'INTO OUTFILE' in s and 'probe' not in s)
+               for i, s in enumerate(side) if s == mb.BINLOG_SNAPSHOT_SQL)
+    assert 'COMMIT' not in side
+    dumps = {d['database']: d['tables'] for d in result['details']['dumps']}
+    assert dumps == {'app': [{'name': 'orders', 'rows': 3}], 'reporting': [{'name': 'daily', 'rows': 3}]}
+    assert 'binlog snapshot' in result['details']['same_instant_check']
+
+
+def test_mariadb_session_at_another_position_fails(tmp_path):
+    engine, request = _mariadb_run(tmp_path, snapshots=[('binlog.000007', 157), ('binlog.000007', 4242)])
+    with pytest.raises(DbError, match=r'export session \d read a snapshot taken at binary log position '
+                                      r'binlog.000007:4242, the backup at binlog.000007:157: the sessions did not '
+                                      r'share one instant'):
+        engine.backup_create(request)
+
+
+def test_mariadb_without_binary_log_counts_rows_in_the_snapshot(tmp_path):
+    engine, request = _mariadb_run(tmp_path, log_bin=0)
+    result = engine.backup_create(request)
+    assert [q for q in engine.queries if q.startswith('SELECT COUNT(*)')]
+    assert mb.BINLOG_SNAPSHOT_SQL not in [sql for _who, sql in engine.log]
+    assert 'COUNT(*)' in result['details']['same_instant_check']
+    engine.counted = 4
+    dest2 = tmp_path / 'dest2'
+    dest2.mkdir()
+    with pytest.raises(DbError, match='did not share one instant'):
+        engine.backup_create(dict(request, dest=str(dest2)))
+
+
+def test_binlog_snapshot_rows():
+    assert mb.binlog_snapshot([{'Variable_name': 'Binlog_snapshot_file', 'Value': 'b.000001'},
+                               {'Variable_name': 'Binlog_snapshot_position', 'Value': '42'}]) == ('b.000001', 42)
+    assert mb.binlog_snapshot(((b'Binlog_snapshot_file', b'b.000002'), (b'Binlog_snapshot_position', b'7'))) == \
+        ('b.000002', 7)
+    assert mb.binlog_snapshot([('Binlog_snapshot_file', ''), ('Binlog_snapshot_position', '0')]) is None
+    assert mb.binlog_snapshot([]) is None

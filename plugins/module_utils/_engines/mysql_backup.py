@@ -522,6 +522,24 @@ TSV_REFUSED_TYPES = ('bit', 'geometry', 'point', 'linestring', 'polygon', 'multi
 LOAD_SESSION_SQL = ("SET SESSION foreign_key_checks = 0, unique_checks = 0, "
                     "sql_mode = 'NO_AUTO_VALUE_ON_ZERO', time_zone = '+00:00'")
 EXPORT_SESSION_SQL = "SET SESSION time_zone = '+00:00', sql_mode = ''"
+# MariaDB: the binary log position a consistent snapshot was taken at (read inside the transaction)
+BINLOG_SNAPSHOT_SQL = "SHOW SESSION STATUS LIKE 'Binlog_snapshot_%'"
+
+
+def binlog_snapshot(rows):
+    """(file, position) from the rows of BINLOG_SNAPSHOT_SQL (dicts or tuples); None when empty."""
+    values = {}
+    for row in rows or ():
+        name, value = (row.get('Variable_name'), row.get('Value')) if isinstance(row, dict) else (row[0], row[1])
+        if isinstance(name, bytes):
+            name = name.decode('utf-8', 'replace')
+        if isinstance(value, bytes):
+            value = value.decode('utf-8', 'replace')
+        values[str(name).lower()] = value
+    name, pos = values.get('binlog_snapshot_file'), values.get('binlog_snapshot_position')
+    if not name or pos in (None, ''):
+        return None
+    return (str(name), int(pos))
 
 
 def outfile_policy(flavor, secure_file_priv):
@@ -1343,6 +1361,9 @@ class MysqlBackup:
                                  operation='take the global read lock for a consistent snapshot')
                     locked = True
                     position = self.binlog_position()
+                    # MariaDB with a binary log names the position each snapshot was taken at: equal
+                    # positions prove the sessions share one instant without counting every table again
+                    by_position = self.flavor == 'mariadb' and bool(position and position.get('binlog_file'))
                     self.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT', operation='open a consistent snapshot')
                     for conn in conns:
                         with conn.cursor() as cur:
@@ -1400,7 +1421,7 @@ class MysqlBackup:
                         with contextlib.suppress(OSError):
                             os.unlink(item['tmp'])
 
-                def export(conn):
+                def export(conn, number):
                     # one table after another (largest first); the previous table's compression
                     # may still finish while the next one is exported: at most two files per session
                     previous = None
@@ -1408,7 +1429,8 @@ class MysqlBackup:
                         while True:
                             with lock:
                                 if errors or not pending:
-                                    return
+                                    done = not errors
+                                    break
                                 item = pending.pop(0)
                             finished, abort = threading.Event(), threading.Event()
                             follower = threading.Thread(target=follow, args=(item, finished, abort), daemon=True)
@@ -1429,6 +1451,16 @@ class MysqlBackup:
                             if previous is not None:
                                 previous.join()
                             previous = follower
+                        if done and by_position:
+                            # still inside the session's transaction: the position of its snapshot
+                            try:
+                                with conn.cursor() as cur:
+                                    cur.execute(BINLOG_SNAPSHOT_SQL)
+                                    session_snapshots[number] = binlog_snapshot(cur.fetchall())
+                            except Exception as exc:  # pylint: disable=broad-except
+                                with lock:
+                                    errors.append(DbError('read the snapshot position of export session', number,
+                                                          self.mask(str(exc))))
                     finally:
                         if previous is not None:
                             previous.join()
@@ -1465,13 +1497,19 @@ class MysqlBackup:
                         program, cnf, entry['name'], views[entry['name']], self.flavor, self.version_num or 0),
                         secrets) + (' | ' + command_line(compress) if compress else ''))
                 post_failures = []
-                threads = [threading.Thread(target=export, args=(conn,), daemon=True) for conn in conns]
+                session_snapshots = {}
+                threads = [threading.Thread(target=export, args=(conn, number), daemon=True)
+                           for number, conn in enumerate(conns, start=1)]
                 threads.append(threading.Thread(target=post_dumps, daemon=True))
                 for thread in threads:
                     thread.start()
                 try:
-                    # the exact row counts at the same instant, in this engine's own snapshot
-                    snapshot_rows = {name: self._count_rows(name) for name in databases}
+                    if by_position:
+                        own_snapshot = binlog_snapshot(self.fetch_all(BINLOG_SNAPSHOT_SQL))
+                        snapshot_rows = None  # the exports' own row counts (below)
+                    else:
+                        # the exact row counts at the same instant, in this engine's own snapshot
+                        snapshot_rows = {name: self._count_rows(name) for name in databases}
                 except BaseException:
                     with lock:
                         pending.clear()  # the sessions stop after the table they are writing
@@ -1490,6 +1528,19 @@ class MysqlBackup:
                     completed[os.path.basename(stream.path)] = stream.completed
                     err.close()
                 failures.extend(post_failures)
+                if by_position and not errors:
+                    expected = (position['binlog_file'], int(position['binlog_pos']))
+                    if own_snapshot != expected:
+                        failures.append('the snapshot of the backup was taken at binary log position %s, the read '
+                                        'lock at %s:%d: the position does not describe the snapshot'
+                                        % ('%s:%d' % own_snapshot if own_snapshot else 'unknown', *expected))
+                    for number in range(1, len(conns) + 1):
+                        seen = session_snapshots.get(number)
+                        if seen != own_snapshot:
+                            failures.append('export session %d read a snapshot taken at binary log position %s, the '
+                                            'backup at %s: the sessions did not share one instant'
+                                            % (number, '%s:%d' % seen if seen else 'unknown',
+                                               '%s:%d' % own_snapshot if own_snapshot else 'unknown'))
                 for entry in entries:
                     for fname in entry['post']:
                         completed[fname] = True  # mariadb-dump exited 0 (checked by _pipe_out)
@@ -1508,6 +1559,11 @@ class MysqlBackup:
         exported = {item['file']: {'rows': item['rows'], 'bytes': item['bytes']} for item in work}
         checksums = {item['file']: item['sha256'] for item in work}
         tested = {item['file']: item['tested'] for item in work if 'tested' in item}
+        if snapshot_rows is None:
+            # every session exported in a snapshot at the backup's position: its rows are the counts
+            snapshot_rows = {name: sorted(({'name': item['table'], 'rows': item['rows']} for item in work
+                                           if item['database'] == name), key=lambda t: t['name'])
+                             for name in databases}
         for entry in entries:
             counts = {t['name']: t['rows'] for t in snapshot_rows.get(entry['name'], [])}
             kinds = {t[0]: t[3] for t in tables[entry['name']]}
@@ -1539,7 +1595,9 @@ class MysqlBackup:
                                        'pre': e['pre'], 'post': e['post'], 'tables': e['tables']} for e in entries],
                             'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
                             'processes': sessions, 'split_tables': len(databases) < sessions,
-                            'consistent_snapshot': True, 'table_data': 'tsv'}}
+                            'consistent_snapshot': True, 'table_data': 'tsv',
+                            'same_instant_check': ('binlog snapshot position of every session' if by_position
+                                                   else 'exported rows = COUNT(*) in the backup snapshot')}}
 
     def restore_logical(self, request):
         path = request['path']
