@@ -33,6 +33,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -140,7 +141,8 @@ def bare_mariadb_backup(server, target):
 
 
 def breakdown(result, wall):
-    """Where a db_backup module run spent its time, from its manifest."""
+    """Where a db_backup module run spent its time, from its manifest (the engine's start/stop
+    times have microseconds; the catalog's finished_at only seconds, so it is not used)."""
     if not result or 'backup' not in result:
         return
     with open(os.path.join(result['backup']['path'], 'manifest.json')) as f:
@@ -150,13 +152,41 @@ def breakdown(result, wall):
         return datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
 
     engine = (ts(man['stop_time']) - ts(man['start_time'])).total_seconds()
-    until_publish = (ts(man['finished_at']) - ts(man['start_time'])).total_seconds()
     details = man.get('details') or {}
-    print('    (engine %.1f s, module verification %.1f s, catalog hashing/fsync/publication and module start '
-          '%.1f s%s)' % (engine, until_publish - engine, wall - until_publish,
-                         '; table data: %s%s' % (details['table_data'], ' (%s)' % details['tsv_unavailable']
-                                                 if details.get('tsv_unavailable') else '')
-                         if details.get('table_data') else ''))
+    print('    (engine %.2f s; module start, probes, verification of the rest, catalog and publication %.2f s%s)'
+          % (engine, wall - engine, '; table data: %s%s' % (details['table_data'], ' (%s)' % details['tsv_unavailable']
+                                                            if details.get('tsv_unavailable') else '')
+             if details.get('table_data') else ''))
+
+
+class CpuMeter:
+    """CPU seconds of this benchmark's finished child processes (the module and every program it
+    ran) and of the server, around one run: robust where wall times of a shared box are not."""
+
+    def __init__(self, server):
+        self.pid = server.proc.pid if getattr(server, 'proc', None) else None
+
+    def server(self):
+        try:
+            with open('/proc/%d/stat' % self.pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+        except (OSError, TypeError, ValueError, IndexError):
+            return 0.0
+
+    def __enter__(self):
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.start = (usage.ru_utime + usage.ru_stime, self.server())
+        return self
+
+    def __exit__(self, *exc):
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.client = usage.ru_utime + usage.ru_stime - self.start[0]
+        self.server_cpu = self.server() - self.start[1]
+        return False
+
+    def text(self):
+        return 'cpu: client %.2f s, server %.2f s' % (self.client, self.server_cpu)
 
 
 def load_average():
@@ -217,31 +247,38 @@ def main():
             for run in range(opts.repeat):
                 repo = os.path.join(base, 'repo-logical-%d' % run)
                 os.makedirs(repo)
-                t, res = timed(lambda repo=repo: db_backup(server, repo, method='logical', databases=['sbtest'],
-                                                           compression='zstd', jobs=2, **extra))
+                with CpuMeter(server) as cpu:
+                    t, res = timed(lambda repo=repo: db_backup(server, repo, method='logical', databases=['sbtest'],
+                                                               compression='zstd', jobs=2, **extra))
                 record('db_backup logical zstd jobs=2%s' % (' (verify)' if extra else ''), t, repo)
                 breakdown(res, t)
-                ours.append((t, du(repo)))
+                print('    (%s)' % cpu.text())
+                ours.append((t, du(repo), cpu.client + cpu.server_cpu))
                 for suffix in ('sql',) if opts.only or run else ('sql', 'sql.gz'):
                     target = os.path.join(base, 'community-%d.%s' % (run, suffix))
-                    tc, _done = timed(lambda target=target: community_dump(server, target))
+                    with CpuMeter(server) as cpu:
+                        tc, _done = timed(lambda target=target: community_dump(server, target))
                     record('community.mysql.mysql_db state=dump (.%s)' % suffix, tc, target)
+                    print('    (%s)' % cpu.text())
                     print('    -> db_backup logical is %.2fx faster, %.2fx smaller'
                           % (tc / t, du(target) / max(1, du(repo))))
                     if suffix == 'sql':
-                        theirs.append((tc, du(target)))
+                        theirs.append((tc, du(target), cpu.client + cpu.server_cpu))
                         os.unlink(target)
                 shutil.rmtree(repo, ignore_errors=True)
             if theirs:
-                mine, other = median([t for t, _s in ours]), median([t for t, _s in theirs])
+                mine, other = median([r[0] for r in ours]), median([r[0] for r in theirs])
                 print('# runs (s): db_backup %s; community .sql %s'
-                      % (' '.join('%.2f' % t for t, _s in ours), ' '.join('%.2f' % t for t, _s in theirs)))
+                      % (' '.join('%.2f' % r[0] for r in ours), ' '.join('%.2f' % r[0] for r in theirs)))
                 print('%-52s %8.2f s vs %.2f s: db_backup logical is %.2fx faster' % (
-                    'best db_backup / community (.sql)', min(t for t, _s in ours), min(t for t, _s in theirs),
-                    min(t for t, _s in theirs) / min(t for t, _s in ours)))
+                    'best db_backup / community (.sql)', min(r[0] for r in ours), min(r[0] for r in theirs),
+                    min(r[0] for r in theirs) / min(r[0] for r in ours)))
                 print('%-52s %8.2f s vs %.2f s: db_backup logical is %.2fx faster (median of %d), %.2fx smaller'
                       % ('median db_backup / community (.sql)', mine, other, other / mine, len(theirs),
-                         median([s for _t, s in theirs]) / max(1, median([s for _t, s in ours]))))
+                         median([r[1] for r in theirs]) / max(1, median([r[1] for r in ours]))))
+                print('%-52s %8.2f s vs %.2f s (client + server, median)'
+                      % ('cpu db_backup / community (.sql)', median([r[2] for r in ours]),
+                         median([r[2] for r in theirs])))
             print('# load average after the logical runs: %s' % load_average(), flush=True)
 
         # ---- physical
