@@ -537,6 +537,19 @@ class Repository:
         fsync_path(self.path)
         shutil.rmtree(trash)
 
+    def delete_logs(self, rel_paths):
+        """Remove archived log files (paths relative to the repository, all under logs/)."""
+        for rel in rel_paths:
+            full = os.path.normpath(os.path.join(self.path, rel))
+            if os.path.dirname(full) != self.log_dir:
+                raise DbError('delete archived log', rel, 'not a file of %s' % self.log_dir)
+            try:
+                os.unlink(full)
+            except FileNotFoundError:
+                pass
+        if rel_paths:
+            fsync_path(self.log_dir)
+
     def remove_failed_run(self, run):
         shutil.rmtree(run['path'], ignore_errors=True)
 
@@ -633,6 +646,27 @@ def backend_call(engine_name, function, *args, **kwargs):
     if func is None:
         raise DbError('run %s for' % function.replace('_', ' '), engine_name, 'not implemented for this engine yet')
     return func(*args, **kwargs)
+
+
+def prunable_logs(repo, kept):
+    """Archived log files (``logs/<name>``) that no kept backup can use, by each engine's own rule.
+
+    The engine's backup file decides from the kept manifests (``prunable_logs(log_dir, manifests)``);
+    a file any kept log backup lists is never offered, whatever the engine says.
+    """
+    if not os.path.isdir(repo.log_dir):
+        return []
+    listed = {entry.get('path') for m in kept for entry in (m.get('log_files') or []) if isinstance(entry, dict)}
+    found = set()
+    for engine_name in sorted({m.get('engine') for m in kept if m.get('engine')}):
+        func = getattr(engine_backend(engine_name), 'prunable_logs', None)
+        if func is None:
+            continue
+        for name in func(repo.log_dir, [m for m in kept if m.get('engine') == engine_name]):
+            rel = '%s/%s' % (LOGS, name)
+            if rel not in listed:
+                found.add(rel)
+    return sorted(found)
 
 
 def default_os_user(engine_name):

@@ -98,6 +98,9 @@ options:
       - Prune after a backup (O(state=present)) or on its own (O(state=absent) without O(backup_id)).
       - Never deletes the only restorable backup nor the parent chain of a kept incremental or log backup.
         Stale failed runs are removed too.
+      - Then the archive in C(logs/) is pruned to what the kept backups can use (RV(deleted_logs)) - WAL
+        segments (PostgreSQL) or binary logs (MariaDB/MySQL) older than the start of the oldest kept physical
+        full backup. With no physical full backup kept, the archive is left alone.
     type: dict
     suboptions:
       full:
@@ -209,6 +212,15 @@ deleted:
   returned: always
   type: list
   elements: str
+deleted_logs:
+  description:
+    - Archived WAL segments (PostgreSQL) or binary logs (MariaDB/MySQL) removed from C(logs/) by O(retention),
+      as paths relative to the repository.
+    - Only files older than the start of every kept physical full backup (and, on MariaDB/MySQL, of every kept
+      logical backup's binary log position) go; nothing goes when no physical full backup is kept.
+  returned: when O(retention) is applied
+  type: list
+  elements: str
 failed_runs:
   description: Runs that never completed (killed or failed); never used as latest.
   returned: always
@@ -254,10 +266,14 @@ def _repo(module, engine_name):
 
 
 def _apply_retention(module, repo, tracker, protect=()):
+    """Delete what retention lets go, then the archived WAL / binary logs no kept backup can use.
+
+    Returns (deleted backup ids, deleted archived log files)."""
     retention = module.params['retention'] or {}
     if not retention or (retention.get('full') is None and retention.get('days') is None):
-        return []
-    _keep, delete = catalog.retention_plan(repo.manifests(), retention.get('full'), retention.get('days'))
+        return [], []
+    manifests = repo.manifests()
+    _keep, delete = catalog.retention_plan(manifests, retention.get('full'), retention.get('days'))
     delete = [d for d in delete if d not in protect]
     for backup_id in delete:
         tracker.action('delete backup %s' % backup_id)
@@ -268,7 +284,13 @@ def _apply_retention(module, repo, tracker, protect=()):
             tracker.action('remove failed run %s' % run['id'])
             if not module.check_mode:
                 repo.remove_failed_run(run)
-    return delete
+    kept = [m for m in manifests if m['id'] not in delete]
+    logs = catalog.prunable_logs(repo, kept)
+    for name in logs:
+        tracker.action('delete archived log %s' % name)
+    if logs and not module.check_mode:
+        repo.delete_logs(logs)
+    return delete, logs
 
 
 def _base_for(repo, engine, method, btype):
@@ -331,7 +353,7 @@ def create(module, engine):
             if btype == 'log' and method == 'physical' and hasattr(engine, 'archive_status'):
                 status = engine.archive_status(repo.log_dir)
                 result['restart_required'] = status['restart_needed']
-        result['deleted'] = _apply_retention(module, repo, tracker) if repo.exists() else []
+        result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker) if repo.exists() else ([], [])
         result['failed_runs'] = repo.failed_runs()
         result['changed'] = tracker.changed
         return result
@@ -343,7 +365,7 @@ def create(module, engine):
                 result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path),
                               msg='a verified %s %s backup (%s) is younger than max_age: nothing to do'
                               % (method, btype, fresh['id']))
-                result['deleted'] = _apply_retention(module, repo, tracker, protect=[fresh['id']])
+                result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker, protect=[fresh['id']])
                 result['failed_runs'] = repo.failed_runs()
                 result['changed'] = tracker.changed
                 return result
@@ -427,7 +449,7 @@ def create(module, engine):
         tracker.action('take %s %s backup %s' % (method, btype, backup_id))
         result['backup'] = catalog.backup_summary(published, repo.path)
         result['msg'] = 'took %s %s backup %s (%d bytes)' % (method, btype, backup_id, published['size_bytes'])
-        result['deleted'] = _apply_retention(module, repo, tracker, protect=[backup_id])
+        result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker, protect=[backup_id])
         result['failed_runs'] = repo.failed_runs()
     result['changed'] = tracker.changed
     if module._diff:
@@ -512,7 +534,7 @@ def maintain(module):
                     result['deleted'] = [manifest['id']]
                     result['backup'] = catalog.backup_summary(manifest, repo.path)
             elif p['retention']:
-                result['deleted'] = _apply_retention(module, repo, tracker)
+                result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker)
             else:
                 raise DbError('delete backups from', repo.path, 'give backup_id or retention')
         result['msg'] = ('would delete' if module.check_mode else 'deleted') + ': %s' % (

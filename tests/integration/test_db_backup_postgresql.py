@@ -445,6 +445,48 @@ def test_retention_keeps_what_it_must(server, workdir):
     assert out['failed'] is False and out['backup_id'] == ids[2]
 
 
+def test_retention_prunes_wal_archive_to_kept_fulls(server, workdir):
+    """WAL older than the oldest kept physical full goes with the backups retention deletes; the rest stays."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=20)
+    first_full = backup(server, repo, method='physical', type='full')
+    assert first_full['failed'] is False, first_full
+    for n in range(3):
+        server.psql('INSERT INTO orders VALUES (%d, \'wal-%d\', 1)' % (100000 + n, n), 'shop')
+        log = backup(server, repo, method='physical', type='log')
+        assert log['failed'] is False, log
+    second_full = backup(server, repo, method='physical', type='full')
+    assert second_full['failed'] is False, second_full
+    last_log = backup(server, repo, method='physical', type='log')
+    assert last_log['failed'] is False, last_log
+    logs_dir = os.path.join(repo, 'logs')
+    before = sorted(os.listdir(logs_dir))
+    cutoff = manifest_of(repo, second_full['backup']['id'])['start_position']['wal_file']
+    older = [n for n in before if len(n) >= 24 and n[8:24] < cutoff[8:24] and not n.endswith('.history')]
+    assert older, before
+
+    dry = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True)
+    assert dry['failed'] is False and dry['changed'] is True, dry
+    assert dry['deleted_logs'] == ['logs/' + n for n in older], dry
+    assert sorted(os.listdir(logs_dir)) == before, 'check mode deleted archived WAL'
+
+    res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert res['failed'] is False, res
+    assert first_full['backup']['id'] in res['deleted'] and second_full['backup']['id'] not in res['deleted']
+    assert res['deleted_logs'] == dry['deleted_logs']
+    after = sorted(os.listdir(logs_dir))
+    assert after == [n for n in before if n not in older]
+    assert cutoff in after and all(n[8:24] >= cutoff[8:24] for n in after if not n.endswith('.history'))
+    # what is kept still verifies (the last log backup lists its segments) and a rerun prunes nothing more
+    verified = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': last_log['backup']['id']})
+    assert verified['failed'] is False, verified
+    again = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert again['failed'] is False and again['changed'] is False and again['deleted_logs'] == [], again
+    # the kept full still restores
+    drill = restore(repo, server.conn, state='verified', backup_id=second_full['backup']['id'])
+    assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
 # ---- pgBackRest chains -------------------------------------------------------------------------
 def test_pgbackrest_full_incremental_differential_chain(server, workdir):
     if not shutil.which('pgbackrest'):

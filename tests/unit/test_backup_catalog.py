@@ -310,3 +310,48 @@ def test_growing_file_hasher_follows_appends_and_rehashes_a_replaced_file(tmp_pa
         os.path.join('base', 'small'): hashlib.sha256(b'tiny').hexdigest(),
     }
     assert sums == expected
+
+
+# ---- pruning the WAL archive --------------------------------------------------------------------
+def _wal_repo(tmp_path, names):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    os.makedirs(repo.log_dir)
+    for name in names:
+        (tmp_path / 'repo' / 'logs' / name).write_bytes(b'x')
+    return repo
+
+
+def _full_at(backup_id, wal_file, method='physical'):
+    m = _m(backup_id, method=method)
+    m['start_position'] = {'wal_file': wal_file}
+    return m
+
+
+def test_prunable_wal_by_position_across_timelines(tmp_path):
+    names = ['000000010000000000000003', '000000010000000000000004', '000000010000000000000004.00000028.backup',
+             '000000010000000000000005.partial', '000000020000000000000005', '000000020000000000000006',
+             '00000002.history', '000000010000000000000006.part']
+    repo = _wal_repo(tmp_path, names)
+    kept = [_full_at('b2', '000000020000000000000006'), _full_at('b1', '000000010000000000000005')]
+    assert catalog.prunable_logs(repo, kept) == [
+        'logs/000000010000000000000003', 'logs/000000010000000000000004', 'logs/000000010000000000000004.00000028.backup']
+
+
+def test_prunable_wal_keeps_everything_without_a_kept_physical_full(tmp_path):
+    repo = _wal_repo(tmp_path, ['000000010000000000000003', '000000010000000000000009'])
+    assert catalog.prunable_logs(repo, [_full_at('l1', '000000010000000000000009', method='logical')]) == []
+    assert catalog.prunable_logs(repo, []) == []
+    # a physical full whose start is unknown: nothing is provably unused
+    assert catalog.prunable_logs(repo, [_full_at('p1', '000000010000000000000009'), _full_at('p0', '')]) == []
+
+
+def test_prunable_wal_never_offers_a_file_a_kept_log_backup_lists(tmp_path):
+    repo = _wal_repo(tmp_path, ['000000010000000000000003', '000000010000000000000004', '000000010000000000000009'])
+    log = _m('l1', btype='log', parent='p1')
+    log['log_files'] = [{'path': 'logs/000000010000000000000004', 'size': 1, 'sha256': 'x'}]
+    kept = [_full_at('p1', '000000010000000000000009'), log]
+    assert catalog.prunable_logs(repo, kept) == ['logs/000000010000000000000003']
+    repo.delete_logs(['logs/000000010000000000000003'])
+    assert sorted(os.listdir(repo.log_dir)) == ['000000010000000000000004', '000000010000000000000009']
+    with pytest.raises(DbError):
+        repo.delete_logs(['logs/../manifest.json'])

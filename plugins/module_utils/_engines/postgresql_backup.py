@@ -165,6 +165,31 @@ def _archive_command(log_dir):
             .format(d=logs))
 
 
+WAL_FILE_RE = re.compile(r'^([0-9A-F]{8})([0-9A-F]{16})(\.partial|\.[0-9A-F]{8}\.backup)?$')
+
+
+def prunable_logs(log_dir, manifests):
+    """Archived WAL files no kept backup can replay: older than the start of every kept physical full.
+
+    Compared by position (log and segment number) whatever the timeline: recovery from a base backup
+    never reads a segment before the one it starts in. Timeline history files always stay. No kept
+    physical full backup, or one whose start is unknown: nothing goes.
+    """
+    starts = []
+    for manifest in manifests:
+        if manifest.get('method') != 'physical' or manifest.get('type') != 'full':
+            continue
+        match = WAL_FILE_RE.match((manifest.get('start_position') or {}).get('wal_file') or '')
+        if not match or match.group(3):
+            return []
+        starts.append(match.group(2))
+    if not starts or not os.path.isdir(log_dir):
+        return []
+    cutoff = min(starts)
+    return [name for name in sorted(os.listdir(log_dir))
+            if WAL_FILE_RE.match(name) and WAL_FILE_RE.match(name).group(2) < cutoff]
+
+
 def read_backup_manifest(path):
     with open(path) as f:
         return json.load(f)
