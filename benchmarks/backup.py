@@ -5,7 +5,7 @@
 PostgreSQL half (this file): a throw-away PostgreSQL filled with ``pgbench -i -s 70`` (about 1 GB):
 
 - logical: db_backup method=logical (jobs 2, zstd) against community.postgresql.postgresql_db
-  state=dump (plain ``.sql``, its default). Both sides run the same way, as bare module processes
+  state=dump (plain ``.sql``, its default, the strict comparison; and once ``.sql.gz``). Both sides run the same way, as bare module processes
   (arguments in a JSON file, ``python <module> args.json`` as Ansible's local execution does): no
   ansible CLI start-up on either side, so the times compare the modules' own work;
 - physical: db_backup method=physical (plain; pg_verifybackup of every file against the server's manifest
@@ -194,6 +194,16 @@ def bench_postgresql(scale, repeat=2, only=None, drill=True):
                   '%.1fx smaller (target: smaller); load average now %s' % (speedup, median_speedup, ratio, loadavg()))
             results['logical'] = {'rows': logical, 'speedup': round(speedup, 2), 'median_speedup': round(median_speedup, 2),
                                   'size_ratio': round(ratio, 2), 'runs_community': times_comm, 'runs_db_backup': times_ours}
+            # the community module's compressed dump (target .sql.gz: pg_dump | gzip), once, for the file size side
+            target = os.path.join(work, 'community.sql.gz')
+            drop_caches()
+            t_gz, _ = timed(lambda target=target: community_dump(server, target))
+            size_gz = du(target)
+            os.unlink(target)
+            print('community.postgresql.postgresql_db state=dump (.sql.gz) %.2f s, %.1f MB -> db_backup logical is %.2fx '
+                  'faster (median), %.1fx smaller' % (t_gz, size_gz / 1e6, t_gz / statistics.median(times_ours),
+                                                      size_gz / size_ours))
+            results['logical']['community_gz'] = {'seconds': round(t_gz, 2), 'size_mb': round(size_gz / 1e6, 1)}
 
         if only in (None, 'physical'):
             # physical
