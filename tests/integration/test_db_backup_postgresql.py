@@ -194,7 +194,8 @@ def test_logical_parallel_table_chunks_restore_identical(server, workdir):
     dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
     chunked = {t['table'] for t in dump['chunked']}
     assert {'public.orders', 'public."Odd Name"'} <= chunked, chunked
-    assert all(len(t['files']) == 2 for t in dump['chunked'] if t['table'] != 'public.notes')
+    # two ranges per session (jobs 2): a session that finishes early takes the next one
+    assert all(len(t['files']) == 4 for t in dump['chunked'] if t['table'] != 'public.notes'), dump['chunked']
     assert {t['exported_by'] for t in dump['chunked']} == {'server'}, dump['chunked']
     assert any('TO PROGRAM' in c and 'ctid' in c for c in res['commands'])
     # the row counts recorded for the drill are the rows each COPY exported: equal to the source's
@@ -219,6 +220,7 @@ def test_logical_chunks_without_server_program_right_use_psql(server, workdir):
     assert res['failed'] is False, res
     dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
     assert dump['chunked'] and {t['exported_by'] for t in dump['chunked']} == {'psql'}, dump['chunked']
+    assert all(len(t['files']) == 2 for t in dump['chunked'] if t['table'] != 'public.notes'), dump['chunked']
     assert not any('TO PROGRAM' in c for c in res['commands'])
     assert {t['name']: t['rows'] for t in dump['tables']} == _row_counts(server, 'shop')
     out = restore(repo, server.conn, target_database='shop_psql', jobs=2)

@@ -1125,19 +1125,23 @@ class PostgresBackup:
                         cur.execute('SELECT pg_export_snapshot()')
                         snapshot = cur.fetchone()[0]
                     argv += ['--snapshot', snapshot]
-                    if split:
-                        chunked = self._plan_chunks(conn_engine, jobs, compression, dirname)
-                        for table in chunked:
-                            argv += ['--exclude-table-data', '"%s"."%s"' % (table['schema'].replace('"', '""'),
-                                                                            table['table'].replace('"', '""'))]
-                        if chunked and self._rest_is_small(conn_engine, chunked):
-                            argv[argv.index('-j') + 1] = '1'   # pg_dump only has small tables left
                 server_side = False
-                if chunked:
-                    os.makedirs(os.path.join(dest + '-chunks'), exist_ok=True)
-                    self._chown(dest + '-chunks', os_user)
-                    server_side = self._server_side_export(request, database, dest + '-chunks', compression, level,
-                                                           commands)
+                if split:
+                    chunked = self._plan_chunks(conn_engine, jobs, compression, dirname)
+                    if chunked:
+                        os.makedirs(os.path.join(dest + '-chunks'), exist_ok=True)
+                        self._chown(dest + '-chunks', os_user)
+                        server_side = self._server_side_export(request, database, dest + '-chunks', compression,
+                                                               level, commands)
+                    if server_side:
+                        # twice as many ranges as sessions: a session that finishes early takes the next range,
+                        # so no core idles while the last range of a table is still being copied
+                        chunked = self._plan_chunks(conn_engine, jobs * 2, compression, dirname)
+                    for table in chunked:
+                        argv += ['--exclude-table-data', '"%s"."%s"' % (table['schema'].replace('"', '""'),
+                                                                        table['table'].replace('"', '""'))]
+                    if chunked and self._rest_is_small(conn_engine, chunked):
+                        argv[argv.index('-j') + 1] = '1'   # pg_dump only has small tables left
                 commands.append(show_command(argv, secrets) + '  # PGDATABASE=%s' % database)
                 proc = subprocess.Popen(_as_user(argv, os_user), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         env=env, cwd='/', text=True)
