@@ -745,3 +745,59 @@ def test_logical_without_binary_log_counts_rows_in_the_snapshot(scratch):
         if thread.is_alive():
             thread.join()
         server.destroy()
+
+
+@pytest.mark.parametrize('failing', ['export', 'compressor'])
+def test_logical_tsv_failure_while_compressing_stops_cleanly(source, scratch, monkeypatch, failing):
+    """An export that fails (its table file never appears) or a compressor that dies half-way
+    through a file the server is still writing fails the backup with the table or file named,
+    leaves no text file and no compressor behind."""
+    db = 'brk_' + failing
+    fill(source, db, 20000)
+    engine = engine_of(source)
+    bin_dir = None
+    if failing == 'export':
+        real = mb.export_sql
+
+        def export_sql(quote, database, table, columns, path):
+            return real(quote, database, table, columns + (['no_such_column'] if table == 't1' else []), path)
+
+        monkeypatch.setattr(mb, 'export_sql', export_sql)
+    else:
+        bin_dir = os.path.join(scratch, 'bin')
+        os.makedirs(bin_dir)
+        with open(os.path.join(bin_dir, 'zstd'), 'w') as f:
+            # compresses small files (schema, triggers, objects); gives up on table data
+            f.write('#!/bin/sh\nhead -c 20000 > /dev/null\necho "zstd: disk on fire" >&2\nexit 3\n')
+        os.chmod(os.path.join(bin_dir, 'zstd'), 0o755)
+    tmp = tempfile.gettempdir()
+    before = set(n for n in os.listdir(tmp) if n.startswith('dbops-tsv-%d-' % os.getpid()))
+    try:
+        dest = os.path.join(scratch, 'brk-' + failing)
+        with pytest.raises(DbError) as info:
+            engine.backup_create(request(dest, scratch, databases=[db], jobs=2, verify=True, bin_dir=bin_dir))
+    finally:
+        engine.close()
+    text = str(info.value)
+    if failing == 'export':
+        assert db + '.t1' in text and 'no_such_column' in text
+    else:
+        assert 'disk on fire' in text and '.tsv.zst' in text
+    after = set(n for n in os.listdir(tmp) if n.startswith('dbops-tsv-%d-' % os.getpid()))
+    assert after == before  # the private directory of the text files is gone
+    assert not children_named('zstd')
+
+
+def children_named(name):
+    """Pids of this process's living children running the program name."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/status' % pid) as f:
+                status = dict(line.split(':\t', 1) for line in f.read().splitlines() if ':\t' in line)
+        except OSError:
+            continue
+        if status.get('PPid', '').strip() == str(os.getpid()) and status.get('Name', '').strip() == name \
+                and not status.get('State', '').startswith('Z'):
+            found.append(int(pid))
+    return found
