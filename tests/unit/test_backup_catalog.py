@@ -355,3 +355,31 @@ def test_prunable_wal_never_offers_a_file_a_kept_log_backup_lists(tmp_path):
     assert sorted(os.listdir(repo.log_dir)) == ['000000010000000000000004', '000000010000000000000009']
     with pytest.raises(DbError):
         repo.delete_logs(['logs/../manifest.json'])
+
+
+def _my(backup_id, binlog_file, method='physical', btype='full'):
+    m = _m(backup_id, btype=btype, method=method)
+    m['engine'] = 'mysql'
+    m['start_position'] = {'binlog_file': binlog_file, 'binlog_pos': 4} if binlog_file else {}
+    return m
+
+
+def test_prunable_binlogs_before_every_kept_start(tmp_path):
+    repo = _wal_repo(tmp_path, ['mysql-bin.000007', 'mysql-bin.000008', 'mysql-bin.000009', 'mysql-bin.000010',
+                                'other-bin.000001'])
+    kept = [_my('p2', 'mysql-bin.000010'), _my('i2', 'mysql-bin.000010', btype='incremental'),
+            _my('l1', 'mysql-bin.000009', method='logical')]
+    assert catalog.prunable_logs(repo, kept) == ['logs/mysql-bin.000007', 'logs/mysql-bin.000008']
+
+
+def test_prunable_binlogs_nothing_when_not_provable(tmp_path):
+    repo = _wal_repo(tmp_path, ['mysql-bin.000007', 'mysql-bin.000010'])
+    # no physical full kept
+    assert catalog.prunable_logs(repo, [_my('l1', 'mysql-bin.000010', method='logical')]) == []
+    # a kept physical backup without a binary log position
+    assert catalog.prunable_logs(repo, [_my('p2', 'mysql-bin.000010'), _my('p1', None)]) == []
+    # log_bin renamed between kept backups
+    assert catalog.prunable_logs(repo, [_my('p2', 'mysql-bin.000010'), _my('p1', 'db1-bin.000003')]) == []
+    # a logical backup taken with binary logging off does not hold the archive back
+    assert catalog.prunable_logs(repo, [_my('p2', 'mysql-bin.000010'), _my('l0', None, method='logical')]) == \
+        ['logs/mysql-bin.000007']

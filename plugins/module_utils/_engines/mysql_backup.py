@@ -375,6 +375,38 @@ def archived_binlogs(log_dir, base):
     return found
 
 
+def prunable_logs(log_dir, manifests):
+    """Archived binary logs no kept backup can replay from: numbered before the binary log that every
+    kept backup (physical or logical) starts in.
+
+    A replay after a restore starts at the restored backup's stop position, never before its start.
+    Nothing goes when no physical full backup is kept, when a kept physical backup records no binary
+    log position, or when the kept backups name different binary log bases (log_bin renamed).
+    """
+    firsts = []
+    physical_full = False
+    for manifest in manifests:
+        if manifest.get('type') == 'log':
+            continue
+        if manifest.get('method') == 'physical' and manifest.get('type') == 'full':
+            physical_full = True
+        name = (manifest.get('start_position') or {}).get('binlog_file')
+        if not name:
+            if manifest.get('method') == 'physical':
+                return []
+            continue    # a logical backup taken with binary logging off replays nothing
+        base, number, _width = binlog_number(name)
+        if base is None:
+            return []
+        firsts.append((base, number))
+    bases = {base for base, _number in firsts}
+    if not physical_full or len(bases) != 1:
+        return []
+    base = bases.pop()
+    cutoff = min(number for _base, number in firsts)
+    return sorted(name for number, name in archived_binlogs(log_dir, base).items() if number < cutoff)
+
+
 def binlog_range(log_dir, start_file, end_file=None):
     """The archived binlog names from start_file to end_file (or the newest) and the missing ones."""
     base, first, width = binlog_number(start_file)
@@ -1876,7 +1908,9 @@ class MysqlBackup:
                 run_checked(argv, 'take a physical backup with', os.path.basename(program), self._secret_list())
                 layout = 'directory'
             else:
-                scratch = tempfile.mkdtemp(prefix='dbops-xb-')
+                # mariadb-backup's own scratch (stream mode) beside the run's data, not in /tmp: a run killed
+                # half way leaves it inside its failed .incoming directory, which retention removes
+                scratch = tempfile.mkdtemp(prefix='.xb-scratch-', dir=os.path.dirname(os.path.abspath(dest)))
                 stream_file = os.path.join(dest, STREAM_NAME + compression_spec(compression)['ext'])
                 argv = physical_backup_argv(program, cnf, scratch, meta, datadir, request.get('jobs'), basedir,
                                             stream=True, flavor=self.flavor)

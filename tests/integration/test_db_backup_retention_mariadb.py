@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+"""db_backup retention prunes the binary log archive of a MariaDB repository to what kept backups can use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import modrun
+import pytest
+from servers import MariadbServer, make_workdir
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+
+pytestmark = pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='mariadb-backup not installed')
+
+
+@pytest.fixture()
+def source():
+    server = MariadbServer().init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture()
+def work():
+    path = make_workdir('dbops-bkr-', 'mysql')
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def backup(server, repo, **kw):
+    result = modrun.run_module('db_backup', dict(server.conn, repo=repo, **kw))
+    assert not result['failed'], result.get('msg') or result['_stderr'][-3000:]
+    return result
+
+
+def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
+    repo = os.path.join(work, 'repo')
+    source.sql('CREATE DATABASE keepme')
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(20))', 'keepme')
+    first = backup(source, repo, method='physical', type='full', compression='zstd')
+    for n in range(3):
+        source.sql("INSERT INTO t VALUES (%d, 'round-%d')" % (n, n), 'keepme')
+        source.sql('FLUSH BINARY LOGS')
+        backup(source, repo, method='physical', type='log')
+    second = backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO t VALUES (99, 'after')", 'keepme')
+    last_log = backup(source, repo, method='physical', type='log')
+    logs = os.path.join(repo, 'logs')
+    before = sorted(os.listdir(logs))
+    with open(os.path.join(repo, second['backup']['id'], 'manifest.json')) as f:
+        start = json.load(f)['start_position']['binlog_file']
+    base, cutoff, _width = mb.binlog_number(start)
+    older = sorted(n for n in before if mb.binlog_number(n)[0] == base and mb.binlog_number(n)[1] < cutoff)
+    assert older, (before, start)
+
+    dry = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True)
+    assert not dry['failed'] and dry['changed'] is True, dry
+    assert dry['deleted_logs'] == ['logs/' + n for n in older], dry
+    assert sorted(os.listdir(logs)) == before, 'check mode deleted archived binary logs'
+
+    res = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert not res['failed'], res
+    assert first['backup']['id'] in res['deleted'] and second['backup']['id'] not in res['deleted']
+    assert res['deleted_logs'] == dry['deleted_logs']
+    after = sorted(os.listdir(logs))
+    assert after == [n for n in before if n not in older]
+    assert all(mb.binlog_number(n)[1] >= cutoff for n in after if mb.binlog_number(n)[0] == base)
+    # what is kept still verifies, and a rerun prunes nothing more
+    verified = modrun.run_module('db_backup', {'repo': repo, 'state': 'verified',
+                                               'backup_id': last_log['backup']['id']})
+    assert not verified['failed'], verified
+    again = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert not again['failed'] and again['changed'] is False and again['deleted_logs'] == [], again
