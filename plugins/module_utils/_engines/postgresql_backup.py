@@ -217,10 +217,16 @@ CHUNK_SETTINGS = ('SET datestyle = ISO', 'SET intervalstyle = postgres', 'SET ex
 CHUNK_SESSION = [arg for setting in CHUNK_SETTINGS for arg in ('-c', setting)]
 
 
+# The compressor behind a COPY runs below the backend's priority: the backend fills the pipe at full speed
+# and the compressor takes it in large reads instead of waking for every 4 kB the backend writes. On 2 cores
+# with 2 backends and 2 compressors that took 15-20 % off the export (measured: benchmarks/backup.py).
+NICE_COMPRESSOR = ['nice', '-n', '10']
+
+
 def _server_program(compressor, path):
     """The shell command a server-side COPY ... TO PROGRAM writes one file with."""
     if compressor:
-        return 'exec %s > %s' % (' '.join(shlex.quote(a) for a in compressor), shlex.quote(path))
+        return 'exec %s > %s' % (' '.join(shlex.quote(a) for a in NICE_COMPRESSOR + compressor), shlex.quote(path))
     return 'exec cat > %s' % shlex.quote(path)
 
 
@@ -1160,11 +1166,11 @@ class PostgresBackup:
                                        '-c', "SET TRANSACTION SNAPSHOT '%s'" % snapshot,
                                        '-c', chunk['copy'], '-c', 'COMMIT'])
                             comp, _ext = _compressor(compression, level)
-                            commands.append(show_command(psql) + (' | ' + show_command(comp) if comp else '')
+                            commands.append(show_command(psql) + (' | ' + show_command(NICE_COMPRESSOR + comp) if comp else '')
                                             + ' > ' + chunk['file'])
                             pipelines.append(_start_pipeline(
                                 [(psql, os_user, dict(env, PGCLIENTENCODING=table['encoding']))]
-                                + ([(comp, None, None)] if comp else []),
+                                + ([(NICE_COMPRESSOR + comp, None, None)] if comp else []),
                                 out_path=os.path.join(request['dest'], chunk['file'])))
                 if conn_engine is not None and request.get('verify', True):
                     counted = set(exported)
