@@ -177,7 +177,7 @@ def connect_params(params, database=None, check_mode=False):
         except _pg().psycopg2.Error as exc:
             raise DbError('connect to', where, mask_secrets(driver_message(exc), secrets)) from None
         return _pg().PostgresEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 5432,
-                                  check_mode=check_mode, secrets=secrets)
+                                    check_mode=check_mode, secrets=secrets)
     if not _mysql().HAS_DRIVER:
         raise DbError('connect to', where, 'the PyMySQL Python library is missing: install %s'
                       % _mysql().DRIVER_PACKAGE)
@@ -189,7 +189,7 @@ def connect_params(params, database=None, check_mode=False):
             detail = 'authentication failed: ' + detail
         raise DbError('connect to', where, mask_secrets(detail, secrets)) from None
     return _mysql().MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
-                              check_mode=check_mode, secrets=secrets)
+                                check_mode=check_mode, secrets=secrets)
 
 
 def connect(module, database=None):

@@ -1316,8 +1316,8 @@ class PostgresBackup:
         for table in chunked:
             for chunk in table['chunks']:
                 program = _server_program(comp, os.path.join(request['dest'], chunk['file']))
-                sql = 'COPY (%s) TO PROGRAM %s (ENCODING %s)' % (chunk['select'], self.quote_literal(program),
-                                                               self.quote_literal(table['encoding']))
+                sql = 'COPY (%s) TO PROGRAM %s (ENCODING %s)' % (
+                    chunk['select'], self.quote_literal(program), self.quote_literal(table['encoding']))
                 commands.append(sql)
                 work.append((table['qualified'], sql))
         rows = dict((t['qualified'], 0) for t in chunked)
