@@ -1288,11 +1288,14 @@ class PostgresBackup:
             if not os.path.exists(probe):
                 return False
             decomp = _decompressor(probe)
-            if decomp:
-                text = subprocess.run(decomp, capture_output=True, check=False).stdout
-            else:
-                with open(probe, 'rb') as f:
-                    text = f.read()
+            try:
+                if decomp:
+                    text = subprocess.run(decomp, capture_output=True, check=False).stdout
+                else:
+                    with open(probe, 'rb') as f:
+                        text = f.read()
+            except OSError:
+                text = b''     # written, but not readable by us: the files would not be either
             ok = text == (token + '\n').encode('ascii')
         finally:
             try:
