@@ -228,6 +228,32 @@ def test_logical_chunks_without_server_program_right_use_psql(server, workdir):
     assert content(server, 'shop_psql') == before
 
 
+def test_logical_chunked_inheritance_parent_counts_its_children_like_the_drill(server, workdir):
+    """A chunked inheritance parent: COPY exports ONLY its own rows, but the drill counts it with its children.
+
+    The manifest's row count for the parent must be what the drill counts (parent and children), or the
+    drill of a good backup fails.
+    """
+    repo = os.path.join(workdir, 'repo')
+    server.psql('CREATE DATABASE inh')
+    server.psql("CREATE TABLE parent (id int, v text); CREATE TABLE child (extra int) INHERITS (parent);"
+                "INSERT INTO parent SELECT g, repeat('p', 50) FROM generate_series(1, 3000) g;"
+                "INSERT INTO child SELECT g, 'c', g FROM generate_series(1, 500) g", 'inh')
+    before = content(server, 'inh')
+    res = run_module('db_backup', dict(server.conn, repo=repo, databases=['inh'], jobs=2, compression='zstd'),
+                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
+    assert res['failed'] is False, res
+    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    assert 'public.parent' in {t['table'] for t in dump['chunked']}, dump['chunked']
+    assert {t['exported_by'] for t in dump['chunked']} == {'server'}, dump['chunked']
+    assert {t['name']: t['rows'] for t in dump['tables']} == {'public.child': 500, 'public.parent': 3500}
+    out = restore(repo, server.conn, target_database='inh_copy', jobs=2)
+    assert out['failed'] is False, out
+    assert content(server, 'inh_copy') == before
+    drill = restore(repo, server.conn, state='verified')
+    assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):
     repo = os.path.join(workdir, 'repo')
     seed(server, rows=50)

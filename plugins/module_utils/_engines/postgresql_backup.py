@@ -200,7 +200,8 @@ CHUNK_TABLES_SQL = (
     "SELECT n.nspname AS schema, c.relname AS table, "
     "quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified, pg_relation_size(c.oid) AS bytes, "
     "(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
-    " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns "
+    " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns, "
+    "EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) AS has_children "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
@@ -1158,6 +1159,10 @@ class PostgresBackup:
                     # snapshot: no client process in between, and the row counts come with the COPY
                     exported, failures = self._export_chunks_server(request, database, snapshot, chunked, jobs,
                                                                     compression, level, commands, conn_engine)
+                    # COPY counts ONLY the table's own rows; the drill counts a parent with its inheritance
+                    # children, so such a parent is counted like every other table
+                    exported = dict((t['qualified'], exported[t['qualified']]) for t in chunked
+                                    if not t['has_children'])
                 elif chunked:
                     for table in chunked:
                         for chunk in table['chunks']:
@@ -1239,7 +1244,8 @@ class PostgresBackup:
                                'copy': 'COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT' % (
                                    row['columns'], row['qualified'], where)})
             plan.append({'schema': row['schema'], 'table': row['table'], 'qualified': row['qualified'],
-                         'columns': row['columns'], 'chunks': chunks, 'encoding': encoding})
+                         'columns': row['columns'], 'chunks': chunks, 'encoding': encoding,
+                         'has_children': bool(row['has_children'])})
         return plan
 
     def _rest_is_small(self, conn_engine, chunked):
