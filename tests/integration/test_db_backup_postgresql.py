@@ -254,6 +254,30 @@ def test_logical_chunked_inheritance_parent_counts_its_children_like_the_drill(s
     assert drill['failed'] is False and drill['result'] == 'passed', drill
 
 
+def test_logical_chunks_leave_tables_without_copyable_columns_to_pg_dump(server, workdir):
+    """A large table with no columns (or only generated ones) has nothing a column list can name: pg_dump copies it."""
+    repo = os.path.join(workdir, 'repo')
+    server.psql('CREATE DATABASE bare')
+    server.psql("CREATE TABLE nocols (); INSERT INTO nocols SELECT FROM generate_series(1, 3000);"
+                "CREATE TABLE onlygen (g int GENERATED ALWAYS AS (7) STORED);"
+                "INSERT INTO onlygen SELECT FROM generate_series(1, 3000);"
+                "CREATE TABLE plain (id int, v text); INSERT INTO plain SELECT g, repeat('v', 40) "
+                "FROM generate_series(1, 3000) g", 'bare')
+    before = content(server, 'bare')
+    res = run_module('db_backup', dict(server.conn, repo=repo, databases=['bare'], jobs=2, compression='zstd'),
+                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
+    assert res['failed'] is False, res
+    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    assert {t['table'] for t in dump['chunked']} == {'public.plain'}, dump['chunked']
+    assert {t['name']: t['rows'] for t in dump['tables']} == {'public.nocols': 3000, 'public.onlygen': 3000,
+                                                              'public.plain': 3000}
+    out = restore(repo, server.conn, target_database='bare_copy', jobs=2)
+    assert out['failed'] is False, out
+    assert content(server, 'bare_copy') == before
+    drill = restore(repo, server.conn, state='verified')
+    assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):
     repo = os.path.join(workdir, 'repo')
     seed(server, rows=50)

@@ -206,6 +206,9 @@ CHUNK_TABLES_SQL = (
     "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
     "AND pg_relation_size(c.oid) >= %s "
+    # a table without a column COPY can name (none, or only generated ones) is left to pg_dump
+    "AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+    "            AND a.attgenerated = '') "
     "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
     "                AND d.deptype = 'e') "
     "ORDER BY pg_relation_size(c.oid) DESC"
