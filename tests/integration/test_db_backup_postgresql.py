@@ -278,6 +278,23 @@ def test_logical_chunks_leave_tables_without_copyable_columns_to_pg_dump(server,
     assert drill['failed'] is False and drill['result'] == 'passed', drill
 
 
+def test_logical_backup_of_latin1_database_with_non_ascii_names(server, workdir):
+    """pg_restore -l prints a LATIN1 dump's object names in LATIN1: checking the dump must not choke on them."""
+    repo = os.path.join(workdir, 'repo')
+    server.psql("CREATE DATABASE lat1 ENCODING LATIN1 LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    conn = server.connect('lat1')
+    conn.set_client_encoding('UTF8')
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE \"t\u00e4b\" (id int, \"c\u00f6l\" text);"
+                    "INSERT INTO \"t\u00e4b\" SELECT g, 'gr\u00fc\u00dfe ' || g FROM generate_series(1, 50) g")
+    conn.close()
+    res = backup(server, repo, databases=['lat1'], jobs=1, compression='zstd')
+    assert res['failed'] is False, res
+    out = restore(repo, server.conn, target_database='lat1_copy')
+    assert out['failed'] is False, out
+    assert server.psql('SELECT count(*) FROM "t\u00e4b"', 'lat1_copy') == '50'
+
+
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):
     repo = os.path.join(workdir, 'repo')
     seed(server, rows=50)

@@ -81,8 +81,9 @@ def run_tool(argv, operation, target=None, os_user=None, env=None, secrets=(), c
     if commands is not None:
         commands.append(show_command(argv, secrets))
     try:
-        proc = subprocess.run(_as_user(argv, os_user), capture_output=True, text=True, env=full_env,
-                              cwd='/', timeout=timeout, check=False)
+        # a tool prints names in the database's encoding (pg_restore -l of a LATIN1 dump): never a decode error
+        proc = subprocess.run(_as_user(argv, os_user), capture_output=True, text=True, errors='replace',
+                              env=full_env, cwd='/', timeout=timeout, check=False)
     except OSError as exc:
         raise DbError(operation, target, 'cannot run %s: %s' % (argv[0], exc)) from None
     except subprocess.TimeoutExpired:
