@@ -295,6 +295,44 @@ def test_logical_backup_of_latin1_database_with_non_ascii_names(server, workdir)
     assert server.psql('SELECT count(*) FROM "t\u00e4b"', 'lat1_copy') == '50'
 
 
+@pytest.mark.parametrize('login', ['superuser', 'reader'])
+def test_logical_chunks_of_latin1_database_with_non_ascii_names(server, workdir, login):
+    """A LATIN1 database whose table and column names are not ASCII: the chunk COPY statements name them right.
+
+    The data is in the database's encoding; the statement text (psql's command line) is UTF-8.
+    """
+    repo = os.path.join(workdir, 'repo')
+    server.psql("CREATE DATABASE lat ENCODING LATIN1 LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    conn = server.connect('lat')
+    conn.set_client_encoding('UTF8')
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE \"t\u00e4b\" (id int, \"c\u00f6l\" text);"
+                    "INSERT INTO \"t\u00e4b\" SELECT g, 'gr\u00fc\u00dfe \u00ff ' || g FROM generate_series(1, 3000) g")
+    conn.close()
+    server.psql("CREATE ROLE reader LOGIN PASSWORD 'reader-Secret-7' IN ROLE pg_read_all_data")
+    login_conn = server.conn if login == 'superuser' else dict(server.conn, login_user='reader',
+                                                               login_password='reader-Secret-7')
+
+    def rows(database):
+        with server.connect(database) as c, c.cursor() as cur:
+            c.set_client_encoding('UTF8')
+            cur.execute("SELECT id, \"c\u00f6l\" FROM \"t\u00e4b\" ORDER BY id")
+            return cur.fetchall()
+
+    before = rows('lat')
+    res = run_module('db_backup', dict(login_conn, repo=repo, databases=['lat'], jobs=2, compression='zstd'),
+                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
+    assert res['failed'] is False, res
+    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    assert [t['table'] for t in dump['chunked']] == ['public."t\u00e4b"'], dump['chunked']
+    assert {t['exported_by'] for t in dump['chunked']} == {'server' if login == 'superuser' else 'psql'}
+    out = restore(repo, server.conn, target_database='lat_copy', jobs=2)
+    assert out['failed'] is False, out
+    assert rows('lat_copy') == before
+    drill = restore(repo, server.conn, state='verified')
+    assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):
     repo = os.path.join(workdir, 'repo')
     seed(server, rows=50)

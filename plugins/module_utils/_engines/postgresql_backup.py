@@ -1151,6 +1151,10 @@ class PostgresBackup:
                     for table in chunked:
                         argv += ['--exclude-table-data', '"%s"."%s"' % (table['schema'].replace('"', '""'),
                                                                         table['table'].replace('"', '""'))]
+                    if any(not t['qualified'].isascii() for t in chunked) and chunked[0]['encoding'] != 'UTF8':
+                        # pg_dump matches the patterns in its client encoding (the database's by default) but
+                        # they are UTF-8 here: a name they missed would be dumped twice (pg_dump and the chunks)
+                        argv += ['--encoding', 'UTF8']
                     if chunked and self._rest_is_small(conn_engine, chunked):
                         argv[argv.index('-j') + 1] = '1'   # pg_dump only has small tables left
                 commands.append(show_command(argv, secrets) + '  # PGDATABASE=%s' % database)
@@ -1178,7 +1182,9 @@ class PostgresBackup:
                             commands.append(show_command(psql) + (' | ' + show_command(NICE_COMPRESSOR + comp) if comp else '')
                                             + ' > ' + chunk['file'])
                             pipelines.append(_start_pipeline(
-                                [(psql, os_user, dict(env, PGCLIENTENCODING=table['encoding']))]
+                                # the statement is UTF-8 (names may not be ASCII); the rows are in the database's
+                                # encoding, as the server-side COPY writes them (ENCODING in the statement)
+                                [(psql, os_user, dict(env, PGCLIENTENCODING='UTF8'))]
                                 + ([(NICE_COMPRESSOR + comp, None, None)] if comp else []),
                                 out_path=os.path.join(request['dest'], chunk['file'])))
                 if conn_engine is not None and request.get('verify', True):
@@ -1245,8 +1251,8 @@ class PostgresBackup:
                     where += " AND ctid < '(%d,0)'::tid" % bounds[i + 1]
                 chunks.append({'file': '%s-chunks/t%03d-c%03d.copy%s' % (dirname, number + 1, i + 1, ext),
                                'select': 'SELECT %s FROM ONLY %s WHERE %s' % (row['columns'], row['qualified'], where),
-                               'copy': 'COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT' % (
-                                   row['columns'], row['qualified'], where)})
+                               'copy': 'COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT (ENCODING %s)' % (
+                                   row['columns'], row['qualified'], where, self.quote_literal(encoding))})
             plan.append({'schema': row['schema'], 'table': row['table'], 'qualified': row['qualified'],
                          'columns': row['columns'], 'chunks': chunks, 'encoding': encoding,
                          'has_children': bool(row['has_children'])})
@@ -1734,9 +1740,11 @@ class PostgresBackup:
         tasks = []
         for table in dump.get('chunked') or []:
             for rel in table['files']:
-                copy = 'COPY %s (%s) FROM STDIN' % (table['table'], table['columns'])
+                # the statement is UTF-8 (names may not be ASCII), the file in the source database's encoding
+                copy = 'COPY %s (%s) FROM STDIN (ENCODING %s)' % (
+                    table['table'], table['columns'], self.quote_literal(table.get('encoding') or 'UTF8'))
                 psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION + ['-c', copy]
-                tasks.append((os.path.join(path, rel), psql, dict(env, PGCLIENTENCODING=table.get('encoding') or 'UTF8')))
+                tasks.append((os.path.join(path, rel), psql, dict(env, PGCLIENTENCODING='UTF8')))
         for start in range(0, len(tasks), jobs):
             running = []
             for full, psql, task_env in tasks[start:start + jobs]:
