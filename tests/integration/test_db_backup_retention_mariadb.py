@@ -78,3 +78,32 @@ def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
     assert not verified['failed'], verified
     again = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
     assert not again['failed'] and again['changed'] is False and again['deleted_logs'] == [], again
+
+
+def test_log_backup_after_pruning_does_not_archive_the_pruned_binlogs_again(source, work):
+    """The server still holds the binary logs retention pruned from the archive: the next log backup leaves them."""
+    repo = os.path.join(work, 'repo')
+    source.sql('CREATE DATABASE again')
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'again')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    for n in range(3):
+        source.sql('INSERT INTO t VALUES (%d)' % n, 'again')
+        backup(source, repo, method='physical', type='log')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql('INSERT INTO t VALUES (10)', 'again')
+    backup(source, repo, method='physical', type='log')
+    pruned = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert not pruned['failed'] and pruned['deleted_logs'], pruned
+    logs = os.path.join(repo, 'logs')
+    left = sorted(os.listdir(logs))
+
+    source.sql('INSERT INTO t VALUES (11)', 'again')
+    log = backup(source, repo, method='physical', type='log')
+    now = sorted(os.listdir(logs))
+    assert not set(now) & {os.path.basename(p) for p in pruned['deleted_logs']}, now
+    assert set(left) <= set(now)
+    with open(os.path.join(repo, log['backup']['id'], 'manifest.json')) as f:
+        listed = [e['path'] for e in json.load(f)['log_files']]
+    assert listed and not set(listed) & set(pruned['deleted_logs']), listed
+    again = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert not again['failed'] and again['deleted_logs'] == [], again

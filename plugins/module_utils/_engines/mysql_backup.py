@@ -1980,7 +1980,12 @@ class MysqlBackup:
         base = binlog_number(closed[0][0])[0] if closed else None
         archived_before = archived_binlogs(log_dir, base) if base else {}
         copied, skipped = [], []
+        oldest = min(archived_before) if archived_before else None
         for name, size in closed:
+            if oldest is not None and binlog_number(name)[1] < oldest:
+                # archived before and pruned by retention since (the server may still hold it): copying it
+                # again would undo the pruning
+                continue
             src = os.path.join(binlog_dir, name)
             dst = os.path.join(log_dir, name)
             if os.path.exists(dst):
