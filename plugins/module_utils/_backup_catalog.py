@@ -232,9 +232,11 @@ def _pid_alive(pid):
 def retention_plan(manifests, full=None, days=None, now=None):
     """Which completed backups to keep and which to delete.
 
-    Keeps the ``full`` newest full backups with everything built on them, everything younger
-    than ``days``, the whole parent chain of anything kept, and never leaves the repository
-    without a restorable backup. Returns (keep_ids, delete_ids), both sorted.
+    Keeps the ``full`` newest full backups of each method (logical, physical, pgbackrest are
+    counted apart: a nightly logical dump never pushes the physical fulls a point-in-time
+    restore needs out of the count) with everything built on them, everything younger than
+    ``days``, the whole parent chain of anything kept, and never leaves a method without its
+    newest restorable full. Returns (keep_ids, delete_ids), both sorted.
     """
     now = now or utcnow()
     by_id = {m['id']: m for m in manifests}
@@ -253,8 +255,10 @@ def retention_plan(manifests, full=None, days=None, now=None):
     fulls = sorted((m for m in completed if m.get('type') == 'full'),
                    key=lambda m: (m.get('finished_at') or '', m['id']), reverse=True)
     kept_roots = set()
+    methods = sorted({m.get('method') or '' for m in fulls})
     if full is not None:
-        kept_roots = {m['id'] for m in fulls[:max(int(full), 0)]}
+        for method in methods:
+            kept_roots |= {m['id'] for m in [f for f in fulls if (f.get('method') or '') == method][:max(int(full), 0)]}
     for m in completed:
         root = root_of(m)
         if root is not None and root['id'] in kept_roots:
@@ -262,9 +266,11 @@ def retention_plan(manifests, full=None, days=None, now=None):
         if days is not None and m.get('finished_at'):
             if parse_time(m['finished_at']) >= now - datetime.timedelta(days=float(days)):
                 keep.add(m['id'])
-    # a restorable backup must remain: the newest completed full (and, below, its chain)
-    if not any(by_id[i].get('type') == 'full' for i in keep) and fulls:
-        keep.add(fulls[0]['id'])
+    # a restorable backup of each method must remain: its newest completed full (and, below, its chain)
+    for method in methods:
+        of_method = [f for f in fulls if (f.get('method') or '') == method]
+        if not any(by_id[i].get('type') == 'full' and (by_id[i].get('method') or '') == method for i in keep):
+            keep.add(of_method[0]['id'])
     # parent chains of everything kept
     for backup_id in list(keep):
         m = by_id.get(backup_id)
@@ -348,6 +354,14 @@ class Repository:
                 return json.load(f)
         except (OSError, ValueError):
             return None
+
+    def unreadable_backups(self):
+        """Published backup directories whose manifest cannot be read (damaged or half-edited by hand)."""
+        if not self.exists():
+            return []
+        return sorted(name for name in os.listdir(self.path)
+                      if not name.startswith('.') and _ID_RE.match(name)
+                      and os.path.isdir(os.path.join(self.path, name)) and not self._read_manifest(name))
 
     def manifests(self):
         """Completed backups (published manifests), oldest first."""
@@ -654,8 +668,8 @@ def prunable_logs(repo, kept):
     The engine's backup file decides from the kept manifests (``prunable_logs(log_dir, manifests)``);
     a file any kept log backup lists is never offered, whatever the engine says.
     """
-    if not os.path.isdir(repo.log_dir):
-        return []
+    if not os.path.isdir(repo.log_dir) or repo.unreadable_backups():
+        return []   # a backup whose manifest cannot be read may need any of them
     listed = {entry.get('path') for m in kept for entry in (m.get('log_files') or []) if isinstance(entry, dict)}
     found = set()
     for engine_name in sorted({m.get('engine') for m in kept if m.get('engine')}):

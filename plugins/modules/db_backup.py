@@ -96,15 +96,20 @@ options:
   retention:
     description:
       - Prune after a backup (O(state=present)) or on its own (O(state=absent) without O(backup_id)).
-      - Never deletes the only restorable backup nor the parent chain of a kept incremental or log backup.
+      - Never deletes the newest restorable full backup of a method nor the parent chain of a kept incremental or
+        log backup.
         Stale failed runs are removed too.
       - Then the archive in C(logs/) is pruned to what the kept backups can use (RV(deleted_logs)) - WAL
         segments (PostgreSQL) or binary logs (MariaDB/MySQL) older than the start of the oldest kept physical
-        full backup. With no physical full backup kept, the archive is left alone.
+        full backup. With no physical full backup kept, or while a backup's manifest cannot be read, the archive is
+        left alone.
     type: dict
     suboptions:
       full:
-        description: Keep this many newest full backups with everything built on them.
+        description:
+          - Keep this many newest full backups of each O(method) with everything built on them.
+          - Methods are counted apart, so a nightly logical dump never pushes out the physical fulls (and the
+            archived WAL or binary logs) a point-in-time restore needs.
         type: int
       days:
         description: Keep every backup younger than this many days.

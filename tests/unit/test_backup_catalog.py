@@ -383,3 +383,26 @@ def test_prunable_binlogs_nothing_when_not_provable(tmp_path):
     # a logical backup taken with binary logging off does not hold the archive back
     assert catalog.prunable_logs(repo, [_my('p2', 'mysql-bin.000010'), _my('l0', None, method='logical')]) == \
         ['logs/mysql-bin.000007']
+
+
+def test_retention_counts_full_backups_per_method():
+    """A nightly logical dump does not push the physical fulls (and their WAL) out of ``full: 1``."""
+    manifests = [_m('p1', days_ago=9), _m('w1', 'log', parent='p1', days_ago=8), _m('p2', days_ago=5),
+                 _m('w2', 'log', parent='p2', days_ago=4), _m('l1', method='logical', days_ago=2),
+                 _m('l2', method='logical', days_ago=1)]
+    keep, delete = catalog.retention_plan(manifests, full=1, now=NOW)
+    assert keep == ['l2', 'p2', 'w2'] and delete == ['l1', 'p1', 'w1']
+    # days only, everything older: the newest full of each method stays
+    keep, delete = catalog.retention_plan(manifests, days=0.5, now=NOW)
+    assert keep == ['l2', 'p2'] and delete == ['l1', 'p1', 'w1', 'w2']
+
+
+def test_prunable_logs_nothing_while_a_manifest_is_unreadable(tmp_path):
+    repo = _wal_repo(tmp_path, ['000000010000000000000003', '000000010000000000000009'])
+    kept = [_full_at('p1', '000000010000000000000009')]
+    assert catalog.prunable_logs(repo, kept) == ['logs/000000010000000000000003']
+    broken = tmp_path / 'repo' / '20261120T010203Z-full'
+    broken.mkdir()
+    (broken / 'manifest.json').write_text('{"id": "20261120T0102')
+    assert repo.unreadable_backups() == ['20261120T010203Z-full']
+    assert catalog.prunable_logs(repo, kept) == []
