@@ -296,6 +296,8 @@ class Runner:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.commands += out.get('commands') or []
+        for warning in out.get('warnings') or []:
+            self.module.warn(warning)
         return self.result(changed=True, backup_id=manifest['id'], rows_restored=out['rows_restored'],
                            tables=out['tables'], msg='restored %s from backup %s (%d rows)' % (
                                ', '.join(targets), manifest['id'], out['rows_restored']))

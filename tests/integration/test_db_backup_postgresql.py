@@ -292,7 +292,30 @@ def test_logical_backup_of_latin1_database_with_non_ascii_names(server, workdir)
     assert res['failed'] is False, res
     out = restore(repo, server.conn, target_database='lat1_copy')
     assert out['failed'] is False, out
-    assert server.psql('SELECT count(*) FROM "t\u00e4b"', 'lat1_copy') == '50'
+
+    def count(database):
+        with server.connect(database) as c, c.cursor() as cur:
+            c.set_client_encoding('UTF8')
+            cur.execute('SELECT count(*), min("c\u00f6l") FROM "t\u00e4b"')
+            return cur.fetchone()
+
+    assert count('lat1_copy') == (50, 'gr\u00fc\u00dfe 1')
+    # the new database has the backed-up one's encoding and locale, not the server's defaults
+    props = "SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype FROM pg_database WHERE datname = '%s'"
+    assert server.psql(props % 'lat1_copy') == 'LATIN1 C C'
+    # a locale this server does not have: same encoding, C locale, and a warning saying so
+    path = os.path.join(repo, res['backup']['id'], 'manifest.json')
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest['details']['dumps'][0].update(collate='xx_XX.ISO-8859-1', ctype='xx_XX.ISO-8859-1')
+    with open(path, 'w') as f:
+        json.dump(manifest, f)
+    out = restore(repo, server.conn, target_database='lat1_other')
+    assert out['failed'] is False, out
+    warned = json.dumps(out.get('warnings') or [])   # ansible-core 2.19 returns warnings as structured events
+    assert 'xx_XX.ISO-8859-1' in warned and 'the C locale' in warned, warned
+    assert server.psql(props % 'lat1_other') == 'LATIN1 C C'
+    assert count('lat1_other') == (50, 'gr\u00fc\u00dfe 1')
 
 
 @pytest.mark.parametrize('login', ['superuser', 'reader'])

@@ -1114,6 +1114,10 @@ class PostgresBackup:
     def _dump_databases(self, request, wanted, bin_dir, os_user, secrets, commands, compression, level, jobs):
         """pg_dump -Fd of each database (large tables in parallel chunks); returns the dumps' details."""
         dumps = []
+        # encoding and locale of each database: a restore into a new database recreates them
+        props = dict((r['datname'], r) for r in self.fetch_all(
+            'SELECT datname, pg_encoding_to_char(encoding) AS encoding, datcollate AS collate, datctype AS ctype '
+            'FROM pg_database'))
         for index, database in enumerate(wanted):
             dirname = 'db-%03d' % (index + 1)
             dest = os.path.join(request['dest'], dirname)
@@ -1215,7 +1219,9 @@ class PostgresBackup:
                 run_tool(['lz4', '-q', '--rm', '-m', '-%d' % (level if level is not None else 1)]
                          + [os.path.join(dest, n) for n in files], 'compress dump of', database, os_user=os_user,
                          commands=commands)
-            dumps.append({'database': database, 'dir': dirname, 'tables': tables,
+            prop = props.get(database) or {}
+            dumps.append({'database': database, 'dir': dirname, 'tables': tables, 'encoding': prop.get('encoding'),
+                          'collate': prop.get('collate'), 'ctype': prop.get('ctype'),
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']],
                                        'exported_by': 'server' if server_side else 'psql'} for t in chunked]})
@@ -1653,6 +1659,30 @@ class PostgresBackup:
         finally:
             engine.close()
 
+    def _create_like_source(self, name, dump):
+        """CREATE DATABASE with the dumped database's encoding and locale (backups that recorded them).
+
+        A locale this server does not have: the same encoding with the C locale (any encoding works with
+        it), returning a warning; an encoding it cannot take fails naming it. Older backups: server defaults.
+        """
+        quoted = self.quote_ident(name)
+        encoding = dump.get('encoding')
+        if not encoding:
+            self.execute('CREATE DATABASE %s TEMPLATE template0' % quoted)
+            return None
+        try:
+            self.execute('CREATE DATABASE %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s' % (
+                quoted, self.quote_literal(encoding), self.quote_literal(dump.get('collate') or 'C'),
+                self.quote_literal(dump.get('ctype') or 'C')))
+        except DbError as exc:
+            if dump.get('collate') in (None, 'C') and dump.get('ctype') in (None, 'C'):
+                raise
+            self.execute('CREATE DATABASE %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s' % (
+                quoted, self.quote_literal(encoding), self.quote_literal('C'), self.quote_literal('C')))
+            return ('restoring %s: the backed-up database\'s locale %s/%s is not usable here (%s); created with '
+                    'encoding %s and the C locale' % (name, dump.get('collate'), dump.get('ctype'), exc, encoding))
+        return None
+
     def restore_logical(self, request):
         manifest = request['manifest']
         details = manifest.get('details') or {}
@@ -1683,6 +1713,7 @@ class PostgresBackup:
         secrets = self._tool_secrets(request)
         commands = []
         result_tables = []
+        warnings = []
         total = 0
         for dump, name, exists in plan:
             src = os.path.join(request['path'], dump['dir'])
@@ -1695,7 +1726,9 @@ class PostgresBackup:
             work = ('%s_dbops_restore' % name[:40]) if exists else name
             if work != name:
                 self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
-            self.execute('CREATE DATABASE %s TEMPLATE template0' % self.quote_ident(work))
+            warning = self._create_like_source(work, dump)
+            if warning:
+                warnings.append(warning)
             try:
                 jobs = max(int(request.get('jobs') or 1), 1)
                 base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', work]
@@ -1731,7 +1764,7 @@ class PostgresBackup:
             for row in counts:
                 result_tables.append({'database': name, 'name': row['name'], 'rows': int(row['rows'])})
                 total += int(row['rows'])
-        return {'rows_restored': total, 'tables': result_tables, 'commands': commands,
+        return {'rows_restored': total, 'tables': result_tables, 'commands': commands, 'warnings': warnings,
                 'databases': [name for _d, name, _e in plan]}
 
     def _load_chunks(self, dump, path, database, bin_dir, os_user, env, commands, jobs, secrets):
