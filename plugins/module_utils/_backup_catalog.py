@@ -551,8 +551,27 @@ class Repository:
         fsync_path(self.path)
         shutil.rmtree(trash)
 
+    PRUNED = '.pruned.json'
+
+    def pruned_logs(self):
+        """The newest archived log name retention has removed ({'last': name} in logs/.pruned.json, or {})."""
+        try:
+            with open(os.path.join(self.log_dir, self.PRUNED)) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
     def delete_logs(self, rel_paths):
-        """Remove archived log files (paths relative to the repository, all under logs/)."""
+        """Remove archived log files (paths relative to the repository, all under logs/).
+
+        The newest name removed is remembered in logs/.pruned.json: an engine whose server still holds
+        older logs (MariaDB's binary logs) must not archive them again, even when the archive is empty.
+        """
+        if rel_paths:
+            names = sorted(os.path.basename(rel) for rel in rel_paths)
+            last = max([names[-1]] + ([self.pruned_logs()['last']] if self.pruned_logs().get('last') else []))
+            write_json_atomic(os.path.join(self.log_dir, self.PRUNED), {'last': last})
         for rel in rel_paths:
             full = os.path.normpath(os.path.join(self.path, rel))
             if os.path.dirname(full) != self.log_dir:

@@ -590,7 +590,7 @@ def test_retention_prunes_wal_archive_to_kept_fulls(server, workdir):
     last_log = backup(server, repo, method='physical', type='log')
     assert last_log['failed'] is False, last_log
     logs_dir = os.path.join(repo, 'logs')
-    before = sorted(os.listdir(logs_dir))
+    before = sorted(n for n in os.listdir(logs_dir) if not n.startswith('.'))
     cutoff = manifest_of(repo, second_full['backup']['id'])['start_position']['wal_file']
     older = [n for n in before if len(n) >= 24 and n[8:24] < cutoff[8:24] and not n.endswith('.history')]
     assert older, before
@@ -598,13 +598,13 @@ def test_retention_prunes_wal_archive_to_kept_fulls(server, workdir):
     dry = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True)
     assert dry['failed'] is False and dry['changed'] is True, dry
     assert dry['deleted_logs'] == ['logs/' + n for n in older], dry
-    assert sorted(os.listdir(logs_dir)) == before, 'check mode deleted archived WAL'
+    assert sorted(n for n in os.listdir(logs_dir) if not n.startswith('.')) == before, 'check mode deleted archived WAL'
 
     res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
     assert res['failed'] is False, res
     assert first_full['backup']['id'] in res['deleted'] and second_full['backup']['id'] not in res['deleted']
     assert res['deleted_logs'] == dry['deleted_logs']
-    after = sorted(os.listdir(logs_dir))
+    after = sorted(n for n in os.listdir(logs_dir) if not n.startswith('.'))
     assert after == [n for n in before if n not in older]
     assert cutoff in after and all(n[8:24] >= cutoff[8:24] for n in after if not n.endswith('.history'))
     # what is kept still verifies (the last log backup lists its segments) and a rerun prunes nothing more

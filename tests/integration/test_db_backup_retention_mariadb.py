@@ -53,7 +53,7 @@ def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
     source.sql("INSERT INTO t VALUES (99, 'after')", 'keepme')
     last_log = backup(source, repo, method='physical', type='log')
     logs = os.path.join(repo, 'logs')
-    before = sorted(os.listdir(logs))
+    before = sorted(n for n in os.listdir(logs) if not n.startswith('.'))
     with open(os.path.join(repo, second['backup']['id'], 'manifest.json')) as f:
         start = json.load(f)['start_position']['binlog_file']
     base, cutoff, _width = mb.binlog_number(start)
@@ -63,13 +63,13 @@ def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
     dry = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True)
     assert not dry['failed'] and dry['changed'] is True, dry
     assert dry['deleted_logs'] == ['logs/' + n for n in older], dry
-    assert sorted(os.listdir(logs)) == before, 'check mode deleted archived binary logs'
+    assert sorted(n for n in os.listdir(logs) if not n.startswith('.')) == before, 'check mode deleted archived binary logs'
 
     res = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
     assert not res['failed'], res
     assert first['backup']['id'] in res['deleted'] and second['backup']['id'] not in res['deleted']
     assert res['deleted_logs'] == dry['deleted_logs']
-    after = sorted(os.listdir(logs))
+    after = sorted(n for n in os.listdir(logs) if not n.startswith('.'))
     assert after == [n for n in before if n not in older]
     assert all(mb.binlog_number(n)[1] >= cutoff for n in after if mb.binlog_number(n)[0] == base)
     # what is kept still verifies, and a rerun prunes nothing more
@@ -107,3 +107,25 @@ def test_log_backup_after_pruning_does_not_archive_the_pruned_binlogs_again(sour
     assert listed and not set(listed) & set(pruned['deleted_logs']), listed
     again = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
     assert not again['failed'] and again['deleted_logs'] == [], again
+
+
+def test_log_backup_after_the_archive_was_pruned_empty(source, work):
+    """Retention right after a full, no log backup since: the archive ends up empty, and the next log
+    backup still leaves the binary logs retention removed (logs/.pruned.json remembers the newest)."""
+    repo = os.path.join(work, 'repo')
+    source.sql('CREATE DATABASE emptied')
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'emptied')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    for n in range(2):
+        source.sql('INSERT INTO t VALUES (%d)' % n, 'emptied')
+        backup(source, repo, method='physical', type='log')
+    source.sql('FLUSH BINARY LOGS')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    pruned = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert not pruned['failed'] and pruned['deleted_logs'], pruned
+    logs = os.path.join(repo, 'logs')
+    assert [n for n in os.listdir(logs) if not n.startswith('.')] == [], os.listdir(logs)
+    source.sql('INSERT INTO t VALUES (10)', 'emptied')
+    backup(source, repo, method='physical', type='log')
+    now = {n for n in os.listdir(logs) if not n.startswith('.')}
+    assert now and not now & {os.path.basename(p) for p in pruned['deleted_logs']}, (now, pruned['deleted_logs'])

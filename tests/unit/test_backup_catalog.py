@@ -352,7 +352,9 @@ def test_prunable_wal_never_offers_a_file_a_kept_log_backup_lists(tmp_path):
     kept = [_full_at('p1', '000000010000000000000009'), log]
     assert catalog.prunable_logs(repo, kept) == ['logs/000000010000000000000003']
     repo.delete_logs(['logs/000000010000000000000003'])
-    assert sorted(os.listdir(repo.log_dir)) == ['000000010000000000000004', '000000010000000000000009']
+    assert sorted(n for n in os.listdir(repo.log_dir) if not n.startswith('.')) == [
+        '000000010000000000000004', '000000010000000000000009']
+    assert repo.pruned_logs() == {'last': '000000010000000000000003'}
     with pytest.raises(DbError):
         repo.delete_logs(['logs/../manifest.json'])
 

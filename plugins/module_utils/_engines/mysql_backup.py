@@ -375,6 +375,17 @@ def archived_binlogs(log_dir, base):
     return found
 
 
+def pruned_binlog(log_dir, base):
+    """The number of the newest binary log of ``base`` retention removed from the archive (logs/.pruned.json)."""
+    try:
+        with open(os.path.join(log_dir, '.pruned.json')) as f:
+            last = (json.load(f) or {}).get('last') or ''
+    except (OSError, ValueError, AttributeError):
+        return None
+    prefix, number, _width = binlog_number(last)
+    return number if prefix == base else None
+
+
 def prunable_logs(log_dir, manifests):
     """Archived binary logs no kept backup can replay from: numbered before the binary log that every
     kept backup (physical or logical) starts in.
@@ -1981,6 +1992,9 @@ class MysqlBackup:
         archived_before = archived_binlogs(log_dir, base) if base else {}
         copied, skipped = [], []
         oldest = min(archived_before) if archived_before else None
+        pruned = pruned_binlog(log_dir, base)
+        if pruned is not None:
+            oldest = max(oldest or 0, pruned + 1)
         for name, size in closed:
             if oldest is not None and binlog_number(name)[1] < oldest:
                 # archived before and pruned by retention since (the server may still hold it): copying it
