@@ -1778,9 +1778,12 @@ class PostgresBackup:
                     table['table'], table['columns'], self.quote_literal(table.get('encoding') or 'UTF8'))
                 psql = [os.path.join(bin_dir, 'psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1'] + CHUNK_SESSION + ['-c', copy]
                 tasks.append((os.path.join(path, rel), psql, dict(env, PGCLIENTENCODING='UTF8')))
-        for start in range(0, len(tasks), jobs):
-            running = []
-            for full, psql, task_env in tasks[start:start + jobs]:
+        # at most ``jobs`` loads at a time, the next one starting as soon as one ends (not in waves)
+        running, failures = [], []
+        pending = list(tasks)
+        while pending or running:
+            while pending and len(running) < jobs and not failures:
+                full, psql, task_env = pending.pop(0)
                 decomp = _decompressor(full)
                 commands.append((show_command(decomp) + ' | ' if decomp else '') + show_command(psql)
                                 + ('' if decomp else ' < ' + full))
@@ -1788,9 +1791,19 @@ class PostgresBackup:
                     running.append(_start_pipeline([(decomp, None, None), (psql, os_user, task_env)]))
                 else:
                     running.append(_start_pipeline([(psql, os_user, task_env)], in_path=full))
-            failures = [f for f in (_finish_pipeline(r) for r in running) if f]
-            if failures:
-                raise DbError('load table data into', database, mask_secrets('; '.join(failures), secrets))
+            if failures and not running:
+                break
+            finished = None
+            while finished is None:
+                finished = next((r for r in running if all(proc.poll() is not None for proc, _e, _n in r)), None)
+                if finished is None:
+                    time.sleep(0.02)
+            running.remove(finished)
+            failure = _finish_pipeline(finished)
+            if failure:
+                failures.append(failure)
+        if failures:
+            raise DbError('load table data into', database, mask_secrets('; '.join(failures), secrets))
 
     def logical_verify(self, manifest, path, bin_dir=None, os_user=None):
         return verify_logical(manifest, path, self.backup_bin_dir(bin_dir), os_user)
