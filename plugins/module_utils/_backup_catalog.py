@@ -287,6 +287,19 @@ def retention_plan(manifests, full=None, days=None, now=None):
 
 
 # ---- the repository ------------------------------------------------------------------------
+PRUNED_MARKER = '.pruned.json'
+
+
+def read_pruned_marker(log_dir):
+    """{'last': the newest archived log name retention removed} from logs/.pruned.json, or {}."""
+    try:
+        with open(os.path.join(log_dir, PRUNED_MARKER)) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 class Repository:
     """A backup repository directory."""
 
@@ -551,16 +564,9 @@ class Repository:
         fsync_path(self.path)
         shutil.rmtree(trash)
 
-    PRUNED = '.pruned.json'
-
     def pruned_logs(self):
-        """The newest archived log name retention has removed ({'last': name} in logs/.pruned.json, or {})."""
-        try:
-            with open(os.path.join(self.log_dir, self.PRUNED)) as f:
-                data = json.load(f)
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        """The newest archived log name retention has removed ({'last': name}, or {})."""
+        return read_pruned_marker(self.log_dir)
 
     def delete_logs(self, rel_paths):
         """Remove archived log files (paths relative to the repository, all under logs/).
@@ -569,9 +575,9 @@ class Repository:
         older logs (MariaDB's binary logs) must not archive them again, even when the archive is empty.
         """
         if rel_paths:
-            names = sorted(os.path.basename(rel) for rel in rel_paths)
-            last = max([names[-1]] + ([self.pruned_logs()['last']] if self.pruned_logs().get('last') else []))
-            write_json_atomic(os.path.join(self.log_dir, self.PRUNED), {'last': last})
+            last = max(os.path.basename(rel) for rel in rel_paths)
+            last = max(last, self.pruned_logs().get('last') or '')
+            write_json_atomic(os.path.join(self.log_dir, PRUNED_MARKER), {'last': last})
         for rel in rel_paths:
             full = os.path.normpath(os.path.join(self.path, rel))
             if os.path.dirname(full) != self.log_dir:

@@ -377,12 +377,8 @@ def archived_binlogs(log_dir, base):
 
 def pruned_binlog(log_dir, base):
     """The number of the newest binary log of ``base`` retention removed from the archive (logs/.pruned.json)."""
-    try:
-        with open(os.path.join(log_dir, '.pruned.json')) as f:
-            last = (json.load(f) or {}).get('last') or ''
-    except (OSError, ValueError, AttributeError):
-        return None
-    prefix, number, _width = binlog_number(last)
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import read_pruned_marker
+    prefix, number, _width = binlog_number(read_pruned_marker(log_dir).get('last') or '')
     return number if prefix == base else None
 
 
