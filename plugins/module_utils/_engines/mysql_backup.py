@@ -950,6 +950,32 @@ def _relay(proc, splitter, errors):
             pass
 
 
+def _start_relayed(argv, sink, errors, label):
+    """Start a dump program whose output a thread relays into sink; returns (proc, err, thread, sink, label)."""
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+    thread = threading.Thread(target=_relay, args=(proc, sink, errors), daemon=True)
+    thread.start()
+    return proc, err, thread, sink, label
+
+
+def _wait_for_snapshots(procs, timeout=600):
+    """Every relayed dump has opened its snapshot once it writes its first database (or exits)."""
+    deadline = time.time() + timeout
+    for proc, _err, _thread, sink, _label in procs:
+        while not sink.seen_marker.wait(0.05):
+            if proc.poll() is not None or time.time() > deadline:
+                break
+
+
+def _kill_running(procs):
+    """Kill the relayed dumps still running (after a failure)."""
+    for proc, _err, _thread, _sink, _label in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+
 # ---- the engine mixin --------------------------------------------------------------------------
 class MysqlBackup:
     """backup methods of the Mysql engine; self is the connected engine."""
@@ -1150,21 +1176,10 @@ class MysqlBackup:
                         label = ['%s (%d tables)' % (name, len(group))]
                     commands.append(command_line(argv, self._secret_list()) + (
                         ' | ' + command_line(compress) if compress else ''))
-                    err = tempfile.TemporaryFile()
-                    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
-                    thread = threading.Thread(target=_relay, args=(proc, splitter, errors), daemon=True)
-                    thread.start()
-                    procs.append((proc, err, thread, splitter, label))
-                # every dump has opened its snapshot once it writes its first database (or exits)
-                deadline = time.time() + 600
-                for proc, _err, _thread, splitter, _group in procs:
-                    while not splitter.seen_marker.wait(0.05):
-                        if proc.poll() is not None or time.time() > deadline:
-                            break
+                    procs.append(_start_relayed(argv, splitter, errors, label))
+                _wait_for_snapshots(procs)
             except BaseException:
-                for proc, _err, _thread, _splitter, _group in procs:
-                    with contextlib.suppress(OSError):
-                        proc.kill()
+                _kill_running(procs)
                 raise
             finally:
                 if locked:
@@ -1417,20 +1432,10 @@ class MysqlBackup:
                         commands.append(command_line(argv, secrets) + (' | ' + command_line(compress)
                                                                        if compress else ''))
                         stream = DumpStream(os.path.join(dest, entry['pre'][0]), compress)
-                        err = tempfile.TemporaryFile()
-                        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
-                        thread = threading.Thread(target=_relay, args=(proc, stream, errors), daemon=True)
-                        thread.start()
-                        procs.append((proc, err, thread, stream, entry['name']))
-                    deadline = time.time() + 600
-                    for proc, _err, _thread, stream, _name in procs:
-                        while not stream.seen_marker.wait(0.05):
-                            if proc.poll() is not None or time.time() > deadline:
-                                break
+                        procs.append(_start_relayed(argv, stream, errors, entry['name']))
+                    _wait_for_snapshots(procs)
                 except BaseException:
-                    for proc, _err, _thread, _stream, _name in procs:
-                        with contextlib.suppress(OSError):
-                            proc.kill()
+                    _kill_running(procs)
                     raise
                 finally:
                     if locked:
@@ -1584,10 +1589,7 @@ class MysqlBackup:
                     for fname in entry['post']:
                         completed[fname] = True  # mariadb-dump exited 0 (checked by _pipe_out)
         finally:
-            for proc, _err, _thread, _stream, _name in procs:
-                if proc.poll() is None:
-                    with contextlib.suppress(OSError):
-                        proc.kill()
+            _kill_running(procs)
             for conn in conns:
                 with contextlib.suppress(Exception):
                     conn.close()
