@@ -187,8 +187,8 @@ def prunable_logs(log_dir, manifests):
     if not starts or not os.path.isdir(log_dir):
         return []
     cutoff = min(starts)
-    return [name for name in sorted(os.listdir(log_dir))
-            if WAL_FILE_RE.match(name) and WAL_FILE_RE.match(name).group(2) < cutoff]
+    positions = ((name, WAL_FILE_RE.match(name)) for name in sorted(os.listdir(log_dir)))
+    return [name for name, match in positions if match and match.group(2) < cutoff]
 
 
 def read_backup_manifest(path):
@@ -226,6 +226,11 @@ CHUNK_SESSION = [arg for setting in CHUNK_SETTINGS for arg in ('-c', setting)]
 # and the compressor takes it in large reads instead of waking for every 4 kB the backend writes. On 2 cores
 # with 2 backends and 2 compressors that took 15-20 % off the export (measured: benchmarks/backup.py).
 NICE_COMPRESSOR = ['nice', '-n', '10']
+
+
+def _chunk_threshold():
+    """Tables of at least this many bytes are copied in ranges (DBOPS_BACKUP_CHUNK_MIN_BYTES overrides)."""
+    return int(os.environ.get('DBOPS_BACKUP_CHUNK_MIN_BYTES') or CHUNK_MIN_BYTES)
 
 
 def _server_program(compressor, path):
@@ -1142,16 +1147,15 @@ class PostgresBackup:
                     argv += ['--snapshot', snapshot]
                 server_side = False
                 if split:
-                    chunked = self._plan_chunks(conn_engine, jobs, compression, dirname)
-                    if chunked:
+                    candidates = self._chunk_candidates(conn_engine)
+                    if candidates['tables']:
                         os.makedirs(os.path.join(dest + '-chunks'), exist_ok=True)
                         self._chown(dest + '-chunks', os_user)
                         server_side = self._server_side_export(request, database, dest + '-chunks', compression,
                                                                level, commands)
-                    if server_side:
-                        # twice as many ranges as sessions: a session that finishes early takes the next range,
-                        # so no core idles while the last range of a table is still being copied
-                        chunked = self._plan_chunks(conn_engine, jobs * 2, compression, dirname)
+                    # server-side: twice as many ranges as sessions, so a session that finishes early takes the
+                    # next range and no core idles while the last range of a table is still being copied
+                    chunked = self._plan_chunks(candidates, jobs * 2 if server_side else jobs, compression, dirname)
                     for table in chunked:
                         argv += ['--exclude-table-data', '"%s"."%s"' % (table['schema'].replace('"', '""'),
                                                                         table['table'].replace('"', '""'))]
@@ -1233,20 +1237,23 @@ class PostgresBackup:
             pw = pwd.getpwnam(os_user)
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
-    def _plan_chunks(self, conn_engine, jobs, compression, dirname):
-        """Large tables whose data is copied in ctid ranges by parallel sessions of the same snapshot.
+    def _chunk_candidates(self, conn_engine):
+        """The tables large enough to copy in ranges, with the block size and the database's encoding."""
+        return {'tables': conn_engine.fetch_all(CHUNK_TABLES_SQL, (_chunk_threshold(),)),
+                'block': int(conn_engine.fetch_value("SELECT current_setting('block_size')::int")),
+                'encoding': conn_engine.fetch_value('SELECT pg_encoding_to_char(encoding) FROM pg_database '
+                                                    'WHERE datname = current_database()')}
+
+    def _plan_chunks(self, candidates, jobs, compression, dirname):
+        """The candidate tables' data split in ``jobs`` ctid ranges each, copied by parallel sessions of one snapshot.
 
         pg_dump cannot split one table between its -j workers; a database dominated by one big
         table would dump on one core. The ranges cover every page (the last one is open-ended).
         """
-        threshold = int(os.environ.get('DBOPS_BACKUP_CHUNK_MIN_BYTES') or CHUNK_MIN_BYTES)
-        rows = conn_engine.fetch_all(CHUNK_TABLES_SQL, (threshold,))
-        block = int(conn_engine.fetch_value("SELECT current_setting('block_size')::int"))
-        encoding = conn_engine.fetch_value('SELECT pg_encoding_to_char(encoding) FROM pg_database '
-                                           'WHERE datname = current_database()')
+        block, encoding = candidates['block'], candidates['encoding']
         _comp, ext = _compressor(compression, None)
         plan = []
-        for number, row in enumerate(rows):
+        for number, row in enumerate(candidates['tables']):
             pages = max(int(row['bytes']) // block, 1)
             count = max(min(jobs, pages), 1)
             bounds = [pages * i // count for i in range(count)] + [None]
@@ -1271,8 +1278,7 @@ class PostgresBackup:
             "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
             "AND n.nspname NOT LIKE 'pg_toast%%' AND NOT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
             "= ANY(%s::text[])", ([t['qualified'] for t in chunked],))
-        threshold = int(os.environ.get('DBOPS_BACKUP_CHUNK_MIN_BYTES') or CHUNK_MIN_BYTES)
-        return int(rest or 0) < threshold
+        return int(rest or 0) < _chunk_threshold()
 
     def _server_side_export(self, request, database, chunk_dir, compression, level, commands):
         """Can the server write the chunks into chunk_dir itself (COPY ... TO PROGRAM)?
