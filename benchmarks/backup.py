@@ -74,40 +74,44 @@ def drop_caches():
     subprocess.run(['sync'], check=False)
 
 
-def ensure_venv():
-    """benchmarks/.work/venv with ansible (community.postgresql) and psycopg2; created when missing."""
+def ensure_venv(*packages):
+    """benchmarks/.work/venv with ansible and the drivers the community modules need; created when missing."""
     python = os.path.join(VENV, 'bin', 'python')
     if not os.path.exists(os.path.join(VENV, 'bin', 'ansible')):
+        print('# creating %s (ansible, %s) ...' % (VENV, ', '.join(packages)), flush=True)
         subprocess.run([sys.executable, '-m', 'venv', VENV], check=True)
-        subprocess.run([os.path.join(VENV, 'bin', 'pip'), 'install', '-q', 'ansible', 'psycopg2-binary'], check=True)
+        subprocess.run([python, '-m', 'pip', 'install', '-q', 'ansible'] + list(packages), check=True)
     return python
 
 
-def community_dump(server, target):
-    """community.postgresql.postgresql_db state=dump run as a bare module process, exactly like db_backup
-    (tests/integration/modrun.py): arguments in a JSON file, ``python -m <module> file.json``.
-
-    No ansible CLI start-up on either side: the times compare the modules' own work."""
-    python = ensure_venv()
-    args = {'name': 'bench', 'state': 'dump', 'target': target, 'login_host': '127.0.0.1', 'login_port': server.port,
-            'login_user': 'postgres', 'login_password': server.password,
-            '_ansible_check_mode': False, '_ansible_diff': False}
+def run_bare_module(python, module, args):
+    """Run an Ansible module as a bare process, exactly like db_backup (tests/integration/modrun.py):
+    arguments in a JSON file, ``python -m <module> file.json``. No ansible CLI start-up on either side,
+    so the times compare the modules' own work. Returns the result; RuntimeError when it failed."""
     with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+        json.dump({'ANSIBLE_MODULE_ARGS': dict(args, _ansible_check_mode=False, _ansible_diff=False)}, f)
         argsfile = f.name
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)
     try:
-        out = subprocess.run([python, '-m', 'ansible_collections.community.postgresql.plugins.modules.postgresql_db',
-                              argsfile], capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run([python, '-m', module, argsfile], capture_output=True, text=True, env=env, check=False)
     finally:
         os.unlink(argsfile)
     try:
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        result = {'failed': True}
-    if out.returncode != 0 or result.get('failed'):
-        raise RuntimeError('community dump failed: %s %s' % (out.stdout[-2000:], out.stderr[-2000:]))
+        result = {'failed': True, 'msg': 'module printed no JSON'}
+    if proc.returncode != 0 or result.get('failed'):
+        raise RuntimeError('%s failed: %s %s' % (module.rsplit('.', 1)[-1], result.get('msg'), proc.stderr[-1500:]))
+    return result
+
+
+def community_dump(server, target):
+    """community.postgresql.postgresql_db state=dump, as a bare module process (run_bare_module)."""
+    python = ensure_venv('psycopg2-binary')
+    run_bare_module(python, 'ansible_collections.community.postgresql.plugins.modules.postgresql_db',
+                    {'name': 'bench', 'state': 'dump', 'target': target, 'login_host': '127.0.0.1',
+                     'login_port': server.port, 'login_user': 'postgres', 'login_password': server.password})
     return target
 
 

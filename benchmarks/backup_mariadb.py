@@ -38,7 +38,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +48,7 @@ sys.path.insert(0, REPO)
 import tests.conftest  # noqa: E402,F401  (makes ansible_collections.dbops.admin importable)
 import modrun  # noqa: E402
 from servers import MariadbServer, free_port, make_workdir  # noqa: E402
-from backup import du, timed  # noqa: E402  (benchmarks/backup.py, the PostgreSQL half)
+from backup import du, ensure_venv, run_bare_module, timed  # noqa: E402  (benchmarks/backup.py, the PostgreSQL half)
 
 from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb  # noqa: E402
@@ -99,36 +98,14 @@ def db_backup(server, repo, **kw):
 
 def community_venv():
     """benchmarks/.work/venv with ansible (community.mysql) and PyMySQL; created when missing."""
-    python = os.path.join(VENV, 'bin', 'python')
-    if not os.path.exists(os.path.join(VENV, 'bin', 'ansible')):
-        print('# creating %s (ansible, PyMySQL) ...' % VENV, flush=True)
-        subprocess.run([sys.executable, '-m', 'venv', VENV], check=True)
-        subprocess.run([python, '-m', 'pip', 'install', '-q', 'ansible', 'PyMySQL'], check=True)
-    return python
+    return ensure_venv('PyMySQL')
 
 
 def community_dump(server, target):
-    """community.mysql.mysql_db state=dump run as a bare module process, exactly like db_backup
-    (tests/integration/modrun.py): arguments in a JSON file, ``python -m <module> file.json``.
-    No ansible CLI start-up on either side."""
-    python = community_venv()
-    args = {'state': 'dump', 'name': 'sbtest', 'target': target, 'login_host': '127.0.0.1',
-            'login_port': server.port, 'login_user': 'root', 'login_password': server.password,
-            '_ansible_check_mode': False, '_ansible_diff': False}
-    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
-        argsfile = f.name
-    try:
-        proc = subprocess.run([python, '-m', 'ansible_collections.community.mysql.plugins.modules.mysql_db', argsfile],
-                              capture_output=True, text=True, check=False)
-    finally:
-        os.unlink(argsfile)
-    try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        result = {'failed': True, 'msg': 'module printed no JSON'}
-    if proc.returncode != 0 or result.get('failed'):
-        raise RuntimeError('community.mysql.mysql_db failed: %s %s' % (result.get('msg'), proc.stderr[-1500:]))
+    """community.mysql.mysql_db state=dump, as a bare module process like db_backup (run_bare_module)."""
+    run_bare_module(community_venv(), 'ansible_collections.community.mysql.plugins.modules.mysql_db',
+                    {'state': 'dump', 'name': 'sbtest', 'target': target, 'login_host': '127.0.0.1',
+                     'login_port': server.port, 'login_user': 'root', 'login_password': server.password})
     return target
 
 
