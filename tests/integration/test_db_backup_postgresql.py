@@ -178,6 +178,20 @@ def _row_counts(server, database):
     return out
 
 
+def chunked_backup(server, repo, database, conn=None, compression='zstd'):
+    """db_backup logical, jobs 2, with a chunk threshold the test tables reach; returns (result, the dump's details)."""
+    res = run_module('db_backup', dict(conn or server.conn, repo=repo, databases=[database], jobs=2,
+                                       compression=compression),
+                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
+    assert res['failed'] is False, res
+    return res, manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+
+
+def drill_passes(server, repo):
+    drill = restore(repo, server.conn, state='verified')
+    assert drill['failed'] is False and drill['result'] == 'passed', drill
+
+
 def test_logical_parallel_table_chunks_restore_identical(server, workdir):
     """Tables above the chunk threshold are copied in ctid ranges by parallel sessions of one snapshot.
 
@@ -187,11 +201,8 @@ def test_logical_parallel_table_chunks_restore_identical(server, workdir):
     repo = os.path.join(workdir, "re po's $(touch pwned)")
     _seed_chunky(server)
     before = content(server, 'shop')
-    res = run_module('db_backup', dict(server.conn, repo=repo, databases=['shop'], jobs=2, compression='zstd'),
-                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
-    assert res['failed'] is False, res
+    res, dump = chunked_backup(server, repo, 'shop')
     assert not os.path.exists(os.path.join('/', 'pwned')) and not os.path.exists(os.path.join(workdir, 'pwned'))
-    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
     chunked = {t['table'] for t in dump['chunked']}
     assert {'public.orders', 'public."Odd Name"'} <= chunked, chunked
     # two ranges per session (jobs 2): a session that finishes early takes the next one
@@ -204,8 +215,7 @@ def test_logical_parallel_table_chunks_restore_identical(server, workdir):
     assert out['failed'] is False, out
     assert content(server, 'shop_chunked') == before
     assert server.psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'", 'shop_chunked') == '2'
-    drill = restore(repo, server.conn, state='verified')
-    assert drill['failed'] is False and drill['result'] == 'passed', drill
+    drill_passes(server, repo)
 
 
 def test_logical_chunks_without_server_program_right_use_psql(server, workdir):
@@ -215,10 +225,7 @@ def test_logical_chunks_without_server_program_right_use_psql(server, workdir):
     server.psql("CREATE ROLE dumper LOGIN PASSWORD 'dumper-Secret-7' IN ROLE pg_read_all_data")
     before = content(server, 'shop')
     conn = dict(server.conn, login_user='dumper', login_password='dumper-Secret-7')
-    res = run_module('db_backup', dict(conn, repo=repo, databases=['shop'], jobs=2, compression='lz4'),
-                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
-    assert res['failed'] is False, res
-    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    res, dump = chunked_backup(server, repo, 'shop', conn=conn, compression='lz4')
     assert dump['chunked'] and {t['exported_by'] for t in dump['chunked']} == {'psql'}, dump['chunked']
     assert all(len(t['files']) == 2 for t in dump['chunked'] if t['table'] != 'public.notes'), dump['chunked']
     assert not any('TO PROGRAM' in c for c in res['commands'])
@@ -240,18 +247,14 @@ def test_logical_chunked_inheritance_parent_counts_its_children_like_the_drill(s
                 "INSERT INTO parent SELECT g, repeat('p', 50) FROM generate_series(1, 3000) g;"
                 "INSERT INTO child SELECT g, 'c', g FROM generate_series(1, 500) g", 'inh')
     before = content(server, 'inh')
-    res = run_module('db_backup', dict(server.conn, repo=repo, databases=['inh'], jobs=2, compression='zstd'),
-                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
-    assert res['failed'] is False, res
-    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    res, dump = chunked_backup(server, repo, 'inh')
     assert 'public.parent' in {t['table'] for t in dump['chunked']}, dump['chunked']
     assert {t['exported_by'] for t in dump['chunked']} == {'server'}, dump['chunked']
     assert {t['name']: t['rows'] for t in dump['tables']} == {'public.child': 500, 'public.parent': 3500}
     out = restore(repo, server.conn, target_database='inh_copy', jobs=2)
     assert out['failed'] is False, out
     assert content(server, 'inh_copy') == before
-    drill = restore(repo, server.conn, state='verified')
-    assert drill['failed'] is False and drill['result'] == 'passed', drill
+    drill_passes(server, repo)
 
 
 def test_logical_chunks_leave_tables_without_copyable_columns_to_pg_dump(server, workdir):
@@ -264,18 +267,14 @@ def test_logical_chunks_leave_tables_without_copyable_columns_to_pg_dump(server,
                 "CREATE TABLE plain (id int, v text); INSERT INTO plain SELECT g, repeat('v', 40) "
                 "FROM generate_series(1, 3000) g", 'bare')
     before = content(server, 'bare')
-    res = run_module('db_backup', dict(server.conn, repo=repo, databases=['bare'], jobs=2, compression='zstd'),
-                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
-    assert res['failed'] is False, res
-    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    res, dump = chunked_backup(server, repo, 'bare')
     assert {t['table'] for t in dump['chunked']} == {'public.plain'}, dump['chunked']
     assert {t['name']: t['rows'] for t in dump['tables']} == {'public.nocols': 3000, 'public.onlygen': 3000,
                                                               'public.plain': 3000}
     out = restore(repo, server.conn, target_database='bare_copy', jobs=2)
     assert out['failed'] is False, out
     assert content(server, 'bare_copy') == before
-    drill = restore(repo, server.conn, state='verified')
-    assert drill['failed'] is False and drill['result'] == 'passed', drill
+    drill_passes(server, repo)
 
 
 def test_logical_backup_of_latin1_database_with_non_ascii_names(server, workdir):
@@ -343,17 +342,13 @@ def test_logical_chunks_of_latin1_database_with_non_ascii_names(server, workdir,
             return cur.fetchall()
 
     before = rows('lat')
-    res = run_module('db_backup', dict(login_conn, repo=repo, databases=['lat'], jobs=2, compression='zstd'),
-                     env={'DBOPS_BACKUP_CHUNK_MIN_BYTES': '8192'})
-    assert res['failed'] is False, res
-    dump = manifest_of(repo, res['backup']['id'])['details']['dumps'][0]
+    res, dump = chunked_backup(server, repo, 'lat', conn=login_conn)
     assert [t['table'] for t in dump['chunked']] == ['public."t\u00e4b"'], dump['chunked']
     assert {t['exported_by'] for t in dump['chunked']} == {'server' if login == 'superuser' else 'psql'}
     out = restore(repo, server.conn, target_database='lat_copy', jobs=2)
     assert out['failed'] is False, out
     assert rows('lat_copy') == before
-    drill = restore(repo, server.conn, state='verified')
-    assert drill['failed'] is False and drill['result'] == 'passed', drill
+    drill_passes(server, repo)
 
 
 def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir):

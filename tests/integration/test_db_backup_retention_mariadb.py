@@ -10,6 +10,7 @@ import shutil
 import modrun
 import pytest
 from servers import MariadbServer, make_workdir
+from test_db_backup_mariadb import backup
 
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='
 
 @pytest.fixture()
 def source():
+    """A server of its own per test (test_db_backup_mariadb shares one per module)."""
     server = MariadbServer().init().start()
     try:
         yield server
@@ -32,12 +34,6 @@ def work():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def backup(server, repo, **kw):
-    result = modrun.run_module('db_backup', dict(server.conn, repo=repo, **kw))
-    assert not result['failed'], result.get('msg') or result['_stderr'][-3000:]
-    return result
 
 
 def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
