@@ -72,6 +72,21 @@ options:
     description: Replace an existing non-empty database or data directory. A running server's data directory is never replaced.
     type: bool
     default: false
+  roles:
+    description:
+      - Logical restores. What to do when the roles (PostgreSQL) or accounts (MariaDB/MySQL) the backup's objects
+        belong or are granted to do not exist on the target server. The backup records them when it is taken.
+      - V(require) fails before anything changes and names them.
+      - V(create) creates the missing ones first, as they were when the backup was taken (PostgreSQL from the
+        backup's C(pg_dumpall --globals-only) script, with attributes, password, settings and memberships; MariaDB/MySQL
+        from C(SHOW CREATE USER) and C(SHOW GRANTS) saved with the backup). Existing roles and accounts are never
+        changed. The login needs the right to create roles (CREATEROLE, or superuser for superuser roles) or accounts.
+      - V(skip) restores anyway. PostgreSQL restores without owners and privileges (C(pg_restore --no-owner
+        --no-privileges)); the login owns everything. MariaDB/MySQL keeps the definers as recorded; views, routines,
+        triggers and events with a missing definer fail when they run.
+    type: str
+    choices: [require, create, skip]
+    default: require
   encryption_key:
     description: Passphrase of an encrypted backup. A wrong key fails before anything is restored.
     type: str
@@ -140,6 +155,12 @@ tables:
   returned: when restored or drilled
   type: list
   elements: dict
+roles_created:
+  description: Roles (PostgreSQL) or accounts (MariaDB/MySQL, C(user@host)) created because O(roles=create) (in check
+    mode, that would be).
+  returned: logical restores
+  type: list
+  elements: str
 duration_seconds:
   description: Wall time of the run.
   returned: always
@@ -282,9 +303,15 @@ class Runner:
         if holder is not None and all(_same(holder(t), marker) for t in targets):
             return self.result(changed=False, backup_id=manifest['id'], rows_restored=0, tables=[],
                                msg='%s already hold backup %s' % (', '.join(targets), manifest['id']))
+        # the roles/accounts the objects need: a missing one fails here (roles=require), before any change
+        wanted = [d for d in (manifest.get('details') or {}).get('dumps') or []
+                  if not p['databases'] or d.get('database') in p['databases']]
+        roles = engine.roles_to_create(wanted, p['roles']) if hasattr(engine, 'roles_to_create') else []
         if self.module.check_mode:
-            return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[],
-                               msg='would restore %s from backup %s' % (', '.join(targets), manifest['id']))
+            return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[], roles_created=roles,
+                               msg='would restore %s from backup %s%s' % (
+                                   ', '.join(targets), manifest['id'],
+                                   ', creating %s' % ', '.join(roles) if roles else ''))
         with repo.lock():
             scratch, items = self.prepare(repo, [manifest])
             try:
@@ -292,15 +319,18 @@ class Runner:
                     'manifest': manifest, 'path': items[0]['path'], 'target_database': p['target_database'],
                     'force': p['force'], 'jobs': p['jobs'], 'databases': p['databases'],
                     'connection': self.connection(), 'bin_dir': p['bin_dir'], 'os_user': repo.os_user,
-                    'marker': marker, 'scratch_dir': scratch})
+                    'marker': marker, 'scratch_dir': scratch, 'roles': p['roles']})
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.commands += out.get('commands') or []
         for warning in out.get('warnings') or []:
             self.module.warn(warning)
+        created = out.get('roles_created') or []
         return self.result(changed=True, backup_id=manifest['id'], rows_restored=out['rows_restored'],
-                           tables=out['tables'], msg='restored %s from backup %s (%d rows)' % (
-                               ', '.join(targets), manifest['id'], out['rows_restored']))
+                           tables=out['tables'], roles_created=created,
+                           msg='restored %s from backup %s (%d rows)%s' % (
+                               ', '.join(targets), manifest['id'], out['rows_restored'],
+                               '; created %s' % ', '.join(created) if created else ''))
 
     # -- physical
     def physical(self, repo, manifest):
@@ -347,6 +377,9 @@ class Runner:
 
     # -- drill
     def drill(self, repo, manifest):
+        if self.p['roles'] == 'create':
+            raise DbError('run a restore drill with', 'roles=create', 'a drill leaves nothing behind and creates no '
+                          'roles or accounts: use roles=require (the default) or roles=skip')
         if self.module.check_mode:
             return self.result(changed=False, backup_id=manifest['id'], result='skipped',
                                msg='would run a restore drill of backup %s' % manifest['id'])
@@ -372,7 +405,7 @@ class Runner:
                         'manifest': manifest, 'path': items[0]['path'], 'target_database': scratch_db, 'force': False,
                         'jobs': self.p['jobs'], 'databases': [dump['database']], 'connection': self.connection(),
                         'bin_dir': self.p['bin_dir'], 'os_user': repo.os_user, 'marker': {'drill': manifest['id']},
-                        'scratch_dir': scratch})
+                        'scratch_dir': scratch, 'roles': self.p['roles']})
                     self.commands += out.get('commands') or []
                     expected = {t['name']: t['rows'] for t in dump.get('tables') or []}
                     for table in out['tables']:
@@ -528,6 +561,7 @@ def main():
         force=dict(type='bool', default=False),
         encryption_key=dict(type='str', no_log=True),
         jobs=dict(type='int', default=1),
+        roles=dict(type='str', choices=['require', 'create', 'skip'], default='require'),
         state=dict(type='str', choices=['present', 'verified'], default='present'),
         os_user=dict(type='str'),
         bin_dir=dict(type='path'),

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
+import subprocess
 import time
 
 import modrun
@@ -211,3 +213,69 @@ def test_module_backup_killed_half_way_leaves_latest_restorable(source, work):
     assert [r['status'] for r in again['failed_runs']] == ['failed']
     # the killed run's option file (it held the password) was swept by the next run
     assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith('dbops-cnf-%d-' % proc.pid)]
+
+
+def _accounts(server, *names):
+    rows = server.sql("SELECT CONCAT(User, '@', Host) FROM mysql.user WHERE User IN (%s) ORDER BY 1"
+                      % ', '.join("'%s'" % n for n in names))
+    return [r[0] for r in rows]
+
+
+def test_module_logical_restore_accounts_require_skip_create(source, work):
+    """Definers and accounts holding privileges on the database: a missing one fails the restore
+    before any change (roles=require), is left as recorded (skip), or comes back as it was (create,
+    same password hash, grants, role and its members)."""
+    names = ('acc_app', 'acc_rdr', 'acc_ro')
+    for stmt in ["CREATE DATABASE accdb", "CREATE USER 'acc_app'@'%' IDENTIFIED BY 'app-pw-1'",
+                 "CREATE USER 'acc_rdr'@'localhost' IDENTIFIED BY 'rdr-pw-2'", "CREATE ROLE acc_ro",
+                 "GRANT SELECT ON accdb.* TO acc_ro", "GRANT acc_ro TO 'acc_rdr'@'localhost'",
+                 "GRANT SELECT, INSERT ON accdb.* TO 'acc_app'@'%'",
+                 "CREATE TABLE accdb.t (id INT PRIMARY KEY, v VARCHAR(20))",
+                 "INSERT INTO accdb.t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+                 "CREATE DEFINER = 'acc_app'@'%' SQL SECURITY DEFINER VIEW accdb.v AS SELECT COUNT(*) AS n FROM accdb.t"]:
+        source.sql(stmt)
+    repo = os.path.join(work, 'repo')
+    key = 'accounts-key-0123456789'
+    result = backup(source, repo, method='logical', databases=['accdb'], encryption_key=key)
+    manifest = result['backup']['path'] + '/manifest.json'
+    with open(manifest) as f:
+        dump = json.load(f)['details']['dumps'][0]
+    assert dump['accounts'] == [['acc_app', '%'], ['acc_ro', '']]
+    hashed = source.sql("SELECT authentication_string FROM mysql.user WHERE User = 'acc_app'")[0][0]
+    found = subprocess.run(['grep', '-r', '-l', '-a', hashed, repo], capture_output=True, text=True)
+    assert found.stdout == '', 'a password hash readable in %s' % found.stdout
+    expected = table_state(source, 'accdb')
+    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_app'@'%'", "DROP ROLE acc_ro"]:
+        source.sql(stmt)
+    base = dict(encryption_key=key)
+
+    refused = restore(source, repo, **base)
+    assert refused['failed'] and 'acc_app@%, acc_ro' in refused['msg'] and 'roles=create' in refused['msg']
+    assert not source.sql("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'accdb'")
+
+    preview = restore(source, repo, check=True, roles='create', **base)
+    assert not preview['failed'] and preview['changed'] and preview['roles_created'] == ['acc_app@%', 'acc_ro']
+    assert _accounts(source, *names) == ['acc_rdr@localhost']
+
+    created = restore(source, repo, roles='create', **base)
+    assert not created['failed'], created.get('msg')
+    assert created['roles_created'] == ['acc_app@%', 'acc_ro']
+    assert table_state(source, 'accdb') == expected
+    assert _accounts(source, *names) == ['acc_app@%', 'acc_rdr@localhost', 'acc_ro@']
+    assert source.sql("SELECT authentication_string FROM mysql.user WHERE User = 'acc_app'")[0][0] == hashed
+    assert source.sql("SELECT COUNT(*) FROM mysql.roles_mapping WHERE Role = 'acc_ro' AND User = 'acc_rdr'")[0][0] == 1
+    login = subprocess.run(['mariadb', '-h', '127.0.0.1', '-P', str(source.port), '-u', 'acc_app', '-papp-pw-1', '-N',
+                            '-e', 'SELECT n FROM accdb.v'], capture_output=True, text=True)
+    assert login.returncode == 0 and login.stdout.strip() == '3', login.stderr
+    assert hashed not in json.dumps(created) and 'app-pw-1' not in json.dumps(created)
+
+    again = restore(source, repo, roles='create', **base)
+    assert not again['failed'] and again['changed'] is False
+
+    source.sql('DROP DATABASE accdb')
+    source.sql("DROP USER 'acc_app'@'%'")
+    skipped = restore(source, repo, roles='skip', **base)
+    assert not skipped['failed'] and skipped['roles_created'] == []
+    assert table_state(source, 'accdb') == expected and 'acc_app@%' not in _accounts(source, *names)
+    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_rdr'@'localhost'", "DROP ROLE acc_ro"]:
+        source.sql(stmt)

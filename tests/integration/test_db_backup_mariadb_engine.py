@@ -155,7 +155,11 @@ def test_logical_full_backup_restores_identical_tables_into_another_database(sou
         assert all('--password' not in c for c in result['commands'])
         files = sorted(os.listdir(dest))
         assert result['details']['table_data'] == 'tsv'
-        assert files == sorted(tsv_files('crm', ['t1', 't2']) + tsv_files('shop', ['t1', 't2']) + [mb.INDEX_FILE])
+        # accounts.json: the definer of shop's objects (add_objects), recreated by roles=create
+        assert files == sorted(tsv_files('crm', ['t1', 't2']) + tsv_files('shop', ['t1', 't2'])
+                               + [mb.INDEX_FILE, mb.ACCOUNTS_FILE])
+        assert {d['database']: d['accounts'] for d in result['details']['dumps']} == \
+            {'crm': [], 'shop': [['root', '127.0.0.1']]}
         # the table files were hashed while written; every file is durable
         assert sorted(result['verified_checksums']) == ['crm.t1.tsv.zst', 'crm.t2.tsv.zst', 'shop.t1.tsv.zst',
                                                         'shop.t2.tsv.zst']
@@ -225,7 +229,9 @@ def test_logical_one_database_split_over_jobs_restores_identical(source, scratch
             assert sorted(dump['files']) == ['%s.%s.tsv.zst' % (wide, t) for t in tables]
             assert dump['pre'] == [wide + '.schema.sql.zst']
             assert dump['post'] == [wide + '.triggers.sql.zst', wide + '.objects.sql.zst']
-        assert sorted(os.listdir(dest)) == sorted(dump.get('pre', []) + dump['files'] + dump['post'] + [mb.INDEX_FILE])
+        # accounts.json when the objects have a definer or accounts hold privileges on the database
+        assert sorted(os.listdir(dest)) == sorted(dump.get('pre', []) + dump['files'] + dump['post'] + [mb.INDEX_FILE]
+                                                  + ([mb.ACCOUNTS_FILE] if dump['accounts'] else []))
         assert mb.verify_logical({}, dest) == []
         expected = table_state(source, wide)
         assert {t['name']: t['rows'] for t in dump['tables']} == {k: v[0] for k, v in expected.items()}

@@ -407,6 +407,72 @@ def test_encrypted_backup_holds_no_plaintext_and_needs_the_key(server, workdir):
     assert not [e for e in os.listdir(workdir) if e.startswith('.dbops-scratch')], 'scratch copy left behind'
 
 
+
+def _login_count(server, user, password, database, table):
+    """Log in as user with password over TCP and count the table's rows (None when refused)."""
+    proc = subprocess.run(['/usr/lib/postgresql/15/bin/psql', '-X', '-A', '-t', '-h', '127.0.0.1', '-p', str(server.port),
+                           '-U', user, '-d', database, '-c', 'SELECT count(*) FROM %s' % table],
+                          capture_output=True, text=True, env=dict(os.environ, PGPASSWORD=password), check=False)
+    return int(proc.stdout) if proc.returncode == 0 else None
+
+
+def test_logical_restore_roles_require_skip_create(server, workdir):
+    """The roles the objects belong or are granted to: missing ones fail the restore before any
+    change (roles=require), are left out (skip), or come back as they were (create)."""
+    repo = os.path.join(workdir, 'repo')
+    server.psql("CREATE ROLE \"App Owner\" LOGIN PASSWORD 'owner-pw-1'; CREATE ROLE app_reader; "
+                "CREATE ROLE app_login LOGIN PASSWORD 'login-pw-2' IN ROLE app_reader; "
+                "ALTER ROLE \"App Owner\" SET work_mem = '8MB'; COMMENT ON ROLE app_reader IS 'reads; everything'")
+    server.psql('CREATE DATABASE app')
+    server.psql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM "
+                "generate_series(1, 300) g; ALTER TABLE t OWNER TO \"App Owner\"; GRANT SELECT ON t TO app_reader", 'app')
+    res = backup(server, repo, databases=['app'])
+    assert res['failed'] is False, res
+    assert manifest_of(repo, res['backup']['id'])['details']['dumps'][0]['roles'] == ['App Owner', 'app_reader']
+    before = content(server, 'app')
+    server.psql('DROP DATABASE app')
+    server.psql('DROP ROLE app_login; DROP ROLE app_reader; DROP ROLE "App Owner"')
+    roles = "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'app%' OR rolname = 'App Owner'"
+
+    refused = restore(repo, server.conn, target_database='app2')
+    assert refused['failed'] is True and 'App Owner, app_reader' in refused['msg'] and 'roles=create' in refused['msg']
+    assert server.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'app2%'") == '0'
+
+    skipped = restore(repo, server.conn, target_database='app2', roles='skip')
+    assert skipped['failed'] is False and skipped['roles_created'] == [], skipped
+    assert content(server, 'app2') == before
+    assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'app2') == 'postgres'
+    assert server.psql(roles) == ''
+    server.psql('DROP DATABASE app2')
+
+    preview = restore(repo, server.conn, check=True, target_database='app2', roles='create')
+    assert preview['failed'] is False and preview['changed'] is True
+    assert preview['roles_created'] == ['App Owner', 'app_reader'] and server.psql(roles) == ''
+
+    created = restore(repo, server.conn, target_database='app2', roles='create')
+    assert created['failed'] is False, created
+    assert created['roles_created'] == ['App Owner', 'app_reader']
+    assert server.psql(roles) == 'App Owner,app_reader'    # app_login was not needed: not created
+    assert content(server, 'app2') == before
+    assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'app2') == 'App Owner'
+    assert server.psql("SELECT has_table_privilege('app_reader', 't', 'SELECT')", 'app2') == 't'
+    assert server.psql("SELECT setconfig::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+                       "WHERE r.rolname = 'App Owner'") == '{work_mem=8MB}'
+    assert server.psql("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'app_reader'") == \
+        'reads; everything'
+    assert _login_count(server, 'App Owner', 'owner-pw-1', 'app2', 't') == 300   # the same password hash
+    text = json.dumps(created)
+    assert 'SCRAM-SHA-256$' not in text and 'owner-pw-1' not in text
+    assert any(q.startswith('CREATE ROLE "App Owner"') for q in created['queries'])
+
+    again = restore(repo, server.conn, target_database='app2', roles='create')
+    assert again['failed'] is False and again['changed'] is False, again
+
+    # a restore drill creates no roles
+    drill = restore(repo, server.conn, state='verified', roles='create')
+    assert drill['failed'] is True and 'roles=create' in drill['msg']
+
+
 # ---- physical -------------------------------------------------------------------------------
 def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(server, workdir):
     repo = os.path.join(workdir, 'repo')

@@ -56,6 +56,16 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
 SYSTEM_DATABASES = ('information_schema', 'performance_schema', 'sys', 'mysql')
 INDEX_FILE = 'dump-index.json'
+# the accounts a logical backup's objects need (definers, privilege holders) as they were when it
+# was taken: SHOW CREATE USER and SHOW GRANTS of each, recreated by a restore with roles=create
+ACCOUNTS_FILE = 'accounts.json'
+ROLE_MODES = ('require', 'create', 'skip')
+DEFINERS_SQL = (
+    "SELECT DEFINER AS d FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s "
+    "UNION SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
+    "UNION SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
+    "UNION SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s")
+PRIVILEGE_TABLES = ('db', 'tables_priv', 'columns_priv', 'procs_priv')
 BINLOG_INDEX_FILE = 'binlogs.json'
 MARKER_PREFIX = 'dbops.admin restore: '
 MARKER_FILE = 'dbops-restore.json'
@@ -565,6 +575,38 @@ EXPORT_SESSION_SQL = "SET SESSION time_zone = '+00:00', sql_mode = ''"
 BINLOG_SNAPSHOT_SQL = "SHOW SESSION STATUS LIKE 'Binlog_snapshot_%'"
 
 
+def split_definer(text):
+    """('user', 'host') of a DEFINER as information_schema shows it (user@host; a role has no host)."""
+    text = text.decode('utf-8', 'replace') if isinstance(text, bytes) else str(text)
+    if '@' not in text:
+        return (text, '')
+    user, host = text.rsplit('@', 1)
+    return (user, host)
+
+
+def _text(value):
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else str(value or '')
+
+
+def account_literal(user, host, quote):
+    """'user'@'host' (a role: its name alone) for GRANT ... TO."""
+    return '%s@%s' % (quote(user), quote(host)) if host else quote(user)
+
+
+def account_label(user, host):
+    return '%s@%s' % (user, host) if host else user
+
+
+def grant_database_pattern(name):
+    """How mysql.db stores a grant on one database: _ and % escaped (they are wildcards there)."""
+    return name.replace('\\', '\\\\').replace('_', '\\_').replace('%', '\\%')
+
+
+def account_secrets(statement):
+    """The password hashes and authentication strings in a CREATE USER / GRANT statement."""
+    return [m for m in re.findall(r"(?:PASSWORD|USING|AS)\s+'((?:[^'\\]|\\.|'')*)'", statement) if m]
+
+
 def binlog_snapshot(rows):
     """(file, position) from the rows of BINLOG_SNAPSHOT_SQL (dicts or tuples); None when empty."""
     values = {}
@@ -1044,7 +1086,9 @@ class MysqlBackup:
             if btype != 'full':
                 raise DbError('take a logical %s backup' % btype, None,
                               'mariadb-dump backups are always full; use method physical for %s' % btype)
-            return self._backup_logical(request)
+            result = self._backup_logical(request)
+            self._record_accounts(dest, result)
+            return result
         if method == 'physical':
             if btype in ('incremental', 'differential') and not request.get('base'):
                 raise DbError('take a physical %s backup' % btype, None, 'it needs a base backup')
@@ -1071,6 +1115,155 @@ class MysqlBackup:
     def _schema_info(self, name):
         return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation '
                               'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,))
+
+    # ---- accounts the objects need (roles option of db_restore) ------------------------------
+    def _accounts_of(self, database):
+        """-> (sorted [(user, host)] the database's objects run as or are granted to, problem or None)."""
+        accounts, problems = set(), []
+        try:
+            for row in self.fetch_all(DEFINERS_SQL, (database,) * 4):
+                if row.get('d'):
+                    accounts.add(split_definer(row['d']))
+        except DbError as exc:
+            problems.append('definers: %s' % exc)
+        for table in PRIVILEGE_TABLES:
+            try:
+                rows = self.fetch_all('SELECT User AS u, Host AS h FROM mysql.%s WHERE Db = %%s OR Db = %%s' % table,
+                                      (database, grant_database_pattern(database)))
+            except DbError as exc:
+                problems.append('mysql.%s: %s' % (table, exc))
+                continue
+            for row in rows:
+                accounts.add((_text(row['u']), _text(row['h'])))
+        accounts.discard(('', ''))
+        return sorted(a for a in accounts if a[0]), '; '.join(problems) or None
+
+    def _account_definition(self, user, host):
+        """{user, host, role, create, grants} as SHOW CREATE USER / SHOW GRANTS print them."""
+        role = False
+        if self.flavor == 'mariadb' and host == '':
+            role = str(self.fetch_value("SELECT is_role FROM mysql.user WHERE User = %s AND Host = ''",
+                                        (user,)) or '').upper() == 'Y'
+        members = []
+        if role:
+            create = 'CREATE ROLE %s' % self.quote_ident(user)
+            grants = self.fetch_all('SHOW GRANTS FOR %s' % self.quote_ident(user))
+            # who holds the role (SHOW GRANTS of a role does not say): granted again where they exist
+            members = [[_text(m['u']), _text(m['h']), str(m['a'] or '').upper() == 'Y'] for m in self.fetch_all(
+                'SELECT User AS u, Host AS h, Admin_option AS a FROM mysql.roles_mapping WHERE Role = %s', (user,))]
+        else:
+            create = next(iter(self.fetch_one('SHOW CREATE USER %s@%s', (user, host)).values()))
+            grants = self.fetch_all('SHOW GRANTS FOR %s@%s', (user, host))
+        text = [next(iter(g.values())) for g in grants]
+        return {'user': user, 'host': host, 'role': role, 'members': members,
+                'create': create.decode('utf-8', 'surrogateescape') if isinstance(create, bytes) else create,
+                'grants': [g.decode('utf-8', 'surrogateescape') if isinstance(g, bytes) else g for g in text]}
+
+    def _record_accounts(self, dest, result):
+        """Each dump lists the accounts its objects need; their definitions go to ACCOUNTS_FILE
+        (password hashes: inside the backup, encrypted with it). An account this login may not
+        read is listed without a definition (roles=create then names it)."""
+        details = result.setdefault('details', {})
+        definitions, problems = {}, []
+        for dump in details.get('dumps') or []:
+            accounts, problem = self._accounts_of(dump['database'])
+            dump['accounts'] = [list(a) for a in accounts]
+            if problem:
+                problems.append('%s: %s' % (dump['database'], problem))
+            for user, host in accounts:
+                if (user, host) in definitions:
+                    continue
+                try:
+                    definitions[(user, host)] = self._account_definition(user, host)
+                except (DbError, StopIteration, AttributeError) as exc:
+                    problems.append('%s: %s' % (account_label(user, host), exc))
+        if definitions:
+            _write_json(os.path.join(dest, ACCOUNTS_FILE), {'accounts': list(definitions.values())})
+            _fsync_dir(dest)
+            details['accounts_file'] = ACCOUNTS_FILE
+        if problems:
+            details['accounts_unreadable'] = self.mask('; '.join(problems))[:2000]
+
+    def _existing_accounts(self, accounts):
+        """The (user, host) of ``accounts`` that exist here; None when this login cannot tell."""
+        found = set()
+        try:
+            for user, host in accounts:
+                if self.fetch_value('SELECT COUNT(*) FROM mysql.user WHERE User = %s AND Host = %s', (user, host)):
+                    found.add((user, host))
+        except DbError:
+            return None
+        return found
+
+    def roles_to_create(self, dumps, mode=None):
+        """The accounts a restore of these dumps would create (roles=create, as user@host); fails
+        when some are missing and mode is require (the default). Changes nothing."""
+        mode = mode or 'require'
+        if mode not in ROLE_MODES:
+            raise DbError('restore with roles', repr(mode), 'choose one of %s' % ', '.join(ROLE_MODES))
+        if mode == 'skip':
+            return []
+        needed = sorted(set(tuple(a) for dump in dumps for a in dump.get('accounts') or []))
+        found = self._existing_accounts(needed) if needed else set()
+        if found is None:
+            return []  # mysql.user is not readable by this login: the restore goes on as before
+        missing = [account_label(*a) for a in needed if a not in found]
+        if missing and mode == 'require':
+            raise DbError('restore database', ', '.join(d['database'] for d in dumps),
+                          'objects in the backup run as or are granted to accounts that do not exist here: %s. '
+                          'Create them first, or set roles=create (created as they were when the backup was taken) '
+                          'or roles=skip (restored with the definers as recorded)' % ', '.join(missing))
+        return missing
+
+    def restore_accounts(self, dumps, request, path, commands):
+        """roles=create: the missing accounts, as recorded (roles first, then users, then their
+        grants); on a failure the accounts created here are dropped again. -> user@host created."""
+        missing = self.roles_to_create(dumps, request.get('roles'))
+        if not missing:
+            return []
+        source = os.path.join(path, ACCOUNTS_FILE)
+        recorded = {}
+        if os.path.isfile(source):
+            with open(source, encoding='utf-8', errors='surrogateescape') as f:
+                recorded = {account_label(a['user'], a['host']): a for a in json.load(f).get('accounts') or []}
+        undefined = [m for m in missing if m not in recorded]
+        if undefined:
+            raise DbError('create accounts', ', '.join(undefined), 'the backup holds no definition of them (the login '
+                          'that took it could not read them): create them first or restore with roles=skip')
+        chosen = sorted((recorded[m] for m in missing), key=lambda a: not a['role'])
+        for account in chosen:
+            for stmt in [account['create']] + account['grants']:
+                for secret in account_secrets(stmt):
+                    self.add_secret(secret)
+        created = []
+        try:
+            for account in chosen:
+                self.execute(account['create'], operation='create account %s' % account_label(account['user'],
+                                                                                             account['host']))
+                created.append(account)
+            for account in chosen:
+                for grant in account['grants']:
+                    self.execute(grant, operation='grant to %s' % account_label(account['user'], account['host']))
+            for account in chosen:
+                members = [m for m in account.get('members') or [] if m[0]]
+                present = self._existing_accounts([(m[0], m[1]) for m in members]) or set()
+                for user, host, admin in members:
+                    if (user, host) in present:
+                        self.execute('GRANT %s TO %s%s' % (
+                            self.quote_ident(account['user']),
+                            account_literal(user, host, self.quote_literal), ' WITH ADMIN OPTION' if admin else ''),
+                            operation='grant role %s' % account['user'])
+        except DbError:
+            for account in created:
+                with contextlib.suppress(DbError):
+                    if account['role']:
+                        self.execute('DROP ROLE %s' % self.quote_ident(account['user']))
+                    else:
+                        self.execute('DROP USER %s' % account_literal(account['user'], account['host'],
+                                                                      self.quote_literal))
+            raise
+        commands.append('created accounts %s from %s' % (', '.join(missing), ACCOUNTS_FILE))
+        return missing
 
     def _backup_logical(self, request):
         dest = request['dest']
@@ -1702,6 +1895,12 @@ class MysqlBackup:
                 if objects and not force:
                     raise DbError('restore into', name, 'the database exists and holds %d objects; '
                                   'set force to replace it' % objects)
+        # the accounts the objects need: checked (roles=require) or created (roles=create) first
+        sources = set(entry['name'] for entry, _name in plan)
+        manifest_dumps = [d for d in ((request.get('manifest') or {}).get('details') or {}).get('dumps') or []
+                          if d.get('database') in sources]
+        roles_commands = []
+        roles_created = self.restore_accounts(manifest_dumps, request, path, roles_commands)
         for entry, name in plan:
             if name in existing and existing[name] and force:
                 self.execute('DROP DATABASE %s' % self.quote_ident(name), operation='drop database %s' % name)
@@ -1788,8 +1987,8 @@ class MysqlBackup:
         if request.get('marker') and self.flavor == 'mariadb':
             for _entry, name in plan:
                 self._write_marker(name, request['marker'])
-        return {'rows_restored': total, 'tables': tables, 'commands': commands,
-                'databases': [name for _e, name in plan]}
+        return {'rows_restored': total, 'tables': tables, 'commands': roles_commands + commands,
+                'databases': [name for _e, name in plan], 'roles_created': roles_created}
 
     def _load_on_server(self, source, unpack, database, meta, load_dir, lock, counter, commands):
         """LOAD DATA INFILE by the server from a decompressed copy in load_dir (no local_infile)."""

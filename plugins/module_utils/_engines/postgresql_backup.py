@@ -46,6 +46,90 @@ COUNT_SQL = (
 COUNT_SQL_EXCEPT = COUNT_SQL.replace('%I', '%%I').replace(
     'ORDER BY 1', "AND NOT quote_ident(table_schema) || '.' || quote_ident(table_name) = ANY(%s::text[]) ORDER BY 1")
 
+# the roles a database's objects need on the target: owners, grantees (ACLs, default privileges) and
+# policy roles, from the shared dependency catalog (the bootstrap superuser is pinned: never listed)
+ROLES_OF_DATABASE_SQL = (
+    "SELECT DISTINCT r.rolname FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid "
+    "WHERE d.refclassid = 'pg_authid'::regclass AND d.deptype <> 't' "
+    "AND d.dbid = (SELECT oid FROM pg_database WHERE datname = %s) ORDER BY 1")
+ROLE_MODES = ('require', 'create', 'skip')
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_ROLE_STATEMENT_RE = re.compile(r'^(?:CREATE ROLE|ALTER ROLE|COMMENT ON ROLE)\s+(%s)(?:\s|;)' % _IDENT)
+_MEMBERSHIP_RE = re.compile(r'^GRANT\s+(%s)\s+TO\s+(%s)(\s+WITH\s+ADMIN\s+OPTION)?(?:\s+GRANTED\s+BY\s+%s)?\s*;$'
+                            % (_IDENT, _IDENT, _IDENT))
+
+
+def _unquote_ident(text):
+    if text.startswith('"'):
+        return text[1:-1].replace('""', '"')
+    return text.lower()
+
+
+def sql_statements(text):
+    """The statements of a pg_dumpall script, each whole (string literals and quoted names may
+    hold ';' or newlines); ``--`` comment lines are left out."""
+    statements, current, i, n = [], [], 0, len(text)
+    quote = None
+    while i < n:
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                if i + 1 < n and text[i + 1] == quote:
+                    current.append(quote)
+                    i += 1
+                else:
+                    quote = None
+        elif ch in ('"', "'"):
+            quote = ch
+            current.append(ch)
+        elif ch == '-' and text.startswith('--', i) and not ''.join(current).strip():
+            end = text.find('\n', i)
+            i = n if end < 0 else end
+            continue
+        elif ch == ';':
+            current.append(ch)
+            statements.append(''.join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    rest = ''.join(current).strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+def role_statements(globals_text, wanted, existing):
+    """The statements of a pg_dumpall --globals-only script that recreate the roles in ``wanted``
+    (CREATE ROLE, ALTER ROLE attributes, password and settings, COMMENT) and the memberships
+    between them and the roles in ``existing``, without GRANTED BY (the grantor may not exist).
+
+    -> (statements, roles of ``wanted`` the script does not define)."""
+    wanted = set(wanted)
+    after = wanted | set(existing)
+    chosen, defined = [], set()
+    for stmt in sql_statements(globals_text):
+        match = _ROLE_STATEMENT_RE.match(stmt)
+        if match:
+            role = _unquote_ident(match.group(1))
+            if role in wanted:
+                chosen.append(stmt)
+                if stmt.startswith('CREATE ROLE'):
+                    defined.add(role)
+            continue
+        match = _MEMBERSHIP_RE.match(stmt)
+        if match:
+            group, member = _unquote_ident(match.group(1)), _unquote_ident(match.group(2))
+            if (group in wanted or member in wanted) and group in after and member in after:
+                chosen.append('GRANT %s TO %s%s;' % (match.group(1), match.group(2), match.group(3) or ''))
+    return chosen, sorted(wanted - defined)
+
+
+def password_literals(statement):
+    """The password literals of a role statement (masked in the returned queries)."""
+    return re.findall(r"PASSWORD\s+'((?:[^']|'')*)'", statement)
+
 
 # ---- helpers shared by the mixin and the module-level functions ---------------------------------
 def _now_iso():
@@ -1226,6 +1310,8 @@ class PostgresBackup:
             prop = props.get(database) or {}
             dumps.append({'database': database, 'dir': dirname, 'tables': tables, 'encoding': prop.get('encoding'),
                           'collate': prop.get('collate'), 'ctype': prop.get('ctype'),
+                          # the roles its objects belong or are granted to (checked before a restore)
+                          'roles': [r['rolname'] for r in self.fetch_all(ROLES_OF_DATABASE_SQL, (database,))],
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']],
                                        'exported_by': 'server' if server_side else 'psql'} for t in chunked]})
@@ -1714,10 +1800,11 @@ class PostgresBackup:
             if exists and not request.get('force') and not self._database_is_empty(request, name):
                 raise DbError('restore into database', name, 'it exists and is not empty: set force to replace it')
             plan.append((dump, name, exists))
+        commands = []
+        roles_created = self.restore_roles([dump for dump, _name, _exists in plan], request, details, commands)
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
         os_user = request.get('os_user')
         secrets = self._tool_secrets(request)
-        commands = []
         result_tables = []
         warnings = []
         total = 0
@@ -1738,6 +1825,9 @@ class PostgresBackup:
             try:
                 jobs = max(int(request.get('jobs') or 1), 1)
                 base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', work]
+                if request.get('roles') == 'skip':
+                    # owned by the login, no GRANTs: the backup's roles need not exist here
+                    base[1:1] = ['--no-owner', '--no-privileges']
                 env = tool_env(request.get('connection'))
                 if dump.get('chunked'):
                     # schema, the other tables' data, the chunked tables' data, then indexes and constraints
@@ -1771,7 +1861,61 @@ class PostgresBackup:
                 result_tables.append({'database': name, 'name': row['name'], 'rows': int(row['rows'])})
                 total += int(row['rows'])
         return {'rows_restored': total, 'tables': result_tables, 'commands': commands, 'warnings': warnings,
-                'databases': [name for _d, name, _e in plan]}
+                'databases': [name for _d, name, _e in plan], 'roles_created': roles_created}
+
+    def roles_to_create(self, dumps, mode=None):
+        """The roles a restore of these dumps would create (roles=create); fails when roles are
+        missing and mode is require (the default); nothing with roles=skip. Changes nothing."""
+        mode = mode or 'require'
+        if mode not in ROLE_MODES:
+            raise DbError('restore with roles', repr(mode), 'choose one of %s' % ', '.join(ROLE_MODES))
+        missing = self.missing_roles(dumps) if mode != 'skip' else []
+        if missing and mode == 'require':
+            raise DbError('restore database', ', '.join(d['database'] for d in dumps),
+                          'objects in the backup belong or are granted to roles that do not exist here: %s. Create '
+                          'them first, or set roles=create (created from the roles saved with the backup) or '
+                          'roles=skip (restored without owners and privileges, owned by the login)'
+                          % ', '.join(missing))
+        return missing
+
+    def missing_roles(self, dumps):
+        """The roles the dumps' objects belong or are granted to that do not exist here (dumps
+        taken before the roles were recorded list none)."""
+        needed = sorted(set(role for dump in dumps for role in dump.get('roles') or []))
+        if not needed:
+            return []
+        present = set(r['rolname'] for r in self.fetch_all('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)',
+                                                           (needed,)))
+        return [role for role in needed if role not in present]
+
+    def restore_roles(self, dumps, request, details, commands):
+        """Before anything is restored: with roles=require, fail when roles the objects need are
+        missing; with roles=create, create them from the backup's pg_dumpall --globals-only
+        script (one transaction). Returns the roles created."""
+        missing = self.roles_to_create(dumps, request.get('roles'))
+        if not missing:
+            return []
+        names = ', '.join(missing)
+        globals_path = os.path.join(request['path'], details.get('globals') or 'globals.sql')
+        if not details.get('globals') or not os.path.isfile(globals_path):
+            raise DbError('create roles', names, 'the backup holds no roles (pg_dumpall --globals-only failed when it '
+                          'was taken): create them first or restore with roles=skip')
+        with open(globals_path, encoding='utf-8', errors='surrogateescape') as f:
+            statements, undefined = role_statements(f.read(), missing, self._role_names())
+        if undefined:
+            raise DbError('create roles', ', '.join(undefined), 'the roles saved with the backup do not define them: '
+                          'create them first or restore with roles=skip')
+        for stmt in statements:
+            for secret in password_literals(stmt):
+                self.add_secret(secret)
+        with self.transaction():
+            for stmt in statements:
+                self.execute(stmt, operation='create the roles the backup needs (%s)' % names)
+        commands.append('created roles %s from %s' % (names, os.path.basename(globals_path)))
+        return missing
+
+    def _role_names(self):
+        return [r['rolname'] for r in self.fetch_all('SELECT rolname FROM pg_roles')]
 
     def _load_chunks(self, dump, path, database, bin_dir, os_user, env, commands, jobs, secrets):
         env = dict(os.environ, **env)

@@ -1,0 +1,141 @@
+# -*- coding: utf-8 -*-
+"""The roles/accounts a logical restore needs (db_restore roles=require|create|skip), without a server:
+the pg_dumpall script reader and the MariaDB/MySQL account helpers."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_backup as pgb
+from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+GLOBALS = textwrap.dedent('''\
+    --
+    -- PostgreSQL database cluster dump
+    --
+
+    SET default_transaction_read_only = off;
+
+    --
+    -- Roles
+    --
+
+    CREATE ROLE "App Owner";
+    ALTER ROLE "App Owner" WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a;b:c';
+    CREATE ROLE app_reader;
+    ALTER ROLE app_reader WITH NOSUPERUSER INHERIT NOLOGIN;
+    COMMENT ON ROLE app_reader IS 'reads; everything
+    on two lines -- not a comment';
+    CREATE ROLE app_readers;
+    ALTER ROLE app_readers WITH NOLOGIN;
+    CREATE ROLE "we""ird";
+    ALTER ROLE "we""ird" WITH NOLOGIN;
+    CREATE ROLE postgres;
+    ALTER ROLE postgres WITH SUPERUSER INHERIT LOGIN;
+
+    --
+    -- User Configurations
+    --
+
+    ALTER ROLE "App Owner" SET work_mem TO '8MB';
+
+    --
+    -- Role memberships
+    --
+
+    GRANT app_reader TO "App Owner" GRANTED BY postgres;
+    GRANT app_reader TO somebody_else GRANTED BY postgres;
+    GRANT app_readers TO app_reader WITH ADMIN OPTION GRANTED BY postgres;
+    GRANT app_reader TO "we""ird" GRANTED BY postgres;
+''')
+
+
+def test_sql_statements_keep_literals_whole_and_drop_comment_lines():
+    stmts = pgb.sql_statements(GLOBALS)
+    assert stmts[0] == 'SET default_transaction_read_only = off;'
+    comment = [s for s in stmts if s.startswith('COMMENT ON ROLE')]
+    assert comment == ["COMMENT ON ROLE app_reader IS 'reads; everything\non two lines -- not a comment';"]
+    assert not any(s.startswith('--') for s in stmts)
+    assert "PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a;b:c';" in stmts[2]
+
+
+def test_role_statements_pick_only_the_missing_roles_and_their_memberships():
+    stmts, undefined = pgb.role_statements(GLOBALS, ['App Owner', 'app_reader'], ['postgres', 'app_readers'])
+    assert undefined == []
+    assert stmts == [
+        'CREATE ROLE "App Owner";',
+        "ALTER ROLE \"App Owner\" WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a;b:c';",
+        'CREATE ROLE app_reader;',
+        'ALTER ROLE app_reader WITH NOSUPERUSER INHERIT NOLOGIN;',
+        "COMMENT ON ROLE app_reader IS 'reads; everything\non two lines -- not a comment';",
+        "ALTER ROLE \"App Owner\" SET work_mem TO '8MB';",
+        # grantor dropped (it may not exist); somebody_else and "we""ird" do not exist: left out
+        'GRANT app_reader TO "App Owner";',
+        'GRANT app_readers TO app_reader WITH ADMIN OPTION;',
+    ]
+
+
+def test_role_statements_quoted_name_and_undefined_role():
+    stmts, undefined = pgb.role_statements(GLOBALS, ['we"ird', 'ghost'], ['app_reader'])
+    assert undefined == ['ghost']
+    assert stmts == ['CREATE ROLE "we""ird";', 'ALTER ROLE "we""ird" WITH NOLOGIN;', 'GRANT app_reader TO "we""ird";']
+
+
+def test_role_statements_never_touch_existing_roles():
+    stmts, _undefined = pgb.role_statements(GLOBALS, ['app_reader'], ['App Owner', 'postgres', 'app_readers'])
+    assert not [s for s in stmts if 'postgres WITH' in s or s.startswith('ALTER ROLE "App Owner"')]
+
+
+def test_password_literals_are_found_for_masking():
+    assert pgb.password_literals("ALTER ROLE x WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$d:e';") == \
+        ['SCRAM-SHA-256$4096:abc$d:e']
+    assert pgb.password_literals('ALTER ROLE x WITH NOLOGIN;') == []
+
+
+@pytest.mark.parametrize('definer, expected', [
+    ('app@%', ('app', '%')), ('we@ird@localhost', ('we@ird', 'localhost')), ('role_only', ('role_only', '')),
+    (b'app@10.0.0.%', ('app', '10.0.0.%')),
+])
+def test_split_definer(definer, expected):
+    assert mb.split_definer(definer) == expected
+
+
+def test_grant_database_pattern_escapes_wildcards():
+    assert mb.grant_database_pattern('my_db%x') == 'my\\_db\\%x'
+    assert mb.grant_database_pattern('plain') == 'plain'
+
+
+def test_account_secrets_cover_mariadb_and_mysql_forms():
+    assert mb.account_secrets("CREATE USER `a`@`%` IDENTIFIED BY PASSWORD '*2B60229'") == ['*2B60229']
+    assert mb.account_secrets("CREATE USER `a`@`%` IDENTIFIED VIA mysql_native_password USING '*AB' OR unix_socket") \
+        == ['*AB']
+    assert mb.account_secrets("CREATE USER 'a'@'%' IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$x\\'y'") == \
+        ["$A$005$x\\'y"]
+    assert mb.account_secrets('GRANT SELECT ON `db`.* TO `a`@`%`') == []
+
+
+class _FakeEngine(mb.MysqlBackup):
+    """roles_to_create over a fixed set of existing accounts."""
+
+    def __init__(self, existing):
+        self.existing = existing
+
+    def _existing_accounts(self, accounts):
+        return None if self.existing is None else {a for a in accounts if a in self.existing}
+
+
+def test_roles_to_create_modes():
+    dumps = [{'database': 'app', 'accounts': [['app', '%'], ['ro', '']]}, {'database': 'other'}]
+    engine = _FakeEngine({('app', '%')})
+    with pytest.raises(DbError) as err:
+        engine.roles_to_create(dumps)
+    assert 'accounts that do not exist here: ro.' in str(err.value) and 'roles=create' in str(err.value)
+    assert engine.roles_to_create(dumps, 'create') == ['ro']
+    assert engine.roles_to_create(dumps, 'skip') == []
+    assert _FakeEngine(None).roles_to_create(dumps, 'require') == []   # mysql.user unreadable: as before
+    assert engine.roles_to_create([{'database': 'old-backup'}]) == []
+    with pytest.raises(DbError, match='choose one of require, create, skip'):
+        engine.roles_to_create(dumps, 'all')
