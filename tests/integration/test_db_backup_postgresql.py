@@ -407,7 +407,6 @@ def test_encrypted_backup_holds_no_plaintext_and_needs_the_key(server, workdir):
     assert not [e for e in os.listdir(workdir) if e.startswith('.dbops-scratch')], 'scratch copy left behind'
 
 
-
 def _login_count(server, user, password, database, table):
     """Log in as user with password over TCP and count the table's rows (None when refused)."""
     proc = subprocess.run(['/usr/lib/postgresql/15/bin/psql', '-X', '-A', '-t', '-h', '127.0.0.1', '-p', str(server.port),

@@ -1238,8 +1238,8 @@ class MysqlBackup:
         created = []
         try:
             for account in chosen:
-                self.execute(account['create'], operation='create account %s' % account_label(account['user'],
-                                                                                             account['host']))
+                label = account_label(account['user'], account['host'])
+                self.execute(account['create'], operation='create account %s' % label)
                 created.append(account)
             for account in chosen:
                 for grant in account['grants']:
