@@ -229,14 +229,25 @@ def _pid_alive(pid):
 
 
 # ---- retention (pure) ----------------------------------------------------------------------
+def is_damaged(manifest):
+    """A backup known bad: a ``state: verified`` run found problems (``verified: false`` with
+    ``verify_problems``). A backup that was simply never verified (``verify: false``) is not damaged:
+    nothing says it is bad."""
+    return manifest.get('verified') is False and bool(manifest.get('verify_problems'))
+
+
 def retention_plan(manifests, full=None, days=None, now=None):
     """Which completed backups to keep and which to delete.
 
-    Keeps the ``full`` newest full backups of each method (logical, physical, pgbackrest are
+    Keeps the ``full`` newest valid full backups of each method (logical, physical, pgbackrest are
     counted apart: a nightly logical dump never pushes the physical fulls a point-in-time
     restore needs out of the count) with everything built on them, everything younger than
     ``days``, the whole parent chain of anything kept, and never leaves a method without its
-    newest restorable full. Returns (keep_ids, delete_ids), both sorted.
+    newest valid full. A damaged full (``is_damaged``: a verification found problems) is not
+    restorable: it never counts towards the ``full`` to keep, so it never pushes a valid one out;
+    it goes like any backup outside the policy, but only while a valid full of its method is kept.
+    A method whose fulls are all damaged keeps all of them (there is nothing better to restore
+    from). Returns (keep_ids, delete_ids), both sorted.
     """
     now = now or utcnow()
     by_id = {m['id']: m for m in manifests}
@@ -256,9 +267,13 @@ def retention_plan(manifests, full=None, days=None, now=None):
                    key=lambda m: (m.get('finished_at') or '', m['id']), reverse=True)
     kept_roots = set()
     methods = sorted({m.get('method') or '' for m in fulls})
+
+    def valid_fulls(method):
+        return [f for f in fulls if (f.get('method') or '') == method and not is_damaged(f)]
+
     if full is not None:
         for method in methods:
-            kept_roots |= {m['id'] for m in [f for f in fulls if (f.get('method') or '') == method][:max(int(full), 0)]}
+            kept_roots |= {m['id'] for m in valid_fulls(method)[:max(int(full), 0)]}
     for m in completed:
         root = root_of(m)
         if root is not None and root['id'] in kept_roots:
@@ -266,11 +281,14 @@ def retention_plan(manifests, full=None, days=None, now=None):
         if days is not None and m.get('finished_at'):
             if parse_time(m['finished_at']) >= now - datetime.timedelta(days=float(days)):
                 keep.add(m['id'])
-    # a restorable backup of each method must remain: its newest completed full (and, below, its chain)
+    # a restorable backup of each method must remain: its newest valid full (and, below, its chain);
+    # with no valid full at all, every full of the method stays
     for method in methods:
-        of_method = [f for f in fulls if (f.get('method') or '') == method]
-        if not any(by_id[i].get('type') == 'full' and (by_id[i].get('method') or '') == method for i in keep):
-            keep.add(of_method[0]['id'])
+        valid = valid_fulls(method)
+        if not valid:
+            keep |= {f['id'] for f in fulls if (f.get('method') or '') == method}
+        elif not any(f['id'] in keep for f in valid):
+            keep.add(valid[0]['id'])
     # parent chains of everything kept
     for backup_id in list(keep):
         m = by_id.get(backup_id)
@@ -298,6 +316,36 @@ def read_pruned_marker(log_dir):
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+ANY = object()   # fresh_backup: this part of the request is not checked
+
+
+def covers_databases(manifest, databases):
+    """Whether a backup holds the databases asked for (None: all of them).
+
+    A physical (or pgBackRest) backup holds the whole instance. A logical one covers a list when it
+    holds every name of it; it covers "all databases" only when it was itself taken of all databases
+    (``all_databases`` in the manifest: a backup of [a, b] is not a backup of all, even when a and b
+    were all there was, since a database created later would be missing)."""
+    if manifest.get('method') != 'logical':
+        return True
+    if databases is None:
+        return manifest.get('all_databases') is True
+    return set(databases) <= set(manifest.get('databases') or [])
+
+
+def _opens(manifest, encryption_key):
+    record = manifest.get('encryption')
+    if not encryption_key:
+        return not record
+    if not record:
+        return False
+    try:
+        crypto.key_for(record, encryption_key, manifest.get('id', ''))
+    except DbError:
+        return False
+    return True
 
 
 class Repository:
@@ -454,8 +502,15 @@ class Repository:
     def dependents(self, backup_id):
         return [m['id'] for m in self.manifests() if m.get('parent_id') == backup_id]
 
-    def fresh_backup(self, max_age_seconds, now=None, **filters):
-        """The newest verified completed backup matching the filters younger than max_age."""
+    def fresh_backup(self, max_age_seconds, now=None, databases=ANY, label=None, encryption_key=ANY, **filters):
+        """The newest verified completed backup matching the filters younger than max_age that covers the request.
+
+        ``filters``: manifest keys that must be equal (engine, method, type). ``databases`` (logical backups
+        only; physical ones hold every database): the names asked for, which the backup must hold, or
+        None for all databases, which only a backup taken of all databases covers. ``label``: when given,
+        the backup must carry it. ``encryption_key``: None asks for an unencrypted backup; a passphrase asks
+        for an encrypted backup that this passphrase opens. ``ANY`` (the default) skips a check.
+        """
         now = now or utcnow()
         for manifest in reversed(self.manifests()):
             if not all(v is None or manifest.get(k) == v for k, v in filters.items()):
@@ -463,8 +518,15 @@ class Repository:
             if not manifest.get('verified') or not manifest.get('finished_at'):
                 continue
             age = (now - parse_time(manifest['finished_at'])).total_seconds()
-            if age < max_age_seconds:
-                return manifest
+            if age >= max_age_seconds:
+                continue
+            if databases is not ANY and not covers_databases(manifest, databases):
+                continue
+            if label is not None and manifest.get('label') != label:
+                continue
+            if encryption_key is not ANY and not _opens(manifest, encryption_key):
+                continue
+            return manifest
         return None
 
     # -- writing

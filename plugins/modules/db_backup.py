@@ -90,15 +90,21 @@ options:
     default: true
   max_age:
     description:
-      - Skip (unchanged) when a verified completed backup of the same engine, method and type is younger than this.
-        Seconds, or a number with V(s), V(m), V(h), V(d) or V(w) (V(23h)). This makes a scheduled backup idempotent.
+      - Skip (unchanged) when a verified completed backup younger than this covers what the run asks for - the same
+        engine, method and type; for O(method=logical) it holds every database of O(databases), and without
+        O(databases) it was itself taken of all databases; with O(label) the same label; encrypted exactly when
+        O(encryption_key) is given, with a key that passphrase opens.
+      - Seconds, or a number with V(s), V(m), V(h), V(d) or V(w) (V(23h)). This makes a scheduled backup idempotent.
     type: str
   retention:
     description:
       - Prune after a backup (O(state=present)) or on its own (O(state=absent) without O(backup_id)).
-      - Never deletes the newest restorable full backup of a method nor the parent chain of a kept incremental or
+      - Never deletes the newest valid full backup of a method nor the parent chain of a kept incremental or
         log backup.
         Stale failed runs are removed too.
+      - A backup that O(state=verified) found damaged (RV(damaged)) never counts as a kept full, so it never makes
+        retention delete a valid one; it is deleted like any backup outside the policy only while a valid full of
+        the same method is kept. A method without a valid full keeps all its fulls.
       - Then the archive in C(logs/) is pruned to what the kept backups can use (RV(deleted_logs)) - WAL
         segments (PostgreSQL) or binary logs (MariaDB/MySQL) older than the start of the oldest kept physical
         full backup. With no physical full backup kept, or while a backup's manifest cannot be read, the archive is
@@ -107,7 +113,7 @@ options:
     suboptions:
       full:
         description:
-          - Keep this many newest full backups of each O(method) with everything built on them.
+          - Keep this many newest valid full backups of each O(method) with everything built on them.
           - Methods are counted apart, so a nightly logical dump never pushes out the physical fulls (and the
             archived WAL or binary logs) a point-in-time restore needs.
         type: int
@@ -217,6 +223,13 @@ deleted:
   returned: always
   type: list
   elements: str
+damaged:
+  description:
+    - Backups a verification (O(state=verified)) found damaged - manifest C(verified) false with its problems. They
+      are not restorable and never count as kept fulls; a warning says which retention deleted and which it kept.
+  returned: when O(retention) is applied
+  type: list
+  elements: str
 deleted_logs:
   description:
     - Archived WAL segments (PostgreSQL) or binary logs (MariaDB/MySQL) removed from C(logs/) by O(retention),
@@ -273,13 +286,21 @@ def _repo(module, engine_name):
 def _apply_retention(module, repo, tracker, protect=()):
     """Delete what retention lets go, then the archived WAL / binary logs no kept backup can use.
 
-    Returns (deleted backup ids, deleted archived log files)."""
+    Returns {deleted: backup ids, deleted_logs: archived log files, damaged: ids of damaged backups}; {} without
+    a retention policy."""
     retention = module.params['retention'] or {}
     if not retention or (retention.get('full') is None and retention.get('days') is None):
-        return [], []
+        return {}
     manifests = repo.manifests()
     _keep, delete = catalog.retention_plan(manifests, retention.get('full'), retention.get('days'))
     delete = [d for d in delete if d not in protect]
+    damaged = [m['id'] for m in manifests if catalog.is_damaged(m)]
+    if damaged:
+        gone = [d for d in damaged if d in delete]
+        kept = [d for d in damaged if d not in delete]
+        module.warn('backups found damaged by verification (not restorable, not counted as kept fulls): %s%s%s' % (
+            ', '.join(damaged), '; deleted as a valid full of their method is kept: %s' % ', '.join(gone) if gone else '',
+            '; kept (within days, or no valid full of their method): %s' % ', '.join(kept) if kept else ''))
     for backup_id in delete:
         tracker.action('delete backup %s' % backup_id)
         if not module.check_mode:
@@ -295,7 +316,7 @@ def _apply_retention(module, repo, tracker, protect=()):
         tracker.action('delete archived log %s' % name)
     if logs and not module.check_mode:
         repo.delete_logs(logs)
-    return delete, logs
+    return {'deleted': delete, 'deleted_logs': logs, 'damaged': damaged}
 
 
 def _base_for(repo, engine, method, btype):
@@ -317,6 +338,25 @@ def _base_for(repo, engine, method, btype):
         return fulls[-1]
     chain = [m for m in manifests if m.get('type') in ('full', 'incremental', 'differential')]
     return chain[-1]
+
+
+def _fresh_backup(module, repo, engine, max_age):
+    """The verified backup younger than max_age that covers what this run asks for, or None.
+
+    Same engine, method and type; a logical backup must hold the databases asked for (all databases: a backup
+    taken of all databases); with a label, the same label; encrypted exactly when encryption_key is given, and
+    then with a key this passphrase opens."""
+    p = module.params
+    return repo.fresh_backup(max_age, engine=engine.name, method=p['method'], type=p['type'],
+                             databases=p['databases'] or None, label=p['label'], encryption_key=p['encryption_key'] or None)
+
+
+def _fresh_msg(fresh):
+    held = ''
+    if fresh.get('method') == 'logical':
+        held = ' of %s' % ('all databases' if fresh.get('all_databases') else ', '.join(fresh.get('databases') or []))
+    return 'a verified %s %s backup%s (%s) is younger than max_age: nothing to do' % (
+        fresh.get('method'), fresh.get('type'), held, fresh['id'])
 
 
 def create(module, engine):
@@ -344,12 +384,9 @@ def create(module, engine):
     result = {'changed': False, 'skipped': False, 'restart_required': False, 'deleted': [], 'commands': []}
 
     if module.check_mode:
-        fresh = repo.fresh_backup(max_age, engine=engine.name, method=method, type=btype) \
-            if max_age and repo.exists() else None
+        fresh = _fresh_backup(module, repo, engine, max_age) if max_age and repo.exists() else None
         if fresh:
-            result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path),
-                          msg='a verified %s %s backup (%s) is younger than max_age: nothing to do'
-                          % (method, btype, fresh['id']))
+            result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
         else:
             tracker.action('take %s %s backup' % (method, btype))
             result['msg'] = 'would take a %s %s backup of %s %s into %s%s' % (
@@ -358,19 +395,17 @@ def create(module, engine):
             if btype == 'log' and method == 'physical' and hasattr(engine, 'archive_status'):
                 status = engine.archive_status(repo.log_dir)
                 result['restart_required'] = status['restart_needed']
-        result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker) if repo.exists() else ([], [])
+        result.update(_apply_retention(module, repo, tracker) if repo.exists() else {})
         result['failed_runs'] = repo.failed_runs()
         result['changed'] = tracker.changed
         return result
 
     with repo.lock():
         if max_age:
-            fresh = repo.fresh_backup(max_age, engine=engine.name, method=method, type=btype)
+            fresh = _fresh_backup(module, repo, engine, max_age)
             if fresh:
-                result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path),
-                              msg='a verified %s %s backup (%s) is younger than max_age: nothing to do'
-                              % (method, btype, fresh['id']))
-                result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker, protect=[fresh['id']])
+                result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
+                result.update(_apply_retention(module, repo, tracker, protect=[fresh['id']]))
                 result['failed_runs'] = repo.failed_runs()
                 result['changed'] = tracker.changed
                 return result
@@ -429,7 +464,8 @@ def create(module, engine):
                 'finished_at': catalog.iso(catalog.utcnow()), 'start_time': out.get('start_time'),
                 'stop_time': out.get('stop_time'), 'start_position': out.get('start_position'),
                 'stop_position': out.get('stop_position'), 'server_version': out.get('server_version'),
-                'databases': out.get('databases'), 'compression': compression,
+                'databases': out.get('databases'), 'all_databases': method != 'logical' or not p['databases'],
+                'compression': compression,
                 'compression_level': p['compression_level'], 'encryption': None, 'label': p['label'],
                 'verified': bool(p['verify'] and verified), 'details': out.get('details') or {},
                 'commands': result['commands'], 'external_bytes': out.get('external_bytes') or 0,
@@ -454,7 +490,7 @@ def create(module, engine):
         tracker.action('take %s %s backup %s' % (method, btype, backup_id))
         result['backup'] = catalog.backup_summary(published, repo.path)
         result['msg'] = 'took %s %s backup %s (%d bytes)' % (method, btype, backup_id, published['size_bytes'])
-        result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker, protect=[backup_id])
+        result.update(_apply_retention(module, repo, tracker, protect=[backup_id]))
         result['failed_runs'] = repo.failed_runs()
     result['changed'] = tracker.changed
     if module._diff:
@@ -507,15 +543,18 @@ def maintain(module):
         with repo.lock() if not module.check_mode else _nolock():
             problems = verify_backup(module, repo, manifest)
             if problems:
-                if not module.check_mode and manifest.get('verified'):
+                # recorded even for a backup never verified before: retention must know it is damaged
+                if not module.check_mode and (manifest.get('verified') is not False
+                                              or manifest.get('verify_problems') != problems):
                     manifest['verified'] = False
                     manifest['verify_problems'] = problems
                     repo.update_manifest(manifest)
                 raise DbError('verify backup', manifest['id'], '; '.join(problems))
-            if not manifest.get('verified'):
+            if not manifest.get('verified') or manifest.get('verify_problems'):
                 tracker.action('mark backup %s verified' % manifest['id'])
                 if not module.check_mode:
                     manifest['verified'] = True
+                    manifest.pop('verify_problems', None)
                     repo.update_manifest(manifest)
         result.update(backup=catalog.backup_summary(manifest, repo.path), problems=[],
                       msg='backup %s verified: every file matches its sha256 and the engine check passed' % manifest['id'])
@@ -539,7 +578,7 @@ def maintain(module):
                     result['deleted'] = [manifest['id']]
                     result['backup'] = catalog.backup_summary(manifest, repo.path)
             elif p['retention']:
-                result['deleted'], result['deleted_logs'] = _apply_retention(module, repo, tracker)
+                result.update(_apply_retention(module, repo, tracker))
             else:
                 raise DbError('delete backups from', repo.path, 'give backup_id or retention')
         result['msg'] = ('would delete' if module.check_mode else 'deleted') + ': %s' % (

@@ -25,7 +25,7 @@ def _m(backup_id, btype='full', parent=None, days_ago=0.0, status='completed', v
             'started_at': catalog.iso(finished - datetime.timedelta(minutes=5))}
 
 
-def _publish(repo, btype='full', payload=b'hello', parent=None, method='logical', verified=True, when=None):
+def _publish(repo, btype='full', payload=b'hello', parent=None, method='logical', verified=True, when=None, **extra):
     backup_id = repo.new_id(btype, now=when)
     incoming = repo.begin(backup_id, {'type': btype})
     with open(os.path.join(incoming, 'data', 'file.dat'), 'wb') as f:
@@ -36,6 +36,7 @@ def _publish(repo, btype='full', payload=b'hello', parent=None, method='logical'
     manifest = {'id': backup_id, 'engine': 'postgresql', 'method': method, 'type': btype, 'parent_id': parent,
                 'started_at': catalog.iso(when or catalog.utcnow()),
                 'finished_at': catalog.iso(when or catalog.utcnow()), 'verified': verified}
+    manifest.update(extra)
     return repo.publish(incoming, manifest)
 
 
@@ -193,6 +194,44 @@ def test_retention_ignores_failed_fulls_when_counting():
     assert 'F1' in keep
 
 
+def _damaged(manifest):
+    """What ``state: verified`` records when it finds a backup damaged."""
+    return dict(manifest, verified=False, verify_problems=['%s/data/base.tar: sha256 checksum mismatch' % manifest['id']])
+
+
+def test_retention_damaged_newest_full_does_not_push_out_the_valid_ones():
+    """The QA case: newest full damaged, two older valid fulls, ``full: 1`` keeps a valid full."""
+    manifests = [_m('F1', days_ago=3), _m('F2', days_ago=2), _damaged(_m('F3', days_ago=1))]
+    keep, delete = catalog.retention_plan(manifests, full=1, now=NOW)
+    assert keep == ['F2'] and delete == ['F1', 'F3']
+    keep, delete = catalog.retention_plan(manifests, full=2, now=NOW)
+    assert keep == ['F1', 'F2'] and delete == ['F3']
+    # full: 0 / days only: the newest valid full stays, not the damaged one
+    assert catalog.retention_plan(manifests, full=0, now=NOW) == (['F2'], ['F1', 'F3'])
+    assert catalog.retention_plan(manifests, days=0.5, now=NOW) == (['F2'], ['F1', 'F3'])
+
+
+def test_retention_damaged_full_kept_by_days_and_its_chain_not_counted():
+    manifests = [_m('F1', days_ago=3), _damaged(_m('F2', days_ago=1)), _m('I2', 'incremental', 'F2', 0.5)]
+    # young enough for days: kept (with its parent), and F1 still kept as the valid full
+    assert catalog.retention_plan(manifests, full=1, days=2, now=NOW) == (['F1', 'F2', 'I2'], [])
+    # outside the policy: the damaged full and what is built on it go, the valid full stays
+    assert catalog.retention_plan(manifests, full=1, now=NOW) == (['F1'], ['F2', 'I2'])
+
+
+def test_retention_keeps_every_full_when_none_is_valid():
+    manifests = [_damaged(_m('F1', days_ago=3)), _damaged(_m('F2', days_ago=2)), _m('p1', days_ago=5, method='logical')]
+    keep, delete = catalog.retention_plan(manifests, full=1, now=NOW)
+    assert keep == ['F1', 'F2', 'p1'] and delete == []
+
+
+def test_retention_unverified_is_not_damaged():
+    """``verify: false`` backups were never checked: nothing says they are bad, they count as fulls."""
+    manifests = [_m('F1', days_ago=3), _m('F2', days_ago=2, verified=False)]
+    assert catalog.retention_plan(manifests, full=1, now=NOW) == (['F2'], ['F1'])
+    assert not catalog.is_damaged(manifests[1]) and catalog.is_damaged(_damaged(manifests[0]))
+
+
 # ---- max_age -----------------------------------------------------------------------------------
 def test_fresh_backup_needs_verified_matching_and_young(tmp_path):
     repo = catalog.Repository(str(tmp_path / 'repo'))
@@ -204,6 +243,41 @@ def test_fresh_backup_needs_verified_matching_and_young(tmp_path):
     assert fresh is not None and fresh['id'] != unverified['id']
     assert repo.fresh_backup(4 * 3600, now=NOW, method='logical', type='full') is None
     assert repo.fresh_backup(6 * 3600, now=NOW, method='physical', type='full') is None
+
+
+def test_fresh_backup_must_cover_the_databases_asked_for(tmp_path):
+    """The QA case: a fresh backup of [a] does not make a backup of [b] (or of all databases) unnecessary."""
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    of_a = _publish(repo, when=NOW - datetime.timedelta(hours=1), databases=['a'], all_databases=False)
+    assert repo.fresh_backup(6 * 3600, now=NOW, method='logical', type='full', databases=['b']) is None
+    assert repo.fresh_backup(6 * 3600, now=NOW, method='logical', type='full', databases=None) is None
+    assert repo.fresh_backup(6 * 3600, now=NOW, method='logical', type='full', databases=['a'])['id'] == of_a['id']
+    # a backup of all databases covers any list of databases it holds, and "all"
+    of_all = _publish(repo, when=NOW - datetime.timedelta(minutes=30), databases=['a', 'b'], all_databases=True)
+    for asked in (['b'], ['a', 'b'], None):
+        assert repo.fresh_backup(6 * 3600, now=NOW, method='logical', type='full', databases=asked)['id'] == of_all['id']
+    assert repo.fresh_backup(6 * 3600, now=NOW, method='logical', type='full', databases=['c']) is None
+    # physical backups hold the whole instance
+    assert catalog.covers_databases({'method': 'physical', 'databases': []}, ['b'])
+    # a manifest written before all_databases was recorded is not taken for a backup of all
+    assert not catalog.covers_databases({'method': 'logical', 'databases': ['a', 'b']}, None)
+
+
+def test_fresh_backup_label_and_encryption_must_match(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    plain = _publish(repo, when=NOW - datetime.timedelta(hours=1), databases=['a'], label='nightly')
+    kw = dict(now=NOW, method='logical', type='full', databases=['a'])
+    assert repo.fresh_backup(6 * 3600, label='nightly', encryption_key=None, **kw)['id'] == plain['id']
+    assert repo.fresh_backup(6 * 3600, label='pre-upgrade', **kw) is None
+    assert repo.fresh_backup(6 * 3600, encryption_key='secret', **kw) is None
+    if crypto.HAS_CRYPTOGRAPHY:
+        record, _key = crypto.encryption_record('secret')
+        sealed = _publish(repo, when=NOW - datetime.timedelta(minutes=30), databases=['a'], encryption=record)
+        assert repo.fresh_backup(6 * 3600, encryption_key='secret', **kw)['id'] == sealed['id']
+        assert repo.fresh_backup(6 * 3600, encryption_key='other', **kw) is None
+        assert repo.fresh_backup(6 * 3600, encryption_key=None, **kw)['id'] == plain['id']
 
 
 def test_chain_walks_to_the_full_and_reports_missing_parent(tmp_path):
