@@ -370,14 +370,39 @@ class Repository:
     def exists(self):
         return os.path.isdir(self.path)
 
+    def check_path(self):
+        """Fail clearly, before anything is written, when the repository path cannot be a repository:
+        it (or the first existing directory above it) is not a directory, or we may not create it there."""
+        if os.path.lexists(self.path) and not os.path.isdir(self.path):
+            raise DbError('use backup repository', self.path,
+                          'it is a file, not a directory: give a directory (existing or to be created) as repo')
+        if os.path.isdir(self.path):
+            return
+        parent = os.path.dirname(self.path)
+        while not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise DbError('create backup repository', self.path,
+                          '%s is a file, not a directory: give a repo path under a directory' % parent)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise DbError('create backup repository', self.path,
+                          'no permission to create it in %s: create the directory first (writable by the '
+                          'database tools\' OS user) or give a writable path' % parent)
+
     def ensure(self):
         """Create the repository (and logs/) owned by the tools' OS user."""
-        if not os.path.isdir(self.path):
-            os.makedirs(self.path, mode=0o750)
-            chown_tree(self.path, self.os_user)
-        if not os.path.isdir(self.log_dir):
-            os.makedirs(self.log_dir, mode=0o750)
-            chown_tree(self.log_dir, self.os_user)
+        self.check_path()
+        try:
+            if not os.path.isdir(self.path):
+                os.makedirs(self.path, mode=0o750)
+                chown_tree(self.path, self.os_user)
+            if not os.path.isdir(self.log_dir):
+                os.makedirs(self.log_dir, mode=0o750)
+                chown_tree(self.log_dir, self.os_user)
+        except OSError as exc:
+            raise DbError('create backup repository', self.path,
+                          '%s (%s): give a directory on a local writable filesystem as repo, or create it first'
+                          % (exc.strerror or exc, exc.filename or self.path)) from None
 
     # -- lock
     @contextlib.contextmanager
@@ -385,7 +410,11 @@ class Repository:
         """Exclusive lock of the repository; a concurrent run is refused naming the holder."""
         self.ensure()
         path = os.path.join(self.path, LOCK)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise DbError('lock backup repository', self.path, 'cannot write %s (%s): make the repository writable by '
+                          'the user running the module' % (path, exc.strerror or exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -37,7 +37,8 @@ options:
     aliases: [db_engine]
   repo:
     description:
-      - Repository directory. Created when missing (owned by O(os_user)).
+      - Repository directory. Created when missing (owned by O(os_user)); a path that is a file, or that cannot be
+        created, fails before anything is written.
     type: path
     required: true
   method:
@@ -69,10 +70,12 @@ options:
     type: str
     choices: [zstd, gzip, lz4, none]
   compression_level:
-    description: Compression level passed to the tool.
+    description:
+      - Compression level passed to the tool - V(zstd) 1 to 19, V(gzip) 1 to 9, V(lz4) 1 to 12.
+      - Refused with O(compression=none) (the default for physical backups). Checked before anything is written.
     type: int
   jobs:
-    description: Parallel jobs (pg_dump -j, zstd -T).
+    description: Parallel jobs (pg_dump -j, zstd -T), 1 or more.
     type: int
     default: 1
   encryption_key:
@@ -113,12 +116,12 @@ options:
     suboptions:
       full:
         description:
-          - Keep this many newest valid full backups of each O(method) with everything built on them.
+          - Keep this many newest valid full backups of each O(method) with everything built on them. 0 or more.
           - Methods are counted apart, so a nightly logical dump never pushes out the physical fulls (and the
             archived WAL or binary logs) a point-in-time restore needs.
         type: int
       days:
-        description: Keep every backup younger than this many days.
+        description: Keep every backup younger than this many days. 0 or more.
         type: float
   label:
     description: Free text stored in the manifest.
@@ -278,6 +281,43 @@ from ansible_collections.dbops.admin.plugins.module_utils._diff import Differenc
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError  # noqa: E402
 
 
+# levels every engine's compressor accepts: the zstd CLI without --ultra stops at 19, gzip (pg_dump -Z, gzip, pigz)
+# at 9, lz4 at 12; pg_basebackup and pgBackRest accept these too. 0 and negative levels are not passed on as such
+# by the tools' command lines (zstd -7 is read as an option, gzip -0 stores), so they are refused.
+COMPRESSION_LEVELS = {'zstd': (1, 19), 'gzip': (1, 9), 'lz4': (1, 12)}
+
+
+def default_compression(method):
+    return 'zstd' if method == 'logical' else 'none'
+
+
+def check_options(p):
+    """Refuse bad option values before anything is connected to, created or written. Raises DbError."""
+    if p['jobs'] is not None and p['jobs'] < 1:
+        raise DbError('use jobs', str(p['jobs']), 'give 1 or more parallel jobs')
+    retention = p['retention'] or {}
+    if retention.get('full') is not None and retention['full'] < 0:
+        raise DbError('use retention full', str(retention['full']),
+                      'give the number of full backups to keep, 0 or more (0: only the newest valid full stays)')
+    if retention.get('days') is not None and not retention['days'] >= 0:
+        raise DbError('use retention days', str(retention['days']), 'give the age in days to keep, 0 or more')
+    if p['max_age'] is not None:
+        catalog.parse_duration(p['max_age'])
+    if p['state'] != 'present':
+        return
+    level = p['compression_level']
+    if level is not None:
+        compression = p['compression'] or default_compression(p['method'])
+        if compression == 'none':
+            raise DbError('use compression_level', str(level), 'compression is none%s: set compression to zstd, '
+                          'gzip or lz4, or drop compression_level' % (
+                              '' if p['compression'] else ' (the default for method %s)' % p['method']))
+        low, high = COMPRESSION_LEVELS[compression]
+        if not low <= level <= high:
+            raise DbError('use compression_level', str(level), '%s accepts levels %d to %d' % (compression, low, high))
+    catalog.Repository(p['repo']).check_path()
+
+
 def _repo(module, engine_name):
     os_user = module.params['os_user'] or catalog.default_os_user(engine_name)
     return catalog.Repository(module.params['repo'], os_user)
@@ -379,7 +419,7 @@ def create(module, engine):
                       "wire pgBackRest's repo cipher yet: drop encryption_key or use method physical")
     if p['encryption_key'] and not crypto.HAS_CRYPTOGRAPHY:
         crypto.require_cryptography()
-    compression = p['compression'] or ('zstd' if method == 'logical' else 'none')
+    compression = p['compression'] or default_compression(method)
     max_age = catalog.parse_duration(p['max_age']) if p['max_age'] else None
     result = {'changed': False, 'skipped': False, 'restart_required': False, 'deleted': [], 'commands': []}
 
@@ -534,7 +574,9 @@ def maintain(module):
     engine_name = normalize_engine(p['engine'])
     repo = _repo(module, engine_name)
     if not repo.exists():
-        raise DbError('open backup repository', repo.path, 'no such directory')
+        if os.path.lexists(repo.path):
+            repo.check_path()   # names what is there instead
+        raise DbError('open backup repository', repo.path, 'no such directory: give the directory db_backup wrote into')
     result = {'changed': False, 'deleted': [], 'commands': [], 'queries': []}
     if p['state'] == 'verified':
         manifest = repo.get(p['backup_id'] or 'latest')
@@ -619,6 +661,10 @@ def main():
     module = AnsibleModule(argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ['engine'])],
                            mutually_exclusive=[('backup_id', 'max_age')])
+    try:
+        check_options(module.params)
+    except DbError as exc:
+        module.fail_json(msg=str(exc), changed=False)
     if module.params['state'] == 'present':
         run_module(module, lambda engine: create(module, engine))
     else:

@@ -232,6 +232,33 @@ def test_retention_unverified_is_not_damaged():
     assert not catalog.is_damaged(manifests[1]) and catalog.is_damaged(_damaged(manifests[0]))
 
 
+# ---- the repository path -----------------------------------------------------------------------
+def test_repository_path_that_is_a_file_is_refused_clearly(tmp_path):
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    for path in (afile, afile / 'repo'):
+        repo = catalog.Repository(str(path))
+        with pytest.raises(DbError) as info:
+            repo.ensure()
+        assert '%s is a file, not a directory' % afile in str(info.value) or 'it is a file' in str(info.value)
+        assert 'Errno' not in str(info.value)
+    assert afile.read_text() == 'x' and sorted(os.listdir(tmp_path)) == ['afile']
+
+
+def test_repository_that_cannot_be_created_is_refused_clearly(tmp_path):
+    repo = catalog.Repository('/proc/dbops-no-such-repo')
+    with pytest.raises(DbError) as info:
+        repo.ensure()
+    assert str(info.value).startswith('could not create backup repository /proc/dbops-no-such-repo: ')
+    assert 'give a directory' in str(info.value)
+    if os.geteuid() != 0:
+        locked = tmp_path / 'locked'
+        locked.mkdir(mode=0o555)
+        with pytest.raises(DbError) as info:
+            catalog.Repository(str(locked / 'repo')).check_path()
+        assert 'no permission to create it in %s' % locked in str(info.value)
+
+
 # ---- max_age -----------------------------------------------------------------------------------
 def test_fresh_backup_needs_verified_matching_and_young(tmp_path):
     repo = catalog.Repository(str(tmp_path / 'repo'))
