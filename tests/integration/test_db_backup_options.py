@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+"""db_backup option handling against a real throw-away PostgreSQL server.
+
+max_age only counts a fresh backup of what is asked for; retention with a damaged newest full;
+a bad repository path or a bad option value fails clearly before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from modrun import run_module
+from servers import PostgresServer, make_workdir
+
+PG_USER = 'postgres'
+
+
+@pytest.fixture(scope='module')
+def server():
+    srv = PostgresServer().init().start()
+    srv.psql('CREATE DATABASE a')
+    srv.psql('CREATE DATABASE b')
+    srv.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('in a')", 'a')
+    srv.psql('CREATE TABLE u (v int); INSERT INTO u VALUES (1)', 'b')
+    yield srv
+    srv.destroy()
+
+
+@pytest.fixture
+def workdir():
+    path = make_workdir('dbops-bkopt-', PG_USER if os.geteuid() == 0 else None)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def backup(server, repo, check=False, **kwargs):
+    args = dict(server.conn, repo=repo)
+    args.update(kwargs)
+    return run_module('db_backup', args, check=check)
+
+
+def entries(repo):
+    """Everything in the repository (None when it does not exist)."""
+    return sorted(os.listdir(repo)) if os.path.isdir(repo) else None
+
+
+def backups(repo):
+    return sorted(e for e in os.listdir(repo) if not e.startswith('.') and e != 'logs')
+
+
+def manifest_of(repo, backup_id):
+    with open(os.path.join(repo, backup_id, 'manifest.json')) as f:
+        return json.load(f)
+
+
+# ---- max_age -------------------------------------------------------------------------------------
+def test_max_age_counts_only_a_backup_of_the_databases_asked_for(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    of_a = backup(server, repo, databases=['a'], max_age='1h')
+    assert of_a['failed'] is False and of_a['changed'] is True, of_a
+    # a fresh backup of [a] does not stand for one of [b]: check mode says it would take one, the real run takes it
+    dry = backup(server, repo, check=True, databases=['b'], max_age='1h')
+    assert dry['failed'] is False and dry['changed'] is True and dry['skipped'] is False, dry
+    of_b = backup(server, repo, databases=['b'], max_age='1h')
+    assert of_b['failed'] is False and of_b['changed'] is True and of_b['skipped'] is False, of_b
+    assert of_b['backup']['databases'] == ['b']
+    again = backup(server, repo, databases=['b'], max_age='1h')
+    assert again['changed'] is False and again['skipped'] is True and again['backup']['id'] == of_b['backup']['id']
+    # all databases: neither [a] nor [b] is a backup of all
+    everything = backup(server, repo, max_age='1h')
+    assert everything['failed'] is False and everything['changed'] is True, everything
+    assert manifest_of(repo, everything['backup']['id'])['all_databases'] is True
+    assert {'a', 'b'} <= set(everything['backup']['databases'])
+    again = backup(server, repo, max_age='1h')
+    assert again['changed'] is False and again['backup']['id'] == everything['backup']['id'], again
+    # ... and the backup of all covers a list of databases it holds
+    again = backup(server, repo, databases=['a', 'b'], max_age='1h')
+    assert again['changed'] is False and again['backup']['id'] == everything['backup']['id'], again
+    # another label is another backup
+    labelled = backup(server, repo, databases=['b'], max_age='1h', label='pre-upgrade')
+    assert labelled['changed'] is True and labelled['skipped'] is False, labelled
+    assert len(backups(repo)) == 4
+
+
+# ---- retention -----------------------------------------------------------------------------------
+def test_retention_with_a_damaged_newest_full_keeps_a_valid_full(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    ids = []
+    for _ in range(3):
+        res = backup(server, repo, databases=['b'], compression='none')
+        assert res['failed'] is False, res
+        ids.append(res['backup']['id'])
+        time.sleep(1.1)
+    manifest = manifest_of(repo, ids[-1])
+    victim = os.path.join(repo, ids[-1], 'data', manifest['files'][0]['path'])
+    with open(victim, 'r+b') as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+    verified = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids[-1]})
+    assert verified['failed'] is True and 'checksum' in verified['msg'], verified
+    manifest = manifest_of(repo, ids[-1])
+    assert manifest['verified'] is False and manifest['verify_problems'], manifest
+
+    dry = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True)
+    assert dry['failed'] is False, dry
+    assert dry['deleted'] == [ids[0], ids[2]] and dry['damaged'] == [ids[2]], dry
+    assert ids[2] in json.dumps(dry.get('warnings') or []), dry   # 2.19: structured warning events
+    assert backups(repo) == ids, 'check mode deleted something'
+    res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
+    assert res['failed'] is False and res['deleted'] == [ids[0], ids[2]], res
+    assert backups(repo) == [ids[1]]
+    again = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids[1]})
+    assert again['failed'] is False, again
+
+
+@pytest.mark.parametrize('retention, words', [({'full': -1}, 'retention full -1'), ({'days': -5}, 'retention days -5')])
+def test_retention_negative_values_refused(server, workdir, retention, words):
+    repo = os.path.join(workdir, 'repo')
+    first = backup(server, repo, databases=['b'])
+    assert first['failed'] is False, first
+    before = entries(repo)
+    for check in (True, False):
+        res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': retention}, check=check)
+        assert res['failed'] is True and words in res['msg'] and '0 or more' in res['msg'], res
+        assert entries(repo) == before
+    res = backup(server, repo, databases=['b'], retention=retention)
+    assert res['failed'] is True and words in res['msg'], res
+    assert entries(repo) == before
+
+
+# ---- a bad repository path -----------------------------------------------------------------------
+def test_repo_that_is_a_file_fails_clearly(server, workdir):
+    afile = os.path.join(workdir, 'afile')
+    with open(afile, 'w') as f:
+        f.write('x')
+    for check in (True, False):
+        res = backup(server, afile, check=check, databases=['b'])
+        assert res['failed'] is True, res
+        assert res['msg'] == ('could not use backup repository %s: it is a file, not a directory: give a directory '
+                              '(existing or to be created) as repo' % afile), res
+    under = os.path.join(afile, 'repo')
+    res = backup(server, under, databases=['b'])
+    assert res['failed'] is True and '%s is a file, not a directory' % afile in res['msg'], res
+    for state in ('verified', 'absent'):
+        res = run_module('db_backup', {'repo': afile, 'state': state, 'retention': {'full': 1}})
+        assert res['failed'] is True and 'it is a file, not a directory' in res['msg'], res
+    with open(afile) as f:
+        assert f.read() == 'x'
+    assert sorted(os.listdir(workdir)) == ['afile']
+
+
+def test_repo_that_cannot_be_created_fails_clearly(server):
+    res = backup(server, '/proc/dbops-no-repo', databases=['b'])
+    assert res['failed'] is True, res
+    assert res['msg'].startswith('could not create backup repository /proc/dbops-no-repo: '), res
+    assert 'unexpected error' not in res['msg'] and 'give a directory' in res['msg'], res
+
+
+# ---- option values -------------------------------------------------------------------------------
+@pytest.mark.parametrize('options, words', [
+    ({'compression': 'zstd', 'compression_level': 99}, 'zstd accepts levels 1 to 19'),
+    ({'compression': 'zstd', 'compression_level': -7}, 'zstd accepts levels 1 to 19'),
+    ({'compression_level': 0}, 'zstd accepts levels 1 to 19'),   # logical: zstd by default
+    ({'compression': 'gzip', 'compression_level': 42}, 'gzip accepts levels 1 to 9'),
+    ({'compression': 'lz4', 'compression_level': 13}, 'lz4 accepts levels 1 to 12'),
+    ({'compression': 'none', 'compression_level': 3}, 'compression is none'),
+    ({'method': 'physical', 'compression_level': 3}, 'compression is none (the default for method physical)'),
+    ({'jobs': 0}, 'could not use jobs 0: give 1 or more'),
+    ({'jobs': -3}, 'could not use jobs -3: give 1 or more'),
+    ({'max_age': '-1h'}, 'use seconds or a number with'),
+])
+def test_bad_option_values_fail_before_anything_is_written(server, workdir, options, words):
+    fresh_repo = os.path.join(workdir, 'new-repo')
+    for check in (True, False):
+        res = backup(server, fresh_repo, check=check, databases=['b'], **options)
+        assert res['failed'] is True and words in res['msg'], res
+        assert not os.path.exists(fresh_repo), 'the repository was created'
+    # an existing repository: no run started (no .incoming-*), nothing else changed
+    repo = os.path.join(workdir, 'repo')
+    good = backup(server, repo, databases=['b'])
+    assert good['failed'] is False, good
+    before = entries(repo)
+    res = backup(server, repo, databases=['b'], **options)
+    assert res['failed'] is True and words in res['msg'], res
+    assert entries(repo) == before
+
+
+@pytest.mark.parametrize('compression, level', [('zstd', 1), ('zstd', 19), ('gzip', 9), ('lz4', 12)])
+def test_compression_levels_at_the_limits_work(server, workdir, compression, level):
+    repo = os.path.join(workdir, 'repo')
+    res = backup(server, repo, databases=['b'], compression=compression, compression_level=level)
+    assert res['failed'] is False and res['changed'] is True, res
+    assert manifest_of(repo, res['backup']['id'])['compression_level'] == level
