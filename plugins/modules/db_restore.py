@@ -206,6 +206,7 @@ msg:
   type: str
 '''
 
+import datetime  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
@@ -299,8 +300,9 @@ class Runner:
         if p['target_database'] and len(selected) != 1:
             raise DbError('restore backup', manifest['id'], 'target_database needs exactly one database: the backup '
                           'holds %s; choose one with databases' % ', '.join(dumps))
+        sources = dict(zip(targets, selected)) if len(targets) == len(selected) else {}
         holder = getattr(engine, 'restore_marker', None)
-        if holder is not None and all(_same(holder(t), marker) for t in targets):
+        if holder is not None and all(_same(holder(t), marker, sources.get(t)) for t in targets):
             return self.result(changed=False, backup_id=manifest['id'], rows_restored=0, tables=[],
                                msg='%s already hold backup %s' % (', '.join(targets), manifest['id']))
         # the roles/accounts the objects need: a missing one fails here (roles=require), before any change
@@ -353,6 +355,13 @@ class Runner:
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
                                recovered_to=held.get('recovered_to'), msg='started the restored instance in %s' % data_dir)
         if self.module.check_mode:
+            # the refusals of the real run, before it would change anything
+            if os.path.isdir(data_dir) and os.listdir(data_dir):
+                if backend.instance_running(data_dir):
+                    raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
+                if not p['force']:
+                    raise DbError('restore into', data_dir,
+                                  'the directory is not empty: set force to replace its contents')
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
                                msg='would restore backup %s into %s and start it on port %s%s' % (
                                    manifest['id'], data_dir, p['login_port'],
@@ -390,6 +399,10 @@ class Runner:
     def drill_logical(self, repo, manifest):
         engine = self.connect(manifest['engine'])
         dumps = (manifest.get('details') or {}).get('dumps') or []
+        unknown = sorted(set(self.p['databases'] or []) - set(d['database'] for d in dumps))
+        if unknown:
+            raise DbError('run a restore drill of', ', '.join(unknown), 'not in backup %s (it holds %s)' % (
+                manifest['id'], ', '.join(d['database'] for d in dumps)))
         selected = [d for d in dumps if not self.p['databases'] or d['database'] in self.p['databases']]
         problems, tables, total = [], [], 0
         rto = None
@@ -509,8 +522,12 @@ class Runner:
         return result
 
 
-def _same(held, marker):
+def _same(held, marker, source=None):
+    """Does the target hold this restore? The same backup, target and, where the target records
+    it, the same source database."""
     if not held:
+        return False
+    if source is not None and held.get('source_database') not in (None, source):
         return False
     return all(held.get(k) == v for k, v in marker.items())
 
@@ -522,7 +539,9 @@ def restore(module):
     if not repo.exists():
         raise DbError('open backup repository', repo.path, 'no such directory')
     if p['target_time']:
-        catalog.parse_time(p['target_time'])
+        # one spelling of the instant (UTC, Z): the engines and the restore markers see the same text
+        p['target_time'] = catalog.parse_time(p['target_time']).astimezone(
+            datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
     manifest = select_backup(module, repo)
     if p['engine'] and normalize_engine(p['engine']) != manifest.get('engine'):
         raise DbError('restore backup', manifest['id'], 'it is a %s backup, not %s' % (manifest.get('engine'), p['engine']))

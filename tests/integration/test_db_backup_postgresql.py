@@ -575,6 +575,113 @@ def test_point_in_time_recovery_marker_rows_and_missing_wal(server, workdir):
     assert refused['failed'] is True and os.path.basename(victim) in refused['msg'], refused['msg']
 
 
+def test_log_backup_restored_to_its_end_and_targets_read_as_utc(workdir):
+    """Restoring (and drilling) a log backup without a target ends at that log backup; a target
+    time without a zone is UTC even when the server's time zone is not; Z and +00:00 spell the same
+    target (the second run is unchanged); impossible targets fail before anything is written."""
+    server = PostgresServer(settings=dict(ARCHIVE_SETTINGS, timezone="'Asia/Kolkata'")).init().start()
+    try:
+        repo = os.path.join(workdir, 'repo')
+        seed(server, rows=50)
+        assert backup(server, repo, method='physical', type='log')['failed'] is False
+        full = backup(server, repo, method='physical', type='full')
+        assert full['failed'] is False, full
+        server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+        time.sleep(1.2)
+        moment = datetime.datetime.now(datetime.timezone.utc)
+        time.sleep(1.2)
+        server.psql("INSERT INTO marker VALUES ('B')", 'shop')
+        log = backup(server, repo, method='physical', type='log')
+        assert log['failed'] is False, log
+        server.psql("INSERT INTO marker VALUES ('C')", 'shop')   # after the log backup
+        markers = "SELECT string_agg(name, ',' ORDER BY name) FROM marker"
+
+        # latest = the log backup, no target: everything up to its end, nothing after
+        data_dir, port = os.path.join(workdir, 'end'), free_port()
+        try:
+            out = restore(repo, data_dir=data_dir, port=port)
+            assert out['failed'] is False, out['msg']
+            assert out['backup_id'] == log['backup']['id']
+            assert restored_psql(data_dir, port, markers, 'shop') == 'A,B'
+            assert not os.path.exists(os.path.join(data_dir, 'dbops_restore_wal'))
+        finally:
+            stop_restored(data_dir)
+        drill = restore(repo, server.conn, state='verified')
+        assert drill['failed'] is False and drill['result'] == 'passed', drill.get('msg')
+
+        # zone-less target = UTC (the restored server runs in Asia/Kolkata)
+        data_dir, port = os.path.join(workdir, 'pitr'), free_port()
+        naive = moment.replace(tzinfo=None).isoformat(timespec='seconds')
+        try:
+            out = restore(repo, data_dir=data_dir, port=port, target_time=naive)
+            assert out['failed'] is False, out['msg']
+            assert restored_psql(data_dir, port, markers, 'shop') == 'A'
+            same = restore(repo, data_dir=data_dir, port=port, target_time=naive + 'Z')
+            assert same['failed'] is False and same['changed'] is False, same['msg']
+            plus = restore(repo, data_dir=data_dir, port=port,
+                           target_time=moment.replace(microsecond=0).astimezone(
+                               datetime.timezone(datetime.timedelta(hours=2))).isoformat())
+            assert plus['failed'] is False and plus['changed'] is False, plus['msg']
+        finally:
+            stop_restored(data_dir)
+
+        # refused before anything is written
+        for kwargs, words in (
+                ({'target_time': '2001-01-01T00:00:00Z', 'backup_id': full['backup']['id']}, 'consistent only from'),
+                ({'target_time': '2999-01-01T00:00:00Z', 'backup_id': full['backup']['id']}, 'in the future'),
+                ({'target_position': {'lsn': "0/1'; x"}}, 'hexadecimal'),
+                ({'target_position': {'LSN': '0/1'}}, 'LSN')):
+            target_dir = os.path.join(workdir, 'refused')
+            bad = restore(repo, data_dir=target_dir, port=free_port(), **kwargs)
+            assert bad['failed'] is True and words in bad['msg'], (kwargs, bad['msg'])
+            assert not os.path.exists(target_dir) or not os.listdir(target_dir)
+        # check mode tells the same as the real run about a non-empty directory
+        busy = os.path.join(workdir, 'busy')
+        os.makedirs(busy)
+        open(os.path.join(busy, 'keep.txt'), 'w').close()
+        preview = restore(repo, check=True, data_dir=busy, port=free_port())
+        assert preview['failed'] is True and 'force' in preview['msg']
+        assert os.listdir(busy) == ['keep.txt']
+    finally:
+        server.destroy()
+
+
+def test_logical_restore_targets_are_respected(server, workdir):
+    """What counts as 'not empty', the work database, odd target names, the source of a restore."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, 'shop', rows=30)
+    seed(server, 'other', rows=7)
+    res = backup(server, repo, databases=['shop', 'other'])
+    assert res['failed'] is False, res
+    # a database holding only a function is not empty: replacing it needs force
+    server.psql('CREATE DATABASE fnonly')
+    server.psql("CREATE FUNCTION keep_me() RETURNS int LANGUAGE sql AS 'SELECT 1'", 'fnonly')
+    refused = restore(repo, server.conn, databases=['shop'], target_database='fnonly')
+    assert refused['failed'] is True and 'force' in refused['msg']
+    assert server.psql('SELECT keep_me()', 'fnonly') == '1'
+    # a database named like a work database is never touched
+    server.psql('CREATE DATABASE victim')
+    server.psql('CREATE DATABASE victim_dbops_restore')
+    server.psql('CREATE TABLE precious (id int); INSERT INTO precious VALUES (1)', 'victim_dbops_restore')
+    out = restore(repo, server.conn, databases=['shop'], target_database='victim', force=True)
+    assert out['failed'] is False, out['msg']
+    assert server.psql('SELECT count(*) FROM precious', 'victim_dbops_restore') == '1'
+    assert content(server, 'victim') == content(server, 'shop')
+    # a name with '=' and quotes is a database name, not a connection string
+    odd = "we=ird 'db"
+    odd_conninfo = "dbname='we=ird \\'db'"   # how psql -d (the test's own) names it
+    out = restore(repo, server.conn, databases=['shop'], target_database=odd)
+    assert out['failed'] is False, out['msg']
+    assert content(server, odd_conninfo) == content(server, 'shop')
+    # another source database into the same target is a different restore
+    other = restore(repo, server.conn, databases=['other'], target_database=odd, force=True)
+    assert other['failed'] is False and other['changed'] is True, other['msg']
+    assert content(server, odd_conninfo) == content(server, 'other')
+    # a drill of a database the backup does not hold fails
+    drill = restore(repo, server.conn, state='verified', databases=['nosuchdb'])
+    assert drill['failed'] is True and 'nosuchdb' in drill['msg']
+
+
 def test_killed_backup_leaves_previous_latest_intact_and_restorable(server, workdir):
     repo = os.path.join(workdir, 'repo')
     seed(server, rows=300)

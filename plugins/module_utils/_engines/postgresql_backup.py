@@ -20,6 +20,7 @@ OS user (``runuser``) with the password in ``PGPASSWORD``, never on a command li
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -33,6 +34,8 @@ import time
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
 
 RESTORE_MARKER_FILE = 'dbops_restore.json'
+# the archived WAL a restore to the end of a log backup may read (links; removed after recovery)
+STAGED_WAL_DIR = 'dbops_restore_wal'
 COMMENT_MARKER = 'dbops.admin restore: '
 WAL_NAME_RE = re.compile(r'^[0-9A-F]{24}$')
 COUNT_SQL = (
@@ -46,6 +49,21 @@ COUNT_SQL = (
 COUNT_SQL_EXCEPT = COUNT_SQL.replace('%I', '%%I').replace(
     'ORDER BY 1', "AND NOT quote_ident(table_schema) || '.' || quote_ident(table_name) = ANY(%s::text[]) ORDER BY 1")
 
+# anything a user created in a database (what makes it "not empty": replacing it needs force):
+# relations, functions, types, schemas other than public, extensions, large objects, event triggers
+_USER_NS = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
+            "AND n.nspname NOT LIKE 'pg_temp%%'")
+USER_OBJECTS_SQL = (
+    "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " + _USER_NS + ") "
+    "+ (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE " + _USER_NS + " "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
+    "AND d.deptype = 'e')) "
+    "+ (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE " + _USER_NS + " "
+    "AND t.typrelid = 0 AND t.typelem = 0 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE "
+    "d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')) "
+    "+ (SELECT count(*) FROM pg_namespace n WHERE " + _USER_NS + " AND n.nspname <> 'public') "
+    "+ (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql') "
+    "+ (SELECT count(*) FROM pg_largeobject_metadata) + (SELECT count(*) FROM pg_event_trigger)")
 # the roles a database's objects need on the target: owners, grantees (ACLs, default privileges) and
 # policy roles, from the shared dependency catalog (the bootstrap superuser is pinned: never listed)
 ROLES_OF_DATABASE_SQL = (
@@ -855,6 +873,51 @@ def start_instance(data_dir, os_user=None, bin_dir=None, major=None, commands=No
         raise DbError('start restored server in', data_dir, 'pg_ctl failed: %s' % _tail(log))
 
 
+def conninfo_dbname(name):
+    """-d of the libpq tools: a name holding '=' or a URI prefix would be read as a connection
+    string; as ``dbname='...'`` it is always a database name."""
+    return "dbname='%s'" % name.replace('\\', '\\\\').replace("'", "\\'")
+
+
+def _utc_moment(text):
+    """ISO 8601 (Z, an offset, or none = UTC; basic or extended) -> aware UTC datetime."""
+    if isinstance(text, datetime.datetime):
+        moment = text
+    else:
+        value = str(text).strip().replace(' ', 'T', 1)
+        if value[-1:] in ('Z', 'z'):
+            value = value[:-1] + '+00:00'
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise DbError('restore to', repr(text), 'use ISO 8601, e.g. 2026-01-31T23:59:00Z') from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def recovery_target_time(text):
+    """The value of recovery_target_time for a target: explicit UTC, never read in the restored
+    server's own time zone."""
+    return _utc_moment(text).strftime('%Y-%m-%d %H:%M:%S.%f+00')
+
+
+def _stage_wal(log_dir, stage, last):
+    """Links to the archived segments up to ``last`` (and every timeline history file) in stage:
+    recovery without a target then ends exactly at the end of that log backup."""
+    os.makedirs(stage, exist_ok=True)
+    for name in os.listdir(log_dir):
+        if name.endswith('.history') or (WAL_NAME_RE.match(name) and name <= last):
+            os.symlink(os.path.join(log_dir, name), os.path.join(stage, name))
+
+
+def _check_lsn(text):
+    if not re.match(r'^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$', str(text)):
+        raise DbError('restore to position', repr(text), "give target_position: {lsn: 'X/Y'} (hexadecimal, as "
+                      'pg_current_wal_lsn() shows it)')
+    return str(text).upper()
+
+
 def restore_physical(request):
     """Restore a physical chain into a new data directory, recover to the target, promote, start."""
     chain = request['chain']
@@ -877,6 +940,19 @@ def restore_physical(request):
             raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
         if not request.get('force'):
             raise DbError('restore into', data_dir, 'the directory is not empty: set force to replace its contents')
+    unknown = sorted(set(target_position) - {'lsn'})
+    if unknown:
+        raise DbError('restore to position', ', '.join(unknown), "PostgreSQL takes target_position: {lsn: 'X/Y'}")
+    if target_position:
+        target_position = {'lsn': _check_lsn(target_position.get('lsn'))}
+    if target_time and last.get('method') != 'pgbackrest':
+        moment = _utc_moment(target_time)
+        ended = full['manifest'].get('stop_time') or full['manifest'].get('finished_at')
+        if ended and moment < _utc_moment(ended):
+            raise DbError('restore to', target_time, 'backup %s ended at %s: a physical backup is consistent only from '
+                          'its end; choose an older backup or a later time' % (full['manifest']['id'], ended))
+        if moment > datetime.datetime.now(datetime.timezone.utc):
+            raise DbError('restore to', target_time, 'the time is in the future: the archive cannot reach it')
     need_archive = last.get('method') != 'pgbackrest' and bool(
         target_time or target_position.get('lsn') or last.get('type') == 'log')
     seg_size = int(details.get('wal_segment_size') or 16 * 1024 * 1024)
@@ -895,14 +971,33 @@ def restore_physical(request):
                                   ' (and %d more)' % (len(missing) - 1) if len(missing) > 1 else ''))
 
     if os.path.isdir(data_dir):
-        for name in os.listdir(data_dir):
-            full_path = os.path.join(data_dir, name)
-            if os.path.isdir(full_path) and not os.path.islink(full_path):
-                shutil.rmtree(full_path)
-            else:
-                os.unlink(full_path)
+        _empty_dir(data_dir)
     else:
         os.makedirs(data_dir, mode=0o700)
+    try:
+        return _restore_into(request, data_dir, full, details, last, major, bin_dir, os_user, port, commands, log_dir,
+                             target_time, target_position)
+    except BaseException:
+        # nothing half-restored stays behind (the error carries the server log's tail): a retry needs no force
+        with contextlib.suppress(Exception):
+            if _postmaster_alive(data_dir):
+                stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
+        with contextlib.suppress(OSError):
+            _empty_dir(data_dir)
+        raise
+
+
+def _empty_dir(path):
+    for name in os.listdir(path):
+        full_path = os.path.join(path, name)
+        if os.path.isdir(full_path) and not os.path.islink(full_path):
+            shutil.rmtree(full_path)
+        else:
+            os.unlink(full_path)
+
+
+def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_user, port, commands, log_dir,
+                  target_time, target_position):
     if last.get('method') == 'pgbackrest':
         if os_user and os.geteuid() == 0:
             import pwd
@@ -913,7 +1008,7 @@ def restore_physical(request):
     else:
         extract_base(full['path'], details, data_dir, os_user, bin_dir, commands)
     for stale in ('backup_manifest', 'standby.signal', 'postmaster.pid', RESTORE_MARKER_FILE,
-                  'dbops_restore_server.log'):
+                  'dbops_restore_server.log', STAGED_WAL_DIR):
         try:
             os.unlink(os.path.join(data_dir, stale))
         except OSError:
@@ -930,15 +1025,23 @@ def restore_physical(request):
         for key in ('archive_mode', 'archive_command', 'recovery_target_action'):
             settings.pop(key)
     elif log_dir and os.path.isdir(log_dir):
-        settings['restore_command'] = "'%s'" % ('cp %s/%%f %%p' % shlex.quote(log_dir)).replace("'", "''")
+        source = log_dir
+        to_end_of_log = not target_time and not target_position.get('lsn') and last.get('type') == 'log' and \
+            (last.get('stop_position') or {}).get('wal_file')
+        if to_end_of_log:
+            # to the end of the log backup: recovery sees the segments up to its last one, no
+            # further, and ends there (its stop LSN is the start of the next, unarchived segment)
+            source = os.path.join(data_dir, STAGED_WAL_DIR)
+            _stage_wal(log_dir, source, last['stop_position']['wal_file'])
+        settings['restore_command'] = "'%s'" % ('cp %s/%%f %%p' % shlex.quote(source)).replace("'", "''")
     if last.get('method') == 'pgbackrest':
         pass  # pgBackRest wrote restore_command and the recovery target
     elif target_time:
-        settings['recovery_target_time'] = "'%s'" % target_time
+        settings['recovery_target_time'] = "'%s'" % recovery_target_time(target_time)
     elif target_position.get('lsn'):
         settings['recovery_target_lsn'] = "'%s'" % target_position['lsn']
-    elif last.get('type') == 'log' and (last.get('stop_position') or {}).get('lsn'):
-        settings['recovery_target_lsn'] = "'%s'" % last['stop_position']['lsn']
+    elif last.get('type') == 'log':
+        pass  # every staged segment is replayed, then the server is promoted
     else:
         settings['recovery_target'] = "'immediate'"
     with open(os.path.join(data_dir, 'postgresql.auto.conf'), 'a') as f:
@@ -970,6 +1073,7 @@ def restore_physical(request):
             stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
             raise DbError('recover restored server in', data_dir, 'recovery did not finish in time: %s' % _tail(log))
         time.sleep(0.3)
+    shutil.rmtree(os.path.join(data_dir, STAGED_WAL_DIR), ignore_errors=True)
     text = _tail(log, 200000)
     recovered_to = None
     # the last commit replayed (not the one recovery stopped before)
@@ -1092,7 +1196,7 @@ def _restore_pgbackrest(request, last, data_dir, os_user, commands):
     target_time = request.get('target_time')
     target_position = request.get('target_position') or {}
     if target_time:
-        options += ['--type=time', '--target=%s' % target_time, '--target-action=promote']
+        options += ['--type=time', '--target=%s' % recovery_target_time(target_time), '--target-action=promote']
     elif target_position.get('lsn'):
         options += ['--type=lsn', '--target=%s' % target_position['lsn'], '--target-action=promote']
     else:
@@ -1744,12 +1848,18 @@ class PostgresBackup:
     def _database_is_empty(self, request, database):
         engine = self._connect_db(request, database)
         try:
-            return not engine.fetch_value(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
-                "AND n.nspname NOT LIKE 'pg_temp%%'")
+            return not engine.fetch_value(USER_OBJECTS_SQL)
         finally:
             engine.close()
+
+    def _work_database_name(self, name):
+        """A database name no one uses (at most 63 bytes): the restore builds it, then it replaces ``name``."""
+        prefix = name.encode('utf-8')[:30].decode('utf-8', 'ignore')
+        for attempt in range(100):
+            work = '%s_dbops_restore_%d_%d' % (prefix, os.getpid(), attempt)
+            if not self.fetch_value('SELECT 1 FROM pg_database WHERE datname = %s', (work,)):
+                return work
+        raise DbError('restore into database', name, 'no free name for the work database')
 
     def _create_like_source(self, name, dump):
         """CREATE DATABASE with the dumped database's encoding and locale (backups that recorded them).
@@ -1816,15 +1926,13 @@ class PostgresBackup:
                 _decompress_tree(src, scratch, os_user, commands, int(request.get('jobs') or 1))
                 src = scratch
             # restore into a new database, then swap: a failure never harms the existing one
-            work = ('%s_dbops_restore' % name[:40]) if exists else name
-            if work != name:
-                self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
+            work = self._work_database_name(name) if exists else name
             warning = self._create_like_source(work, dump)
             if warning:
                 warnings.append(warning)
             try:
                 jobs = max(int(request.get('jobs') or 1), 1)
-                base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', work]
+                base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', conninfo_dbname(work)]
                 if request.get('roles') == 'skip':
                     # owned by the login, no GRANTs: the backup's roles need not exist here
                     base[1:1] = ['--no-owner', '--no-privileges']
