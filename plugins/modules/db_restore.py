@@ -380,6 +380,9 @@ class Runner:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.commands += out.get('commands') or []
+        if out.get('target_reached') is False:
+            self.module.warn('the archive ends before %s: %s was restored to the end of the archive (%s)' % (
+                p['target_time'] or p['target_position'], data_dir, out.get('recovered_to')))
         return self.result(changed=True, backup_id=manifest['id'], data_dir=out['data_dir'], port=out['port'],
                            recovered_to=out.get('recovered_to'),
                            msg='restored backup %s into %s, running on port %s' % (manifest['id'], data_dir, out['port']))
@@ -540,8 +543,12 @@ def restore(module):
         raise DbError('open backup repository', repo.path, 'no such directory')
     if p['target_time']:
         # one spelling of the instant (UTC, Z): the engines and the restore markers see the same text
-        p['target_time'] = catalog.parse_time(p['target_time']).astimezone(
-            datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
+        moment = catalog.parse_time(p['target_time']).astimezone(datetime.timezone.utc)
+        if moment > datetime.datetime.now(datetime.timezone.utc):
+            raise DbError('restore to', p['target_time'], 'the time is in the future: no archive reaches it yet')
+        p['target_time'] = moment.isoformat().replace('+00:00', 'Z')
+    if p['jobs'] < 1:
+        raise DbError('restore with jobs', str(p['jobs']), 'give 1 or more parallel jobs')
     manifest = select_backup(module, repo)
     if p['engine'] and normalize_engine(p['engine']) != manifest.get('engine'):
         raise DbError('restore backup', manifest['id'], 'it is a %s backup, not %s' % (manifest.get('engine'), p['engine']))

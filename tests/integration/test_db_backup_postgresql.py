@@ -680,6 +680,9 @@ def test_logical_restore_targets_are_respected(server, workdir):
     # a drill of a database the backup does not hold fails
     drill = restore(repo, server.conn, state='verified', databases=['nosuchdb'])
     assert drill['failed'] is True and 'nosuchdb' in drill['msg']
+    zero = restore(repo, server.conn, databases=['shop'], target_database='shop_jobs', jobs=0)
+    assert zero['failed'] is True and 'jobs' in zero['msg']
+    assert server.psql("SELECT count(*) FROM pg_database WHERE datname = 'shop_jobs'") == '0'
 
 
 def test_killed_backup_leaves_previous_latest_intact_and_restorable(server, workdir):
