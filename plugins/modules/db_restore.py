@@ -540,7 +540,8 @@ def restore(module):
     os_user = p['os_user']
     repo = catalog.Repository(p['repo'], os_user)
     if not repo.exists():
-        raise DbError('open backup repository', repo.path, 'no such directory')
+        raise DbError('open backup repository', repo.path, 'it is a file, not a directory: give the repository '
+                      'directory as repo' if os.path.lexists(repo.path) else 'no such directory')
     if p['target_time']:
         # one spelling of the instant (UTC, Z): the engines and the restore markers see the same text
         moment = catalog.parse_time(p['target_time']).astimezone(datetime.timezone.utc)

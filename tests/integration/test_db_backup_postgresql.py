@@ -422,7 +422,10 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     server.psql("CREATE ROLE \"App Owner\" LOGIN PASSWORD 'owner-pw-1'; CREATE ROLE app_reader; "
                 "CREATE ROLE app_login LOGIN PASSWORD 'login-pw-2' IN ROLE app_reader; "
                 "ALTER ROLE \"App Owner\" SET work_mem = '8MB'; COMMENT ON ROLE app_reader IS 'reads; everything'")
-    server.psql('CREATE DATABASE app')
+    server.psql('CREATE DATABASE app OWNER "App Owner"')
+    server.psql('REVOKE ALL ON DATABASE app FROM PUBLIC; GRANT CONNECT ON DATABASE app TO app_reader; '
+                "ALTER DATABASE app SET search_path = 'app_s', public; "
+                "ALTER ROLE app_reader IN DATABASE app SET work_mem = '4MB'")
     server.psql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM "
                 "generate_series(1, 300) g; ALTER TABLE t OWNER TO \"App Owner\"; GRANT SELECT ON t TO app_reader", 'app')
     res = backup(server, repo, databases=['app'])
@@ -432,6 +435,9 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     server.psql('DROP DATABASE app')
     server.psql('DROP ROLE app_login; DROP ROLE app_reader; DROP ROLE "App Owner"')
     roles = "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'app%' OR rolname = 'App Owner'"
+    db_settings = ("SELECT string_agg(coalesce(pg_get_userbyid(nullif(setrole, 0)), '-') || ':' || setconfig::text, ' ' "
+                   "ORDER BY setrole) FROM pg_db_role_setting WHERE setdatabase = "
+                   "(SELECT oid FROM pg_database WHERE datname = 'app2')")
 
     refused = restore(repo, server.conn, target_database='app2')
     assert refused['failed'] is True and 'App Owner, app_reader' in refused['msg'] and 'roles=create' in refused['msg']
@@ -442,6 +448,8 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     assert content(server, 'app2') == before
     assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'app2') == 'postgres'
     assert server.psql(roles) == ''
+    assert server.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app2'") == 'postgres'
+    assert server.psql(db_settings) == '-:{"search_path=app_s, public"}'   # settings naming no role stay
     server.psql('DROP DATABASE app2')
 
     preview = restore(repo, server.conn, check=True, target_database='app2', roles='create')
@@ -455,6 +463,12 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     assert content(server, 'app2') == before
     assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'app2') == 'App Owner'
     assert server.psql("SELECT has_table_privilege('app_reader', 't', 'SELECT')", 'app2') == 't'
+    # the database itself: owner, privileges (PUBLIC may not connect, app_reader may), settings
+    assert server.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app2'") == 'App Owner'
+    assert server.psql("SELECT has_database_privilege('app_reader', 'app2', 'CONNECT')") == 't'
+    assert server.psql("SELECT count(*) FROM pg_database, aclexplode(datacl) a WHERE datname = 'app2' "
+                       "AND a.grantee = 0") == '0'
+    assert server.psql(db_settings) == '-:{"search_path=app_s, public"} app_reader:{work_mem=4MB}'
     assert server.psql("SELECT setconfig::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
                        "WHERE r.rolname = 'App Owner'") == '{work_mem=8MB}'
     assert server.psql("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'app_reader'") == \

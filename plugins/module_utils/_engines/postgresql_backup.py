@@ -69,8 +69,25 @@ USER_OBJECTS_SQL = (
 ROLES_OF_DATABASE_SQL = (
     "SELECT DISTINCT r.rolname FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid "
     "WHERE d.refclassid = 'pg_authid'::regclass AND d.deptype <> 't' "
-    "AND d.dbid = (SELECT oid FROM pg_database WHERE datname = %s) ORDER BY 1")
+    "AND (d.dbid = (SELECT oid FROM pg_database WHERE datname = %(db)s) OR (d.classid = 'pg_database'::regclass "
+    "AND d.objid = (SELECT oid FROM pg_database WHERE datname = %(db)s))) "
+    "UNION SELECT pg_get_userbyid(s.setrole) FROM pg_db_role_setting s WHERE s.setrole <> 0 "
+    "AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = %(db)s) ORDER BY 1")
 ROLE_MODES = ('require', 'create', 'skip')
+# what pg_dump leaves out without --create: the database's owner, its privileges (NULL: the
+# defaults) and its settings (ALTER DATABASE ... SET, ALTER ROLE ... IN DATABASE ... SET)
+DATABASE_PROPERTIES_SQL = (
+    "SELECT pg_get_userbyid(d.datdba) AS owner, d.datacl IS NULL AS default_acl, "
+    "(SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN NULL "
+    "ELSE pg_get_userbyid(a.grantee) END, 'privilege', a.privilege_type, 'grantable', a.is_grantable) "
+    "ORDER BY a.grantee, a.privilege_type), '[]'::json) FROM aclexplode(d.datacl) a) AS acl, "
+    "(SELECT coalesce(json_agg(json_build_object('role', CASE WHEN s.setrole = 0 THEN NULL "
+    "ELSE pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole), '[]'::json) "
+    "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) AS settings "
+    "FROM pg_database d WHERE d.datname = %s")
+# settings whose value is a list: each element is its own literal in SET ... TO
+LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries',
+                 'shared_preload_libraries', 'unix_socket_directories')
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLE_STATEMENT_RE = re.compile(r'^(?:CREATE ROLE|ALTER ROLE|COMMENT ON ROLE)\s+(%s)(?:\s|;)' % _IDENT)
 _MEMBERSHIP_RE = re.compile(r'^GRANT\s+(%s)\s+TO\s+(%s)(\s+WITH\s+ADMIN\s+OPTION)?(?:\s+GRANTED\s+BY\s+%s)?\s*;$'
@@ -1415,7 +1432,8 @@ class PostgresBackup:
             dumps.append({'database': database, 'dir': dirname, 'tables': tables, 'encoding': prop.get('encoding'),
                           'collate': prop.get('collate'), 'ctype': prop.get('ctype'),
                           # the roles its objects belong or are granted to (checked before a restore)
-                          'roles': [r['rolname'] for r in self.fetch_all(ROLES_OF_DATABASE_SQL, (database,))],
+                          'roles': [r['rolname'] for r in self.fetch_all(ROLES_OF_DATABASE_SQL, {'db': database})],
+                          'properties': self.fetch_one(DATABASE_PROPERTIES_SQL, (database,)),
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']],
                                        'exported_by': 'server' if server_side else 'psql'} for t in chunked]})
@@ -1852,6 +1870,61 @@ class PostgresBackup:
         finally:
             engine.close()
 
+    def _apply_database_properties(self, name, props, roles_mode):
+        """The restored database gets the owner, privileges and settings the source had (with
+        roles=skip: only the settings that name no role). A role missing here is left out."""
+        if not props:
+            return
+        present = set(self._role_names())
+        quoted = self.quote_ident(name)
+        statements = []
+        if roles_mode != 'skip':
+            if props.get('owner') in present:
+                statements.append('ALTER DATABASE %s OWNER TO %s' % (quoted, self.quote_ident(props['owner'])))
+            if not props.get('default_acl'):
+                statements.append('REVOKE ALL ON DATABASE %s FROM PUBLIC' % quoted)
+                for item in props.get('acl') or []:
+                    grantee = item.get('grantee')
+                    if grantee is not None and grantee not in present:
+                        continue
+                    statements.append('GRANT %s ON DATABASE %s TO %s%s' % (
+                        item['privilege'], quoted, 'PUBLIC' if grantee is None else self.quote_ident(grantee),
+                        ' WITH GRANT OPTION' if item.get('grantable') and grantee is not None else ''))
+        for entry in props.get('settings') or []:
+            role = entry.get('role')
+            if role is not None and (roles_mode == 'skip' or role not in present):
+                continue
+            target = ('ALTER ROLE %s IN DATABASE %s' % (self.quote_ident(role), quoted)) if role else \
+                'ALTER DATABASE %s' % quoted
+            for item in entry.get('config') or []:
+                key, _sep, value = item.partition('=')
+                if not re.match(r'^[A-Za-z_][A-Za-z0-9_.]*$', key):
+                    continue
+                statements.append('%s SET %s TO %s' % (target, key, self._setting_value(key, value)))
+        for stmt in statements:
+            self.execute(stmt, operation='restore the owner, privileges and settings of database %s' % name)
+
+    def _setting_value(self, key, value):
+        if key.lower() in LIST_SETTINGS:
+            items, current, quoted = [], '', False
+            for ch in value:
+                if ch == '"':
+                    quoted = not quoted
+                    current += ch
+                elif ch == ',' and not quoted:
+                    items.append(current)
+                    current = ''
+                else:
+                    current += ch
+            items.append(current)
+            out = []
+            for item in (i.strip() for i in items):
+                if len(item) >= 2 and item[0] == item[-1] == '"':
+                    item = item[1:-1].replace('""', '"')
+                out.append(self.quote_literal(item))
+            return ', '.join(out)
+        return self.quote_literal(value)
+
     def _work_database_name(self, name):
         """A database name no one uses (at most 63 bytes): the restore builds it, then it replaces ``name``."""
         prefix = name.encode('utf-8')[:30].decode('utf-8', 'ignore')
@@ -1957,6 +2030,7 @@ class PostgresBackup:
             if work != name:
                 self.execute('DROP DATABASE %s WITH (FORCE)' % self.quote_ident(name))
                 self.execute('ALTER DATABASE %s RENAME TO %s' % (self.quote_ident(work), self.quote_ident(name)))
+            self._apply_database_properties(name, dump.get('properties'), request.get('roles') or 'require')
             marker = dict(request.get('marker') or {}, source_database=dump['database'])
             self.execute('COMMENT ON DATABASE %s IS %s' % (self.quote_ident(name),
                                                            self.quote_literal(COMMENT_MARKER + json.dumps(marker, sort_keys=True))))
