@@ -486,6 +486,27 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     assert drill['failed'] is True and 'roles=create' in drill['msg']
 
 
+
+def test_logical_roles_created_from_a_backup_without_passwords_warn(server, workdir):
+    """A backup taken by a login that cannot read pg_authid saves roles without passwords:
+    roles=create says the created roles have none."""
+    repo = os.path.join(workdir, 'repo')
+    server.psql("CREATE ROLE bk LOGIN PASSWORD 'bk-Secret-3' IN ROLE pg_read_all_data; "
+                "CREATE ROLE owner_np LOGIN PASSWORD 'np-Secret-4'")
+    server.psql('CREATE DATABASE np')
+    server.psql('CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2); ALTER TABLE t OWNER TO owner_np', 'np')
+    res = backup(server, repo, databases=['np'], login_user='bk', login_password='bk-Secret-3')
+    assert res['failed'] is False, res
+    server.psql('DROP DATABASE np')
+    server.psql('DROP ROLE owner_np')
+    out = restore(repo, server.conn, roles='create')
+    assert out['failed'] is False, out['msg']
+    assert out['roles_created'] == ['owner_np']
+    assert any('without passwords' in str(w) for w in out.get('warnings') or []), out.get('warnings')
+    assert server.psql("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'owner_np'") == 't'
+    assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'np') == 'owner_np'
+
+
 # ---- physical -------------------------------------------------------------------------------
 def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(server, workdir):
     repo = os.path.join(workdir, 'repo')

@@ -1316,6 +1316,8 @@ class PostgresBackup:
             'start_position': start, 'stop_position': stop, 'start_time': start_time, 'stop_time': _now_iso(),
             'databases': wanted, 'server_version': self.version, 'commands': commands,
             'details': {'format': 'pg_dump directory', 'dumps': dumps, 'globals': globals_file,
+                        # pg_dumpall --no-role-passwords (a login that cannot read pg_authid)
+                        'globals_passwords': bool(globals_file) and bool(getattr(self, 'is_superuser', False)),
                         'compression_tool': {'gzip': 'pg_dump', 'zstd': 'zstd', 'lz4': 'lz4'}.get(compression),
                         'major_version': (self.version or '').split('.')[0],
                         'bootstrap_superuser': self._bootstrap_superuser()},
@@ -1990,6 +1992,10 @@ class PostgresBackup:
         secrets = self._tool_secrets(request)
         result_tables = []
         warnings = []
+        if roles_created and details.get('globals_passwords') is False:
+            warnings.append('roles %s were created without passwords: the backup was taken by a login that cannot '
+                            'read them (pg_dumpall --no-role-passwords); set their passwords before they log in'
+                            % ', '.join(roles_created))
         total = 0
         for dump, name, exists in plan:
             src = os.path.join(request['path'], dump['dir'])
