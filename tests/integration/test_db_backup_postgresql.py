@@ -486,7 +486,6 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     assert drill['failed'] is True and 'roles=create' in drill['msg']
 
 
-
 def test_logical_roles_created_from_a_backup_without_passwords_warn(server, workdir):
     """A backup taken by a login that cannot read pg_authid saves roles without passwords:
     roles=create says the created roles have none."""
