@@ -144,6 +144,62 @@ def test_module_physical_chain_pitr_and_drill(source, work):
     assert {t['name'] for t in drill['tables'] if t['database'] == 'mpitr'} == {'t1', 't2', 'marks'}
 
 
+def test_module_restore_of_a_log_backup_replays_to_its_end_and_bad_target_position_is_refused(source, work):
+    """Without a target, restoring a log backup (latest, or an older one by id) replays the archived
+    binary logs to the end of that log backup; so does its restore drill. A target_position the engine
+    cannot honour is refused, naming the accepted keys, before the data directory is created."""
+    source.sql('CREATE DATABASE mlogend')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mlogend')
+    repo = os.path.join(work, 'repo')
+    full = backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mlogend')
+    log1 = backup(source, repo, method='physical', type='log')
+    time.sleep(1.1)
+    before_b = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    source.sql("INSERT INTO marks VALUES ('B')", 'mlogend')
+    log2 = backup(source, repo, method='physical', type='log')
+    source.sql("INSERT INTO marks VALUES ('C')", 'mlogend')  # never archived
+
+    def marks(out):
+        restored = Restored({'port': out['port'], 'data_dir': out['data_dir']}, source.password)
+        return [r[0] for r in restored.sql('SELECT tag FROM marks ORDER BY tag', 'mlogend')]
+
+    port = free_port()
+    out = restore(source, repo, data_dir=os.path.join(work, 'latest', 'data'), login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert out['backup_id'] == log2['backup']['id']
+    assert marks(out) == ['A', 'B']
+    assert mb.parse_time(out['recovered_to']) >= before_b
+    mb.stop_instance(out['data_dir'])
+    port = free_port()
+    out = restore(source, repo, backup_id=log1['backup']['id'], data_dir=os.path.join(work, 'log1', 'data'),
+                  login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert marks(out) == ['A']
+    assert mb.parse_time(out['recovered_to']) < before_b + datetime.timedelta(seconds=1)
+    mb.stop_instance(out['data_dir'])
+    # the full backup itself: no replay
+    port = free_port()
+    out = restore(source, repo, backup_id=full['backup']['id'], data_dir=os.path.join(work, 'full', 'data'),
+                  login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert marks(out) == []
+    mb.stop_instance(out['data_dir'])
+
+    drill = restore(source, repo, state='verified')
+    assert not drill['failed'], drill.get('msg')
+    assert drill['backup_id'] == log2['backup']['id']
+    assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mlogend'} == {'marks': 2}
+
+    for bad, words in (({'lsn': '0/0'}, 'unknown key lsn'), ({'binlog_pos': 4}, 'binlog_file missing'),
+                       ({'binlog_file': 'mysql-bin.000001'}, 'binlog_pos missing')):
+        data_dir = os.path.join(work, 'bad', 'data')
+        refused = restore(source, repo, target_position=bad, data_dir=data_dir, login_port=free_port())
+        assert refused['failed'] and words in refused['msg'], refused.get('msg')
+        assert 'binlog_file' in refused['msg'] and 'gtid' in refused['msg']
+        assert not os.path.exists(data_dir)
+
+
 def test_module_verification_names_a_flipped_file(source, work):
     fill(source, 'mflip', 500)
     repo = os.path.join(work, 'repo')

@@ -187,7 +187,7 @@ def test_logical_full_backup_restores_identical_tables_into_another_database(sou
                           "WHERE TRIGGER_SCHEMA='shop_copy'")[0][0] == 1
         assert source.sql("SELECT COUNT(*) FROM information_schema.ROUTINES "
                           "WHERE ROUTINE_SCHEMA='shop_copy'")[0][0] == 1
-        assert engine.restore_marker('shop_copy') == {'backup_id': 'b1'}
+        assert engine.restore_marker('shop_copy') == {'backup_id': 'b1', 'source_database': 'shop'}
         # the restore into a non-empty database without force changes nothing
         source.sql('INSERT INTO t2 (t1_id, tag) VALUES (-1, "keep")', 'shop_copy')
         kept = table_state(source, 'shop_copy')
@@ -255,6 +255,105 @@ def test_logical_one_database_split_over_jobs_restores_identical(source, scratch
         assert problems and dump['files'][0] in problems[0]
     finally:
         engine.close()
+
+
+def objects_of(server, db):
+    """Views, triggers (with their table and body), routines and events of a database, with definers."""
+    queries = {
+        'views': "SELECT TABLE_NAME, DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '%s'",
+        'triggers': "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT, DEFINER FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA = '%s'",
+        'routines': "SELECT ROUTINE_NAME, ROUTINE_TYPE, DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '%s'",
+        'events': "SELECT EVENT_NAME, DEFINER, STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '%s'",
+    }
+    return {kind: sorted(tuple(r) for r in server.sql(sql % db)) for kind, sql in queries.items()}
+
+
+def work_databases(server):
+    return [r[0] for r in server.sql("SHOW DATABASES LIKE 'dbops\\_restore\\_%'")]
+
+
+@pytest.mark.parametrize('path, jobs', [('tsv', 2), ('sql', 3), ('sql', 1)])
+def test_logical_restore_over_an_existing_database_replaces_it_only_after_a_full_load(source, scratch, path, jobs):
+    """force: the backup loads into a work database first; a load that fails half-way (here: objects whose
+    definer the login may not set) leaves the existing database exactly as it was and no work database;
+    a good load replaces it with every table, trigger, view, routine and event. A failed restore into a
+    database that did not exist leaves nothing behind. Layouts: tab-separated, mariadb-dump split over
+    jobs (triggers inside the table files), mariadb-dump one file per database."""
+    db = 'swap_%s_%d' % (path, jobs)
+    target = db + '_target'
+    fill(source, db, 400)
+    add_objects(source, db)
+    source.sql('CREATE TABLE child (id INT PRIMARY KEY, t1_id INT, FOREIGN KEY (t1_id) REFERENCES t1 (id))', db)
+    source.sql('INSERT INTO child SELECT id, id FROM t1 WHERE id < 50', db)
+    source.sql("CREATE EVENT ev_noop ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1", db)
+    engine = engine_of(source, path)
+    try:
+        dest = os.path.join(scratch, 'swap')
+        result = engine.backup_create(request(dest, scratch, databases=[db], jobs=jobs))
+    finally:
+        engine.close()
+    assert result['details']['table_data'] == path
+    if path == 'sql':
+        assert bool(result['details'].get('split_tables')) is (jobs > 1)
+    expected, expected_objects = table_state(source, db), objects_of(source, db)
+    # the existing database: its own table, trigger, view and routine
+    source.sql('CREATE DATABASE %s' % target)
+    source.sql('CREATE TABLE precious (id INT PRIMARY KEY, v VARCHAR(10))', target)
+    source.sql("INSERT INTO precious VALUES (1, 'a'), (2, 'b'), (3, 'c')", target)
+    source.sql('CREATE TABLE t1 (id INT PRIMARY KEY)', target)
+    source.sql('INSERT INTO t1 VALUES (7)', target)
+    source.sql("CREATE TRIGGER keep_trg BEFORE INSERT ON precious FOR EACH ROW SET NEW.v = 'k'", target)
+    source.sql('CREATE VIEW keep_v AS SELECT id FROM precious', target)
+    source.sql('CREATE PROCEDURE keep_p() SELECT 1', target)
+    kept, kept_objects = table_state(source, target), objects_of(source, target)
+    # a login with every right on the target and on work databases, but not SET USER: the objects of the
+    # backup (definer root) fail after the tables loaded
+    source.sql("CREATE USER IF NOT EXISTS 'swapper'@'127.0.0.1' IDENTIFIED BY 'swap-pw-1'")
+    for name in (target, 'dbops\\_restore\\_%', db + '_new'):
+        source.sql("GRANT ALL PRIVILEGES ON `%s`.* TO 'swapper'@'127.0.0.1'" % name)
+    limited = connect_params(dict(source.conn, login_user='swapper', login_password='swap-pw-1'))
+    req = {'manifest': {}, 'path': dest, 'databases': [db], 'jobs': jobs, 'marker': {'backup_id': 'swap'}}
+    try:
+        with pytest.raises(DbError, match='SUPER|SET USER'):
+            limited.restore_logical(dict(req, target_database=target, force=True))
+        assert table_state(source, target) == kept
+        assert objects_of(source, target) == kept_objects
+        assert work_databases(source) == []
+        # into a database that did not exist: nothing left behind
+        with pytest.raises(DbError, match='SUPER|SET USER'):
+            limited.restore_logical(dict(req, target_database=db + '_new', force=False))
+        assert not source.sql("SHOW DATABASES LIKE '%s\\_new'" % db)
+    finally:
+        limited.close()
+        source.sql("DROP USER 'swapper'@'127.0.0.1'")
+    # a login that may: the target is replaced by the backup, objects and all
+    engine = engine_of(source, path)
+    try:
+        out = engine.restore_logical(dict(req, target_database=target, force=True))
+        assert table_state(source, target) == expected
+        assert objects_of(source, target) == expected_objects
+        assert out['rows_restored'] == sum(v[0] for v in expected.values())
+        assert {t['name']: t['rows'] for t in out['tables'] if t['database'] == target} == {
+            k: v[0] for k, v in expected.items()}
+        assert work_databases(source) == []
+        assert engine.restore_marker(target) == {'backup_id': 'swap', 'source_database': db}
+        assert any(c.startswith('RENAME TABLE') for c in out['commands'])
+        # the restored objects work against the restored tables
+        assert source.sql('SELECT COUNT(*) FROM v_big', target) == source.sql('SELECT COUNT(*) FROM v_big', db)
+        source.sql("INSERT INTO t2 (t1_id, tag) VALUES (1, 'low')", target)
+        assert source.sql("SELECT tag FROM t2 WHERE tag = 'LOW'", target) == (('LOW',),)
+        source.sql('CALL p_count(@n)', target)
+        # an empty existing database (no force needed) is filled the same way
+        source.sql('DROP DATABASE %s' % target)
+        source.sql('CREATE DATABASE %s' % target)
+        engine.restore_logical(dict(req, target_database=target, force=False))
+        assert table_state(source, target) == expected
+        assert objects_of(source, target) == expected_objects
+        assert work_databases(source) == []
+    finally:
+        engine.close()
+        source.sql('DROP DATABASE IF EXISTS %s' % target)
 
 
 def test_logical_gzip_lz4_none_and_bad_compression(source, scratch):

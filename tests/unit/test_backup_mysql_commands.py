@@ -189,6 +189,52 @@ def test_replay_plan_positions_gtid_and_missing(tmp_path):
         mb.replay_plan([{'manifest': {'stop_position': {}}, 'path': '/x'}], log_dir)
 
 
+def test_replay_plan_until_the_end_of_a_log_backup(tmp_path):
+    """Restoring a log backup without a target replays the archive to where that log backup ended."""
+    log_dir = _archive(tmp_path, [2, 3, 4, 5])
+    files, start, stop = mb.replay_plan(_chain(), log_dir, until={'binlog_file': 'mysql-bin.000004', 'binlog_pos': 9000})
+    assert files == ['mysql-bin.000002', 'mysql-bin.000003', 'mysql-bin.000004'] and start == 500 and stop == '9000'
+    # a log backup that archived nothing new ends at the start of the server's next (unarchived) binary log
+    files, start, stop = mb.replay_plan(_chain(), log_dir, until={'binlog_file': 'mysql-bin.000006', 'binlog_pos': 385})
+    assert files == ['mysql-bin.000002', 'mysql-bin.000003', 'mysql-bin.000004', 'mysql-bin.000005'] and stop is None
+    # a target wins over the end of the log backup
+    files, start, stop = mb.replay_plan(_chain(), log_dir, target_time=mb.parse_time('2024-01-01T00:00:00Z'),
+                                        until={'binlog_file': 'mysql-bin.000003', 'binlog_pos': 9000})
+    assert files[-1] == 'mysql-bin.000005' and stop is None
+    with pytest.raises(DbError, match='records no binary log stop position'):
+        mb.replay_plan(_chain(), log_dir, until={})
+
+
+@pytest.mark.parametrize('position, words', [
+    ({'lsn': '0/0'}, 'unknown key lsn'),
+    ({'binlog_pos': 1499}, 'binlog_file missing'),
+    ({'binlog_file': 'mysql-bin.000002'}, 'binlog_pos missing'),
+    ({'binlog_file': 'mysql-bin.000002', 'binlog_pos': 12, 'gtid': '0-1-5'}, 'not both'),
+    ({'binlog_file': '../etc/passwd.1', 'binlog_pos': 12}, 'not a binary log name'),
+    ({'binlog_file': 'mysql-bin.000002', 'binlog_pos': 'end'}, 'not a position'),
+    ({'binlog_file': 'mysql-bin.000002', 'binlog_pos': 2}, 'not a position'),
+    ({'gtid': '3E11FA47-71CA-11E1-9E33-C80AA9429562:23'}, 'not a MariaDB GTID'),
+    ('mysql-bin.000002:77', 'not a dictionary'),
+])
+def test_target_position_is_checked_before_anything(tmp_path, position, words):
+    with pytest.raises(DbError) as err:
+        mb.check_target_position(position)
+    assert words in str(err.value)
+    assert 'binlog_file' in str(err.value) and 'gtid' in str(err.value)  # says what is accepted
+    # restore_physical refuses it before the data directory is created
+    data_dir = str(tmp_path / 'data')
+    with pytest.raises(DbError, match=re.escape(words)):
+        mb.restore_physical({'chain': [], 'data_dir': data_dir, 'port': 3399, 'target_position': position})
+    assert not os.path.exists(data_dir)
+
+
+def test_target_position_accepted_forms():
+    assert mb.check_target_position(None) is None and mb.check_target_position({}) is None
+    assert mb.check_target_position({'binlog_file': 'mysql-bin.000002', 'binlog_pos': '777'}) == {
+        'binlog_file': 'mysql-bin.000002', 'binlog_pos': 777}
+    assert mb.check_target_position({'gtid': '0-1-42, 1-1-7', 'binlog_file': None}) == {'gtid': '0-1-42,1-1-7'}
+
+
 def test_chain_lsn_checks():
     full = {'type': 'full', 'stop_position': {'lsn': '100'}}
     inc1 = {'type': 'incremental', 'start_position': {'lsn': '100'}, 'stop_position': {'lsn': '200'}}

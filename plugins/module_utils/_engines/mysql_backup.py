@@ -67,6 +67,8 @@ DEFINERS_SQL = (
     "UNION SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s")
 PRIVILEGE_TABLES = ('db', 'tables_priv', 'columns_priv', 'procs_priv')
 BINLOG_INDEX_FILE = 'binlogs.json'
+# the databases a restore into an existing database loads into before replacing it
+WORK_DB_PREFIX = 'dbops_restore_'
 MARKER_PREFIX = 'dbops.admin restore: '
 MARKER_FILE = 'dbops-restore.json'
 STREAM_NAME = 'backup.mbstream'
@@ -1887,6 +1889,14 @@ class MysqlBackup:
                 shutil.rmtree(load_dir, ignore_errors=True)
 
     def _restore_logical_files(self, request, plan, path, decompress, client, load_dir, force):
+        """Load the plan; a database that exists is replaced only once everything loaded elsewhere.
+
+        A target that does not exist is created by this run and loaded in place (dropped again when
+        the load fails). An existing target (non-empty with force, or empty) is loaded into a new
+        work database first; only when every file loaded and every table holds its rows is the
+        target replaced (_swap_in). Any failure before that drops what this run created and leaves
+        the target as it was.
+        """
         existing = {}
         for _entry, name in plan:
             if self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
@@ -1895,100 +1905,243 @@ class MysqlBackup:
                 if objects and not force:
                     raise DbError('restore into', name, 'the database exists and holds %d objects; '
                                   'set force to replace it' % objects)
-        # the accounts the objects need: checked (roles=require) or created (roles=create) first
-        sources = set(entry['name'] for entry, _name in plan)
-        manifest_dumps = [d for d in ((request.get('manifest') or {}).get('details') or {}).get('dumps') or []
-                          if d.get('database') in sources]
-        roles_commands = []
-        roles_created = self.restore_accounts(manifest_dumps, request, path, roles_commands)
-        for entry, name in plan:
-            if name in existing and existing[name] and force:
-                self.execute('DROP DATABASE %s' % self.quote_ident(name), operation='drop database %s' % name)
-            clause = ''
-            if entry.get('charset'):
-                clause += ' CHARACTER SET %s' % entry['charset']
-            if entry.get('collation'):
-                clause += ' COLLATE %s' % entry['collation']
-            if not re.match(r'^[ A-Za-z0-9_]*$', clause):
-                clause = ''
-            self.execute('CREATE DATABASE IF NOT EXISTS %s%s' % (self.quote_ident(name), clause),
-                         operation='create database %s' % name)
+        # the swap re-creates the triggers and objects of the work database in the target
+        dump_program = tool(self.flavor, 'dump') if existing else None
         commands = []
-        failures = []
-        with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
-            # schema files first (tab-separated layout), then the table files of every database in
-            # parallel, then triggers, views, routines and events
-            phases = [[(fname, name, entry) for entry, name in plan for fname in entry.get('pre') or []],
-                      [(fname, name, entry) for entry, name in plan
-                       for fname in (entry.get('files') or [entry['file']])],
-                      [(fname, name, entry) for entry, name in plan for fname in entry.get('post') or []]]
-            work = []
-            lock = threading.Lock()
-            counter = [0]
-
-            def load_file(fname, name, entry):
-                source = os.path.join(path, fname)
-                unpack = decompress[compression_of(fname)]
-                meta = (entry.get('data') or {}).get(fname)
-                if meta is None:
-                    argv = client_argv(client, cnf, name)
-                elif load_dir is None:
-                    argv = load_client_argv(client, cnf, name, load_sql(self.quote_ident, meta['table'],
-                                                                        meta['columns'], '/dev/stdin'))
+        created = []  # databases this run created: dropped again when it fails
+        kept = []  # a work database holding the only restored copy after a failed swap
+        loads = []  # (entry, target name, database loaded into)
+        done = False
+        try:
+            for entry, name in plan:
+                clause = self._database_clause(entry)
+                if name in existing:
+                    loads.append((entry, name, self._create_work_database(name, clause, created, commands)))
                 else:
-                    return self._load_on_server(source, unpack, name, meta, load_dir, lock, counter, commands)
-                with lock:
-                    commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
-                                    + command_line(argv, self._secret_list())
-                                    + ('' if unpack else ' < ' + shlex.quote(source)))
-                _pipe_into(source, unpack, argv)
-                return None
+                    sql = 'CREATE DATABASE %s%s' % (self.quote_ident(name), clause)
+                    self.execute(sql, operation='create database %s' % name)
+                    created.append(name)
+                    commands.append(sql)
+                    loads.append((entry, name, name))
+            # the accounts the objects need: checked (roles=require) or created (roles=create) first
+            sources = set(entry['name'] for entry, _name in plan)
+            manifest_dumps = [d for d in ((request.get('manifest') or {}).get('details') or {}).get('dumps') or []
+                              if d.get('database') in sources]
+            roles_commands = []
+            roles_created = self.restore_accounts(manifest_dumps, request, path, roles_commands)
+            with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
+                self._load_files(request, loads, path, decompress, client, load_dir, cnf, commands)
+                tables, total = self._check_loaded(loads)
+                for entry, name, work in loads:
+                    if work != name:
+                        self._swap_in(entry, name, work, bool(existing.get(name)), dump_program, client, cnf,
+                                      created, kept, commands)
+            if request.get('marker') and self.flavor == 'mariadb':
+                for entry, name in plan:
+                    # the source database too: another database of the same backup is another restore
+                    self._write_marker(name, dict(request['marker'], source_database=entry['name']))
+            done = True
+        finally:
+            if not done:
+                for name in reversed(created):
+                    if name in kept:
+                        continue
+                    with contextlib.suppress(DbError):
+                        self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(name),
+                                     operation='drop database %s' % name)
+        return {'rows_restored': total, 'tables': tables, 'commands': roles_commands + commands,
+                'databases': [name for _e, name in plan], 'roles_created': roles_created}
 
-            def worker():
-                while True:
-                    with lock:
-                        if not work or failures:
-                            return
-                        fname, name, entry = work.pop(0)
-                    try:
-                        load_file(fname, name, entry)
-                    except DbError as exc:
-                        with lock:
-                            failures.append('%s: %s' % (name, self.mask(exc.detail or str(exc))))
+    @staticmethod
+    def _database_clause(entry):
+        clause = ''
+        if entry.get('charset'):
+            clause += ' CHARACTER SET %s' % entry['charset']
+        if entry.get('collation'):
+            clause += ' COLLATE %s' % entry['collation']
+        return clause if re.match(r'^[ A-Za-z0-9_]*$', clause) else ''
 
-            for phase in phases:
-                if failures or not phase:
+    def _create_work_database(self, target, clause, created, commands):
+        """A new database dbops_restore_<pid>_<random> created by this run (CREATE DATABASE fails
+        on an existing name, so a database of someone else is never used or dropped)."""
+        for _attempt in range(5):
+            name = '%s%d_%s' % (WORK_DB_PREFIX, os.getpid(), os.urandom(4).hex())
+            if self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
+                continue
+            sql = 'CREATE DATABASE %s%s' % (self.quote_ident(name), clause)
+            try:
+                self.execute(sql, operation='create database %s' % name)
+            except DbError as exc:
+                if 'exists' in str(exc.detail):
                     continue
-                work[:] = phase
-                threads = [threading.Thread(target=worker, daemon=True)
-                           for _ in range(max(1, min(int(request.get('jobs') or 1), len(phase))))]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
+                raise DbError('restore into', target, 'a restore into an existing database loads into a new work '
+                              'database first and replaces %s only when everything loaded; creating the work '
+                              'database %s failed (the login needs CREATE and DROP on databases named '
+                              '%s%%): %s' % (target, name, WORK_DB_PREFIX.replace('_', '\\_'), exc.detail)) from None
+            created.append(name)
+            commands.append(sql)
+            return name
+        raise DbError('restore into', target, 'could not find a free name for the work database')
+
+    def _load_files(self, request, loads, path, decompress, client, load_dir, cnf, commands):
+        """Schema files first (tab-separated layout), then the table files of every database in
+        parallel, then triggers, views, routines and events; DbError naming every failure."""
+        failures = []
+        phases = [[(fname, name, entry) for entry, _t, name in loads for fname in entry.get('pre') or []],
+                  [(fname, name, entry) for entry, _t, name in loads
+                   for fname in (entry.get('files') or [entry['file']])],
+                  [(fname, name, entry) for entry, _t, name in loads for fname in entry.get('post') or []]]
+        work = []
+        lock = threading.Lock()
+        counter = [0]
+
+        def load_file(fname, name, entry):
+            source = os.path.join(path, fname)
+            unpack = decompress[compression_of(fname)]
+            meta = (entry.get('data') or {}).get(fname)
+            if meta is None:
+                argv = client_argv(client, cnf, name)
+            elif load_dir is None:
+                argv = load_client_argv(client, cnf, name, load_sql(self.quote_ident, meta['table'],
+                                                                    meta['columns'], '/dev/stdin'))
+            else:
+                return self._load_on_server(source, unpack, name, meta, load_dir, lock, counter, commands)
+            with lock:
+                commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
+                                + command_line(argv, self._secret_list())
+                                + ('' if unpack else ' < ' + shlex.quote(source)))
+            _pipe_into(source, unpack, argv)
+            return None
+
+        def worker():
+            while True:
+                with lock:
+                    if not work or failures:
+                        return
+                    fname, name, entry = work.pop(0)
+                try:
+                    load_file(fname, name, entry)
+                except DbError as exc:
+                    with lock:
+                        failures.append('%s: %s' % (name, self.mask(exc.detail or str(exc))))
+
+        for phase in phases:
+            if failures or not phase:
+                continue
+            work[:] = phase
+            threads = [threading.Thread(target=worker, daemon=True)
+                       for _ in range(max(1, min(int(request.get('jobs') or 1), len(phase))))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         if failures:
-            raise DbError('restore', ', '.join(name for _e, name in plan), '; '.join(failures))
+            raise DbError('restore', ', '.join(target for _e, target, _n in loads), '; '.join(failures))
+
+    def _check_loaded(self, loads):
+        """(tables, total rows) of the loaded databases, listed under their target names; every
+        table must hold exactly the rows its file holds."""
         tables = []
         total = 0
         short = []
-        for entry, name in plan:
+        for entry, target, name in loads:
             loaded = {meta['table']: meta.get('rows') for meta in (entry.get('data') or {}).values()}
             for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                                       "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (name,)):
                 count = int(self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(name, row['t'])))
-                tables.append({'database': name, 'name': row['t'], 'rows': count})
+                tables.append({'database': target, 'name': row['t'], 'rows': count})
                 total += count
                 if loaded.get(row['t']) is not None and loaded[row['t']] != count:
                     short.append('%s.%s: %d rows after the load, the backup holds %d'
-                                 % (name, row['t'], count, loaded[row['t']]))
+                                 % (target, row['t'], count, loaded[row['t']]))
         if short:
             # LOAD DATA LOCAL turns duplicate keys and bad values into warnings: never a silent loss
-            raise DbError('restore', ', '.join(name for _e, name in plan), '; '.join(short))
-        if request.get('marker') and self.flavor == 'mariadb':
-            for _entry, name in plan:
-                self._write_marker(name, request['marker'])
-        return {'rows_restored': total, 'tables': tables, 'commands': roles_commands + commands,
-                'databases': [name for _e, name in plan], 'roles_created': roles_created}
+            raise DbError('restore', ', '.join(target for _e, target, _n in loads), '; '.join(short))
+        return tables, total
+
+    def _swap_in(self, entry, target, work, non_empty, dump_program, client, cnf, created, kept, commands):
+        """Replace ``target`` by the fully loaded work database.
+
+        MariaDB/MySQL have no RENAME DATABASE: RENAME TABLE moves base tables (and sequences)
+        across databases, but not a table with triggers, and views, routines and events do not
+        move. So the triggers and objects of the work database are dumped first (mariadb-dump,
+        the same statements the load just ran, so the login may run them), its triggers dropped,
+        and only then is the target emptied (non-empty: DROP and CREATE DATABASE, as the backup's
+        character set), the tables moved in one RENAME TABLE (atomic) and the dumps loaded into
+        the target. The work database is dropped at the end.
+        """
+        quote = self.quote_ident
+        moved = [r['t'] for r in self.fetch_all(
+            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW' "
+            "ORDER BY TABLE_NAME", (work,))]
+        views = [r['t'] for r in self.fetch_all(
+            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'VIEW' "
+            "ORDER BY TABLE_NAME", (work,))]
+        triggers = [r['t'] for r in self.fetch_all(
+            'SELECT TRIGGER_NAME AS t FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s', (work,))]
+        others = int(self.fetch_value('SELECT (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '
+                                      '%s) + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s)',
+                                      (work, work)) or 0)
+        secrets = self._secret_list()
+        tmp = tempfile.mkdtemp(prefix='dbops-swap-')
+        try:
+            dumps = []
+            if triggers:
+                dumps.append((triggers_dump_argv(dump_program, cnf, work, moved, self.flavor, self.version_num or 0),
+                              os.path.join(tmp, 'triggers.sql')))
+            if views or others:
+                dumps.append((objects_dump_argv(dump_program, cnf, work, views, self.flavor, self.version_num or 0),
+                              os.path.join(tmp, 'objects.sql')))
+            for argv, out in dumps:
+                commands.append(command_line(argv, secrets) + ' > ' + shlex.quote(out))
+                _pipe_out(argv, None, out, 'dump the triggers, views, routines and events of', work, secrets)
+            for name in triggers:
+                sql = 'DROP TRIGGER %s' % self.quote_qualified(work, name)
+                self.execute(sql, operation='drop trigger %s.%s' % (work, name))
+                commands.append(sql)
+            # from here on the target changes
+            step = 'drop'
+            try:
+                if non_empty:
+                    sql = 'DROP DATABASE %s' % quote(target)
+                    self.execute(sql, operation='drop database %s' % target)
+                    commands.append(sql)
+                    step = 'create'
+                    sql = 'CREATE DATABASE %s%s' % (quote(target), self._database_clause(entry))
+                    self.execute(sql, operation='create database %s' % target)
+                    commands.append(sql)
+                elif self._database_clause(entry):
+                    sql = 'ALTER DATABASE %s%s' % (quote(target), self._database_clause(entry))
+                    self.execute(sql, operation='set the character set of database %s' % target)
+                    commands.append(sql)
+                step = 'move'
+                if moved:
+                    sql = 'RENAME TABLE ' + ', '.join(
+                        '%s TO %s' % (self.quote_qualified(work, t), self.quote_qualified(target, t)) for t in moved)
+                    self.execute(sql, operation='move the restored tables into %s' % target)
+                    commands.append(sql)
+                step = 'objects'
+                for _argv, out in dumps:
+                    load = client_argv(client, cnf, target)
+                    commands.append(command_line(load, secrets) + ' < ' + shlex.quote(out))
+                    _pipe_into(out, None, load)
+            except DbError as exc:
+                if step == 'drop':
+                    raise  # the target is as it was; the work database is dropped
+                if step in ('create', 'move'):
+                    kept.append(work)
+                    where = 'the restored tables are kept in database %s' % work
+                else:
+                    where = '%s holds the restored tables, but not all of its triggers, views, routines and ' \
+                            'events' % target
+                raise DbError('replace database', target, '%s; %s' % (self.mask(exc.detail or str(exc)), where)) \
+                    from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        sql = 'DROP DATABASE %s' % quote(work)
+        self.execute(sql, operation='drop the work database %s' % work)
+        commands.append(sql)
+        created.remove(work)
 
     def _load_on_server(self, source, unpack, database, meta, load_dir, lock, counter, commands):
         """LOAD DATA INFILE by the server from a decompressed copy in load_dir (no local_infile)."""
@@ -2607,8 +2760,57 @@ def _last_event_time(sql_text_path):
                              int(last.group(3)), int(last.group(4)), tzinfo=datetime.timezone.utc)
 
 
-def replay_plan(chain, log_dir, target_time=None, target_position=None):
-    """(files, start_pos, stop_position) of the binlog replay after a restored chain."""
+TARGET_POSITION_HELP = ('target_position accepts {binlog_file: <name>, binlog_pos: <number>} (stop in that archived '
+                        'binary log at that position) or {gtid: <domain-server-sequence>} (stop at that GTID, '
+                        'MariaDB 10.8 or later)')
+GTID_RE = re.compile(r'^\s*\d+-\d+-\d+(\s*,\s*\d+-\d+-\d+)*\s*$')
+
+
+def check_target_position(position):
+    """The target_position of a binary log replay, normalized; DbError naming the accepted keys otherwise.
+
+    {binlog_file, binlog_pos} or {gtid}: other keys (an LSN is PostgreSQL's), a file without a position,
+    a position without a file or both forms at once would replay something else than asked for.
+    """
+    if position is None or position == {}:
+        return None
+    if not isinstance(position, dict):
+        raise DbError('recover to target_position', str(position), 'not a dictionary; ' + TARGET_POSITION_HELP)
+    label = ', '.join('%s=%s' % (k, position[k]) for k in sorted(position, key=str))
+    unknown = sorted(str(k) for k in position if k not in ('binlog_file', 'binlog_pos', 'gtid'))
+    if unknown:
+        raise DbError('recover to target_position', label, 'unknown key %s; %s' % (', '.join(unknown), TARGET_POSITION_HELP))
+    given = {k: v for k, v in position.items() if v is not None and str(v).strip() != ''}
+    if 'gtid' in given:
+        if len(given) > 1:
+            raise DbError('recover to target_position', label, 'give either gtid or binlog_file and binlog_pos, '
+                          'not both; ' + TARGET_POSITION_HELP)
+        if not GTID_RE.match(str(given['gtid'])):
+            raise DbError('recover to target_position', label, 'gtid %r is not a MariaDB GTID position (like 0-1-42, '
+                          'several separated by commas); %s' % (given['gtid'], TARGET_POSITION_HELP))
+        return {'gtid': re.sub(r'\s+', '', str(given['gtid']))}
+    if set(given) != {'binlog_file', 'binlog_pos'}:
+        missing = sorted({'binlog_file', 'binlog_pos'} - set(given))
+        raise DbError('recover to target_position', label or '{}', '%s missing; %s' % (' and '.join(missing),
+                                                                                       TARGET_POSITION_HELP))
+    name = str(given['binlog_file'])
+    if binlog_number(name)[0] is None or '/' in name or name.startswith('.'):
+        raise DbError('recover to target_position', label, 'binlog_file %r is not a binary log name (like '
+                      'mysql-bin.000042); %s' % (name, TARGET_POSITION_HELP))
+    pos = given['binlog_pos']
+    if isinstance(pos, bool) or not str(pos).strip().isdigit() or int(str(pos).strip()) < 4:
+        raise DbError('recover to target_position', label, 'binlog_pos %r is not a position in a binary log (a '
+                      'number, 4 or more); %s' % (pos, TARGET_POSITION_HELP))
+    return {'binlog_file': name, 'binlog_pos': int(str(pos).strip())}
+
+
+def replay_plan(chain, log_dir, target_time=None, target_position=None, until=None):
+    """(files, start_pos, stop_position) of the binlog replay after a restored chain.
+
+    ``until``: without a target, the stop_position of the log backup being restored: the replay
+    ends where that log backup ended (the end of the last binary log it archived).
+    """
+    target_position = check_target_position(target_position)
     stop = chain[-1]['manifest'].get('stop_position') or {}
     if not stop.get('binlog_file'):
         raise DbError('recover to a point in time', None,
@@ -2622,10 +2824,20 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None):
     if target_position:
         if target_position.get('binlog_file'):
             end_file = target_position['binlog_file']
-            if target_position.get('binlog_pos') is not None:
-                stop_arg = str(int(target_position['binlog_pos']))
-        elif target_position.get('gtid'):
-            stop_arg = str(target_position['gtid'])
+            stop_arg = str(target_position['binlog_pos'])
+        else:
+            stop_arg = target_position['gtid']
+    elif until is not None and target_time is None:
+        end_file = until.get('binlog_file')
+        if not end_file or binlog_number(end_file)[0] is None:
+            raise DbError('replay the log backup', None, 'it records no binary log stop position')
+        base, number, width = binlog_number(end_file)
+        if number in archived_binlogs(log_dir, base):
+            stop_arg = str(int(until.get('binlog_pos') or 4))
+        else:
+            # a log backup that archived nothing new ends at the start of the server's new binary
+            # log: everything before it is in the previous (closed, archived) one
+            end_file = '%s.%0*d' % (base, width, number - 1)
     files, missing = binlog_range(log_dir, stop['binlog_file'], end_file)
     if missing:
         raise DbError('recover to a point in time', None, 'binary log %s is missing from the archive %s'
@@ -2645,16 +2857,21 @@ def restore_physical(request):
     bin_dir = request.get('bin_dir')
     os_user = request.get('os_user') or ('mysql' if os.geteuid() == 0 else None)
     target_time = parse_time(request['target_time']) if request.get('target_time') else None
-    target_position = request.get('target_position')
+    target_position = check_target_position(request.get('target_position'))
     log_dir = request.get('log_dir') or (os.path.join(request['repo'], 'logs') if request.get('repo') else None)
     flavor = _flavor_of(chain[0]['manifest'] if chain else {})
+    # restoring a log backup without a target: its archived binary logs are replayed to its end
+    last = request.get('last') or {}
+    until = None
+    if not (target_time or target_position) and last.get('type') == 'log':
+        until = last.get('stop_position') or {}
     _check_chain(chain)
     _check_target_dir(data_dir, force)
     ids = _os_ids(os_user)
     program = tool(flavor, 'backup', bin_dir)
     replay = None
-    if target_time or target_position:
-        replay = replay_plan(chain, log_dir, target_time, target_position)
+    if target_time or target_position or until is not None:
+        replay = replay_plan(chain, log_dir, target_time, target_position, until)
         binlog_tool = tool(flavor, 'binlog', bin_dir)
         client = tool(flavor, 'client', bin_dir)
     tool(flavor, 'server', bin_dir)
