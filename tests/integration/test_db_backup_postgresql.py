@@ -506,6 +506,29 @@ def test_logical_roles_created_from_a_backup_without_passwords_warn(server, work
     assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'np') == 'owner_np'
 
 
+def test_logical_restore_names_the_bootstrap_superuser_a_target_lacks(server, workdir):
+    """Objects owned by the source's bootstrap superuser need a role of that name: a server
+    initialised with another superuser name (a managed service) is refused before any change."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, 'shop', rows=20)
+    res = backup(server, repo, databases=['shop'])
+    assert res['failed'] is False, res
+    assert 'postgres' in manifest_of(repo, res['backup']['id'])['details']['dumps'][0]['roles']
+    other = PostgresServer()
+    other.superuser = 'admin'
+    other.init().start()
+    try:
+        refused = restore(repo, other.conn)
+        assert refused['failed'] is True and 'do not exist here: postgres.' in refused['msg'], refused['msg']
+        assert other.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'shop%'") == '0'
+        skipped = restore(repo, other.conn, roles='skip')
+        assert skipped['failed'] is False, skipped['msg']
+        assert content(other, 'shop') == content(server, 'shop')
+        assert other.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'orders'", 'shop') == 'admin'
+    finally:
+        other.destroy()
+
+
 # ---- physical -------------------------------------------------------------------------------
 def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(server, workdir):
     repo = os.path.join(workdir, 'repo')

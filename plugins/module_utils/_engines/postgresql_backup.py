@@ -85,6 +85,23 @@ DATABASE_PROPERTIES_SQL = (
     "ELSE pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole), '[]'::json) "
     "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) AS settings "
     "FROM pg_database d WHERE d.datname = %s")
+# does anything in the database belong to the bootstrap superuser (oid 10, pinned: pg_shdepend never
+# lists it)? pg_dump writes OWNER TO <its name> for such objects: a target whose bootstrap superuser
+# has another name (a managed service) needs that role
+BOOTSTRAP_OWNED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relowner = 10 "
+    "AND " + _USER_NS + " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e')) "
+    "OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proowner = 10 "
+    "AND " + _USER_NS + " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+    "AND d.objid = p.oid AND d.deptype = 'e')) "
+    "OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspowner = 10 AND " + _USER_NS + " AND n.nspname <> 'public' "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid "
+    "AND d.deptype = 'e')) "
+    "OR EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typowner = 10 "
+    "AND " + _USER_NS + " AND t.typrelid = 0 AND t.typelem = 0 AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+    "WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')) "
+    "OR EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE lomowner = 10) AS owned")
 # settings whose value is a list: each element is its own literal in SET ... TO
 LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries',
                  'shared_preload_libraries', 'unix_socket_directories')
@@ -1434,7 +1451,7 @@ class PostgresBackup:
             dumps.append({'database': database, 'dir': dirname, 'tables': tables, 'encoding': prop.get('encoding'),
                           'collate': prop.get('collate'), 'ctype': prop.get('ctype'),
                           # the roles its objects belong or are granted to (checked before a restore)
-                          'roles': [r['rolname'] for r in self.fetch_all(ROLES_OF_DATABASE_SQL, {'db': database})],
+                          'roles': self._roles_of_database(request, database),
                           'properties': self.fetch_one(DATABASE_PROPERTIES_SQL, (database,)),
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']],
@@ -1871,6 +1888,18 @@ class PostgresBackup:
             return not engine.fetch_value(USER_OBJECTS_SQL)
         finally:
             engine.close()
+
+    def _roles_of_database(self, request, database):
+        """The roles a database's objects belong or are granted to, with the bootstrap superuser
+        when it owns some of them."""
+        roles = [r['rolname'] for r in self.fetch_all(ROLES_OF_DATABASE_SQL, {'db': database})]
+        engine = self._connect_db(request, database)
+        try:
+            if engine.fetch_value(BOOTSTRAP_OWNED_SQL):
+                roles = sorted(set(roles) | {self._bootstrap_superuser()})
+        finally:
+            engine.close()
+        return roles
 
     def _apply_database_properties(self, name, props, roles_mode):
         """The restored database gets the owner, privileges and settings the source had (with
