@@ -543,6 +543,7 @@ class FakeSide:
     def __init__(self, log, rows):
         self.log = log
         self.rows = rows
+        self.own = []   # this session's statements (the shared log interleaves the sessions' threads)
 
     def cursor(self):
         return self
@@ -555,6 +556,7 @@ class FakeSide:
 
     def execute(self, sql):
         self.log.append(('side', sql))
+        self.own.append(sql)
         match = re.search(r"INTO OUTFILE '([^']+)'", sql)
         if not match:
             return 0
@@ -568,7 +570,7 @@ class FakeSide:
         return self.rows
 
     def fetchall(self):
-        sql = self.log[-1][1]
+        sql = self.own[-1] if self.own else None
         if sql == mb.BINLOG_SNAPSHOT_SQL:
             position = self.snapshots.pop(0) if getattr(self, 'snapshots', None) else ('binlog.000007', 157)
             return (('Binlog_snapshot_file', position[0]), ('Binlog_snapshot_position', str(position[1])))
@@ -920,6 +922,7 @@ class FakeMariadbTsv(FakeMysql8Tsv):
     def _side_connection(self):
         side = FakeSide(self.log, self.rows)
         side.snapshots = self.snapshots
+        self.sides = getattr(self, 'sides', []) + [side]
         return side
 
     def fetch_all(self, sql, params=None, operation=None):
@@ -955,9 +958,14 @@ def test_mariadb_sessions_at_the_backup_position_need_no_row_count_pass(tmp_path
     assert not [q for q in engine.queries if q.startswith('SELECT COUNT(*)')]
     side = [sql for who, sql in engine.log if who == 'side']
     assert side.count(mb.BINLOG_SNAPSHOT_SQL) == 2
-    # read after the session's exports, inside its transaction (it never commits)
-    assert all(i > max(j for j, s in enumerate(side) if 'INTO OUTFILE' in s and 'probe' not in s)
-               for i, s in enumerate(side) if s == mb.BINLOG_SNAPSHOT_SQL)
+    # each export session reads it after its own exports, inside its transaction (it never commits)
+    # (one session may have exported both tables: the other still reads its snapshot's position)
+    sessions = [s.own for s in engine.sides if mb.BINLOG_SNAPSHOT_SQL in s.own]
+    assert len(sessions) == 2
+    assert sum(1 for own in sessions for q in own if 'INTO OUTFILE' in q and 'probe' not in q) == 2
+    for own in sessions:
+        assert own.count(mb.BINLOG_SNAPSHOT_SQL) == 1
+        assert own.index(mb.BINLOG_SNAPSHOT_SQL) > max([j for j, q in enumerate(own) if 'INTO OUTFILE' in q] or [-1])
     assert 'COMMIT' not in side
     dumps = {d['database']: d['tables'] for d in result['details']['dumps']}
     assert dumps == {'app': [{'name': 'orders', 'rows': 3}], 'reporting': [{'name': 'daily', 'rows': 3}]}
