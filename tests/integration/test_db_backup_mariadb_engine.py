@@ -872,8 +872,12 @@ def test_logical_tsv_failure_while_compressing_stops_cleanly(source, scratch, mo
         bin_dir = os.path.join(scratch, 'bin')
         os.makedirs(bin_dir)
         with open(os.path.join(bin_dir, 'zstd'), 'w') as f:
-            # compresses small files (schema, triggers, objects); gives up on table data
-            f.write('#!/bin/sh\nhead -c 20000 > /dev/null\necho "zstd: disk on fire" >&2\nexit 3\n')
+            # compresses small streams (schema, triggers, objects) and tests files for real; gives up
+            # on table data (more than 20000 bytes) half-way
+            f.write('#!/bin/sh\ncase " $* " in *" -t "*|*" -d "*) exec %s "$@";; esac\n'
+                    'buf=$(mktemp)\nhead -c 20001 > "$buf"\n'
+                    'if [ "$(stat -c %%s "$buf")" -le 20000 ]; then %s "$@" < "$buf"; rc=$?; rm -f "$buf"; exit $rc; fi\n'
+                    'rm -f "$buf"\necho "zstd: disk on fire" >&2\nexit 3\n' % (shutil.which('zstd'), shutil.which('zstd')))
         os.chmod(os.path.join(bin_dir, 'zstd'), 0o755)
     tmp = tempfile.gettempdir()
     before = set(n for n in os.listdir(tmp) if n.startswith('dbops-tsv-%d-' % os.getpid()))
