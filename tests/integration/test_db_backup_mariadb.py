@@ -281,14 +281,20 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     """Definers and accounts holding privileges on the database: a missing one fails the restore
     before any change (roles=require), is left as recorded (skip), or comes back as it was (create,
     same password hash, grants, role and its members)."""
-    names = ('acc_app', 'acc_rdr', 'acc_ro')
+    names = ('acc_app', 'acc_rdr', 'acc_ro', 'acc_col', 'acc_tbl', 'acc_outer', 'acc_inner')
     for stmt in ["CREATE DATABASE accdb", "CREATE USER 'acc_app'@'%' IDENTIFIED BY 'app-pw-1'",
                  "CREATE USER 'acc_rdr'@'localhost' IDENTIFIED BY 'rdr-pw-2'", "CREATE ROLE acc_ro",
                  "GRANT SELECT ON accdb.* TO acc_ro", "GRANT acc_ro TO 'acc_rdr'@'localhost'",
                  "GRANT SELECT, INSERT ON accdb.* TO 'acc_app'@'%'",
                  "CREATE TABLE accdb.t (id INT PRIMARY KEY, v VARCHAR(20))",
                  "INSERT INTO accdb.t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
-                 "CREATE DEFINER = 'acc_app'@'%' SQL SECURITY DEFINER VIEW accdb.v AS SELECT COUNT(*) AS n FROM accdb.t"]:
+                 "CREATE DEFINER = 'acc_app'@'%' SQL SECURITY DEFINER VIEW accdb.v AS SELECT COUNT(*) AS n FROM accdb.t",
+                 # grants on a column and a table (given after the load), a role holding a role the
+                 # database does not need (not created: its membership is left out)
+                 "CREATE USER 'acc_col'@'localhost'", "GRANT SELECT (id, v) ON accdb.t TO 'acc_col'@'localhost'",
+                 "CREATE USER 'acc_tbl'@'10.0.%'", "GRANT SELECT ON accdb.t TO 'acc_tbl'@'10.0.%'",
+                 "CREATE ROLE acc_inner", "CREATE ROLE acc_outer", "GRANT acc_inner TO acc_outer",
+                 "GRANT SELECT ON accdb.* TO acc_outer"]:
         source.sql(stmt)
     repo = os.path.join(work, 'repo')
     key = 'accounts-key-0123456789'
@@ -296,28 +302,37 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     manifest = result['backup']['path'] + '/manifest.json'
     with open(manifest) as f:
         dump = json.load(f)['details']['dumps'][0]
-    assert dump['accounts'] == [['acc_app', '%'], ['acc_ro', '']]
+    assert dump['accounts'] == [['acc_app', '%'], ['acc_col', 'localhost'], ['acc_outer', ''], ['acc_ro', ''],
+                                ['acc_tbl', '10.0.%']]
     hashed = source.sql("SELECT authentication_string FROM mysql.user WHERE User = 'acc_app'")[0][0]
     found = subprocess.run(['grep', '-r', '-l', '-a', hashed, repo], capture_output=True, text=True)
     assert found.stdout == '', 'a password hash readable in %s' % found.stdout
     expected = table_state(source, 'accdb')
-    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_app'@'%'", "DROP ROLE acc_ro"]:
+    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_app'@'%'", "DROP ROLE acc_ro", "DROP USER 'acc_col'@'localhost'",
+                 "DROP USER 'acc_tbl'@'10.0.%'", "DROP ROLE acc_outer", "DROP ROLE acc_inner"]:
         source.sql(stmt)
     base = dict(encryption_key=key)
 
     refused = restore(source, repo, **base)
-    assert refused['failed'] and 'acc_app@%, acc_ro' in refused['msg'] and 'roles=create' in refused['msg']
+    assert refused['failed'] and 'acc_app@%, acc_col@localhost, acc_outer, acc_ro, acc_tbl@10.0.%' in refused['msg']
+    assert 'roles=create' in refused['msg']
     assert not source.sql("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'accdb'")
 
     preview = restore(source, repo, check=True, roles='create', **base)
-    assert not preview['failed'] and preview['changed'] and preview['roles_created'] == ['acc_app@%', 'acc_ro']
+    created_names = ['acc_app@%', 'acc_col@localhost', 'acc_outer', 'acc_ro', 'acc_tbl@10.0.%']
+    assert not preview['failed'] and preview['changed'] and preview['roles_created'] == created_names
     assert _accounts(source, *names) == ['acc_rdr@localhost']
 
     created = restore(source, repo, roles='create', **base)
     assert not created['failed'], created.get('msg')
-    assert created['roles_created'] == ['acc_app@%', 'acc_ro']
+    assert created['roles_created'] == created_names
     assert table_state(source, 'accdb') == expected
-    assert _accounts(source, *names) == ['acc_app@%', 'acc_rdr@localhost', 'acc_ro@']
+    assert _accounts(source, *names) == ['acc_app@%', 'acc_col@localhost', 'acc_outer@', 'acc_rdr@localhost',
+                                         'acc_ro@', 'acc_tbl@10.0.%']
+    assert source.sql("SELECT Column_name FROM mysql.columns_priv WHERE User = 'acc_col' ORDER BY 1") == \
+        (('id',), ('v',))
+    assert source.sql("SELECT Table_priv FROM mysql.tables_priv WHERE User = 'acc_tbl'") == (('Select',),)
+    assert source.sql("SELECT COUNT(*) FROM mysql.roles_mapping WHERE User = 'acc_outer'")[0][0] == 0
     assert source.sql("SELECT authentication_string FROM mysql.user WHERE User = 'acc_app'")[0][0] == hashed
     assert source.sql("SELECT COUNT(*) FROM mysql.roles_mapping WHERE Role = 'acc_ro' AND User = 'acc_rdr'")[0][0] == 1
     login = subprocess.run(['mariadb', '-h', '127.0.0.1', '-P', str(source.port), '-u', 'acc_app', '-papp-pw-1', '-N',
@@ -333,5 +348,6 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     skipped = restore(source, repo, roles='skip', **base)
     assert not skipped['failed'] and skipped['roles_created'] == []
     assert table_state(source, 'accdb') == expected and 'acc_app@%' not in _accounts(source, *names)
-    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_rdr'@'localhost'", "DROP ROLE acc_ro"]:
+    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_rdr'@'localhost'", "DROP ROLE acc_ro",
+                 "DROP USER 'acc_col'@'localhost'", "DROP USER 'acc_tbl'@'10.0.%'", "DROP ROLE acc_outer"]:
         source.sql(stmt)

@@ -910,3 +910,36 @@ def children_named(name):
                 and not status.get('State', '').startswith('Z'):
             found.append(int(pid))
     return found
+
+
+def test_accounts_created_for_a_restore_that_fails_are_dropped(source, scratch, monkeypatch):
+    """roles=create, then the load fails: neither the database nor the accounts created for it stay."""
+    fill(source, 'acct_fail', 50)
+    source.sql("CREATE USER 'acct_u'@'%' IDENTIFIED BY 'acct-pw-9'")
+    source.sql("GRANT SELECT ON acct_fail.t1 TO 'acct_u'@'%'")
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'acct')
+        result = engine.backup_create(request(dest, scratch, databases=['acct_fail'], jobs=1))
+        assert result['details']['dumps'][0]['accounts'] == [['acct_u', '%']]
+        source.sql('DROP DATABASE acct_fail')
+        source.sql("DROP USER 'acct_u'@'%'")
+
+        def broken_load(*_args, **_kwargs):
+            raise DbError('load', 'acct_fail', 'the disk is full')
+
+        monkeypatch.setattr(mb.MysqlBackup, '_load_files', broken_load)
+        with pytest.raises(DbError, match='the disk is full'):
+            engine.restore_logical({'manifest': manifest_of(result, method='logical'), 'path': dest, 'force': False,
+                                    'jobs': 1, 'roles': 'create', 'marker': {'backup_id': 'b1'}})
+        assert source.sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'acct_u'")[0][0] == 0
+        assert not source.sql("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'acct_fail'")
+        monkeypatch.undo()
+        out = engine.restore_logical({'manifest': manifest_of(result, method='logical'), 'path': dest, 'force': False,
+                                      'jobs': 1, 'roles': 'create', 'marker': {'backup_id': 'b1'}})
+        assert out['roles_created'] == ['acct_u@%'] and out['warnings'] == []
+        assert source.sql("SELECT Table_priv FROM mysql.tables_priv WHERE User = 'acct_u'") == (('Select',),)
+    finally:
+        engine.close()
+        source.sql("DROP USER IF EXISTS 'acct_u'@'%'")
+        source.sql('DROP DATABASE IF EXISTS acct_fail')

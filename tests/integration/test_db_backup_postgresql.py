@@ -529,6 +529,42 @@ def test_logical_restore_names_the_bootstrap_superuser_a_target_lacks(server, wo
         other.destroy()
 
 
+def test_logical_roles_created_for_a_failed_restore_are_dropped(server, workdir, monkeypatch):
+    """roles=create, then pg_restore fails: no database and no role created for it stays."""
+    sys.path.insert(0, collections_root())
+    from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params
+    from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_backup as pgb
+    from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+    repo = os.path.join(workdir, 'repo')
+    server.psql("CREATE ROLE gone_owner LOGIN PASSWORD 'gone-pw-5'")
+    server.psql('CREATE DATABASE gone OWNER gone_owner')
+    server.psql('CREATE TABLE t (id int); ALTER TABLE t OWNER TO gone_owner', 'gone')
+    res = backup(server, repo, databases=['gone'])
+    assert res['failed'] is False, res
+    manifest = manifest_of(repo, res['backup']['id'])
+    server.psql('DROP DATABASE gone')
+    server.psql('DROP ROLE gone_owner')
+    real = pgb.run_tool
+
+    def failing(argv, *args, **kwargs):
+        if os.path.basename(argv[0]) == 'pg_restore':
+            raise DbError('restore database', 'gone', 'pg_restore failed: out of disk')
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(pgb, 'run_tool', failing)
+    engine = connect_params(server.conn)
+    try:
+        with pytest.raises(DbError, match='out of disk'):
+            engine.restore_logical({'manifest': manifest, 'path': os.path.join(repo, manifest['id'], 'data'),
+                                    'roles': 'create', 'force': False, 'jobs': 1, 'connection': server.conn,
+                                    'os_user': PG_USER, 'scratch_dir': workdir, 'marker': {'backup_id': 'x'}})
+    finally:
+        engine.close()
+    assert server.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'gone_owner'") == '0'
+    assert server.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'gone%'") == '0'
+
+
 # ---- physical -------------------------------------------------------------------------------
 def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(server, workdir):
     repo = os.path.join(workdir, 'repo')

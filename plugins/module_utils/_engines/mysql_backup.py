@@ -604,6 +604,76 @@ def grant_database_pattern(name):
     return name.replace('\\', '\\\\').replace('_', '\\_').replace('%', '\\%')
 
 
+def _find_outside_quotes(text, word, start=0):
+    """Index of word in text outside `...` and '...' (or -1)."""
+    quote = None
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                if i + 1 < len(text) and text[i + 1] == quote:
+                    i += 1
+                else:
+                    quote = None
+            elif ch == '\\' and quote == "'":
+                i += 1
+        elif ch in '`\'':
+            quote = ch
+        elif text.startswith(word, i):
+            return i
+        i += 1
+    return -1
+
+
+_QUOTED_NAME = r"(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|[^\s@`']+)"
+
+
+def _unquote_name(text):
+    if text[:1] == '`':
+        return text[1:-1].replace('``', '`')
+    if text[:1] == "'":
+        return text[1:-1].replace("''", "'").replace("\\'", "'")
+    return text
+
+
+def _grantee(text):
+    """(user, host) at the start of text (`u`@`h`, or a role `r`); None when unreadable."""
+    match = re.match(r'(%s)(?:@(%s))?' % (_QUOTED_NAME, _QUOTED_NAME), text)
+    if not match:
+        return None
+    return (_unquote_name(match.group(1)), _unquote_name(match.group(2)) if match.group(2) else '')
+
+
+def grant_phase(statement, user, host, roles):
+    """When a SHOW GRANTS line of account user@host is replayed on a restore: 'now' (global and
+    database privileges, memberships in roles that exist), 'later' (tables, columns, routines:
+    after the load) or 'skip' (a line about another account, a role that does not exist)."""
+    text = statement.strip().rstrip(';')
+    upper = text.upper()
+    if upper.startswith('SET DEFAULT ROLE'):
+        match = re.match(r'SET DEFAULT ROLE\s+(%s)' % _QUOTED_NAME, text, re.I)
+        role = _unquote_name(match.group(1)) if match else None
+        return 'now' if role is not None and (role.upper() == 'NONE' or role in roles) else 'skip'
+    if not upper.startswith('GRANT '):
+        return 'skip'
+    on = _find_outside_quotes(text, ' ON ')
+    to = _find_outside_quotes(text, ' TO ', on + 1 if on >= 0 else 0)
+    if to < 0:
+        return 'skip'
+    if _grantee(text[to + 4:].lstrip()) != (user, host):
+        return 'skip'
+    if on < 0:
+        # GRANT role TO account: only a role that exists (or was just created)
+        role = _grantee(text[6:to].strip())
+        return 'now' if role and role[0] in roles else 'skip'
+    target = text[on + 4:to].strip()
+    target = re.sub(r'^(?:TABLE|PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE)\s+', '', target, flags=re.I)
+    if target == '*.*' or target.endswith('.*') or target == '*':
+        return 'now'
+    return 'later'
+
+
 def account_secrets(statement):
     """The password hashes and authentication strings in a CREATE USER / GRANT statement."""
     return [m for m in re.findall(r"(?:PASSWORD|USING|AS)\s+'((?:[^'\\]|\\.|'')*)'", statement) if m]
@@ -1218,11 +1288,15 @@ class MysqlBackup:
         return missing
 
     def restore_accounts(self, dumps, request, path, commands):
-        """roles=create: the missing accounts, as recorded (roles first, then users, then their
-        grants); on a failure the accounts created here are dropped again. -> user@host created."""
+        """roles=create: the missing accounts, as recorded: roles first, then users, then their
+        global and database grants and role memberships (with roles that exist). Grants on tables,
+        columns and routines wait for the load (finish_accounts). On a failure the accounts created
+        here are dropped again (drop_accounts). -> {'labels': [user@host], 'created': [...],
+        'later': [(label, statement)]}."""
         missing = self.roles_to_create(dumps, request.get('roles'))
+        state = {'labels': missing, 'created': [], 'later': []}
         if not missing:
-            return []
+            return state
         source = os.path.join(path, ACCOUNTS_FILE)
         recorded = {}
         if os.path.isfile(source):
@@ -1237,15 +1311,20 @@ class MysqlBackup:
             for stmt in [account['create']] + account['grants']:
                 for secret in account_secrets(stmt):
                     self.add_secret(secret)
-        created = []
         try:
             for account in chosen:
                 label = account_label(account['user'], account['host'])
                 self.execute(account['create'], operation='create account %s' % label)
-                created.append(account)
+                state['created'].append(account)
+            roles = self._existing_roles() | set(a['user'] for a in chosen if a['role'])
             for account in chosen:
+                label = account_label(account['user'], account['host'])
                 for grant in account['grants']:
-                    self.execute(grant, operation='grant to %s' % account_label(account['user'], account['host']))
+                    when = grant_phase(grant, account['user'], account['host'], roles)
+                    if when == 'now':
+                        self.execute(grant, operation='grant to %s' % label)
+                    elif when == 'later':
+                        state['later'].append((label, grant))
             for account in chosen:
                 members = [m for m in account.get('members') or [] if m[0]]
                 present = self._existing_accounts([(m[0], m[1]) for m in members]) or set()
@@ -1256,16 +1335,36 @@ class MysqlBackup:
                             account_literal(user, host, self.quote_literal), ' WITH ADMIN OPTION' if admin else ''),
                             operation='grant role %s' % account['user'])
         except DbError:
-            for account in created:
-                with contextlib.suppress(DbError):
-                    if account['role']:
-                        self.execute('DROP ROLE %s' % self.quote_ident(account['user']))
-                    else:
-                        self.execute('DROP USER %s' % account_literal(account['user'], account['host'],
-                                                                      self.quote_literal))
+            self.drop_accounts(state)
             raise
         commands.append('created accounts %s from %s' % (', '.join(missing), ACCOUNTS_FILE))
-        return missing
+        return state
+
+    def finish_accounts(self, state, warnings):
+        """The grants on tables, columns and routines of the created accounts, now that the objects
+        exist; one that cannot be given (an object of another database) is a warning."""
+        for label, grant in state.get('later') or []:
+            try:
+                self.execute(grant, operation='grant to %s' % label)
+            except DbError as exc:
+                warnings.append('account %s: %s (left out)' % (label, exc))
+
+    def drop_accounts(self, state):
+        for account in reversed(state.get('created') or []):
+            with contextlib.suppress(DbError):
+                if account['role']:
+                    self.execute('DROP ROLE %s' % self.quote_ident(account['user']))
+                else:
+                    self.execute('DROP USER %s' % account_literal(account['user'], account['host'], self.quote_literal))
+        state['created'] = []
+
+    def _existing_roles(self):
+        if self.flavor != 'mariadb':
+            return set()
+        try:
+            return set(_text(r['u']) for r in self.fetch_all("SELECT User AS u FROM mysql.user WHERE is_role = 'Y'"))
+        except DbError:
+            return set()
 
     def _backup_logical(self, request):
         dest = request['dest']
@@ -1911,6 +2010,13 @@ class MysqlBackup:
         created = []  # databases this run created: dropped again when it fails
         kept = []  # a work database holding the only restored copy after a failed swap
         loads = []  # (entry, target name, database loaded into)
+        # the accounts the objects need: checked (roles=require) or created (roles=create) first
+        sources = set(entry['name'] for entry, _name in plan)
+        manifest_dumps = [d for d in ((request.get('manifest') or {}).get('details') or {}).get('dumps') or []
+                          if d.get('database') in sources]
+        roles_commands = []
+        warnings = []
+        accounts = self.restore_accounts(manifest_dumps, request, path, roles_commands)
         done = False
         try:
             for entry, name in plan:
@@ -1923,12 +2029,6 @@ class MysqlBackup:
                     created.append(name)
                     commands.append(sql)
                     loads.append((entry, name, name))
-            # the accounts the objects need: checked (roles=require) or created (roles=create) first
-            sources = set(entry['name'] for entry, _name in plan)
-            manifest_dumps = [d for d in ((request.get('manifest') or {}).get('details') or {}).get('dumps') or []
-                              if d.get('database') in sources]
-            roles_commands = []
-            roles_created = self.restore_accounts(manifest_dumps, request, path, roles_commands)
             with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
                 self._load_files(request, loads, path, decompress, client, load_dir, cnf, commands)
                 tables, total = self._check_loaded(loads)
@@ -1936,6 +2036,7 @@ class MysqlBackup:
                     if work != name:
                         self._swap_in(entry, name, work, bool(existing.get(name)), dump_program, client, cnf,
                                       created, kept, commands)
+            self.finish_accounts(accounts, warnings)
             if request.get('marker') and self.flavor == 'mariadb':
                 for entry, name in plan:
                     # the source database too: another database of the same backup is another restore
@@ -1949,8 +2050,10 @@ class MysqlBackup:
                     with contextlib.suppress(DbError):
                         self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(name),
                                      operation='drop database %s' % name)
+                self.drop_accounts(accounts)   # nothing restored: the accounts created for it go too
         return {'rows_restored': total, 'tables': tables, 'commands': roles_commands + commands,
-                'databases': [name for _e, name in plan], 'roles_created': roles_created}
+                'databases': [name for _e, name in plan], 'roles_created': accounts['labels'],
+                'warnings': warnings}
 
     @staticmethod
     def _database_clause(entry):
