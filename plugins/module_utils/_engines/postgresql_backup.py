@@ -2026,57 +2026,64 @@ class PostgresBackup:
                             'read them (pg_dumpall --no-role-passwords); set their passwords before they log in'
                             % ', '.join(roles_created))
         total = 0
-        for dump, name, exists in plan:
-            src = os.path.join(request['path'], dump['dir'])
-            scratch = None
-            if details.get('compression_tool') in ('zstd', 'lz4'):
-                scratch = os.path.join(request['scratch_dir'], 'plain-' + dump['dir'])
-                _decompress_tree(src, scratch, os_user, commands, int(request.get('jobs') or 1))
-                src = scratch
-            # restore into a new database, then swap: a failure never harms the existing one
-            work = self._work_database_name(name) if exists else name
-            warning = self._create_like_source(work, dump)
-            if warning:
-                warnings.append(warning)
-            try:
-                jobs = max(int(request.get('jobs') or 1), 1)
-                base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', conninfo_dbname(work)]
-                if request.get('roles') == 'skip':
-                    # owned by the login, no GRANTs: the backup's roles need not exist here
-                    base[1:1] = ['--no-owner', '--no-privileges']
-                env = tool_env(request.get('connection'))
-                if dump.get('chunked'):
-                    # schema, the other tables' data, the chunked tables' data, then indexes and constraints
-                    for section in ('pre-data', 'data'):
-                        run_tool(base + ['--section=%s' % section, src], 'restore database', name, os_user=os_user,
+        try:
+            for dump, name, exists in plan:
+                src = os.path.join(request['path'], dump['dir'])
+                scratch = None
+                if details.get('compression_tool') in ('zstd', 'lz4'):
+                    scratch = os.path.join(request['scratch_dir'], 'plain-' + dump['dir'])
+                    _decompress_tree(src, scratch, os_user, commands, int(request.get('jobs') or 1))
+                    src = scratch
+                # restore into a new database, then swap: a failure never harms the existing one
+                work = self._work_database_name(name) if exists else name
+                warning = self._create_like_source(work, dump)
+                if warning:
+                    warnings.append(warning)
+                try:
+                    jobs = max(int(request.get('jobs') or 1), 1)
+                    base = [os.path.join(bin_dir, 'pg_restore'), '-j', str(jobs), '--exit-on-error', '-d', conninfo_dbname(work)]
+                    if request.get('roles') == 'skip':
+                        # owned by the login, no GRANTs: the backup's roles need not exist here
+                        base[1:1] = ['--no-owner', '--no-privileges']
+                    env = tool_env(request.get('connection'))
+                    if dump.get('chunked'):
+                        # schema, the other tables' data, the chunked tables' data, then indexes and constraints
+                        for section in ('pre-data', 'data'):
+                            run_tool(base + ['--section=%s' % section, src], 'restore database', name, os_user=os_user,
+                                     env=env, secrets=secrets, commands=commands)
+                        self._load_chunks(dump, request['path'], work, bin_dir, os_user, env, commands, jobs, secrets)
+                        run_tool(base + ['--section=post-data', src], 'restore database', name, os_user=os_user,
                                  env=env, secrets=secrets, commands=commands)
-                    self._load_chunks(dump, request['path'], work, bin_dir, os_user, env, commands, jobs, secrets)
-                    run_tool(base + ['--section=post-data', src], 'restore database', name, os_user=os_user,
-                             env=env, secrets=secrets, commands=commands)
-                else:
-                    run_tool(base + [src], 'restore database', name, os_user=os_user, env=env, secrets=secrets,
-                             commands=commands)
-            except DbError:
-                self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
-                raise
-            finally:
-                if scratch:
-                    shutil.rmtree(scratch, ignore_errors=True)
-            if work != name:
-                self.execute('DROP DATABASE %s WITH (FORCE)' % self.quote_ident(name))
-                self.execute('ALTER DATABASE %s RENAME TO %s' % (self.quote_ident(work), self.quote_ident(name)))
-            self._apply_database_properties(name, dump.get('properties'), request.get('roles') or 'require')
-            marker = dict(request.get('marker') or {}, source_database=dump['database'])
-            self.execute('COMMENT ON DATABASE %s IS %s' % (self.quote_ident(name),
-                                                           self.quote_literal(COMMENT_MARKER + json.dumps(marker, sort_keys=True))))
-            engine = self._connect_db(request, name)
-            try:
-                counts = engine.fetch_all(COUNT_SQL)
-            finally:
-                engine.close()
-            for row in counts:
-                result_tables.append({'database': name, 'name': row['name'], 'rows': int(row['rows'])})
-                total += int(row['rows'])
+                    else:
+                        run_tool(base + [src], 'restore database', name, os_user=os_user, env=env, secrets=secrets,
+                                 commands=commands)
+                except DbError:
+                    self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
+                    raise
+                finally:
+                    if scratch:
+                        shutil.rmtree(scratch, ignore_errors=True)
+                if work != name:
+                    self.execute('DROP DATABASE %s WITH (FORCE)' % self.quote_ident(name))
+                    self.execute('ALTER DATABASE %s RENAME TO %s' % (self.quote_ident(work), self.quote_ident(name)))
+                self._apply_database_properties(name, dump.get('properties'), request.get('roles') or 'require')
+                marker = dict(request.get('marker') or {}, source_database=dump['database'])
+                self.execute('COMMENT ON DATABASE %s IS %s' % (self.quote_ident(name),
+                                                               self.quote_literal(COMMENT_MARKER + json.dumps(marker, sort_keys=True))))
+                engine = self._connect_db(request, name)
+                try:
+                    counts = engine.fetch_all(COUNT_SQL)
+                finally:
+                    engine.close()
+                for row in counts:
+                    result_tables.append({'database': name, 'name': row['name'], 'rows': int(row['rows'])})
+                    total += int(row['rows'])
+        except BaseException:
+            # nothing restored: the roles created for it go again (one that owns something stays)
+            for role in reversed(roles_created):
+                with contextlib.suppress(DbError):
+                    self.execute('DROP ROLE IF EXISTS %s' % self.quote_ident(role))
+            raise
         return {'rows_restored': total, 'tables': result_tables, 'commands': commands, 'warnings': warnings,
                 'databases': [name for _d, name, _e in plan], 'roles_created': roles_created}
 
