@@ -952,6 +952,18 @@ def _check_lsn(text):
     return str(text).upper()
 
 
+def check_target_position(position):
+    """{lsn: 'X/Y'} normalised, None when empty; DbError naming the accepted form otherwise."""
+    if not position:
+        return None
+    if not isinstance(position, dict):
+        raise DbError('restore to position', str(position), "PostgreSQL takes target_position: {lsn: 'X/Y'}")
+    unknown = sorted(str(k) for k in position if k != 'lsn')
+    if unknown:
+        raise DbError('restore to position', ', '.join(unknown), "PostgreSQL takes target_position: {lsn: 'X/Y'}")
+    return {'lsn': _check_lsn(position.get('lsn'))}
+
+
 def restore_physical(request):
     """Restore a physical chain into a new data directory, recover to the target, promote, start."""
     chain = request['chain']
@@ -974,11 +986,7 @@ def restore_physical(request):
             raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
         if not request.get('force'):
             raise DbError('restore into', data_dir, 'the directory is not empty: set force to replace its contents')
-    unknown = sorted(set(target_position) - {'lsn'})
-    if unknown:
-        raise DbError('restore to position', ', '.join(unknown), "PostgreSQL takes target_position: {lsn: 'X/Y'}")
-    if target_position:
-        target_position = {'lsn': _check_lsn(target_position.get('lsn'))}
+    target_position = check_target_position(target_position) or {}
     if target_time and last.get('method') != 'pgbackrest':
         moment = _utc_moment(target_time)
         ended = full['manifest'].get('stop_time') or full['manifest'].get('finished_at')
