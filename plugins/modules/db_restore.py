@@ -356,6 +356,9 @@ class Runner:
                                recovered_to=held.get('recovered_to'), msg='started the restored instance in %s' % data_dir)
         if self.module.check_mode:
             # the refusals of the real run, before it would change anything
+            checker = getattr(backend, 'check_target_position', None)
+            if checker is not None and manifest.get('method') != 'pgbackrest':
+                checker(p['target_position'])
             if os.path.isdir(data_dir) and os.listdir(data_dir):
                 if backend.instance_running(data_dir):
                     raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
