@@ -115,6 +115,9 @@ def test_account_secrets_cover_mariadb_and_mysql_forms():
     assert mb.account_secrets("CREATE USER 'a'@'%' IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$x\\'y'") == \
         ["$A$005$x\\'y"]
     assert mb.account_secrets('GRANT SELECT ON `db`.* TO `a`@`%`') == []
+    # MySQL 8 with print_identified_with_as_hex: the binary hash as a hexadecimal literal
+    assert mb.account_secrets("CREATE USER `a`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x244124303035 "
+                              "REQUIRE NONE") == ['0x244124303035']
 
 
 class _FakeEngine(mb.MysqlBackup):
@@ -139,3 +142,50 @@ def test_roles_to_create_modes():
     assert engine.roles_to_create([{'database': 'old-backup'}]) == []
     with pytest.raises(DbError, match='choose one of require, create, skip'):
         engine.roles_to_create(dumps, 'all')
+
+
+class _FakeMysql8(mb.MysqlBackup):
+    """SHOW CREATE USER / SHOW GRANTS of a MySQL 8 server."""
+
+    flavor = 'mysql'
+
+    def __init__(self):
+        self.ran = []
+
+    def execute(self, sql, params=None, operation=None, autocommit=False):
+        self.ran.append(sql)
+
+    def fetch_one(self, sql, params=None, operation=None):
+        self.ran.append(sql % tuple("'%s'" % p for p in params))
+        hexed = 'SET SESSION print_identified_with_as_hex = ON' in self.ran
+        return {'CREATE USER for app@%': "CREATE USER `app`@`%%` IDENTIFIED WITH 'caching_sha2_password' AS %s" % (
+            '0x2441' if hexed else "'$A\x01\x02'")}
+
+    def fetch_all(self, sql, params=None, operation=None):
+        return [{'Grants for app@%': 'GRANT SELECT ON `shop`.* TO `app`@`%`'}]
+
+
+def test_mysql8_account_definition_prints_the_hash_as_hex():
+    engine = _FakeMysql8()
+    definition = engine._account_definition('app', '%')   # pylint: disable=protected-access
+    assert engine.ran[0] == 'SET SESSION print_identified_with_as_hex = ON'
+    assert definition['create'].endswith('AS 0x2441') and definition['role'] is False
+    assert definition['grants'] == ['GRANT SELECT ON `shop`.* TO `app`@`%`']
+    assert mb.grant_phase(definition['grants'][0], 'app', '%', set()) == 'now'
+
+
+@pytest.mark.parametrize('statement, phase', [
+    ("GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*AB'", 'now'),
+    ('GRANT ALL PRIVILEGES ON `acc`.* TO `app`@`%`', 'now'),
+    ('GRANT SELECT (`id`, `v`) ON `acc`.`t` TO `app`@`%`', 'later'),
+    ('GRANT EXECUTE ON PROCEDURE `acc`.`p` TO `app`@`%`', 'later'),
+    ('GRANT SELECT ON `we``ird TO x`.`t ON y` TO `app`@`%`', 'later'),
+    ('GRANT `known_r` TO `app`@`%`', 'now'),
+    ('GRANT `other_r` TO `app`@`%`', 'skip'),
+    ('GRANT USAGE ON *.* TO `other_r`', 'skip'),
+    ('SET DEFAULT ROLE `known_r` FOR `app`@`%`', 'now'),
+    ('SET DEFAULT ROLE `other_r` FOR `app`@`%`', 'skip'),
+    ('GRANT SELECT ON `acc`.* TO `app`@`localhost`', 'skip'),
+])
+def test_grant_phase(statement, phase):
+    assert mb.grant_phase(statement, 'app', '%', {'known_r'}) == phase

@@ -676,7 +676,8 @@ def grant_phase(statement, user, host, roles):
 
 def account_secrets(statement):
     """The password hashes and authentication strings in a CREATE USER / GRANT statement."""
-    return [m for m in re.findall(r"(?:PASSWORD|USING|AS)\s+'((?:[^'\\]|\\.|'')*)'", statement) if m]
+    quoted = re.findall(r"(?:PASSWORD|USING|AS)\s+'((?:[^'\\]|\\.|'')*)'", statement)
+    return [m for m in quoted + re.findall(r'\bAS\s+(0x[0-9A-Fa-f]+)', statement) if m]
 
 
 def binlog_snapshot(rows):
@@ -1224,6 +1225,10 @@ class MysqlBackup:
             members = [[_text(m['u']), _text(m['h']), str(m['a'] or '').upper() == 'Y'] for m in self.fetch_all(
                 'SELECT User AS u, Host AS h, Admin_option AS a FROM mysql.roles_mapping WHERE Role = %s', (user,))]
         else:
+            if self.flavor == 'mysql':
+                # MySQL 8: caching_sha2 hashes are binary; printed as 0x... they survive JSON and replay
+                with contextlib.suppress(DbError):
+                    self.execute('SET SESSION print_identified_with_as_hex = ON')
             create = next(iter(self.fetch_one('SHOW CREATE USER %s@%s', (user, host)).values()))
             grants = self.fetch_all('SHOW GRANTS FOR %s@%s', (user, host))
         text = [next(iter(g.values())) for g in grants]
