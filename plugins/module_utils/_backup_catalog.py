@@ -304,6 +304,60 @@ def retention_plan(manifests, full=None, days=None, now=None):
     return sorted(keep), delete
 
 
+# ---- pgBackRest sets (pure) -------------------------------------------------------------------
+def pgbackrest_label(manifest):
+    """The pgBackRest set label a catalog entry stands for (None: not a pgBackRest backup)."""
+    if manifest.get('method') != 'pgbackrest':
+        return None
+    return (manifest.get('details') or {}).get('label') or None
+
+
+def pgbackrest_dependents(sets, label):
+    """Labels of the pgBackRest sets built on ``label`` (its prior, or a set they reference), oldest first.
+
+    ``sets``: {label: set as ``pgbackrest info --output=json`` lists it}."""
+    return [other for other, s in sets.items()
+            if other != label and (s.get('prior') == label or label in (s.get('reference') or []))]
+
+
+def pgbackrest_expire_refusal(sets, label, catalog_ids=None, extra_full=False):
+    """Why ``pgbackrest expire --set=<label>`` must not run now, or None.
+
+    Sets built on it would go with it (pgBackRest expires them too): they are deleted first. pgBackRest
+    keeps at least one full set: the only full set goes only after another full is taken (``extra_full``:
+    the run takes one before). ``catalog_ids``: {label: catalog id} to name the dependents by."""
+    catalog_ids = catalog_ids or {}
+    dependents = pgbackrest_dependents(sets, label)
+    if dependents:
+        named = ['%s (pgBackRest set %s)' % (catalog_ids[d], d) if d in catalog_ids
+                 else 'pgBackRest set %s (not in the catalog: expire it with pgbackrest expire --set=%s)' % (d, d)
+                 for d in dependents]
+        return 'backups %s build on its pgBackRest set %s: delete them first' % (', '.join(named), label)
+    if (sets.get(label) or {}).get('type') == 'full' and not extra_full and not any(
+            s.get('type') == 'full' for other, s in sets.items() if other != label):
+        return ('its pgBackRest set %s is the only full set, and pgBackRest keeps at least one: take another '
+                'pgbackrest full backup first' % label)
+    return None
+
+
+def pgbackrest_parent(manifests, details):
+    """The catalog entry a new pgBackRest incremental/differential builds on, from pgBackRest's own record.
+
+    ``details``: the new backup's details (``prior``: the set pgBackRest built it on; ``reference``: the
+    sets it takes files from). Returns (catalog id or None, the prior label when the catalog does not list
+    it): then the newest referenced set the catalog lists stands in."""
+    by_label = {pgbackrest_label(m): m['id'] for m in manifests if pgbackrest_label(m)}
+    prior = details.get('prior')
+    if not prior:
+        return None, None
+    if prior in by_label:
+        return by_label[prior], None
+    for label in reversed(details.get('reference') or []):
+        if label in by_label:
+            return by_label[label], prior
+    return None, prior
+
+
 # ---- the repository ------------------------------------------------------------------------
 PRUNED_MARKER = '.pruned.json'
 

@@ -14,6 +14,11 @@ description:
   - A backup becomes visible (and C(latest)) only when its manifest is complete, fsynced and renamed into place;
     a killed or failed run is reported in RV(failed_runs) and never shadows a good backup.
   - Concurrent runs on the same repository are refused (a lock naming the holder's pid).
+  - Check mode runs every read-only step of the real run and reports what it would do - the fresh backup
+    O(max_age) finds, the base an incremental or differential needs (failing the same way when there is none),
+    and what O(retention) would delete once the backup is taken (the backup it would take counts as the newest of
+    its method). With C(--diff), every state returns the backup ids of the repository before and after (for
+    O(state=verified), the verified flag).
   - "PostgreSQL: O(method=logical) runs C(pg_dump -Fd -j) per database plus C(pg_dumpall --globals-only);
     O(method=physical) O(type=full) runs C(pg_basebackup -X stream) and checks every file as written against
     the server's manifest checksums with C(pg_verifybackup); the SHA-256 of every file goes into the catalog;
@@ -103,8 +108,10 @@ options:
     description:
       - Prune after a backup (O(state=present)) or on its own (O(state=absent) without O(backup_id)).
       - Never deletes the newest valid full backup of a method nor the parent chain of a kept incremental or
-        log backup.
+        log backup, nor the backup the run took (or the fresh one that made it unchanged).
         Stale failed runs are removed too.
+      - A V(pgbackrest) entry goes with its pgBackRest set (C(pgbackrest expire --set=<label>)); one pgBackRest
+        will not let go (other sets build on it, or it is the only full set) is kept with a warning.
       - A backup that O(state=verified) found damaged (RV(damaged)) never counts as a kept full, so it never makes
         retention delete a valid one; it is deleted like any backup outside the policy only while a valid full of
         the same method is kept. A method without a valid full keeps all its fulls.
@@ -131,6 +138,9 @@ options:
       - V(present) takes a backup. V(verified) re-checks an existing backup (O(backup_id), default the latest),
         checksums of every file, then the engine's own check. V(absent) deletes O(backup_id) (refused while other
         backups depend on it), or applies O(retention).
+      - Deleting a V(pgbackrest) entry first expires its pgBackRest set (C(pgbackrest expire --set=<label>), freeing
+        its space); refused, in check mode too, while other pgBackRest sets build on it or when it is the only full
+        set pgBackRest holds.
     type: str
     choices: [present, verified, absent]
     default: present
@@ -196,7 +206,7 @@ backup:
     id: {description: Backup id (sub-directory of the repository)., type: str}
     type: {description: 'full, incremental, differential or log.', type: str}
     method: {description: 'logical, physical or pgbackrest.', type: str}
-    parent_id: {description: The backup this one builds on., type: str}
+    parent_id: {description: 'The backup this one builds on (pgBackRest: the entry of the set pgBackRest built it on).', type: str}
     started_at: {description: ISO 8601 UTC., type: str}
     finished_at: {description: ISO 8601 UTC., type: str}
     duration_seconds: {description: Wall time of the backup., type: float}
@@ -268,6 +278,7 @@ msg:
   type: str
 '''
 
+import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
@@ -323,40 +334,102 @@ def _repo(module, engine_name):
     return catalog.Repository(module.params['repo'], os_user)
 
 
-def _apply_retention(module, repo, tracker, protect=()):
+def _pgbackrest_sets(repo, commands):
+    """pgBackRest's own backup sets under <repo>/pgbackrest, {label: set} oldest first; None without a stanza.
+
+    Read with ``pgbackrest info`` (nothing is written: no log file either)."""
+    backend = catalog.engine_backend('postgresql')
+    if not os.path.isfile(backend.pgbackrest_paths(repo.path)['conf']):
+        return None
+    proc = backend.run_tool(backend.pgbackrest_argv(repo.path, 'info', '--output=json', '--log-level-file=off'),
+                            'read pgBackRest repository', repo.path, os_user=_pgbackrest_user(repo), commands=commands)
+    try:
+        data = json.loads(proc.stdout or '[]')
+    except ValueError:
+        raise DbError('read pgBackRest repository', repo.path, 'pgbackrest info printed no JSON') from None
+    return {s['label']: s for s in ((data[0].get('backup') if data else None) or []) if s.get('label')}
+
+
+def _pgbackrest_user(repo):
+    return repo.os_user or catalog.default_os_user('postgresql')
+
+
+def _delete_backups(module, repo, tracker, manifests, ids, commands, strict, extra_full=False):
+    """Delete the catalog entries ``ids`` (check mode: say so), dependents first.
+
+    A pgBackRest entry's set goes first with ``pgbackrest expire --set=<label>`` (the space is freed and no later
+    incremental builds on it). A set pgBackRest would not let go - other sets built on it, or the only full set -
+    fails the run when ``strict`` (a backup_id to delete), else keeps the entry with a warning (retention).
+    ``extra_full``: a pgBackRest full this run takes before the deletions (check mode counts it).
+    Returns the ids deleted, sorted."""
+    by_id = {m['id']: m for m in manifests}
+    order = [m['id'] for m in reversed(manifests) if m['id'] in ids]   # newest first: what builds on a backup goes first
+    sets = None
+    if any(catalog.pgbackrest_label(by_id[i]) for i in order):
+        sets = _pgbackrest_sets(repo, commands)
+    labels = {catalog.pgbackrest_label(m): m['id'] for m in manifests if catalog.pgbackrest_label(m)}
+    deleted = []
+    for backup_id in order:
+        label = catalog.pgbackrest_label(by_id[backup_id])
+        if label and sets is not None and label in sets:
+            problem = catalog.pgbackrest_expire_refusal(sets, label, labels, extra_full=extra_full)
+            if problem is None and not module.check_mode:
+                try:
+                    catalog.engine_backend('postgresql').pgbackrest_expire(repo.path, label, _pgbackrest_user(repo),
+                                                                           commands)
+                except DbError as exc:
+                    problem = 'pgBackRest refused to expire its set %s: %s' % (label, exc)
+            if problem:
+                if strict:
+                    raise DbError('delete backup', backup_id, problem)
+                module.warn('retention kept backup %s: %s' % (backup_id, problem))
+                continue
+            del sets[label]
+        tracker.action('delete backup %s' % backup_id)
+        if not module.check_mode:
+            repo.delete(backup_id)
+        deleted.append(backup_id)
+    return sorted(deleted)
+
+
+def _apply_retention(module, repo, tracker, commands, protect=(), taking=None):
     """Delete what retention lets go, then the archived WAL / binary logs no kept backup can use.
 
-    Returns {deleted: backup ids, deleted_logs: archived log files, damaged: ids of damaged backups}; {} without
-    a retention policy."""
+    ``taking``: in check mode, the manifest of the backup the run would take (counted as the newest backup of its
+    method, never deleted), so that check mode reports what the real run deletes once it has taken it.
+    Returns {deleted: backup ids, deleted_logs: archived log files, damaged: ids of damaged backups,
+    _removed_runs: ids of failed runs removed}; {} without a retention policy."""
     retention = module.params['retention'] or {}
     if not retention or (retention.get('full') is None and retention.get('days') is None):
         return {}
     manifests = repo.manifests()
-    _keep, delete = catalog.retention_plan(manifests, retention.get('full'), retention.get('days'))
+    planned = manifests + ([taking] if taking else [])
+    _keep, delete = catalog.retention_plan(planned, retention.get('full'), retention.get('days'))
+    protect = set(protect) | ({taking['id']} if taking else set())
     delete = [d for d in delete if d not in protect]
     damaged = [m['id'] for m in manifests if catalog.is_damaged(m)]
+    extra_full = bool(taking) and taking.get('method') == 'pgbackrest' and taking.get('type') == 'full'
+    deleted = _delete_backups(module, repo, tracker, manifests, delete, commands, strict=False, extra_full=extra_full)
     if damaged:
-        gone = [d for d in damaged if d in delete]
-        kept = [d for d in damaged if d not in delete]
+        gone = [d for d in damaged if d in deleted]
+        kept = [d for d in damaged if d not in deleted]
         module.warn('backups found damaged by verification (not restorable, not counted as kept fulls): %s%s%s' % (
             ', '.join(damaged), '; deleted as a valid full of their method is kept: %s' % ', '.join(gone) if gone else '',
             '; kept (within days, or no valid full of their method): %s' % ', '.join(kept) if kept else ''))
-    for backup_id in delete:
-        tracker.action('delete backup %s' % backup_id)
-        if not module.check_mode:
-            repo.delete(backup_id)
+    removed = []
     for run in repo.failed_runs():
         if run['status'] == 'failed':
             tracker.action('remove failed run %s' % run['id'])
+            removed.append(run['id'])
             if not module.check_mode:
                 repo.remove_failed_run(run)
-    kept = [m for m in manifests if m['id'] not in delete]
+    kept = [m for m in planned if m['id'] not in deleted]
     logs = catalog.prunable_logs(repo, kept)
     for name in logs:
         tracker.action('delete archived log %s' % name)
     if logs and not module.check_mode:
         repo.delete_logs(logs)
-    return {'deleted': delete, 'deleted_logs': logs, 'damaged': damaged}
+    return {'deleted': deleted, 'deleted_logs': logs, 'damaged': damaged, '_removed_runs': removed}
 
 
 def _base_for(repo, engine, method, btype):
@@ -423,32 +496,50 @@ def create(module, engine):
     max_age = catalog.parse_duration(p['max_age']) if p['max_age'] else None
     result = {'changed': False, 'skipped': False, 'restart_required': False, 'deleted': [], 'commands': []}
 
+    # read-only look-ups before anything is created: a run refused here (no full backup to build on) leaves
+    # nothing behind, not even the repository, and check mode fails the same way
+    fresh = _fresh_backup(module, repo, engine, max_age) if max_age and repo.exists() else None
+    base = None if fresh else _base_for(repo, engine, method, btype)
     if module.check_mode:
-        fresh = _fresh_backup(module, repo, engine, max_age) if max_age and repo.exists() else None
+        before = _repo_state(repo)
+        taking = None
         if fresh:
             result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
+            result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
         else:
-            tracker.action('take %s %s backup' % (method, btype))
-            result['msg'] = 'would take a %s %s backup of %s %s into %s%s' % (
-                method, btype, engine.flavor, engine.version, repo.path,
-                ' (encrypted)' if p['encryption_key'] else '')
-            if btype == 'log' and method == 'physical' and hasattr(engine, 'archive_status'):
-                status = engine.archive_status(repo.log_dir)
-                result['restart_required'] = status['restart_needed']
-        result.update(_apply_retention(module, repo, tracker) if repo.exists() else {})
+            restart = False
+            if ((method == 'physical' and btype == 'log') or method == 'pgbackrest') \
+                    and hasattr(engine, 'archive_status'):
+                restart = bool(engine.archive_status(repo.log_dir)['restart_needed'])
+                result['restart_required'] = restart
+            if restart:
+                # the real run only configures archiving and publishes nothing (nor applies retention)
+                tracker.action('configure archiving')
+                result['msg'] = ('would configure archiving for a %s %s backup of %s %s; the server must then be '
+                                 'restarted to turn archive_mode on before a backup is taken' % (
+                                     method, btype, engine.flavor, engine.version))
+            else:
+                taking = _would_take(module, repo, engine, base)
+                tracker.action('take %s %s backup' % (method, btype))
+                result['msg'] = 'would take a %s %s backup of %s %s into %s%s' % (
+                    method, btype, engine.flavor, engine.version, repo.path,
+                    ' (encrypted)' if p['encryption_key'] else '')
+                result.update(_apply_retention(module, repo, tracker, result['commands'], taking=taking))
         result['failed_runs'] = repo.failed_runs()
-        result['changed'] = tracker.changed
-        return result
+        after = {'backups': [i for i in before['backups'] if i not in result['deleted']] + (
+            [taking['id']] if taking else []),
+            'failed_runs': [i for i in before['failed_runs'] if i not in (result.get('_removed_runs') or [])]}
+        return _finish(module, result, tracker, before, after)
 
     with repo.lock():
+        before = _repo_state(repo)
         if max_age:
             fresh = _fresh_backup(module, repo, engine, max_age)
             if fresh:
                 result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
-                result.update(_apply_retention(module, repo, tracker, protect=[fresh['id']]))
+                result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
                 result['failed_runs'] = repo.failed_runs()
-                result['changed'] = tracker.changed
-                return result
+                return _finish(module, result, tracker, before, _repo_state(repo))
         base = _base_for(repo, engine, method, btype)
         started = time.time()
         started_at = catalog.iso(catalog.utcnow())
@@ -487,7 +578,7 @@ def create(module, engine):
                 result.update(restart_required=bool(out.get('restart_required')), changed=True,
                               msg=(out.get('details') or {}).get('archiving') or 'nothing published')
                 result['failed_runs'] = repo.failed_runs()
-                return result
+                return _finish(module, result, tracker, before, _repo_state(repo))
             problems = []
             verified = bool(out.get('verified'))
             if p['verify'] and method == 'logical':
@@ -498,9 +589,12 @@ def create(module, engine):
                 verified = True  # every archived segment is hashed below and the range was checked for gaps
             if problems:
                 raise DbError('verify new backup', backup_id, '; '.join(problems))
+            parent_id = base['id'] if base else None
+            if method == 'pgbackrest' and btype != 'full':
+                parent_id = _pgbackrest_parent(module, repo, out, parent_id)
             manifest = {
                 'id': backup_id, 'engine': engine.name, 'flavor': engine.flavor, 'method': method, 'type': btype,
-                'parent_id': base['id'] if base else None, 'started_at': started_at,
+                'parent_id': parent_id, 'started_at': started_at,
                 'finished_at': catalog.iso(catalog.utcnow()), 'start_time': out.get('start_time'),
                 'stop_time': out.get('stop_time'), 'start_position': out.get('start_position'),
                 'stop_position': out.get('stop_position'), 'server_version': out.get('server_version'),
@@ -530,12 +624,61 @@ def create(module, engine):
         tracker.action('take %s %s backup %s' % (method, btype, backup_id))
         result['backup'] = catalog.backup_summary(published, repo.path)
         result['msg'] = 'took %s %s backup %s (%d bytes)' % (method, btype, backup_id, published['size_bytes'])
-        result.update(_apply_retention(module, repo, tracker, protect=[backup_id]))
+        result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[backup_id]))
         result['failed_runs'] = repo.failed_runs()
+        return _finish(module, result, tracker, before, _repo_state(repo))
+
+
+def _pgbackrest_parent(module, repo, out, fallback):
+    """parent_id of a new pgBackRest incremental/differential: the catalog entry of the set pgBackRest built it on."""
+    details = out.get('details') or {}
+    parent_id, unknown = catalog.pgbackrest_parent(repo.manifests(), details)
+    if unknown:
+        module.warn('pgBackRest built this backup on its set %s, which the catalog does not list (a failed run\'s '
+                    'set?); parent_id names %s, the newest set of its chain the catalog lists' % (
+                        unknown, parent_id or fallback))
+    return parent_id or fallback
+
+
+def _repo_state(repo):
+    """What --diff shows of a repository: its backup ids (oldest first) and failed runs."""
+    return {'backups': [m['id'] for m in repo.manifests()],
+            'failed_runs': [r['id'] for r in repo.failed_runs() if r['status'] == 'failed']}
+
+
+def _finish(module, result, tracker, before, after):
+    result.pop('_removed_runs', None)
     result['changed'] = tracker.changed
     if module._diff:
-        result['diff'] = {'before': {}, 'after': {'backup': result['backup']['id']}}
+        result['diff'] = {'before': before, 'after': after}
     return result
+
+
+def _would_take(module, repo, engine, base):
+    """Check mode: the manifest of the backup the real run would take, as retention sees it (the newest
+    backup of its method, valid, built on ``base``; started at the server's current log position)."""
+    p = module.params
+    position = None
+    if p['retention']:
+        position = _current_position(engine)
+    now = catalog.iso(catalog.utcnow())
+    return {'id': repo.new_id(p['type']), 'engine': engine.name, 'flavor': engine.flavor, 'method': p['method'],
+            'type': p['type'], 'parent_id': base['id'] if base else None, 'status': 'completed',
+            'started_at': now, 'finished_at': now, 'start_position': position, 'stop_position': position,
+            'verified': bool(p['verify']), 'label': p['label'], 'details': {}, 'size_bytes': 0,
+            'all_databases': p['method'] != 'logical' or not p['databases'], 'databases': p['databases']}
+
+
+def _current_position(engine):
+    """The server's current WAL file / binary log position (read only), or None."""
+    for name in ('binlog_position', '_position'):
+        func = getattr(engine, name, None)
+        if func is not None:
+            try:
+                return func()
+            except DbError:
+                return None
+    return None
 
 
 def verify_backup(module, repo, manifest):
@@ -582,6 +725,8 @@ def maintain(module):
         manifest = repo.get(p['backup_id'] or 'latest')
         if repo.os_user is None:
             repo.os_user = catalog.default_os_user(manifest.get('engine'))
+        before = {'backup': manifest['id'], 'verified': manifest.get('verified'),
+                  'verify_problems': manifest.get('verify_problems') or []}
         with repo.lock() if not module.check_mode else _nolock():
             problems = verify_backup(module, repo, manifest)
             if problems:
@@ -600,8 +745,10 @@ def maintain(module):
                     repo.update_manifest(manifest)
         result.update(backup=catalog.backup_summary(manifest, repo.path), problems=[],
                       msg='backup %s verified: every file matches its sha256 and the engine check passed' % manifest['id'])
+        after = {'backup': manifest['id'], 'verified': True, 'verify_problems': []}
     else:
         with repo.lock() if not module.check_mode else _nolock():
+            before = _repo_state(repo)
             if p['backup_id']:
                 manifest = None
                 try:
@@ -614,20 +761,26 @@ def maintain(module):
                     if dependents:
                         raise DbError('delete backup', manifest['id'], 'backups %s build on it: delete them first'
                                       % ', '.join(dependents))
-                    tracker.action('delete backup %s' % manifest['id'])
-                    if not module.check_mode:
-                        repo.delete(manifest['id'])
-                    result['deleted'] = [manifest['id']]
+                    if repo.os_user is None:
+                        repo.os_user = catalog.default_os_user(manifest.get('engine'))
+                    # a pgBackRest entry: its set is expired first (refused as pgBackRest would refuse)
+                    result['deleted'] = _delete_backups(module, repo, tracker, repo.manifests(), [manifest['id']],
+                                                        result['commands'], strict=True)
                     result['backup'] = catalog.backup_summary(manifest, repo.path)
             elif p['retention']:
-                result.update(_apply_retention(module, repo, tracker))
+                result.update(_apply_retention(module, repo, tracker, result['commands']))
             else:
                 raise DbError('delete backups from', repo.path, 'give backup_id or retention')
+            if module.check_mode:
+                after = {'backups': [i for i in before['backups'] if i not in result['deleted']],
+                         'failed_runs': [i for i in before['failed_runs']
+                                         if i not in (result.get('_removed_runs') or [])]}
+            else:
+                after = _repo_state(repo)
         result['msg'] = ('would delete' if module.check_mode else 'deleted') + ': %s' % (
             ', '.join(result['deleted']) or 'nothing')
     result['failed_runs'] = repo.failed_runs()
-    result['changed'] = tracker.changed
-    return result
+    return _finish(module, result, tracker, before, after)
 
 
 class _nolock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -38,10 +39,10 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def backup(server, repo, check=False, **kwargs):
+def backup(server, repo, check=False, diff=False, **kwargs):
     args = dict(server.conn, repo=repo)
     args.update(kwargs)
-    return run_module('db_backup', args, check=check)
+    return run_module('db_backup', args, check=check, diff=diff)
 
 
 def entries(repo):
@@ -197,3 +198,192 @@ def test_compression_levels_at_the_limits_work(server, workdir, compression, lev
     res = backup(server, repo, databases=['b'], compression=compression, compression_level=level)
     assert res['failed'] is False and res['changed'] is True, res
     assert manifest_of(repo, res['backup']['id'])['compression_level'] == level
+
+
+# ---- check mode tells the truth, --diff ----------------------------------------------------------
+def test_check_mode_retention_counts_the_backup_it_would_take(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    first = backup(server, repo, method='physical')
+    assert first['failed'] is False, first
+    old = first['backup']['id']
+    before = entries(repo)
+    dry = backup(server, repo, check=True, diff=True, method='physical', retention={'full': 1})
+    assert dry['failed'] is False and dry['changed'] is True, dry
+    assert dry['deleted'] == [old], dry
+    assert dry['diff']['before']['backups'] == [old], dry
+    would = dry['diff']['after']['backups']
+    assert len(would) == 1 and would[0].endswith('-full') and would[0] != old, dry
+    assert entries(repo) == before, 'check mode changed the repository'
+    real = backup(server, repo, diff=True, method='physical', retention={'full': 1})
+    assert real['failed'] is False and real['deleted'] == dry['deleted'], real
+    assert real['diff'] == {'before': {'backups': [old], 'failed_runs': []},
+                            'after': {'backups': [real['backup']['id']], 'failed_runs': []}}, real
+    assert backups(repo) == [real['backup']['id']]
+
+
+def test_check_mode_retention_keeps_the_fresh_backup_that_skips_the_run(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    of_b = backup(server, repo, databases=['b'])
+    assert of_b['failed'] is False, of_b
+    time.sleep(1.1)
+    of_a = backup(server, repo, databases=['a'])
+    assert of_a['failed'] is False, of_a
+    before = entries(repo)
+    args = dict(databases=['b'], max_age='1h', retention={'full': 1})
+    # of_b is not the newest logical full, but it is the fresh backup this run stands on: never deleted
+    dry = backup(server, repo, check=True, diff=True, **args)
+    assert dry['failed'] is False and dry['skipped'] is True and dry['deleted'] == [], dry
+    assert dry['changed'] is False and dry['diff']['before'] == dry['diff']['after'], dry
+    assert entries(repo) == before
+    real = backup(server, repo, **args)
+    assert real['failed'] is False and real['skipped'] is True and real['deleted'] == [], real
+    assert real['backup']['id'] == of_b['backup']['id'] and real['changed'] is False, real
+
+
+@pytest.mark.skipif(not shutil.which('pgbackrest'), reason='pgbackrest not installed')
+def test_incremental_without_a_full_refused_alike_and_leaves_nothing(server, workdir):
+    fresh_repo = os.path.join(workdir, 'new-repo')
+    for check in (True, False):
+        res = backup(server, fresh_repo, check=check, method='pgbackrest', type='incremental')
+        assert res['failed'] is True, res
+        assert 'there is no full pgbackrest backup to build on' in res['msg'], res
+        assert not os.path.exists(fresh_repo), (check, entries(fresh_repo))
+    # an existing repository holding only a logical backup: refused alike, nothing added
+    repo = os.path.join(workdir, 'repo')
+    good = backup(server, repo, databases=['b'])
+    assert good['failed'] is False, good
+    before = entries(repo)
+    for check in (True, False):
+        res = backup(server, repo, check=check, method='pgbackrest', type='differential')
+        assert res['failed'] is True and 'no full pgbackrest backup' in res['msg'], res
+        assert entries(repo) == before
+
+
+def test_diff_of_verified_and_absent(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    ids = []
+    for _ in range(2):
+        res = backup(server, repo, databases=['b'], verify=False)
+        assert res['failed'] is False, res
+        ids.append(res['backup']['id'])
+        time.sleep(1.1)
+    for check in (True, False):
+        res = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids[0]}, check=check, diff=True)
+        assert res['failed'] is False and res['changed'] is True, res
+        assert res['diff'] == {'before': {'backup': ids[0], 'verified': False, 'verify_problems': []},
+                               'after': {'backup': ids[0], 'verified': True, 'verify_problems': []}}, res
+    res = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids[0]}, diff=True)
+    assert res['changed'] is False and res['diff']['before'] == res['diff']['after'], res
+    for check in (True, False):
+        res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': ids[0]}, check=check, diff=True)
+        assert res['failed'] is False and res['changed'] is True and res['deleted'] == [ids[0]], res
+        assert res['diff'] == {'before': {'backups': ids, 'failed_runs': []},
+                               'after': {'backups': [ids[1]], 'failed_runs': []}}, res
+    res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True, diff=True)
+    assert res['changed'] is False and res['diff']['before'] == res['diff']['after'] == {
+        'backups': [ids[1]], 'failed_runs': []}, res
+
+
+# ---- pgBackRest: deleting an entry expires its set -----------------------------------------------
+def pgbackrest_labels(repo):
+    """pgBackRest's own sets: {label: prior}."""
+    conf = os.path.join(repo, 'pgbackrest', 'pgbackrest.conf')
+    argv = ['pgbackrest', '--config=%s' % conf, '--stanza=dbops', '--output=json', 'info']
+    if os.geteuid() == 0:
+        argv = ['runuser', '-u', PG_USER, '--'] + argv
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return {s['label']: s.get('prior') for s in json.loads(out)[0].get('backup') or []}
+
+
+def files_of(path):
+    """Every file under path with its size and mtime."""
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            st = os.lstat(os.path.join(root, name))
+            out[os.path.relpath(os.path.join(root, name), path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def label_of(repo, backup_id):
+    return manifest_of(repo, backup_id)['details']['label']
+
+
+@pytest.mark.skipif(not shutil.which('pgbackrest'), reason='pgbackrest not installed')
+def test_pgbackrest_absent_expires_the_set_and_parents_follow_pgbackrest(workdir):
+    srv = PostgresServer(settings={'wal_level': 'replica', 'archive_mode': 'on', 'archive_timeout': '0'}).init().start()
+    try:
+        srv.psql('CREATE TABLE t (v int); INSERT INTO t VALUES (1)')
+        repo = os.path.join(workdir, 'repo')
+
+        def take(btype, **kwargs):
+            srv.psql('INSERT INTO t SELECT max(v) + 1 FROM t')
+            res = backup(srv, repo, method='pgbackrest', type=btype, **kwargs)
+            assert res['failed'] is False, res
+            return res
+
+        full = take('full')['backup']['id']
+        # the only full set: pgBackRest keeps it, so the catalog does too
+        for check in (True, False):
+            res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': full}, check=check)
+            assert res['failed'] is True and 'only full set' in res['msg'], res
+        assert os.path.isdir(os.path.join(repo, full)) and label_of(repo, full) in pgbackrest_labels(repo)
+        inc1 = take('incremental')['backup']['id']
+        inc2 = take('incremental')['backup']['id']
+        assert manifest_of(repo, inc2)['parent_id'] == inc1
+        # refused while a backup builds on it: in the catalog and in pgBackRest
+        for check in (True, False):
+            res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': inc1}, check=check)
+            assert res['failed'] is True and inc2 in res['msg'] and 'delete them first' in res['msg'], res
+        assert label_of(repo, inc1) in pgbackrest_labels(repo)
+
+        label2 = label_of(repo, inc2)
+        pgbr_dir = os.path.join(repo, 'pgbackrest', 'backup', 'dbops', label2)
+        untouched = files_of(repo)
+        dry = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': inc2}, check=True, diff=True)
+        assert files_of(repo) == untouched, 'check mode wrote into the repository'
+        assert dry['failed'] is False and dry['deleted'] == [inc2], dry
+        assert dry['diff']['after']['backups'] == [full, inc1], dry
+        assert label2 in pgbackrest_labels(repo) and os.path.isdir(pgbr_dir) and os.path.isdir(os.path.join(repo, inc2))
+        res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': inc2})
+        assert res['failed'] is False and res['deleted'] == [inc2], res
+        assert any('expire' in c and '--set=%s' % label2 in c for c in res['commands']), res['commands']
+        assert label2 not in pgbackrest_labels(repo) and not os.path.exists(pgbr_dir), 'the pgBackRest set stayed'
+        assert not os.path.exists(os.path.join(repo, inc2))
+
+        # the next incremental builds on what pgBackRest builds it on
+        inc3 = take('incremental')['backup']['id']
+        assert manifest_of(repo, inc3)['details']['prior'] == label_of(repo, inc1)
+        assert manifest_of(repo, inc3)['parent_id'] == inc1
+
+        # a set the catalog no longer lists (an entry removed by an older version) still holds its prior
+        shutil.rmtree(os.path.join(repo, inc3))
+        label3 = [lb for lb, prior in pgbackrest_labels(repo).items() if prior == label_of(repo, inc1)][0]
+        for check in (True, False):
+            res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': inc1}, check=check)
+            assert res['failed'] is True and 'pgBackRest set %s (not in the catalog' % label3 in res['msg'], res
+        inc4 = take('incremental')
+        assert manifest_of(repo, inc4['backup']['id'])['details']['prior'] == label3
+        assert manifest_of(repo, inc4['backup']['id'])['parent_id'] == inc1, inc4
+        assert label3 in json.dumps(inc4.get('warnings') or []), inc4
+
+        # retention with a second full: check mode counts the full it would take, the real run matches it;
+        # the orphan set builds on inc1's set: inc1 and full stay, with a warning
+        dry = backup(srv, repo, check=True, method='pgbackrest', type='full', retention={'full': 1})
+        assert dry['failed'] is False and dry['deleted'] == [inc4['backup']['id']], dry
+        assert 'pgBackRest set %s' % label3 in json.dumps(dry.get('warnings') or []), dry
+        assert label_of(repo, inc4['backup']['id']) in pgbackrest_labels(repo)
+        real = take('full', retention={'full': 1})
+        assert real['deleted'] == dry['deleted'], real
+        assert 'pgBackRest set %s' % label3 in json.dumps(real.get('warnings') or []), real
+        # once the orphan set is expired by hand, retention lets the old chain go, full first in check mode too
+        conf = os.path.join(repo, 'pgbackrest', 'pgbackrest.conf')
+        argv = ['pgbackrest', '--config=%s' % conf, '--stanza=dbops', '--set=%s' % label3, 'expire']
+        subprocess.run((['runuser', '-u', PG_USER, '--'] if os.geteuid() == 0 else []) + argv, check=True)
+        for check in (True, False):
+            res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=check)
+            assert res['failed'] is False and res['deleted'] == [full, inc1], res
+        assert set(pgbackrest_labels(repo)) == {label_of(repo, real['backup']['id'])}
+        assert [b for b in backups(repo) if b != 'pgbackrest'] == [real['backup']['id']]
+    finally:
+        srv.destroy()

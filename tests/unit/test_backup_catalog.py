@@ -509,3 +509,63 @@ def test_prunable_logs_nothing_while_a_manifest_is_unreadable(tmp_path):
     (broken / 'manifest.json').write_text('{"id": "20261120T0102')
     assert repo.unreadable_backups() == ['20261120T010203Z-full']
     assert catalog.prunable_logs(repo, kept) == []
+
+
+# ---- pgBackRest sets ---------------------------------------------------------------------------------
+def _set(label, btype, prior=None, reference=None):
+    return label, {'label': label, 'type': btype, 'prior': prior, 'reference': reference}
+
+
+def _pgbr(backup_id, label, btype='full', parent=None, days_ago=0.0):
+    m = _m(backup_id, btype, parent=parent, days_ago=days_ago, method='pgbackrest')
+    m['details'] = {'label': label}
+    return m
+
+
+SETS = dict([_set('F', 'full'), _set('F_I1', 'incr', 'F', ['F']), _set('F_I2', 'incr', 'F_I1', ['F', 'F_I1']),
+             _set('F_D', 'diff', 'F', ['F'])])
+
+
+def test_pgbackrest_label_only_for_pgbackrest_entries():
+    assert catalog.pgbackrest_label(_pgbr('a-full', 'F')) == 'F'
+    assert catalog.pgbackrest_label(dict(_m('b-full'), details={'label': 'F'})) is None
+    assert catalog.pgbackrest_label(_m('c-full', method='pgbackrest')) is None
+
+
+def test_pgbackrest_dependents_by_prior_and_reference():
+    assert catalog.pgbackrest_dependents(SETS, 'F') == ['F_I1', 'F_I2', 'F_D']
+    assert catalog.pgbackrest_dependents(SETS, 'F_I1') == ['F_I2']
+    assert catalog.pgbackrest_dependents(SETS, 'F_I2') == []
+
+
+def test_pgbackrest_expire_refusal():
+    # dependents are named by their catalog entry, or as a set the catalog does not list
+    problem = catalog.pgbackrest_expire_refusal(SETS, 'F_I1', {'F_I2': 'x-incremental'})
+    assert 'x-incremental (pgBackRest set F_I2)' in problem and 'delete them first' in problem
+    problem = catalog.pgbackrest_expire_refusal(SETS, 'F_I1')
+    assert 'pgBackRest set F_I2 (not in the catalog' in problem
+    assert catalog.pgbackrest_expire_refusal(SETS, 'F_I2') is None
+    # pgBackRest keeps at least one full set
+    only = dict([_set('F', 'full')])
+    assert 'only full set' in catalog.pgbackrest_expire_refusal(only, 'F')
+    assert catalog.pgbackrest_expire_refusal(only, 'F', extra_full=True) is None
+    assert catalog.pgbackrest_expire_refusal(dict([_set('F', 'full'), _set('G', 'full')]), 'F') is None
+
+
+def test_pgbackrest_parent_from_pgbackrests_prior():
+    manifests = [_pgbr('1-full', 'F', days_ago=3), _pgbr('2-incremental', 'F_I1', 'incremental', '1-full', 2)]
+    assert catalog.pgbackrest_parent(manifests, {'prior': 'F_I1', 'reference': ['F', 'F_I1']}) == ('2-incremental', None)
+    assert catalog.pgbackrest_parent(manifests, {'prior': 'F', 'reference': ['F']}) == ('1-full', None)
+    # a prior set the catalog does not list: the newest referenced set it lists stands in, and the prior is named
+    assert catalog.pgbackrest_parent(manifests, {'prior': 'F_I9', 'reference': ['F', 'F_I1', 'F_I9']}) == \
+        ('2-incremental', 'F_I9')
+    assert catalog.pgbackrest_parent(manifests, {'prior': 'G', 'reference': ['G']}) == (None, 'G')
+    assert catalog.pgbackrest_parent(manifests, {}) == (None, None)
+
+
+def test_retention_plan_with_the_backup_check_mode_would_take():
+    """Check mode adds the backup it would take: the old full goes exactly as after the real run."""
+    manifests = [_m('old-full', days_ago=1)]
+    taking = _m('new-full')
+    assert catalog.retention_plan(manifests, full=1, now=NOW)[1] == []
+    assert catalog.retention_plan(manifests + [taking], full=1, now=NOW)[1] == ['old-full']

@@ -1221,6 +1221,13 @@ def pgbackrest_info(repo, os_user, commands=None):
     return data[0] if data else {}
 
 
+def pgbackrest_expire(repo, label, os_user=None, commands=None):
+    """Remove one pgBackRest set from its repository (``pgbackrest expire --set=<label>``; pgBackRest also removes
+    every set built on it, so the caller deletes those first). Raises DbError with pgBackRest's refusal."""
+    run_tool(pgbackrest_argv(repo, 'expire', '--set=%s' % label), 'expire pgBackRest backup set', label,
+             os_user=os_user, commands=commands)
+
+
 def verify_pgbackrest(manifest, os_user=None, repo=None):
     repo = repo or (manifest.get('details') or {}).get('repo')
     proc = run_tool(pgbackrest_argv(repo, 'verify', '--output=text', '--verbose'), 'verify pgBackRest backup',
