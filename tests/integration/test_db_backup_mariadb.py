@@ -351,3 +351,27 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_rdr'@'localhost'", "DROP ROLE acc_ro",
                  "DROP USER 'acc_col'@'localhost'", "DROP USER 'acc_tbl'@'10.0.%'", "DROP ROLE acc_outer"]:
         source.sql(stmt)
+
+
+def test_module_encrypted_physical_backup_verifies_drills_and_stays_in_retention(source, work):
+    """The manifest of an encrypted backup records the ciphertext: the checks of the decrypted
+    copy must not compare it with that (they failed every encrypted backup, and retention then
+    deleted it as damaged)."""
+    fill(source, 'menc', 300)
+    repo = os.path.join(work, 'repo')
+    key = 'physical-key-0123456789'
+    full = backup(source, repo, method='physical', type='full', compression='zstd', encryption_key=key)
+    fill(source, 'menc', 40, start=7000)
+    inc = backup(source, repo, method='physical', type='incremental', compression='none', encryption_key=key)
+    assert inc['backup']['parent_id'] == full['backup']['id']
+    for backup_id in (full['backup']['id'], inc['backup']['id']):
+        checked = modrun.run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': backup_id,
+                                                  'encryption_key': key})
+        assert not checked['failed'], checked.get('msg')
+    drill = restore(source, repo, state='verified', encryption_key=key)
+    assert not drill['failed'] and drill['result'] == 'passed', drill.get('msg')
+    kept = backup(source, repo, method='physical', type='full', compression='zstd', encryption_key=key,
+                  retention={'full': 1, 'days': 0})
+    assert full['backup']['id'] in kept['deleted'] and inc['backup']['id'] in kept['deleted']
+    assert kept['backup']['id'] not in kept['deleted']
+    source.sql('DROP DATABASE menc')
