@@ -731,6 +731,13 @@ def test_log_backup_restored_to_its_end_and_targets_read_as_utc(workdir):
             if 'target_position' in kwargs:   # check mode refuses it too
                 preview = restore(repo, check=True, data_dir=target_dir, port=free_port(), **kwargs)
                 assert preview['failed'] is True and words in preview['msg'], (kwargs, preview['msg'])
+        # a target after the end of the archive (C was never archived): a clear error, nothing left
+        time.sleep(1.1)
+        late_dir = os.path.join(workdir, 'late')
+        late = restore(repo, data_dir=late_dir, port=free_port(),
+                       target_time=datetime.datetime.now(datetime.timezone.utc).isoformat())
+        assert late['failed'] is True and 'the WAL archive ends before the target' in late['msg'], late['msg']
+        assert not os.listdir(late_dir)
         # check mode tells the same as the real run about a non-empty directory
         busy = os.path.join(workdir, 'busy')
         os.makedirs(busy)

@@ -1110,7 +1110,12 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
         if state == 'in production':
             break
         if not _postmaster_alive(data_dir):
-            raise DbError('recover restored server in', data_dir, 'the server stopped during recovery: %s' % _tail(log))
+            tail = _tail(log)
+            if 'recovery ended before configured recovery target was reached' in tail:
+                raise DbError('recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before '
+                              'the target: take a log backup (type=log) after it, or choose an earlier target; '
+                              'nothing was restored (%s)' % tail[-600:])
+            raise DbError('recover restored server in', data_dir, 'the server stopped during recovery: %s' % tail)
         if time.time() > deadline:
             stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
             raise DbError('recover restored server in', data_dir, 'recovery did not finish in time: %s' % _tail(log))
