@@ -11,6 +11,9 @@ REPOSITORY LAYOUT
     <repo>/<id>/manifest.json      one completed backup (written last, fsynced, published by rename)
     <repo>/<id>/data/...           its files (ciphertext when encrypted; same relative names)
     <repo>/.incoming-<id>/         a run in progress; left behind by a killed run = reported failed
+    <repo>/.deleting-<id>/         a backup being deleted (left by a killed delete: removed by the next locked run)
+    <parent>/.dbops-scratch-<label>-<pid>/   private scratch beside the repository (plaintext of an encrypted
+                                   backup, decrypted copies); left by a killed run: removed by the next locked run
     <repo>/logs/                   continuous archive: PostgreSQL WAL segments / MariaDB binlogs
     <repo>/pgbackrest/             pgBackRest's own repository (method pgbackrest)
 
@@ -30,7 +33,9 @@ Methods of the connected engine object (mixins PostgresBackup / MysqlBackup):
     databases: [names] or None (= all); compression: zstd|gzip|lz4|none; compression_level: int|None;
     jobs: int; dest: an EMPTY directory (owned by os_user) to write the backup files into;
     base: None or {'manifest': dict, 'path': plain (decrypted) dir of the base backup} (incremental:
-    the parent; differential: the last full); repo: repository root; log_dir: <repo>/logs
+    the parent; differential: the last full; log: the last log backup or physical full, with path None:
+    a log backup uses the base's positions only, nothing is decrypted; an encrypted MariaDB/MySQL
+    physical base: only its meta/ is decrypted, mariadb-backup reads only its checkpoints); repo: repository root; log_dir: <repo>/logs
     (continuous WAL / binlog archive, for type log); bin_dir: str|None; os_user: str|None;
     connection: dict of the module's connection options (login_host, login_port, login_user,
     login_password, login_unix_socket, ...) so that tools can be run against the same server
@@ -100,12 +105,16 @@ MANIFEST = 'manifest.json'
 DATA = 'data'
 LOGS = 'logs'
 INCOMING = '.incoming-'
+DELETING = '.deleting-'
+SCRATCH = '.dbops-scratch-'
+OWNER = '.dbops-owner'     # in a scratch directory: {pid, start_ticks} of the process that made it
 LOCK = '.lock'
 RUN_INFO = 'run.json'
 FORMAT_VERSION = 1
 TYPES = ('full', 'incremental', 'differential', 'log')
 METHODS = ('logical', 'physical', 'pgbackrest')
 _ID_RE = re.compile(r'^\d{8}T\d{6}Z-(full|incremental|differential|log)(-\d+)?$')
+_SCRATCH_RE = re.compile(r'^\.dbops-scratch-([a-z]+)-(\d+)$')
 
 
 # ---- time --------------------------------------------------------------------------------
@@ -174,6 +183,21 @@ def walk_files(root):
     return sorted(found)
 
 
+def walk_dirs(root):
+    """Relative paths of every directory under root (not root itself, not symbolic links), sorted.
+
+    Recorded in the manifest (``dirs``): a directory empty at backup time (PostgreSQL's pg_notify,
+    pg_replslot, ...) holds no file, so the file list alone would lose it."""
+    found = []
+    for dirpath, dirnames, _filenames in os.walk(root):
+        dirnames.sort()
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                found.append(os.path.relpath(full, root))
+    return sorted(found)
+
+
 def fsync_path(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -226,6 +250,62 @@ def _pid_alive(pid):
     except (OSError, ValueError, TypeError) as exc:
         return getattr(exc, 'errno', None) == errno.EPERM
     return True
+
+
+def _process_info(pid):
+    """(state, start time in clock ticks since boot) of a process from /proc, or (None, None)."""
+    try:
+        with open('/proc/%d/stat' % int(pid)) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def _boot_time():
+    try:
+        with open('/proc/stat') as f:
+            return next(int(line.split()[1]) for line in f if line.startswith('btime '))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_gone(pid, mtime, start_ticks=None):
+    """Whether the process that created a directory named after ``pid`` is gone: no such process (or only its
+    zombie), or the pid now belongs to another process - its start differs from ``start_ticks`` (recorded by
+    ``Repository.scratch``), or, with nothing recorded, it started after the directory was last changed
+    (``mtime``: a directory of a live process is changed after that process started)."""
+    if not _pid_alive(pid):
+        return True
+    state, ticks = _process_info(pid)
+    if state in ('Z', 'X'):
+        return True
+    if ticks is None:
+        return False
+    if start_ticks is not None:
+        return int(start_ticks) != ticks
+    boot = _boot_time()
+    # 2 s of slack: the boot time in /proc/stat is in whole seconds
+    return boot is not None and mtime < boot + ticks / float(os.sysconf('SC_CLK_TCK')) - 2
+
+
+_SERVER_PID_FILES = ('postmaster.pid', 'mysqld.pid')
+
+
+def _server_running_in(path):
+    """The pid of a database server still running on a data directory under path (a killed drill's scratch
+    instance), or None."""
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in _SERVER_PID_FILES:
+            if name in filenames:
+                try:
+                    with open(os.path.join(dirpath, name)) as f:
+                        pid = int(f.readline().strip() or 0)
+                except (OSError, ValueError):
+                    continue
+                if pid and _pid_alive(pid):
+                    return pid
+    return None
 
 
 # ---- retention (pure) ----------------------------------------------------------------------
@@ -409,6 +489,7 @@ class Repository:
         self.path = os.path.abspath(path)
         self.os_user = os_user
         self._lock_fd = None
+        self.swept = []     # leftovers of killed runs removed (or found but kept) when this run took the lock
 
     # -- paths
     def backup_dir(self, backup_id):
@@ -482,6 +563,10 @@ class Repository:
         os.pwrite(fd, ('%d\n' % os.getpid()).encode('ascii'), 0)
         self._lock_fd = fd
         try:
+            try:
+                self.swept.extend(self.sweep_leftovers())
+            except OSError:
+                pass   # a leftover that cannot be looked at is no reason to fail the run
             yield self
         finally:
             self._lock_fd = None
@@ -489,6 +574,72 @@ class Repository:
                 os.ftruncate(fd, 0)
             finally:
                 os.close(fd)  # closing releases the flock
+
+    # -- leftovers of killed runs
+    def leftovers(self):
+        """Directories killed runs left behind, besides their ``.incoming-*`` (see failed_runs).
+
+        ``.deleting-<id>`` in the repository: a delete killed after its rename (deletes run under the lock,
+        so while we hold it any is stale). ``.dbops-scratch-<label>-<pid>`` beside the repository: the
+        plaintext of an encrypted backup, or a decrypted copy for a restore, drill or verification, of a
+        process that is gone (or whose pid now belongs to a process started after the directory was last
+        changed). Scratch directories of live processes (another repository's run, a check-mode
+        verification) are not listed. Returns [{path, kind, pid, status: stale|kept, reason}].
+        """
+        found = []
+        if self.exists():
+            for name in sorted(os.listdir(self.path)):
+                full = os.path.join(self.path, name)
+                if name.startswith(DELETING) and os.path.isdir(full) and not os.path.islink(full):
+                    found.append({'path': full, 'kind': 'deleting', 'pid': None, 'status': 'stale',
+                                  'reason': 'a delete of backup %s was killed half way' % name[len(DELETING):]})
+        parent = os.path.dirname(self.path)
+        try:
+            names = sorted(os.listdir(parent))
+        except OSError:
+            names = []
+        for name in names:
+            match = _SCRATCH_RE.match(name)
+            full = os.path.join(parent, name)
+            if not match or os.path.islink(full) or not os.path.isdir(full):
+                continue
+            pid = int(match.group(2))
+            try:
+                mtime = os.lstat(full).st_mtime
+            except OSError:
+                continue
+            try:
+                with open(os.path.join(full, OWNER)) as f:
+                    owner = json.load(f)
+                start_ticks = owner.get('start_ticks') if owner.get('pid') == pid else None
+            except (OSError, ValueError, AttributeError):
+                start_ticks = None
+            if not owner_gone(pid, mtime, start_ticks):
+                continue
+            entry = {'path': full, 'kind': 'scratch', 'pid': pid, 'status': 'stale',
+                     'reason': 'scratch copy (%s) of process %d, which is gone' % (match.group(1), pid)}
+            server = _server_running_in(full)
+            if server:
+                entry.update(status='kept', reason='a database server (pid %d) started by the killed run of process '
+                             '%d still runs on a data directory in it: stop that server, the next run removes it'
+                             % (server, pid))
+            found.append(entry)
+        return found
+
+    def sweep_leftovers(self):
+        """Remove what ``leftovers()`` finds stale (called with the lock held). Returns the entries, status
+        ``removed`` (or ``kept`` with the reason)."""
+        out = []
+        for entry in self.leftovers():
+            if entry['status'] == 'stale':
+                try:
+                    shutil.rmtree(entry['path'])
+                    entry['status'] = 'removed'
+                except OSError as exc:
+                    entry.update(status='kept', reason='%s; could not remove it: %s' % (
+                        entry['reason'], exc.strerror or exc))
+            out.append(entry)
+        return out
 
     # -- listing
     def _read_manifest(self, backup_id):
@@ -647,9 +798,12 @@ class Repository:
             pass
 
     def encrypt_data(self, incoming, key, source=None):
-        """Ciphertext of every file under source (default: data/ itself, replaced in place) into data/."""
+        """Ciphertext of every file under source (default: data/ itself, replaced in place) into data/, and
+        every directory of source (empty ones included) recreated there."""
         data = os.path.join(incoming, DATA)
         source = source or data
+        for rel in walk_dirs(source):   # empty ones too: publish records every directory
+            os.makedirs(os.path.join(data, rel), exist_ok=True)
         for rel in walk_files(source):
             plain = os.path.join(source, rel)
             target = os.path.join(data, rel)
@@ -661,7 +815,7 @@ class Repository:
                 os.unlink(plain)
 
     def publish(self, incoming, manifest, known_checksums=None, synced=False):
-        """Hash every file, write manifest.json, fsync, rename into place. Returns the manifest.
+        """Hash every file, record every directory, write manifest.json, fsync, rename into place. Returns the manifest.
 
         ``synced``: the engine has already made every file and directory under data/ durable (it
         fsynced them, or syncfs'd their filesystem, after the last write): they are not fsynced again.
@@ -675,6 +829,7 @@ class Repository:
             files.append({'path': rel, 'size': os.path.getsize(full), 'sha256': digest or sha256_file(full)})
         manifest = dict(manifest)
         manifest['files'] = files
+        manifest['dirs'] = walk_dirs(data)
         manifest['size_bytes'] = sum(f['size'] for f in files) + sum(
             f['size'] for f in manifest.get('log_files') or []) + int(manifest.get('external_bytes') or 0)
         manifest['status'] = 'completed'
@@ -703,8 +858,9 @@ class Repository:
 
     def delete(self, backup_id):
         path = self.backup_dir(backup_id)
-        # unpublish first (rename to a dot dir) so a half-deleted backup is never listed
-        trash = os.path.join(self.path, '.deleting-' + backup_id)
+        # unpublish first (rename to a dot dir) so a half-deleted backup is never listed; a delete killed after
+        # the rename leaves .deleting-<id>, which the next run that takes the lock removes (sweep_leftovers)
+        trash = os.path.join(self.path, DELETING + backup_id)
         os.rename(path, trash)
         fsync_path(self.path)
         shutil.rmtree(trash)
@@ -739,7 +895,8 @@ class Repository:
 
     # -- verification and reading
     def verify_files(self, manifest):
-        """Sizes and sha256 of every file against the manifest; problems name the file."""
+        """Sizes and sha256 of every file, and every recorded directory, against the manifest; problems name
+        the file or directory."""
         problems = []
         data = self.data_dir(manifest['id'])
         listed = set()
@@ -756,6 +913,10 @@ class Repository:
                 continue
             if sha256_file(full) != entry['sha256']:
                 problems.append('%s: sha256 checksum mismatch' % shown)
+        # directories (manifests written before they were recorded have no 'dirs': nothing to check)
+        for rel in manifest.get('dirs') or []:
+            if not os.path.isdir(os.path.join(data, rel)):
+                problems.append('%s: directory missing' % os.path.join(manifest['id'], DATA, rel))
         if os.path.isdir(data):
             for rel in walk_files(data):
                 if rel not in listed:
@@ -768,15 +929,25 @@ class Repository:
                 problems.append('%s: archived log file checksum mismatch' % entry['path'])
         return problems
 
-    def plain_copy(self, manifest, key, scratch_dir):
+    def plain_copy(self, manifest, key, scratch_dir, only=None):
         """A directory holding the backup's plaintext files: the data dir itself when not
-        encrypted, else a decrypted copy under scratch_dir (owned by the tools' OS user)."""
+        encrypted, else a decrypted copy under scratch_dir (owned by the tools' OS user) with every
+        directory the manifest records (empty ones too).
+
+        ``only``: relative directory names (e.g. ``['meta']``): decrypt just the files under them."""
         data = self.data_dir(manifest['id'])
         if not manifest.get('encryption'):
             return data
         dest = os.path.join(scratch_dir, manifest['id'])
         os.makedirs(dest, mode=0o700, exist_ok=True)
+        prefixes = tuple(p.rstrip('/') + '/' for p in only) if only else None
+        dirs = list(manifest['dirs']) if 'dirs' in manifest else _legacy_dirs(manifest)
+        for rel in dirs:
+            if prefixes is None or (rel + '/').startswith(prefixes):
+                os.makedirs(os.path.join(dest, rel), exist_ok=True)
         for entry in manifest.get('files') or []:
+            if prefixes is not None and not entry['path'].startswith(prefixes):
+                continue
             target = os.path.join(dest, entry['path'])
             os.makedirs(os.path.dirname(target), exist_ok=True)
             crypto.decrypt_file(os.path.join(data, entry['path']), target, key,
@@ -787,12 +958,35 @@ class Repository:
     def scratch(self, label):
         """A private scratch directory next to the repository (not inside it: never published)."""
         parent = os.path.dirname(self.path)
-        path = os.path.join(parent, '.dbops-scratch-%s-%d' % (label, os.getpid()))
+        path = os.path.join(parent, SCRATCH + '%s-%d' % (label, os.getpid()))
         if os.path.exists(path):
             shutil.rmtree(path)
         os.makedirs(path, mode=0o700)
+        # who owns it (pid and process start): a later run tells a dead owner from a reused pid exactly
+        ticks = _process_info(os.getpid())[1]
+        if ticks is not None:
+            with open(os.path.join(path, OWNER), 'w') as f:
+                json.dump({'pid': os.getpid(), 'start_ticks': ticks}, f)
         chown_tree(path, self.os_user)
         return path
+
+
+# The directories of a PostgreSQL data directory that may be empty (PostgreSQL 13-17). Encrypted plain-format
+# physical backups published before manifests recorded their directories lost them; a decrypted copy of one gets
+# them back (a directory the server version does not use is ignored by it).
+_PG_DATA_DIRS = ('base', 'global', 'pg_commit_ts', 'pg_dynshmem', 'pg_logical', 'pg_logical/mappings',
+                 'pg_logical/snapshots', 'pg_multixact', 'pg_multixact/members', 'pg_multixact/offsets', 'pg_notify',
+                 'pg_replslot', 'pg_serial', 'pg_snapshots', 'pg_stat', 'pg_stat_tmp', 'pg_subtrans', 'pg_tblspc',
+                 'pg_twophase', 'pg_wal', 'pg_wal/archive_status', 'pg_xact')
+
+
+def _legacy_dirs(manifest):
+    """Directories to recreate in a decrypted copy of a backup whose manifest has no ``dirs`` (written before
+    they were recorded): for a plain-format PostgreSQL physical backup, the data directory's own."""
+    if (manifest.get('engine') == 'postgresql' and manifest.get('method') == 'physical'
+            and (manifest.get('details') or {}).get('format') == 'plain'):
+        return ['base'] + ['base/' + d for d in _PG_DATA_DIRS]
+    return []
 
 
 def backup_summary(manifest, repo_path):

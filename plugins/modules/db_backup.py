@@ -58,6 +58,10 @@ options:
       - V(full), V(incremental) (from the previous backup), V(differential) (from the last full), or V(log)
         (the transaction log archive up to now).
       - What each engine and method supports is checked against the server; anything else fails clearly.
+      - "A backup O(state=verified) found damaged is never built on. A V(differential) builds on the newest undamaged
+        full. A V(incremental) whose chain holds a damaged backup builds on the backup before the first damaged
+        one (so the new chain does not hold it), with a warning; it is refused (C(the chain is damaged at <id>: take
+        a full backup)) when that is the full itself, and with O(method=pgbackrest), which picks its own base."
     type: str
     choices: [full, incremental, differential, log]
     default: full
@@ -88,7 +92,10 @@ options:
       - Passphrase to encrypt the backup files with AES-256-GCM (key derived with scrypt and a per-backup salt).
       - The key is never stored in the repository; only the salt and a key check value are. Without the key the
         backup cannot be restored.
-      - Not available for O(type=log) (the WAL archive is written by the server itself).
+      - Not available for O(type=log) (the WAL archive is written by the server itself). A log backup needs no key
+        when the physical full it follows is encrypted - it reads only that backup's positions from its manifest.
+      - An incremental or differential on an encrypted base needs the base's key (MariaDB/MySQL decrypt only the
+        base's C(meta/), the checkpoints mariadb-backup reads).
     type: str
   verify:
     description:
@@ -254,6 +261,17 @@ deleted_logs:
   elements: str
 failed_runs:
   description: Runs that never completed (killed or failed); never used as latest.
+  returned: always
+  type: list
+  elements: dict
+leftovers:
+  description:
+    - What killed runs left behind, found when this run took the repository lock and removed then (in check mode,
+      what the real run would remove) - C(.dbops-scratch-<label>-<pid>) beside the repository (the plaintext of an
+      encrypted backup, a decrypted copy for a restore, drill or verification) of a process that is gone, and
+      C(.deleting-<id>) (a delete killed half way). A warning names them.
+    - Each is C({path, kind (scratch or deleting), pid, status (removed, stale in check mode, or kept), reason});
+      a scratch directory a database server started by the killed run still runs on is kept.
   returned: always
   type: list
   elements: dict
@@ -432,8 +450,16 @@ def _apply_retention(module, repo, tracker, commands, protect=(), taking=None):
     return {'deleted': deleted, 'deleted_logs': logs, 'damaged': damaged, '_removed_runs': removed}
 
 
-def _base_for(repo, engine, method, btype):
-    """The backup a non-full backup builds on (None for full)."""
+def _base_for(repo, engine, method, btype, notes=None):
+    """The backup a non-full backup builds on (None for full).
+
+    A backup ``state: verified`` found damaged (catalog.is_damaged) is never built on: a differential builds on
+    the newest undamaged full; an incremental on the newest backup of its method unless its chain (parent links
+    down to the full) holds a damaged backup - then on the backup just before the first damaged one, so the new
+    chain does not hold it (an incremental after a damaged one would make the damaged one part of its restore);
+    refused when that is the full itself, or for pgBackRest, which picks its own prior set. ``notes``: a list to
+    append warnings to (a damaged backup passed over)."""
+    notes = notes if notes is not None else []
     manifests = [m for m in repo.manifests() if m.get('engine') == engine.name and m.get('method') == method]
     if btype == 'full':
         return None
@@ -447,10 +473,51 @@ def _base_for(repo, engine, method, btype):
     fulls = [m for m in manifests if m.get('type') == 'full']
     if not fulls:
         raise DbError('take %s backup into' % btype, repo.path, 'there is no full %s backup to build on' % method)
+    action = 'take %s %s backup into' % (method, btype)
     if btype == 'differential':
-        return fulls[-1]
-    chain = [m for m in manifests if m.get('type') in ('full', 'incremental', 'differential')]
-    return chain[-1]
+        if method == 'pgbackrest' and catalog.is_damaged(fulls[-1]):
+            # pgBackRest builds a differential on its newest full set, whatever the catalog says
+            raise DbError(action, repo.path, 'the chain is damaged at %s (found damaged by verification, and '
+                          'pgBackRest builds a differential on its newest full set): take a full backup' % fulls[-1]['id'])
+        good = [m for m in fulls if not catalog.is_damaged(m)]
+        if not good:
+            raise DbError(action, repo.path, 'the chain is damaged at %s (every full %s backup was found damaged by '
+                          'verification: %s): take a full backup' % (
+                              fulls[-1]['id'], method, ', '.join(m['id'] for m in fulls)))
+        if good[-1] is not fulls[-1]:
+            notes.append('full backups %s were found damaged by verification: the differential builds on %s, the newest '
+                         'undamaged full' % (', '.join(m['id'] for m in fulls[fulls.index(good[-1]) + 1:]), good[-1]['id']))
+        return good[-1]
+    tips = [m for m in manifests if m.get('type') in ('full', 'incremental', 'differential')]
+    tip = tips[-1]
+    try:
+        chain = repo.chain(tip)
+    except DbError as exc:
+        raise DbError(action, repo.path, 'the chain of %s is broken (%s): take a full backup' % (tip['id'], exc)) from None
+    bad = [i for i, m in enumerate(chain) if catalog.is_damaged(m)]
+    if not bad:
+        return tip
+    first = chain[bad[0]]
+    if bad[0] == 0 or method == 'pgbackrest':
+        raise DbError(action, repo.path, 'the chain is damaged at %s (found damaged by verification%s): take a full '
+                      'backup' % (first['id'], ', and pgBackRest builds an incremental on its newest set'
+                                  if method == 'pgbackrest' and bad[0] else ''))
+    base = chain[bad[0] - 1]
+    notes.append('backup %s was found damaged by verification: the incremental builds on %s, the backup before it '
+                 '(%s and what was built on it stay out of the new chain)' % (first['id'], base['id'], first['id']))
+    return base
+
+
+def _base_files(engine, base):
+    """The parts of an encrypted base backup the engine reads for an incremental/differential (``only`` of
+    plain_copy), None for all. mariadb-backup --incremental-basedir reads only the checkpoints file, which the
+    base keeps in meta/: only meta/ is decrypted (when it holds the checkpoints)."""
+    if engine.name != 'mysql' or base.get('method') != 'physical':
+        return None
+    meta = [f['path'] for f in base.get('files') or [] if f['path'].startswith('meta/')]
+    if any(os.path.basename(path) in ('mariadb_backup_checkpoints', 'xtrabackup_checkpoints') for path in meta):
+        return ['meta']
+    return None
 
 
 def _fresh_backup(module, repo, engine, max_age):
@@ -499,7 +566,10 @@ def create(module, engine):
     # read-only look-ups before anything is created: a run refused here (no full backup to build on) leaves
     # nothing behind, not even the repository, and check mode fails the same way
     fresh = _fresh_backup(module, repo, engine, max_age) if max_age and repo.exists() else None
-    base = None if fresh else _base_for(repo, engine, method, btype)
+    notes = []
+    base = None if fresh else _base_for(repo, engine, method, btype, notes if module.check_mode else None)
+    for note in notes:
+        module.warn(note)
     if module.check_mode:
         before = _repo_state(repo)
         taking = None
@@ -529,7 +599,7 @@ def create(module, engine):
         after = {'backups': [i for i in before['backups'] if i not in result['deleted']] + (
             [taking['id']] if taking else []),
             'failed_runs': [i for i in before['failed_runs'] if i not in (result.get('_removed_runs') or [])]}
-        return _finish(module, result, tracker, before, after)
+        return _finish(module, result, tracker, before, after, repo)
 
     with repo.lock():
         before = _repo_state(repo)
@@ -539,8 +609,11 @@ def create(module, engine):
                 result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
                 result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
                 result['failed_runs'] = repo.failed_runs()
-                return _finish(module, result, tracker, before, _repo_state(repo))
-        base = _base_for(repo, engine, method, btype)
+                return _finish(module, result, tracker, before, _repo_state(repo), repo)
+        notes = []
+        base = _base_for(repo, engine, method, btype, notes)
+        for note in notes:
+            module.warn(note)
         started = time.time()
         started_at = catalog.iso(catalog.utcnow())
         backup_id = repo.new_id(btype)
@@ -548,12 +621,16 @@ def create(module, engine):
         scratch = plain_scratch = None
         try:
             base_request = None
-            if base is not None:
+            if base is not None and btype == 'log':
+                # a log backup reads only the base's positions: no key is needed, nothing is decrypted
+                base_request = {'manifest': base, 'path': None}
+            elif base is not None:
                 key = crypto.key_for(base['encryption'], p['encryption_key'], base['id']) \
                     if base.get('encryption') else None
                 if key is not None:
                     scratch = repo.scratch('base')
-                base_request = {'manifest': base, 'path': repo.plain_copy(base, key, scratch)}
+                base_request = {'manifest': base, 'path': repo.plain_copy(base, key, scratch,
+                                                                          only=_base_files(engine, base))}
             dest = os.path.join(incoming, catalog.DATA)
             if p['encryption_key']:
                 # plaintext never lands in the repository, not even in a run that gets killed
@@ -578,7 +655,7 @@ def create(module, engine):
                 result.update(restart_required=bool(out.get('restart_required')), changed=True,
                               msg=(out.get('details') or {}).get('archiving') or 'nothing published')
                 result['failed_runs'] = repo.failed_runs()
-                return _finish(module, result, tracker, before, _repo_state(repo))
+                return _finish(module, result, tracker, before, _repo_state(repo), repo)
             problems = []
             verified = bool(out.get('verified'))
             if p['verify'] and method == 'logical':
@@ -626,7 +703,7 @@ def create(module, engine):
         result['msg'] = 'took %s %s backup %s (%d bytes)' % (method, btype, backup_id, published['size_bytes'])
         result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[backup_id]))
         result['failed_runs'] = repo.failed_runs()
-        return _finish(module, result, tracker, before, _repo_state(repo))
+        return _finish(module, result, tracker, before, _repo_state(repo), repo)
 
 
 def _pgbackrest_parent(module, repo, out, fallback):
@@ -646,12 +723,32 @@ def _repo_state(repo):
             'failed_runs': [r['id'] for r in repo.failed_runs() if r['status'] == 'failed']}
 
 
-def _finish(module, result, tracker, before, after):
+def _finish(module, result, tracker, before, after, repo=None):
     result.pop('_removed_runs', None)
+    if repo is not None:
+        _report_leftovers(module, repo, result, tracker)
     result['changed'] = tracker.changed
     if module._diff:
         result['diff'] = {'before': before, 'after': after}
     return result
+
+
+def _report_leftovers(module, repo, result, tracker):
+    """``leftovers``: what killed runs left beside the repository (decrypted scratch copies, half-deleted backups)
+    that taking the lock removed - in check mode, what the real run would remove."""
+    found = repo.leftovers() if module.check_mode else list(repo.swept)
+    result['leftovers'] = found
+    gone = [e for e in found if e['status'] in ('removed', 'stale')]
+    kept = [e for e in found if e['status'] == 'kept']
+    for entry in gone:
+        tracker.action('remove leftover %s' % entry['path'])
+    if gone:
+        module.warn('%s what killed runs left behind: %s' % (
+            'would remove' if module.check_mode else 'removed',
+            '; '.join('%s (%s)' % (e['path'], e['reason']) for e in gone)))
+    if kept:
+        module.warn('left behind by killed runs and kept: %s' % '; '.join(
+            '%s (%s)' % (e['path'], e['reason']) for e in kept))
 
 
 def _would_take(module, repo, engine, base):
@@ -780,7 +877,7 @@ def maintain(module):
         result['msg'] = ('would delete' if module.check_mode else 'deleted') + ': %s' % (
             ', '.join(result['deleted']) or 'nothing')
     result['failed_runs'] = repo.failed_runs()
-    return _finish(module, result, tracker, before, after)
+    return _finish(module, result, tracker, before, after, repo)
 
 
 class _nolock:

@@ -2,7 +2,9 @@
 """db_backup option handling against a real throw-away PostgreSQL server.
 
 max_age only counts a fresh backup of what is asked for; retention with a damaged newest full;
-a bad repository path or a bad option value fails clearly before anything is written.
+a bad repository path or a bad option value fails clearly before anything is written; encrypted plain
+physical backups keep their empty directories; log backups after an encrypted full need no key;
+leftovers of killed runs are removed by the next run that takes the lock.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import time
 
 import pytest
 
-from modrun import run_module
-from servers import PostgresServer, make_workdir
+from modrun import collections_root, run_module
+from servers import PostgresServer, free_port, make_workdir, pg_bindir
 
 PG_USER = 'postgres'
 
@@ -387,3 +389,148 @@ def test_pgbackrest_absent_expires_the_set_and_parents_follow_pgbackrest(workdir
         assert [b for b in backups(repo) if b != 'pgbackrest'] == [real['backup']['id']]
     finally:
         srv.destroy()
+
+
+# ---- encrypted physical backups, empty directories, leftovers of killed runs ----------------------
+KEY = 'options-test-key'
+ARCHIVING = {'wal_level': 'replica', 'archive_mode': 'on', 'archive_timeout': '0'}
+
+
+@pytest.fixture(scope='module')
+def archiving():
+    srv = PostgresServer(settings=ARCHIVING).init().start()
+    srv.psql('CREATE DATABASE shop')
+    srv.psql('CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g', 'shop')
+    yield srv
+    srv.destroy()
+
+
+def stop_restored(data_dir):
+    argv = [os.path.join(pg_bindir(), 'pg_ctl'), '-D', data_dir, '-m', 'immediate', '-w', 'stop']
+    subprocess.run((['runuser', '-u', PG_USER, '--'] if os.geteuid() == 0 else []) + argv,
+                   capture_output=True, check=False)
+
+
+def test_encrypted_plain_physical_backup_restores_and_log_backups_follow_without_key(archiving, workdir):
+    repo = os.path.join(workdir, 'repo')
+    assert backup(archiving, repo, method='physical', type='log')['failed'] is False
+    full = backup(archiving, repo, method='physical', encryption_key=KEY)   # compression none: plain format
+    assert full['failed'] is False and full['backup']['encrypted'] is True, full
+    stored = manifest_of(repo, full['backup']['id'])
+    assert os.path.join('base', 'pg_notify') in stored['dirs'], stored['dirs']
+    assert os.path.isdir(os.path.join(repo, full['backup']['id'], 'data', 'base', 'pg_notify'))
+    verified = run_module('db_backup', {'repo': repo, 'state': 'verified', 'encryption_key': KEY})
+    assert verified['failed'] is False, verified
+    data_dir = os.path.join(workdir, 'restored')
+    try:
+        restored = run_module('db_restore', {'repo': repo, 'data_dir': data_dir, 'port': free_port(),
+                                             'encryption_key': KEY})
+        assert restored['failed'] is False, restored.get('msg')
+        assert os.path.isdir(os.path.join(data_dir, 'pg_notify'))
+    finally:
+        stop_restored(data_dir)
+    drill = run_module('db_restore', dict(archiving.conn, repo=repo, state='verified', encryption_key=KEY))
+    assert drill['failed'] is False and drill['result'] == 'passed' and drill['rows_restored'] == 1000, drill.get('msg')
+    # a log backup after the encrypted full reads only its positions: no key needed, and its own key still refused
+    log = backup(archiving, repo, method='physical', type='log')
+    assert log['failed'] is False and log['backup']['parent_id'] == full['backup']['id'], log.get('msg')
+    refused = backup(archiving, repo, method='physical', type='log', encryption_key=KEY)
+    assert refused['failed'] is True and 'drop encryption_key for type=log' in refused['msg'], refused
+    assert not [e for e in os.listdir(repo) if e.startswith('.incoming-')]
+    assert not [e for e in os.listdir(workdir) if e.startswith('.dbops-scratch-')]
+
+
+def test_a_missing_directory_of_a_plain_physical_backup_fails_verification_and_restore(archiving, workdir):
+    repo = os.path.join(workdir, 'repo')
+    full = backup(archiving, repo, method='physical')
+    assert full['failed'] is False, full
+    backup_id = full['backup']['id']
+    os.rmdir(os.path.join(repo, backup_id, 'data', 'base', 'pg_notify'))
+    missing = os.path.join(backup_id, 'data', 'base', 'pg_notify') + ': directory missing'
+    verified = run_module('db_backup', {'repo': repo, 'state': 'verified'})
+    assert verified['failed'] is True and missing in verified['msg'], verified
+    assert manifest_of(repo, backup_id)['verify_problems'] == [missing]
+    data_dir = os.path.join(workdir, 'restored')
+    restored = run_module('db_restore', {'repo': repo, 'data_dir': data_dir, 'port': free_port()})
+    assert restored['failed'] is True and missing in restored['msg'], restored
+    assert not os.path.exists(data_dir) or not os.listdir(data_dir)
+
+
+KILLER = '''
+import os, shutil, signal
+_at = os.environ.get('DBOPS_TEST_KILL_AT')
+_rename, _rmtree = os.rename, shutil.rmtree
+def rename(src, dst, *a, **k):
+    if _at == 'encrypt' and str(src).endswith('.dbops-enc'):
+        os.kill(os.getpid(), signal.SIGKILL)
+    out = _rename(src, dst, *a, **k)
+    if _at == 'delete' and os.path.basename(str(dst)).startswith('.deleting-'):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+def rmtree(path, *a, **k):
+    if _at == 'cleanup' and os.path.basename(str(path)).startswith('.dbops-scratch-restore-'):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _rmtree(path, *a, **k)
+os.rename, shutil.rmtree = rename, rmtree
+'''
+
+
+def test_leftovers_of_killed_runs_are_removed_by_the_next_run_and_reported(archiving, workdir):
+    inject = os.path.join(workdir, 'inject')
+    os.makedirs(inject)
+    with open(os.path.join(inject, 'sitecustomize.py'), 'w') as f:
+        f.write(KILLER)
+
+    def killed(name, args, moment):
+        env = {'PYTHONPATH': inject + os.pathsep + collections_root(), 'DBOPS_TEST_KILL_AT': moment}
+        res = run_module(name, args, env=env)
+        assert res['_rc'] == -9, res
+        return res
+
+    repo = os.path.join(workdir, 'repo')
+    dump = backup(archiving, repo, databases=['shop'], encryption_key=KEY)
+    full = backup(archiving, repo, method='physical', encryption_key=KEY)
+    assert dump['failed'] is False and full['failed'] is False
+    verify = {'repo': repo, 'state': 'verified', 'backup_id': dump['backup']['id'], 'encryption_key': KEY}
+
+    def swept(expected):
+        """Check mode names what the next locked run removes; that run removes it and reports it."""
+        dry = run_module('db_backup', verify, check=True)
+        assert dry['failed'] is False and dry['changed'] is True, dry
+        assert [(e['path'], e['status']) for e in dry['leftovers']] == [(expected, 'stale')], dry['leftovers']
+        assert os.path.exists(expected)
+        res = run_module('db_backup', verify)
+        assert res['failed'] is False and res['changed'] is True, res
+        assert [(e['path'], e['status']) for e in res['leftovers']] == [(expected, 'removed')], res['leftovers']
+        assert expected in json.dumps(res.get('warnings') or []), res
+        assert not os.path.exists(expected)
+        again = run_module('db_backup', verify)
+        assert again['changed'] is False and again['leftovers'] == [], again
+
+    def scratch_dirs():
+        return sorted(os.path.join(workdir, e) for e in os.listdir(workdir) if e.startswith('.dbops-scratch-'))
+
+    # an encrypted backup killed while encrypting: its plaintext stays beside the repository
+    killed('db_backup', dict(archiving.conn, repo=repo, method='physical', encryption_key=KEY), 'encrypt')
+    plain = scratch_dirs()
+    assert len(plain) == 1 and os.path.basename(plain[0]).startswith('.dbops-scratch-plain-'), plain
+    swept(plain[0])
+    # a delete killed after its rename
+    killed('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': full['backup']['id']}, 'delete')
+    deleting = os.path.join(repo, '.deleting-' + full['backup']['id'])
+    swept(deleting)
+    # a restore killed before it removed its decrypted copy: the next restore (its lock) removes it too
+    killed('db_restore', dict(archiving.conn, repo=repo, backup_id=dump['backup']['id'], target_database='copy',
+                              encryption_key=KEY), 'cleanup')
+    decrypted = scratch_dirs()
+    assert len(decrypted) == 1 and os.path.basename(decrypted[0]).startswith('.dbops-scratch-restore-'), decrypted
+    swept(decrypted[0])
+    killed('db_restore', dict(archiving.conn, repo=repo, backup_id=dump['backup']['id'], target_database='copy2',
+                              encryption_key=KEY), 'cleanup')
+    res = run_module('db_restore', dict(archiving.conn, repo=repo, backup_id=dump['backup']['id'],
+                                        target_database='copy3', encryption_key=KEY))
+    assert res['failed'] is False and scratch_dirs() == [], res
+    # the killed backup's .incoming is a failed run, as before, and retention removes it
+    res = backup(archiving, repo, method='physical', encryption_key=KEY, retention={'full': 5})
+    assert res['failed'] is False and [r['status'] for r in res['failed_runs']] == [], res
+    assert not [e for e in os.listdir(repo) if e.startswith(('.incoming-', '.deleting-'))]

@@ -569,3 +569,157 @@ def test_retention_plan_with_the_backup_check_mode_would_take():
     taking = _m('new-full')
     assert catalog.retention_plan(manifests, full=1, now=NOW)[1] == []
     assert catalog.retention_plan(manifests + [taking], full=1, now=NOW)[1] == ['old-full']
+
+
+# ---- directories (empty ones included) -----------------------------------------------------------
+def _encrypted_with_dirs(repo, tmp_path, monkeypatch):
+    """An encrypted backup whose plaintext holds empty directories (like pg_notify in a PostgreSQL data dir)."""
+    monkeypatch.setattr(crypto, 'SCRYPT_N', 2 ** 10)
+    plain_dir = tmp_path / 'plain'
+    (plain_dir / 'base' / 'global').mkdir(parents=True)
+    (plain_dir / 'base' / 'global' / 'pg_control').write_bytes(b'CONTROL')
+    (plain_dir / 'base' / 'pg_notify').mkdir()
+    (plain_dir / 'base' / 'pg_logical' / 'snapshots').mkdir(parents=True)
+    (plain_dir / 'meta').mkdir()
+    (plain_dir / 'meta' / 'xtrabackup_checkpoints').write_bytes(b'to_lsn = 42\n')
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {})
+    record, key = crypto.encryption_record('pw')
+    repo.encrypt_data(incoming, key, source=str(plain_dir))
+    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'encryption': record,
+                                       'finished_at': catalog.iso(NOW)})
+    return manifest, crypto.key_for(record, 'pw')
+
+
+def test_empty_directories_survive_encryption_and_decryption(tmp_path, monkeypatch):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    manifest, key = _encrypted_with_dirs(repo, tmp_path, monkeypatch)
+    assert manifest['dirs'] == ['base', os.path.join('base', 'global'), os.path.join('base', 'pg_logical'),
+                                os.path.join('base', 'pg_logical', 'snapshots'), os.path.join('base', 'pg_notify'),
+                                'meta']
+    assert os.path.isdir(os.path.join(repo.data_dir(manifest['id']), 'base', 'pg_notify'))
+    assert repo.verify_files(manifest) == []
+    plain = repo.plain_copy(manifest, key, repo.scratch('t'))
+    assert os.path.isdir(os.path.join(plain, 'base', 'pg_notify'))
+    assert os.path.isdir(os.path.join(plain, 'base', 'pg_logical', 'snapshots'))
+    with open(os.path.join(plain, 'base', 'global', 'pg_control'), 'rb') as f:
+        assert f.read() == b'CONTROL'
+
+
+def test_plain_copy_of_only_some_directories(tmp_path, monkeypatch):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    manifest, key = _encrypted_with_dirs(repo, tmp_path, monkeypatch)
+    plain = repo.plain_copy(manifest, key, repo.scratch('t'), only=['meta'])
+    assert sorted(os.listdir(plain)) == ['meta']
+    with open(os.path.join(plain, 'meta', 'xtrabackup_checkpoints'), 'rb') as f:
+        assert f.read() == b'to_lsn = 42\n'
+
+
+def test_verify_files_names_a_missing_directory(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {})
+    os.makedirs(os.path.join(incoming, 'data', 'base', 'pg_notify'))
+    with open(os.path.join(incoming, 'data', 'base', 'PG_VERSION'), 'w') as f:
+        f.write('15\n')
+    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'finished_at': catalog.iso(NOW)})
+    assert os.path.join('base', 'pg_notify') in manifest['dirs']
+    assert repo.verify_files(manifest) == []
+    os.rmdir(os.path.join(repo.data_dir(backup_id), 'base', 'pg_notify'))
+    assert repo.verify_files(manifest) == [
+        '%s: directory missing' % os.path.join(backup_id, 'data', 'base', 'pg_notify')]
+
+
+def test_manifest_without_dirs_stays_readable(tmp_path, monkeypatch):
+    """Manifests written before directories were recorded: verified on their files, decrypted as before; a plain
+    PostgreSQL physical backup gets the data directory's own (possibly empty) directories back."""
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    manifest, key = _encrypted_with_dirs(repo, tmp_path, monkeypatch)
+    del manifest['dirs']
+    repo.update_manifest(manifest)
+    os.rmdir(os.path.join(repo.data_dir(manifest['id']), 'base', 'pg_notify'))
+    assert repo.verify_files(manifest) == []
+    plain = repo.plain_copy(manifest, key, repo.scratch('a'))
+    assert not os.path.exists(os.path.join(plain, 'base', 'pg_notify'))   # nothing says it was there
+    assert os.path.isfile(os.path.join(plain, 'base', 'global', 'pg_control'))
+    legacy = dict(manifest, engine='postgresql', method='physical', details={'format': 'plain'})
+    plain = repo.plain_copy(legacy, key, repo.scratch('b'))
+    for name in ('pg_notify', 'pg_replslot', 'pg_tblspc', 'pg_serial', 'pg_snapshots', 'pg_twophase'):
+        assert os.path.isdir(os.path.join(plain, 'base', name)), name
+
+
+# ---- leftovers of killed runs ----------------------------------------------------------------------
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def _scratch_dir(tmp_path, label, pid, age=0):
+    path = tmp_path / ('.dbops-scratch-%s-%d' % (label, pid))
+    (path / 'data').mkdir(parents=True)
+    (path / 'data' / 'secret.dat').write_bytes(b'PLAINTEXT')
+    if age:
+        then = os.path.getmtime(path) - age
+        os.utime(path, (then, then))
+    return path
+
+
+def test_lock_removes_what_killed_runs_left_and_reports_it(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    dead = _dead_pid()
+    killed_backup = _scratch_dir(tmp_path, 'plain', dead)
+    reused = _scratch_dir(tmp_path, 'restore', os.getpid(), age=3600)    # our pid, but older than we are
+    live = _scratch_dir(tmp_path, 'verify', os.getppid())                 # a live process's own scratch
+    half_deleted = tmp_path / 'repo' / '.deleting-20261127T120000Z-full'
+    (half_deleted / 'data').mkdir(parents=True)
+    found = repo.leftovers()
+    assert sorted(e['path'] for e in found) == sorted(str(p) for p in (killed_backup, reused, half_deleted))
+    assert all(e['status'] == 'stale' for e in found) and killed_backup.exists()
+    with repo.lock():
+        pass
+    assert not killed_backup.exists() and not reused.exists() and not half_deleted.exists()
+    assert live.exists()
+    swept = {e['path']: e for e in repo.swept}
+    assert swept[str(killed_backup)]['status'] == 'removed' and swept[str(killed_backup)]['pid'] == dead
+    assert swept[str(killed_backup)]['kind'] == 'scratch'
+    assert swept[str(half_deleted)]['kind'] == 'deleting' and '20261127T120000Z-full' in swept[str(half_deleted)]['reason']
+    assert repo.leftovers() == []
+
+
+def test_leftover_scratch_with_a_running_server_is_kept(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    drill = _scratch_dir(tmp_path, 'restore', _dead_pid())
+    (drill / 'instance').mkdir()
+    (drill / 'instance' / 'postmaster.pid').write_text('%d\n/x\n' % os.getppid())
+    with repo.lock():
+        pass
+    assert drill.exists()
+    assert [e['status'] for e in repo.swept] == ['kept'] and 'still runs' in repo.swept[0]['reason']
+
+
+def test_owner_gone_checks_the_start_of_a_live_pid():
+    now = datetime.datetime.now().timestamp()
+    assert catalog.owner_gone(_dead_pid(), now)
+    assert not catalog.owner_gone(os.getpid(), now)
+    assert catalog.owner_gone(os.getpid(), now - 10 ** 7)   # older than this process: its pid was reused
+
+
+def test_scratch_records_its_owner_so_a_reused_pid_is_told_apart(tmp_path):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    mine = repo.scratch('verify')
+    with open(os.path.join(mine, catalog.OWNER)) as f:
+        owner = json.load(f)
+    assert owner['pid'] == os.getpid() and owner['start_ticks']
+    assert repo.leftovers() == []                       # ours, alive: never listed
+    # the same pid recorded with another process start: the pid was reused, the directory is stale
+    with open(os.path.join(mine, catalog.OWNER), 'w') as f:
+        json.dump({'pid': os.getpid(), 'start_ticks': owner['start_ticks'] - 1}, f)
+    assert [e['path'] for e in repo.leftovers()] == [mine]
