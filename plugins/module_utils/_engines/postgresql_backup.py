@@ -1103,7 +1103,19 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
 
     started = time.time()
     log = os.path.join(data_dir, 'dbops_restore_server.log')
-    start_instance(data_dir, os_user, bin_dir, major, commands)
+
+    def short_archive(detail):
+        # the server gave up: the archived WAL does not reach the target
+        if 'recovery ended before configured recovery target was reached' in detail:
+            return DbError('recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before '
+                           'the target: take a log backup (type=log) after it, or choose an earlier target; '
+                           'nothing was restored (%s)' % detail[-600:])
+        return None
+
+    try:
+        start_instance(data_dir, os_user, bin_dir, major, commands)
+    except DbError as exc:
+        raise short_archive(_tail(log) + str(exc)) or exc from None
     deadline = time.time() + float(request.get('timeout') or 3600)
     while True:
         state = _controldata_state(bin_dir, data_dir, os_user)
@@ -1111,11 +1123,8 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
             break
         if not _postmaster_alive(data_dir):
             tail = _tail(log)
-            if 'recovery ended before configured recovery target was reached' in tail:
-                raise DbError('recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before '
-                              'the target: take a log backup (type=log) after it, or choose an earlier target; '
-                              'nothing was restored (%s)' % tail[-600:])
-            raise DbError('recover restored server in', data_dir, 'the server stopped during recovery: %s' % tail)
+            raise short_archive(tail) or DbError('recover restored server in', data_dir,
+                                                 'the server stopped during recovery: %s' % tail)
         if time.time() > deadline:
             stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
             raise DbError('recover restored server in', data_dir, 'recovery did not finish in time: %s' % _tail(log))
