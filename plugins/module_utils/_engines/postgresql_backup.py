@@ -1107,9 +1107,12 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
     def short_archive(detail):
         # the server gave up: the archived WAL does not reach the target
         if 'recovery ended before configured recovery target was reached' in detail:
+            wanted = re.findall(r"([0-9A-F]{24})': No such file", detail)
             return DbError('recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before '
-                           'the target: take a log backup (type=log) after it, or choose an earlier target; '
-                           'nothing was restored (%s)' % detail[-600:])
+                           'the target%s: take a log backup (type=log) after it, or choose an earlier target; '
+                           'nothing was restored (%s)' % (
+                               ' (WAL segment %s is not in %s)' % (wanted[-1], log_dir) if wanted else '',
+                               detail[-600:]))
         return None
 
     try:
