@@ -155,6 +155,14 @@ tables:
   returned: when restored or drilled
   type: list
   elements: dict
+leftovers:
+  description:
+    - What killed runs left beside the repository (decrypted scratch copies, half-deleted backups) and this run removed
+      when it took the repository lock (or found and kept, with the reason), each with C(path), C(kind), C(status),
+      C(reason).
+  returned: always
+  type: list
+  elements: dict
 roles_created:
   description: Roles (PostgreSQL) or accounts (MariaDB/MySQL, C(user@host)) created because O(roles=create) (in check
     mode, that would be).
@@ -256,6 +264,7 @@ class Runner:
         self.engine = None
         self.commands = []
         self.started = time.time()
+        self.repo = None
 
     def connect(self, engine_name):
         if self.engine is None:
@@ -287,6 +296,17 @@ class Runner:
         kwargs.setdefault('commands', self.commands)
         kwargs['duration_seconds'] = round(time.time() - self.started, 3)
         kwargs['queries'] = self.engine.queries if self.engine is not None else []
+        # what killed runs left beside the repository, removed when this run took the lock
+        swept = list(getattr(self.repo, 'swept', None) or [])
+        kwargs['leftovers'] = swept
+        gone = [e for e in swept if e.get('status') == 'removed']
+        kept = [e for e in swept if e.get('status') != 'removed']
+        if gone:
+            self.module.warn('removed what killed runs left behind: %s' % '; '.join(
+                '%s (%s)' % (e['path'], e.get('reason')) for e in gone))
+        if kept:
+            self.module.warn('left behind by killed runs and kept: %s' % '; '.join(
+                '%s (%s)' % (e['path'], e.get('reason')) for e in kept))
         return kwargs
 
     # -- logical
@@ -563,6 +583,7 @@ def restore(module):
     if manifest.get('encryption'):
         crypto.key_for(manifest['encryption'], p['encryption_key'], manifest['id'])
     runner = Runner(module)
+    runner.repo = repo
     try:
         if p['state'] == 'verified':
             return runner.drill(repo, manifest)

@@ -766,8 +766,12 @@ def test_logical_restore_targets_are_respected(server, workdir):
     server.psql('CREATE DATABASE victim')
     server.psql('CREATE DATABASE victim_dbops_restore')
     server.psql('CREATE TABLE precious (id int); INSERT INTO precious VALUES (1)', 'victim_dbops_restore')
+    half_deleted = os.path.join(repo, '.deleting-20260101T000000Z-full')   # a delete killed after its rename
+    os.makedirs(os.path.join(half_deleted, 'data'))
     out = restore(repo, server.conn, databases=['shop'], target_database='victim', force=True)
     assert out['failed'] is False, out['msg']
+    assert [(e['path'], e['status']) for e in out['leftovers']] == [(half_deleted, 'removed')]
+    assert not os.path.exists(half_deleted) and any('killed runs' in str(w) for w in out.get('warnings') or [])
     assert server.psql('SELECT count(*) FROM precious', 'victim_dbops_restore') == '1'
     assert content(server, 'victim') == content(server, 'shop')
     # a name with '=' and quotes is a database name, not a connection string
