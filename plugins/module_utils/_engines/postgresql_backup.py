@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_settings import LIST_SETTINGS, split_list_setting
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
 
 RESTORE_MARKER_FILE = 'dbops_restore.json'
@@ -102,9 +103,6 @@ BOOTSTRAP_OWNED_SQL = (
     "AND " + _USER_NS + " AND t.typrelid = 0 AND t.typelem = 0 AND NOT EXISTS (SELECT 1 FROM pg_depend d "
     "WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')) "
     "OR EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE lomowner = 10) AS owned")
-# settings whose value is a list: each element is its own literal in SET ... TO
-LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries',
-                 'shared_preload_libraries', 'unix_socket_directories')
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLE_STATEMENT_RE = re.compile(r'^(?:CREATE ROLE|ALTER ROLE|COMMENT ON ROLE)\s+(%s)(?:\s|;)' % _IDENT)
 _MEMBERSHIP_RE = re.compile(r'^GRANT\s+(%s)\s+TO\s+(%s)(\s+WITH\s+ADMIN\s+OPTION)?(?:\s+GRANTED\s+BY\s+%s)?\s*;$'
@@ -914,20 +912,9 @@ def conninfo_dbname(name):
 
 
 def _utc_moment(text):
-    """ISO 8601 (Z, an offset, or none = UTC; basic or extended) -> aware UTC datetime."""
-    if isinstance(text, datetime.datetime):
-        moment = text
-    else:
-        value = str(text).strip().replace(' ', 'T', 1)
-        if value[-1:] in ('Z', 'z'):
-            value = value[:-1] + '+00:00'
-        try:
-            moment = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            raise DbError('restore to', repr(text), 'use ISO 8601, e.g. 2026-01-31T23:59:00Z') from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
+    """ISO 8601 (Z, an offset, or none = UTC) -> aware UTC datetime: the catalog's reading of a time."""
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import parse_time
+    return parse_time(text).astimezone(datetime.timezone.utc)
 
 
 def recovery_target_time(text):
@@ -993,8 +980,6 @@ def restore_physical(request):
         if ended and moment < _utc_moment(ended):
             raise DbError('restore to', target_time, 'backup %s ended at %s: a physical backup is consistent only from '
                           'its end; choose an older backup or a later time' % (full['manifest']['id'], ended))
-        if moment > datetime.datetime.now(datetime.timezone.utc):
-            raise DbError('restore to', target_time, 'the time is in the future: the archive cannot reach it')
     need_archive = last.get('method') != 'pgbackrest' and bool(
         target_time or target_position.get('lsn') or last.get('type') == 'log')
     seg_size = int(details.get('wal_segment_size') or 16 * 1024 * 1024)
@@ -1968,24 +1953,9 @@ class PostgresBackup:
             self.execute(stmt, operation='restore the owner, privileges and settings of database %s' % name)
 
     def _setting_value(self, key, value):
+        """A setting's value as ALTER ... SET takes it: one literal per element of a list setting."""
         if key.lower() in LIST_SETTINGS:
-            items, current, quoted = [], '', False
-            for ch in value:
-                if ch == '"':
-                    quoted = not quoted
-                    current += ch
-                elif ch == ',' and not quoted:
-                    items.append(current)
-                    current = ''
-                else:
-                    current += ch
-            items.append(current)
-            out = []
-            for item in (i.strip() for i in items):
-                if len(item) >= 2 and item[0] == item[-1] == '"':
-                    item = item[1:-1].replace('""', '"')
-                out.append(self.quote_literal(item))
-            return ', '.join(out)
+            return ', '.join(self.quote_literal(item) for item in split_list_setting(value)) or "''"
         return self.quote_literal(value)
 
     def _work_database_name(self, name):
