@@ -326,6 +326,17 @@ def test_backup_summary_sizes():
     assert summary['size_gb'] == 3.0 and summary['path'] == '/r/F1' and summary['duration_seconds'] == 300.0
 
 
+def _publish_encrypted(repo, plain_dir, password='pw'):
+    """A full backup of repo: plain_dir encrypted into it (the plaintext removed), published."""
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {})
+    record, key = crypto.encryption_record(password)
+    repo.encrypt_data(incoming, key, source=str(plain_dir))
+    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'encryption': record,
+                                       'finished_at': catalog.iso(NOW)})
+    return manifest, record
+
+
 def test_encrypt_from_a_plaintext_directory_outside_the_repository(tmp_path, monkeypatch):
     monkeypatch.setattr(crypto, 'SCRYPT_N', 2 ** 10)
     repo = catalog.Repository(str(tmp_path / 'repo'))
@@ -333,15 +344,10 @@ def test_encrypt_from_a_plaintext_directory_outside_the_repository(tmp_path, mon
     plain_dir = tmp_path / 'plain'
     (plain_dir / 'db-001').mkdir(parents=True)
     (plain_dir / 'db-001' / 'toc.dat').write_bytes(b'TOC SECRET')
-    backup_id = repo.new_id('full')
-    incoming = repo.begin(backup_id, {})
-    record, key = crypto.encryption_record('pw')
-    repo.encrypt_data(incoming, key, source=str(plain_dir))
-    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'encryption': record,
-                                       'finished_at': catalog.iso(NOW)})
+    manifest, _record = _publish_encrypted(repo, plain_dir)
     assert [f['path'] for f in manifest['files']] == [os.path.join('db-001', 'toc.dat')]
     assert not (plain_dir / 'db-001' / 'toc.dat').exists(), 'plaintext left behind'
-    stored = os.path.join(repo.data_dir(backup_id), 'db-001', 'toc.dat')
+    stored = os.path.join(repo.data_dir(manifest['id']), 'db-001', 'toc.dat')
     with open(stored, 'rb') as f:
         assert b'TOC SECRET' not in f.read()
 
@@ -582,12 +588,7 @@ def _encrypted_with_dirs(repo, tmp_path, monkeypatch):
     (plain_dir / 'base' / 'pg_logical' / 'snapshots').mkdir(parents=True)
     (plain_dir / 'meta').mkdir()
     (plain_dir / 'meta' / 'xtrabackup_checkpoints').write_bytes(b'to_lsn = 42\n')
-    backup_id = repo.new_id('full')
-    incoming = repo.begin(backup_id, {})
-    record, key = crypto.encryption_record('pw')
-    repo.encrypt_data(incoming, key, source=str(plain_dir))
-    manifest = repo.publish(incoming, {'id': backup_id, 'type': 'full', 'encryption': record,
-                                       'finished_at': catalog.iso(NOW)})
+    manifest, record = _publish_encrypted(repo, plain_dir)
     return manifest, crypto.key_for(record, 'pw')
 
 
