@@ -192,6 +192,14 @@ def drill_passes(server, repo):
     assert drill['failed'] is False and drill['result'] == 'passed', drill
 
 
+def restores_identical(server, repo, target, before):
+    """The latest backup restored (jobs 2) into target holds the contents ``before``; its drill passes."""
+    out = restore(repo, server.conn, target_database=target, jobs=2)
+    assert out['failed'] is False, out
+    assert content(server, target) == before
+    drill_passes(server, repo)
+
+
 def test_logical_parallel_table_chunks_restore_identical(server, workdir):
     """Tables above the chunk threshold are copied in ctid ranges by parallel sessions of one snapshot.
 
@@ -251,10 +259,7 @@ def test_logical_chunked_inheritance_parent_counts_its_children_like_the_drill(s
     assert 'public.parent' in {t['table'] for t in dump['chunked']}, dump['chunked']
     assert {t['exported_by'] for t in dump['chunked']} == {'server'}, dump['chunked']
     assert {t['name']: t['rows'] for t in dump['tables']} == {'public.child': 500, 'public.parent': 3500}
-    out = restore(repo, server.conn, target_database='inh_copy', jobs=2)
-    assert out['failed'] is False, out
-    assert content(server, 'inh_copy') == before
-    drill_passes(server, repo)
+    restores_identical(server, repo, 'inh_copy', before)
 
 
 def test_logical_chunks_leave_tables_without_copyable_columns_to_pg_dump(server, workdir):
@@ -271,10 +276,7 @@ def test_logical_chunks_leave_tables_without_copyable_columns_to_pg_dump(server,
     assert {t['table'] for t in dump['chunked']} == {'public.plain'}, dump['chunked']
     assert {t['name']: t['rows'] for t in dump['tables']} == {'public.nocols': 3000, 'public.onlygen': 3000,
                                                               'public.plain': 3000}
-    out = restore(repo, server.conn, target_database='bare_copy', jobs=2)
-    assert out['failed'] is False, out
-    assert content(server, 'bare_copy') == before
-    drill_passes(server, repo)
+    restores_identical(server, repo, 'bare_copy', before)
 
 
 def test_logical_backup_of_latin1_database_with_non_ascii_names(server, workdir):
