@@ -13,9 +13,8 @@ import shutil
 
 import modrun
 import pytest
-from servers import MariadbServer, make_workdir
+from test_db_backup_mariadb_engine import mariadb_workdir, own_mariadb
 
-from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = [
@@ -28,27 +27,17 @@ KEY = 'encrypted-test-key'
 
 @pytest.fixture(scope='module')
 def source():
-    server = MariadbServer().init().start()
-    try:
+    with own_mariadb() as server:
         server.sql('CREATE DATABASE d')
         server.sql('CREATE TABLE d.t (id INT PRIMARY KEY)')
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture()
 def work(source):
     source.sql('DELETE FROM d.t')
-    path = make_workdir('dbops-bkenc-', 'mysql')
-    try:
+    with mariadb_workdir('dbops-bkenc-') as path:
         yield path
-    finally:
-        for root, dirs, _files in os.walk(path):
-            for name in dirs:
-                if os.path.isfile(os.path.join(root, name, 'mysqld.pid')):
-                    mb.stop_instance(os.path.join(root, name))
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def add_rows(server, count):

@@ -12,8 +12,8 @@ import time
 
 import modrun
 import pytest
-from servers import MariadbServer, free_port, make_workdir
-from test_db_backup_mariadb_engine import Restored, fill, table_state
+from servers import free_port
+from test_db_backup_mariadb_engine import Restored, fill, mariadb_workdir, own_mariadb, table_state
 
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
 
@@ -27,24 +27,14 @@ pytestmark = [
 
 @pytest.fixture(scope='module')
 def source():
-    server = MariadbServer().init().start()
-    try:
+    with own_mariadb() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture()
 def work():
-    path = make_workdir('dbops-bkm-', 'mysql')
-    try:
+    with mariadb_workdir('dbops-bkm-') as path:
         yield path
-    finally:
-        for root, dirs, _files in os.walk(path):
-            for name in dirs:
-                if os.path.isfile(os.path.join(root, name, 'mysqld.pid')):
-                    mb.stop_instance(os.path.join(root, name))
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def backup(server, repo, **kw):

@@ -7,6 +7,7 @@ source (row counts and CHECKSUM TABLE per table).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -23,8 +24,9 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 pytestmark = pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='mariadb-backup not installed')
 
 
-@pytest.fixture(scope='module')
-def source():
+@contextlib.contextmanager
+def own_mariadb():
+    """A throw-away MariaDB server for the backup tests' fixtures, destroyed afterwards."""
     server = MariadbServer().init().start()
     try:
         yield server
@@ -32,17 +34,31 @@ def source():
         server.destroy()
 
 
-@pytest.fixture()
-def scratch():
-    path = make_workdir('dbops-bk-', 'mysql')
+@contextlib.contextmanager
+def mariadb_workdir(prefix):
+    """A work directory the mysql OS user owns; afterwards every instance a restore started in it
+    (a directory holding mysqld.pid) is stopped and the directory removed."""
+    path = make_workdir(prefix, 'mysql')
     try:
         yield path
     finally:
-        for name in os.listdir(path):
-            data_dir = os.path.join(path, name)
-            if os.path.isdir(data_dir):
-                mb.stop_instance(data_dir)
+        for root, dirs, _files in os.walk(path):
+            for name in dirs:
+                if os.path.isfile(os.path.join(root, name, 'mysqld.pid')):
+                    mb.stop_instance(os.path.join(root, name))
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def source():
+    with own_mariadb() as server:
+        yield server
+
+
+@pytest.fixture()
+def scratch():
+    with mariadb_workdir('dbops-bk-') as path:
+        yield path
 
 
 def engine_of(server, path='tsv'):
