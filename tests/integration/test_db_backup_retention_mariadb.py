@@ -9,8 +9,8 @@ import shutil
 
 import modrun
 import pytest
-from servers import MariadbServer, make_workdir
 from test_db_backup_mariadb import backup
+from test_db_backup_mariadb_engine import mariadb_workdir, own_mariadb
 
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
 
@@ -20,20 +20,14 @@ pytestmark = pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='
 @pytest.fixture()
 def source():
     """A server of its own per test (test_db_backup_mariadb shares one per module)."""
-    server = MariadbServer().init().start()
-    try:
+    with own_mariadb() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture()
 def work():
-    path = make_workdir('dbops-bkr-', 'mysql')
-    try:
+    with mariadb_workdir('dbops-bkr-') as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
@@ -76,15 +70,20 @@ def test_retention_prunes_binlog_archive_to_kept_fulls(source, work):
     assert not again['failed'] and again['changed'] is False and again['deleted_logs'] == [], again
 
 
+def full_then_logs(source, repo, database, logs):
+    """A database with one table, a physical full backup, then ``logs`` log backups each after an insert."""
+    source.sql('CREATE DATABASE %s' % database)
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', database)
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    for n in range(logs):
+        source.sql('INSERT INTO t VALUES (%d)' % n, database)
+        backup(source, repo, method='physical', type='log')
+
+
 def test_log_backup_after_pruning_does_not_archive_the_pruned_binlogs_again(source, work):
     """The server still holds the binary logs retention pruned from the archive: the next log backup leaves them."""
     repo = os.path.join(work, 'repo')
-    source.sql('CREATE DATABASE again')
-    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'again')
-    backup(source, repo, method='physical', type='full', compression='zstd')
-    for n in range(3):
-        source.sql('INSERT INTO t VALUES (%d)' % n, 'again')
-        backup(source, repo, method='physical', type='log')
+    full_then_logs(source, repo, 'again', 3)
     backup(source, repo, method='physical', type='full', compression='zstd')
     source.sql('INSERT INTO t VALUES (10)', 'again')
     backup(source, repo, method='physical', type='log')
@@ -109,12 +108,7 @@ def test_log_backup_after_the_archive_was_pruned_empty(source, work):
     """Retention right after a full, no log backup since: the archive ends up empty, and the next log
     backup still leaves the binary logs retention removed (logs/.pruned.json remembers the newest)."""
     repo = os.path.join(work, 'repo')
-    source.sql('CREATE DATABASE emptied')
-    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'emptied')
-    backup(source, repo, method='physical', type='full', compression='zstd')
-    for n in range(2):
-        source.sql('INSERT INTO t VALUES (%d)' % n, 'emptied')
-        backup(source, repo, method='physical', type='log')
+    full_then_logs(source, repo, 'emptied', 2)
     source.sql('FLUSH BINARY LOGS')
     backup(source, repo, method='physical', type='full', compression='zstd')
     pruned = modrun.run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}})
