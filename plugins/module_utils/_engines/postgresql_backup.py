@@ -1443,6 +1443,8 @@ class PostgresBackup:
                         tables = [{'name': name, 'rows': int(rows)} for name, rows in cur.fetchall()]
                     tables = sorted(tables + [{'name': name, 'rows': rows} for name, rows in exported.items()],
                                     key=lambda t: t['name'])
+                # while pg_dump runs, on the snapshot's session when there is one
+                roles = self._roles_of_database(request, database, conn_engine)
                 _out, err = proc.communicate()
                 failures += [_finish_pipeline(p) for p in pipelines]
                 if proc.returncode != 0:
@@ -1468,7 +1470,7 @@ class PostgresBackup:
             dumps.append({'database': database, 'dir': dirname, 'tables': tables, 'encoding': prop.get('encoding'),
                           'collate': prop.get('collate'), 'ctype': prop.get('ctype'),
                           # the roles its objects belong or are granted to (checked before a restore)
-                          'roles': self._roles_of_database(request, database),
+                          'roles': roles,
                           'properties': self.fetch_one(DATABASE_PROPERTIES_SQL, (database,)),
                           'chunked': [{'table': t['qualified'], 'columns': t['columns'], 'encoding': t['encoding'],
                                        'files': [c['file'] for c in t['chunks']],
@@ -1906,16 +1908,20 @@ class PostgresBackup:
         finally:
             engine.close()
 
-    def _roles_of_database(self, request, database):
+    def _roles_of_database(self, request, database, engine=None):
         """The roles a database's objects belong or are granted to, with the bootstrap superuser
-        when it owns some of them."""
+        when it owns some of them (asked in the database: on ``engine`` when the dump has a session
+        there, else on a connection of its own)."""
         roles = [r['rolname'] for r in self.fetch_all(ROLES_OF_DATABASE_SQL, {'db': database})]
-        engine = self._connect_db(request, database)
+        own = engine is None
+        if own:
+            engine = self._connect_db(request, database)
         try:
             if engine.fetch_value(BOOTSTRAP_OWNED_SQL):
                 roles = sorted(set(roles) | {self._bootstrap_superuser()})
         finally:
-            engine.close()
+            if own:
+                engine.close()
         return roles
 
     def _apply_database_properties(self, name, props, roles_mode):
