@@ -69,6 +69,7 @@ def test_table_and_objects_dump_argv():
     assert argv[1] == '--defaults-file=/p/c.cnf'
     assert argv[-4:] == ['--', 'shop', '-odd', 'b']  # names after -- are never options
     assert '--skip-routines' in argv and '--skip-events' in argv and '--triggers' in argv
+    assert '--skip-add-locks' in argv   # parts load in parallel: no LOCK TABLES around their rows
     with_views = mb.objects_dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', 'shop', ['v1'])
     assert '--no-data' in with_views and '--no-create-info' not in with_views and with_views[-3:] == ['--', 'shop', 'v1']
     no_views = mb.objects_dump_argv('/usr/bin/mysqldump', '/p/c.cnf', 'shop', [], 'mysql', 80036)

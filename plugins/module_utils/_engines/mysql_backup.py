@@ -467,9 +467,13 @@ def _flavor_dump_options(flavor, version_num):
 
 
 def table_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0):
-    """Some base tables (with their triggers) of one database, in one snapshot (stdout)."""
+    """Some base tables (with their triggers) of one database, in one snapshot (stdout).
+
+    ``--skip-add-locks``: the parts of one database load in parallel; a part's ``LOCK TABLES t WRITE``
+    around its rows fails ("Table 'child' was not locked") when another part creates a table with a
+    foreign key to t meanwhile."""
     return ([program, '--defaults-file=' + option_file, '--single-transaction', '--quick', '--skip-routines',
-             '--skip-events', '--triggers', '--hex-blob', '--default-character-set=utf8mb4',
+             '--skip-events', '--triggers', '--hex-blob', '--default-character-set=utf8mb4', '--skip-add-locks',
              '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
             + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
 
