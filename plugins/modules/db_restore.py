@@ -81,6 +81,8 @@ options:
         backup's C(pg_dumpall --globals-only) script, with attributes, password, settings and memberships; MariaDB/MySQL
         from C(SHOW CREATE USER) and C(SHOW GRANTS) saved with the backup). Existing roles and accounts are never
         changed. The login needs the right to create roles (CREATEROLE, or superuser for superuser roles) or accounts.
+        With O(target_database), the privileges the created roles and accounts held on the backed-up database are given
+        on the restored one.
       - V(skip) restores anyway. PostgreSQL restores without owners and privileges (C(pg_restore --no-owner
         --no-privileges)); the login owns everything. MariaDB/MySQL keeps the definers as recorded; views, routines,
         triggers and events with a missing definer fail when they run.

@@ -338,8 +338,26 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     skipped = restore(source, repo, roles='skip', **base)
     assert not skipped['failed'] and skipped['roles_created'] == []
     assert table_state(source, 'accdb') == expected and 'acc_app@%' not in _accounts(source, *names)
-    for stmt in ["DROP DATABASE accdb", "DROP USER 'acc_rdr'@'localhost'", "DROP ROLE acc_ro",
-                 "DROP USER 'acc_col'@'localhost'", "DROP USER 'acc_tbl'@'10.0.%'", "DROP ROLE acc_outer"]:
+
+    # restored under another name (a copy on a server without these accounts): the accounts
+    # created get their grants on the database as restored, not on the name it had
+    for stmt in ["DROP ROLE acc_ro", "DROP USER 'acc_col'@'localhost'", "DROP USER 'acc_tbl'@'10.0.%'",
+                 "DROP ROLE acc_outer"]:
+        source.sql(stmt)
+    copied = restore(source, repo, roles='create', target_database='acc_copy', **base)
+    assert not copied['failed'], copied.get('msg')
+    assert copied['roles_created'] == created_names
+    assert table_state(source, 'acc_copy') == expected
+    assert source.sql("SELECT User, Db FROM mysql.db WHERE User IN ('acc_app', 'acc_outer', 'acc_ro') ORDER BY 1") == \
+        (('acc_app', 'acc\\_copy'), ('acc_outer', 'acc\\_copy'), ('acc_ro', 'acc\\_copy'))
+    assert source.sql("SELECT Db FROM mysql.tables_priv WHERE User = 'acc_tbl'") == (('acc_copy',),)
+    assert source.sql("SELECT DISTINCT Db FROM mysql.columns_priv WHERE User = 'acc_col'") == (('acc_copy',),)
+    login = subprocess.run(['mariadb', '-h', '127.0.0.1', '-P', str(source.port), '-u', 'acc_app', '-papp-pw-1', '-N',
+                            '-e', 'SELECT n FROM acc_copy.v'], capture_output=True, text=True)
+    assert login.returncode == 0 and login.stdout.strip() == '3', login.stderr
+    for stmt in ["DROP DATABASE accdb", "DROP DATABASE acc_copy", "DROP USER 'acc_rdr'@'localhost'", "DROP ROLE acc_ro",
+                 "DROP USER 'acc_app'@'%'", "DROP USER 'acc_col'@'localhost'", "DROP USER 'acc_tbl'@'10.0.%'",
+                 "DROP ROLE acc_outer"]:
         source.sql(stmt)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
 from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_backup as pgb
+from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql import quote_ident
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
 GLOBALS = textwrap.dedent('''\
@@ -189,3 +190,27 @@ def test_mysql8_account_definition_prints_the_hash_as_hex():
 ])
 def test_grant_phase(statement, phase):
     assert mb.grant_phase(statement, 'app', '%', {'known_r'}) == phase
+
+
+@pytest.mark.parametrize('statement, expected', [
+    ('GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`', 'GRANT ALL PRIVILEGES ON `shop\\_copy`.* TO `app`@`%`'),
+    ('GRANT SELECT ON `shop`.`t` TO `app`@`%` WITH GRANT OPTION',
+     'GRANT SELECT ON `shop_copy`.`t` TO `app`@`%` WITH GRANT OPTION'),
+    ('GRANT SELECT (`id`, `v`) ON `shop`.`t` TO `app`@`%`', 'GRANT SELECT (`id`, `v`) ON `shop_copy`.`t` TO `app`@`%`'),
+    ('GRANT EXECUTE ON PROCEDURE `shop`.`p` TO `app`@`%`', 'GRANT EXECUTE ON PROCEDURE `shop_copy`.`p` TO `app`@`%`'),
+    # the database-level grant names the database as a pattern with _ escaped
+    ('GRANT SELECT ON `my\\_db`.* TO `app`@`%`', 'GRANT SELECT ON `my\\_db2`.* TO `app`@`%`'),
+    ('GRANT SELECT ON `my_db`.`t` TO `app`@`%`', 'GRANT SELECT ON `my_db2`.`t` TO `app`@`%`'),
+    # other databases, global grants and role grants stay as they are
+    ('GRANT SELECT ON `crm`.* TO `app`@`%`', 'GRANT SELECT ON `crm`.* TO `app`@`%`'),
+    ('GRANT SELECT ON `shop%`.* TO `app`@`%`', 'GRANT SELECT ON `shop%`.* TO `app`@`%`'),
+    ("GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*AB'",
+     "GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*AB'"),
+    ('GRANT `shop` TO `app`@`%`', 'GRANT `shop` TO `app`@`%`'),
+    # a name with quotes and ` ON ` inside
+    ('GRANT SELECT ON `we``ird ON x`.`t` TO `app`@`%`', 'GRANT SELECT ON `shop_copy`.`t` TO `app`@`%`'),
+])
+def test_grant_for_database_renames_the_restored_database(statement, expected):
+    renames = {'shop': 'shop_copy', 'my_db': 'my_db2', 'we`ird ON x': 'shop_copy'}
+    assert mb.grant_for_database(statement, renames, quote_ident) == expected
+    assert mb.grant_for_database(statement, {}, quote_ident) == statement

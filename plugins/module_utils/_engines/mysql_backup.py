@@ -678,6 +678,35 @@ def grant_phase(statement, user, host, roles):
     return 'later'
 
 
+def grant_for_database(statement, renames, quote_ident):
+    """A SHOW GRANTS line with its database renamed as the restore renames it (target_database):
+    `src`.* and `src`.`t` become `target`.* and `target`.`t` (a database-level grant names the
+    database as a pattern, _ and % escaped). Other lines come back unchanged."""
+    text = statement.rstrip()
+    on = _find_outside_quotes(text, ' ON ')
+    to = _find_outside_quotes(text, ' TO ', on + 1 if on >= 0 else 0)
+    if not renames or on < 0 or to < 0:
+        return statement
+    start = on + 4
+    while start < to and text[start] == ' ':
+        start += 1
+    kind = re.match(r'(?:TABLE|PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE)\s+', text[start:to], re.I)
+    if kind:
+        start += kind.end()
+    match = re.match(r'(%s)\.(.*)$' % _QUOTED_NAME, text[start:to].rstrip())
+    if not match:
+        return statement
+    name, rest = _unquote_name(match.group(1)), match.group(2)
+    if rest == '*':
+        found = [t for s, t in renames.items() if name in (s, grant_database_pattern(s))]
+        new = quote_ident(grant_database_pattern(found[0])) if found else None
+    else:
+        new = quote_ident(renames[name]) if name in renames else None
+    if new is None:
+        return statement
+    return text[:start] + new + text[start + len(match.group(1)):]
+
+
 def account_secrets(statement):
     """The password hashes and authentication strings in a CREATE USER / GRANT statement."""
     quoted = re.findall(r"(?:PASSWORD|USING|AS)\s+'((?:[^'\\]|\\.|'')*)'", statement)
@@ -1296,12 +1325,13 @@ class MysqlBackup:
                           'or roles=skip (restored with the definers as recorded)' % ', '.join(missing))
         return missing
 
-    def restore_accounts(self, dumps, request, path, commands):
+    def restore_accounts(self, dumps, request, path, commands, renames=None):
         """roles=create: the missing accounts, as recorded: roles first, then users, then their
         global and database grants and role memberships (with roles that exist). Grants on tables,
-        columns and routines wait for the load (finish_accounts). On a failure the accounts created
-        here are dropped again (drop_accounts). -> {'labels': [user@host], 'created': [...],
-        'later': [(label, statement)]}."""
+        columns and routines wait for the load (finish_accounts). A grant on a database restored
+        under another name (renames: {source: target}) is given on the target. On a failure the
+        accounts created here are dropped again (drop_accounts). -> {'labels': [user@host],
+        'created': [...], 'later': [(label, statement)]}."""
         missing = self.roles_to_create(dumps, request.get('roles'))
         state = {'labels': missing, 'created': [], 'later': []}
         if not missing:
@@ -1329,6 +1359,7 @@ class MysqlBackup:
             for account in chosen:
                 label = account_label(account['user'], account['host'])
                 for grant in account['grants']:
+                    grant = grant_for_database(grant, renames, self.quote_ident)
                     when = grant_phase(grant, account['user'], account['host'], roles)
                     if when == 'now':
                         self.execute(grant, operation='grant to %s' % label)
@@ -2025,7 +2056,8 @@ class MysqlBackup:
                           if d.get('database') in sources]
         roles_commands = []
         warnings = []
-        accounts = self.restore_accounts(manifest_dumps, request, path, roles_commands)
+        renames = dict((entry['name'], name) for entry, name in plan if entry['name'] != name)
+        accounts = self.restore_accounts(manifest_dumps, request, path, roles_commands, renames)
         done = False
         try:
             for entry, name in plan:
