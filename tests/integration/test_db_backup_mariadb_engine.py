@@ -273,6 +273,44 @@ def test_logical_one_database_split_over_jobs_restores_identical(source, scratch
         engine.close()
 
 
+def test_logical_restore_of_many_tables_loads_through_one_session_per_job(source, scratch):
+    """Table files load through one kept session per job (not a client started and logged in per
+    table); the data comes back exact, and a damaged table file fails the restore naming it."""
+    db = 'many_tables'
+    source.sql('CREATE DATABASE %s' % db)
+    for i in range(30):
+        source.sql('CREATE TABLE m%02d (id INT PRIMARY KEY, v VARCHAR(20), n TEXT NULL)' % i, db)
+        source.sql("INSERT INTO m%02d VALUES (1, 'a\\tb', NULL), (2, 'x\\ny', 'ok'), (%d, 'z', '')" % (i, i + 3), db)
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'many')
+        engine.backup_create(request(dest, scratch, databases=[db], jobs=2))
+        expected = table_state(source, db)
+
+        def connections():
+            return int(source.sql("SHOW GLOBAL STATUS LIKE 'Connections'")[0][1])
+
+        before = connections()
+        out = engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': db + '_copy', 'force': False,
+                                      'jobs': 2})
+        opened = connections() - before
+        assert table_state(source, db + '_copy') == expected and out['rows_restored'] == 90
+        # 2 load sessions + the schema, triggers and objects scripts (+ table_state's own connection)
+        assert opened <= 2 + 3 + 2, opened
+        # a table file cut short: the restore fails naming it, and leaves nothing behind
+        victim = os.path.join(dest, '%s.m07.tsv.zst' % db)
+        with open(victim, 'r+b') as f:
+            f.truncate(os.path.getsize(victim) - 5)
+        with pytest.raises(DbError, match='m07'):
+            engine.restore_logical({'manifest': {}, 'path': dest, 'target_database': db + '_copy2', 'force': False,
+                                    'jobs': 2})
+        assert not source.sql("SHOW DATABASES LIKE '%s\\_copy2'" % db)
+    finally:
+        engine.close()
+        source.sql('DROP DATABASE IF EXISTS %s' % db)
+        source.sql('DROP DATABASE IF EXISTS %s_copy' % db)
+
+
 def objects_of(server, db):
     """Views, triggers (with their table and body), routines and events of a database, with definers."""
     queries = {

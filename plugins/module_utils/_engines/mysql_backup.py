@@ -768,12 +768,6 @@ def load_sql(quote, table, columns, path, local=True):
         'LOCAL ' if local else '', _sql_string(path), quote(table), TSV_FORMAT, ', '.join(quote(c) for c in columns))
 
 
-def load_client_argv(program, option_file, database, statement):
-    """The client loading stdin into a table (LOAD DATA LOCAL INFILE '/dev/stdin')."""
-    return client_argv(program, option_file, database) + ['--local-infile=1', '--execute=' + LOAD_SESSION_SQL
-                                                          + '; ' + statement]
-
-
 def schema_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0):
     """CREATE TABLE statements (no data, no triggers) of some tables, loaded before their data."""
     return ([program, '--defaults-file=' + option_file, '--single-transaction', '--no-data', '--skip-triggers',
@@ -1580,12 +1574,15 @@ class MysqlBackup:
                             'table_data': 'sql', 'tsv_unavailable': tsv_unavailable}}
 
     # ---- logical, tab-separated table data ----------------------------------------------------
-    def _side_connection(self):
-        """Another connection with the same login (one per export or load thread)."""
+    def _side_connection(self, local_infile=False):
+        """Another connection with the same login (one per export or load thread); local_infile:
+        it may send files for LOAD DATA LOCAL INFILE."""
         import pymysql  # the engine's driver
         conn = self.conn
         kwargs = {'user': conn.user, 'password': conn.password, 'autocommit': True, 'charset': 'utf8mb4',
                   'connect_timeout': 10}
+        if local_infile:
+            kwargs['local_infile'] = True
         if getattr(conn, 'unix_socket', None):
             kwargs['unix_socket'] = conn.unix_socket
         else:
@@ -2138,6 +2135,9 @@ class MysqlBackup:
         work = []
         lock = threading.Lock()
         counter = [0]
+        # one load session per thread and database, kept for all its table files: a client process
+        # per table (start, connect, log in) cost ~25 ms a table, most of a restore of many tables
+        sessions = {}
 
         def load_file(fname, name, entry):
             source = os.path.join(path, fname)
@@ -2145,11 +2145,14 @@ class MysqlBackup:
             meta = (entry.get('data') or {}).get(fname)
             if meta is None:
                 argv = client_argv(client, cnf, name)
-            elif load_dir is None:
-                argv = load_client_argv(client, cnf, name, load_sql(self.quote_ident, meta['table'],
-                                                                    meta['columns'], '/dev/stdin'))
             else:
-                return self._load_on_server(source, unpack, name, meta, load_dir, lock, counter, commands)
+                key = (threading.get_ident(), name)
+                if key not in sessions:
+                    sessions[key] = self._load_session(name, local=load_dir is None)
+                if load_dir is None:
+                    return self._load_local(source, unpack, meta, sessions, key, lock, commands)
+                return self._load_on_server(source, unpack, name, meta, load_dir, lock, counter, commands,
+                                            sessions, key)
             with lock:
                 commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
                                 + command_line(argv, self._secret_list())
@@ -2168,17 +2171,26 @@ class MysqlBackup:
                 except DbError as exc:
                     with lock:
                         failures.append('%s: %s' % (name, self.mask(exc.detail or str(exc))))
+                except Exception as exc:  # pylint: disable=broad-except
+                    # never a thread that dies quietly and leaves its files unloaded
+                    with lock:
+                        failures.append('%s: %s: %s' % (name, type(exc).__name__, self.mask(str(exc))))
 
-        for phase in phases:
-            if failures or not phase:
-                continue
-            work[:] = phase
-            threads = [threading.Thread(target=worker, daemon=True)
-                       for _ in range(max(1, min(int(request.get('jobs') or 1), len(phase))))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        try:
+            for phase in phases:
+                if failures or not phase:
+                    continue
+                work[:] = phase
+                threads = [threading.Thread(target=worker, daemon=True)
+                           for _ in range(max(1, min(int(request.get('jobs') or 1), len(phase))))]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+        finally:
+            for conn in sessions.values():
+                with contextlib.suppress(Exception):
+                    conn.close()
         if failures:
             raise DbError('restore', ', '.join(target for _e, target, _n in loads), '; '.join(failures))
 
@@ -2287,7 +2299,63 @@ class MysqlBackup:
         commands.append(sql)
         created.remove(work)
 
-    def _load_on_server(self, source, unpack, database, meta, load_dir, lock, counter, commands):
+    def _load_session(self, database, local):
+        """A side connection in database with the load session settings (LOAD_SESSION_SQL)."""
+        conn = self._side_connection(local_infile=local)
+        try:
+            with conn.cursor() as cur:
+                cur.execute('USE %s' % self.quote_ident(database))
+                cur.execute(LOAD_SESSION_SQL)
+        except Exception as exc:  # pylint: disable=broad-except
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise DbError('load into', database, self.mask(str(exc))) from None
+        return conn
+
+    def _load_local(self, source, unpack, meta, sessions, key, lock, commands):
+        """LOAD DATA LOCAL INFILE of one table file through a kept load session: the decompressor's
+        output is the file the driver sends (its pipe, /dev/fd/N), or the plain file itself."""
+        proc = err = None
+        if unpack:
+            err = tempfile.TemporaryFile()
+            try:
+                proc = subprocess.Popen(unpack + [source], stdout=subprocess.PIPE, stderr=err)
+            except OSError as exc:
+                err.close()
+                raise DbError('run', unpack[0], str(exc)) from None
+            path = '/dev/fd/%d' % proc.stdout.fileno()
+        else:
+            path = source
+        statement = load_sql(self.quote_ident, meta['table'], meta['columns'], path)
+        with lock:
+            commands.append('%s%s' % ((command_line(unpack) + ' ' + shlex.quote(source) + ' | ') if unpack else '',
+                                      statement))
+        loaded = False
+        try:
+            try:
+                with sessions[key].cursor() as cur:
+                    cur.execute(statement)
+                loaded = True
+            except Exception as exc:  # pylint: disable=broad-except
+                conn = sessions.pop(key)
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise DbError('load', os.path.basename(source), self.mask(str(exc))) from None
+            finally:
+                if proc:
+                    proc.stdout.close()   # a decompressor still writing stops (EPIPE)
+                    if not loaded:
+                        proc.kill()
+                    proc.wait()
+            if proc and proc.returncode != 0:
+                raise DbError('read', os.path.basename(source), _read_file_tail(err)
+                              or 'exit code %d' % proc.returncode)
+        finally:
+            if err:
+                err.close()
+        return None
+
+    def _load_on_server(self, source, unpack, database, meta, load_dir, lock, counter, commands, sessions, key):
         """LOAD DATA INFILE by the server from a decompressed copy in load_dir (no local_infile)."""
         with lock:
             counter[0] += 1
@@ -2307,16 +2375,14 @@ class MysqlBackup:
                     with open(source, 'rb') as src:
                         shutil.copyfileobj(src, out, CHUNK)
             os.chmod(copy, 0o644)
-            conn = self._side_connection()
             try:
-                with conn.cursor() as cur:
-                    cur.execute('USE %s' % self.quote_ident(database))
-                    cur.execute(LOAD_SESSION_SQL)
+                with sessions[key].cursor() as cur:
                     cur.execute(statement)
             except Exception as exc:  # pylint: disable=broad-except
+                conn = sessions.pop(key)
+                with contextlib.suppress(Exception):
+                    conn.close()
                 raise DbError('load', os.path.basename(source), self.mask(str(exc))) from None
-            finally:
-                conn.close()
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(copy)
