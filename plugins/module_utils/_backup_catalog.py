@@ -244,6 +244,77 @@ def dir_size(path):
     return total
 
 
+def process_working_in(path):
+    """(pid, program name) of a running process whose working directory is path, or None. A
+    database server changes into its data directory: this finds a server on a data directory
+    whose pid file is kept elsewhere (Debian: /run/mysqld)."""
+    try:
+        real = os.path.realpath(path)
+        names = os.listdir('/proc')
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            if os.readlink('/proc/%s/cwd' % name) != real:
+                continue
+            with open('/proc/%s/comm' % name) as f:
+                return int(name), f.read().strip()
+        except OSError:
+            continue
+    return None
+
+
+# sockaddr_un holds 108 bytes with the final NUL
+MAX_SOCKET_PATH = 107
+
+
+def short_socket_dir(data_dir):
+    """The short socket directory socket_dir_for uses for data_dir when the data directory is too deep."""
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), 'dbops-sock-' +
+                        hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:16])
+
+
+def socket_dir_for(data_dir, socket_name, os_user=None, create=False):
+    """The directory of a restored instance's Unix socket: its data directory, or, when the socket
+    path would be longer than a Unix socket path may be, a short directory named after the data
+    directory (always the same one) in the system's temporary directory, made (create=True) private
+    to the OS user the server runs as."""
+    data_dir = os.path.abspath(data_dir)
+    if len(os.path.join(data_dir, socket_name)) <= MAX_SOCKET_PATH:
+        return data_dir
+    short = short_socket_dir(data_dir)
+    if create:
+        os.makedirs(short, mode=0o700, exist_ok=True)
+        if os_user and os.geteuid() == 0:
+            pw = pwd.getpwnam(os_user)
+            os.chown(short, pw.pw_uid, pw.pw_gid)
+        os.chmod(short, 0o700)
+    return short
+
+
+def port_in_use(port, host='127.0.0.1'):
+    """True when something on this host listens on (or holds) that TCP port."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as a server binds: connections of a stopped server in TIME_WAIT do not count, a listener does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return True
+    return False
+
+
+def check_port_free(port, data_dir):
+    """Refuse, before anything changes, to restore an instance onto a port already taken."""
+    if port_in_use(port):
+        raise DbError('restore into', data_dir, 'port %s is already in use on this host (another server listens '
+                      'on it): choose a free port' % port)
+
+
 def _pid_alive(pid):
     try:
         os.kill(int(pid), 0)

@@ -236,13 +236,30 @@ def run_module(module, body, database=None, connect_first=True):
     except Exception as exc:  # pylint: disable=broad-except
         # A bug of ours: still never a bare traceback in the message, never a secret.
         queries = engine.queries if engine is not None else []
-        msg = 'unexpected error: %s' % exc
+        msg = out_of_space(exc) or 'unexpected error: %s' % exc
         msg = engine.mask(msg) if engine is not None else mask_secrets(msg, secrets)
         _close(engine)
         module.fail_json(msg=msg, queries=queries,
                          exception=mask_secrets(traceback.format_exc(), secrets))
     _close(engine)
     module.exit_json(**result)
+
+
+def out_of_space(exc):
+    """A clear message for a full filesystem (ENOSPC / EDQUOT, also inside a shutil.Error of a
+    copied tree), naming the file being written; None for any other error."""
+    import errno
+    import shutil
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename2 or exc.filename
+        return ('no space left on the device%s (%s): free space on that filesystem (or let retention prune old '
+                'backups) and run again' % (' writing %s' % where if where else '', exc.strerror or exc))
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        for item in exc.args[0]:
+            if isinstance(item, tuple) and len(item) == 3 and 'No space left' in str(item[2]):
+                return ('no space left on the device writing %s: free space on that filesystem (or let retention '
+                        'prune old backups) and run again' % item[1])
+    return None
 
 
 def _close(engine):

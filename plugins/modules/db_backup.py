@@ -466,10 +466,17 @@ def _base_for(repo, engine, method, btype, notes=None):
     if btype == 'log':
         fulls = [m for m in repo.manifests() if m.get('engine') == engine.name and m.get('type') == 'full'
                  and m.get('method') == 'physical']
-        if not fulls:
+        good = [m for m in fulls if not catalog.is_damaged(m)]
+        if fulls and good[-1:] != fulls[-1:]:
+            notes.append('full backups %s were found damaged by verification: the log backup builds on %s'
+                         % (', '.join(m['id'] for m in fulls if catalog.is_damaged(m)),
+                            good[-1]['id'] if good else 'no full backup (take a new full physical backup)'))
+        if not good:
             return None
-        logs = [m for m in manifests if m.get('type') == 'log' and (m.get('finished_at') or '') >= fulls[-1]['finished_at']]
-        return logs[-1] if logs else fulls[-1]
+        later = [m['finished_at'] for m in fulls if (m.get('finished_at') or '') > good[-1]['finished_at']]
+        logs = [m for m in manifests if m.get('type') == 'log' and not catalog.is_damaged(m)
+                and good[-1]['finished_at'] <= (m.get('finished_at') or '') < (later[0] if later else '~')]
+        return logs[-1] if logs else good[-1]
     fulls = [m for m in manifests if m.get('type') == 'full']
     if not fulls:
         raise DbError('take %s backup into' % btype, repo.path, 'there is no full %s backup to build on' % method)
@@ -614,6 +621,9 @@ def create(module, engine):
         base = _base_for(repo, engine, method, btype, notes)
         for note in notes:
             module.warn(note)
+        # the base's key is checked before anything is written: a wrong key leaves no failed run behind
+        base_key = crypto.key_for(base['encryption'], p['encryption_key'], base['id']) \
+            if base is not None and btype != 'log' and base.get('encryption') else None
         started = time.time()
         started_at = catalog.iso(catalog.utcnow())
         backup_id = repo.new_id(btype)
@@ -625,8 +635,7 @@ def create(module, engine):
                 # a log backup reads only the base's positions: no key is needed, nothing is decrypted
                 base_request = {'manifest': base, 'path': None}
             elif base is not None:
-                key = crypto.key_for(base['encryption'], p['encryption_key'], base['id']) \
-                    if base.get('encryption') else None
+                key = base_key
                 if key is not None:
                     scratch = repo.scratch('base')
                 base_request = {'manifest': base, 'path': repo.plain_copy(base, key, scratch,

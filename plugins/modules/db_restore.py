@@ -217,6 +217,7 @@ msg:
 '''
 
 import datetime  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
@@ -246,10 +247,22 @@ def select_backup(module, repo):
         # a base to replay from: a physical full (our WAL archive) or any pgBackRest set (its own archive)
         bases = [m for m in repo.manifests()
                  if ((m.get('method') == 'physical' and m.get('type') == 'full') or m.get('method') == 'pgbackrest')
-                 and (p['method'] is None or m.get('method') == p['method'])
+                 and (p['method'] is None or m.get('method') == p['method']) and not catalog.is_damaged(m)
                  and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
         if not bases:
             raise DbError('restore to', p['target_time'], 'no physical backup in %s ended before that time' % repo.path)
+        return bases[-1]
+    if p['target_position'] and p['backup_id'] in (None, '', 'latest') and p['method'] != 'logical':
+        # the newest physical backup (full, incremental or differential, or a pgBackRest set) that
+        # does not end after the position: a replay only goes forward from a backup's end
+        bases = [m for m in repo.manifests()
+                 if m.get('method') in ('physical', 'pgbackrest') and m.get('type') != 'log'
+                 and (p['method'] is None or m.get('method') == p['method']) and not catalog.is_damaged(m)
+                 and not catalog.engine_backend(m['engine']).target_before(m.get('stop_position'),
+                                                                           p['target_position'])]
+        if not bases:
+            raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
+                          'no physical backup in %s ends before that position' % repo.path)
         return bases[-1]
     return repo.get(p['backup_id'] or 'latest', method=p['method'])
 
@@ -332,6 +345,10 @@ class Runner:
                   if not p['databases'] or d.get('database') in p['databases']]
         roles = engine.roles_to_create(wanted, p['roles']) if hasattr(engine, 'roles_to_create') else []
         if self.module.check_mode:
+            # the refusals of the real run (an existing database without force), before any change
+            for name in targets:
+                engine.check_restore_target(name, {'force': p['force'], 'connection': self.connection(),
+                                                   'bin_dir': p['bin_dir'], 'os_user': repo.os_user})
             return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[], roles_created=roles,
                                msg='would restore %s from backup %s%s' % (
                                    ', '.join(targets), manifest['id'],
@@ -364,14 +381,25 @@ class Runner:
         backend = catalog.engine_backend(manifest['engine'])
         marker = _marker(self.module, manifest)
         data_dir = os.path.abspath(p['data_dir'])
+        _check_apart(data_dir, repo.path)
         held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None
         if held is not None and _same(held, marker):
             running = backend.instance_running(data_dir)
+            set_to = backend.instance_port(data_dir)
+            if running and set_to is not None and set_to != int(p['login_port']):
+                raise DbError('restore into', data_dir, 'it already holds backup %s, running on port %d, not %s: '
+                              'ask for port %d, or stop that server (the next run starts it on port %s)'
+                              % (manifest['id'], set_to, p['login_port'], set_to, p['login_port']))
+            if not running:
+                catalog.check_port_free(p['login_port'], data_dir)
             if running or self.module.check_mode:
                 return self.result(changed=not running, backup_id=manifest['id'], data_dir=data_dir,
                                    port=p['login_port'], recovered_to=held.get('recovered_to'),
                                    msg='%s already holds backup %s%s' % (data_dir, manifest['id'],
                                                                          '' if running else '; would start it'))
+            if set_to is not None and set_to != int(p['login_port']):
+                backend.set_instance_port(data_dir, p['login_port'])
+                self.commands.append('set port %s for the restored instance in %s' % (p['login_port'], data_dir))
             backend.start_instance(data_dir, repo.os_user, p['bin_dir'],
                                    (manifest.get('details') or {}).get('major_version'), self.commands)
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
@@ -381,12 +409,22 @@ class Runner:
             checker = getattr(backend, 'check_target_position', None)
             if checker is not None and manifest.get('method') != 'pgbackrest':
                 checker(p['target_position'])
-            if os.path.isdir(data_dir) and os.listdir(data_dir):
-                if backend.instance_running(data_dir):
-                    raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
-                if not p['force']:
-                    raise DbError('restore into', data_dir,
-                                  'the directory is not empty: set force to replace its contents')
+                if p['target_position']:
+                    # the backup the replay starts from: the last full/incremental/differential of the chain
+                    base = ([m for m in repo.chain(manifest) if m.get('type') != 'log'] or [manifest])[-1]
+                    if backend.target_before(base.get('stop_position'), p['target_position']):
+                        raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
+                                      'backup %s ends after that position: restore an older backup' % base['id'])
+        if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+            raise DbError('restore into', data_dir, 'it exists and is not a directory')
+        if os.path.isdir(data_dir) and os.listdir(data_dir):
+            if backend.instance_running(data_dir):
+                raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
+            if not p['force']:
+                raise DbError('restore into', data_dir,
+                              'the directory is not empty: set force to replace its contents')
+        catalog.check_port_free(p['login_port'], data_dir)
+        if self.module.check_mode:
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
                                msg='would restore backup %s into %s and start it on port %s%s' % (
                                    manifest['id'], data_dir, p['login_port'],
@@ -515,6 +553,7 @@ class Runner:
                     backend.stop_instance(data_dir, repo.os_user, self.p['bin_dir'], details.get('major_version'),
                                           'immediate')
                 shutil.rmtree(scratch, ignore_errors=True)
+                shutil.rmtree(catalog.short_socket_dir(data_dir), ignore_errors=True)
         return self._drill_result(manifest, problems, tables, sum(t['rows'] for t in tables), rto, recovered_to)
 
     def _compare_source(self, manifest, tables):
@@ -548,6 +587,23 @@ class Runner:
         if problems:
             raise DbError('pass the restore drill of', manifest['id'], '; '.join(problems))
         return result
+
+
+def _check_apart(data_dir, repo_path):
+    """A restore empties data_dir (force): never the repository, a directory holding it, or a
+    directory inside it, nor one of the scratch directories beside it."""
+    real = os.path.realpath(data_dir)
+    repo_real = os.path.realpath(repo_path)
+
+    def within(child, parent):
+        return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+    if within(repo_real, real) or within(real, repo_real):
+        raise DbError('restore into', data_dir, 'it is, holds or lies inside the backup repository %s: choose a '
+                      'data_dir outside it' % repo_path)
+    if os.path.basename(real).startswith(catalog.SCRATCH) or \
+            os.path.basename(os.path.dirname(real)).startswith(catalog.SCRATCH):
+        raise DbError('restore into', data_dir, 'it is a scratch directory of dbops.admin: choose another data_dir')
 
 
 def _same(held, marker, source=None):

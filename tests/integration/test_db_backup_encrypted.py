@@ -91,6 +91,13 @@ def test_log_and_incremental_after_an_encrypted_physical_full(source, work):
     assert refused['failed'] is True and 'drop encryption_key for type=log' in refused['msg'], refused
     # an incremental on the encrypted full (only its meta/ is decrypted: mariadb-backup reads the checkpoints)
     add_rows(source, 500)
+    # with a wrong key (or none): refused before anything is written, no failed run left behind
+    for key in ('not-the-key-0123456789', None):
+        wrong = backup(source, repo, method='physical', type='incremental', compression='zstd',
+                       **({'encryption_key': key} if key else {}))
+        assert wrong['failed'] is True and ('wrong encryption key' in wrong['msg'] or 'give encryption_key'
+                                            in wrong['msg']), wrong
+        assert incoming(repo) == []
     inc = taken(source, repo, method='physical', type='incremental', compression='zstd', encryption_key=KEY)
     assert inc['parent_id'] == full['id'] and inc['encrypted'] is True
     assert drill(source, repo, backup_id=inc['id'], encryption_key=KEY)['rows_restored'] == 1500

@@ -68,6 +68,9 @@ def test_module_logical_backup_and_restore_identical(source, work):
     before = table_state(source, 'mother')
     refused = restore(source, repo, databases=['mshop'], target_database='mother')
     assert refused['failed'] and 'force' in refused['msg']
+    # check mode tells the same
+    refused = restore(source, repo, check=True, databases=['mshop'], target_database='mother')
+    assert refused['failed'] and 'force' in refused['msg']
     assert table_state(source, 'mother') == before
     # the drill: scratch database, row counts against the backup snapshot, then removed
     drill = restore(source, repo, state='verified', databases=['mshop'])
@@ -188,6 +191,123 @@ def test_module_restore_of_a_log_backup_replays_to_its_end_and_bad_target_positi
         assert refused['failed'] and words in refused['msg'], refused.get('msg')
         assert 'binlog_file' in refused['msg'] and 'gtid' in refused['msg']
         assert not os.path.exists(data_dir)
+
+
+def test_module_physical_restore_refuses_targets_before_the_backup_and_taken_ports(source, work):
+    """A target_position before the end of the chosen backup (a binlog position, a GTID, a file of
+    another series) is refused before anything is written; with backup_id latest the newest backup
+    ending before the position is used. A port already taken is refused before anything changes; a
+    restored instance asked for on another port says so while it runs and moves there once stopped."""
+    source.sql('CREATE DATABASE mpos')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpos')
+    repo = os.path.join(work, 'repo')
+    full = backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mpos')
+    after_a = source.sql("SHOW MASTER STATUS")[0]
+    gtid_a = source.sql('SELECT @@gtid_binlog_pos')[0][0]
+    source.sql("INSERT INTO marks VALUES ('B')", 'mpos')
+    inc = backup(source, repo, method='physical', type='incremental', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('C')", 'mpos')
+    backup(source, repo, method='physical', type='log')
+    data_dir = os.path.join(work, 'pos', 'data')
+    at_a = {'binlog_file': after_a[0], 'binlog_pos': int(after_a[1])}
+    for target in (at_a, {'gtid': gtid_a}):
+        for check in (True, False):
+            refused = restore(source, repo, check=check, backup_id=inc['backup']['id'], target_position=target,
+                              data_dir=data_dir, login_port=free_port())
+            assert refused['failed'] and 'restore an older backup' in refused['msg'], refused.get('msg')
+            assert inc['backup']['id'] in refused['msg'] and not os.path.exists(data_dir)
+    other = restore(source, repo, backup_id=inc['backup']['id'], data_dir=data_dir, login_port=free_port(),
+                    target_position={'binlog_file': 'other-bin.000009', 'binlog_pos': 4})
+    assert other['failed'] and 'other-bin.000009' in other['msg'] and 'mysql-bin' in other['msg']
+    assert not os.path.exists(data_dir)
+
+    # latest with a position: the newest backup that ends before it (the full), replayed to A
+    port = free_port()
+    out = restore(source, repo, target_position=at_a, data_dir=data_dir, login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert out['backup_id'] == full['backup']['id']
+    restored = Restored({'port': port, 'data_dir': data_dir}, source.password)
+    assert [r[0] for r in restored.sql('SELECT tag FROM marks ORDER BY tag', 'mpos')] == ['A']
+
+    # the same restore on another port: refused while the instance runs, nothing changes
+    moved = free_port()
+    busy = restore(source, repo, target_position=at_a, data_dir=data_dir, login_port=moved)
+    assert busy['failed'] and 'running on port %d' % port in busy['msg'], busy.get('msg')
+    assert restored.sql('SELECT @@port')[0][0] == port
+    mb.stop_instance(data_dir)
+    # stopped: a port another server holds is refused, a free one is where it starts
+    taken = restore(source, repo, target_position=at_a, data_dir=data_dir, login_port=source.port)
+    assert taken['failed'] and 'port %d is already in use' % source.port in taken['msg'], taken.get('msg')
+    assert not mb.instance_running(data_dir)
+    started = restore(source, repo, target_position=at_a, data_dir=data_dir, login_port=moved)
+    assert not started['failed'] and started['changed'] and started['port'] == moved, started.get('msg')
+    assert Restored({'port': moved, 'data_dir': data_dir}, source.password).sql('SELECT @@port')[0][0] == moved
+    again = restore(source, repo, target_position=at_a, data_dir=data_dir, login_port=moved)
+    assert not again['failed'] and again['changed'] is False
+    mb.stop_instance(data_dir)
+
+    # force never empties the repository, a directory holding it or one inside it
+    held = sorted(os.listdir(repo))
+    for inside in (repo, work, os.path.join(repo, 'logs'), os.path.join(repo, 'new')):
+        for check in (True, False):
+            refused = restore(source, repo, check=check, data_dir=inside, login_port=free_port(), force=True)
+            assert refused['failed'] and 'backup repository' in refused['msg'], refused.get('msg')
+    assert sorted(os.listdir(repo)) == held and not os.path.exists(os.path.join(repo, 'new'))
+    # a new instance onto a taken port: refused before the data directory is created
+    fresh = os.path.join(work, 'fresh', 'data')
+    for check in (True, False):
+        taken = restore(source, repo, check=check, data_dir=fresh, login_port=source.port)
+        assert taken['failed'] and 'already in use' in taken['msg'] and not os.path.exists(fresh)
+
+
+def test_module_log_backup_across_purged_binary_logs_fails_until_a_new_full(source, work):
+    """Binary logs purged before they were archived: the log backup fails naming them (it is never
+    published as verified); the closed logs still there are archived; after a new full backup the
+    log backups work again."""
+    source.sql('CREATE DATABASE mgap')
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'mgap')
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    backup(source, repo, method='physical', type='log')
+    gone = source.sql('SHOW MASTER STATUS')[0][0]   # not archived yet
+    source.sql('INSERT INTO t VALUES (1)', 'mgap')
+    source.sql('FLUSH BINARY LOGS')
+    source.sql('INSERT INTO t VALUES (2)', 'mgap')
+    source.sql('FLUSH BINARY LOGS')
+    source.sql('FLUSH BINARY LOGS')
+    current = source.sql('SHOW MASTER STATUS')[0][0]
+    deadline = time.time() + 10
+    while True:
+        # the server keeps a binary log until its binlog checkpoint has passed it
+        source.sql("PURGE BINARY LOGS TO '%s'" % current)
+        if gone not in [r[0] for r in source.sql('SHOW BINARY LOGS')] or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert gone not in [r[0] for r in source.sql('SHOW BINARY LOGS')]
+    failed = modrun.run_module('db_backup', dict(source.conn, repo=repo, method='physical', type='log'))
+    assert failed['failed'] and gone in failed['msg'] and 'purged' in failed['msg'], failed.get('msg')
+    assert 'new full physical backup' in failed['msg']
+    assert [m for m in mb_manifests(repo) if m['type'] == 'log'] and \
+        all(m['verified'] for m in mb_manifests(repo))
+    again = modrun.run_module('db_backup', dict(source.conn, repo=repo, method='physical', type='log'))
+    assert again['failed'] and gone in again['msg']
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql('INSERT INTO t VALUES (3)', 'mgap')
+    ok = backup(source, repo, method='physical', type='log')
+    assert ok['backup']['verified'] is True
+    drill = restore(source, repo, state='verified')
+    assert not drill['failed'], drill.get('msg')
+
+
+def mb_manifests(repo):
+    found = []
+    for name in sorted(os.listdir(repo)):
+        path = os.path.join(repo, name, 'manifest.json')
+        if os.path.isfile(path):
+            with open(path) as f:
+                found.append(json.load(f))
+    return found
 
 
 def test_module_verification_names_a_flipped_file(source, work):
@@ -383,3 +503,25 @@ def test_module_encrypted_physical_backup_verifies_drills_and_stays_in_retention
     assert full['backup']['id'] in kept['deleted'] and inc['backup']['id'] in kept['deleted']
     assert kept['backup']['id'] not in kept['deleted']
     source.sql('DROP DATABASE menc')
+
+
+def test_module_drill_and_restore_under_a_deep_path(source, work):
+    """A repository and a data_dir so deep that a socket in the data directory would be longer than a
+    Unix socket path may be: the instance's socket goes to a short directory of its own."""
+    fill(source, 'mdeep', 100)
+    deep = os.path.join(work, 'backups-of-the-production-cluster', 'eu-west-1-primary-and-replicas', 'nightly')
+    os.makedirs(deep)
+    repo = os.path.join(deep, 'repo')
+    backup(source, repo, method='physical', compression='zstd')
+    drill = restore(source, repo, state='verified')
+    assert not drill['failed'] and drill['result'] == 'passed', drill.get('msg')
+    data_dir = os.path.join(deep, 'restored-instance-data-directory')
+    assert len(os.path.join(data_dir, 'mysqld.sock')) > 107
+    port = free_port()
+    out = restore(source, repo, data_dir=data_dir, login_port=port)
+    assert not out['failed'], out.get('msg')
+    socket_path = mb.read_key_values(mb.instance_files(data_dir)['cnf'])['socket']
+    assert len(socket_path) <= 107 and os.path.exists(socket_path)
+    assert Restored({'port': port, 'data_dir': data_dir}, source.password).sql('SELECT COUNT(*) FROM t1', 'mdeep') == \
+        ((100,),)
+    mb.stop_instance(data_dir)

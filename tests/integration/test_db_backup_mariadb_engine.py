@@ -570,6 +570,15 @@ def test_physical_full_backup_restores_into_new_data_dir(source, scratch):
     assert restored.sql('SELECT @@port')[0][0] == out['port']
     assert mb.read_restore_marker(out['data_dir']) == {'backup_id': 'full', 'recovered_to': out['recovered_to']}
     assert mb.instance_running(out['data_dir'])
+    assert mb.instance_port(out['data_dir']) == out['port']
+    # mariadb-backup --move-back leaves no empty "<data_dir>." beside the data directory
+    assert not os.path.exists(out['data_dir'] + '.')
+    # a live server whose pid file is kept outside its data directory (like /run/mysqld) is found:
+    # force never empties a running server's data directory
+    assert not os.path.exists(os.path.join(source.data_dir, 'mysqld.pid'))
+    assert mb.instance_running(source.data_dir)
+    with pytest.raises(DbError, match='running'):
+        mb._check_target_dir(source.data_dir, True)
     # a second restore into the same (running, non-empty) directory is refused
     with pytest.raises(DbError, match='running|not empty'):
         restore([{'manifest': man, 'path': dest}], scratch, 'restored-full')

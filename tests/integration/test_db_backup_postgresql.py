@@ -146,6 +146,9 @@ def test_logical_backup_check_mode_then_restore_identical(server, workdir):
     refused = restore(repo, server.conn)
     assert refused['failed'] is True and 'force' in refused['msg'], refused
     assert content(server, 'shop') == changed_content
+    # check mode tells the same
+    preview = restore(repo, server.conn, check=True)
+    assert preview['failed'] is True and 'force' in preview['msg'], preview
     forced = restore(repo, server.conn, force=True)
     assert forced['failed'] is False, forced
     assert content(server, 'shop') == before
@@ -978,3 +981,90 @@ def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
         assert archived and all(os.path.isfile(os.path.join(repo, p)) for p in archived)
     finally:
         srv.destroy()
+
+
+def test_target_position_picks_its_base_and_damaged_fulls_are_passed_over(server, workdir):
+    """latest + target_position: the newest full ending before the LSN; an LSN before the chosen
+    backup's end is refused before anything is written; a full found damaged is passed over by a
+    point-in-time restore and by the next log backup."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=100)
+    assert backup(server, repo, method='physical', type='log')['failed'] is False
+    full1 = backup(server, repo, method='physical', type='full')
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+    at_a = server.psql('SELECT pg_current_wal_insert_lsn()')
+    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
+    full2 = backup(server, repo, method='physical', type='full')
+    server.psql("INSERT INTO marker VALUES ('C')", 'shop')
+    time.sleep(1.2)
+    after_c = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(1.2)
+    server.psql("INSERT INTO marker VALUES ('D')", 'shop')   # recovery stops at the first commit after the target
+    assert backup(server, repo, method='physical', type='log')['failed'] is False
+    data_dir = os.path.join(workdir, 'at-a')
+    for check in (True, False):
+        refused = restore(repo, check=check, backup_id=full2['backup']['id'], data_dir=data_dir, port=free_port(),
+                          target_position={'lsn': at_a})
+        assert refused['failed'] and 'older backup' in refused['msg'], refused['msg']
+        assert not os.path.exists(data_dir)
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port, target_position={'lsn': at_a})
+        assert out['failed'] is False, out['msg']
+        assert out['backup_id'] == full1['backup']['id']
+        assert restored_psql(data_dir, port, "SELECT string_agg(name, ',' ORDER BY name) FROM marker", 'shop') == 'A'
+    finally:
+        stop_restored(data_dir)
+
+    # full2 found damaged: a restore to a time after it and the next log backup build on full1
+    manifest = manifest_of(repo, full2['backup']['id'])
+    victim = max(manifest['files'], key=lambda f: f['size'])
+    with open(os.path.join(repo, full2['backup']['id'], 'data', victim['path']), 'r+b') as f:
+        f.seek(victim['size'] // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 1]))
+    assert run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': full2['backup']['id']})['failed']
+    data_dir = os.path.join(workdir, 'after-c')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port, target_time=after_c)
+        assert out['failed'] is False, out['msg']
+        assert out['backup_id'] == full1['backup']['id']
+        assert restored_psql(data_dir, port, "SELECT string_agg(name, ',' ORDER BY name) FROM marker",
+                             'shop') == 'A,B,C'
+    finally:
+        stop_restored(data_dir)
+    log = backup(server, repo, method='physical', type='log')
+    assert log['failed'] is False, log['msg']
+    chain = [log['backup']['parent_id']]
+    while manifest_of(repo, chain[-1])['type'] != 'full':
+        chain.append(manifest_of(repo, chain[-1])['parent_id'])
+    assert chain[-1] == full1['backup']['id'] and full2['backup']['id'] not in chain
+    assert 'found damaged by verification' in json.dumps(log.get('warnings')), log.get('warnings')
+
+
+def test_drill_and_restore_under_a_deep_path(server, workdir):
+    """A repository and a data_dir so deep that a socket in the data directory would be longer than a
+    Unix socket path may be: the instance's socket goes to a short directory of its own."""
+    deep = os.path.join(workdir, 'backups-of-the-production-cluster', 'eu-west-1-primary-and-replicas', 'nightly')
+    os.makedirs(deep)
+    if os.geteuid() == 0:
+        _chown(workdir)
+    repo = os.path.join(deep, 'repo')
+    seed(server, rows=50)
+    assert backup(server, repo, method='physical', type='full')['failed'] is False
+    drill = restore(repo, state='verified')
+    assert drill['failed'] is False and drill['result'] == 'passed', drill['msg']
+    data_dir = os.path.join(deep, 'restored-instance-data-directory')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port)
+        assert out['failed'] is False, out['msg']
+        setting = subprocess.run(['grep', '-h', 'unix_socket_directories', os.path.join(data_dir, 'postgresql.auto.conf')],
+                                 capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        short = setting.split("'")[1]
+        assert short != data_dir and len(short) < 60
+        assert restored_psql(short, port, "SELECT count(*) FROM orders", 'shop') == '50'
+    finally:
+        stop_restored(data_dir)

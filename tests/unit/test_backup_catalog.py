@@ -724,3 +724,32 @@ def test_scratch_records_its_owner_so_a_reused_pid_is_told_apart(tmp_path):
     with open(os.path.join(mine, catalog.OWNER), 'w') as f:
         json.dump({'pid': os.getpid(), 'start_ticks': owner['start_ticks'] - 1}, f)
     assert [e['path'] for e in repo.leftovers()] == [mine]
+
+
+def test_wal_archive_command_is_durable_idempotent_and_never_overwrites(tmp_path):
+    """The archive_command run as PostgreSQL runs it (%p, %f substituted, through sh): the segment is
+    synced and renamed into place; the same segment again succeeds; another one under that name fails."""
+    from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_backup as pgb
+    archive = tmp_path / "it's logs"
+    archive.mkdir()
+    wal = tmp_path / 'pg_wal'
+    wal.mkdir()
+    segment = wal / '000000010000000000000003'
+    segment.write_bytes(b'a' * 4096)
+    command = pgb._archive_command(str(archive))
+    assert 'sync ' in command
+
+    def run(path, name):
+        line = command.replace('%p', str(path)).replace('%f', name)
+        return subprocess.run(['/bin/sh', '-c', line], capture_output=True).returncode
+
+    assert run(segment, segment.name) == 0
+    assert (archive / segment.name).read_bytes() == b'a' * 4096 and sorted(p.name for p in archive.iterdir()) == \
+        [segment.name]
+    assert run(segment, segment.name) == 0
+    segment.write_bytes(b'b' * 4096)
+    assert run(segment, segment.name) != 0
+    assert (archive / segment.name).read_bytes() == b'a' * 4096
+    # what an earlier version set is still recognised as this archive's command
+    legacy = pgb._legacy_archive_commands(str(archive))
+    assert legacy and command not in legacy and all(str(archive).replace("'", "'\"'\"'") in c for c in legacy)

@@ -174,3 +174,17 @@ def test_endpoint_names_mariadb_and_the_my_cnf_server(monkeypatch, tmp_path):
     assert _connection.describe_endpoint('mysql', params) == 'mariadb at socket /run/mysqld/mysqld.sock'
     (tmp_path / '.my.cnf').write_text('not an option file\n')
     assert _connection.describe_endpoint('mysql', params) == 'mariadb at localhost:3306'
+
+
+def test_out_of_space_messages_name_the_file():
+    import errno
+    import shutil
+
+    from ansible_collections.dbops.admin.plugins.module_utils._connection import out_of_space
+    msg = out_of_space(OSError(errno.ENOSPC, 'No space left on device', '/repo/x/data/ibdata1'))
+    assert msg.startswith('no space left on the device writing /repo/x/data/ibdata1') and 'free space' in msg
+    copied = shutil.Error([('/a/ibdata1', '/repo/.dbops-scratch-restore-1/copy/ibdata1',
+                            "[Errno 28] No space left on device: '/repo/.dbops-scratch-restore-1/copy/ibdata1'")])
+    assert '/repo/.dbops-scratch-restore-1/copy/ibdata1' in out_of_space(copied)
+    assert out_of_space(OSError(errno.EACCES, 'Permission denied', '/x')) is None
+    assert out_of_space(ValueError('x')) is None

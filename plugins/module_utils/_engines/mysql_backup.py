@@ -535,8 +535,10 @@ def prepare_argv(program, target_dir, incremental_dir=None, flavor='mariadb', la
 
 
 def move_back_argv(program, target_dir, data_dir):
+    # the trailing / matters: mariadb-backup appends the backup's innodb_undo_directory (./) to the
+    # data directory without a separator, which made an empty "<data_dir>." beside it
     return [program, '--defaults-file=' + os.path.join(target_dir, 'backup-my.cnf'), '--move-back',
-            '--target-dir=' + target_dir, '--datadir=' + data_dir]
+            '--target-dir=' + target_dir, '--datadir=' + data_dir.rstrip('/') + '/']
 
 
 def extract_argv(program, directory):
@@ -2035,12 +2037,9 @@ class MysqlBackup:
         """
         existing = {}
         for _entry, name in plan:
-            if self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
-                objects = self._object_count(name)
+            objects = self.check_restore_target(name, {'force': force})
+            if objects is not None:
                 existing[name] = objects
-                if objects and not force:
-                    raise DbError('restore into', name, 'the database exists and holds %d objects; '
-                                  'set force to replace it' % objects)
         # the swap re-creates the triggers and objects of the work database in the target
         dump_program = tool(self.flavor, 'dump') if existing else None
         commands = []
@@ -2440,6 +2439,19 @@ class MysqlBackup:
                     problems.append('%s.%s: CHECK TABLE: %s' % (database, row['name'], res.get('Msg_text')))
         return problems
 
+    def check_restore_target(self, name, request):
+        """Refuse (DbError) a logical restore into a database holding objects without force; the
+        number of objects of an existing database, None when it does not exist. Also what check
+        mode reports."""
+        self.quote_ident(name)
+        if not self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
+            return None
+        objects = self._object_count(name)
+        if objects and not request.get('force'):
+            raise DbError('restore into', name, 'the database exists and holds %d objects; set force to replace it'
+                          % objects)
+        return objects
+
     def _object_count(self, name):
         count = 0
         for sql in ('SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s',
@@ -2578,6 +2590,25 @@ class MysqlBackup:
             if first_now > last_before + 1:
                 width = binlog_number(closed[0][0])[2]
                 missing = ['%s.%0*d' % (base, width, n) for n in range(last_before + 1, first_now)]
+        # a replay from the backup this one builds on (the last full or log backup) needs every
+        # binary log from the one that backup stopped in: one purged before it was archived is a
+        # hole no point-in-time restore can cross
+        base_manifest = (request.get('base') or {}).get('manifest') or {}
+        from_file = (base_manifest.get('stop_position') or {}).get('binlog_file')
+        if from_file and closed and binlog_number(from_file)[0] == base:
+            _b, first_needed, width = binlog_number(from_file)
+            have = archived_binlogs(log_dir, base)
+            missing = sorted(set(missing) | set('%s.%0*d' % (base, width, n) for n in
+                                                range(first_needed, binlog_number(closed[-1][0])[1] + 1)
+                                                if n not in have))
+        if missing:
+            raise DbError('take a log backup of', describe(self), 'binary log%s %s %s purged from the server before '
+                          '%s archived: no point-in-time restore from %s can cross the gap. The closed binary '
+                          'logs still on the server were archived (%d new); take a new full physical backup '
+                          '(db_backup method=physical type=full): log backups after it are restorable'
+                          % ('s' if len(missing) > 1 else '', ', '.join(missing), 'were' if len(missing) > 1 else 'was',
+                             'they were' if len(missing) > 1 else 'it was', ('backup %s' % base_manifest['id']) if base_manifest.get('id') else 'the archive',
+                             len(copied)))
         _write_json(os.path.join(request['dest'], BINLOG_INDEX_FILE),
                     {'format': 1, 'log_dir': log_dir, 'files': copied, 'already_archived': skipped,
                      'missing': missing})
@@ -2784,6 +2815,9 @@ def _check_target_dir(data_dir, force):
 
 
 def _running_pid(data_dir):
+    """The pid of a server running on data_dir: from a pid file in it, or a process working in it
+    (a server whose pid file is kept elsewhere, like /run/mysqld); None when there is none."""
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import process_working_in
     for name in os.listdir(data_dir):
         if name.endswith('.pid'):
             try:
@@ -2793,7 +2827,8 @@ def _running_pid(data_dir):
                 return pid
             except (OSError, ValueError):
                 continue
-    return None
+    found = process_working_in(data_dir)
+    return found[0] if found else None
 
 
 def _check_chain(chain):
@@ -2833,9 +2868,14 @@ def _chown_tree(path, ids):
             os.lchown(os.path.join(root, name), *ids)
 
 
-def instance_files(data_dir):
+def instance_files(data_dir, os_user=None, create=False):
+    """The option file, socket, pid file and error log of a restored instance. The socket is in
+    data_dir unless that path is too long for a Unix socket (then in a short directory of its own,
+    made with create=True)."""
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import socket_dir_for
     data_dir = os.path.abspath(data_dir)
-    return {'cnf': data_dir.rstrip('/') + '.cnf', 'socket': os.path.join(data_dir, 'mysqld.sock'),
+    sock_dir = socket_dir_for(data_dir, 'mysqld.sock', os_user, create)
+    return {'cnf': data_dir.rstrip('/') + '.cnf', 'socket': os.path.join(sock_dir, 'mysqld.sock'),
             'pid': os.path.join(data_dir, 'mysqld.pid'), 'log': os.path.join(data_dir, 'restore-error.log')}
 
 
@@ -2878,13 +2918,34 @@ def instance_running(data_dir):
     return bool(os.path.isdir(data_dir) and _running_pid(data_dir))
 
 
+def instance_port(data_dir):
+    """The port a restored instance is set to start on (its option file), or None."""
+    cnf = instance_files(data_dir)['cnf']
+    try:
+        return int(read_key_values(cnf).get('port'))
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def set_instance_port(data_dir, port):
+    """Start a restored (stopped) instance on another port next time."""
+    cnf = instance_files(data_dir)['cnf']
+    with open(cnf) as f:
+        lines = f.read().splitlines()
+    lines = [('port = %d' % int(port)) if re.match(r'\s*port\s*=', line) else line for line in lines]
+    with open(cnf + '.tmp', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    os.chmod(cnf + '.tmp', 0o644)
+    os.replace(cnf + '.tmp', cnf)
+
+
 def read_restore_marker(data_dir):
     """The marker restore_physical recorded in data_dir (backup id, target, recovered_to), or None."""
     return restored_marker(data_dir)
 
 
 def _start_instance(data_dir, os_user, bin_dir, flavor, extra, timeout):
-    files = instance_files(data_dir)
+    files = instance_files(data_dir, os_user, create=True)
     argv = [tool(flavor, 'server', bin_dir), '--defaults-file=' + files['cnf']] + list(extra)
     if os.geteuid() == 0 and os_user:
         argv = ['runuser', '-u', os_user, '--'] + argv
@@ -3014,6 +3075,43 @@ def check_target_position(position):
     return {'binlog_file': name, 'binlog_pos': int(str(pos).strip())}
 
 
+def _gtid_sequences(text):
+    """{domain: sequence} of a MariaDB GTID position ('0-1-42,1-2-7')."""
+    found = {}
+    for part in re.split(r'[,\s]+', str(text or '').strip()):
+        match = re.match(r'^(\d+)-\d+-(\d+)$', part)
+        if match:
+            found[int(match.group(1))] = max(found.get(int(match.group(1)), 0), int(match.group(2)))
+    return found
+
+
+def target_before(stop_position, target_position):
+    """True when target_position lies before a backup's stop position (the replay can only go
+    forward from there), False when at or after it, None when it cannot be told. A binlog_file of
+    another series than the backup's is a DbError."""
+    target = check_target_position(target_position)
+    stop = stop_position or {}
+    if not target:
+        return None
+    if target.get('gtid'):
+        done = _gtid_sequences(stop.get('gtid'))
+        wanted = _gtid_sequences(target['gtid'])
+        if not done or not wanted:
+            return None
+        # a domain the backup already holds past the target cannot be undone
+        return any(seq < done.get(domain, 0) for domain, seq in wanted.items())
+    if not stop.get('binlog_file'):
+        return None
+    base, number, _width = binlog_number(target['binlog_file'])
+    stop_base, stop_number, _w = binlog_number(stop['binlog_file'])
+    if stop_base is None:
+        return None
+    if base is None or os.path.basename(base) != os.path.basename(stop_base):
+        raise DbError('recover to target_position', target['binlog_file'], 'not one of the binary logs of the backed-up '
+                      'server (they are named %s.NNNNNN)' % os.path.basename(stop_base))
+    return (number, int(target['binlog_pos'])) < (stop_number, int(stop.get('binlog_pos') or 4))
+
+
 def replay_plan(chain, log_dir, target_time=None, target_position=None, until=None):
     """(files, start_pos, stop_position) of the binlog replay after a restored chain.
 
@@ -3029,6 +3127,12 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None, until=No
     if target_time is not None and finished and target_time < parse_time(finished).replace(microsecond=0):
         raise DbError('recover to', iso(target_time), 'the backup %s ends at %s, after the target: restore an '
                       'older backup' % (chain[-1]['manifest'].get('id') or '', finished))
+    if target_position and target_before(stop, target_position):
+        where = ('GTID %s' % stop['gtid']) if target_position.get('gtid') else \
+            ('%s:%s' % (stop['binlog_file'], stop.get('binlog_pos')))
+        raise DbError('recover to', ', '.join('%s=%s' % kv for kv in sorted(target_position.items())),
+                      'the backup %s ends at %s, after the target: restore an older backup'
+                      % (chain[-1]['manifest'].get('id') or '', where))
     end_file = None
     stop_arg = None
     if target_position:
@@ -3165,7 +3269,7 @@ def restore_physical(request):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     files = instance_files(data_dir)
-    return {'data_dir': data_dir, 'port': port, 'socket': files['socket'], 'socket_dir': data_dir,
+    return {'data_dir': data_dir, 'port': port, 'socket': files['socket'], 'socket_dir': os.path.dirname(files['socket']),
             'option_file': files['cnf'],
             'recovered_to': recovered_to, 'target_reached': reached, 'commands': commands,
             'binlogs_replayed': replay[0] if replay else []}

@@ -295,9 +295,18 @@ def wal_gaps(log_dir, first, segment_size=16 * 1024 * 1024, last=None):
 
 def _archive_command(log_dir):
     logs = shlex.quote(log_dir)
-    # never overwrite an archived segment; an identical re-archive (after a crash) succeeds
-    return ('test ! -f {d}/%f && cp %p {d}/%f.part && mv {d}/%f.part {d}/%f || cmp -s %p {d}/%f'
-            .format(d=logs))
+    # never overwrite an archived segment; an identical re-archive (after a crash) succeeds. The
+    # segment is on disk (sync of the file, then of the directory after the rename) before the
+    # command returns 0: PostgreSQL recycles the segment as soon as it does
+    return ('test ! -f {d}/%f && cp %p {d}/%f.part && sync {d}/%f.part && mv {d}/%f.part {d}/%f && sync {d} '
+            '|| cmp -s %p {d}/%f'.format(d=logs))
+
+
+def _legacy_archive_commands(log_dir):
+    """archive_command values earlier versions of this collection set for log_dir: still ours
+    (replaced by the current one without a restart), never "archiving goes elsewhere"."""
+    logs = shlex.quote(log_dir)
+    return ['test ! -f {d}/%f && cp %p {d}/%f.part && mv {d}/%f.part {d}/%f || cmp -s %p {d}/%f'.format(d=logs)]
 
 
 WAL_FILE_RE = re.compile(r'^([0-9A-F]{8})([0-9A-F]{16})(\.partial|\.[0-9A-F]{8}\.backup)?$')
@@ -468,6 +477,8 @@ def _controldata_state(bin_dir, data_dir, os_user):
 
 
 def _postmaster_alive(data_dir):
+    """A server runs on data_dir: its postmaster.pid names a live process, or a process works in it."""
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import process_working_in
     pidfile = os.path.join(data_dir, 'postmaster.pid')
     try:
         with open(pidfile) as f:
@@ -475,7 +486,7 @@ def _postmaster_alive(data_dir):
         os.kill(pid, 0)
         return True
     except (OSError, ValueError):
-        return False
+        return bool(os.path.isdir(data_dir) and process_working_in(data_dir))
 
 
 def _tail(path, size=3000):
@@ -889,6 +900,27 @@ def instance_running(data_dir):
     return _postmaster_alive(data_dir)
 
 
+def instance_port(data_dir):
+    """The port a restored instance is set to start on (the last port line of postgresql.auto.conf,
+    where the restore wrote it), or None."""
+    port = None
+    try:
+        with open(os.path.join(data_dir, 'postgresql.auto.conf'), errors='replace') as f:
+            for line in f:
+                match = re.match(r"\s*port\s*=\s*'?(\d+)'?\s*(?:#.*)?$", line)
+                if match:
+                    port = int(match.group(1))
+    except OSError:
+        return None
+    return port
+
+
+def set_instance_port(data_dir, port):
+    """Start a restored (stopped) instance on another port next time."""
+    with open(os.path.join(data_dir, 'postgresql.auto.conf'), 'a') as f:
+        f.write("# dbops.admin db_restore: another port\nport = '%d'\n" % int(port))
+
+
 def stop_instance(data_dir, os_user=None, bin_dir=None, major=None, mode='fast'):
     bin_dir = find_bin_dir(bin_dir, major)
     if _postmaster_alive(data_dir):
@@ -897,7 +929,12 @@ def stop_instance(data_dir, os_user=None, bin_dir=None, major=None, mode='fast')
 
 
 def start_instance(data_dir, os_user=None, bin_dir=None, major=None, commands=None):
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import socket_dir_for
     bin_dir = find_bin_dir(bin_dir, major)
+    port = instance_port(data_dir)
+    if port:
+        # a short socket directory in /tmp is gone after a reboot: made again
+        socket_dir_for(data_dir, '.s.PGSQL.%d' % port, os_user, create=True)
     log = os.path.join(data_dir, 'dbops_restore_server.log')
     proc = run_tool([os.path.join(bin_dir, 'pg_ctl'), '-D', data_dir, '-l', log, '-w', '-t', '600', 'start'],
                     'start restored server in', data_dir, os_user=os_user, commands=commands, check=False)
@@ -951,6 +988,20 @@ def check_target_position(position):
     return {'lsn': _check_lsn(position.get('lsn'))}
 
 
+def target_before(stop_position, target_position):
+    """True when target_position ({lsn}) lies before a backup's stop position (it cannot be reached
+    from that backup: a physical backup is consistent only from its end), False when at or after
+    it, None when either is unknown."""
+    target = check_target_position(target_position)
+    stop = (stop_position or {}).get('lsn')
+    if not target or not stop:
+        return None
+    try:
+        return parse_lsn(target['lsn']) < parse_lsn(stop)
+    except (ValueError, AttributeError):
+        return None
+
+
 def restore_physical(request):
     """Restore a physical chain into a new data directory, recover to the target, promote, start."""
     chain = request['chain']
@@ -980,6 +1031,11 @@ def restore_physical(request):
         if ended and moment < _utc_moment(ended):
             raise DbError('restore to', target_time, 'backup %s ended at %s: a physical backup is consistent only from '
                           'its end; choose an older backup or a later time' % (full['manifest']['id'], ended))
+    if target_position.get('lsn') and last.get('method') != 'pgbackrest' and \
+            target_before(full['manifest'].get('stop_position'), target_position):
+        raise DbError('restore to', target_position['lsn'], 'backup %s ends at LSN %s: a physical backup is consistent '
+                      'only from its end; choose an older backup or a later position'
+                      % (full['manifest']['id'], full['manifest']['stop_position']['lsn']))
     need_archive = last.get('method') != 'pgbackrest' and bool(
         target_time or target_position.get('lsn') or last.get('type') == 'log')
     seg_size = int(details.get('wal_segment_size') or 16 * 1024 * 1024)
@@ -1034,6 +1090,9 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
         _restore_pgbackrest(request, last, data_dir, os_user, commands)
     else:
         extract_base(full['path'], details, data_dir, os_user, bin_dir, commands)
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import socket_dir_for
+    # the data directory, unless the socket path would be too long for a Unix socket
+    socket_dir = socket_dir_for(data_dir, '.s.PGSQL.%d' % int(port), os_user, create=True)
     for stale in ('backup_manifest', 'standby.signal', 'postmaster.pid', RESTORE_MARKER_FILE,
                   'dbops_restore_server.log', STAGED_WAL_DIR):
         try:
@@ -1043,7 +1102,7 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
     settings = {
         'port': str(port),
         'listen_addresses': "'127.0.0.1'",
-        'unix_socket_directories': "'%s'" % data_dir.replace("'", "''"),
+        'unix_socket_directories': "'%s'" % socket_dir.replace("'", "''"),
         'archive_mode': "'off'",
         'archive_command': "''",
         'recovery_target_action': "'promote'",
@@ -1098,6 +1157,10 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
                            'nothing was restored (%s)' % (
                                ' (WAL segment %s is not in %s)' % (wanted[-1], log_dir) if wanted else '',
                                detail[-600:]))
+        if 'before consistent recovery point' in detail:
+            return DbError('recover to', target_time or target_position.get('lsn'), 'the target lies before the end of '
+                           'backup %s: a physical backup is consistent only from its end; choose an older backup or a '
+                           'later target; nothing was restored' % last.get('id'))
         return None
 
     try:
@@ -1138,7 +1201,7 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
         json.dump(marker, f, sort_keys=True)
     return {'data_dir': data_dir, 'port': port, 'recovered_to': recovered_to or target_time or last.get('stop_time')
             or last.get('finished_at'), 'commands': commands, 'recovery_seconds': round(time.time() - started, 3),
-            'socket_dir': data_dir}
+            'socket_dir': socket_dir}
 
 
 def drill_check(request):
@@ -1826,6 +1889,7 @@ class PostgresBackup:
         return {'wal_level': row['wal_level'], 'archive_mode': row['archive_mode'],
                 'archive_command': row['archive_command'], 'desired_command': desired,
                 'command_ok': row['archive_command'] == desired,
+                'ours': row['archive_command'] in [desired] + _legacy_archive_commands(log_dir),
                 'restart_needed': row['archive_mode'] == 'off' or row['wal_level'] == 'minimal'}
 
     def _backup_wal(self, request):
@@ -1833,7 +1897,8 @@ class PostgresBackup:
         status = self.archive_status(log_dir)
         commands = []
         if not status['command_ok']:
-            if status['archive_mode'] != 'off' and status['archive_command'] not in ('', '(disabled)'):
+            if status['archive_mode'] != 'off' and status['archive_command'] not in ('', '(disabled)') \
+                    and not status['ours']:
                 raise DbError('turn on WAL archiving into', log_dir,
                               'archive_command is already set to %r: archiving goes elsewhere; '
                               'change it yourself or use that archive' % status['archive_command'])
@@ -1997,6 +2062,18 @@ class PostgresBackup:
                     'encoding %s and the C locale' % (name, dump.get('collate'), dump.get('ctype'), exc, encoding))
         return None
 
+    def check_restore_target(self, name, request):
+        """Refuse (DbError) a logical restore into name that would fail or replace data without force;
+        True when the database exists. Also what check mode reports."""
+        self.quote_ident(name)
+        exists = bool(self.fetch_value('SELECT 1 FROM pg_database WHERE datname = %s', (name,)))
+        if exists and name == self.database:
+            raise DbError('restore into database', name, 'it is the database this session is connected to; '
+                          'connect with login_db to another database')
+        if exists and not request.get('force') and not self._database_is_empty(request, name):
+            raise DbError('restore into database', name, 'it exists and is not empty: set force to replace it')
+        return exists
+
     def restore_logical(self, request):
         manifest = request['manifest']
         details = manifest.get('details') or {}
@@ -2014,14 +2091,7 @@ class PostgresBackup:
         plan = []
         for dump in dumps:
             name = target or dump['database']
-            self.quote_ident(name)
-            exists = bool(self.fetch_value('SELECT 1 FROM pg_database WHERE datname = %s', (name,)))
-            if exists and name == self.database:
-                raise DbError('restore into database', name, 'it is the database this session is connected to; '
-                              'connect with login_db to another database')
-            if exists and not request.get('force') and not self._database_is_empty(request, name):
-                raise DbError('restore into database', name, 'it exists and is not empty: set force to replace it')
-            plan.append((dump, name, exists))
+            plan.append((dump, name, self.check_restore_target(name, request)))
         commands = []
         roles_created = self.restore_roles([dump for dump, _name, _exists in plan], request, details, commands)
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
