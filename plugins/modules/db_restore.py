@@ -524,8 +524,11 @@ class Runner:
             data_dir = os.path.join(scratch, 'instance')
             port = _free_port()
             try:
+                # a pgBackRest set is checked with the sets it references: the newest pgBackRest set of the chain
+                newest_set = ([i for i in items if i['manifest'].get('method') == 'pgbackrest'] or [None])[-1]
                 for item in items:
-                    if item['manifest'].get('type') == 'full':
+                    if (item['manifest'].get('type') == 'full' and item['manifest'].get('method') != 'pgbackrest') \
+                            or item is newest_set:
                         problems += catalog.backend_call(manifest['engine'], 'verify_physical', item['manifest'],
                                                          item['path'], scratch, log_dir=repo.log_dir,
                                                          os_user=repo.os_user, bin_dir=self.p['bin_dir'])

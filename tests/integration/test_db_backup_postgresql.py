@@ -961,6 +961,40 @@ def test_pgbackrest_full_incremental_differential_chain(server, workdir):
     assert checked['failed'] is False, checked
 
 
+def test_pgbackrest_flipped_byte_fails_verification_and_marks_the_backup_damaged(server, workdir):
+    """pgBackRest 2.45 exits 0 from verify even with "status: error": the output must decide."""
+    if not shutil.which('pgbackrest'):
+        pytest.skip('pgbackrest not installed')
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=50)
+    res = backup(server, repo, method='pgbackrest', type='full')
+    assert res['failed'] is False, res
+    bk = res['backup']
+    label = manifest_of(repo, bk['id'])['details']['label']
+    assert any('verify' in c and '--set=%s' % label in c for c in res['commands']), res['commands']
+    good = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': bk['id']})
+    assert good['failed'] is False, good
+
+    set_dir = os.path.join(repo, 'pgbackrest', 'backup', 'dbops', label)
+    victim = next(os.path.join(root, name) for root, _, names in os.walk(os.path.join(set_dir, 'pg_data', 'base'))
+                  for name in sorted(names) if name.split('.')[0] == '1259')
+    with open(victim, 'r+b') as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    named = os.path.relpath(victim, repo)   # pgbackrest/backup/dbops/<label>/pg_data/base/<db>/1259
+    bad = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': bk['id']})
+    assert bad['failed'] is True, bad
+    assert named in bad['msg'] and label in bad['msg'], bad['msg']
+    manifest = manifest_of(repo, bk['id'])
+    assert manifest['verified'] is False
+    assert any(named in p for p in manifest['verify_problems']), manifest['verify_problems']
+    # the restore drill verifies before it restores
+    drill = restore(repo, server.conn, state='verified', backup_id=bk['id'])
+    assert drill['failed'] is True and named in drill['msg'], drill
+
+
 def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
     srv = PostgresServer().init().start()  # archive_mode off
     repo = os.path.join(workdir, 'repo')

@@ -1293,14 +1293,136 @@ def pgbackrest_expire(repo, label, os_user=None, commands=None):
              os_user=os_user, commands=commands)
 
 
-def verify_pgbackrest(manifest, os_user=None, repo=None):
-    repo = repo or (manifest.get('details') or {}).get('repo')
-    proc = run_tool(pgbackrest_argv(repo, 'verify', '--output=text', '--verbose'), 'verify pgBackRest backup',
-                    manifest['id'], os_user=os_user, check=False)
-    if proc.returncode == 0:
-        return []
-    text = (proc.stdout + proc.stderr).strip()
-    return ['%s (pgBackRest %s): %s' % (manifest['id'], (manifest.get('details') or {}).get('label'), text[-2000:])]
+# what ``pgbackrest verify --output=text`` prints and logs (2.45: the exit code is 0 even with ``status: error``;
+# the damaged files are only named in the log, at level info, the contiguous WAL ranges at level detail)
+_PGBR_FILE_RE = re.compile(r"\b(file missing|invalid checksum|invalid size|invalid result)\s+'([^']+)'")
+_PGBR_RANGE_RE = re.compile(r'archiveId:\s*([^,\s]+),\s*wal start:\s*([0-9A-F]{24}),\s*wal stop:\s*([0-9A-F]{24})')
+_PGBR_BACKUP_RE = re.compile(r'^\s*backup:\s*([^,\s]+),\s*status:\s*([^,]+?)\s*(?:,(.*))?$')
+_PGBR_COUNTS_RE = re.compile(r'^\s*((?:missing|checksum invalid|size invalid|other):\s*\d+(?:,\s*|\s*$))+$')
+_PGBR_ARCHIVE_ID_RE = re.compile(r'^\d+(\.\d+)?-\d+$')
+_PGBR_LOG_RE = re.compile(r'\b(WARN|ERROR)(?::\s*\[\d+\])?:\s*(.*)$')
+
+
+def parse_pgbackrest_verify(text):
+    """What ``pgbackrest verify --output=text --verbose`` said (result on stdout, log lines on stderr or mixed in).
+
+    Returns {'backups': {label: {'status', 'counts'}}, 'files': [(reason, path in the stanza)],
+    'ranges': [(archive_id, first, last)], 'messages': [WARN/ERROR log lines], 'status': 'ok'|'error'|None}.
+    """
+    out = {'backups': {}, 'files': [], 'ranges': [], 'messages': [], 'status': None}
+    current = None
+    for line in (text or '').splitlines():
+        found = _PGBR_FILE_RE.search(line)
+        if found:
+            if found.groups() not in out['files']:
+                out['files'].append(found.groups())
+            current = None
+            continue
+        found = _PGBR_RANGE_RE.search(line)
+        if found:
+            if found.groups() not in out['ranges']:
+                out['ranges'].append(found.groups())
+            current = None
+            continue
+        found = _PGBR_LOG_RE.search(line)
+        if found:
+            if found.group(2).strip() not in out['messages']:
+                out['messages'].append(found.group(2).strip())
+            current = None
+            continue
+        found = re.search(r'(?:^|\s)status:\s*(ok|error)\s*$', line)
+        if found and 'backup:' not in line:
+            out['status'] = 'error' if 'error' in (out['status'], found.group(1)) else 'ok'
+            continue
+        found = _PGBR_BACKUP_RE.match(line)
+        if found:
+            current = out['backups'].setdefault(found.group(1), {'status': found.group(2), 'counts': {}})
+            continue
+        if current is not None and _PGBR_COUNTS_RE.match(line):
+            for name, value in re.findall(r'(missing|checksum invalid|size invalid|other):\s*(\d+)', line):
+                current['counts'][name] = max(current['counts'].get(name, 0), int(value))
+        current = None
+    return out
+
+
+def pgbackrest_verify_problems(returncode, stdout, stderr, label, backup_id=None, references=(), wal_first=None,
+                               wal_last=None, segment_size=16 * 1024 * 1024):
+    """The problems of one pgBackRest set in the output of ``pgbackrest verify`` (empty: the set is sound).
+
+    Only the set ``label`` counts: its files (in its own directory and in the sets it references) and the WAL
+    from ``wal_first`` to ``wal_last`` that makes it consistent; pgBackRest 2.45 ignores ``--set`` and checks
+    the whole stanza, so damage elsewhere in the repository is left out. A non-zero exit is a failure too.
+    """
+    name = '%s (pgBackRest set %s)' % (backup_id, label) if backup_id else 'pgBackRest set %s' % label
+    root = 'pgbackrest/backup/%s' % PGBACKREST_STANZA
+    archive_root = 'pgbackrest/archive/%s' % PGBACKREST_STANZA
+    parsed = parse_pgbackrest_verify('%s\n%s' % (stdout or '', stderr or ''))
+    problems = []
+    sets = {label} | set(r for r in (references or ()) if r)
+    backup_files = [(reason, path) for reason, path in parsed['files']
+                    if not _PGBR_ARCHIVE_ID_RE.match(path.split('/', 1)[0])]
+    ours = [(reason, path) for reason, path in backup_files if path.split('/', 1)[0] in sets]
+    result = parsed['backups'].get(label)
+    if result is not None and result['status'] != 'valid' and not ours:
+        ours = backup_files   # a set referenced that we did not know of: the files pgBackRest named
+    for reason, path in ours:
+        problems.append('%s/%s: %s' % (root, path, reason))
+    if result is not None and result['status'] != 'valid':
+        counts = ', '.join('%s: %d' % (k, v) for k, v in sorted(result['counts'].items()) if v)
+        problems.append('%s: pgBackRest verify says %s%s' % (name, result['status'], ' (%s)' % counts if counts else ''))
+    for reason, path in parsed['files']:
+        segment = os.path.basename(path)[:24]
+        if not _PGBR_ARCHIVE_ID_RE.match(path.split('/', 1)[0]) or not WAL_NAME_RE.match(segment):
+            continue
+        if not wal_first or not wal_last or (segment[:8] == wal_first[:8] and wal_first <= segment <= wal_last):
+            problems.append('%s/%s: %s (WAL segment %s, needed by %s)' % (archive_root, path, reason, segment, name))
+    if wal_first and wal_last and parsed['ranges']:
+        missing, current, guard = [], wal_first, 0
+        while current <= wal_last and guard < 100000:
+            if not any(first[:8] == current[:8] and first <= current <= last for _, first, last in parsed['ranges']):
+                missing.append(current)
+            current = next_wal_name(current, segment_size)
+            guard += 1
+        if missing:
+            problems.append('%s: WAL segment %s missing from pgBackRest\'s archive %s%s' % (
+                name, missing[0], archive_root, ' (and %d more)' % (len(missing) - 1) if len(missing) > 1 else ''))
+    for message in parsed['messages']:
+        if label in message and not any(message in p for p in problems):
+            problems.append('%s: %s' % (name, message))
+    if returncode != 0:
+        errors = [m for m in parsed['messages'] if m] or [line.strip() for line in
+                                                           ('%s\n%s' % (stdout or '', stderr or '')).splitlines()
+                                                           if line.strip()][-3:]
+        problems.append('%s: pgbackrest verify failed (exit %d)%s' % (
+            name, returncode, ': ' + '; '.join(errors)[-1500:] if errors else ''))
+    elif result is None and not problems:
+        problems.append('%s: pgbackrest verify did not report on the set%s' % (
+            name, ': ' + (stdout or stderr or '').strip()[-500:] if (stdout or stderr or '').strip() else ''))
+    return problems
+
+
+def verify_pgbackrest(manifest, os_user=None, repo=None, commands=None):
+    """``pgbackrest verify`` of the set of one catalog entry (see pgbackrest_verify_problems). Returns problems."""
+    details = manifest.get('details') or {}
+    repo = repo or details.get('repo')
+    label = details.get('label')
+    if not label:
+        return ['%s: no pgBackRest label in the manifest' % manifest['id']]
+    # --set: pgBackRest 2.45 accepts it on verify but still checks the whole stanza ("for internal use only"),
+    # later releases check that set and the WAL it needs; the log names each damaged file (info) and the
+    # contiguous WAL ranges (detail): on stderr, the result on stdout
+    options = ['--set=%s' % label, '--output=text', '--verbose', '--log-level-console=off',
+               '--log-level-stderr=detail', '--no-log-timestamp']
+    argv = pgbackrest_argv(repo, 'verify', *options)
+    proc = run_tool(argv, 'verify pgBackRest backup', label, os_user=os_user, commands=commands, check=False)
+    if proc.returncode != 0 and re.search(r"option '?set'? (is )?not (valid|allowed)", proc.stdout + proc.stderr):
+        argv = pgbackrest_argv(repo, 'verify', *options[1:])   # a release without verify --set
+        proc = run_tool(argv, 'verify pgBackRest backup', label, os_user=os_user, commands=commands, check=False)
+    return pgbackrest_verify_problems(
+        proc.returncode, proc.stdout, proc.stderr, label, manifest.get('id'),
+        list(details.get('reference') or []) + ([details['prior']] if details.get('prior') else []),
+        (manifest.get('start_position') or {}).get('wal_file'), (manifest.get('stop_position') or {}).get('wal_file'),
+        int(details.get('wal_segment_size') or 16 * 1024 * 1024))
 
 
 def _restore_pgbackrest(request, last, data_dir, os_user, commands):
@@ -1873,8 +1995,9 @@ class PostgresBackup:
                         'bootstrap_superuser': self._bootstrap_superuser()},
         }
         if request.get('verify', True):
-            commands.append(show_command(pgbackrest_argv(repo, 'verify')))
-            problems = verify_pgbackrest({'id': request.get('backup_id'), 'details': result['details']}, os_user, repo)
+            problems = verify_pgbackrest({'id': request.get('backup_id'), 'details': result['details'],
+                                          'start_position': result['start_position'],
+                                          'stop_position': result['stop_position']}, os_user, repo, commands)
             if problems:
                 raise DbError('verify pgBackRest backup', last.get('label'), '; '.join(problems))
             result['verified'] = True
