@@ -807,8 +807,9 @@ def verify_backup(module, repo, manifest):
             if first and last:
                 backend = catalog.engine_backend('postgresql')
                 seg = int((manifest.get('details') or {}).get('wal_segment_size') or 16 * 1024 * 1024)
-                problems += ['%s: WAL segment missing from the archive' % os.path.join(catalog.LOGS, n)
-                             for n in backend.wal_gaps(repo.log_dir, first, seg, last)]
+                problems += ['%s: %s missing from the archive' % (
+                    os.path.join(catalog.LOGS, n), 'timeline history file' if n.endswith('.history') else 'WAL segment')
+                    for n in backend.wal_gaps(repo.log_dir, first, seg, last)]
         else:
             problems += catalog.backend_call(manifest['engine'], 'verify_physical', manifest, plain, scratch,
                                              log_dir=repo.log_dir, os_user=repo.os_user, bin_dir=p['bin_dir'])

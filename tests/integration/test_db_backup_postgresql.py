@@ -754,6 +754,57 @@ def test_log_backup_restored_to_its_end_and_targets_read_as_utc(workdir):
         server.destroy()
 
 
+def test_log_backup_verify_and_restore_across_a_timeline_switch(server, workdir):
+    """After a promote (timeline 2) the archive holds timeline 1's last segment as .partial, the
+    history file and timeline 2's segments: log backups, their verification and the restore of the
+    latest one go on without a new full; a segment really missing is still named."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=20)
+    assert backup(server, repo, method='physical', type='log')['failed'] is False
+    full = backup(server, repo, method='physical', type='full')
+    assert full['failed'] is False, full
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('before')", 'shop')
+    before = backup(server, repo, method='physical', type='log')
+    assert before['failed'] is False, before
+
+    # failover: the server comes back as a standby and is promoted
+    server.stop()
+    signal_file = os.path.join(server.data_dir, 'standby.signal')
+    open(signal_file, 'w').close()
+    _chown(signal_file)
+    server.start()
+    subprocess.run(['runuser', '-u', PG_USER, '--', server.bin('pg_ctl'), '-D', server.data_dir, '-w', 'promote'],
+                   capture_output=True, check=True)
+    server.psql("INSERT INTO marker VALUES ('after')", 'shop')
+
+    log = backup(server, repo, method='physical', type='log')
+    assert log['failed'] is False, log['msg']
+    lm = manifest_of(repo, log['backup']['id'])
+    assert lm['stop_position']['timeline'] == 2 and lm['stop_position']['wal_file'].startswith('00000002')
+    archive = os.listdir(os.path.join(repo, 'logs'))
+    assert '00000002.history' in archive and [n for n in archive if n.endswith('.partial')], archive
+    assert 'logs/00000002.history' in [f['path'] for f in lm['log_files']]
+    checked = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': log['backup']['id']})
+    assert checked['failed'] is False, checked['msg']
+
+    data_dir, port = os.path.join(workdir, 'restored'), free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port)
+        assert out['failed'] is False, out['msg']
+        assert out['backup_id'] == log['backup']['id']
+        assert restored_psql(data_dir, port, "SELECT string_agg(name, ',' ORDER BY name) FROM marker",
+                             'shop') == 'after,before'
+    finally:
+        stop_restored(data_dir)
+
+    # a segment of timeline 2 removed: verification names it
+    victim = sorted(f['path'] for f in lm['log_files'] if os.path.basename(f['path']).startswith('00000002')
+                    and len(os.path.basename(f['path'])) == 24)[0]
+    os.unlink(os.path.join(repo, victim))
+    bad = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': log['backup']['id']})
+    assert bad['failed'] is True and os.path.basename(victim) in bad['msg'], bad['msg']
+
+
 def test_logical_restore_targets_are_respected(server, workdir):
     """What counts as 'not empty', the work database, odd target names, the source of a restore."""
     repo = os.path.join(workdir, 'repo')

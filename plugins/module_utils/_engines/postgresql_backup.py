@@ -274,23 +274,108 @@ def next_wal_name(name, segment_size=16 * 1024 * 1024):
     return '%08X%08X%08X' % (tli, log, seg)
 
 
+def _segno(name, segment_size):
+    return int(name[8:16], 16) * (0x100000000 // segment_size) + int(name[16:24], 16)
+
+
+def _segment_name(timeline, segno, segment_size):
+    per_id = 0x100000000 // segment_size
+    return '%08X%08X%08X' % (timeline, segno // per_id, segno % per_id)
+
+
+def history_file_name(timeline):
+    return '%08X.history' % timeline
+
+
+def read_timeline_history(log_dir, timeline):
+    """The ancestors of a timeline from its history file ``<TLI>.history`` ("parentTLI switchpoint-LSN
+    reason" lines): [(parent timeline, LSN where it ended)], oldest first. [] for timeline 1, None when
+    the file is missing or unreadable."""
+    if timeline <= 1:
+        return []
+    try:
+        with open(os.path.join(log_dir, history_file_name(timeline))) as f:
+            text = f.read()
+    except OSError:
+        return None
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith('#'):
+            continue
+        try:
+            entries.append((int(fields[0]), parse_lsn(fields[1])))
+        except (IndexError, ValueError):
+            return None
+    return entries
+
+
+def timeline_path(log_dir, timeline, segment_size=16 * 1024 * 1024):
+    """[(timeline, its first segment number)] from ``timeline`` back to timeline 1, newest first; None
+    when its history file is missing. The segment a timeline was switched from in the middle belongs to
+    the new timeline (the old one keeps it only as ``.partial``), as recovery reads it."""
+    history = read_timeline_history(log_dir, timeline)
+    if history is None:
+        return None
+    path, begin = [], 0
+    for parent, switch in history:
+        path.append((parent, begin))
+        begin = switch // segment_size
+    path.append((timeline, begin))
+    return path[::-1]
+
+
+def _timeline_at(path, segno):
+    for timeline, begin in path:
+        if segno >= begin:
+            return timeline
+    return path[-1][0]
+
+
+def _newest_timeline(names, timeline):
+    """The timeline recovery_target_timeline=latest follows from ``timeline``: the highest one whose
+    history file is there, probing upwards as the server does."""
+    while history_file_name(timeline + 1) in names:
+        timeline += 1
+    return timeline
+
+
+def wal_needed(log_dir, first, segment_size=16 * 1024 * 1024, last=None):
+    """The archived WAL recovery reads from segment ``first`` to segment ``last``: (needed, missing).
+
+    ``needed`` lists the segment names in order, each on the timeline that holds it according to the
+    history of last's timeline (the segments before a switch on the older timelines); ``missing`` the
+    needed names not in log_dir, with the history file of last's timeline when it is missing (then the
+    segments are not checked). Without ``last``: up to the newest archived segment on the newest
+    timeline (recovery_target_timeline = latest)."""
+    names = set(os.listdir(log_dir)) if os.path.isdir(log_dir) else set()
+    first_tli = int(first[:8], 16)
+    start = _segno(first, segment_size)
+    timeline = int(last[:8], 16) if last else _newest_timeline(names, first_tli)
+    path = timeline_path(log_dir, timeline, segment_size)
+    if path is None:
+        if timeline != first_tli:
+            return [], [history_file_name(timeline)]
+        path = [(timeline, 0)]   # a single timeline: its ancestors are not needed
+    if last:
+        end = _segno(last, segment_size)
+    else:
+        on_path = [_segno(n, segment_size) for n in names if WAL_NAME_RE.match(n)
+                   and int(n[:8], 16) == _timeline_at(path, _segno(n, segment_size))]
+        end = max([n for n in on_path if n >= start] or [start])
+    needed = [_segment_name(_timeline_at(path, segno), segno, segment_size) for segno in range(start, end + 1)]
+    return needed, [n for n in needed if n not in names]
+
+
 def wal_gaps(log_dir, first, segment_size=16 * 1024 * 1024, last=None):
-    """Segments missing from log_dir between first and last (default: the newest of that timeline)."""
-    names = set(n for n in os.listdir(log_dir) if WAL_NAME_RE.match(n)) if os.path.isdir(log_dir) else set()
-    same_tli = sorted(n for n in names if n[:8] == first[:8])
-    if last is None:
-        if not same_tli:
-            return [first]
-        last = same_tli[-1]
-    missing = []
-    current = first
-    guard = 0
-    while current <= last and guard < 10 ** 6:
-        if current not in names:
-            missing.append(current)
-        current = next_wal_name(current, segment_size)
-        guard += 1
-    return missing
+    """Archive files missing from log_dir for recovery from segment first to last (default: the newest
+    archived one on the newest timeline), across timeline switches (see wal_needed)."""
+    return wal_needed(log_dir, first, segment_size, last)[1]
+
+
+def missing_wal_text(name):
+    """How an error names a missing archive file."""
+    return ('timeline history file %s' if name.endswith('.history') else 'WAL segment %s') % name
 
 
 def _archive_command(log_dir):
@@ -960,13 +1045,20 @@ def recovery_target_time(text):
     return _utc_moment(text).strftime('%Y-%m-%d %H:%M:%S.%f+00')
 
 
-def _stage_wal(log_dir, stage, last):
-    """Links to the archived segments up to ``last`` (and every timeline history file) in stage:
-    recovery without a target then ends exactly at the end of that log backup."""
+def _stage_wal(log_dir, stage, last, segment_size=16 * 1024 * 1024):
+    """Links to the archived segments up to ``last`` on last's timeline history (and every timeline
+    history file) in stage: recovery without a target then ends exactly at the end of that log backup."""
     os.makedirs(stage, exist_ok=True)
+    path = timeline_path(log_dir, int(last[:8], 16), segment_size) or [(int(last[:8], 16), 0)]
+    end = _segno(last, segment_size)
     for name in os.listdir(log_dir):
-        if name.endswith('.history') or (WAL_NAME_RE.match(name) and name <= last):
-            os.symlink(os.path.join(log_dir, name), os.path.join(stage, name))
+        if not name.endswith('.history'):
+            if not WAL_NAME_RE.match(name):
+                continue
+            segno = _segno(name, segment_size)
+            if segno > end or int(name[:8], 16) != _timeline_at(path, segno):
+                continue
+        os.symlink(os.path.join(log_dir, name), os.path.join(stage, name))
 
 
 def _check_lsn(text):
@@ -1049,8 +1141,8 @@ def restore_physical(request):
             missing = wal_gaps(log_dir, first, seg_size, last_needed)
             if missing:
                 raise DbError('restore to a point in time from', full['manifest']['id'],
-                              'WAL segment %s is missing from the archive %s%s' % (
-                                  os.path.join(log_dir, missing[0]), log_dir,
+                              '%s is missing from the archive %s%s' % (
+                                  missing_wal_text(os.path.join(log_dir, missing[0])), log_dir,
                                   ' (and %d more)' % (len(missing) - 1) if len(missing) > 1 else ''))
 
     if os.path.isdir(data_dir):
@@ -1118,7 +1210,10 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
             # to the end of the log backup: recovery sees the segments up to its last one, no
             # further, and ends there (its stop LSN is the start of the next, unarchived segment)
             source = os.path.join(data_dir, STAGED_WAL_DIR)
-            _stage_wal(log_dir, source, last['stop_position']['wal_file'])
+            stop_file = last['stop_position']['wal_file']
+            _stage_wal(log_dir, source, stop_file, int(details.get('wal_segment_size') or 16 * 1024 * 1024))
+            # along the log backup's own timeline, even when the archive holds a later one
+            settings['recovery_target_timeline'] = "'%d'" % int(stop_file[:8], 16)
         settings['restore_command'] = "'%s'" % ('cp %s/%%f %%p' % shlex.quote(source)).replace("'", "''")
     if last.get('method') == 'pgbackrest':
         pass  # pgBackRest wrote restore_command and the recovery target
@@ -2048,8 +2143,11 @@ class PostgresBackup:
         else:
             first = (base_manifest.get('start_position') or {}).get('wal_file')
         self.execute('SELECT pg_switch_wal()')
-        switched = self.fetch_one('SELECT pg_current_wal_lsn()::text AS lsn, '
-                                  '(SELECT timeline_id FROM pg_control_checkpoint()) AS timeline')
+        # the timeline WAL is written on now: the checkpoint's lags behind a promotion until the
+        # end-of-recovery checkpoint is done
+        switched = self.fetch_one('SELECT lsn::text AS lsn, pg_walfile_name(lsn) AS wal_file '
+                                  'FROM pg_current_wal_lsn() AS lsn')
+        switched['timeline'] = int(switched['wal_file'][:8], 16)
         # the segment holding the last byte before the current insert position is complete now
         lsn = parse_lsn(switched['lsn'])
         last = wal_file_name(switched['timeline'], max(lsn - 1, 0), seg)
@@ -2062,12 +2160,14 @@ class PostgresBackup:
                 raise DbError('archive WAL into', log_dir, detail)
             time.sleep(0.2)
         names = sorted(n for n in os.listdir(log_dir) if WAL_NAME_RE.match(n) or n.endswith('.history'))
-        segments = [n for n in names if WAL_NAME_RE.match(n) and n <= last and (first is None or n >= first)]
         if first:
-            missing = wal_gaps(log_dir, first, seg, last)
+            # across a timeline switch: the segments on the timelines last's history goes through
+            segments, missing = wal_needed(log_dir, first, seg, last)
             if missing:
-                raise DbError('archive WAL into', log_dir, 'WAL segment %s is missing from the archive'
-                              % os.path.join(log_dir, missing[0]))
+                raise DbError('archive WAL into', log_dir, '%s is missing from the archive'
+                              % missing_wal_text(os.path.join(log_dir, missing[0])))
+        else:
+            segments = [n for n in names if WAL_NAME_RE.match(n) and n <= last]
         histories = [n for n in names if n.endswith('.history')]
         return {
             'start_position': {'wal_file': segments[0] if segments else last},
