@@ -1485,9 +1485,8 @@ def pgbackrest_verify_problems(returncode, stdout, stderr, label, backup_id=None
         if label in message and not any(message in p for p in problems):
             problems.append('%s: %s' % (name, message))
     if returncode != 0:
-        errors = [m for m in parsed['messages'] if m] or [line.strip() for line in
-                                                           ('%s\n%s' % (stdout or '', stderr or '')).splitlines()
-                                                           if line.strip()][-3:]
+        output = ('%s\n%s' % (stdout or '', stderr or '')).splitlines()
+        errors = [m for m in parsed['messages'] if m] or [line.strip() for line in output if line.strip()][-3:]
         problems.append('%s: pgbackrest verify failed (exit %d)%s' % (
             name, returncode, ': ' + '; '.join(errors)[-1500:] if errors else ''))
     elif result is None and not problems:
