@@ -587,6 +587,7 @@ def create(module, engine):
             restart = False
             if ((method == 'physical' and btype == 'log') or method == 'pgbackrest') \
                     and hasattr(engine, 'archive_status'):
+                engine.check_archiving(method, repo.log_dir, repo.path)
                 restart = bool(engine.archive_status(repo.log_dir)['restart_needed'])
                 result['restart_required'] = restart
             if restart:

@@ -382,6 +382,7 @@ class Runner:
         marker = _marker(self.module, manifest)
         data_dir = os.path.abspath(p['data_dir'])
         _check_apart(data_dir, repo.path)
+        _check_reachable(data_dir, repo.os_user)
         held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None
         if held is not None and _same(held, marker):
             running = backend.instance_running(data_dir)
@@ -607,6 +608,53 @@ def _check_apart(data_dir, repo_path):
     if os.path.basename(real).startswith(catalog.SCRATCH) or \
             os.path.basename(os.path.dirname(real)).startswith(catalog.SCRATCH):
         raise DbError('restore into', data_dir, 'it is a scratch directory of dbops.admin: choose another data_dir')
+
+
+def _check_reachable(data_dir, os_user):
+    """Before anything is read or written: this run can write where data_dir goes, and the OS user
+    the restored server runs as can reach it (every directory above it lets that user through)."""
+    import pwd
+    import stat
+    existing = data_dir
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        raise DbError('restore into', data_dir, 'cannot write into %s (a read-only file system, or no permission)'
+                      % existing)
+    if not os_user or os.geteuid() != 0:
+        return
+    try:
+        pw = pwd.getpwnam(os_user)
+    except KeyError:
+        return
+    groups = set(os.getgrouplist(os_user, pw.pw_gid))
+    path = os.sep
+    for part in [x for x in os.path.dirname(data_dir).split(os.sep) if x]:
+        path = os.path.join(path, part)
+        try:
+            st = os.stat(path)
+        except OSError:
+            break   # made by this run, open to the server's user
+        if not stat.S_ISDIR(st.st_mode):
+            raise DbError('restore into', data_dir, '%s is not a directory' % path)
+        if st.st_uid == pw.pw_uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in groups:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise DbError('restore into', data_dir, 'the server would run as OS user %s, which cannot enter %s (mode %s, '
+                          'owner %s): choose a data_dir that user can reach' % (
+                              os_user, path, oct(stat.S_IMODE(st.st_mode)), _owner_name(st.st_uid)))
+
+
+def _owner_name(uid):
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _same(held, marker, source=None):

@@ -254,6 +254,15 @@ def test_module_physical_restore_refuses_targets_before_the_backup_and_taken_por
             refused = restore(source, repo, check=check, data_dir=inside, login_port=free_port(), force=True)
             assert refused['failed'] and 'backup repository' in refused['msg'], refused.get('msg')
     assert sorted(os.listdir(repo)) == held and not os.path.exists(os.path.join(repo, 'new'))
+    # a data_dir the server's OS user could not reach: refused before anything is written
+    if os.geteuid() == 0:
+        locked = os.path.join(work, 'locked')
+        os.makedirs(locked)
+        os.chmod(locked, 0o700)
+        for check in (True, False):
+            refused = restore(source, repo, check=check, data_dir=os.path.join(locked, 'data'), login_port=free_port())
+            assert refused['failed'] and 'mysql, which cannot enter %s' % locked in refused['msg'], refused.get('msg')
+            assert os.listdir(locked) == []
     # a new instance onto a taken port: refused before the data directory is created
     fresh = os.path.join(work, 'fresh', 'data')
     for check in (True, False):

@@ -1153,3 +1153,27 @@ def test_drill_and_restore_under_a_deep_path(server, workdir):
         assert restored_psql(short, port, "SELECT count(*) FROM orders", 'shop') == '50'
     finally:
         stop_restored(data_dir)
+
+
+def test_archive_command_of_another_archive_is_refused_in_check_mode_too_and_the_old_one_upgraded(server, workdir):
+    """An archive_command that sends the WAL elsewhere: the log and pgBackRest backups refuse it, in
+    check mode as in the real run, and change nothing. The command an earlier version set for this
+    repository is replaced by the current (durable) one without a restart."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    server.psql("ALTER SYSTEM SET archive_command = 'cp %p /nowhere/%f'")
+    server.psql('SELECT pg_reload_conf()')
+    for method, btype in (('physical', 'log'), ('pgbackrest', 'full')):
+        for check in (True, False):
+            refused = backup(server, repo, check=check, method=method, type=btype)
+            assert refused['failed'] and 'archiving goes elsewhere' in refused['msg'], refused['msg']
+    assert server.psql('SHOW archive_command') == 'cp %p /nowhere/%f'
+    logs = os.path.join(repo, 'logs')
+    legacy = ("test ! -f {d}/%f && cp %p {d}/%f.part && mv {d}/%f.part {d}/%f || cmp -s %p {d}/%f"
+              .format(d=logs))
+    server.psql("ALTER SYSTEM SET archive_command = '%s'" % legacy.replace("'", "''"))
+    server.psql('SELECT pg_reload_conf()')
+    out = backup(server, repo, method='physical', type='log')
+    assert out['failed'] is False and out['restart_required'] is False, out['msg']
+    time.sleep(0.5)
+    assert 'sync ' in server.psql('SHOW archive_command')

@@ -2109,6 +2109,21 @@ class PostgresBackup:
                 'ours': row['archive_command'] in [desired] + _legacy_archive_commands(log_dir),
                 'restart_needed': row['archive_mode'] == 'off' or row['wal_level'] == 'minimal'}
 
+    def check_archiving(self, method, log_dir, repo):
+        """What the real run refuses before it changes anything (check mode tells the same): an
+        archive_command that sends the WAL elsewhere while archiving is on."""
+        row = self.fetch_one("SELECT current_setting('archive_mode') AS archive_mode, "
+                             "current_setting('archive_command') AS archive_command")
+        if method == 'pgbackrest':
+            ours = [pgbackrest_archive_command(repo)]
+            action, where = 'turn on pgBackRest archiving', None
+        else:
+            ours = [_archive_command(log_dir)] + _legacy_archive_commands(log_dir)
+            action, where = 'turn on WAL archiving into', log_dir
+        if row['archive_mode'] != 'off' and row['archive_command'] not in ['', '(disabled)'] + ours:
+            raise DbError(action, where, 'archive_command is already set to %r: archiving goes elsewhere; '
+                          'change it yourself or use that archive' % row['archive_command'])
+
     def _backup_wal(self, request):
         log_dir = request['log_dir']
         status = self.archive_status(log_dir)
