@@ -859,6 +859,9 @@ def maintain(module):
             before = _repo_state(repo)
             if p['backup_id']:
                 manifest = None
+                if p['backup_id'] != 'latest' and not catalog.is_backup_id(p['backup_id']):
+                    raise DbError('delete backup', p['backup_id'], 'not a backup id (like 20261127T020000Z-full); the '
+                                  'repository lists its backups in db_info or under %s' % repo.path)
                 try:
                     manifest = repo.get(p['backup_id'])
                 except DbError:

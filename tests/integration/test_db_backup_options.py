@@ -284,6 +284,13 @@ def test_diff_of_verified_and_absent(server, workdir):
     res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}, check=True, diff=True)
     assert res['changed'] is False and res['diff']['before'] == res['diff']['after'] == {
         'backups': [ids[1]], 'failed_runs': []}, res
+    # deleting it again is unchanged; something that is not a backup id is an error
+    res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': ids[0]})
+    assert res['failed'] is False and res['changed'] is False and res['deleted'] == [], res
+    for bad in ('nonsense', '.incoming-%s' % ids[1], '../%s' % ids[1]):
+        res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': bad})
+        assert res['failed'] is True and 'not a backup id' in res['msg'], res
+    assert ids[1] in os.listdir(repo)
 
 
 # ---- pgBackRest: deleting an entry expires its set -----------------------------------------------
