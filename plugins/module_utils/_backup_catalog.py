@@ -581,6 +581,16 @@ class Repository:
     def exists(self):
         return os.path.isdir(self.path)
 
+    def foreign(self):
+        """A directory holding files, none of them a repository's (backups, logs/, pgbackrest/, the
+        lock, runs): not a repository, so nothing is written into it."""
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return False
+        return bool(names) and not any(_ID_RE.match(n) or n in (LOGS, 'pgbackrest', LOCK) or n.startswith(INCOMING)
+                                       for n in names)
+
     def check_path(self):
         """Fail clearly, before anything is written, when the repository path cannot be a repository:
         it (or the first existing directory above it) is not a directory, or we may not create it there."""

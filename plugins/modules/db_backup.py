@@ -828,6 +828,9 @@ def maintain(module):
         if os.path.lexists(repo.path):
             repo.check_path()   # names what is there instead
         raise DbError('open backup repository', repo.path, 'no such directory: give the directory db_backup wrote into')
+    if repo.foreign():
+        raise DbError('open backup repository', repo.path, 'it holds files but no backup, logs/ or pgbackrest/: not a '
+                      'backup repository; give the directory db_backup wrote into')
     result = {'changed': False, 'deleted': [], 'commands': [], 'queries': []}
     if p['state'] == 'verified':
         manifest = repo.get(p['backup_id'] or 'latest')

@@ -291,6 +291,14 @@ def test_diff_of_verified_and_absent(server, workdir):
         res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': bad})
         assert res['failed'] is True and 'not a backup id' in res['msg'], res
     assert ids[1] in os.listdir(repo)
+    # a directory of other files is not a repository: refused, nothing written into it
+    other = os.path.join(os.path.dirname(repo), 'not-a-repo')
+    os.makedirs(other)
+    with open(os.path.join(other, 'notes.txt'), 'w') as f:
+        f.write('x')
+    res = run_module('db_backup', {'repo': other, 'state': 'absent', 'retention': {'full': 1}})
+    assert res['failed'] is True and 'not a backup repository' in res['msg'], res
+    assert os.listdir(other) == ['notes.txt']
 
 
 # ---- pgBackRest: deleting an entry expires its set -----------------------------------------------

@@ -753,3 +753,12 @@ def test_wal_archive_command_is_durable_idempotent_and_never_overwrites(tmp_path
     # what an earlier version set is still recognised as this archive's command
     legacy = pgb._legacy_archive_commands(str(archive))
     assert legacy and command not in legacy and all(str(archive).replace("'", "'\"'\"'") in c for c in legacy)
+
+
+def test_a_directory_of_other_files_is_not_a_repository(tmp_path):
+    repo = catalog.Repository(str(tmp_path))
+    assert repo.foreign() is False              # empty: a new repository
+    (tmp_path / 'notes.txt').write_text('x')
+    assert repo.foreign() is True
+    (tmp_path / 'logs').mkdir()
+    assert repo.foreign() is False
