@@ -119,6 +119,8 @@ _ID_RE = re.compile(r'^\d{8}T\d{6}Z-(full|incremental|differential|log)(-\d+)?$'
 def is_backup_id(text):
     """Is text shaped like the id of a backup (not a path, a run directory or a typo)?"""
     return bool(isinstance(text, str) and _ID_RE.match(text))
+
+
 _SCRATCH_RE = re.compile(r'^\.dbops-scratch-([a-z]+)-(\d+)$')
 
 

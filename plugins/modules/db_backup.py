@@ -585,12 +585,19 @@ def create(module, engine):
             result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
         else:
             restart = False
+            status = {}
             if ((method == 'physical' and btype == 'log') or method == 'pgbackrest') \
                     and hasattr(engine, 'archive_status'):
                 engine.check_archiving(method, repo.log_dir, repo.path)
-                restart = bool(engine.archive_status(repo.log_dir)['restart_needed'])
+                status = engine.archive_status(repo.log_dir)
+                restart = bool(status['restart_needed'])
                 result['restart_required'] = restart
-            if restart:
+                if method == 'pgbackrest':
+                    status['configured'] = False   # its command is checked by the real run only
+            if restart and status.get('configured'):
+                result['msg'] = ('archiving was configured by an earlier run: restart the server to turn archive_mode '
+                                 'on before a backup is taken')
+            elif restart:
                 # the real run only configures archiving and publishes nothing (nor applies retention)
                 tracker.action('configure archiving')
                 result['msg'] = ('would configure archiving for a %s %s backup of %s %s; the server must then be '
@@ -661,8 +668,10 @@ def create(module, engine):
             result['commands'] = out.get('commands') or []
             if out.get('published') is False:
                 shutil.rmtree(incoming, ignore_errors=True)
-                tracker.action('configure archiving')
-                result.update(restart_required=bool(out.get('restart_required')), changed=True,
+                changed = out.get('changed', True) is not False
+                if changed:
+                    tracker.action('configure archiving')
+                result.update(restart_required=bool(out.get('restart_required')), changed=changed,
                               msg=(out.get('details') or {}).get('archiving') or 'nothing published')
                 result['failed_runs'] = repo.failed_runs()
                 return _finish(module, result, tracker, before, _repo_state(repo), repo)

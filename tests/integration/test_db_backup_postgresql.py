@@ -1058,6 +1058,12 @@ def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
         assert first['changed'] is True and first['restart_required'] is True and 'backup' not in first
         assert srv.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'archive_mode' AND setting = 'on'") == '1'
         assert not [e for e in repo_entries(repo) if e[0].isdigit()], 'nothing may be published before the restart'
+        # again before the restart: nothing left to change (check mode says the same), still a restart to do
+        for check in (True, False):
+            again = backup(srv, repo, check=check, method='physical', type='log')
+            assert again['failed'] is False and again['changed'] is False and again['restart_required'] is True, (
+                check, again['msg'], srv.psql('SHOW archive_command'), again.get('queries'))
+            assert again['queries'] == [] or not [q for q in again['queries'] if 'ALTER SYSTEM' in q], again
         srv.stop()
         srv.start()
         second = backup(srv, repo, method='physical', type='log')

@@ -2035,23 +2035,23 @@ class PostgresBackup:
                                         request.get('compression'), request.get('compression_level'),
                                         int(request.get('jobs') or 1))
         desired = pgbackrest_archive_command(repo)
-        restart = False
+        pg = self._effective_command(pg)
         if pg['archive_command'] != desired:
             if pg['archive_mode'] != 'off' and pg['archive_command'] not in ('', '(disabled)'):
                 raise DbError('turn on pgBackRest archiving', None, 'archive_command is already set to %r: '
                               'archiving goes elsewhere' % pg['archive_command'])
             self.execute('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(desired))
-        if pg['archive_mode'] == 'off':
-            self.execute("ALTER SYSTEM SET archive_mode = 'on'")
-            restart = True
-        if pg['wal_level'] == 'minimal':
-            self.execute("ALTER SYSTEM SET wal_level = 'replica'")
-            restart = True
-        if pg['archive_command'] != desired or restart:
+        restart = pg['archive_mode'] == 'off' or pg['wal_level'] == 'minimal'
+        changes = self._archiving_changes(pg)
+        for statement in changes:
+            self.execute(statement)
+        if pg['archive_command'] != desired or changes:
             self.execute('SELECT pg_reload_conf()')
         if restart:
-            return {'published': False, 'restart_required': True, 'changed': True, 'commands': commands,
-                    'details': {'archiving': 'configured for pgBackRest; restart the server to turn archive_mode on'}}
+            changed = bool(changes) or pg['archive_command'] != desired
+            return {'published': False, 'restart_required': True, 'changed': changed, 'commands': commands,
+                    'details': {'archiving': '%s for pgBackRest; restart the server to turn archive_mode on' % (
+                        'configured' if changed else 'configured by an earlier run')}}
         env = self._tool_env(request, 'postgres')
         secrets = self._tool_secrets(request)
         if not os.path.exists(os.path.join(paths['root'], 'backup', PGBACKREST_STANZA, 'backup.info')):
@@ -2103,11 +2103,49 @@ class PostgresBackup:
                              "current_setting('archive_mode') AS archive_mode, "
                              "current_setting('archive_command') AS archive_command")
         desired = _archive_command(log_dir)
+        restart_needed = row['archive_mode'] == 'off' or row['wal_level'] == 'minimal'
+        row = self._effective_command(row)
         return {'wal_level': row['wal_level'], 'archive_mode': row['archive_mode'],
                 'archive_command': row['archive_command'], 'desired_command': desired,
                 'command_ok': row['archive_command'] == desired,
                 'ours': row['archive_command'] in [desired] + _legacy_archive_commands(log_dir),
-                'restart_needed': row['archive_mode'] == 'off' or row['wal_level'] == 'minimal'}
+                'restart_needed': restart_needed,
+                # configured by an earlier run, waiting for the restart: nothing left to change
+                'configured': restart_needed and row['archive_command'] == desired
+                and not self._archiving_changes(row)}
+
+    def _effective_command(self, row):
+        """row with archive_command as set: while archive_mode is off the server shows it as
+        '(disabled)'; the configuration files tell what it is set to."""
+        if row['archive_command'] != '(disabled)':
+            return row
+        return dict(row, archive_command=self._pending_settings().get('archive_command', '(disabled)'))
+
+    def _pending_settings(self):
+        """archive_mode and wal_level as the configuration files set them (applied at the next
+        restart); {} when this login may not read pg_file_settings."""
+        try:
+            # a value waiting for a restart is listed with an error ("could not be applied") and
+            # pending_restart in pg_settings; an invalid one only with the error
+            rows = self.fetch_all("SELECT f.name, f.setting FROM pg_file_settings f JOIN pg_settings s USING (name) "
+                                  "WHERE f.name IN ('archive_mode', 'wal_level', 'archive_command') "
+                                  "AND (f.error IS NULL OR s.pending_restart) ORDER BY f.seqno")
+        except DbError:
+            self._rollback()
+            return {}
+        return dict((r['name'], r['setting']) for r in rows)
+
+    def _archiving_changes(self, current):
+        """The ALTER SYSTEM statements archiving still needs for archive_mode and wal_level: none
+        for a value already set in the configuration files and waiting for a restart."""
+        pending = self._pending_settings() if (current['archive_mode'] == 'off'
+                                               or current['wal_level'] == 'minimal') else {}
+        changes = []
+        if current['archive_mode'] == 'off' and pending.get('archive_mode') not in ('on', 'always'):
+            changes.append("ALTER SYSTEM SET archive_mode = 'on'")
+        if current['wal_level'] == 'minimal' and pending.get('wal_level') not in ('replica', 'logical'):
+            changes.append("ALTER SYSTEM SET wal_level = 'replica'")
+        return changes
 
     def check_archiving(self, method, log_dir, repo):
         """What the real run refuses before it changes anything (check mode tells the same): an
@@ -2135,18 +2173,17 @@ class PostgresBackup:
                               'archive_command is already set to %r: archiving goes elsewhere; '
                               'change it yourself or use that archive' % status['archive_command'])
             self.execute('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(status['desired_command']))
-        restart = False
-        if status['archive_mode'] == 'off':
-            self.execute("ALTER SYSTEM SET archive_mode = 'on'")
-            restart = True
-        if status['wal_level'] == 'minimal':
-            self.execute("ALTER SYSTEM SET wal_level = 'replica'")
-            restart = True
-        if not status['command_ok'] or restart:
+        restart = status['restart_needed']
+        changes = self._archiving_changes(status)
+        for statement in changes:
+            self.execute(statement)
+        if not status['command_ok'] or changes:
             self.execute('SELECT pg_reload_conf()')
         if restart:
-            return {'published': False, 'restart_required': True, 'changed': True, 'commands': commands,
-                    'details': {'archiving': 'configured; restart the server to turn archive_mode on'}}
+            changed = bool(changes) or not status['command_ok']
+            return {'published': False, 'restart_required': True, 'changed': changed, 'commands': commands,
+                    'details': {'archiving': '%s; restart the server to turn archive_mode on' % (
+                        'configured' if changed else 'configured by an earlier run')}}
         seg = self.wal_segment_size()
         start_time = _now_iso()
         base = request.get('base') or {}
