@@ -126,6 +126,10 @@ options:
         segments (PostgreSQL) or binary logs (MariaDB/MySQL) older than the start of the oldest kept physical
         full backup. With no physical full backup kept, or while a backup's manifest cannot be read, the archive is
         left alone.
+      - pgBackRest's own WAL archive (C(pgbackrest/archive/)) is pruned with pgBackRest's archive retention
+        (C(pgbackrest expire --repo1-retention-archive=<full sets left> --repo1-retention-archive-type=full), after
+        a C(--dry-run) that says what goes) - the WAL older than the archive start of the oldest pgBackRest full set
+        left goes; no set is expired by it, and every set left restores, to any point in time after it.
     type: dict
     suboptions:
       full:
@@ -253,9 +257,12 @@ damaged:
 deleted_logs:
   description:
     - Archived WAL segments (PostgreSQL) or binary logs (MariaDB/MySQL) removed from C(logs/) by O(retention),
-      as paths relative to the repository.
+      as paths relative to the repository (in check mode, what the real run would remove; nothing is removed).
     - Only files older than the start of every kept physical full backup (and, on MariaDB/MySQL, of every kept
       logical backup's binary log position) go; nothing goes when no physical full backup is kept.
+    - Then the files pgBackRest's archive retention removed from its WAL archive
+      (C(pgbackrest/archive/dbops/<archive id>/...)) - those older than the archive start of the oldest pgBackRest
+      full set left. With C(--diff), all removed files are listed under C(archived_logs) (before; none after).
   returned: when O(retention) is applied
   type: list
   elements: str
@@ -447,7 +454,58 @@ def _apply_retention(module, repo, tracker, commands, protect=(), taking=None):
         tracker.action('delete archived log %s' % name)
     if logs and not module.check_mode:
         repo.delete_logs(logs)
+    gone = [catalog.pgbackrest_label(m) for m in manifests if m['id'] in deleted and catalog.pgbackrest_label(m)]
+    logs = logs + _prune_pgbackrest_archive(module, repo, tracker, commands, gone, taking)
     return {'deleted': deleted, 'deleted_logs': logs, 'damaged': damaged, '_removed_runs': removed}
+
+
+def _prune_pgbackrest_archive(module, repo, tracker, commands, gone, taking=None):
+    """Prune pgBackRest's WAL archive to what its sets still need, with pgBackRest's own archive retention.
+
+    The stanza keeps ``repo1-retention-full=9999999`` (the catalog decides which sets go), which also keeps
+    pgBackRest from ever expiring WAL. Once the catalog's sets are expired, ``pgbackrest expire
+    --repo1-retention-archive=<full sets> --repo1-retention-archive-type=full`` removes only the WAL older than
+    the archive start of the oldest full set still there: no set goes, every set left restores, to any point in
+    time from the oldest one on. A dry run first says what goes (check mode reports it and stops there; ``gone``:
+    the labels the real run would have expired before); the real expiry runs only when something goes.
+    Returns the removed files, paths relative to the repository."""
+    backend = catalog.engine_backend('postgresql')
+    if not os.path.isfile(backend.pgbackrest_paths(repo.path)['conf']):
+        return []
+    try:
+        return _expire_pgbackrest_archive(module, repo, tracker, commands, gone, taking, backend)
+    except DbError as exc:
+        # the catalog's deletions stand; the next retention run prunes the archive
+        module.warn('pgBackRest WAL archive not pruned: %s' % exc)
+        return []
+
+
+def _expire_pgbackrest_archive(module, repo, tracker, commands, gone, taking, backend):
+    sets = _pgbackrest_sets(repo, commands) or {}
+    files = backend.pgbackrest_archive_files(repo.path)
+    keep = backend.pgbackrest_archive_retention(sets, gone if module.check_mode else ())
+    os_user = _pgbackrest_user(repo)
+    if keep is None:
+        if not (module.check_mode and taking and taking.get('method') == 'pgbackrest' and taking.get('type') == 'full'):
+            return []
+        # check mode, the run's own full replaces the last full set: the real run keeps the WAL from its start on
+        start = ((taking.get('start_position') or {}).get('wal_file') or '')[:24]
+        planned = [rel for rel in files if start and len(rel.split(os.sep)) == 6 and os.path.basename(rel)[:24] < start]
+    else:
+        proc = backend.run_tool(backend.pgbackrest_expire_archive_argv(repo.path, keep, dry_run=True),
+                                'plan pgBackRest WAL archive expiry in', repo.path, os_user=os_user, commands=commands)
+        planned = backend.pgbackrest_expired_archive('%s\n%s' % (proc.stdout or '', proc.stderr or ''), files,
+                                                     repo.path, gone if module.check_mode else ())
+    if module.check_mode or not planned:
+        removed = planned
+    else:
+        backend.run_tool(backend.pgbackrest_expire_archive_argv(repo.path, keep), 'expire pgBackRest WAL archive in',
+                         repo.path, os_user=os_user, commands=commands)
+        left = set(backend.pgbackrest_archive_files(repo.path))
+        removed = [rel for rel in files if rel not in left]
+    for rel in removed:
+        tracker.action('delete archived log %s' % rel)
+    return removed
 
 
 def _base_for(repo, engine, method, btype, notes=None):
@@ -748,6 +806,9 @@ def _finish(module, result, tracker, before, after, repo=None):
         _report_leftovers(module, repo, result, tracker)
     result['changed'] = tracker.changed
     if module._diff:
+        if result.get('deleted_logs'):
+            # the archived WAL / binary logs retention removed (check mode: would remove)
+            before, after = dict(before, archived_logs=list(result['deleted_logs'])), dict(after, archived_logs=[])
         result['diff'] = {'before': before, 'after': after}
     return result
 
@@ -902,6 +963,8 @@ def maintain(module):
                 after = _repo_state(repo)
         result['msg'] = ('would delete' if module.check_mode else 'deleted') + ': %s' % (
             ', '.join(result['deleted']) or 'nothing')
+        if result.get('deleted_logs'):
+            result['msg'] += ' (and %d archived log files)' % len(result['deleted_logs'])
     result['failed_runs'] = repo.failed_runs()
     return _finish(module, result, tracker, before, after, repo)
 

@@ -1012,6 +1012,93 @@ def test_pgbackrest_full_incremental_differential_chain(server, workdir):
     assert checked['failed'] is False, checked
 
 
+def _pgbackrest_archive(repo):
+    """{file name: path relative to repo} of pgBackRest's archived WAL (segments and .backup files)."""
+    root = os.path.join(repo, 'pgbackrest', 'archive', 'dbops')
+    return {name: os.path.relpath(os.path.join(d, name), repo) for d, _, names in os.walk(root)
+            for name in names if len(name) >= 24 and name[:24].isalnum()}
+
+
+def test_pgbackrest_retention_prunes_its_wal_archive_to_the_kept_sets(server, workdir):
+    """retention full: 1 expires the older pgBackRest sets and the WAL only they could use - with pgBackRest's
+    own archive retention, so no set goes with it - and the kept set still restores to a point after it."""
+    if not shutil.which('pgbackrest'):
+        pytest.skip('pgbackrest not installed')
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=50)
+    ids = []
+    for n in range(3):
+        for _ in range(2):
+            server.psql("INSERT INTO notes (body) VALUES ('full-%d')" % n, 'shop')
+            server.psql('SELECT pg_switch_wal()')
+        res = backup(server, repo, method='pgbackrest', type='full')
+        assert res['failed'] is False, res
+        ids.append(res['backup']['id'])
+    kept = manifest_of(repo, ids[2])
+    cutoff = kept['start_position']['wal_file']
+    before = _pgbackrest_archive(repo)
+    older = sorted(rel for name, rel in before.items() if name[:24] < cutoff)
+    assert len(older) >= 6, before
+
+    args = {'repo': repo, 'state': 'absent', 'retention': {'full': 1}}
+    dry = run_module('db_backup', args, check=True, diff=True)
+    assert dry['failed'] is False and dry['changed'] is True, dry
+    assert dry['deleted'] == ids[:2], dry
+    assert dry['deleted_logs'] == older, dry['deleted_logs']
+    assert dry['diff']['before']['archived_logs'] == older and dry['diff']['after']['archived_logs'] == []
+    assert _pgbackrest_archive(repo) == before, 'check mode removed archived WAL'
+    assert all(os.path.isdir(os.path.join(repo, i)) for i in ids), 'check mode deleted a backup'
+
+    res = run_module('db_backup', args, diff=True)
+    assert res['failed'] is False and res['changed'] is True, res
+    assert res['deleted'] == ids[:2] and res['deleted_logs'] == older, res
+    assert res['diff']['before']['archived_logs'] == older
+    assert any('--repo1-retention-archive=1' in c and c.endswith(' expire') and '--dry-run' not in c
+               for c in res['commands']), res['commands']
+    after = _pgbackrest_archive(repo)
+    assert sorted(after.values()) == sorted(rel for rel in before.values() if rel not in older)
+    assert min(after)[:24] == cutoff and all(name[:24] >= cutoff for name in after), sorted(after)
+    info = json.loads(subprocess.run(
+        ['runuser', '-u', PG_USER, '--', 'pgbackrest', '--config=%s/pgbackrest/pgbackrest.conf' % repo,
+         '--stanza=dbops', '--log-level-file=off', '--output=json', 'info'],
+        capture_output=True, text=True, check=True).stdout)
+    assert [b['label'] for b in info[0]['backup']] == [kept['details']['label']], 'the archive expiry removed a set'
+
+    again = run_module('db_backup', args, diff=True)
+    assert again['failed'] is False and again['changed'] is False, again
+    assert again['deleted'] == [] and again['deleted_logs'] == [] and 'archived_logs' not in again['diff']['before']
+    assert _pgbackrest_archive(repo) == after
+
+    # the kept set restores to a point in time after it, through the pruned archive
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+    time.sleep(1.5)
+    target = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(1.5)
+    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
+    seg = server.psql('SELECT pg_walfile_name(pg_switch_wal())')
+    deadline = time.time() + 60
+    while server.psql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver') < seg:
+        assert time.time() < deadline, 'pgBackRest archive-push did not archive %s' % seg
+        time.sleep(0.3)
+    data_dir = os.path.join(workdir, 'r-pitr')
+    port = free_port()
+    try:
+        out = restore(repo, backup_id=ids[2], data_dir=data_dir, port=port, target_time=target)
+        assert out['failed'] is False, out
+        assert restored_psql(data_dir, port, "SELECT string_agg(name, ',' ORDER BY name) FROM marker", 'shop') == 'A'
+        assert restored_psql(data_dir, port, "SELECT count(*) FROM notes WHERE body LIKE 'full-%'", 'shop') == '6'
+    finally:
+        stop_restored(data_dir)
+
+    # check mode of the next full with full: 1: the kept set goes once the new full is taken, and so does the WAL
+    # before it - listed, nothing removed
+    now = _pgbackrest_archive(repo)
+    dry = backup(server, repo, check=True, method='pgbackrest', type='full', retention={'full': 1})
+    assert dry['failed'] is False and dry['deleted'] == [ids[2]], dry
+    assert dry['deleted_logs'] == sorted(now.values()), dry['deleted_logs']
+    assert _pgbackrest_archive(repo) == now, 'check mode removed archived WAL'
+
+
 def test_pgbackrest_flipped_byte_fails_verification_and_marks_the_backup_damaged(server, workdir):
     """pgBackRest 2.45 exits 0 from verify even with "status: error": the output must decide."""
     if not shutil.which('pgbackrest'):

@@ -1349,7 +1349,9 @@ def write_pgbackrest_config(repo, os_user, pg, compression='zstd', level=None, j
     lines = ['[global]', 'repo1-path=%s' % paths['root'], 'lock-path=%s' % paths['lock'],
              'log-path=%s' % paths['log'], 'spool-path=%s' % paths['spool'], 'log-level-console=warn',
              'log-level-file=info', 'start-fast=y', 'compress-type=%s' % compress, 'process-max=%d' % max(jobs, 1),
-             # our catalog decides retention; pgBackRest must not expire sets the catalog still lists
+             # our catalog decides retention; pgBackRest must not expire sets the catalog still lists (this also
+             # keeps the automatic expire after each backup off the WAL archive: retention prunes it with
+             # pgbackrest_expire_archive once the catalog's sets are gone)
              'repo1-retention-full=9999999', 'repo1-retention-full-type=count']
     if level is not None:
         lines.append('compress-level=%d' % level)
@@ -1386,6 +1388,93 @@ def pgbackrest_expire(repo, label, os_user=None, commands=None):
     every set built on it, so the caller deletes those first). Raises DbError with pgBackRest's refusal."""
     run_tool(pgbackrest_argv(repo, 'expire', '--set=%s' % label), 'expire pgBackRest backup set', label,
              os_user=os_user, commands=commands)
+
+
+_PGBR_EXPIRE_RANGE_RE = re.compile(r'\brepo1: (\S+) remove archive, start = ([0-9A-F]{16,24}), stop = ([0-9A-F]{16,24})')
+_PGBR_EXPIRE_PATH_RE = re.compile(r'\brepo1: remove archive path (\S+)')
+_PGBR_EXPIRE_HISTORY_RE = re.compile(r'\brepo1: (\S+) remove history file ([0-9A-F]{8}\.history)')
+_PGBR_EXPIRE_KEPT_RE = re.compile(
+    r'\brepo1: (\S+) archive retention on backup ([^,\s]+), start = ([0-9A-F]{24}), stop = ([0-9A-F]{24})')
+
+
+def pgbackrest_archive_files(repo):
+    """Every file of pgBackRest's WAL archive (segments, ``.backup`` and ``.history`` files under
+    ``pgbackrest/archive/<stanza>/<archive id>/``), as sorted paths relative to ``repo``."""
+    root = os.path.join(pgbackrest_paths(repo)['root'], 'archive', PGBACKREST_STANZA)
+    found = []
+    if not os.path.isdir(root):
+        return found
+    for archive_id in sorted(os.listdir(root)):
+        top = os.path.join(root, archive_id)
+        if not _PGBR_ARCHIVE_ID_RE.match(archive_id) or not os.path.isdir(top):
+            continue   # archive.info and its copy stay
+        for dirpath, _dirnames, filenames in os.walk(top):
+            found += [os.path.relpath(os.path.join(dirpath, name), repo) for name in filenames]
+    return sorted(found)
+
+
+def pgbackrest_archive_retention(sets, gone=()):
+    """The ``--repo1-retention-archive`` (type full) that keeps exactly the WAL of the sets in ``sets`` that are
+    not in ``gone``: the number of full sets from the oldest full that stays to the newest. pgBackRest then keeps
+    all WAL from that full's archive start on (every set still there is that full or newer, so each one restores,
+    to any point in time up to the newest archived segment) and removes what is older. None: no full set stays.
+
+    ``sets``: {label: set} oldest first (``pgbackrest info``); ``gone``: labels about to be expired (check mode,
+    where the catalog's deletions did not happen)."""
+    fulls = [label for label, s in sets.items() if s.get('type') == 'full']
+    kept = [label for label in fulls if label not in set(gone)]
+    if not kept:
+        return None
+    return len(fulls) - fulls.index(kept[0])
+
+
+def pgbackrest_expire_archive_argv(repo, keep_fulls, dry_run=False):
+    """``pgbackrest expire`` that only prunes the WAL archive: no set goes (repo1-retention-full stays
+    9999999), WAL older than the archive start of the ``keep_fulls``-th newest full set goes."""
+    options = ['--repo1-retention-archive=%d' % keep_fulls, '--repo1-retention-archive-type=full',
+               '--log-level-console=detail']
+    if dry_run:
+        options += ['--dry-run', '--log-level-file=off']
+    return pgbackrest_argv(repo, 'expire', *options)
+
+
+def pgbackrest_expired_archive(output, files, repo, gone=()):
+    """The files of ``files`` (pgbackrest_archive_files) that the archive expiry logged in ``output`` removes.
+
+    pgBackRest logs ranges (``repo1: 15-1 remove archive, start = <wal>, stop = <wal>``; a whole major directory
+    as its 16-character name), whole archive ids (``remove archive path <path>``) and history files.
+    ``gone``: labels of sets expired before the real expiry (a dry run in check mode still sees them): the WAL
+    range the dry run kept only to make such an older set consistent (``archive retention on backup <label>,
+    start = ..., stop = ...``) goes too."""
+    ranges, paths, histories = [], [], set()
+    for line in (output or '').splitlines():
+        match = _PGBR_EXPIRE_RANGE_RE.search(line)
+        if match:
+            ranges.append(match.groups())
+            continue
+        match = _PGBR_EXPIRE_KEPT_RE.search(line)
+        if match:
+            if match.group(2) in gone:
+                ranges.append((match.group(1), match.group(3), match.group(4)))
+            continue
+        match = _PGBR_EXPIRE_PATH_RE.search(line)
+        if match:
+            paths.append(os.path.relpath(match.group(1), repo) + os.sep)
+            continue
+        match = _PGBR_EXPIRE_HISTORY_RE.search(line)
+        if match:
+            histories.add(match.groups())
+    gone = []
+    for rel in files:
+        parts = rel.split(os.sep)   # pgbackrest/archive/<stanza>/<archive id>/[<major dir>/]<file>
+        if any(rel.startswith(path) for path in paths):
+            gone.append(rel)
+        elif len(parts) == 5 and (parts[3], parts[4]) in histories:
+            gone.append(rel)
+        elif len(parts) == 6 and any(parts[3] == archive_id and parts[5][:len(start)] >= start
+                                     and parts[5][:len(stop)] <= stop for archive_id, start, stop in ranges):
+            gone.append(rel)
+    return gone
 
 
 # what ``pgbackrest verify --output=text`` prints and logs (2.45: the exit code is 0 even with ``status: error``;
