@@ -8,11 +8,12 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps lint ruff ansible-lint sanity unit integration test demo sandbox build docs-check clean
+.PHONY: help deps lint ruff ansible-lint sanity unit integration test demo sandbox sandbox-down build docs-check clean
 
 help:
 	@echo "make demo   - install everything, start the sandbox servers, run playbooks/daily.yml"
 	@echo "make test   - ruff, ansible-lint, ansible-test sanity, unit and integration tests"
+	@echo "make sandbox-down - stop the sandbox servers and delete their data"
 
 deps:
 	./scripts/bootstrap.sh
@@ -50,6 +51,10 @@ sandbox: deps
 
 demo: deps sandbox
 	$(VENV)/bin/ansible-playbook -i playbooks/inventory/sandbox.yml playbooks/daily.yml
+
+# stop the sandbox servers and delete their data (the password files stay)
+sandbox-down: deps
+	$(VENV)/bin/ansible-playbook -i playbooks/inventory/sandbox.yml playbooks/sandbox.yml -e sandbox_state=absent
 
 clean:
 	rm -rf .build tests/output .pytest_cache .ruff_cache
