@@ -404,7 +404,7 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     for stmt in ["CREATE DATABASE accdb", "CREATE USER 'acc_app'@'%' IDENTIFIED BY 'app-pw-1'",
                  "CREATE USER 'acc_rdr'@'localhost' IDENTIFIED BY 'rdr-pw-2'", "CREATE ROLE acc_ro",
                  "GRANT SELECT ON accdb.* TO acc_ro", "GRANT acc_ro TO 'acc_rdr'@'localhost'",
-                 "GRANT SELECT, INSERT ON accdb.* TO 'acc_app'@'%'",
+                 "GRANT SELECT, INSERT ON accdb.* TO 'acc_app'@'%'", "GRANT PROCESS ON *.* TO 'acc_app'@'%'",
                  "CREATE TABLE accdb.t (id INT PRIMARY KEY, v VARCHAR(20))",
                  "INSERT INTO accdb.t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
                  "CREATE DEFINER = 'acc_app'@'%' SQL SECURITY DEFINER VIEW accdb.v AS SELECT COUNT(*) AS n FROM accdb.t",
@@ -445,6 +445,8 @@ def test_module_logical_restore_accounts_require_skip_create(source, work):
     created = restore(source, repo, roles='create', **base)
     assert not created['failed'], created.get('msg')
     assert created['roles_created'] == created_names
+    # an account created with privileges on every database is pointed out
+    assert 'accounts acc_app@% were created as recorded with privileges on *.*' in json.dumps(created['warnings'])
     assert table_state(source, 'accdb') == expected
     assert _accounts(source, *names) == ['acc_app@%', 'acc_col@localhost', 'acc_outer@', 'acc_rdr@localhost',
                                          'acc_ro@', 'acc_tbl@10.0.%']

@@ -424,7 +424,7 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     """The roles the objects belong or are granted to: missing ones fail the restore before any
     change (roles=require), are left out (skip), or come back as they were (create)."""
     repo = os.path.join(workdir, 'repo')
-    server.psql("CREATE ROLE \"App Owner\" LOGIN PASSWORD 'owner-pw-1'; CREATE ROLE app_reader; "
+    server.psql("CREATE ROLE \"App Owner\" LOGIN CREATEROLE PASSWORD 'owner-pw-1'; CREATE ROLE app_reader; "
                 "CREATE ROLE app_login LOGIN PASSWORD 'login-pw-2' IN ROLE app_reader; "
                 "ALTER ROLE \"App Owner\" SET work_mem = '8MB'; COMMENT ON ROLE app_reader IS 'reads; everything'")
     server.psql('CREATE DATABASE app OWNER "App Owner"')
@@ -464,6 +464,8 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     created = restore(repo, server.conn, target_database='app2', roles='create')
     assert created['failed'] is False, created
     assert created['roles_created'] == ['App Owner', 'app_reader']
+    # a role created with power over the server is pointed out
+    assert 'roles App Owner were created as recorded with SUPERUSER, CREATEROLE' in json.dumps(created['warnings'])
     assert server.psql(roles) == 'App Owner,app_reader'    # app_login was not needed: not created
     assert content(server, 'app2') == before
     assert server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", 'app2') == 'App Owner'

@@ -214,3 +214,15 @@ def test_grant_for_database_renames_the_restored_database(statement, expected):
     renames = {'shop': 'shop_copy', 'my_db': 'my_db2', 'we`ird ON x': 'shop_copy'}
     assert mb.grant_for_database(statement, renames, quote_ident) == expected
     assert mb.grant_for_database(statement, {}, quote_ident) == statement
+
+
+@pytest.mark.parametrize('statement, mighty', [
+    ("GRANT ALL PRIVILEGES ON *.* TO `root`@`127.0.0.1` IDENTIFIED BY PASSWORD '*AB' WITH GRANT OPTION", True),
+    ('GRANT SELECT, RELOAD ON *.* TO `bk`@`%`', True),
+    ("GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*AB'", False),
+    ('GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`', False),
+    ('GRANT SELECT ON `we ON *.*`.`t` TO `app`@`%`', False),
+    ('GRANT `r1` TO `app`@`%`', False),
+])
+def test_global_admin_grant(statement, mighty):
+    assert mb.global_admin_grant(statement) is mighty

@@ -709,6 +709,17 @@ def grant_for_database(statement, renames, quote_ident):
     return text[:start] + new + text[start + len(match.group(1)):]
 
 
+def global_admin_grant(statement):
+    """Does a SHOW GRANTS line give privileges beyond USAGE on *.* (every database)?"""
+    text = statement.strip()
+    if not text.upper().startswith('GRANT '):
+        return False
+    on = _find_outside_quotes(text, ' ON ')
+    if on < 0 or not text[on + 4:].lstrip().startswith('*.*'):
+        return False
+    return text[6:on].strip().upper() != 'USAGE'
+
+
 def account_secrets(statement):
     """The password hashes and authentication strings in a CREATE USER / GRANT statement."""
     quoted = re.findall(r"(?:PASSWORD|USING|AS)\s+'((?:[^'\\]|\\.|'')*)'", statement)
@@ -1374,6 +1385,10 @@ class MysqlBackup:
             self.drop_accounts(state)
             raise
         commands.append('created accounts %s from %s' % (', '.join(missing), ACCOUNTS_FILE))
+        mighty = [account_label(a['user'], a['host']) for a in chosen if any(global_admin_grant(g) for g in a['grants'])]
+        if mighty:
+            state['warnings'] = ['accounts %s were created as recorded with privileges on *.* (every database of this '
+                                 'server): check that they should hold them here' % ', '.join(mighty)]
         return state
 
     def finish_accounts(self, state, warnings):
@@ -2054,6 +2069,7 @@ class MysqlBackup:
         warnings = []
         renames = dict((entry['name'], name) for entry, name in plan if entry['name'] != name)
         accounts = self.restore_accounts(manifest_dumps, request, path, roles_commands, renames)
+        warnings.extend(accounts.get('warnings') or [])
         done = False
         try:
             for entry, name in plan:

@@ -2466,6 +2466,13 @@ class PostgresBackup:
             warnings.append('roles %s were created without passwords: the backup was taken by a login that cannot '
                             'read them (pg_dumpall --no-role-passwords); set their passwords before they log in'
                             % ', '.join(roles_created))
+        if roles_created:
+            mighty = [r['rolname'] for r in self.fetch_all(
+                'SELECT rolname FROM pg_roles WHERE rolname = ANY(%(names)s) AND (rolsuper OR rolcreaterole OR '
+                'rolbypassrls OR rolreplication) ORDER BY 1', {'names': list(roles_created)})]
+            if mighty:
+                warnings.append('roles %s were created as recorded with SUPERUSER, CREATEROLE, BYPASSRLS or REPLICATION '
+                                'on this server: check that they should hold it here' % ', '.join(mighty))
         total = 0
         try:
             for dump, name, exists in plan:
