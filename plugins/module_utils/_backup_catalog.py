@@ -340,6 +340,87 @@ def _process_info(pid):
         return None, None
 
 
+# the tools a run starts that write into the repository or its scratch directories
+_TOOL_NAMES = ('pg_basebackup', 'pgbackrest', 'pg_dump', 'pg_dumpall', 'pg_restore', 'pg_verifybackup',
+               'mariadb-backup', 'mariabackup', 'xtrabackup', 'mbstream', 'xbstream', 'mariadb-dump', 'mysqldump',
+               'mariadb', 'mysql', 'zstd', 'gzip', 'lz4', 'tar', 'psql')
+_SERVER_NAMES = ('postgres', 'postmaster', 'mariadbd', 'mysqld')
+
+
+def _proc_fields(pid):
+    """(program name, parent pid, argv) of a process from /proc, or None."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            stat = f.read()
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            argv = [a.decode('utf-8', 'replace') for a in f.read().split(b'\0') if a]
+    except OSError:
+        return None
+    try:
+        name = stat[stat.index('(') + 1:stat.rindex(')')]
+        ppid = int(stat.rsplit(')', 1)[1].split()[1])
+    except (ValueError, IndexError):
+        return None
+    return name, ppid, argv
+
+
+def orphan_tools(paths):
+    """Backup tools (pg_basebackup, pgbackrest, mariadb-backup, zstd, ...) still running with one of
+    paths in their command line, left by a killed run: not started by a database server (its
+    archive_command runs pgbackrest archive-push or cp into the repository), not this process or
+    one of its ancestors. -> [(pid, name)]."""
+    try:
+        pids = [int(n) for n in os.listdir('/proc') if n.isdigit()]
+    except OSError:
+        return []
+    mine = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in mine:
+        mine.add(pid)
+        fields = _proc_fields(pid)
+        pid = fields[1] if fields else 1
+    found = []
+    prefixes = [p.rstrip(os.sep) + os.sep for p in paths]
+    for pid in pids:
+        if pid in mine:
+            continue
+        fields = _proc_fields(pid)
+        if not fields or fields[0] not in _TOOL_NAMES:
+            continue
+        line = ' '.join(fields[2])
+        if not any(prefix in line or line.endswith(prefix.rstrip(os.sep)) for prefix in prefixes):
+            continue
+        parent, seen = fields[1], 0
+        served = False
+        while parent > 1 and seen < 64:
+            up = _proc_fields(parent)
+            if up is None:
+                break
+            if up[0] in _SERVER_NAMES:
+                served = True
+                break
+            parent, seen = up[1], seen + 1
+        if not served:
+            found.append((pid, fields[0]))
+    return found
+
+
+def stop_processes(pids, grace=5.0):
+    """SIGTERM, then SIGKILL after grace seconds for what still runs."""
+    import signal
+    import time
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + grace
+    while time.time() < deadline and any(_pid_alive(p) and _process_info(p)[0] not in (None, 'Z') for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _pid_alive(pid) and _process_info(pid)[0] not in (None, 'Z'):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _boot_time():
     try:
         with open('/proc/stat') as f:
@@ -716,9 +797,22 @@ class Repository:
 
     def sweep_leftovers(self):
         """Remove what ``leftovers()`` finds stale (called with the lock held). Returns the entries, status
-        ``removed`` (or ``kept`` with the reason)."""
+        ``removed`` (or ``kept`` with the reason). First, backup tools a killed run left running on this
+        repository (no run of ours can be live while we hold the lock) are stopped: they would go on
+        writing into what is about to be removed, or finish a pgBackRest set the catalog never lists."""
         out = []
-        for entry in self.leftovers():
+        entries = self.leftovers()
+        # the repository (no run of ours is live on it while we hold its lock) and the scratch
+        # directories of processes that are gone; never a live run's scratch of another repository
+        orphans = orphan_tools([self.path] + [e['path'] for e in entries
+                                              if e['kind'] == 'scratch' and e['status'] == 'stale'])
+        if orphans:
+            stop_processes([pid for pid, _name in orphans])
+            for pid, name in orphans:
+                out.append({'path': self.path, 'kind': 'process', 'pid': pid, 'status': 'removed',
+                            'reason': '%s (pid %d) of a killed run was still working on the repository: stopped'
+                            % (name, pid)})
+        for entry in entries:
             if entry['status'] == 'stale':
                 try:
                     shutil.rmtree(entry['path'])

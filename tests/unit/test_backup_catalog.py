@@ -762,3 +762,33 @@ def test_a_directory_of_other_files_is_not_a_repository(tmp_path):
     assert repo.foreign() is True
     (tmp_path / 'logs').mkdir()
     assert repo.foreign() is False
+
+
+def test_sweep_stops_backup_tools_a_killed_run_left_on_the_repository(tmp_path):
+    """A tool of a killed run still working in the repository (here zstd waiting on a pipe, its
+    output in a run directory) is stopped and reported; the same tool on another path is left alone."""
+    import shutil as _shutil
+    import time
+    if not _shutil.which('zstd') or not os.path.isdir('/proc'):
+        pytest.skip('needs zstd and /proc')
+    repo_dir = tmp_path / 'repo'
+    (repo_dir / '.incoming-20261127T000000Z-full' / 'data').mkdir(parents=True)
+    other = tmp_path / 'elsewhere'
+    other.mkdir()
+    procs = []
+    for out in (repo_dir / '.incoming-20261127T000000Z-full' / 'data' / 'f.zst', other / 'f.zst'):
+        fifo = str(out) + '.in'
+        os.mkfifo(fifo)
+        procs.append(subprocess.Popen(['zstd', '-q', '-f', '-o', str(out), fifo]))
+    time.sleep(0.3)
+    try:
+        repo = catalog.Repository(str(repo_dir))
+        swept = [e for e in repo.sweep_leftovers() if e['kind'] == 'process']
+        assert [(e['pid'], e['status']) for e in swept] == [(procs[0].pid, 'removed')]
+        assert 'zstd' in swept[0]['reason']
+        assert procs[0].wait(timeout=10) is not None
+        assert procs[1].poll() is None
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
