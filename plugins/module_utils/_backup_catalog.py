@@ -475,12 +475,24 @@ def is_damaged(manifest):
     return manifest.get('verified') is False and bool(manifest.get('verify_problems'))
 
 
+def retention_group(manifest):
+    """What a full backup stands for in retention: its engine and method and, for a logical dump,
+    which databases it holds (every database, or that list): a dump of one database never counts
+    as a full of the others, so it never pushes out the last backup that holds them."""
+    method = manifest.get('method') or ''
+    scope = ''
+    if method == 'logical':
+        scope = '*' if manifest.get('all_databases') else ','.join(sorted(manifest.get('databases') or []))
+    return '%s/%s/%s' % (manifest.get('engine') or '', method, scope)
+
+
 def retention_plan(manifests, full=None, days=None, now=None):
     """Which completed backups to keep and which to delete.
 
     Keeps the ``full`` newest valid full backups of each method (logical, physical, pgbackrest are
     counted apart: a nightly logical dump never pushes the physical fulls a point-in-time
-    restore needs out of the count) with everything built on them, everything younger than
+    restore needs out of the count; logical dumps of different sets of databases too, see
+    retention_group) with everything built on them, everything younger than
     ``days``, the whole parent chain of anything kept, and never leaves a method without its
     newest valid full. A damaged full (``is_damaged``: a verification found problems) is not
     restorable: it never counts towards the ``full`` to keep, so it never pushes a valid one out;
@@ -505,10 +517,10 @@ def retention_plan(manifests, full=None, days=None, now=None):
     fulls = sorted((m for m in completed if m.get('type') == 'full'),
                    key=lambda m: (m.get('finished_at') or '', m['id']), reverse=True)
     kept_roots = set()
-    methods = sorted({m.get('method') or '' for m in fulls})
+    methods = sorted({retention_group(m) for m in fulls})
 
     def valid_fulls(method):
-        return [f for f in fulls if (f.get('method') or '') == method and not is_damaged(f)]
+        return [f for f in fulls if retention_group(f) == method and not is_damaged(f)]
 
     if full is not None:
         for method in methods:
@@ -525,7 +537,7 @@ def retention_plan(manifests, full=None, days=None, now=None):
     for method in methods:
         valid = valid_fulls(method)
         if not valid:
-            keep |= {f['id'] for f in fulls if (f.get('method') or '') == method}
+            keep |= {f['id'] for f in fulls if retention_group(f) == method}
         elif not any(f['id'] in keep for f in valid):
             keep.add(valid[0]['id'])
     # parent chains of everything kept

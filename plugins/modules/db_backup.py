@@ -234,8 +234,10 @@ backup:
     method: logical
     size_bytes: 104857600
     verified: true
-skipped:
-  description: True when O(max_age) found a fresh verified backup and nothing was taken.
+up_to_date:
+  description:
+    - True when O(max_age) found a fresh verified backup and nothing was taken.
+    - Not called C(skipped), which Ansible reads as a skipped task (nothing shown as changed, not counted).
   returned: state=present
   type: bool
 restart_required:
@@ -339,6 +341,10 @@ def check_options(p):
         raise DbError('use retention days', str(retention['days']), 'give the age in days to keep, 0 or more')
     if p['max_age'] is not None:
         catalog.parse_duration(p['max_age'])
+    if p['databases'] and (p['state'] != 'present' or p['method'] != 'logical'):
+        raise DbError('use databases', ', '.join(p['databases']), 'databases chooses what a logical backup dumps '
+                      '(state=present, method=logical); a %s takes the whole server and state=%s works on whole '
+                      'backups: drop databases' % ('%s backup' % p['method'] if p['method'] else 'backup', p['state']))
     if p['state'] != 'present':
         return
     level = p['compression_level']
@@ -596,12 +602,15 @@ def _fresh_backup(module, repo, engine, max_age):
                              databases=p['databases'] or None, label=p['label'], encryption_key=p['encryption_key'] or None)
 
 
-def _fresh_msg(fresh):
+def _fresh_msg(fresh, deleted=None, check_mode=False):
     held = ''
     if fresh.get('method') == 'logical':
         held = ' of %s' % ('all databases' if fresh.get('all_databases') else ', '.join(fresh.get('databases') or []))
-    return 'a verified %s %s backup%s (%s) is younger than max_age: nothing to do' % (
+    msg = 'a verified %s %s backup%s (%s) is younger than max_age: no new backup' % (
         fresh.get('method'), fresh.get('type'), held, fresh['id'])
+    if deleted:
+        msg += '; retention %s %s' % ('would delete' if check_mode else 'deleted', ', '.join(deleted))
+    return msg
 
 
 def create(module, engine):
@@ -626,10 +635,12 @@ def create(module, engine):
         crypto.require_cryptography()
     compression = p['compression'] or default_compression(method)
     max_age = catalog.parse_duration(p['max_age']) if p['max_age'] else None
-    result = {'changed': False, 'skipped': False, 'restart_required': False, 'deleted': [], 'commands': []}
+    result = {'changed': False, 'up_to_date': False, 'restart_required': False, 'deleted': [], 'commands': []}
 
     # read-only look-ups before anything is created: a run refused here (no full backup to build on) leaves
     # nothing behind, not even the repository, and check mode fails the same way
+    if method == 'logical' and p['databases'] and hasattr(engine, 'check_backup_databases'):
+        engine.check_backup_databases(p['databases'])   # before anything is written, and in check mode
     fresh = _fresh_backup(module, repo, engine, max_age) if max_age and repo.exists() else None
     notes = []
     base = None if fresh else _base_for(repo, engine, method, btype, notes if module.check_mode else None)
@@ -639,8 +650,9 @@ def create(module, engine):
         before = _repo_state(repo)
         taking = None
         if fresh:
-            result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
+            result.update(up_to_date=True, backup=catalog.backup_summary(fresh, repo.path))
             result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
+            result['msg'] = _fresh_msg(fresh, result.get('deleted'), True)
         else:
             restart = False
             status = {}
@@ -679,8 +691,9 @@ def create(module, engine):
         if max_age:
             fresh = _fresh_backup(module, repo, engine, max_age)
             if fresh:
-                result.update(skipped=True, backup=catalog.backup_summary(fresh, repo.path), msg=_fresh_msg(fresh))
+                result.update(up_to_date=True, backup=catalog.backup_summary(fresh, repo.path))
                 result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
+                result['msg'] = _fresh_msg(fresh, result.get('deleted'))
                 result['failed_runs'] = repo.failed_runs()
                 return _finish(module, result, tracker, before, _repo_state(repo), repo)
         notes = []

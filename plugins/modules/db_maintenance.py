@@ -169,7 +169,7 @@ actions:
   returned: always
   type: list
   elements: str
-skipped:
+skipped_tables:
   description:
     - Tables in scope left alone because their statistics are not stale (with O(only_if_stale)).
     - On PostgreSQL also the tables of a database or schema scope the login may not maintain (VACUUM and
@@ -229,7 +229,7 @@ def converge(module, engine):
         entry['after'] = {} if engine.check_mode else engine.maintenance_table_stats(table)
         tracker.action('%s %s' % (action, name))
         processed.append(entry)
-    result = {'changed': tracker.changed, 'tables': processed, 'skipped': skipped, 'actions': tracker.actions}
+    result = {'changed': tracker.changed, 'tables': processed, 'skipped_tables': skipped, 'actions': tracker.actions}
     if module._diff:
         result['diff'] = {'before': {t['schema'] + '.' + t['table']: t['before'] for t in processed},
                           'after': {t['schema'] + '.' + t['table']: t['after'] for t in processed}}

@@ -327,9 +327,16 @@ class Runner:
     # -- logical
     def logical(self, repo, manifest):
         p = self.p
+        if p['data_dir']:
+            raise DbError('restore logical backup', manifest['id'], 'data_dir is for physical backups (a new instance); '
+                          'a logical backup is restored into databases of the server you connect to (target_database): '
+                          'drop data_dir, or choose a physical backup (method=physical)')
         engine = self.connect(manifest['engine'])
         marker = _marker(self.module, manifest)
         dumps = [d['database'] for d in (manifest.get('details') or {}).get('dumps') or []] or manifest.get('databases') or []
+        unknown = [d for d in p['databases'] or [] if dumps and d not in dumps]
+        if unknown:
+            raise DbError('restore', ', '.join(unknown), 'not in backup %s (it holds %s)' % (manifest['id'], ', '.join(dumps)))
         selected = p['databases'] or dumps
         targets = [p['target_database']] if p['target_database'] else selected
         if p['target_database'] and len(selected) != 1:
@@ -376,6 +383,10 @@ class Runner:
     # -- physical
     def physical(self, repo, manifest):
         p = self.p
+        if p['databases']:
+            raise DbError('restore physical backup', manifest['id'], 'a physical backup restores the whole server into '
+                          'a new instance: drop databases, or choose a logical backup (method=logical) to restore '
+                          'some databases')
         if not p['data_dir'] or not p['login_port']:
             raise DbError('restore physical backup', manifest['id'], 'give data_dir and port for the new instance')
         backend = catalog.engine_backend(manifest['engine'])
@@ -456,6 +467,12 @@ class Runner:
         if self.p['roles'] == 'create':
             raise DbError('run a restore drill with', 'roles=create', 'a drill leaves nothing behind and creates no '
                           'roles or accounts: use roles=require (the default) or roles=skip')
+        if manifest.get('method') == 'logical':
+            held = [d['database'] for d in (manifest.get('details') or {}).get('dumps') or []]
+            unknown = sorted(set(self.p['databases'] or []) - set(held))
+            if unknown and held:
+                raise DbError('run a restore drill of', ', '.join(unknown), 'not in backup %s (it holds %s)' % (
+                    manifest['id'], ', '.join(held)))
         if self.module.check_mode:
             return self.result(changed=False, backup_id=manifest['id'], result='skipped',
                                msg='would run a restore drill of backup %s' % manifest['id'])

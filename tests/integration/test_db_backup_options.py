@@ -68,12 +68,13 @@ def test_max_age_counts_only_a_backup_of_the_databases_asked_for(server, workdir
     assert of_a['failed'] is False and of_a['changed'] is True, of_a
     # a fresh backup of [a] does not stand for one of [b]: check mode says it would take one, the real run takes it
     dry = backup(server, repo, check=True, databases=['b'], max_age='1h')
-    assert dry['failed'] is False and dry['changed'] is True and dry['skipped'] is False, dry
+    assert dry['failed'] is False and dry['changed'] is True and dry['up_to_date'] is False, dry
     of_b = backup(server, repo, databases=['b'], max_age='1h')
-    assert of_b['failed'] is False and of_b['changed'] is True and of_b['skipped'] is False, of_b
+    assert of_b['failed'] is False and of_b['changed'] is True and of_b['up_to_date'] is False, of_b
     assert of_b['backup']['databases'] == ['b']
     again = backup(server, repo, databases=['b'], max_age='1h')
-    assert again['changed'] is False and again['skipped'] is True and again['backup']['id'] == of_b['backup']['id']
+    assert again['changed'] is False and again['up_to_date'] is True and again['backup']['id'] == of_b['backup']['id']
+    assert 'skipped' not in again   # Ansible would show the task as skipped
     # all databases: neither [a] nor [b] is a backup of all
     everything = backup(server, repo, max_age='1h')
     assert everything['failed'] is False and everything['changed'] is True, everything
@@ -86,7 +87,7 @@ def test_max_age_counts_only_a_backup_of_the_databases_asked_for(server, workdir
     assert again['changed'] is False and again['backup']['id'] == everything['backup']['id'], again
     # another label is another backup
     labelled = backup(server, repo, databases=['b'], max_age='1h', label='pre-upgrade')
-    assert labelled['changed'] is True and labelled['skipped'] is False, labelled
+    assert labelled['changed'] is True and labelled['up_to_date'] is False, labelled
     assert len(backups(repo)) == 4
 
 
@@ -234,11 +235,11 @@ def test_check_mode_retention_keeps_the_fresh_backup_that_skips_the_run(server, 
     args = dict(databases=['b'], max_age='1h', retention={'full': 1})
     # of_b is not the newest logical full, but it is the fresh backup this run stands on: never deleted
     dry = backup(server, repo, check=True, diff=True, **args)
-    assert dry['failed'] is False and dry['skipped'] is True and dry['deleted'] == [], dry
+    assert dry['failed'] is False and dry['up_to_date'] is True and dry['deleted'] == [], dry
     assert dry['changed'] is False and dry['diff']['before'] == dry['diff']['after'], dry
     assert entries(repo) == before
     real = backup(server, repo, **args)
-    assert real['failed'] is False and real['skipped'] is True and real['deleted'] == [], real
+    assert real['failed'] is False and real['up_to_date'] is True and real['deleted'] == [], real
     assert real['backup']['id'] == of_b['backup']['id'] and real['changed'] is False, real
 
 
@@ -549,3 +550,38 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run_and_reported(archi
     res = backup(archiving, repo, method='physical', encryption_key=KEY, retention={'full': 5})
     assert res['failed'] is False and [r['status'] for r in res['failed_runs']] == [], res
     assert not [e for e in os.listdir(repo) if e.startswith(('.incoming-', '.deleting-'))]
+
+
+def test_options_that_do_not_apply_and_unknown_databases_are_refused_in_check_mode_too(server, workdir):
+    """databases with a physical backup or state=absent, data_dir with a logical restore, databases with
+    a physical restore, a database the server or the backup does not have: refused with what to fix,
+    in check mode as in the real run, nothing written."""
+    server.psql('CREATE DATABASE opt_a')
+    repo = os.path.join(workdir, 'repo')
+    physical = backup(server, repo, method='physical')
+    assert physical['failed'] is False, physical['msg']
+    logical = backup(server, repo, databases=['opt_a'])
+    assert logical['failed'] is False, logical['msg']
+    held = sorted(os.listdir(repo))
+    for check in (True, False):
+        res = backup(server, repo, check=check, method='physical', databases=['opt_a'])
+        assert res['failed'] and 'drop databases' in res['msg'], res['msg']
+        res = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': logical['backup']['id'],
+                                       'databases': ['opt_a']}, check=check)
+        assert res['failed'] and 'drop databases' in res['msg'], res['msg']
+        res = backup(server, repo, check=check, databases=['opt_a', 'no_such_db'])
+        assert res['failed'] and 'no_such_db' in res['msg'] and 'no such database' in res['msg'], res['msg']
+        res = run_module('db_restore', dict(server.conn, repo=repo, data_dir=os.path.join(workdir, 'x'),
+                                            target_database='opt_b'), check=check)
+        assert res['failed'], res
+        res = run_module('db_restore', dict(server.conn, repo=repo, data_dir=os.path.join(workdir, 'x')), check=check)
+        assert res['failed'] and 'data_dir is for physical backups' in res['msg'], res['msg']
+        for state in ('present', 'verified'):
+            res = run_module('db_restore', dict(server.conn, repo=repo, state=state, databases=['nope'],
+                                                target_database='opt_c'), check=check)
+            assert res['failed'] and 'nope' in res['msg'] and 'not in backup' in res['msg'], res['msg']
+        res = run_module('db_restore', dict(repo=repo, backup_id=physical['backup']['id'], databases=['opt_a'],
+                                            data_dir=os.path.join(workdir, 'x'), port=free_port()), check=check)
+        assert res['failed'] and 'drop databases' in res['msg'], res['msg']
+    assert sorted(os.listdir(repo)) == held and not os.path.exists(os.path.join(workdir, 'x'))
+    assert server.psql("SELECT count(*) FROM pg_database WHERE datname IN ('opt_b', 'opt_c')") == '0'

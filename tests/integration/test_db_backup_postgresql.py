@@ -363,7 +363,7 @@ def test_max_age_rerun_unchanged_and_lock_refuses_concurrent_run(server, workdir
     assert first['failed'] is False and first['changed'] is True, first
     second = backup(server, repo, databases=['shop'], max_age='1h')
     assert second['failed'] is False, second
-    assert second['changed'] is False and second['skipped'] is True
+    assert second['changed'] is False and second['up_to_date'] is True
     assert second['backup']['id'] == first['backup']['id']
     assert len([e for e in repo_entries(repo) if not e.startswith('.') and e != 'logs']) == 1
 

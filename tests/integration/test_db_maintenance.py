@@ -101,7 +101,7 @@ def test_pg_only_if_stale(pg):
 
     fresh = run_module('db_maintenance', args)
     assert fresh['changed'] is False, fresh
-    assert fresh['queries'] == [] and sorted(fresh['skipped']) == ['m_stale.busy', 'm_stale.quiet']
+    assert fresh['queries'] == [] and sorted(fresh['skipped_tables']) == ['m_stale.busy', 'm_stale.quiet']
 
     pg_write(pg, "UPDATE m_stale.quiet SET v = v || 'x' WHERE id <= 20")  # below stale_min_rows
     pg_write(pg, "UPDATE %s SET v = v || 'x' WHERE id <= 300" % a)        # 30 % of the table
@@ -236,7 +236,7 @@ def test_pg_tables_the_login_may_not_maintain_are_never_reported_done(pg):
     scoped = run_module('db_maintenance', dict(peon, action='analyze', schema='m_owner'))
     assert scoped['changed'] is True, scoped
     assert [t['table'] for t in scoped['tables']] == ['mine']
-    assert scoped['skipped'] == ['m_owner.not_mine']
+    assert scoped['skipped_tables'] == ['m_owner.not_mine']
     assert 'not_mine' in str(scoped.get('warnings')) and 'owner' in str(scoped.get('warnings')), scoped
     assert pg_stats(pg, 'm_owner', 'mine')['last_analyze'] is not None
     assert pg_stats(pg, 'm_owner', 'not_mine')['last_analyze'] is None
@@ -303,7 +303,7 @@ def test_mariadb_only_if_stale(my):
     assert [t['table'] for t in checked['tables']] == ['busy']
     stale = run_module('db_maintenance', args)
     assert stale['changed'] is True, stale
-    assert [t['table'] for t in stale['tables']] == ['busy'] and stale['skipped'] == ['%s.quiet' % DB]
+    assert [t['table'] for t in stale['tables']] == ['busy'] and stale['skipped_tables'] == ['%s.quiet' % DB]
     assert stale['tables'][0]['modified_rows'] >= 100
     assert stale['tables'][0]['after']['modified_rows'] == 0
 

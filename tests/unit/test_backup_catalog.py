@@ -792,3 +792,15 @@ def test_sweep_stops_backup_tools_a_killed_run_left_on_the_repository(tmp_path):
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def test_retention_counts_a_dump_of_some_databases_apart_from_a_dump_of_all():
+    """A logical dump of one database is no full of the others: full=1 keeps the newest dump of every
+    database next to the newer dump of shop alone (and the physical full)."""
+    every = dict(_m('A', method='logical', days_ago=3), all_databases=True, databases=['postgres', 'shop'])
+    older = dict(_m('A0', method='logical', days_ago=4), all_databases=True, databases=['postgres', 'shop'])
+    shop = dict(_m('S', method='logical', days_ago=2), all_databases=False, databases=['shop'])
+    shop0 = dict(_m('S0', method='logical', days_ago=2.5), all_databases=False, databases=['shop'])
+    phys = _m('P', days_ago=1)
+    keep, delete = catalog.retention_plan([older, every, shop0, shop, phys], full=1, now=NOW)
+    assert keep == ['A', 'P', 'S'] and delete == ['A0', 'S0']

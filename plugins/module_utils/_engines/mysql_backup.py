@@ -1417,6 +1417,14 @@ class MysqlBackup:
         except DbError:
             return set()
 
+    def check_backup_databases(self, wanted):
+        """DbError naming the databases a logical backup cannot dump (no such database)."""
+        existing = self.user_databases()
+        missing = [d for d in wanted if d not in existing]
+        if missing:
+            raise DbError('back up', ', '.join(missing), 'no such database (this server has %s)'
+                          % (', '.join(existing) or 'no user database'))
+
     def _backup_logical(self, request):
         dest = request['dest']
         bin_dir = request.get('bin_dir')

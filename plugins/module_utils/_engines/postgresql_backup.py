@@ -1675,6 +1675,15 @@ class PostgresBackup:
             return self._backup_pgbackrest(request)
         raise DbError('create backup', '%s %s' % (method, btype), 'not supported on PostgreSQL %s' % self.version)
 
+    def check_backup_databases(self, wanted):
+        """DbError naming the databases a logical backup cannot dump (no such database)."""
+        existing = [r['datname'] for r in self.fetch_all(
+            'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname')]
+        unknown = [d for d in wanted if d not in existing]
+        if unknown:
+            raise DbError('back up database', ', '.join(unknown), 'no such database (this server has %s)'
+                          % ', '.join(existing))
+
     def _backup_logical(self, request):
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
         os_user = request.get('os_user')
