@@ -280,6 +280,7 @@ class Runner:
         self.commands = []
         self.started = time.time()
         self.repo = None
+        self.diff_state = None   # (before, after) of what the restore targets, for --diff
 
     def connect(self, engine_name):
         if self.engine is None:
@@ -309,6 +310,11 @@ class Runner:
 
     def result(self, **kwargs):
         kwargs.setdefault('commands', self.commands)
+        if self.module._diff and self.diff_state is not None:
+            before, after = self.diff_state
+            if not kwargs.get('changed'):
+                after = before
+            kwargs['diff'] = {'before': before, 'after': after}
         kwargs['duration_seconds'] = round(time.time() - self.started, 3)
         kwargs['queries'] = self.engine.queries if self.engine is not None else []
         # what killed runs left beside the repository, removed when this run took the lock
@@ -344,6 +350,9 @@ class Runner:
                           'holds %s; choose one with databases' % ', '.join(dumps))
         sources = dict(zip(targets, selected)) if len(targets) == len(selected) else {}
         holder = getattr(engine, 'restore_marker', None)
+        self.diff_state = (
+            {'databases': dict((t, _held_view(holder(t) if holder else None)) for t in targets)},
+            {'databases': dict((t, _held_view(dict(marker, source_database=sources.get(t)))) for t in targets)})
         if holder is not None and all(_same(holder(t), marker, sources.get(t)) for t in targets):
             return self.result(changed=False, backup_id=manifest['id'], rows_restored=0, tables=[],
                                msg='%s already hold backup %s' % (', '.join(targets), manifest['id']))
@@ -395,6 +404,9 @@ class Runner:
         _check_apart(data_dir, repo.path)
         _check_reachable(data_dir, repo.os_user)
         held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None
+        self.diff_state = (
+            {'data_dir': data_dir, 'holds': _held_view(held), 'running': bool(backend.instance_running(data_dir))},
+            {'data_dir': data_dir, 'holds': _held_view(marker), 'running': True, 'port': int(p['login_port'])})
         if held is not None and _same(held, marker):
             running = backend.instance_running(data_dir)
             set_to = backend.instance_port(data_dir)
@@ -672,6 +684,14 @@ def _owner_name(uid):
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def _held_view(marker):
+    """What a restore marker says a target holds, for --diff (None: no restore of ours)."""
+    if not marker:
+        return None
+    return dict((k, marker.get(k)) for k in ('backup_id', 'target_time', 'target_position', 'source_database')
+                if marker.get(k) is not None)
 
 
 def _same(held, marker, source=None):

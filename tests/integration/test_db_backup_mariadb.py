@@ -43,8 +43,8 @@ def backup(server, repo, **kw):
     return result
 
 
-def restore(server, repo, check=False, **kw):
-    return modrun.run_module('db_restore', dict(server.conn, repo=repo, **kw), check=check)
+def restore(server, repo, check=False, diff=False, **kw):
+    return modrun.run_module('db_restore', dict(server.conn, repo=repo, **kw), check=check, diff=diff)
 
 
 def test_module_logical_backup_and_restore_identical(source, work):
@@ -56,14 +56,20 @@ def test_module_logical_backup_and_restore_identical(source, work):
     assert source.password not in str(result)
     expected = table_state(source, 'mshop')
     source.sql('UPDATE t1 SET amount = 0', 'mshop')
-    out = restore(source, repo, databases=['mshop'], target_database='mshop_restored')
+    preview = restore(source, repo, check=True, diff=True, databases=['mshop'], target_database='mshop_restored')
+    out = restore(source, repo, diff=True, databases=['mshop'], target_database='mshop_restored')
     assert not out['failed'], out.get('msg')
     assert out['changed'] is True
+    # --diff: the target held nothing of ours, now it holds this backup (check mode says the same)
+    holds = {'backup_id': out['backup_id'], 'source_database': 'mshop'}
+    assert out['diff'] == preview['diff'] == {'before': {'databases': {'mshop_restored': None}},
+                                              'after': {'databases': {'mshop_restored': holds}}}, out['diff']
     assert table_state(source, 'mshop_restored') == expected
     assert out['rows_restored'] == sum(v[0] for v in expected.values())
     # the same restore again: unchanged
-    again = restore(source, repo, databases=['mshop'], target_database='mshop_restored')
+    again = restore(source, repo, diff=True, databases=['mshop'], target_database='mshop_restored')
     assert not again['failed'] and again['changed'] is False
+    assert again['diff']['before'] == again['diff']['after'] == {'databases': {'mshop_restored': holds}}
     # another database that exists and holds data: refused without force, untouched
     before = table_state(source, 'mother')
     refused = restore(source, repo, databases=['mshop'], target_database='mother')
@@ -119,8 +125,12 @@ def test_module_physical_chain_pitr_and_drill(source, work):
     # point in time: A present, B absent
     port = free_port()
     pitr_dir = os.path.join(work, 'pitr', 'data')
-    out = restore(source, repo, backup_id=log['backup']['id'], target_time=target, data_dir=pitr_dir, login_port=port)
+    out = restore(source, repo, diff=True, backup_id=log['backup']['id'], target_time=target, data_dir=pitr_dir,
+                  login_port=port)
     assert not out['failed'], out.get('msg')
+    assert out['diff'] == {'before': {'data_dir': pitr_dir, 'holds': None, 'running': False},
+                           'after': {'data_dir': pitr_dir, 'running': True, 'port': port,
+                                     'holds': {'backup_id': log['backup']['id'], 'target_time': target}}}, out['diff']
     restored = Restored({'port': port, 'data_dir': pitr_dir}, source.password)
     assert [r[0] for r in restored.sql('SELECT tag FROM marks', 'mpitr')] == ['A']
     assert out['recovered_to'].startswith(target[:19])
