@@ -182,7 +182,8 @@ def test_repo_that_cannot_be_created_fails_clearly(server):
 def test_bad_option_values_fail_before_anything_is_written(server, workdir, options, words):
     fresh_repo = os.path.join(workdir, 'new-repo')
     for check in (True, False):
-        res = backup(server, fresh_repo, check=check, databases=['b'], **options)
+        res = backup(server, fresh_repo, check=check, **dict({'databases': ['b']} if options.get('method') in
+                                                             (None, 'logical') else {}, **options))
         assert res['failed'] is True and words in res['msg'], res
         assert not os.path.exists(fresh_repo), 'the repository was created'
     # an existing repository: no run started (no .incoming-*), nothing else changed
@@ -190,7 +191,8 @@ def test_bad_option_values_fail_before_anything_is_written(server, workdir, opti
     good = backup(server, repo, databases=['b'])
     assert good['failed'] is False, good
     before = entries(repo)
-    res = backup(server, repo, databases=['b'], **options)
+    res = backup(server, repo, **dict({'databases': ['b']} if options.get('method') in (None, 'logical') else {},
+                                      **options))
     assert res['failed'] is True and words in res['msg'], res
     assert entries(repo) == before
 
