@@ -68,6 +68,8 @@ options:
   databases:
     description:
       - Databases to dump with O(method=logical). Default all (templates excluded).
+      - Refused with another method (a physical backup holds the whole server) and with O(state=absent) or
+        O(state=verified) (they work on whole backups); a database the server does not have is refused.
     type: list
     elements: str
   compression:
@@ -174,7 +176,7 @@ requirements:
 '''
 
 EXAMPLES = r'''
-- name: Nightly logical backup, skipped when a verified one is younger than 20 hours
+- name: Nightly logical backup, none taken when a verified one is younger than 20 hours
   dbops.admin.db_backup:
     engine: postgresql
     login_host: 127.0.0.1
@@ -190,6 +192,8 @@ EXAMPLES = r'''
 - name: Weekly physical full, encrypted
   dbops.admin.db_backup:
     engine: postgresql
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
     repo: /srv/backup/pg
     method: physical
     type: full
@@ -198,6 +202,8 @@ EXAMPLES = r'''
 - name: Continuous archiving (RPO < 1 min) and a log backup every few minutes
   dbops.admin.db_backup:
     engine: postgresql
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
     repo: /srv/backup/pg
     method: physical
     type: log
@@ -228,6 +234,12 @@ backup:
     stop_position: {description: The same at the end (the point a restore of this backup reaches)., type: dict}
     status: {description: C(completed)., type: str}
     verified: {description: Whether the backup was verified., type: bool}
+    engine: {description: 'postgresql or mysql.', type: str}
+    flavor: {description: 'postgresql, mariadb or mysql.', type: str}
+    label: {description: The O(label) given when it was taken., type: str}
+    databases: {description: The databases a logical backup holds., type: list, elements: str}
+    compression: {description: 'zstd, gzip, lz4 or none.', type: str}
+    encrypted: {description: Whether it is encrypted (O(encryption_key))., type: bool}
   sample:
     id: 20261127T071500Z-full
     type: full
@@ -279,8 +291,9 @@ leftovers:
       what the real run would remove) - C(.dbops-scratch-<label>-<pid>) beside the repository (the plaintext of an
       encrypted backup, a decrypted copy for a restore, drill or verification) of a process that is gone, and
       C(.deleting-<id>) (a delete killed half way). A warning names them.
-    - Each is C({path, kind (scratch or deleting), pid, status (removed, stale in check mode, or kept), reason});
-      a scratch directory a database server started by the killed run still runs on is kept.
+    - Each is a dict with C(path), C(kind) (V(scratch), V(deleting) or V(process), a backup tool the killed run left
+      running on the repository, stopped), C(pid), C(status) (V(removed), V(stale) in check mode, or V(kept)) and
+      C(reason); a scratch directory a database server started by the killed run still runs on is kept.
   returned: always
   type: list
   elements: dict
@@ -602,6 +615,25 @@ def _fresh_backup(module, repo, engine, max_age):
                              databases=p['databases'] or None, label=p['label'], encryption_key=p['encryption_key'] or None)
 
 
+def _nothing_new(engine, btype, base, repo):
+    """The backup a log backup would follow (its base, or without a full the newest log backup)
+    when nothing was written after it: the log backup would archive nothing. None otherwise."""
+    if btype != 'log' or not hasattr(engine, 'nothing_new_since'):
+        return None
+    if base is None:
+        logs = [m for m in repo.manifests() if m.get('engine') == engine.name and m.get('type') == 'log'
+                and not catalog.is_damaged(m)]
+        base = logs[-1] if logs else None
+    return base if base is not None and engine.nothing_new_since(base) else None
+
+
+def _nothing_new_msg(base, deleted=None, check_mode=False):
+    msg = 'nothing was written since backup %s: no new log backup' % base['id']
+    if deleted:
+        msg += '; retention %s %s' % ('would delete' if check_mode else 'deleted', ', '.join(deleted))
+    return msg
+
+
 def _fresh_msg(fresh, deleted=None, check_mode=False):
     held = ''
     if fresh.get('method') == 'logical':
@@ -664,7 +696,12 @@ def create(module, engine):
                 result['restart_required'] = restart
                 if method == 'pgbackrest':
                     status['configured'] = False   # its command is checked by the real run only
-            if restart and status.get('configured'):
+            last = None if restart else _nothing_new(engine, btype, base, repo)
+            if last is not None:
+                result.update(up_to_date=True, backup=catalog.backup_summary(last, repo.path))
+                result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[last['id']]))
+                result['msg'] = _nothing_new_msg(last, result.get('deleted'), True)
+            elif restart and status.get('configured'):
                 result['msg'] = ('archiving was configured by an earlier run: restart the server to turn archive_mode '
                                  'on before a backup is taken')
             elif restart:
@@ -700,6 +737,13 @@ def create(module, engine):
         base = _base_for(repo, engine, method, btype, notes)
         for note in notes:
             module.warn(note)
+        last = _nothing_new(engine, btype, base, repo)
+        if last is not None:
+            result.update(up_to_date=True, backup=catalog.backup_summary(last, repo.path))
+            result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[last['id']]))
+            result['msg'] = _nothing_new_msg(last, result.get('deleted'))
+            result['failed_runs'] = repo.failed_runs()
+            return _finish(module, result, tracker, before, _repo_state(repo), repo)
         # the base's key is checked before anything is written: a wrong key leaves no failed run behind
         base_key = crypto.key_for(base['encryption'], p['encryption_key'], base['id']) \
             if base is not None and btype != 'log' and base.get('encryption') else None
@@ -956,8 +1000,15 @@ def maintain(module):
                 if manifest is not None:
                     dependents = repo.dependents(manifest['id'])
                     if dependents:
+                        # the whole chain that builds on it, newest first: the order to delete them in
+                        chain, todo = [], list(dependents)
+                        while todo:
+                            child = todo.pop(0)
+                            if child not in chain:
+                                chain.append(child)
+                                todo.extend(repo.dependents(child))
                         raise DbError('delete backup', manifest['id'], 'backups %s build on it: delete them first'
-                                      % ', '.join(dependents))
+                                      % ', '.join(sorted(chain, reverse=True)))
                     if repo.os_user is None:
                         repo.os_user = catalog.default_os_user(manifest.get('engine'))
                     # a pgBackRest entry: its set is expired first (refused as pgBackRest would refuse)

@@ -19,7 +19,8 @@ description:
     O(login_port) (alias C(port)); no connection to the source is needed, it may be down. With O(target_time) or
     O(target_position) the archived WAL is replayed up to that point and the server is promoted.
   - A repeated identical restore is unchanged; the target records what it holds (PostgreSQL logical backups in the
-    database's comment, physical ones in C(dbops_restore.json) in the data directory).
+    database's comment, physical ones in a file in the data directory, C(dbops_restore.json) on PostgreSQL,
+    C(dbops-restore.json) on MariaDB/MySQL).
   - O(state=verified) is the restore drill. It restores into a scratch database (logical) or a scratch instance on a
     free port (physical), check it (checksums, pg_verifybackup, pg_amcheck, row counts per table), report
     RV(rto_seconds), then remove the scratch copy.
@@ -62,11 +63,16 @@ options:
     description: Logical restore into this database name (the backup must hold one database, or choose one with O(databases)).
     type: str
   databases:
-    description: Logical restore of only these databases of the backup.
+    description: Logical restore of only these databases of the backup (refused with a physical backup, which restores
+      the whole server, and for a database the backup does not hold).
     type: list
     elements: str
   data_dir:
-    description: Physical restore into this new data directory (must be empty or missing unless O(force)).
+    description:
+      - Physical restore into this new data directory (must be empty or missing unless O(force)). Refused with a logical
+        backup.
+      - Never the backup repository, a directory holding it or inside it; never a running server's data directory; the
+        server's OS user must be able to reach it.
     type: path
   force:
     description: Replace an existing non-empty database or data directory. A running server's data directory is never replaced.
@@ -168,7 +174,7 @@ leftovers:
 roles_created:
   description: Roles (PostgreSQL) or accounts (MariaDB/MySQL, C(user@host)) created because O(roles=create) (in check
     mode, that would be).
-  returned: logical restores
+  returned: logical restores that restore something (not when the target already holds this restore)
   type: list
   elements: str
 duration_seconds:
@@ -179,6 +185,12 @@ recovered_to:
   description: The point the restored instance was recovered to (last replayed commit time, or the backup's end).
   returned: physical restores and drills
   type: str
+target_reached:
+  description:
+    - MariaDB/MySQL point-in-time restores - false when the archived binary logs end before O(target_time) (the
+      instance holds everything up to the end of the archive, and a warning says so), true when the target was reached.
+  returned: MariaDB/MySQL physical restores with a target
+  type: bool
 rto_seconds:
   description: Time from start until the restored copy was usable (the recovery time a real incident would take).
   returned: state=verified
@@ -250,7 +262,9 @@ def select_backup(module, repo):
                  and (p['method'] is None or m.get('method') == p['method']) and not catalog.is_damaged(m)
                  and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
         if not bases:
-            raise DbError('restore to', p['target_time'], 'no physical backup in %s ended before that time' % repo.path)
+            raise DbError('restore to', p['target_time'], 'no physical backup in %s ended before that time (target_time '
+                          'replays a physical backup to a point in time; a logical dump holds one moment only)'
+                          % repo.path)
         return bases[-1]
     if p['target_position'] and p['backup_id'] in (None, '', 'latest') and p['method'] != 'logical':
         # the newest physical backup (full, incremental or differential, or a pgBackRest set) that
@@ -355,7 +369,8 @@ class Runner:
             {'databases': dict((t, _held_view(dict(marker, source_database=sources.get(t)))) for t in targets)})
         if holder is not None and all(_same(holder(t), marker, sources.get(t)) for t in targets):
             return self.result(changed=False, backup_id=manifest['id'], rows_restored=0, tables=[],
-                               msg='%s already hold backup %s' % (', '.join(targets), manifest['id']))
+                               msg='%s already %s backup %s' % (', '.join(targets), 'holds' if len(targets) == 1 else 'hold',
+                                                                manifest['id']))
         # the roles/accounts the objects need: a missing one fails here (roles=require), before any change
         wanted = [d for d in (manifest.get('details') or {}).get('dumps') or []
                   if not p['databases'] or d.get('database') in p['databases']]
@@ -470,8 +485,9 @@ class Runner:
         if out.get('target_reached') is False:
             self.module.warn('the archive ends before %s: %s was restored to the end of the archive (%s)' % (
                 p['target_time'] or p['target_position'], data_dir, out.get('recovered_to')))
+        extra = {'target_reached': out['target_reached']} if out.get('target_reached') is not None else {}
         return self.result(changed=True, backup_id=manifest['id'], data_dir=out['data_dir'], port=out['port'],
-                           recovered_to=out.get('recovered_to'),
+                           recovered_to=out.get('recovered_to'), **extra,
                            msg='restored backup %s into %s, running on port %s' % (manifest['id'], data_dir, out['port']))
 
     # -- drill
@@ -502,6 +518,8 @@ class Runner:
         selected = [d for d in dumps if not self.p['databases'] or d['database'] in self.p['databases']]
         problems, tables, total = [], [], 0
         rto = None
+        if hasattr(engine, 'keep_out_of_binlog'):
+            engine.keep_out_of_binlog()   # the scratch copy is not replicated nor archived (MariaDB/MySQL)
         with repo.lock():
             t0 = time.time()
             scratch, items = self.prepare(repo, [manifest])

@@ -78,9 +78,12 @@ def test_module_logical_backup_and_restore_identical(source, work):
     refused = restore(source, repo, check=True, databases=['mshop'], target_database='mother')
     assert refused['failed'] and 'force' in refused['msg']
     assert table_state(source, 'mother') == before
-    # the drill: scratch database, row counts against the backup snapshot, then removed
+    # the drill: scratch database, row counts against the backup snapshot, then removed; none of it
+    # goes into the binary log (no replica receives the scratch copy, no log backup archives it)
+    gtid = source.sql('SELECT @@gtid_binlog_pos')[0][0]
     drill = restore(source, repo, state='verified', databases=['mshop'])
     assert not drill['failed'], drill.get('msg')
+    assert source.sql('SELECT @@gtid_binlog_pos')[0][0] == gtid
     assert drill['result'] == 'passed' and drill['rto_seconds'] is not None
     assert {t['name']: t['rows'] for t in drill['tables']} == {k: v[0] for k, v in expected.items()}
     assert all(t['expected_rows'] == t['rows'] for t in drill['tables'])
@@ -317,6 +320,28 @@ def test_module_log_backup_across_purged_binary_logs_fails_until_a_new_full(sour
     assert ok['backup']['verified'] is True
     drill = restore(source, repo, state='verified')
     assert not drill['failed'], drill.get('msg')
+
+
+def test_module_log_backup_with_nothing_written_since_is_unchanged(source, work):
+    """A log backup when no transaction was written since the last one: unchanged, no new entry
+    (check mode says the same); a write makes the next one take a backup again."""
+    source.sql('CREATE DATABASE midle')
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'midle')
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql('INSERT INTO t VALUES (0)', 'midle')
+    first = backup(source, repo, method='physical', type='log')
+    assert first['changed'] is True and first['backup']['type'] == 'log'
+    files = source.sql('SHOW BINARY LOGS')
+    for check in (True, False):
+        idle = modrun.run_module('db_backup', dict(source.conn, repo=repo, method='physical', type='log'), check=check)
+        assert not idle['failed'] and idle['changed'] is False and idle['up_to_date'] is True, idle.get('msg')
+        assert idle['backup']['id'] == first['backup']['id'] and 'nothing was written' in idle['msg']
+    assert source.sql('SHOW BINARY LOGS') == files   # not even a FLUSH BINARY LOGS
+    assert len([m for m in mb_manifests(repo) if m['type'] == 'log']) == 1, (os.listdir(repo), mb_manifests(repo))
+    source.sql('INSERT INTO t VALUES (1)', 'midle')
+    second = backup(source, repo, method='physical', type='log')
+    assert second['changed'] is True and second['backup']['id'] != first['backup']['id']
 
 
 def mb_manifests(repo):

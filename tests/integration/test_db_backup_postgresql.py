@@ -1159,6 +1159,16 @@ def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
         assert second['failed'] is False and second['restart_required'] is False, second
         archived = [f['path'] for f in manifest_of(repo, second['backup']['id'])['log_files']]
         assert archived and all(os.path.isfile(os.path.join(repo, p)) for p in archived)
+        # nothing written since: no new log backup (check mode says the same), then a write makes one
+        for check in (True, False):
+            idle = backup(srv, repo, check=check, method='physical', type='log')
+            assert idle['failed'] is False and idle['changed'] is False and idle['up_to_date'] is True, idle
+            assert idle['backup']['id'] == second['backup']['id'] and 'nothing was written' in idle['msg']
+        assert len([e for e in repo_entries(repo) if e[0].isdigit()]) == 1
+        srv.psql('CREATE TABLE after_idle (v int); INSERT INTO after_idle VALUES (1)')
+        third = backup(srv, repo, method='physical', type='log')
+        assert third['failed'] is False and third['changed'] is True, third
+        assert third['backup']['id'] != second['backup']['id']
     finally:
         srv.destroy()
 

@@ -1171,6 +1171,18 @@ class MysqlBackup:
         return {'binlog_file': row.get('File'), 'binlog_pos': int(row.get('Position')),
                 'gtid': (gtid or '').replace('\n', '') or None}
 
+    def nothing_new_since(self, base_manifest):
+        """True when no transaction was written since the backup a log backup builds on (the same
+        GTID position): a log backup would archive nothing a restore needs."""
+        stop = (base_manifest or {}).get('stop_position') or {}
+        current = self.binlog_position() or {}
+        if not stop.get('gtid') or not current.get('gtid'):
+            return False
+        if self.flavor == 'mariadb':
+            done, now = _gtid_sequences(stop['gtid']), _gtid_sequences(current['gtid'])
+            return bool(done) and done == now
+        return re.sub(r'\s+', '', stop['gtid']) == re.sub(r'\s+', '', current['gtid'])
+
     def backup_methods(self):
         """{'logical': [types], 'physical': [types]} this server and host support."""
         methods = {'logical': [], 'physical': []}
@@ -2168,6 +2180,8 @@ class MysqlBackup:
             meta = (entry.get('data') or {}).get(fname)
             if meta is None:
                 argv = client_argv(client, cnf, name)
+                if getattr(self, '_quiet_binlog', False):
+                    argv.append('--init-command=SET SESSION sql_log_bin = 0')
             else:
                 key = (threading.get_ident(), name)
                 if key not in sessions:
@@ -2322,6 +2336,18 @@ class MysqlBackup:
         commands.append(sql)
         created.remove(work)
 
+    def keep_out_of_binlog(self):
+        """A restore drill's scratch databases stay out of the binary log (no replica receives them,
+        no log backup archives them): sql_log_bin=0 on this session and on every load session and
+        client of the restore. False when the login may not (SUPER / BINLOG ADMIN): then they are logged."""
+        try:
+            self.execute('SET SESSION sql_log_bin = 0', operation='keep the drill out of the binary log')
+        except DbError:
+            self._quiet_binlog = False
+            return False
+        self._quiet_binlog = True
+        return True
+
     def _load_session(self, database, local):
         """A side connection in database with the load session settings (LOAD_SESSION_SQL)."""
         conn = self._side_connection(local_infile=local)
@@ -2329,6 +2355,8 @@ class MysqlBackup:
             with conn.cursor() as cur:
                 cur.execute('USE %s' % self.quote_ident(database))
                 cur.execute(LOAD_SESSION_SQL)
+                if getattr(self, '_quiet_binlog', False):
+                    cur.execute('SET SESSION sql_log_bin = 0')
         except Exception as exc:  # pylint: disable=broad-except
             with contextlib.suppress(Exception):
                 conn.close()

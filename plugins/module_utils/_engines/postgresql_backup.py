@@ -367,6 +367,10 @@ def wal_needed(log_dir, first, segment_size=16 * 1024 * 1024, last=None):
     return needed, [n for n in needed if n not in names]
 
 
+# the transaction id the next write transaction gets: unchanged means no data was written since
+NEXT_XID_SQL = 'SELECT txid_snapshot_xmax(txid_current_snapshot())::text'
+
+
 def wal_gaps(log_dir, first, segment_size=16 * 1024 * 1024, last=None):
     """Archive files missing from log_dir for recovery from segment first to last (default: the newest
     archived one on the newest timeline), across timeline switches (see wal_needed)."""
@@ -2260,6 +2264,19 @@ class PostgresBackup:
             raise DbError(action, where, 'archive_command is already set to %r: archiving goes elsewhere; '
                           'change it yourself or use that archive' % row['archive_command'])
 
+    def nothing_new_since(self, base_manifest):
+        """True when no WAL was written since the log backup a new one builds on (the insert
+        position is still where that one switched to): it would archive nothing."""
+        stop = (base_manifest or {}).get('stop_position') or {}
+        if (base_manifest or {}).get('type') != 'log' or stop.get('next_xid') is None:
+            return False
+        # no transaction was given a transaction id since (WAL the server writes on its own, like
+        # standby snapshots after each switch, changes no data a restore could miss)
+        try:
+            return str(self.fetch_value(NEXT_XID_SQL)) == str(stop['next_xid'])
+        except DbError:
+            return False
+
     def _backup_wal(self, request):
         log_dir = request['log_dir']
         status = self.archive_status(log_dir)
@@ -2291,6 +2308,7 @@ class PostgresBackup:
             first = next_wal_name(after, seg) if after else None
         else:
             first = (base_manifest.get('start_position') or {}).get('wal_file')
+        next_xid = self.fetch_value(NEXT_XID_SQL)
         self.execute('SELECT pg_switch_wal()')
         # the timeline WAL is written on now: the checkpoint's lags behind a promotion until the
         # end-of-recovery checkpoint is done
@@ -2320,7 +2338,8 @@ class PostgresBackup:
         histories = [n for n in names if n.endswith('.history')]
         return {
             'start_position': {'wal_file': segments[0] if segments else last},
-            'stop_position': {'lsn': format_lsn(lsn), 'timeline': switched['timeline'], 'wal_file': last},
+            'stop_position': {'lsn': format_lsn(lsn), 'timeline': switched['timeline'], 'wal_file': last,
+                              'next_xid': str(next_xid)},
             'start_time': start_time, 'stop_time': _now_iso(), 'databases': [], 'server_version': self.version,
             'commands': commands, 'log_files': ['logs/' + n for n in segments + histories],
             'details': {'wal_segment_size': seg, 'segments': len(segments),

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+"""playbooks/backup.yml (the backup runbook role) through ansible-playbook against the session servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from modrun import REPO, collections_root
+from test_daily_playbook import write_inventory
+
+
+def run_backup(inventory, repos, tags=None):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), ANSIBLE_SHOW_CUSTOM_STATS='true',
+               ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+    playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    argv = [playbook, '-i', inventory, os.path.join(REPO, 'playbooks', 'backup.yml'),
+            '-e', json.dumps({'runbook_backup_repo': repos + '/{{ inventory_hostname }}'})]
+    if tags:
+        argv += ['--tags', tags]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
+
+
+def recap(output):
+    """{host: {ok, changed, failed, ...}} from the PLAY RECAP."""
+    found = {}
+    for host, counts in re.findall(r'^(\S+)\s+:\s+(ok=.*)$', output, re.M):
+        found[host] = dict((k, int(v)) for k, v in re.findall(r'(\w+)=(\d+)', counts))
+    return found
+
+
+def test_backup_runbook_takes_prunes_and_drills_then_is_idempotent(pg_server, mariadb_server, tmp_path):
+    inventory = write_inventory(tmp_path / 'inventory.yml', pg_server, mariadb_server)
+    mariadb_server.sql('CREATE DATABASE IF NOT EXISTS runbook_shop')
+    mariadb_server.sql('CREATE TABLE IF NOT EXISTS orders (id INT PRIMARY KEY, total DECIMAL(10,2))', 'runbook_shop')
+    mariadb_server.sql('INSERT IGNORE INTO orders VALUES (1, 9.50), (2, 12.00)', 'runbook_shop')
+    workdir = tempfile.mkdtemp(prefix='dbops-runbook-')
+    os.chmod(workdir, 0o755)
+    repos = os.path.join(workdir, 'repos')
+    try:
+        first = run_backup(inventory, repos)
+        output = first.stdout + first.stderr
+        assert first.returncode == 0, output[-5000:]
+        assert pg_server.password not in output and mariadb_server.password not in output
+        counts = recap(output)
+        assert counts['pg-test']['failed'] == 0 and counts['mariadb-test']['failed'] == 0, counts
+        assert 'dbops_backup' in output                      # set_stats published
+        for host in ('pg-test', 'mariadb-test'):
+            ids = sorted(n for n in os.listdir(os.path.join(repos, host)) if n[0].isdigit())
+            manifests = [json.load(open(os.path.join(repos, host, i, 'manifest.json'))) for i in ids]
+            kinds = sorted((m['method'], m['type']) for m in manifests)
+            assert ('logical', 'full') in kinds and ('physical', 'full') in kinds, (host, kinds)
+            assert all(m['verified'] for m in manifests)
+        # both drills passed on both hosts
+        for host in ('pg-test', 'mariadb-test'):
+            summary = re.search(r'ok: \[%s\] => \{\s*"__runbook_backup_summary": (\{.*?\n    \})' % host, output, re.S)
+            summary = json.loads(summary.group(1))
+            assert summary['drill_logical'] == 'passed' and summary['drill_physical'] == 'passed', summary
+            assert summary['logical_taken'] is True and summary['physical_taken'] is True, summary
+        # the same schedule again: nothing new to take, nothing changed
+        second = run_backup(inventory, repos)
+        output = second.stdout + second.stderr
+        assert second.returncode == 0, output[-5000:]
+        counts = recap(output)
+        assert counts['pg-test']['changed'] == 0 and counts['mariadb-test']['changed'] == 0, (counts, output[-5000:])
+        # one schedule alone (the log backups): runs only its step
+        log_only = run_backup(inventory, repos, tags='log')
+        assert log_only.returncode == 0 and 'Logical full backup' not in log_only.stdout
+    finally:
+        subprocess.run(['rm', '-rf', workdir], check=False)
