@@ -1169,6 +1169,14 @@ def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
         third = backup(srv, repo, method='physical', type='log')
         assert third['failed'] is False and third['changed'] is True, third
         assert third['backup']['id'] != second['backup']['id']
+        # a transaction, then someone else switched the WAL segment: the log backup's own switch does
+        # nothing, and it must not wait for the new (empty, incomplete) segment
+        srv.psql('SELECT txid_current()')
+        srv.psql('SELECT pg_switch_wal()')
+        started = time.time()
+        fourth = backup(srv, repo, method='physical', type='log')
+        assert fourth['failed'] is False and fourth['changed'] is True, fourth['msg']
+        assert time.time() - started < 60
     finally:
         srv.destroy()
 

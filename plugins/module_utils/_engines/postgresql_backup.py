@@ -2309,14 +2309,18 @@ class PostgresBackup:
         else:
             first = (base_manifest.get('start_position') or {}).get('wal_file')
         next_xid = self.fetch_value(NEXT_XID_SQL)
-        self.execute('SELECT pg_switch_wal()')
+        # pg_switch_wal returns the end of the segment it closed, or, when nothing was written
+        # since the last switch, the start of the segment in use: the byte before it is in the
+        # last complete segment either way (the current insert position is not: right after a
+        # switch it lies past the new segment's page header)
+        self.queries.append('SELECT pg_switch_wal()')
+        end = self.fetch_value('SELECT pg_switch_wal()::text', operation='switch to a new WAL segment')
         # the timeline WAL is written on now: the checkpoint's lags behind a promotion until the
         # end-of-recovery checkpoint is done
         switched = self.fetch_one('SELECT lsn::text AS lsn, pg_walfile_name(lsn) AS wal_file '
                                   'FROM pg_current_wal_lsn() AS lsn')
         switched['timeline'] = int(switched['wal_file'][:8], 16)
-        # the segment holding the last byte before the current insert position is complete now
-        lsn = parse_lsn(switched['lsn'])
+        lsn = parse_lsn(end)
         last = wal_file_name(switched['timeline'], max(lsn - 1, 0), seg)
         deadline = time.time() + float(request.get('archive_timeout') or 120)
         while not os.path.exists(os.path.join(log_dir, last)):
