@@ -953,6 +953,21 @@ def test_retention_prunes_wal_archive_to_kept_fulls(server, workdir):
 
 
 # ---- pgBackRest chains -------------------------------------------------------------------------
+def markers_a_then_b_archived(server):
+    """Marker A, a target time, marker B, then a WAL switch archived by pgBackRest: returns the target."""
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+    time.sleep(1.5)
+    target = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(1.5)
+    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
+    seg = server.psql('SELECT pg_walfile_name(pg_switch_wal())')
+    deadline = time.time() + 60
+    while server.psql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver') < seg:
+        assert time.time() < deadline, 'pgBackRest archive-push did not archive %s' % seg
+        time.sleep(0.3)
+    return target
+
+
 def test_pgbackrest_full_incremental_differential_chain(server, workdir):
     if not shutil.which('pgbackrest'):
         pytest.skip('pgbackrest not installed')
@@ -989,16 +1004,7 @@ def test_pgbackrest_full_incremental_differential_chain(server, workdir):
         finally:
             stop_restored(data_dir)
     # point in time through pgBackRest's own archive: marker A kept, B not
-    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
-    time.sleep(1.5)
-    target = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    time.sleep(1.5)
-    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
-    seg = server.psql('SELECT pg_walfile_name(pg_switch_wal())')
-    deadline = time.time() + 60
-    while server.psql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver') < seg:
-        assert time.time() < deadline, 'pgBackRest archive-push did not archive %s' % seg
-        time.sleep(0.3)
+    target = markers_a_then_b_archived(server)
     data_dir = os.path.join(workdir, 'r-pitr')
     port = free_port()
     try:
@@ -1072,16 +1078,7 @@ def test_pgbackrest_retention_prunes_its_wal_archive_to_the_kept_sets(server, wo
     assert _pgbackrest_archive(repo) == after
 
     # the kept set restores to a point in time after it, through the pruned archive
-    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
-    time.sleep(1.5)
-    target = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    time.sleep(1.5)
-    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
-    seg = server.psql('SELECT pg_walfile_name(pg_switch_wal())')
-    deadline = time.time() + 60
-    while server.psql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver') < seg:
-        assert time.time() < deadline, 'pgBackRest archive-push did not archive %s' % seg
-        time.sleep(0.3)
+    target = markers_a_then_b_archived(server)
     data_dir = os.path.join(workdir, 'r-pitr')
     port = free_port()
     try:

@@ -2384,14 +2384,8 @@ class MysqlBackup:
         loaded = False
         try:
             try:
-                with sessions[key].cursor() as cur:
-                    cur.execute(statement)
+                self._load_statement(sessions, key, statement, source)
                 loaded = True
-            except Exception as exc:  # pylint: disable=broad-except
-                conn = sessions.pop(key)
-                with contextlib.suppress(Exception):
-                    conn.close()
-                raise DbError('load', os.path.basename(source), self.mask(str(exc))) from None
             finally:
                 if proc:
                     proc.stdout.close()   # a decompressor still writing stops (EPIPE)
@@ -2405,6 +2399,18 @@ class MysqlBackup:
             if err:
                 err.close()
         return None
+
+    def _load_statement(self, sessions, key, statement, source):
+        """Run a LOAD DATA statement in the thread's load session; on a failure the session is
+        closed (the next file opens another) and the error names the file."""
+        try:
+            with sessions[key].cursor() as cur:
+                cur.execute(statement)
+        except Exception as exc:  # pylint: disable=broad-except
+            conn = sessions.pop(key)
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise DbError('load', os.path.basename(source), self.mask(str(exc))) from None
 
     def _load_on_server(self, source, unpack, database, meta, load_dir, lock, counter, commands, sessions, key):
         """LOAD DATA INFILE by the server from a decompressed copy in load_dir (no local_infile)."""
@@ -2426,14 +2432,7 @@ class MysqlBackup:
                     with open(source, 'rb') as src:
                         shutil.copyfileobj(src, out, CHUNK)
             os.chmod(copy, 0o644)
-            try:
-                with sessions[key].cursor() as cur:
-                    cur.execute(statement)
-            except Exception as exc:  # pylint: disable=broad-except
-                conn = sessions.pop(key)
-                with contextlib.suppress(Exception):
-                    conn.close()
-                raise DbError('load', os.path.basename(source), self.mask(str(exc))) from None
+            self._load_statement(sessions, key, statement, source)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(copy)
