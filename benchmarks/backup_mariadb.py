@@ -190,8 +190,9 @@ def main():
     parser.add_argument('--table-size', type=int, default=int(os.environ.get('BENCH_TABLE_SIZE', 500000)))
     parser.add_argument('--keep', action='store_true', help='keep the work directory')
     parser.add_argument('--only', choices=['logical', 'physical'], help='run one half only')
-    parser.add_argument('--repeat', type=int, default=1, help='logical: alternate db_backup and the community '
-                        'dump this many times and print the medians (the sandbox is noisy)')
+    parser.add_argument('--repeat', type=int, default=1, help='alternate db_backup and the community dump (logical) '
+                        'or the bare mariadb-backup (physical) this many times and print best and median ratios '
+                        '(the sandbox is noisy)')
     opts = parser.parse_args()
     # a SIGTERM still stops the throw-away server and removes the work directory
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
@@ -262,19 +263,33 @@ def main():
         if opts.only == 'logical':
             save(rows, db_mb, opts, mode)
             return
-        bare = os.path.join(base, 'bare-backup')
-        t_bare, _ = timed(lambda: bare_mariadb_backup(server, bare))
-        record('bare mariadb-backup --backup', t_bare, bare)
-        for comp in ('none', 'zstd'):
-            prepo = os.path.join(base, 'repo-physical-' + comp)
-            os.makedirs(prepo)
-            kw = dict(method='physical', compression=comp, jobs=2)
-            if have_module('db_backup'):
-                kw['verify'] = True
-            t, res = timed(lambda kw=kw, prepo=prepo: db_backup(server, prepo, **kw))
-            record('db_backup physical %s%s' % (comp, ' (verify)' if kw.get('verify') else ''), t, prepo)
-            breakdown(res, t)
-            print('    -> %.2fx the bare mariadb-backup time' % (t / t_bare))
+        # with --repeat, the bare run and db_backup (none, zstd) alternate; best and median ratios
+        times = {'bare': [], 'none': [], 'zstd': []}
+        for _run in range(max(1, opts.repeat)):
+            bare = os.path.join(base, 'bare-backup')
+            shutil.rmtree(bare, ignore_errors=True)
+            t_bare, _ = timed(lambda bare=bare: bare_mariadb_backup(server, bare))
+            record('bare mariadb-backup --backup', t_bare, bare)
+            times['bare'].append(t_bare)
+            for comp in ('none', 'zstd'):
+                prepo = os.path.join(base, 'repo-physical-' + comp)
+                shutil.rmtree(prepo, ignore_errors=True)
+                os.makedirs(prepo)
+                kw = dict(method='physical', compression=comp, jobs=2)
+                if have_module('db_backup'):
+                    kw['verify'] = True
+                t, res = timed(lambda kw=kw, prepo=prepo: db_backup(server, prepo, **kw))
+                record('db_backup physical %s%s' % (comp, ' (verify)' if kw.get('verify') else ''), t, prepo)
+                breakdown(res, t)
+                print('    -> %.2fx the bare mariadb-backup time' % (t / t_bare))
+                times[comp].append(t)
+        if len(times['bare']) > 1:
+            print('# physical runs (s): bare %s; none %s; zstd %s' % tuple(
+                ' '.join('%.2f' % x for x in times[k]) for k in ('bare', 'none', 'zstd')))
+            for comp in ('none', 'zstd'):
+                print('%-52s best %.2fx, median %.2fx the bare mariadb-backup time' % (
+                    'db_backup physical %s / bare' % comp, min(times[comp]) / min(times['bare']),
+                    median(times[comp]) / median(times['bare'])))
 
         # ---- restore drill: prepare + move-back + start of the last physical backup (engine)
         if have_module('db_backup'):

@@ -1006,3 +1006,27 @@ def test_accounts_created_for_a_restore_that_fails_are_dropped(source, scratch, 
         engine.close()
         source.sql("DROP USER IF EXISTS 'acct_u'@'%'")
         source.sql('DROP DATABASE IF EXISTS acct_fail')
+
+
+def test_physical_directory_backup_read_back_check_names_a_damaged_tablespace(source, scratch):
+    """The read-back check of an uncompressed physical backup (innochecksum of every tablespace, several
+    at a time) passes on the copy as written and names the tablespace whose page was damaged."""
+    fill(source, 'pcheck', 3000)
+    engine = engine_of(source)
+    try:
+        dest = os.path.join(scratch, 'pdir')
+        engine.backup_create(request(dest, scratch, method='physical', compression='none', verify=True))
+    finally:
+        engine.close()
+    assert mb._check_stored_backup(dest, 'directory', 'none', 'mariadb') == []
+    spaces = [os.path.join(root, n) for root, _d, names in os.walk(dest) for n in names
+              if n.endswith(('.ibd', '.new')) and os.path.basename(root) == 'pcheck']   # .new: created lately
+    assert spaces
+    victim = max(spaces, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.seek(16384 * 3 + 200)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    problems = mb._check_stored_backup(dest, 'directory', 'none', 'mariadb')
+    assert len(problems) == 1 and 'pcheck/%s: page checksum mismatch' % os.path.basename(victim) in problems[0], problems

@@ -2727,11 +2727,18 @@ def _check_stored_backup(dest, layout, compression, flavor, bin_dir=None):
         return problems
     checker = tool(flavor, 'checksum', bin_dir)
     data = os.path.join(dest, 'data')
-    for rel in _tablespaces(data):
+
+    def check(rel):
         proc = subprocess.run([checker, os.path.join(data, rel)], capture_output=True, check=False)
         if proc.returncode != 0:
-            problems.append('%s: page checksum mismatch (innochecksum: %s)'
-                            % (os.path.join('data', rel), _tail(proc.stderr or proc.stdout, 300)))
+            return '%s: page checksum mismatch (innochecksum: %s)' % (
+                os.path.join('data', rel), _tail(proc.stderr or proc.stdout, 300))
+        return None
+
+    # one innochecksum per tablespace, as many at a time as there are cores (largest first)
+    spaces = sorted(_tablespaces(data), key=lambda rel: -os.path.getsize(os.path.join(data, rel)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        problems += [p for p in pool.map(check, spaces) if p]
     return problems
 
 
