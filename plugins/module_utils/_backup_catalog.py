@@ -234,15 +234,6 @@ def hash_and_sync(root, rels, known=None, sync=True):
         return dict(pool.map(one, order))
 
 
-def fsync_tree(root):
-    for dirpath, _dirs, filenames in os.walk(root):
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                fsync_path(full)
-        fsync_path(dirpath)
-
-
 def chown_tree(path, user):
     """Give a tree to the OS user the database tools run as (only when we are root)."""
     if not user or os.geteuid() != 0:
@@ -1061,11 +1052,9 @@ class Repository:
         return manifest
 
     def hash_log_files(self, rel_paths):
-        out = []
-        for rel in rel_paths:
-            full = os.path.join(self.path, rel)
-            out.append({'path': rel, 'size': os.path.getsize(full), 'sha256': sha256_file(full)})
-        return out
+        digests = hash_and_sync(self.path, rel_paths, sync=False)
+        return [{'path': rel, 'size': os.path.getsize(os.path.join(self.path, rel)), 'sha256': digests[rel]}
+                for rel in rel_paths]
 
     def update_manifest(self, manifest):
         write_json_atomic(os.path.join(self.backup_dir(manifest['id']), MANIFEST), manifest)

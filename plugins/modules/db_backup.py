@@ -627,22 +627,24 @@ def _nothing_new(engine, btype, base, repo):
     return base if base is not None and engine.nothing_new_since(base) else None
 
 
+def _retention_said(deleted, check_mode):
+    """What retention deleted in a run that took no backup, for its message."""
+    if not deleted:
+        return ''
+    return '; retention %s %s' % ('would delete' if check_mode else 'deleted', ', '.join(deleted))
+
+
 def _nothing_new_msg(base, deleted=None, check_mode=False):
-    msg = 'nothing was written since backup %s: no new log backup' % base['id']
-    if deleted:
-        msg += '; retention %s %s' % ('would delete' if check_mode else 'deleted', ', '.join(deleted))
-    return msg
+    return 'nothing was written since backup %s: no new log backup%s' % (
+        base['id'], _retention_said(deleted, check_mode))
 
 
 def _fresh_msg(fresh, deleted=None, check_mode=False):
     held = ''
     if fresh.get('method') == 'logical':
         held = ' of %s' % ('all databases' if fresh.get('all_databases') else ', '.join(fresh.get('databases') or []))
-    msg = 'a verified %s %s backup%s (%s) is younger than max_age: no new backup' % (
-        fresh.get('method'), fresh.get('type'), held, fresh['id'])
-    if deleted:
-        msg += '; retention %s %s' % ('would delete' if check_mode else 'deleted', ', '.join(deleted))
-    return msg
+    return 'a verified %s %s backup%s (%s) is younger than max_age: no new backup%s' % (
+        fresh.get('method'), fresh.get('type'), held, fresh['id'], _retention_said(deleted, check_mode))
 
 
 def create(module, engine):

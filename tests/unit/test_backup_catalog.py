@@ -361,12 +361,34 @@ def test_publish_synced_skips_the_fsync_of_data_but_hashes_unknown_files(tmp_pat
     with open(os.path.join(incoming, 'data', 'a.dat'), 'wb') as f:
         f.write(b'abc')
     synced = []
-    monkeypatch.setattr(catalog, 'fsync_tree', lambda path: synced.append(path))
+    real_fsync = catalog.fsync_path
+    monkeypatch.setattr(catalog, 'fsync_path', lambda path: (synced.append(path), real_fsync(path)))
+    data = os.path.join(incoming, 'data')
     manifest = repo.publish(incoming, {'id': backup_id, 'engine': 'postgresql', 'method': 'physical',
                                        'type': 'full'}, synced=True)
-    assert synced == []
+    # nothing under data/ is fsynced again (only the manifest's directory and the repository)
+    assert synced and not [p for p in synced if p == data or p.startswith(data + os.sep)], synced
     assert manifest['files'] == [{'path': 'a.dat', 'size': 3, 'sha256': catalog.hashlib.sha256(b'abc').hexdigest()}]
     assert repo.verify_files(manifest) == []
+
+
+def test_publish_not_synced_fsyncs_every_file_and_directory_of_data(tmp_path, monkeypatch):
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    backup_id = repo.new_id('full')
+    incoming = repo.begin(backup_id, {'type': 'full'})
+    data = os.path.join(incoming, 'data')
+    os.makedirs(os.path.join(data, 'sub', 'empty'))
+    for rel in ('a.dat', os.path.join('sub', 'b.dat')):
+        with open(os.path.join(data, rel), 'wb') as f:
+            f.write(b'x' * 10)
+    synced = []
+    real_fsync = catalog.fsync_path
+    monkeypatch.setattr(catalog, 'fsync_path', lambda path: (synced.append(path), real_fsync(path)))
+    repo.publish(incoming, {'id': backup_id, 'engine': 'postgresql', 'method': 'physical', 'type': 'full'})
+    rels = ('a.dat', 'sub', os.path.join('sub', 'b.dat'), os.path.join('sub', 'empty'))
+    expected = [data] + [os.path.join(data, rel) for rel in rels]
+    assert sorted(p for p in synced if p == data or p.startswith(data + os.sep)) == sorted(expected)
 
 
 def test_growing_file_hasher_follows_appends_and_rehashes_a_replaced_file(tmp_path):

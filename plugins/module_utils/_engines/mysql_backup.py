@@ -1430,12 +1430,14 @@ class MysqlBackup:
             return set()
 
     def check_backup_databases(self, wanted):
-        """DbError naming the databases a logical backup cannot dump (no such database)."""
+        """The user databases a logical backup can dump; DbError naming those of ``wanted`` that
+        are not among them."""
         existing = self.user_databases()
-        missing = [d for d in wanted if d not in existing]
+        missing = [d for d in wanted or [] if d not in existing]
         if missing:
             raise DbError('back up', ', '.join(missing), 'no such database (this server has %s)'
                           % (', '.join(existing) or 'no user database'))
+        return existing
 
     def _backup_logical(self, request):
         dest = request['dest']
@@ -1445,11 +1447,8 @@ class MysqlBackup:
         ext = compression_spec(compression)['ext']
         program = tool(self.flavor, 'dump', bin_dir)
         wanted = request.get('databases')
-        existing = self.user_databases()
+        existing = self.check_backup_databases(wanted)
         if wanted:
-            missing = [d for d in wanted if d not in existing]
-            if missing:
-                raise DbError('back up', ', '.join(missing), 'no such database')
             databases = list(dict.fromkeys(wanted))
         else:
             databases = existing

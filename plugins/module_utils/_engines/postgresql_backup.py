@@ -398,6 +398,20 @@ def _legacy_archive_commands(log_dir):
     return ['test ! -f {d}/%f && cp %p {d}/%f.part && mv {d}/%f.part {d}/%f || cmp -s %p {d}/%f'.format(d=logs)]
 
 
+def _refuse_foreign_archiving(settings, method, log_dir, repo=None):
+    """DbError when archiving is on and archive_command sends the WAL elsewhere than this
+    repository (``settings``: archive_mode and archive_command as the server has them)."""
+    if method == 'pgbackrest':
+        ours = [pgbackrest_archive_command(repo)]
+        action, where = 'turn on pgBackRest archiving', None
+    else:
+        ours = [_archive_command(log_dir)] + _legacy_archive_commands(log_dir)
+        action, where = 'turn on WAL archiving into', log_dir
+    if settings['archive_mode'] != 'off' and settings['archive_command'] not in ['', '(disabled)'] + ours:
+        raise DbError(action, where, 'archive_command is already set to %r: archiving goes elsewhere; '
+                      'change it yourself or use that archive' % settings['archive_command'])
+
+
 WAL_FILE_RE = re.compile(r'^([0-9A-F]{8})([0-9A-F]{16})(\.partial|\.[0-9A-F]{8}\.backup)?$')
 
 
@@ -1680,25 +1694,23 @@ class PostgresBackup:
         raise DbError('create backup', '%s %s' % (method, btype), 'not supported on PostgreSQL %s' % self.version)
 
     def check_backup_databases(self, wanted):
-        """DbError naming the databases a logical backup cannot dump (no such database)."""
+        """The databases a logical backup can dump (every one that accepts connections, templates
+        excluded); DbError naming those of ``wanted`` that are not among them."""
         existing = [r['datname'] for r in self.fetch_all(
             'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname')]
-        unknown = [d for d in wanted if d not in existing]
+        unknown = [d for d in wanted or [] if d not in existing]
         if unknown:
             raise DbError('back up database', ', '.join(unknown), 'no such database (this server has %s)'
                           % ', '.join(existing))
+        return existing
 
     def _backup_logical(self, request):
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
         os_user = request.get('os_user')
         secrets = self._tool_secrets(request)
         commands = []
-        all_dbs = [r['datname'] for r in self.fetch_all(
-            'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname')]
+        all_dbs = self.check_backup_databases(request.get('databases'))
         wanted = request.get('databases') or all_dbs
-        unknown = [d for d in wanted if d not in all_dbs]
-        if unknown:
-            raise DbError('back up database', ', '.join(unknown), 'no such database')
         compression = request.get('compression') or 'none'
         level = request.get('compression_level')
         jobs = max(int(request.get('jobs') or 1), 1)
@@ -2139,9 +2151,7 @@ class PostgresBackup:
         desired = pgbackrest_archive_command(repo)
         pg = self._effective_command(pg)
         if pg['archive_command'] != desired:
-            if pg['archive_mode'] != 'off' and pg['archive_command'] not in ('', '(disabled)'):
-                raise DbError('turn on pgBackRest archiving', None, 'archive_command is already set to %r: '
-                              'archiving goes elsewhere' % pg['archive_command'])
+            _refuse_foreign_archiving(pg, 'pgbackrest', None, repo)
             self.execute('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(desired))
         restart = pg['archive_mode'] == 'off' or pg['wal_level'] == 'minimal'
         changes = self._archiving_changes(pg)
@@ -2210,7 +2220,6 @@ class PostgresBackup:
         return {'wal_level': row['wal_level'], 'archive_mode': row['archive_mode'],
                 'archive_command': row['archive_command'], 'desired_command': desired,
                 'command_ok': row['archive_command'] == desired,
-                'ours': row['archive_command'] in [desired] + _legacy_archive_commands(log_dir),
                 'restart_needed': restart_needed,
                 # configured by an earlier run, waiting for the restart: nothing left to change
                 'configured': restart_needed and row['archive_command'] == desired
@@ -2254,15 +2263,7 @@ class PostgresBackup:
         archive_command that sends the WAL elsewhere while archiving is on."""
         row = self.fetch_one("SELECT current_setting('archive_mode') AS archive_mode, "
                              "current_setting('archive_command') AS archive_command")
-        if method == 'pgbackrest':
-            ours = [pgbackrest_archive_command(repo)]
-            action, where = 'turn on pgBackRest archiving', None
-        else:
-            ours = [_archive_command(log_dir)] + _legacy_archive_commands(log_dir)
-            action, where = 'turn on WAL archiving into', log_dir
-        if row['archive_mode'] != 'off' and row['archive_command'] not in ['', '(disabled)'] + ours:
-            raise DbError(action, where, 'archive_command is already set to %r: archiving goes elsewhere; '
-                          'change it yourself or use that archive' % row['archive_command'])
+        _refuse_foreign_archiving(row, method, log_dir, repo)
 
     def nothing_new_since(self, base_manifest):
         """True when no WAL was written since the log backup a new one builds on (the insert
@@ -2282,11 +2283,7 @@ class PostgresBackup:
         status = self.archive_status(log_dir)
         commands = []
         if not status['command_ok']:
-            if status['archive_mode'] != 'off' and status['archive_command'] not in ('', '(disabled)') \
-                    and not status['ours']:
-                raise DbError('turn on WAL archiving into', log_dir,
-                              'archive_command is already set to %r: archiving goes elsewhere; '
-                              'change it yourself or use that archive' % status['archive_command'])
+            _refuse_foreign_archiving(status, 'physical', log_dir)
             self.execute('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(status['desired_command']))
         restart = status['restart_needed']
         changes = self._archiving_changes(status)
