@@ -870,7 +870,9 @@ def test_killed_backup_leaves_previous_latest_intact_and_restorable(server, work
         deadline = time.time() + 60
         while time.time() < deadline:
             incoming = [e for e in repo_entries(repo) if e.startswith('.incoming-')]
-            if incoming and any(os.scandir(os.path.join(repo, incoming[0], 'data'))):
+            data = os.path.join(repo, incoming[0], 'data') if incoming else None
+            # the run creates .incoming-<id> first and its data/ just after: wait for both
+            if data and os.path.isdir(data) and any(os.scandir(data)):
                 break
             time.sleep(0.05)
         assert incoming, 'the second run never started writing'
