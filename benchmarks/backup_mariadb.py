@@ -9,8 +9,13 @@ On a throw-away MariaDB server filled by ``sysbench oltp_read_write prepare`` (8
   state=dump (plain .sql and .sql.gz). Both sides run the same way, as bare module processes
   (arguments in a JSON file, ``python <module> args.json`` as Ansible's local execution does):
   no ansible CLI start-up on either side, so the times compare the modules' own work;
-- physical: db_backup method=physical (none and zstd) against a bare ``mariadb-backup --backup``
-  run with the same credentials file layout;
+- physical: db_backup method=physical (none and zstd) against a bare ``mariadb-backup --backup
+  --parallel=2`` run with the same credentials file layout (the same tool settings as db_backup
+  jobs=2), and against the same bare run followed by ``sync -f`` of its copy: the bare tool returns
+  with its copy in the page cache, db_backup only once every file is on disk (fsync), so the second
+  baseline shows what the checksums and the read-back check themselves cost. Every timed run starts
+  after a ``sync`` (no run pays for the previous one's write-back) and the order of the runs is
+  shuffled in each round (on this VM every second run of a strict alternation was slow);
 - the restore drill: restore_physical of the physical backup into a new data directory (RTO).
 
 It prints time, size, MB/s (database size / time) and the ratios. When
@@ -33,6 +38,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -109,12 +115,14 @@ def community_dump(server, target):
     return target
 
 
-def bare_mariadb_backup(server, target):
+def bare_mariadb_backup(server, target, durable=False):
     with mb.client_option_file({'user': 'root', 'password': server.password, 'host': '127.0.0.1',
                                 'port': server.port, 'protocol': 'TCP'},
                                groups=('client', 'mariadb-backup')) as cnf:
         subprocess.run(['mariadb-backup', '--defaults-file=' + cnf, '--backup', '--target-dir=' + target,
-                        '--datadir=' + server.data_dir], check=True, capture_output=True)
+                        '--datadir=' + server.data_dir, '--parallel=2'], check=True, capture_output=True)
+    if durable:
+        subprocess.run(['sync', '-f', target], check=True)
 
 
 def breakdown(result, wall):
@@ -263,33 +271,45 @@ def main():
         if opts.only == 'logical':
             save(rows, db_mb, opts, mode)
             return
-        # with --repeat, the bare run and db_backup (none, zstd) alternate; best and median ratios
-        times = {'bare': [], 'none': [], 'zstd': []}
+        # with --repeat, the bare runs and db_backup (none, zstd) take turns in a shuffled order each
+        # round; best and median ratios
+        times = {'bare': [], 'bare+sync': [], 'none': [], 'zstd': []}
+        shuffle = random.Random(20261127)
+        res = None
         for _run in range(max(1, opts.repeat)):
-            bare = os.path.join(base, 'bare-backup')
-            shutil.rmtree(bare, ignore_errors=True)
-            t_bare, _ = timed(lambda bare=bare: bare_mariadb_backup(server, bare))
-            record('bare mariadb-backup --backup', t_bare, bare)
-            times['bare'].append(t_bare)
-            for comp in ('none', 'zstd'):
-                prepo = os.path.join(base, 'repo-physical-' + comp)
+            order = list(times)
+            shuffle.shuffle(order)
+            for kind in order:
+                subprocess.run(['sync'], check=True)  # no run pays for the write-back of the one before
+                if kind.startswith('bare'):
+                    bare = os.path.join(base, 'bare-backup')
+                    shutil.rmtree(bare, ignore_errors=True)
+                    subprocess.run(['sync'], check=True)
+                    t_bare, _ = timed(lambda bare=bare, kind=kind: bare_mariadb_backup(server, bare, kind == 'bare+sync'))
+                    record('bare mariadb-backup --backup%s' % (' + sync' if kind == 'bare+sync' else ''), t_bare, bare)
+                    times[kind].append(t_bare)
+                    continue
+                prepo = os.path.join(base, 'repo-physical-' + kind)
                 shutil.rmtree(prepo, ignore_errors=True)
                 os.makedirs(prepo)
-                kw = dict(method='physical', compression=comp, jobs=2)
+                subprocess.run(['sync'], check=True)
+                kw = dict(method='physical', compression=kind, jobs=2)
                 if have_module('db_backup'):
                     kw['verify'] = True
-                t, res = timed(lambda kw=kw, prepo=prepo: db_backup(server, prepo, **kw))
-                record('db_backup physical %s%s' % (comp, ' (verify)' if kw.get('verify') else ''), t, prepo)
-                breakdown(res, t)
-                print('    -> %.2fx the bare mariadb-backup time' % (t / t_bare))
-                times[comp].append(t)
-        if len(times['bare']) > 1:
-            print('# physical runs (s): bare %s; none %s; zstd %s' % tuple(
-                ' '.join('%.2f' % x for x in times[k]) for k in ('bare', 'none', 'zstd')))
-            for comp in ('none', 'zstd'):
-                print('%-52s best %.2fx, median %.2fx the bare mariadb-backup time' % (
-                    'db_backup physical %s / bare' % comp, min(times[comp]) / min(times['bare']),
-                    median(times[comp]) / median(times['bare'])))
+                t, out = timed(lambda kw=kw, prepo=prepo: db_backup(server, prepo, **kw))
+                record('db_backup physical %s%s' % (kind, ' (verify)' if kw.get('verify') else ''), t, prepo)
+                breakdown(out, t)
+                times[kind].append(t)
+                if kind == 'zstd':
+                    res = out
+        runs = ['%s %s' % (k, ' '.join('%.2f' % x for x in v)) for k, v in times.items()]
+        print('# physical runs (s): %s' % '; '.join(runs))
+        for comp in ('none', 'zstd'):
+            for base_kind in ('bare', 'bare+sync'):
+                print('%-52s best %.2fx, median %.2fx the %s time' % (
+                    'db_backup physical %s / %s' % (comp, base_kind), min(times[comp]) / min(times[base_kind]),
+                    median(times[comp]) / median(times[base_kind]),
+                    'bare mariadb-backup' if base_kind == 'bare' else 'bare mariadb-backup + sync'))
 
         # ---- restore drill: prepare + move-back + start of the last physical backup (engine)
         if have_module('db_backup'):

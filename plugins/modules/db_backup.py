@@ -780,6 +780,8 @@ def create(module, engine):
                 'connection': {k: p.get(k) for k in ('login_host', 'login_port', 'login_user', 'login_password',
                                                      'login_unix_socket', 'ssl_mode', 'connect_timeout')},
                 'verify': p['verify'], 'backup_id': backup_id,
+                # the catalog takes the engine's checksums of dest as they are (not of an encrypted backup's plaintext)
+                'checksums': not p['encryption_key'],
             }
             out = engine.backup_create(request)
             result['commands'] = out.get('commands') or []
