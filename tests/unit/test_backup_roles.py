@@ -226,3 +226,45 @@ def test_grant_for_database_renames_the_restored_database(statement, expected):
 ])
 def test_global_admin_grant(statement, mighty):
     assert mb.global_admin_grant(statement) is mighty
+
+
+@pytest.mark.parametrize('statement, privileges, kind, target, grantee, rest', [
+    # quoted names holding ' ON ', ' TO ' and doubled backticks stay whole
+    ('GRANT SELECT ON `we``ird TO x`.`t ON y` TO `app`@`%`', 'SELECT', '', '`we``ird TO x`.`t ON y`', ('app', '%'), ''),
+    ('GRANT SELECT (`a ON b`, `c TO d`), INSERT ON `db`.`t` TO `app`@`%`',
+     'SELECT (`a ON b`, `c TO d`), INSERT', '', '`db`.`t`', ('app', '%'), ''),
+    ("GRANT USAGE ON *.* TO 'it''s TO me'@'h ON x' IDENTIFIED BY PASSWORD '* TO y'",
+     'USAGE', '', '*.*', ("it's TO me", 'h ON x'), "IDENTIFIED BY PASSWORD '* TO y'"),
+    ('GRANT USAGE ON *.* TO ``@`localhost`', 'USAGE', '', '*.*', ('', 'localhost'), ''),
+    # the object kinds, as written; a quoted database named like a kind is no kind
+    ('GRANT EXECUTE ON PROCEDURE `db`.`p TO q` TO `app`@`%`', 'EXECUTE', 'PROCEDURE', '`db`.`p TO q`', ('app', '%'), ''),
+    ("GRANT EXECUTE ON function `db`.`f` TO 'app'@'localhost'", 'EXECUTE', 'function', '`db`.`f`', ('app', 'localhost'), ''),
+    ('GRANT SELECT ON TABLE `db`.`t` TO `app`@`%`', 'SELECT', 'TABLE', '`db`.`t`', ('app', '%'), ''),
+    ('GRANT EXECUTE ON PACKAGE BODY `db`.`pk` TO `app`@`%`', 'EXECUTE', 'PACKAGE BODY', '`db`.`pk`', ('app', '%'), ''),
+    ('GRANT SELECT ON `TABLE`.`t` TO `app`@`%`', 'SELECT', '', '`TABLE`.`t`', ('app', '%'), ''),
+    # a role as grantee, a role granted (no ON), WITH GRANT / ADMIN OPTION left in rest
+    ('GRANT SELECT ON `db`.* TO `some_role`', 'SELECT', '', '`db`.*', ('some_role', ''), ''),
+    ('GRANT SELECT ON `db`.* TO PUBLIC', 'SELECT', '', '`db`.*', ('PUBLIC', ''), ''),
+    ('GRANT `r ON x` TO `app`@`%` WITH ADMIN OPTION', '`r ON x`', '', None, ('app', '%'), 'WITH ADMIN OPTION'),
+    ("GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED BY PASSWORD '*AB' WITH GRANT OPTION",
+     'ALL PRIVILEGES', '', '*.*', ('root', 'localhost'), "IDENTIFIED BY PASSWORD '*AB' WITH GRANT OPTION"),
+    ("GRANT PROXY ON ''@'%' TO 'root'@'localhost' WITH GRANT OPTION",
+     'PROXY', '', "''@'%'", ('root', 'localhost'), 'WITH GRANT OPTION'),
+    # no TO: no grantee
+    ('GRANT SELECT ON `db`.*', 'SELECT', '', '`db`.*', None, None),
+])
+def test_parse_grant_splits_at_on_and_to_outside_quotes(statement, privileges, kind, target, grantee, rest):
+    grant = mb.parse_grant(statement)
+    assert (grant.privileges, grant.kind, grant.target, grant.grantee, grant.rest) == (
+        privileges, kind, target, grantee, rest)
+    if target is None:
+        assert grant.target_at == -1
+    else:
+        # where grant_for_database puts the renamed database
+        assert statement[grant.target_at:].startswith(target) and statement[grant.target_at - 1] == ' '
+
+
+@pytest.mark.parametrize('statement', ['SET DEFAULT ROLE `r` FOR `app`@`%`', 'REVOKE SELECT ON `db`.* FROM `app`@`%`',
+                                       'GRANTSELECT ON `db`.* TO `app`@`%`', ''])
+def test_parse_grant_reads_only_grants(statement):
+    assert mb.parse_grant(statement) is None

@@ -32,6 +32,7 @@ temporary directory that is removed afterwards; never on a command line.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import datetime
@@ -644,11 +645,42 @@ def _unquote_name(text):
 
 
 def _grantee(text):
-    """(user, host) at the start of text (`u`@`h`, or a role `r`); None when unreadable."""
+    """The account at the start of text and what follows it, stripped: ((user, host), rest) for `u`@`h`,
+    ((role, ''), rest) for a role `r`; (None, None) when unreadable."""
     match = re.match(r'(%s)(?:@(%s))?' % (_QUOTED_NAME, _QUOTED_NAME), text)
     if not match:
+        return None, None
+    account = (_unquote_name(match.group(1)), _unquote_name(match.group(2)) if match.group(2) else '')
+    return account, text[match.end():].strip()
+
+
+# the object kinds a grant may name before its object (ON PROCEDURE `db`.`p`)
+_OBJECT_KIND_RE = re.compile(r'\s*(?:(TABLE|PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE)\s+)?', re.I)
+GrantParts = collections.namedtuple('GrantParts', 'privileges kind target target_at grantee rest')
+
+
+def parse_grant(text):
+    """A GRANT line of SHOW GRANTS split at its ON and TO (the first ones outside `...` and '...'); None when
+    text does not start with GRANT. -> GrantParts:
+      privileges: between GRANT and ON, stripped (a role grant, with no ON: the role, up to TO)
+      kind: the object kind as written (TABLE, PROCEDURE, FUNCTION, PACKAGE, PACKAGE BODY), '' when none
+      target: the object after ON and the kind, stripped (*.*, `db`.*, `db`.`t`); None with no ON
+      target_at: where target starts in text (-1 with no ON)
+      grantee: the account after TO, (user, host) or (role, ''); None with no TO or when unreadable
+      rest: what follows the grantee, stripped (IDENTIFIED BY ..., WITH GRANT OPTION); None without a grantee
+    """
+    lead = len(text) - len(text.lstrip())
+    if text[lead:lead + 6].upper() != 'GRANT ':
         return None
-    return (_unquote_name(match.group(1)), _unquote_name(match.group(2)) if match.group(2) else '')
+    on = _find_outside_quotes(text, ' ON ')
+    to = _find_outside_quotes(text, ' TO ', on + 1 if on >= 0 else 0)
+    end = to if to >= 0 else len(text)
+    grantee, rest = _grantee(text[to + 4:].lstrip()) if to >= 0 else (None, None)
+    if on < 0:
+        return GrantParts(text[lead + 6:end].strip(), '', None, -1, grantee, rest)
+    kind = _OBJECT_KIND_RE.match(text, on + 4, max(on + 4, end))
+    return GrantParts(text[lead + 6:on].strip(), kind.group(1) or '', text[kind.end():end].strip(), kind.end(),
+                      grantee, rest)
 
 
 def grant_phase(statement, user, host, roles):
@@ -656,28 +688,18 @@ def grant_phase(statement, user, host, roles):
     database privileges, memberships in roles that exist), 'later' (tables, columns, routines:
     after the load) or 'skip' (a line about another account, a role that does not exist)."""
     text = statement.strip().rstrip(';')
-    upper = text.upper()
-    if upper.startswith('SET DEFAULT ROLE'):
+    if text.upper().startswith('SET DEFAULT ROLE'):
         match = re.match(r'SET DEFAULT ROLE\s+(%s)' % _QUOTED_NAME, text, re.I)
         role = _unquote_name(match.group(1)) if match else None
         return 'now' if role is not None and (role.upper() == 'NONE' or role in roles) else 'skip'
-    if not upper.startswith('GRANT '):
+    grant = parse_grant(text)
+    if grant is None or grant.grantee != (user, host):
         return 'skip'
-    on = _find_outside_quotes(text, ' ON ')
-    to = _find_outside_quotes(text, ' TO ', on + 1 if on >= 0 else 0)
-    if to < 0:
-        return 'skip'
-    if _grantee(text[to + 4:].lstrip()) != (user, host):
-        return 'skip'
-    if on < 0:
+    if grant.target is None:
         # GRANT role TO account: only a role that exists (or was just created)
-        role = _grantee(text[6:to].strip())
+        role = _grantee(grant.privileges)[0]
         return 'now' if role and role[0] in roles else 'skip'
-    target = text[on + 4:to].strip()
-    target = re.sub(r'^(?:TABLE|PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE)\s+', '', target, flags=re.I)
-    if target == '*.*' or target.endswith('.*') or target == '*':
-        return 'now'
-    return 'later'
+    return 'now' if grant.target == '*' or grant.target.endswith('.*') else 'later'
 
 
 def grant_for_database(statement, renames, quote_ident):
@@ -685,17 +707,10 @@ def grant_for_database(statement, renames, quote_ident):
     `src`.* and `src`.`t` become `target`.* and `target`.`t` (a database-level grant names the
     database as a pattern, _ and % escaped). Other lines come back unchanged."""
     text = statement.rstrip()
-    on = _find_outside_quotes(text, ' ON ')
-    to = _find_outside_quotes(text, ' TO ', on + 1 if on >= 0 else 0)
-    if not renames or on < 0 or to < 0:
+    grant = parse_grant(text)
+    if not renames or grant is None or grant.target is None or grant.grantee is None:
         return statement
-    start = on + 4
-    while start < to and text[start] == ' ':
-        start += 1
-    kind = re.match(r'(?:TABLE|PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE)\s+', text[start:to], re.I)
-    if kind:
-        start += kind.end()
-    match = re.match(r'(%s)\.(.*)$' % _QUOTED_NAME, text[start:to].rstrip())
+    match = re.match(r'(%s)\.(.*)$' % _QUOTED_NAME, grant.target)
     if not match:
         return statement
     name, rest = _unquote_name(match.group(1)), match.group(2)
@@ -706,18 +721,15 @@ def grant_for_database(statement, renames, quote_ident):
         new = quote_ident(renames[name]) if name in renames else None
     if new is None:
         return statement
-    return text[:start] + new + text[start + len(match.group(1)):]
+    return text[:grant.target_at] + new + text[grant.target_at + len(match.group(1)):]
 
 
 def global_admin_grant(statement):
     """Does a SHOW GRANTS line give privileges beyond USAGE on *.* (every database)?"""
-    text = statement.strip()
-    if not text.upper().startswith('GRANT '):
+    grant = parse_grant(statement.strip())
+    if grant is None or grant.target is None or grant.kind:
         return False
-    on = _find_outside_quotes(text, ' ON ')
-    if on < 0 or not text[on + 4:].lstrip().startswith('*.*'):
-        return False
-    return text[6:on].strip().upper() != 'USAGE'
+    return grant.target.startswith('*.*') and grant.privileges.upper() != 'USAGE'
 
 
 def account_secrets(statement):
