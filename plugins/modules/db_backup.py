@@ -647,6 +647,14 @@ def _fresh_msg(fresh, deleted=None, check_mode=False):
         fresh.get('method'), fresh.get('type'), held, fresh['id'], _retention_said(deleted, check_mode))
 
 
+def _up_to_date(module, repo, tracker, result, backup, message):
+    """A run that takes no backup because ``backup`` serves (fresh under max_age, or nothing new since it):
+    the result names it, retention runs with it protected, ``message(backup, deleted, check_mode)`` says so."""
+    result.update(up_to_date=True, backup=catalog.backup_summary(backup, repo.path))
+    result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[backup['id']]))
+    result['msg'] = message(backup, result.get('deleted'), module.check_mode)
+
+
 def create(module, engine):
     p = module.params
     tracker = DifferenceTracker()
@@ -684,9 +692,7 @@ def create(module, engine):
         before = _repo_state(repo)
         taking = None
         if fresh:
-            result.update(up_to_date=True, backup=catalog.backup_summary(fresh, repo.path))
-            result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
-            result['msg'] = _fresh_msg(fresh, result.get('deleted'), True)
+            _up_to_date(module, repo, tracker, result, fresh, _fresh_msg)
         else:
             restart = False
             status = {}
@@ -700,9 +706,7 @@ def create(module, engine):
                     status['configured'] = False   # its command is checked by the real run only
             last = None if restart else _nothing_new(engine, btype, base, repo)
             if last is not None:
-                result.update(up_to_date=True, backup=catalog.backup_summary(last, repo.path))
-                result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[last['id']]))
-                result['msg'] = _nothing_new_msg(last, result.get('deleted'), True)
+                _up_to_date(module, repo, tracker, result, last, _nothing_new_msg)
             elif restart and status.get('configured'):
                 result['msg'] = ('archiving was configured by an earlier run: restart the server to turn archive_mode '
                                  'on before a backup is taken')
@@ -730,9 +734,7 @@ def create(module, engine):
         if max_age:
             fresh = _fresh_backup(module, repo, engine, max_age)
             if fresh:
-                result.update(up_to_date=True, backup=catalog.backup_summary(fresh, repo.path))
-                result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[fresh['id']]))
-                result['msg'] = _fresh_msg(fresh, result.get('deleted'))
+                _up_to_date(module, repo, tracker, result, fresh, _fresh_msg)
                 result['failed_runs'] = repo.failed_runs()
                 return _finish(module, result, tracker, before, _repo_state(repo), repo)
         notes = []
@@ -741,9 +743,7 @@ def create(module, engine):
             module.warn(note)
         last = _nothing_new(engine, btype, base, repo)
         if last is not None:
-            result.update(up_to_date=True, backup=catalog.backup_summary(last, repo.path))
-            result.update(_apply_retention(module, repo, tracker, result['commands'], protect=[last['id']]))
-            result['msg'] = _nothing_new_msg(last, result.get('deleted'))
+            _up_to_date(module, repo, tracker, result, last, _nothing_new_msg)
             result['failed_runs'] = repo.failed_runs()
             return _finish(module, result, tracker, before, _repo_state(repo), repo)
         # the base's key is checked before anything is written: a wrong key leaves no failed run behind
