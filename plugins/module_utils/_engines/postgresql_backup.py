@@ -1503,6 +1503,19 @@ _PGBR_BACKUP_RE = re.compile(r'^\s*backup:\s*([^,\s]+),\s*status:\s*([^,]+?)\s*(
 _PGBR_COUNTS_RE = re.compile(r'^\s*((?:missing|checksum invalid|size invalid|other):\s*\d+(?:,\s*|\s*$))+$')
 _PGBR_ARCHIVE_ID_RE = re.compile(r'^\d+(\.\d+)?-\d+$')
 _PGBR_LOG_RE = re.compile(r'\b(WARN|ERROR)(?::\s*\[\d+\])?:\s*(.*)$')
+# the lines parse_pgbackrest_verify collects, first match wins: (pattern, list in its result, the item of a match)
+_PGBR_COLLECTED = ((_PGBR_FILE_RE, 'files', lambda found: found.groups()),
+                   (_PGBR_RANGE_RE, 'ranges', lambda found: found.groups()),
+                   (_PGBR_LOG_RE, 'messages', lambda found: found.group(2).strip()))
+
+
+def _pgbr_collected(line):
+    """(list, item) of a line parse_pgbackrest_verify collects (a damaged file, a WAL range, a WARN/ERROR), or None."""
+    for pattern, key, item in _PGBR_COLLECTED:
+        found = pattern.search(line)
+        if found:
+            return key, item(found)
+    return None
 
 
 def parse_pgbackrest_verify(text):
@@ -1514,22 +1527,11 @@ def parse_pgbackrest_verify(text):
     out = {'backups': {}, 'files': [], 'ranges': [], 'messages': [], 'status': None}
     current = None
     for line in (text or '').splitlines():
-        found = _PGBR_FILE_RE.search(line)
-        if found:
-            if found.groups() not in out['files']:
-                out['files'].append(found.groups())
-            current = None
-            continue
-        found = _PGBR_RANGE_RE.search(line)
-        if found:
-            if found.groups() not in out['ranges']:
-                out['ranges'].append(found.groups())
-            current = None
-            continue
-        found = _PGBR_LOG_RE.search(line)
-        if found:
-            if found.group(2).strip() not in out['messages']:
-                out['messages'].append(found.group(2).strip())
+        collected = _pgbr_collected(line)
+        if collected:
+            key, item = collected
+            if item not in out[key]:
+                out[key].append(item)
             current = None
             continue
         found = re.search(r'(?:^|\s)status:\s*(ok|error)\s*$', line)
