@@ -939,7 +939,8 @@ def _follow_compress(source, compress, out_path, finished, abort, poll=0.005):
     return digest.hexdigest(), offset
 
 
-def _fsync_dir(path):
+def _fsync_path(path):
+    """fsync a file or a directory."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -1320,7 +1321,7 @@ class MysqlBackup:
                     problems.append('%s: %s' % (account_label(user, host), exc))
         if definitions:
             _write_json(os.path.join(dest, ACCOUNTS_FILE), {'accounts': list(definitions.values())})
-            _fsync_dir(dest)
+            _fsync_path(dest)
             details['accounts_file'] = ACCOUNTS_FILE
         if problems:
             details['accounts_unreadable'] = self.mask('; '.join(problems))[:2000]
@@ -1608,7 +1609,7 @@ class MysqlBackup:
             'compression': compression, 'position': position, 'databases': entries,
             'stream_ends': stream_ends, 'completed': completed}
         _write_json(os.path.join(dest, INDEX_FILE), index)
-        _fsync_dir(dest)
+        _fsync_path(dest)
         stop = utc_now()
         return {'start_position': position or {}, 'stop_position': position or {},
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
@@ -2002,7 +2003,7 @@ class MysqlBackup:
                  'compression': compression, 'position': position, 'databases': entries,
                  'stream_ends': [f for e in entries for f in e['pre'] + e['post']], 'completed': completed}
         _write_json(os.path.join(dest, INDEX_FILE), index)
-        _fsync_dir(dest)
+        _fsync_path(dest)
         stop = utc_now()
         return {'start_position': position or {}, 'stop_position': position or {},
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': databases,
@@ -2774,14 +2775,6 @@ def _file_state(path):
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _CopyFollower:
     """Hashes and (with verify) innochecksums each file of a physical copy as soon as the tool
     reports it copied, while the copy goes on: the checksums and the read-back check of a backup
@@ -2860,9 +2853,9 @@ class _CopyFollower:
                         again.append(full)
             list(self.pool.map(self._one, sorted(again, key=lambda f: -os.path.getsize(f))))
             if self.hashes:
-                list(self.pool.map(_fsync_file, [os.path.join(self.root, rel) for rel in present]))
+                list(self.pool.map(_fsync_path, [os.path.join(self.root, rel) for rel in present]))
                 for dirpath, _dirs, _files in sorted(os.walk(self.root), key=lambda w: -len(w[0])):
-                    _fsync_dir(dirpath)
+                    _fsync_path(dirpath)
         finally:
             self.pool.shutdown()
         seen = [(rel, self.seen.get(rel) or (None, None, None)) for rel in present]
