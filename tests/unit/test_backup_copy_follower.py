@@ -200,3 +200,29 @@ def test_a_failing_tool_is_reported_in_its_own_words_with_secrets_masked(tmp_pat
         mb._run_following([tool], follower, 'take a physical backup with', 'fake-backup', ['Sekr1t-pw'])
     text = str(err.value)
     assert 'Access denied' in text and 'Sekr1t-pw' not in text
+
+
+def test_a_file_removed_between_its_stat_and_its_read_is_left_to_finish(tmp_path, monkeypatch):
+    # mariadb-backup removes its copy of a table dropped or rebuilt during the backup (DDL
+    # tracking) while the follower may be about to hash it: the run goes on, as when the file is
+    # already gone at the stat
+    root = tmp_path / 'dest'
+    target = root / 'data'
+    target.mkdir(parents=True)
+    (target / 'gone.ibd').write_bytes(b'g' * 100)
+    (target / 'kept.ibd').write_bytes(b'k' * 100)
+    real_state = mb._file_state
+
+    def state_then_removed(path):
+        state = real_state(path)
+        if path.endswith('gone.ibd'):
+            os.unlink(path)  # the tool's DDL handling, right after the follower's stat
+        return state
+
+    monkeypatch.setattr(mb, '_file_state', state_then_removed)
+    follower = mb._CopyFollower(str(root), str(target), None)
+    for name in ('gone.ibd', 'kept.ibd'):
+        follower.line('[01] 2026-11-27 10:00:00 Copying ./db/%s to %s' % (name, target / name))
+        follower.line('[01] 2026-11-27 10:00:00         ...done')
+    checksums, problems = follower.finish()
+    assert checksums == {'data/kept.ibd': sha(target / 'kept.ibd')} and problems == []

@@ -2824,7 +2824,10 @@ class _CopyFollower:
             state = _file_state(path)
         except OSError:
             return  # renamed or removed since (DDL during the backup): finish() sees what is there
-        digest = sha256_file(path) if self.hashes else None
+        try:
+            digest = sha256_file(path) if self.hashes else None
+        except FileNotFoundError:
+            return  # removed right after the stat: the same
         problem = None
         if self.checker and _is_tablespace(os.path.basename(path)):
             proc = subprocess.run([self.checker, path], capture_output=True, check=False)
