@@ -226,3 +226,30 @@ def test_a_file_removed_between_its_stat_and_its_read_is_left_to_finish(tmp_path
         follower.line('[01] 2026-11-27 10:00:00         ...done')
     checksums, problems = follower.finish()
     assert checksums == {'data/kept.ibd': sha(target / 'kept.ibd')} and problems == []
+
+
+def test_a_failing_tool_is_not_reported_by_file_names_holding_error(tmp_path):
+    # every server has sys.statements_with_errors_or_warnings: its copy lines are not the reason
+    root = tmp_path / 'dest'
+    (root / 'data' / 'sys').mkdir(parents=True)
+    tool = script(tmp_path / 'fake-backup', '''
+        import sys
+        for name in ('statements_with_errors_or_warnings', 'x@0024statements_with_errors_or_warnings'):
+            print('[01] 2026-11-27 10:00:00 Copying ./sys/%s.frm to %s/sys/%s.frm' % (name, sys.argv[1], name),
+                  file=sys.stderr)
+            print('[01] 2026-11-27 10:00:00         ...done', file=sys.stderr)
+        for name in ('version', 'sys_config', 'session', 'processlist'):
+            print('[01] 2026-11-27 10:00:00 Copying ./sys/%s.frm to %s/sys/%s.frm' % (name, sys.argv[1], name),
+                  file=sys.stderr)
+            print('[01] 2026-11-27 10:00:00         ...done', file=sys.stderr)
+        print('[00] 2026-11-27 10:00:01 Retrying read of log at LSN=40581675', file=sys.stderr)
+        print('[00] 2026-11-27 10:00:01 Was only able to copy log from 33973611 to 40581675, not 42072788',
+              file=sys.stderr)
+        print('mariabackup: Stopping log copying thread.', file=sys.stderr)
+        sys.exit(1)
+    ''')
+    follower = mb._CopyFollower(str(root), str(root / 'data'), None)
+    with pytest.raises(DbError) as err:
+        mb._run_following([tool, str(root / 'data')], follower, 'take a physical backup with', 'fake-backup')
+    text = str(err.value)
+    assert 'Was only able to copy log' in text and 'statements_with_errors' not in text

@@ -326,7 +326,8 @@ def _tail(data, limit=1500):
     if isinstance(data, bytes):
         data = data.decode('utf-8', 'replace')
     lines = [line for line in data.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r'error|fail|fatal|corrupt|cannot|can\'t', line, re.I)]
+    # whole words: a file name such as sys/statements_with_errors_or_warnings.frm is no error
+    errors = [line for line in lines if re.search(r'\b(error|fail|fatal|corrupt|cannot|can\'t)', line, re.I)]
     text = '\n'.join((errors or lines)[-8:])
     return text[-limit:]
 
