@@ -253,3 +253,17 @@ def test_a_failing_tool_is_not_reported_by_file_names_holding_error(tmp_path):
         mb._run_following([tool, str(root / 'data')], follower, 'take a physical backup with', 'fake-backup')
     text = str(err.value)
     assert 'Was only able to copy log' in text and 'statements_with_errors' not in text
+
+
+def test_a_tool_killed_half_way_is_reported_killed(tmp_path):
+    root = tmp_path / 'dest'
+    (root / 'data').mkdir(parents=True)
+    tool = script(tmp_path / 'fake-backup', '''
+        import os, signal, sys
+        print('[01] 2026-11-27 10:00:00 Copying ./big/b.ibd to %s/big/b.ibd' % sys.argv[1], file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    ''')
+    follower = mb._CopyFollower(str(root), str(root / 'data'), None)
+    with pytest.raises(DbError) as err:
+        mb._run_following([tool, str(root / 'data')], follower, 'take a physical backup with', 'fake-backup')
+    assert 'killed by signal 9' in str(err.value)

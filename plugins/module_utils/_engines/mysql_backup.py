@@ -2902,7 +2902,10 @@ def _run_following(argv, follower, operation, target, secrets=()):
         proc.stderr.close()
     if rc != 0:
         follower.abort()
-        raise DbError(operation, target, mask_secrets(_tail('\n'.join(tail)) or 'exit code %d' % rc, secrets))
+        detail = _tail('\n'.join(tail))
+        if rc < 0:  # killed: its last lines say nothing of it
+            detail = '\n'.join(x for x in ('killed by signal %d' % -rc, detail) if x)
+        raise DbError(operation, target, mask_secrets(detail or 'exit code %d' % rc, secrets))
 
 
 def _pipe_into(source, unpack, argv):
