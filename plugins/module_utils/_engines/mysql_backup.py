@@ -2575,22 +2575,17 @@ class MysqlBackup:
                 layout = 'stream'
         verified_checksums = {}
         synced = False
-        verified = False
+        verified = bool(request.get('verify'))
         if layout == 'stream':
             verified_checksums[os.path.basename(stream_file)] = stream_sha
+            # mariadb-backup has checked every page checksum while copying; check that the
+            # compressed stream reads back
+            problems = _check_stored_stream(dest, compression, bin_dir) if verified else []
         else:
             verified_checksums, problems = follower.finish()
             synced = bool(request.get('checksums', True))
-            if problems:
-                raise DbError('verify the new physical backup', None, '; '.join(problems))
-            verified = bool(request.get('verify'))
-        if request.get('verify') and layout == 'stream':
-            # mariadb-backup has checked every page checksum while copying; check that what is
-            # stored reads back: page checksums of the directory / the compressed stream's frames
-            problems = _check_stored_backup(dest, layout, compression, self.flavor, bin_dir)
-            if problems:
-                raise DbError('verify the new physical backup', None, '; '.join(problems))
-            verified = True
+        if problems:
+            raise DbError('verify the new physical backup', None, '; '.join(problems))
         stop = utc_now()
         checkpoints = read_key_values(_first_existing(meta, CHECKPOINT_FILES))
         info_file = _first_existing(meta, INFO_FILES)
@@ -2738,32 +2733,25 @@ def _copy_durably(src, dst):
     return digest.hexdigest()
 
 
-def _check_stored_backup(dest, layout, compression, flavor, bin_dir=None):
-    """Cheap read-back check of a physical backup just written (no prepare)."""
-    problems = []
-    if layout == 'stream':
-        name = STREAM_NAME + compression_spec(compression)['ext']
-        unpack = decompressor_argv(compression, bin_dir)
-        test = [unpack[0], '-t', '-q'] if compression in ('zstd', 'lz4') else [unpack[0], '-t']
-        proc = subprocess.run(test + [os.path.join(dest, name)], capture_output=True, check=False)
-        if proc.returncode != 0:
-            problems.append('%s: %s' % (name, _tail(proc.stderr or proc.stdout, 300)))
-        return problems
-    checker = tool(flavor, 'checksum', bin_dir)
-    data = os.path.join(dest, 'data')
+def _check_stored_stream(dest, compression, bin_dir=None):
+    """Cheap read-back check of a compressed physical stream just written: the compression tool's
+    own integrity test (frames, checksums, truncation). A directory backup is checked while it
+    is copied (_CopyFollower)."""
+    name = STREAM_NAME + compression_spec(compression)['ext']
+    unpack = decompressor_argv(compression, bin_dir)
+    test = [unpack[0], '-t', '-q'] if compression in ('zstd', 'lz4') else [unpack[0], '-t']
+    proc = subprocess.run(test + [os.path.join(dest, name)], capture_output=True, check=False)
+    if proc.returncode != 0:
+        return ['%s: %s' % (name, _tail(proc.stderr or proc.stdout, 300))]
+    return []
 
-    def check(rel):
-        proc = subprocess.run([checker, os.path.join(data, rel)], capture_output=True, check=False)
-        if proc.returncode != 0:
-            return '%s: page checksum mismatch (innochecksum: %s)' % (
-                os.path.join('data', rel), _tail(proc.stderr or proc.stdout, 300))
-        return None
 
-    # one innochecksum per tablespace, as many at a time as there are cores (largest first)
-    spaces = sorted(_tablespaces(data), key=lambda rel: -os.path.getsize(os.path.join(data, rel)))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        problems += [p for p in pool.map(check, spaces) if p]
-    return problems
+def _page_check(checker, path, label):
+    """innochecksum of one tablespace: the problem, named by label, or None."""
+    proc = subprocess.run([checker, path], capture_output=True, check=False)
+    if proc.returncode != 0:
+        return '%s: page checksum mismatch (innochecksum: %s)' % (label, _tail(proc.stderr or proc.stdout, 300))
+    return None
 
 
 COPY_LINE = re.compile(r'^\[(\d+)\] \S+ \S+ Copying (.*)$')  # mariadb-backup: "[01] date time Copying a to b"
@@ -2831,10 +2819,7 @@ class _CopyFollower:
             return  # removed right after the stat: the same
         problem = None
         if self.checker and _is_tablespace(os.path.basename(path)):
-            proc = subprocess.run([self.checker, path], capture_output=True, check=False)
-            if proc.returncode != 0:
-                problem = '%s: page checksum mismatch (innochecksum: %s)' % (
-                    os.path.relpath(path, os.path.dirname(self.target)), _tail(proc.stderr or proc.stdout, 300))
+            problem = _page_check(self.checker, path, os.path.relpath(path, os.path.dirname(self.target)))
         with self.lock:
             self.seen[os.path.relpath(path, self.root)] = (state, digest, problem)
 
@@ -3563,10 +3548,9 @@ def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_
         # unprepared copy must still pass innochecksum (redo applied later could hide a flip)
         checker = tool(flavor, 'checksum', bin_dir)
         for rel in _tablespaces(target):
-            proc = subprocess.run([checker, os.path.join(target, rel)], capture_output=True, check=False)
-            if proc.returncode != 0:
-                problems.append('%s: page checksum mismatch (innochecksum: %s)'
-                                % (_backup_name(manifest, path, rel), _tail(proc.stderr or proc.stdout, 300)))
+            problem = _page_check(checker, os.path.join(target, rel), _backup_name(manifest, path, rel))
+            if problem:
+                problems.append(problem)
         if manifest.get('type', 'full') == 'full' and not problems:
             program = tool(flavor, 'backup', bin_dir)
             proc = subprocess.run(prepare_argv(program, target, flavor=flavor), capture_output=True, check=False)
