@@ -186,6 +186,44 @@ def test_without_hashes_nothing_is_hashed_or_synced(tmp_path, monkeypatch):
     assert follower.finish() == ({}, [])
 
 
+def test_each_reported_file_is_sent_to_disk_as_soon_as_it_is_checked(tmp_path, monkeypatch):
+    # the write-back of a finished file starts while the copy goes on (SYNC_FILE_RANGE_WRITE, no
+    # wait), so the fsync before publication has little left to write
+    root = tmp_path / 'dest'
+    (root / 'data' / 'db').mkdir(parents=True)
+    (root / 'data' / 'db' / 't.ibd').write_bytes(b'x' * 10)
+    started = []
+    monkeypatch.setattr(mb, '_SYNC_FILE_RANGE', [lambda fd, offset, nbytes, flags: started.append(
+        (os.readlink('/proc/self/fd/%d' % fd), offset, nbytes, flags))])
+    follower = mb._CopyFollower(str(root), str(root / 'data'), None)
+    follower.line('[01] 2026-11-27 10:00:00 Copying ./db/t.ibd to %s' % (root / 'data' / 'db' / 't.ibd'))
+    follower.line('[01] 2026-11-27 10:00:01         ...done')
+    for future in follower.futures:
+        future.result()
+    assert started == [(str(root / 'data' / 'db' / 't.ibd'), 0, 0, 2)]
+    follower.finish()
+
+
+def test_write_back_of_a_plaintext_copy_or_a_vanished_file_is_not_started(tmp_path, monkeypatch):
+    monkeypatch.setattr(mb, '_SYNC_FILE_RANGE', [lambda *args: pytest.fail('write-back started')])
+    root = tmp_path / 'dest'
+    (root / 'data').mkdir(parents=True)
+    (root / 'data' / 't.ibd').write_bytes(b'x')
+    follower = mb._CopyFollower(str(root), str(root / 'data'), None, hashes=False)
+    follower._one(str(root / 'data' / 't.ibd'))
+    follower.finish()
+    mb._start_writeback(str(root / 'data' / 'gone.ibd'))
+
+
+def test_start_writeback_works_on_this_system(tmp_path, monkeypatch):
+    monkeypatch.setattr(mb, '_SYNC_FILE_RANGE', [])
+    path = tmp_path / 'f'
+    path.write_bytes(b'y' * 100000)
+    mb._start_writeback(str(path))
+    assert mb._SYNC_FILE_RANGE[0] is not None  # found in the C library (Linux)
+    assert path.read_bytes() == b'y' * 100000
+
+
 def test_a_failing_tool_is_reported_in_its_own_words_with_secrets_masked(tmp_path):
     root = tmp_path / 'dest'
     (root / 'data').mkdir(parents=True)
