@@ -304,4 +304,4 @@ def test_a_tool_killed_half_way_is_reported_killed(tmp_path):
     follower = mb._CopyFollower(str(root), str(root / 'data'), None)
     with pytest.raises(DbError) as err:
         mb._run_following([tool, str(root / 'data')], follower, 'take a physical backup with', 'fake-backup')
-    assert 'killed by signal 9' in str(err.value)
+    assert 'killed by signal 9 (SIGKILL)' in str(err.value)

@@ -1013,3 +1013,46 @@ def test_binlog_snapshot_rows():
         ('b.000002', 7)
     assert mb.binlog_snapshot([('Binlog_snapshot_file', ''), ('Binlog_snapshot_position', '0')]) is None
     assert mb.binlog_snapshot([]) is None
+
+
+# ---- a tool killed by a signal ------------------------------------------------------------------
+KILLED_TOOL = '''#!/bin/sh
+echo "[00] Copying ./big/b.ibd" >&2
+kill -%s $$
+'''
+
+
+def test_run_checked_names_the_signal_that_killed_the_tool(tmp_path):
+    prog = tmp_path / 'killed-tool'
+    prog.write_text(KILLED_TOOL % 'KILL')
+    prog.chmod(0o755)
+    with pytest.raises(DbError) as err:
+        mb.run_checked([str(prog)], 'prepare the full backup', 'b1')
+    text = str(err.value)
+    assert 'killed by signal 9 (SIGKILL)' in text and 'Copying ./big/b.ibd' in text
+    # a plain failure keeps its own words, or its exit code
+    prog.write_text('#!/bin/sh\nexit 3\n')
+    with pytest.raises(DbError) as err:
+        mb.run_checked([str(prog)], 'prepare the full backup', 'b1')
+    assert 'exit code 3' in str(err.value) and 'killed' not in str(err.value)
+
+
+def test_pipe_out_names_the_signal_that_killed_the_tool_or_the_compressor(tmp_path):
+    prog = tmp_path / 'killed-tool'
+    prog.write_text(KILLED_TOOL % 'TERM')
+    prog.chmod(0o755)
+    out = str(tmp_path / 'out.sql')
+    with pytest.raises(DbError) as err:
+        mb._pipe_out([str(prog)], None, out, 'dump the database', 'db1', [PASSWORD])
+    assert 'killed by signal 15 (SIGTERM)' in str(err.value) and 'Copying ./big/b.ibd' in str(err.value)
+    # the compressor killed while the dump succeeded
+    with pytest.raises(DbError) as err:
+        mb._pipe_out(['echo', 'data'], ['sh', '-c', 'kill -KILL $$'], out, 'dump the database', 'db1', [])
+    assert 'could not compress out.sql: killed by signal 9 (SIGKILL)' in str(err.value)
+
+
+def test_failure_detail_of_an_unknown_signal_and_an_exit_code():
+    assert mb._failure_detail(-200, '') == 'killed by signal 200'
+    assert mb._failure_detail(-6, 'last line') == 'killed by signal 6 (SIGABRT)\nlast line'
+    assert mb._failure_detail(2, '') == 'exit code 2'
+    assert mb._failure_detail(2, 'it said') == 'it said'

@@ -315,9 +315,22 @@ def run_checked(argv, operation, target, secrets=(), **kwargs):
     except OSError as exc:
         raise DbError(operation, target, 'cannot run %s: %s' % (argv[0], exc)) from None
     if proc.returncode != 0:
-        raise DbError(operation, target, mask_secrets(_tail(proc.stderr) or _tail(proc.stdout) or
-                                                      'exit code %d' % proc.returncode, secrets))
+        raise DbError(operation, target, mask_secrets(
+            _failure_detail(proc.returncode, _tail(proc.stderr) or _tail(proc.stdout)), secrets))
     return proc
+
+
+def _failure_detail(returncode, detail):
+    """What a failed program said; led by the signal when one killed it (its last lines say
+    nothing of that), e.g. ``killed by signal 9 (SIGKILL)``."""
+    if returncode is not None and returncode < 0:
+        number = -returncode
+        try:
+            killed = 'killed by signal %d (%s)' % (number, signal.Signals(number).name)
+        except ValueError:
+            killed = 'killed by signal %d' % number
+        return '\n'.join(x for x in (killed, detail) if x)
+    return detail or 'exit code %s' % returncode
 
 
 def _tail(data, limit=1500):
@@ -2918,10 +2931,7 @@ def _run_following(argv, follower, operation, target, secrets=()):
         proc.stderr.close()
     if rc != 0:
         follower.abort()
-        detail = _tail('\n'.join(tail))
-        if rc < 0:  # killed: its last lines say nothing of it
-            detail = '\n'.join(x for x in ('killed by signal %d' % -rc, detail) if x)
-        raise DbError(operation, target, mask_secrets(detail or 'exit code %d' % rc, secrets))
+        raise DbError(operation, target, mask_secrets(_failure_detail(rc, _tail('\n'.join(tail))), secrets))
 
 
 def _pipe_into(source, unpack, argv):
@@ -2976,9 +2986,9 @@ def _pipe_out(argv, compress, out_path, operation, target, secrets):
             out.flush()
             os.fsync(out.fileno())
         if rc1 != 0:
-            raise DbError(operation, target, mask_secrets(_read_file_tail(err1) or 'exit code %d' % rc1, secrets))
+            raise DbError(operation, target, mask_secrets(_failure_detail(rc1, _read_file_tail(err1)), secrets))
         if rc2 != 0:
-            raise DbError('compress', os.path.basename(out_path), _read_file_tail(err2) or 'exit code %d' % rc2)
+            raise DbError('compress', os.path.basename(out_path), _failure_detail(rc2, _read_file_tail(err2)))
     except OSError as exc:
         raise DbError(operation, target, str(exc)) from None
     finally:
