@@ -191,6 +191,15 @@ target_reached:
       instance holds everything up to the end of the archive, and a warning says so), true when the target was reached.
   returned: MariaDB/MySQL physical restores with a target
   type: bool
+external_tablespaces:
+  description:
+    - MariaDB physical restores and drills of a backup holding tables created with C(DATA DIRECTORY) (their
+      tablespace lived outside the source's data directory, named by a C(<db>/<table>.isl) file). Such a tablespace is
+      restored under C(<data_dir>.external/<db>/<table>.ibd), never to the source's path, and a warning names it. Each
+      entry has C(database), C(table), C(from) (the source's file) and C(to) (the restored file).
+  returned: physical restores and drills of such a backup
+  type: list
+  elements: dict
 rto_seconds:
   description: Time from start until the restored copy was usable (the recovery time a real incident would take).
   returned: state=verified
@@ -482,10 +491,14 @@ class Runner:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.commands += out.get('commands') or []
+        for warning in out.get('warnings') or []:
+            self.module.warn(warning)
         if out.get('target_reached') is False:
             self.module.warn('the archive ends before %s: %s was restored to the end of the archive (%s)' % (
                 p['target_time'] or p['target_position'], data_dir, out.get('recovered_to')))
         extra = {'target_reached': out['target_reached']} if out.get('target_reached') is not None else {}
+        if out.get('external_tablespaces'):
+            extra['external_tablespaces'] = out['external_tablespaces']
         return self.result(changed=True, backup_id=manifest['id'], data_dir=out['data_dir'], port=out['port'],
                            recovered_to=out.get('recovered_to'), **extra,
                            msg='restored backup %s into %s, running on port %s' % (manifest['id'], data_dir, out['port']))
@@ -564,7 +577,7 @@ class Runner:
     def drill_physical(self, repo, manifest):
         backend = catalog.engine_backend(manifest['engine'])
         details = (repo.chain(manifest)[0].get('details') or {})
-        problems, tables = [], []
+        problems, tables, external = [], [], []
         with repo.lock():
             t0 = time.time()
             chain = repo.chain(manifest)
@@ -589,6 +602,10 @@ class Runner:
                     'log_dir': repo.log_dir, 'force': False, 'repo': repo.path, 'hba_local_trust': True,
                     'marker': {'drill': manifest['id']}, 'last': manifest})
                 self.commands += out.get('commands') or []
+                external = out.get('external_tablespaces') or []
+                for entry in external:
+                    self.module.warn('%s.%s was created with DATA DIRECTORY (%s): a restore puts its tablespace in '
+                                     '<data_dir>.external' % (entry['database'], entry['table'], entry['from']))
                 rto = round(time.time() - t0, 3)
                 check = catalog.backend_call(manifest['engine'], 'drill_check', {
                     'bin_dir': self.p['bin_dir'], 'major': details.get('major_version'), 'os_user': repo.os_user,
@@ -605,7 +622,10 @@ class Runner:
                                           'immediate')
                 shutil.rmtree(scratch, ignore_errors=True)
                 shutil.rmtree(catalog.short_socket_dir(data_dir), ignore_errors=True)
-        return self._drill_result(manifest, problems, tables, sum(t['rows'] for t in tables), rto, recovered_to)
+        result = self._drill_result(manifest, problems, tables, sum(t['rows'] for t in tables), rto, recovered_to)
+        if external:
+            result['external_tablespaces'] = external
+        return result
 
     def _compare_source(self, manifest, tables):
         """Row counts of the live source, for information (it has moved on since the backup)."""

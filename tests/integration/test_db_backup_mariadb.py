@@ -572,3 +572,104 @@ def test_module_drill_and_restore_under_a_deep_path(source, work):
     assert Restored({'port': port, 'data_dir': data_dir}, source.password).sql('SELECT COUNT(*) FROM t1', 'mdeep') == \
         ((100,),)
     mb.stop_instance(data_dir)
+
+
+def _files_state(directory):
+    """{path: (sha256, mtime_ns)} of every file below directory."""
+    state = {}
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            state[path] = (mb.sha256_file(path), os.stat(path).st_mtime_ns)
+    return state
+
+
+def test_module_physical_restore_of_tables_with_data_directory(source, work):
+    """Tables created with DATA DIRECTORY (an .isl file names their tablespace): a restore on the
+    same host, with the source running, puts them under <data_dir>.external, never at the source's
+    files; so do the point-in-time replay and the drill. In the way: refused before anything changes."""
+    ext = os.path.join(work, 'ext-src')
+    os.makedirs(ext)
+    shutil.chown(ext, 'mysql' if os.geteuid() == 0 else None, 'mysql' if os.geteuid() == 0 else None)
+    source.sql('CREATE DATABASE mext')
+    source.sql("CREATE TABLE t_ext (id INT PRIMARY KEY, v VARCHAR(20)) DATA DIRECTORY = '%s'" % ext, 'mext')
+    source.sql("CREATE TABLE p_ext (id INT PRIMARY KEY) PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (100) "
+               "DATA DIRECTORY = '%s', PARTITION p1 VALUES LESS THAN MAXVALUE)" % ext, 'mext')
+    source.sql('CREATE TABLE t_in (id INT PRIMARY KEY)', 'mext')
+    source.sql("INSERT INTO t_ext SELECT seq, CONCAT('v', seq) FROM seq_1_to_500", 'mext')
+    source.sql('INSERT INTO p_ext SELECT seq FROM seq_1_to_300', 'mext')
+    source.sql('INSERT INTO t_in SELECT seq FROM seq_1_to_50', 'mext')
+    repo = os.path.join(work, 'repo')
+    full = backup(source, repo, method='physical', compression='none')
+    stored_isl = os.path.join(repo, full['backup']['id'], 'data', 'data', 'mext', 't_ext.isl')
+    with open(stored_isl) as f:
+        assert f.read().strip() == os.path.join(ext, 'mext', 't_ext.ibd')
+    expected = table_state(source, 'mext')
+    source_files = _files_state(ext)
+    assert sorted(os.path.basename(p) for p in source_files) == ['p_ext#P#p0.ibd', 't_ext.ibd']
+
+    port = free_port()
+    data_dir = os.path.join(work, 'r1', 'data')
+    out = restore(source, repo, data_dir=data_dir, login_port=port)
+    assert not out['failed'], out.get('msg')
+    root = data_dir + '.external'
+    assert sorted((e['database'], e['table'], e['from'], e['to']) for e in out['external_tablespaces']) == [
+        ('mext', 'p_ext', os.path.join(ext, 'mext', 'p_ext#P#p0.ibd'), os.path.join(root, 'mext', 'p_ext#P#p0.ibd')),
+        ('mext', 't_ext', os.path.join(ext, 'mext', 't_ext.ibd'), os.path.join(root, 'mext', 't_ext.ibd'))]
+    assert any('mext.t_ext was created with DATA DIRECTORY' in str(w) for w in out.get('warnings') or [])
+    restored = Restored({'port': port, 'data_dir': data_dir}, source.password)
+    assert table_state(restored, 'mext') == expected
+    assert [r[3] for r in restored.sql('CHECK TABLE t_ext, p_ext', 'mext')] == ['OK', 'OK']
+    assert root + '/' in restored.sql('SHOW CREATE TABLE t_ext', 'mext')[0][1]
+    restored.sql("INSERT INTO t_ext VALUES (100000, 'restored')", 'mext')
+    assert os.path.isfile(os.path.join(root, 'mext', 't_ext.ibd'))
+    with open(os.path.join(data_dir, 'mext', 't_ext.isl')) as f:
+        assert f.read().strip() == os.path.join(root, 'mext', 't_ext.ibd')
+    # the source and its files, and the repository's backup, are untouched
+    assert _files_state(ext) == source_files and table_state(source, 'mext') == expected
+    with open(stored_isl) as f:
+        assert f.read().strip() == os.path.join(ext, 'mext', 't_ext.ibd')
+    mb.stop_instance(data_dir)
+
+    # point in time: the replay runs on the remapped tables
+    source.sql("INSERT INTO t_ext VALUES (501, 'after')", 'mext')
+    source_files = _files_state(ext)
+    log = backup(source, repo, method='physical', type='log')
+    expected = table_state(source, 'mext')
+    port = free_port()
+    data_dir = os.path.join(work, 'r2', 'data')
+    out = restore(source, repo, backup_id=log['backup']['id'], data_dir=data_dir, login_port=port)
+    assert not out['failed'], out.get('msg')
+    assert len(out['external_tablespaces']) == 2
+    restored = Restored({'port': port, 'data_dir': data_dir}, source.password)
+    assert table_state(restored, 'mext') == expected
+    assert _files_state(ext) == source_files
+    mb.stop_instance(data_dir)
+
+    # the drill restores into a scratch instance the same way, and removes it
+    drill = restore(source, repo, backup_id=full['backup']['id'], state='verified')
+    assert not drill['failed'] and drill['result'] == 'passed', drill.get('msg')
+    assert sorted(e['table'] for e in drill['external_tablespaces']) == ['p_ext', 't_ext']
+    assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mext'} == {
+        't_ext': 500, 'p_ext': 300, 't_in': 50}
+    assert not [n for n in os.listdir(work) if n.startswith('.dbops')]
+    assert _files_state(ext) == source_files
+
+    # <data_dir>.external holding someone else's files: refused before anything changes
+    data_dir = os.path.join(work, 'r3', 'data')
+    os.makedirs(data_dir + '.external')
+    with open(os.path.join(data_dir + '.external', 'keep'), 'w') as f:
+        f.write('keep')
+    refused = restore(source, repo, backup_id=full['backup']['id'], data_dir=data_dir, login_port=free_port())
+    assert refused['failed'] and 'mext.t_ext (%s)' % os.path.join(ext, 'mext', 't_ext.ibd') in refused['msg'], \
+        refused.get('msg')
+    assert not os.path.exists(data_dir) and os.listdir(data_dir + '.external') == ['keep']
+    assert os.listdir(os.path.dirname(data_dir)) == ['data.external']
+    # an earlier restore's directory is replaced with force (the instance stopped)
+    first = os.path.join(work, 'r1', 'data')
+    again = restore(source, repo, backup_id=log['backup']['id'], data_dir=first, login_port=free_port(), force=True)
+    assert not again['failed'], again.get('msg')
+    assert sorted(os.listdir(first + '.external')) == [mb.EXTERNAL_MARK, 'mext']
+    mb.stop_instance(first)
+    assert _files_state(ext) == source_files
+    source.sql('DROP DATABASE mext')

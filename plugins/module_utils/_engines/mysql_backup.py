@@ -3064,6 +3064,152 @@ def _check_target_dir(data_dir, force):
                               'replace its contents' % len(entries))
 
 
+# ---- tablespaces outside the data directory (CREATE TABLE ... DATA DIRECTORY) -----------------
+# InnoDB keeps such a table's .ibd in the directory given and a <db>/<table>.isl in the data
+# directory holding its absolute path; mariadb-backup copies the .ibd into the backup beside the .isl
+# and --move-back moves it to the path the .isl names: the SOURCE server's file. A restore rewrites
+# the .isl files of its prepared copy first, so that those tablespaces land in a directory of its own
+# beside the new data directory, and the source's files are never touched.
+EXTERNAL_SUFFIX = '.external'
+EXTERNAL_MARK = '.dbops-external.json'
+
+
+def external_root(data_dir):
+    """The directory a restore into data_dir puts the tablespaces that lived outside the source's
+    data directory in: ``<data_dir>.external`` (``<db>/<table>.ibd`` below it)."""
+    return os.path.abspath(data_dir).rstrip('/') + EXTERNAL_SUFFIX
+
+
+def _decode_filename(name):
+    """A database or table name from its file name (``@002d`` is ``-``)."""
+    return re.sub(r'@([0-9a-fA-F]{4})', lambda m: chr(int(m.group(1), 16)), name)
+
+
+def _read_isl(path):
+    with open(path, 'rb') as f:
+        return f.read().decode('utf-8', 'replace').strip()
+
+
+def external_tablespaces(directory):
+    """The tablespaces of a (prepared) physical backup copy that lived outside the source's data
+    directory: one ``<db>/<table>.isl`` each. Each entry: ``isl`` (relative path), ``name``
+    (InnoDB's name, ``<db>/<table>``), ``database``, ``table`` (the table of a partition), ``path``
+    (the external .ibd the .isl names)."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            if not name.endswith('.isl'):
+                continue
+            rel = os.path.relpath(os.path.join(root, name), directory)
+            stem = rel[:-len('.isl')]
+            database = os.path.dirname(stem)
+            table = re.split(r'#[Ss]?[Pp]#', os.path.basename(stem))[0]
+            found.append({'isl': rel, 'name': stem, 'database': _decode_filename(database),
+                          'table': _decode_filename(table), 'path': _read_isl(os.path.join(root, name))})
+    return found
+
+
+def _within(child, parent):
+    child, parent = os.path.normpath(child), os.path.normpath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def check_external_root(data_dir, force, found):
+    """Refuse (DbError, before anything changes) when the external tablespaces ``found`` cannot go to
+    ``<data_dir>.external``: it is a link or a file, or it holds files that are not those of an earlier
+    restore into data_dir (marked by EXTERNAL_MARK), or are and force is not set. True when it is
+    such an earlier restore's directory and force replaces it (with data_dir)."""
+    root = external_root(data_dir)
+    ours = os.path.isdir(root) and not os.path.islink(root) and os.path.isfile(os.path.join(root, EXTERNAL_MARK))
+    if not found:
+        return bool(ours and force)
+    names = ', '.join('%s.%s (%s)' % (t['database'], t['table'], t['path']) for t in found)
+    if os.path.islink(root) or (os.path.exists(root) and not os.path.isdir(root)):
+        raise DbError('restore the tablespaces kept outside the data directory into', root, 'it exists and is not '
+                      'a directory: move it away (tables with DATA DIRECTORY in the backup: %s)' % names)
+    entries = os.listdir(root) if os.path.isdir(root) else []
+    if entries and not ours:
+        raise DbError('restore the tablespaces kept outside the data directory into', root,
+                      'it is not empty (%d entries) and no earlier restore into %s made it: move them away (tables '
+                      'with DATA DIRECTORY in the backup: %s)' % (len(entries), data_dir, names))
+    if entries and not force:
+        raise DbError('restore the tablespaces kept outside the data directory into', root,
+                      'it holds the tablespaces of an earlier restore into %s: set force to replace them' % data_dir)
+    return bool(entries)
+
+
+def remap_external_tablespaces(directory, data_dir, found):
+    """Rewrite the .isl files of the prepared copy in directory (never the repository's backup) so
+    that --move-back puts each external tablespace under ``<data_dir>.external``. Returns the
+    mapping (``from`` -> ``to`` added to each entry of ``found``); DbError when an .isl still
+    points elsewhere afterwards."""
+    root = external_root(data_dir)
+    mapping = []
+    for table in found:
+        new = os.path.join(root, table['name'] + '.ibd')
+        isl = os.path.join(directory, table['isl'])
+        with open(isl + '.tmp', 'w') as f:
+            f.write(new)  # InnoDB writes the path alone, without a newline
+        shutil.copymode(isl, isl + '.tmp')
+        os.replace(isl + '.tmp', isl)
+        mapping.append({'database': table['database'], 'table': table['table'], 'name': table['name'],
+                        'from': table['path'], 'to': new})
+    stray = [t for t in external_tablespaces(directory) if not _within(t['path'], root)]
+    if stray:
+        raise DbError('restore', ', '.join('%s.%s' % (t['database'], t['table']) for t in stray),
+                      'the prepared copy still names tablespaces outside %s: %s' % (
+                          root, ', '.join(t['path'] for t in stray)))
+    return mapping
+
+
+def _make_external_root(data_dir, replace):
+    root = external_root(data_dir)
+    if replace:
+        shutil.rmtree(root)
+    os.makedirs(root, exist_ok=True)
+    _write_json(os.path.join(root, EXTERNAL_MARK), {'data_dir': os.path.abspath(data_dir)})
+    os.chmod(root, 0o750)
+    return root
+
+
+def check_external_tables(socket_path, mapping):
+    """Problems of the remapped tables in the instance answering on socket_path without a password:
+    each must open (SELECT), pass CHECK TABLE and be open from its new path."""
+    import pymysql  # the driver the engine uses; only needed here
+    problems = []
+    try:
+        conn = pymysql.connect(unix_socket=socket_path, user='root', password='', autocommit=True, connect_timeout=10)
+    except pymysql.Error as exc:
+        return ['%s: cannot connect to the restored instance: %s' % (socket_path, exc)]
+    try:
+        with conn.cursor() as cur:
+            done = set()
+            for entry in mapping:
+                label = '%s.%s' % (entry['database'], entry['table'])
+                qualified = '`%s`.`%s`' % (entry['database'].replace('`', '``'), entry['table'].replace('`', '``'))
+                try:
+                    if label not in done:
+                        done.add(label)
+                        cur.execute('SELECT 1 FROM %s LIMIT 1' % qualified)
+                        cur.fetchall()
+                        cur.execute('CHECK TABLE ' + qualified)
+                        for _tbl, _op, msg_type, msg_text in cur.fetchall():
+                            if msg_type.lower() == 'error' or (msg_type.lower() == 'status' and msg_text.upper() != 'OK'):
+                                problems.append('%s: CHECK TABLE: %s' % (label, msg_text))
+                    cur.execute('SELECT FILENAME FROM information_schema.INNODB_SYS_TABLESPACES WHERE NAME = %s',
+                                (entry['name'],))
+                    row = cur.fetchone()
+                    if row is None or os.path.normpath(row[0]) != os.path.normpath(entry['to']):
+                        problems.append('%s: the server opened %s, not %s' % (
+                            label, row[0] if row else 'no tablespace', entry['to']))
+                except pymysql.Error as exc:
+                    problems.append('%s: %s' % (label, exc))
+    finally:
+        conn.close()
+    return problems
+
+
 def _running_pid(data_dir):
     """The pid of a server running on data_dir: from a pid file in it, or a process working in it
     (a server whose pid file is kept elsewhere, like /run/mysqld); None when there is none."""
@@ -3460,6 +3606,13 @@ def restore_physical(request):
             run_checked(argv, 'apply the %s backup' % link['manifest'].get('type', 'incremental'),
                         link['manifest'].get('id') or link['path'])
             shutil.rmtree(inc, ignore_errors=True)
+        # tables created with DATA DIRECTORY: their .isl files name the source's files; before anything
+        # outside this run's work directory changes, point them into <data_dir>.external
+        found = external_tablespaces(full)
+        replace_external = check_external_root(data_dir, force, found)
+        mapping = remap_external_tablespaces(full, data_dir, found) if found else []
+        for entry in mapping:
+            commands.append('rewrite %s: %s -> %s' % (entry['name'] + '.isl', entry['from'], entry['to']))
         if os.path.isdir(data_dir):
             for name in os.listdir(data_dir):  # force was checked above
                 victim = os.path.join(data_dir, name)
@@ -3469,6 +3622,10 @@ def restore_physical(request):
                     os.unlink(victim)
         else:
             os.makedirs(data_dir)
+        if mapping:
+            _make_external_root(data_dir, replace_external)
+        elif replace_external:
+            shutil.rmtree(external_root(data_dir))  # an earlier restore's, replaced with data_dir (force)
         backup_cnf = os.path.join(work, 'backup-my.cnf')
         shutil.copy(os.path.join(full, 'backup-my.cnf'), backup_cnf)
         argv = move_back_argv(program, full, data_dir)
@@ -3478,10 +3635,15 @@ def restore_physical(request):
         files = write_instance_cnf(data_dir, port, backup_cnf, flavor)
         os.chmod(data_dir, 0o750)
         _chown_tree(data_dir, ids)
+        if mapping:
+            _chown_tree(external_root(data_dir), ids)
+        local_only = ['--skip-grant-tables', '--skip-networking']
         if replay:
             names, start_pos, stop_arg = replay
             commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor,
-                                           extra=['--skip-grant-tables', '--skip-networking']))
+                                           extra=local_only))
+            if mapping:  # before the replay: its FLUSH PRIVILEGES makes the socket ask for passwords
+                _verify_remapped(data_dir, files['socket'], mapping, commands)
             sql_path = os.path.join(work, 'replay.sql')
             decode = binlog_replay_argv(binlog_tool, [os.path.join(log_dir, n) for n in names], start_pos,
                                         stop_time=target_time, stop_position=stop_arg)
@@ -3511,9 +3673,15 @@ def restore_physical(request):
             else:
                 reached = True
                 recovered_to = iso(last_time) if last_time else recovered_to
+        if mapping and not replay and not request.get('hba_local_trust'):
+            commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor, extra=local_only))
+            _verify_remapped(data_dir, files['socket'], mapping, commands)
+            stop_instance(data_dir)
         # a drill instance (hba_local_trust) answers only on its socket, without passwords
-        local_only = ['--skip-grant-tables', '--skip-networking'] if request.get('hba_local_trust') else []
-        commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor, extra=local_only))
+        commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor,
+                                       extra=local_only if request.get('hba_local_trust') else []))
+        if mapping and not replay and request.get('hba_local_trust'):
+            _verify_remapped(data_dir, files['socket'], mapping, commands)
         if request.get('marker') is not None:
             _write_json(os.path.join(data_dir, MARKER_FILE), dict(request['marker'], recovered_to=recovered_to))
     finally:
@@ -3522,7 +3690,21 @@ def restore_physical(request):
     return {'data_dir': data_dir, 'port': port, 'socket': files['socket'], 'socket_dir': os.path.dirname(files['socket']),
             'option_file': files['cnf'],
             'recovered_to': recovered_to, 'target_reached': reached, 'commands': commands,
-            'binlogs_replayed': replay[0] if replay else []}
+            'binlogs_replayed': replay[0] if replay else [],
+            'external_tablespaces': [dict((k, e[k]) for k in ('database', 'table', 'from', 'to')) for e in mapping],
+            'warnings': ['%s.%s was created with DATA DIRECTORY: its tablespace %s was restored to %s (the source\'s '
+                         'file is left alone)' % (e['database'], e['table'], e['from'], e['to']) for e in mapping]}
+
+
+def _verify_remapped(data_dir, socket_path, mapping, commands):
+    """The restored instance (socket only, no passwords) opens the remapped tables from their new
+    paths; else it is stopped and the restore fails naming them."""
+    commands.append('mariadb --socket=%s  # SELECT, CHECK TABLE and the tablespace path of %s' % (
+        shlex.quote(socket_path), ', '.join(sorted(set('%s.%s' % (e['database'], e['table']) for e in mapping)))))
+    problems = check_external_tables(socket_path, mapping)
+    if problems:
+        stop_instance(data_dir)
+        raise DbError('open the tables restored outside the data directory in', data_dir, '; '.join(problems))
 
 
 def _archive_end_time(binlog_tool, path):
