@@ -631,8 +631,11 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
         assert f.read().strip() == os.path.join(ext, 'mext', 't_ext.ibd')
     mb.stop_instance(data_dir)
 
-    # point in time: the replay runs on the remapped tables
+    # point in time: the replay runs on the remapped tables, and so does a table created with DATA
+    # DIRECTORY after the backup (the replaying server ignores DATA DIRECTORY: it stays in data_dir)
     source.sql("INSERT INTO t_ext VALUES (501, 'after')", 'mext')
+    source.sql("CREATE TABLE t_late (id INT) DATA DIRECTORY = '%s'" % ext, 'mext')
+    source.sql('INSERT INTO t_late VALUES (1)', 'mext')
     source_files = _files_state(ext)
     log = backup(source, repo, method='physical', type='log')
     expected = table_state(source, 'mext')
@@ -643,6 +646,7 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
     assert len(out['external_tablespaces']) == 2
     restored = Restored({'port': port, 'data_dir': data_dir}, source.password)
     assert table_state(restored, 'mext') == expected
+    assert not os.path.exists(os.path.join(data_dir, 'mext', 't_late.isl'))
     assert _files_state(ext) == source_files
     mb.stop_instance(data_dir)
 
