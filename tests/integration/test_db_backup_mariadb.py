@@ -596,6 +596,8 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
     source.sql("CREATE TABLE p_ext (id INT PRIMARY KEY) PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (100) "
                "DATA DIRECTORY = '%s', PARTITION p1 VALUES LESS THAN MAXVALUE)" % ext, 'mext')
     source.sql('CREATE TABLE t_in (id INT PRIMARY KEY)', 'mext')
+    source.sql("CREATE TABLE `caf\u00e9-1` (id INT) DATA DIRECTORY = '%s'" % ext, 'mext')   # file name caf@0p@002d1
+    source.sql('INSERT INTO `caf\u00e9-1` VALUES (7)', 'mext')
     source.sql("INSERT INTO t_ext SELECT seq, CONCAT('v', seq) FROM seq_1_to_500", 'mext')
     source.sql('INSERT INTO p_ext SELECT seq FROM seq_1_to_300', 'mext')
     source.sql('INSERT INTO t_in SELECT seq FROM seq_1_to_50', 'mext')
@@ -606,7 +608,7 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
         assert f.read().strip() == os.path.join(ext, 'mext', 't_ext.ibd')
     expected = table_state(source, 'mext')
     source_files = _files_state(ext)
-    assert sorted(os.path.basename(p) for p in source_files) == ['p_ext#P#p0.ibd', 't_ext.ibd']
+    assert sorted(os.path.basename(p) for p in source_files) == ['caf@0p@002d1.ibd', 'p_ext#P#p0.ibd', 't_ext.ibd']
 
     port = free_port()
     data_dir = os.path.join(work, 'r1', 'data')
@@ -614,6 +616,8 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
     assert not out['failed'], out.get('msg')
     root = data_dir + '.external'
     assert sorted((e['database'], e['table'], e['from'], e['to']) for e in out['external_tablespaces']) == [
+        ('mext', 'caf\u00e9-1', os.path.join(ext, 'mext', 'caf@0p@002d1.ibd'),
+         os.path.join(root, 'mext', 'caf@0p@002d1.ibd')),
         ('mext', 'p_ext', os.path.join(ext, 'mext', 'p_ext#P#p0.ibd'), os.path.join(root, 'mext', 'p_ext#P#p0.ibd')),
         ('mext', 't_ext', os.path.join(ext, 'mext', 't_ext.ibd'), os.path.join(root, 'mext', 't_ext.ibd'))]
     assert any('mext.t_ext was created with DATA DIRECTORY' in str(w) for w in out.get('warnings') or [])
@@ -643,7 +647,7 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
     data_dir = os.path.join(work, 'r2', 'data')
     out = restore(source, repo, backup_id=log['backup']['id'], data_dir=data_dir, login_port=port)
     assert not out['failed'], out.get('msg')
-    assert len(out['external_tablespaces']) == 2
+    assert len(out['external_tablespaces']) == 3
     restored = Restored({'port': port, 'data_dir': data_dir}, source.password)
     assert table_state(restored, 'mext') == expected
     assert not os.path.exists(os.path.join(data_dir, 'mext', 't_late.isl'))
@@ -653,9 +657,9 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
     # the drill restores into a scratch instance the same way, and removes it
     drill = restore(source, repo, backup_id=full['backup']['id'], state='verified')
     assert not drill['failed'] and drill['result'] == 'passed', drill.get('msg')
-    assert sorted(e['table'] for e in drill['external_tablespaces']) == ['p_ext', 't_ext']
+    assert sorted(e['table'] for e in drill['external_tablespaces']) == ['caf\u00e9-1', 'p_ext', 't_ext']
     assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mext'} == {
-        't_ext': 500, 'p_ext': 300, 't_in': 50}
+        't_ext': 500, 'p_ext': 300, 't_in': 50, 'caf\u00e9-1': 1}
     assert not [n for n in os.listdir(work) if n.startswith('.dbops')]
     assert _files_state(ext) == source_files
 

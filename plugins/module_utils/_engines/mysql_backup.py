@@ -3081,7 +3081,8 @@ def external_root(data_dir):
 
 
 def _decode_filename(name):
-    """A database or table name from its file name (``@002d`` is ``-``)."""
+    """A database or table name from its file name (``@002d`` is ``-``; the two-character codes of
+    letters such as ``@0p`` for ``é`` stay: the restored server reads them, check_external_tables)."""
     return re.sub(r'@([0-9a-fA-F]{4})', lambda m: chr(int(m.group(1), 16)), name)
 
 
@@ -3175,11 +3176,13 @@ def _make_external_root(data_dir, replace):
 
 def check_external_tables(socket_path, mapping):
     """Problems of the remapped tables in the instance answering on socket_path without a password:
-    each must open (SELECT), pass CHECK TABLE and be open from its new path."""
+    each must open (SELECT), pass CHECK TABLE and be open from its new path. The entries' database
+    and table names are set to the server's reading of their file names (``caf@0p`` is ``café``)."""
     import pymysql  # the driver the engine uses; only needed here
     problems = []
     try:
-        conn = pymysql.connect(unix_socket=socket_path, user='root', password='', autocommit=True, connect_timeout=10)
+        conn = pymysql.connect(unix_socket=socket_path, user='root', password='', autocommit=True, connect_timeout=10,
+                               charset='utf8mb4')
     except pymysql.Error as exc:
         return ['%s: cannot connect to the restored instance: %s' % (socket_path, exc)]
     try:
@@ -3187,8 +3190,16 @@ def check_external_tables(socket_path, mapping):
             done = set()
             for entry in mapping:
                 label = '%s.%s' % (entry['database'], entry['table'])
-                qualified = '`%s`.`%s`' % (entry['database'].replace('`', '``'), entry['table'].replace('`', '``'))
                 try:
+                    database, stem = entry['name'].rsplit('/', 1)
+                    if stem.startswith('#sql'):
+                        continue  # left by an interrupted ALTER TABLE: no table to open, only moved aside
+                    cur.execute('SELECT CONVERT(CONVERT(%s USING binary) USING filename), '
+                                'CONVERT(CONVERT(%s USING binary) USING filename)',
+                                (database, re.split(r'#[Ss]?[Pp]#', stem)[0]))
+                    entry['database'], entry['table'] = cur.fetchone()
+                    label = '%s.%s' % (entry['database'], entry['table'])
+                    qualified = '`%s`.`%s`' % (entry['database'].replace('`', '``'), entry['table'].replace('`', '``'))
                     if label not in done:
                         done.add(label)
                         cur.execute('SELECT 1 FROM %s LIMIT 1' % qualified)
