@@ -2985,7 +2985,8 @@ def _pipe_out(argv, compress, out_path, operation, target, secrets):
             rc1 = first.wait()
             out.flush()
             os.fsync(out.fileno())
-        if rc1 != 0:
+        # a compressor that died first leaves the tool writing into a closed pipe: name the compressor
+        if rc1 != 0 and not (rc2 != 0 and rc1 == -signal.SIGPIPE):
             raise DbError(operation, target, mask_secrets(_failure_detail(rc1, _read_file_tail(err1)), secrets))
         if rc2 != 0:
             raise DbError('compress', os.path.basename(out_path), _failure_detail(rc2, _read_file_tail(err2)))
