@@ -3180,6 +3180,7 @@ def check_external_tables(socket_path, mapping):
     each must open (SELECT), pass CHECK TABLE and be open from its new path. The entries' database
     and table names are set to the server's reading of their file names (``caf@0p`` is ``café``)."""
     import pymysql  # the driver the engine uses; only needed here
+    from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql import quote_ident
     problems = []
     try:
         conn = pymysql.connect(unix_socket=socket_path, user='root', password='', autocommit=True, connect_timeout=10,
@@ -3200,7 +3201,7 @@ def check_external_tables(socket_path, mapping):
                                 (database, re.split(r'#[Ss]?[Pp]#', stem)[0]))
                     entry['database'], entry['table'] = cur.fetchone()
                     label = '%s.%s' % (entry['database'], entry['table'])
-                    qualified = '`%s`.`%s`' % (entry['database'].replace('`', '``'), entry['table'].replace('`', '``'))
+                    qualified = '%s.%s' % (quote_ident(entry['database']), quote_ident(entry['table']))
                     if label not in done:
                         done.add(label)
                         cur.execute('SELECT 1 FROM %s LIMIT 1' % qualified)
@@ -3935,6 +3936,7 @@ def drill_check(request):
     its socket (``socket_dir``/mysqld.sock) and asks no password.
     """
     import pymysql  # the driver the engine uses; only needed here
+    from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql import quote_ident
     sock = os.path.join(request['socket_dir'], 'mysqld.sock')
     commands = ['mariadb --socket=%s  # CHECK TABLE and COUNT(*) of every user table' % shlex.quote(sock)]
     tables, problems = [], []
@@ -3950,7 +3952,7 @@ def drill_check(request):
                         "'performance_schema') ORDER BY 1, 2")
             names = cur.fetchall()
             for database, table in names:
-                qualified = '`%s`.`%s`' % (database.replace('`', '``'), table.replace('`', '``'))
+                qualified = '%s.%s' % (quote_ident(database), quote_ident(table))
                 cur.execute('SELECT COUNT(*) FROM ' + qualified)
                 rows = int(cur.fetchone()[0])
                 tables.append({'database': database, 'name': table, 'rows': rows})
