@@ -372,6 +372,36 @@ def test_module_verification_names_a_flipped_file(source, work):
     assert bad['failed'] and 'backup.mbstream.zst' in bad['msg']
 
 
+def test_module_flipped_byte_in_an_archived_binary_log_fails_pitr_and_verification(source, work):
+    """A point-in-time restore from a full backup (target_time, latest) reads archived binary logs
+    no backup of its chain lists: each must still match the sha256 its log backup recorded, else
+    the restore is refused naming the file before data_dir is created; the full backup's own
+    verification and drill say the same (as for a missing binary log)."""
+    source.sql('CREATE DATABASE mlogflip')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mlogflip')
+    repo = os.path.join(work, 'repo')
+    full = backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mlogflip')
+    log = backup(source, repo, method='physical', type='log')
+    with open(os.path.join(log['backup']['path'], 'manifest.json')) as f:
+        victim = os.path.join(repo, json.load(f)['log_files'][-1]['path'])
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    name = os.path.basename(victim)
+    target = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    data_dir = os.path.join(work, 'pitr', 'data')
+    refused = restore(source, repo, target_time=target, data_dir=data_dir, login_port=free_port())
+    assert refused['failed'] and name in refused['msg'] and 'sha256' in refused['msg'], refused.get('msg')
+    assert not os.path.exists(data_dir)
+    drill = restore(source, repo, state='verified', backup_id=full['backup']['id'])
+    assert drill['failed'] and name in drill['msg'], drill.get('msg')
+    bad = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified', backup_id=full['backup']['id']))
+    assert bad['failed'] and name in bad['msg'], bad.get('msg')
+
+
 def test_module_backup_killed_half_way_leaves_latest_restorable(source, work):
     import json
     import signal

@@ -441,6 +441,31 @@ def prunable_logs(log_dir, manifests):
     return sorted(name for number, name in archived_binlogs(log_dir, base).items() if number < cutoff)
 
 
+def archived_log_problems(log_dir, names):
+    """Archived binary logs among ``names`` whose size or sha256 differs from what the log backup
+    that archived them recorded (``log_files`` of the log backups in the repository holding
+    ``log_dir``); each problem names the file. A file no log backup records is not judged here."""
+    if not log_dir or not names:
+        return []
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import Repository
+    records = {}
+    for manifest in Repository(os.path.dirname(os.path.abspath(log_dir))).manifests():
+        for entry in manifest.get('log_files') or []:
+            if isinstance(entry, dict) and entry.get('path'):
+                records.setdefault(os.path.basename(entry['path']), []).append(entry)
+    problems = []
+    for name in names:
+        full = os.path.join(log_dir, name)
+        if name not in records or not os.path.isfile(full):
+            continue
+        size = os.path.getsize(full)
+        if not any(int(e.get('size', -1)) == size for e in records[name]):
+            problems.append('%s: size %d, the log backup recorded %s' % (name, size, records[name][-1].get('size')))
+        elif sha256_file(full) not in {e.get('sha256') for e in records[name]}:
+            problems.append('%s: sha256 differs from the log backup record' % name)
+    return problems
+
+
 def binlog_range(log_dir, start_file, end_file=None):
     """The archived binlog names from start_file to end_file (or the newest) and the missing ones."""
     base, first, width = binlog_number(start_file)
@@ -3568,6 +3593,10 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None, until=No
     if not files:
         raise DbError('recover to a point in time', None, 'the archive %s holds no binary log from %s on: run '
                       'db_backup type=log first' % (log_dir, stop['binlog_file']))
+    damaged = archived_log_problems(log_dir, files)
+    if damaged:
+        raise DbError('recover to a point in time', None, 'the binary log archive %s is damaged: %s'
+                      % (log_dir, '; '.join(damaged)))
     return files, int(stop.get('binlog_pos') or 4), stop_arg
 
 
@@ -3801,9 +3830,11 @@ def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_
         base = binlog_number(stop['binlog_file'])[0]
         archived = archived_binlogs(log_dir, base)
         if archived and max(archived) >= binlog_number(stop['binlog_file'])[1]:
-            _names, missing = binlog_range(log_dir, stop['binlog_file'])
+            names, missing = binlog_range(log_dir, stop['binlog_file'])
             problems += ['%s: binary log missing from the archive %s (needed for point-in-time recovery '
                          'from this backup)' % (name, log_dir) for name in missing]
+            problems += ['%s (needed for point-in-time recovery from this backup)' % problem
+                         for problem in archived_log_problems(log_dir, names)]
     return problems
 
 
