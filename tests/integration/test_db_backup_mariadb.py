@@ -90,6 +90,37 @@ def test_module_logical_backup_and_restore_identical(source, work):
     assert not [r for r in source.sql('SHOW DATABASES') if r[0].startswith('dbops_drill')]
 
 
+@pytest.mark.parametrize('layout', ['tsv', 'sql'])
+def test_module_logical_events_of_a_database_named_with_quotes(source, work, layout):
+    """mariadb-dump --events fails ("Unknown database") on a database whose name holds a quote or a
+    backslash and has events: the engine writes those events itself, in both layouts."""
+    name = 'o\'brien "%s" \\ db' % layout
+    quoted = '`%s`' % name.replace('`', '``')
+    source.sql('CREATE DATABASE %s' % quoted)
+    conn = source.connect(name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)%s)' % (', b BIT(3)' if layout == 'sql' else ''))
+            cur.execute("INSERT INTO t (id, v) VALUES (1, 'x'), (2, NULL)")
+            cur.execute('CREATE PROCEDURE p() SELECT COUNT(*) FROM t')
+            cur.execute("CREATE EVENT `e 1` ON SCHEDULE EVERY 1 HOUR DISABLE COMMENT 'it''s' DO DELETE FROM t WHERE id = 0")
+    finally:
+        conn.close()
+    events = ("SELECT EVENT_NAME, EVENT_DEFINITION, STATUS, INTERVAL_VALUE, INTERVAL_FIELD, EVENT_COMMENT "
+              "FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '%s'")
+    repo = os.path.join(work, 'repo')
+    result = backup(source, repo, method='logical', databases=[name], jobs=2)
+    with open(os.path.join(result['backup']['path'], 'manifest.json')) as f:
+        assert json.load(f)['details']['table_data'] == layout
+    out = restore(source, repo, databases=[name], target_database='mevents_' + layout)
+    assert not out['failed'], out.get('msg')
+    assert source.sql('SELECT id, v FROM mevents_%s.t ORDER BY id' % layout) == ((1, 'x'), (2, None))
+    assert source.sql(events % ('mevents_' + layout)) == source.sql(events % name.replace('\\', '\\\\').replace("'", "''"))
+    assert len(source.sql(events % ('mevents_' + layout))) == 1
+    drill = restore(source, repo, state='verified')
+    assert not drill['failed'] and drill['result'] == 'passed', drill.get('msg')
+
+
 def test_module_physical_chain_pitr_and_drill(source, work):
     fill(source, 'mpitr', 1000)
     source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpitr')

@@ -76,6 +76,24 @@ def test_table_and_objects_dump_argv():
     assert '--no-create-info' in no_views and '--routines' in no_views and '--set-gtid-purged=OFF' in no_views
 
 
+def test_events_of_a_database_mariadb_dump_cannot_select_are_written_by_the_engine():
+    # mariadb-dump --events selects the database by its escaped name: these names fail it
+    for name in ('quo\'te', 'd"q', 'back\\slash', 'nl\nx'):
+        assert mb.events_need_own_dump(name), name
+    for name in ('my db', 'we`ird', 'UpperDB', '\u00fcn\u00ef\u20acode', 'semi;col -- x'):
+        assert not mb.events_need_own_dump(name), name
+    assert '--skip-events' in mb.dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', ['a'], events=False)
+    argv = mb.objects_dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', "q'", [], events=False)
+    assert '--skip-events' in argv and '--events' not in argv
+    text = mb.events_sql([{'Event': 'ev`1', 'sql_mode': 'ANSI_QUOTES', 'time_zone': '+02:00',
+                           'Create Event': "CREATE DEFINER=`a`@`%` EVENT `ev``1` ON SCHEDULE EVERY 1 DAY DO "
+                                           "BEGIN SELECT 1;; END",
+                           'character_set_client': 'utf8mb4', 'collation_connection': 'utf8mb4_general_ci'}])
+    assert 'DELIMITER ;;;\n' in text and 'DROP EVENT IF EXISTS `ev``1` ;;;' in text
+    assert "SET sql_mode = 'ANSI_QUOTES' ;;;" in text and "SET time_zone = '+02:00' ;;;" in text
+    assert text.rstrip().endswith('-- Dump completed')
+
+
 def test_position_capture_and_status_statements_by_flavor():
     assert mb.position_capture_option('mysql', 80036) == '--source-data=2'
     assert mb.position_capture_option('mysql', 80025) == '--master-data=2'

@@ -483,11 +483,13 @@ def binlog_range(log_dir, start_file, end_file=None):
 
 
 # ---- argv builders (pure; unit-tested) ---------------------------------------------------------
-def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0):
-    """mariadb-dump / mysqldump of some databases in one consistent snapshot (stdout)."""
+def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0, events=True):
+    """mariadb-dump / mysqldump of some databases in one consistent snapshot (stdout).
+
+    ``events=False``: without their events (written by ``events_sql`` instead, see ``events_need_own_dump``)."""
     argv = [program, '--defaults-file=' + option_file, '--single-transaction', '--quick',
-            '--routines', '--triggers', '--events', '--hex-blob', '--default-character-set=utf8mb4',
-            '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
+            '--routines', '--triggers', '--events' if events else '--skip-events', '--hex-blob',
+            '--default-character-set=utf8mb4', '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
     if flavor == 'mysql':
         # the position is read under our global read lock; a GTID_PURGED line would make the
         # dump unrestorable next to existing data
@@ -518,13 +520,74 @@ def table_dump_argv(program, option_file, database, tables, flavor='mariadb', ve
             + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
 
 
-def objects_dump_argv(program, option_file, database, views, flavor='mariadb', version_num=0):
-    """Views, routines and events of one database (loaded after its tables)."""
+def objects_dump_argv(program, option_file, database, views, flavor='mariadb', version_num=0, events=True):
+    """Views, routines and events of one database (loaded after its tables); ``events=False``: without
+    the events (see ``events_need_own_dump``)."""
     argv = [program, '--defaults-file=' + option_file, '--single-transaction', '--no-data', '--skip-triggers',
-            '--routines', '--events', '--default-character-set=utf8mb4', '--skip-dump-date']
+            '--routines', '--events' if events else '--skip-events', '--default-character-set=utf8mb4',
+            '--skip-dump-date']
     if not views:
         argv.append('--no-create-info')
     return argv + _flavor_dump_options(flavor, version_num) + ['--', database] + list(views)
+
+
+# characters mysql_real_escape_string escapes: mariadb-dump --events selects the database by its
+# escaped name (fetch_db_collation), so a database whose name holds one of them and has events
+# fails the dump with "Unknown database"
+_DUMP_ESCAPED_CHARS = ('\\', "'", '"', '\n', '\r', '\x00', '\x1a')
+
+
+def events_need_own_dump(database):
+    """True when mariadb-dump / mysqldump --events cannot dump the events of this database (its name
+    holds a character the client library escapes); ``events_sql`` writes them instead."""
+    return any(c in database for c in _DUMP_ESCAPED_CHARS)
+
+
+def events_sql(rows):
+    """SQL recreating events from ``SHOW CREATE EVENT`` rows (dicts), as mariadb-dump writes them: each
+    with its own sql_mode, time_zone and client character set, unqualified (created in the database
+    the file is loaded into); ends with the line every dump file of a backup ends with."""
+    out = ['-- events written by dbops.admin (mariadb-dump --events cannot select this database by name)', '']
+    for row in rows:
+        create = row['Create Event']
+        delimiter = ';;'
+        while delimiter in create:
+            delimiter += ';'
+        out += ['DELIMITER %s' % delimiter,
+                'SET @saved_cs_client = @@character_set_client %s' % delimiter,
+                'SET @saved_cs_results = @@character_set_results %s' % delimiter,
+                'SET @saved_col_connection = @@collation_connection %s' % delimiter,
+                'SET @saved_sql_mode = @@sql_mode %s' % delimiter,
+                'SET @saved_time_zone = @@time_zone %s' % delimiter,
+                'SET character_set_client = %s %s' % (_sql_string(row['character_set_client']), delimiter),
+                'SET character_set_results = %s %s' % (_sql_string(row['character_set_client']), delimiter),
+                'SET collation_connection = %s %s' % (_sql_string(row['collation_connection']), delimiter),
+                'SET sql_mode = %s %s' % (_sql_string(row['sql_mode'] or ''), delimiter),
+                'SET time_zone = %s %s' % (_sql_string(row['time_zone'] or 'SYSTEM'), delimiter),
+                'DROP EVENT IF EXISTS `%s` %s' % (row['Event'].replace('`', '``'), delimiter),
+                '%s %s' % (create, delimiter),
+                'SET time_zone = @saved_time_zone %s' % delimiter,
+                'SET sql_mode = @saved_sql_mode %s' % delimiter,
+                'SET character_set_client = @saved_cs_client %s' % delimiter,
+                'SET character_set_results = @saved_cs_results %s' % delimiter,
+                'SET collation_connection = @saved_col_connection %s' % delimiter,
+                'DELIMITER ;', '']
+    out.append('-- Dump completed')
+    return '\n'.join(out) + '\n'
+
+
+def _write_dump_text(text, compress, path):
+    """A small dump file written by the engine itself (compressed like the others), fsynced."""
+    data = text.encode('utf-8')
+    with open(path, 'wb') as out:
+        if compress:
+            proc = subprocess.run(compress, input=data, stdout=out, stderr=subprocess.PIPE, check=False)
+            if proc.returncode != 0:
+                raise DbError('write', os.path.basename(path), _tail(proc.stderr) or 'the compressor failed')
+        else:
+            out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def position_capture_option(flavor, version_num):
@@ -1289,6 +1352,20 @@ class MysqlBackup:
                               (database,))
         return {r['t']: int(r['size'] or 0) for r in rows}
 
+    def _has_events(self, database):
+        return bool(self.fetch_all('SELECT EVENT_NAME AS n FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s '
+                                   'LIMIT 1', (database,)))
+
+    def _events_text(self, database):
+        """The events of one database as SQL (``events_sql``), for a database mariadb-dump --events
+        cannot select (``events_need_own_dump``). Read on this engine's connection, before any
+        thread writes the file."""
+        names = [r['n'] for r in self.fetch_all('SELECT EVENT_NAME AS n FROM information_schema.EVENTS '
+                                                'WHERE EVENT_SCHEMA = %s ORDER BY EVENT_NAME', (database,))]
+        rows = [self.fetch_one('SHOW CREATE EVENT %s.%s' % (self.quote_ident(database), self.quote_ident(name)))
+                for name in names]
+        return events_sql([r for r in rows if r])
+
     def _schema_info(self, name):
         return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation '
                               'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,))
@@ -1531,6 +1608,8 @@ class MysqlBackup:
                      'size_estimate': sizes[name]}
             entries.append(entry)
             files[name] = os.path.join(dest, entry['file'])
+        # events mariadb-dump cannot select the database of: written by the engine into one more file
+        own_events = {name for name in databases if events_need_own_dump(name) and self._has_events(name)}
         # units: (argv builder, stream, label). Fewer databases than jobs: the tables of each
         # database are shared out over several dumps (one file each), views/routines/events
         # follow in one more file loaded last. Otherwise whole databases per dump.
@@ -1568,6 +1647,13 @@ class MysqlBackup:
                 groups[slot].append(name)
                 loads[slot] += sizes[name] + 1
             units = [('databases', None, g, None) for g in groups if g]
+            for group in groups:
+                if own_events & set(group):
+                    # one dump for the group runs --skip-events: the engine writes the events of all of them
+                    own_events |= {name for name in group if self._has_events(name)}
+        for entry in entries:
+            if entry['name'] in own_events:
+                entry['post'].append('%s.events.sql%s' % (stems[entry['name']], ext))
         start = utc_now()
         commands = []
         errors = []
@@ -1583,7 +1669,8 @@ class MysqlBackup:
                 self.execute('START TRANSACTION WITH CONSISTENT SNAPSHOT', operation='open a consistent snapshot')
                 for kind, name, group, path in units:
                     if kind == 'databases':
-                        argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0)
+                        argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0,
+                                         events=not own_events & set(group))
                         splitter = DumpSplitter({n: files[n] for n in group}, compress)
                         label = group
                     else:
@@ -1622,7 +1709,8 @@ class MysqlBackup:
                     views = [r['t'] for r in self.fetch_all(
                         "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                         "AND TABLE_TYPE = 'VIEW' ORDER BY TABLE_NAME", (entry['name'],))]
-                    argv = objects_dump_argv(program, cnf, entry['name'], views, self.flavor, self.version_num or 0)
+                    argv = objects_dump_argv(program, cnf, entry['name'], views, self.flavor, self.version_num or 0,
+                                             events=entry['name'] not in own_events)
                     commands.append(command_line(argv, self._secret_list()) + (
                         ' | ' + command_line(compress) if compress else ''))
                     path = os.path.join(dest, entry['post'][0])
@@ -1633,6 +1721,18 @@ class MysqlBackup:
                         failures.append(self.mask(str(exc)))
                     stream_ends.append(entry['post'][0])
                     completed[entry['post'][0]] = True  # mariadb-dump exited 0 (checked by _pipe_out)
+            if not failures and not errors:
+                for entry in entries:
+                    if entry['name'] in own_events:
+                        fname = entry['post'][-1]
+                        commands.append('SHOW CREATE EVENT of every event of %s > %s' % (
+                            self.quote_ident(entry['name']), shlex.quote(os.path.join(dest, fname))))
+                        try:
+                            _write_dump_text(self._events_text(entry['name']), compress, os.path.join(dest, fname))
+                        except DbError as exc:
+                            failures.append(self.mask(str(exc)))
+                        stream_ends.append(fname)
+                        completed[fname] = True
         if errors:
             failures.extend(self.mask(str(e)) for e in errors)
         if failures:
@@ -1808,6 +1908,11 @@ class MysqlBackup:
                              'transactional': transactional, 'tmp': os.path.join(tmpdir, '%d.tsv' % len(work))})
             entry['post'] = (['%s.triggers.sql%s' % (stem, ext)] if tables[name] else []) + [
                 '%s.objects.sql%s' % (stem, ext)]
+            # events mariadb-dump cannot select the database of: written by the engine
+            entry['own_events'] = self._events_text(name) if events_need_own_dump(name) and self._has_events(name) \
+                else None
+            if entry['own_events']:
+                entry['post'].append('%s.events.sql%s' % (stem, ext))
             entry['file'] = (entry['pre'] + entry['files'] + entry['post'])[0]
             entries.append(entry)
         work.sort(key=lambda w: -w['size'])
@@ -1937,11 +2042,17 @@ class MysqlBackup:
                             post.append(triggers_dump_argv(program, cnf, entry['name'], names, self.flavor,
                                                            self.version_num or 0))
                         post.append(objects_dump_argv(program, cnf, entry['name'], views[entry['name']],
-                                                      self.flavor, self.version_num or 0))
+                                                      self.flavor, self.version_num or 0,
+                                                      events=not entry['own_events']))
                         for argv, fname in zip(post, entry['post']):
                             try:
                                 _pipe_out(argv, compress, os.path.join(dest, fname),
                                           'dump triggers, views, routines and events of', entry['name'], secrets)
+                            except DbError as exc:
+                                post_failures.append(self.mask(str(exc)))
+                        if entry['own_events']:
+                            try:
+                                _write_dump_text(entry['own_events'], compress, os.path.join(dest, entry['post'][-1]))
                             except DbError as exc:
                                 post_failures.append(self.mask(str(exc)))
 
@@ -1957,8 +2068,11 @@ class MysqlBackup:
                             program, cnf, entry['name'], names, self.flavor, self.version_num or 0), secrets)
                             + (' | ' + command_line(compress) if compress else ''))
                     commands.append(command_line(objects_dump_argv(
-                        program, cnf, entry['name'], views[entry['name']], self.flavor, self.version_num or 0),
-                        secrets) + (' | ' + command_line(compress) if compress else ''))
+                        program, cnf, entry['name'], views[entry['name']], self.flavor, self.version_num or 0,
+                        events=not entry['own_events']), secrets) + (' | ' + command_line(compress) if compress else ''))
+                    if entry['own_events']:
+                        commands.append('SHOW CREATE EVENT of every event of %s > %s' % (
+                            self.quote_ident(entry['name']), shlex.quote(os.path.join(dest, entry['post'][-1]))))
                 post_failures = []
                 session_snapshots = {}
                 threads = [threading.Thread(target=export, args=(conn, number), daemon=True)
@@ -2037,6 +2151,7 @@ class MysqlBackup:
                                   'did not share one instant' % (meta['rows'], counts.get(meta['table'])))
             entry['tables'] = snapshot_rows.get(entry['name'], [])
             del entry['stem']
+            del entry['own_events']
         index = {'format': 2, 'layout': 'tsv', 'flavor': self.flavor,
                  'server_version': getattr(self, 'version_string', self.version), 'tool': os.path.basename(program),
                  'compression': compression, 'position': position, 'databases': entries,
