@@ -57,6 +57,8 @@ options:
     description:
       - V(full), V(incremental) (from the previous backup), V(differential) (from the last full), or V(log)
         (the transaction log archive up to now).
+      - V(log) is the same archive whatever O(method) says; with O(method=logical) (the default) it is taken and
+        recorded as a V(physical) log backup, the archive physical point-in-time restores replay.
       - What each engine and method supports is checked against the server; anything else fails clearly.
       - "A backup O(state=verified) found damaged is never built on. A V(differential) builds on the newest undamaged
         full. A V(incremental) whose chain holds a damaged backup builds on the backup before the first damaged
@@ -663,6 +665,10 @@ def create(module, engine):
     if p['encryption_key']:
         engine.add_secret(p['encryption_key'])
     supported = engine.backup_methods()
+    if btype == 'log' and method == 'logical' and 'log' in (supported.get('physical') or []):
+        # one log archive per repository, the one physical point-in-time restores replay: type=log with
+        # the default method is that archive (verified, chained and restored as a physical log backup)
+        method = p['method'] = 'physical'
     if btype not in (supported.get(method) or []):
         offered = ', '.join('%s: %s' % (m, '/'.join(t)) for m, t in sorted(supported.items()) if t) or 'nothing'
         raise DbError('take a %s %s backup of' % (method, btype), '%s %s' % (engine.flavor, engine.version),

@@ -354,6 +354,29 @@ def test_module_log_backup_across_purged_binary_logs_fails_until_a_new_full(sour
     assert not drill['failed'], drill.get('msg')
 
 
+def test_module_log_backup_with_the_default_method_is_the_physical_log_archive(source, work):
+    """type=log without method (method defaults to logical) archives the binary logs like method=physical:
+    it was run, then verified as a logical dump ("dump-index.json: missing") and failed, leaving the copied
+    binary logs unrecorded in logs/."""
+    source.sql('CREATE DATABASE mlogdefault')
+    source.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'mlogdefault')
+    repo = os.path.join(work, 'repo')
+    full = backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql('INSERT INTO t VALUES (1)', 'mlogdefault')
+    preview = modrun.run_module('db_backup', dict(source.conn, repo=repo, type='log'), check=True)
+    assert not preview['failed'] and preview['changed'], preview.get('msg')
+    log = backup(source, repo, type='log')
+    assert log['changed'] and log['backup']['type'] == 'log' and log['backup']['method'] == 'physical'
+    assert log['backup']['verified'] is True and log['backup']['parent_id'] == full['backup']['id']
+    again = backup(source, repo, type='log', method='logical')
+    assert again['changed'] is False
+    verified = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified'))
+    assert not verified['failed'], verified.get('msg')
+    drill = restore(source, repo, state='verified')
+    assert not drill['failed'], drill.get('msg')
+    assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mlogdefault'} == {'t': 1}
+
+
 def test_module_log_backup_with_nothing_written_since_is_unchanged(source, work):
     """A log backup when no transaction was written since the last one: unchanged, no new entry
     (check mode says the same); a write makes the next one take a backup again."""
