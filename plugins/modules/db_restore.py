@@ -261,31 +261,44 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+def _damaged_note(candidates):
+    """Why backups that would have qualified were passed over: a state=verified run found them damaged."""
+    damaged = [m for m in candidates if catalog.is_damaged(m)]
+    if not damaged:
+        return ''
+    return '; %s found damaged by verification (%s): repair the repository and run db_backup state=verified on %s, ' \
+        'or choose it with backup_id' % (', '.join(m['id'] for m in damaged),
+                                         '; '.join(damaged[-1].get('verify_problems') or []),
+                                         'it' if len(damaged) == 1 else 'them')
+
+
 def select_backup(module, repo):
     p = module.params
     if p['target_time'] and p['backup_id'] in (None, '', 'latest'):
         target = catalog.parse_time(p['target_time'])
         # a base to replay from: a physical full (our WAL archive) or any pgBackRest set (its own archive)
-        bases = [m for m in repo.manifests()
-                 if ((m.get('method') == 'physical' and m.get('type') == 'full') or m.get('method') == 'pgbackrest')
-                 and (p['method'] is None or m.get('method') == p['method']) and not catalog.is_damaged(m)
-                 and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
+        candidates = [m for m in repo.manifests()
+                      if ((m.get('method') == 'physical' and m.get('type') == 'full') or m.get('method') == 'pgbackrest')
+                      and (p['method'] is None or m.get('method') == p['method'])
+                      and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
+        bases = [m for m in candidates if not catalog.is_damaged(m)]
         if not bases:
             raise DbError('restore to', p['target_time'], 'no physical backup in %s ended before that time (target_time '
-                          'replays a physical backup to a point in time; a logical dump holds one moment only)'
-                          % repo.path)
+                          'replays a physical backup to a point in time; a logical dump holds one moment only)%s'
+                          % (repo.path, _damaged_note(candidates)))
         return bases[-1]
     if p['target_position'] and p['backup_id'] in (None, '', 'latest') and p['method'] != 'logical':
         # the newest physical backup (full, incremental or differential, or a pgBackRest set) that
         # does not end after the position: a replay only goes forward from a backup's end
-        bases = [m for m in repo.manifests()
-                 if m.get('method') in ('physical', 'pgbackrest') and m.get('type') != 'log'
-                 and (p['method'] is None or m.get('method') == p['method']) and not catalog.is_damaged(m)
-                 and not catalog.engine_backend(m['engine']).target_before(m.get('stop_position'),
-                                                                           p['target_position'])]
+        candidates = [m for m in repo.manifests()
+                      if m.get('method') in ('physical', 'pgbackrest') and m.get('type') != 'log'
+                      and (p['method'] is None or m.get('method') == p['method'])
+                      and not catalog.engine_backend(m['engine']).target_before(m.get('stop_position'),
+                                                                                p['target_position'])]
+        bases = [m for m in candidates if not catalog.is_damaged(m)]
         if not bases:
             raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
-                          'no physical backup in %s ends before that position' % repo.path)
+                          'no physical backup in %s ends before that position%s' % (repo.path, _damaged_note(candidates)))
         return bases[-1]
     return repo.get(p['backup_id'] or 'latest', method=p['method'])
 

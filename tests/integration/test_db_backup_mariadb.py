@@ -445,6 +445,7 @@ def test_module_flipped_byte_in_an_archived_binary_log_fails_pitr_and_verificati
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0x01]))
     name = os.path.basename(victim)
+    time.sleep(1.1)  # the replay stops at the second before the target: A is in an earlier one
     target = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
     data_dir = os.path.join(work, 'pitr', 'data')
     refused = restore(source, repo, target_time=target, data_dir=data_dir, login_port=free_port())
@@ -454,6 +455,21 @@ def test_module_flipped_byte_in_an_archived_binary_log_fails_pitr_and_verificati
     assert drill['failed'] and name in drill['msg'], drill.get('msg')
     bad = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified', backup_id=full['backup']['id']))
     assert bad['failed'] and name in bad['msg'], bad.get('msg')
+    # the full is now marked damaged: a target_time restore says so instead of "no backup ended before"
+    refused = restore(source, repo, target_time=target, data_dir=data_dir, login_port=free_port())
+    assert refused['failed'] and full['backup']['id'] in refused['msg'] and 'damaged' in refused['msg'], refused.get('msg')
+    assert name in refused['msg'] and not os.path.exists(data_dir)
+    # repaired and verified again: the restore replays the archive
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 2)
+        f.write(byte)
+    fixed = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified', backup_id=full['backup']['id']))
+    assert not fixed['failed'], fixed.get('msg')
+    out = restore(source, repo, target_time=target, data_dir=data_dir, login_port=free_port())
+    assert not out['failed'], out.get('msg')
+    restored = Restored({'port': out['port'], 'data_dir': out['data_dir']}, source.password)
+    assert [r[0] for r in restored.sql('SELECT tag FROM marks', 'mlogflip')] == ['A']
+    mb.stop_instance(out['data_dir'])
 
 
 def test_module_backup_killed_half_way_leaves_latest_restorable(source, work):
