@@ -121,6 +121,25 @@ def test_module_logical_events_of_a_database_named_with_quotes(source, work, lay
     assert not drill['failed'] and drill['result'] == 'passed', drill.get('msg')
 
 
+def test_module_logical_restore_never_replaces_a_system_database(source, work):
+    """target_database mysql with force dropped the mysql schema (every account) and put the backup's
+    tables there; sys was replaced the same way. System databases are refused, in check mode too."""
+    fill(source, 'msysrest', 10)
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='logical', databases=['msysrest'])
+    users = source.sql('SELECT COUNT(*) FROM mysql.global_priv')
+    # check mode first: without the refusal the real run below would drop this server's accounts
+    for target in ('mysql', 'MySQL', 'sys', 'information_schema', 'performance_schema'):
+        preview = restore(source, repo, check=True, target_database=target, force=True)
+        assert preview['failed'] and 'system database' in preview['msg'], preview.get('msg')
+    for target in ('mysql', 'sys'):
+        refused = restore(source, repo, target_database=target, force=True)
+        assert refused['failed'] and 'system database' in refused['msg'], refused.get('msg')
+    assert source.sql('SELECT COUNT(*) FROM mysql.global_priv') == users
+    assert source.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql' "
+                      "AND TABLE_NAME = 't1'") == ((0,),)
+
+
 def test_module_physical_chain_pitr_and_drill(source, work):
     fill(source, 'mpitr', 1000)
     source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpitr')

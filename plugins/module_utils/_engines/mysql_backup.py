@@ -2659,8 +2659,12 @@ class MysqlBackup:
     def check_restore_target(self, name, request):
         """Refuse (DbError) a logical restore into a database holding objects without force; the
         number of objects of an existing database, None when it does not exist. Also what check
-        mode reports."""
+        mode reports. A system database (mysql, sys, information_schema, performance_schema) is
+        never a target, force or not: replacing mysql would drop every account of the server."""
         self.quote_ident(name)
+        if name.lower() in SYSTEM_DATABASES:
+            raise DbError('restore into', name, 'it is a system database of the server and is never replaced by a '
+                          'logical restore (force does not change that): choose another target_database')
         if not self.fetch_value('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)):
             return None
         objects = self._object_count(name)
