@@ -476,6 +476,10 @@ class Runner:
                     if backend.target_before(base.get('stop_position'), p['target_position']):
                         raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
                                       'backup %s ends after that position: restore an older backup' % base['id'])
+                    unreachable = getattr(backend, 'target_unreachable', None)
+                    if unreachable is not None and unreachable(repo.log_dir, p['target_position']):
+                        raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
+                                      unreachable(repo.log_dir, p['target_position']))
         if os.path.exists(data_dir) and not os.path.isdir(data_dir):
             raise DbError('restore into', data_dir, 'it exists and is not a directory')
         if os.path.isdir(data_dir) and os.listdir(data_dir):

@@ -256,6 +256,32 @@ def test_module_restore_of_a_log_backup_replays_to_its_end_and_bad_target_positi
         assert not os.path.exists(data_dir)
 
 
+def test_module_target_position_past_the_archive_is_refused(source, work):
+    """A GTID in a domain the server never logged made mariadb-binlog stop at once: the restore held the
+    base backup only and said target_reached true; a GTID or binlog_pos past the archive's end replayed
+    everything and said the same. Both are refused naming where the archive ends, before data_dir is
+    created (check mode too)."""
+    source.sql('CREATE DATABASE mpastend')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpastend')
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mpastend')
+    log = backup(source, repo, method='physical', type='log')
+    end = log['backup']['stop_position']
+    domain, server, seq = (int(x) for x in end['gtid'].split(',')[0].split('-'))
+    data_dir = os.path.join(work, 'past', 'data')
+    for target, words in (({'gtid': '%d-%d-%d' % (domain + 7, server, 1)}, 'ends at GTID'),
+                          ({'gtid': '%d-%d-%d' % (domain, server, seq + 1000)}, 'ends at GTID'),
+                          ({'binlog_file': end['binlog_file'], 'binlog_pos': int(end['binlog_pos']) + 100000},
+                           'past the end of ' + end['binlog_file']),
+                          ({'binlog_file': 'mysql-bin.000777', 'binlog_pos': 4}, 'mysql-bin.000777 is not in it')):
+        for check in (True, False):
+            refused = restore(source, repo, check=check, target_position=target, data_dir=data_dir,
+                              login_port=free_port())
+            assert refused['failed'] and words in refused['msg'], (target, check, refused.get('msg'))
+            assert not os.path.exists(data_dir)
+
+
 def test_module_physical_restore_refuses_targets_before_the_backup_and_taken_ports(source, work):
     """A target_position before the end of the chosen backup (a binlog position, a GTID, a file of
     another series) is refused before anything is written; with backup_id latest the newest backup

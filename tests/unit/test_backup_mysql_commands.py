@@ -171,7 +171,7 @@ def _archive(tmp_path, numbers, base='mysql-bin'):
     log_dir = tmp_path / 'logs'
     log_dir.mkdir()
     for n in numbers:
-        (log_dir / ('%s.%06d' % (base, n))).write_bytes(b'\xfebin')
+        (log_dir / ('%s.%06d' % (base, n))).write_bytes(b'\xfebin' + b'\0' * 4092)
     return str(log_dir)
 
 
@@ -198,6 +198,11 @@ def test_replay_plan_positions_gtid_and_missing(tmp_path):
     assert files == ['mysql-bin.000002', 'mysql-bin.000003'] and stop == '777'
     files, start, stop = mb.replay_plan(_chain(), log_dir, target_position={'gtid': '0-1-42'})
     assert stop == '0-1-42'
+    # positions the archive does not reach
+    with pytest.raises(DbError, match=r'binlog_pos 5000 is past the end of mysql-bin\.000003 \(4096 bytes'):
+        mb.replay_plan(_chain(), log_dir, target_position={'binlog_file': 'mysql-bin.000003', 'binlog_pos': 5000})
+    with pytest.raises(DbError, match=r'ends with mysql-bin\.000004: mysql-bin\.000009 is not in it'):
+        mb.replay_plan(_chain(), log_dir, target_position={'binlog_file': 'mysql-bin.000009', 'binlog_pos': 4})
     with pytest.raises(DbError, match=r'mysql-bin\.000001 is missing'):
         mb.replay_plan(_chain('mysql-bin.000001'), log_dir, target_time=mb.parse_time('2024-01-01T00:00:00Z'))
     late = _chain()

@@ -3665,6 +3665,48 @@ def target_before(stop_position, target_position):
     return (number, int(target['binlog_pos'])) < (stop_number, int(stop.get('binlog_pos') or 4))
 
 
+def target_unreachable(log_dir, target_position):
+    """Why the binary log archive in log_dir cannot reach target_position (a message), or None.
+
+    A position past the end of the archive (a binlog_file not archived yet, a binlog_pos past the
+    end of its archived file, a GTID beyond the newest log backup's or in a domain the archive does
+    not hold) would replay everything there is, or nothing at all (mariadb-binlog stops at once
+    on a GTID of an unknown domain), and still look like a restore to that position."""
+    target = check_target_position(target_position)
+    if not target or not log_dir:
+        return None
+    if target.get('binlog_file'):
+        base, number, _width = binlog_number(target['binlog_file'])
+        found = archived_binlogs(log_dir, base)
+        if not found:
+            return None
+        newest = max(found)
+        if number > newest:
+            return ('the archive %s ends with %s: %s is not in it (take a log backup with db_backup type=log first)'
+                    % (log_dir, found[newest], target['binlog_file']))
+        if number in found:
+            size = os.path.getsize(os.path.join(log_dir, found[number]))
+            if target['binlog_pos'] > size:
+                return ('binlog_pos %d is past the end of %s (%d bytes in the archive%s)'
+                        % (target['binlog_pos'], found[number], size,
+                           '; take a log backup with db_backup type=log first' if number == newest else ''))
+        return None
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import Repository
+    logs = [m for m in Repository(os.path.dirname(os.path.abspath(log_dir))).manifests()
+            if m.get('type') == 'log' and (m.get('stop_position') or {}).get('gtid')]
+    if not logs:
+        return None
+    end = logs[-1]['stop_position']['gtid']
+    reached = _gtid_sequences(end)
+    beyond = ['%d-*-%d' % (domain, seq) for domain, seq in sorted(_gtid_sequences(target['gtid']).items())
+              if seq > reached.get(domain, -1)]
+    if beyond:
+        return ('the archive %s ends at GTID %s (log backup %s): %s is past it (a domain the server never logged, or '
+                'not archived yet: take a log backup with db_backup type=log first)'
+                % (log_dir, end, logs[-1].get('id'), ', '.join(beyond)))
+    return None
+
+
 def replay_plan(chain, log_dir, target_time=None, target_position=None, until=None):
     """(files, start_pos, stop_position) of the binlog replay after a restored chain.
 
@@ -3688,6 +3730,9 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None, until=No
                       % (chain[-1]['manifest'].get('id') or '', where))
     end_file = None
     stop_arg = None
+    unreachable = target_unreachable(log_dir, target_position)
+    if unreachable:
+        raise DbError('recover to', ', '.join('%s=%s' % kv for kv in sorted(target_position.items())), unreachable)
     if target_position:
         if target_position.get('binlog_file'):
             end_file = target_position['binlog_file']
