@@ -140,6 +140,26 @@ def test_module_logical_restore_never_replaces_a_system_database(source, work):
                       "AND TABLE_NAME = 't1'") == ((0,),)
 
 
+def test_module_logical_longest_unicode_names(source, work):
+    """A 64-character database and table name of 2-byte UTF-8 characters: the backup failed with
+    "unexpected error: [Errno 36] File name too long" (hex-encoded file names of 259 characters)."""
+    database, table = '\u00fc' * 64, 'a table \u00df' + '\u00df' * 55
+    source.sql('CREATE DATABASE `%s`' % database)
+    source.sql('CREATE TABLE `%s` (id INT PRIMARY KEY, v VARCHAR(10))' % table, database)
+    source.sql("INSERT INTO `%s` VALUES (1, 'x'), (2, NULL)" % table, database)
+    repo = os.path.join(work, 'repo')
+    try:
+        backup(source, repo, method='logical', databases=[database], jobs=2)
+        out = restore(source, repo, databases=[database], target_database='mlongnames')
+        assert not out['failed'], out.get('msg')
+        assert source.sql('SELECT id, v FROM mlongnames.`%s` ORDER BY id' % table) == ((1, 'x'), (2, None))
+    finally:
+        # mariadb-backup --move-back cannot copy such a table back (its file name is cut, "Destination file
+        # exists"): the physical tests on this server must not see it
+        source.sql('DROP DATABASE IF EXISTS `%s`' % database)
+        source.sql('DROP DATABASE IF EXISTS mlongnames')
+
+
 def test_module_physical_chain_pitr_and_drill(source, work):
     fill(source, 'mpitr', 1000)
     source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpitr')

@@ -150,6 +150,11 @@ def test_safe_filename():
     assert mb.safe_filename('shop_1') == 'shop_1'
     odd = mb.safe_filename('we/ird db')
     assert '/' not in odd and ' ' not in odd and bytes.fromhex(odd[3:]).decode() == 'we/ird db'
+    # 64 characters of 2-byte UTF-8 were 259 characters: no file system takes <db>.<table>.tsv.zst of two
+    longest = [mb.safe_filename(c * 64) for c in ('\u00fc', '\u20ac', '\U0001F600', ' ')]
+    assert all(len(n) <= 84 for n in longest) and len(set(longest)) == 4
+    assert mb.safe_filename('\u00fc' * 64) != mb.safe_filename('\u00fc' * 63 + 'a')
+    assert len(('%s.%s.tsv.zst.dbops-enc' % (longest[0], longest[1])).encode()) < 255
 
 
 # ---- binary log replay ------------------------------------------------------------------------

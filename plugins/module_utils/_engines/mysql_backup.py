@@ -228,10 +228,17 @@ def compression_of(filename):
 
 
 def safe_filename(name):
-    """A file name for a database name (names may hold any character but NUL)."""
+    """A file name for a database or table name (names may hold any character but NUL).
+
+    Other names are hex-encoded; a long one (64 characters of 2-4 UTF-8 bytes make up to 512 hex
+    digits) is cut to a prefix and a digest of the whole name, so that <database>.<table>.tsv.zst
+    stays far below the 255 bytes a file name may have."""
     if re.match(r'^[A-Za-z0-9_$-]{1,64}$', name) and not name.startswith('-'):
         return name
-    return 'db-' + name.encode('utf-8').hex()
+    encoded = name.encode('utf-8').hex()
+    if len(encoded) > 80:
+        encoded = encoded[:60] + '-' + hashlib.sha256(name.encode('utf-8')).hexdigest()[:20]
+    return 'db-' + encoded
 
 
 def sha256_file(path):
