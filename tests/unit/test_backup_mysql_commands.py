@@ -94,6 +94,14 @@ def test_events_of_a_database_mariadb_dump_cannot_select_are_written_by_the_engi
     assert text.rstrip().endswith('-- Dump completed')
 
 
+def test_history_of_system_versioned_tables_is_dumped_on_mariadb_10_11():
+    assert '--dump-history' in mb.dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', ['a'], 'mariadb', 101106, history=True)
+    assert '--dump-history' not in mb.dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', ['a'], 'mariadb', 101106)
+    argv = mb.table_dump_argv('/usr/bin/mariadb-dump', '/p/c.cnf', 'shop', ['t'], 'mariadb', 101106, history=True)
+    assert '--dump-history' in argv and argv[-3:] == ['--', 'shop', 't']
+    assert mb.history_options('mysql', 80036) == [] and mb.history_options('mariadb', 100611) == []
+
+
 def test_position_capture_and_status_statements_by_flavor():
     assert mb.position_capture_option('mysql', 80036) == '--source-data=2'
     assert mb.position_capture_option('mysql', 80025) == '--master-data=2'
@@ -649,7 +657,7 @@ class FakeMysql8Tsv(FakeMysql8):
                     {'db': 'app', 't': 'orders', 'c': 'total', 'type': 'decimal', 'extra': 'STORED GENERATED'},
                     {'db': 'app', 't': 'orders', 'c': 'made', 'type': 'timestamp', 'extra': 'DEFAULT_GENERATED'},
                     {'db': 'reporting', 't': 'daily', 'c': 'day', 'type': 'date', 'extra': ''}]
-        if "TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME" in sql:
+        if "TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME" in sql:
             return [{'t': 'daily'}] if params == ('reporting',) else [{'t': 'orders'}]
         return super().fetch_all(sql, params, operation)
 

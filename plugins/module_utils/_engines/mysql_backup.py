@@ -490,13 +490,15 @@ def binlog_range(log_dir, start_file, end_file=None):
 
 
 # ---- argv builders (pure; unit-tested) ---------------------------------------------------------
-def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0, events=True):
+def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0, events=True, history=False):
     """mariadb-dump / mysqldump of some databases in one consistent snapshot (stdout).
 
-    ``events=False``: without their events (written by ``events_sql`` instead, see ``events_need_own_dump``)."""
+    ``events=False``: without their events (written by ``events_sql`` instead, see ``events_need_own_dump``).
+    ``history``: the databases hold system-versioned tables (see ``history_options``)."""
     argv = [program, '--defaults-file=' + option_file, '--single-transaction', '--quick',
             '--routines', '--triggers', '--events' if events else '--skip-events', '--hex-blob',
             '--default-character-set=utf8mb4', '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
+    argv += history_options(flavor, version_num) if history else []
     if flavor == 'mysql':
         # the position is read under our global read lock; a GTID_PURGED line would make the
         # dump unrestorable next to existing data
@@ -507,6 +509,13 @@ def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0, 
     return argv
 
 
+def history_options(flavor, version_num):
+    """Dump options for system-versioned tables: their history rows too (MariaDB 10.11+; without it
+    a dump holds the current rows only). A table with transaction-precise history cannot be dumped
+    with its history: mariadb-dump then fails naming it, and so does the backup."""
+    return ['--dump-history'] if flavor != 'mysql' and version_num >= 101100 else []
+
+
 def _flavor_dump_options(flavor, version_num):
     if flavor != 'mysql':
         return []
@@ -515,7 +524,7 @@ def _flavor_dump_options(flavor, version_num):
     return ['--set-gtid-purged=OFF'] + (['--column-statistics=0'] if version_num >= 80000 else [])
 
 
-def table_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0):
+def table_dump_argv(program, option_file, database, tables, flavor='mariadb', version_num=0, history=False):
     """Some base tables (with their triggers) of one database, in one snapshot (stdout).
 
     ``--skip-add-locks``: the parts of one database load in parallel; a part's ``LOCK TABLES t WRITE``
@@ -524,7 +533,8 @@ def table_dump_argv(program, option_file, database, tables, flavor='mariadb', ve
     return ([program, '--defaults-file=' + option_file, '--single-transaction', '--quick', '--skip-routines',
              '--skip-events', '--triggers', '--hex-blob', '--default-character-set=utf8mb4', '--skip-add-locks',
              '--max-allowed-packet=' + MAX_PACKET, '--skip-dump-date']
-            + _flavor_dump_options(flavor, version_num) + ['--', database] + list(tables))
+            + _flavor_dump_options(flavor, version_num) + (history_options(flavor, version_num) if history else [])
+            + ['--', database] + list(tables))
 
 
 def objects_dump_argv(program, option_file, database, views, flavor='mariadb', version_num=0, events=True):
@@ -1355,9 +1365,15 @@ class MysqlBackup:
 
     def _table_sizes(self, database):
         rows = self.fetch_all("SELECT TABLE_NAME AS t, COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) AS size "
-                              "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
-                              (database,))
+                              "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN "
+                              "('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')", (database,))
         return {r['t']: int(r['size'] or 0) for r in rows}
+
+    def _versioned(self, databases):
+        """True when some of the databases hold a system-versioned table."""
+        marks = ', '.join(['%s'] * len(databases))
+        return bool(self.fetch_all("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (%s) AND "
+                                   "TABLE_TYPE = 'SYSTEM VERSIONED' LIMIT 1" % marks, tuple(databases)))
 
     def _has_events(self, database):
         return bool(self.fetch_all('SELECT EVENT_NAME AS n FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s '
@@ -1617,6 +1633,8 @@ class MysqlBackup:
             files[name] = os.path.join(dest, entry['file'])
         # events mariadb-dump cannot select the database of: written by the engine into one more file
         own_events = {name for name in databases if events_need_own_dump(name) and self._has_events(name)}
+        # system-versioned tables: dumped with their history rows (mariadb-dump --dump-history)
+        versioned = self._versioned(databases)
         # units: (argv builder, stream, label). Fewer databases than jobs: the tables of each
         # database are shared out over several dumps (one file each), views/routines/events
         # follow in one more file loaded last. Otherwise whole databases per dump.
@@ -1677,11 +1695,12 @@ class MysqlBackup:
                 for kind, name, group, path in units:
                     if kind == 'databases':
                         argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0,
-                                         events=not own_events & set(group))
+                                         events=not own_events & set(group), history=versioned)
                         splitter = DumpSplitter({n: files[n] for n in group}, compress)
                         label = group
                     else:
-                        argv = table_dump_argv(program, cnf, name, group, self.flavor, self.version_num or 0)
+                        argv = table_dump_argv(program, cnf, name, group, self.flavor, self.version_num or 0,
+                                               history=versioned)
                         splitter = DumpStream(path, compress)
                         label = ['%s (%d tables)' % (name, len(group))]
                     commands.append(command_line(argv, self._secret_list()) + (
@@ -2413,7 +2432,8 @@ class MysqlBackup:
         for entry, target, name in loads:
             loaded = {meta['table']: meta.get('rows') for meta in (entry.get('data') or {}).values()}
             for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                                      "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (name,)):
+                                      "AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME",
+                                      (name,)):
                 count = int(self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(name, row['t'])))
                 tables.append({'database': target, 'name': row['t'], 'rows': count})
                 total += count
@@ -2641,7 +2661,8 @@ class MysqlBackup:
         """[{name, rows}] of every base table of a database (exact counts, in the current snapshot)."""
         out = []
         for row in self.fetch_all("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                                  "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (database,)):
+                                  "AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME",
+                                  (database,)):
             count = self.fetch_value('SELECT COUNT(*) FROM %s' % self.quote_qualified(database, row['t']),
                                      operation='count the rows of %s.%s' % (database, row['t']))
             out.append({'name': row['t'], 'rows': int(count)})
@@ -4149,8 +4170,8 @@ def drill_check(request):
                 'commands': commands}
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
-                        "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'sys', 'information_schema', "
+            cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE IN "
+                        "('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA NOT IN ('mysql', 'sys', 'information_schema', "
                         "'performance_schema') ORDER BY 1, 2")
             names = cur.fetchall()
             for database, table in names:
