@@ -140,7 +140,10 @@ def _mysql_connect_args(params, database):
     elif 'read_default_file' not in args:
         args['user'] = 'root'
     if params.get('login_password') is not None:
-        args['password'] = params['login_password']
+        # as UTF-8 bytes: PyMySQL encodes a str password as latin-1, which fails on any other character
+        # ("'latin-1' codec can't encode") and differs from the UTF-8 the server and db_user hash
+        password = params['login_password']
+        args['password'] = password.encode('utf-8') if isinstance(password, str) else password
     db = database or params.get('login_db')
     if db:
         args['database'] = db

@@ -190,6 +190,28 @@ def test_module_logical_system_versioned_table_keeps_its_history(source, work, j
     assert {t['name']: t['rows'] for t in drill['tables']} == {'plain': 2, 't': 1}
 
 
+def test_module_logical_backup_and_restore_with_a_non_ascii_password(source, work):
+    """A login whose password holds a character outside latin-1 failed every module with "unexpected error:
+    'latin-1' codec can't encode character"; the password now goes to the server and the tools as UTF-8."""
+    password = 'p\u00fc\u20ac #"\\ \U0001F511'
+    conn = source.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE USER 'mbk'@'127.0.0.1' IDENTIFIED BY %s", (password,))
+            cur.execute("GRANT ALL ON *.* TO 'mbk'@'127.0.0.1'")
+    finally:
+        conn.close()
+    fill(source, 'mutf8pw', 5)
+    login = dict(source.conn, login_user='mbk', login_password=password)
+    repo = os.path.join(work, 'repo')
+    result = modrun.run_module('db_backup', dict(login, repo=repo, method='logical', databases=['mutf8pw']))
+    assert not result['failed'], result.get('msg')
+    out = modrun.run_module('db_restore', dict(login, repo=repo, target_database='mutf8pw_r'))
+    assert not out['failed'], out.get('msg')
+    assert table_state(source, 'mutf8pw_r') == table_state(source, 'mutf8pw')
+    assert password not in result['_stdout'] + out['_stdout'] + result['_stderr'] + out['_stderr']
+
+
 def test_module_physical_chain_pitr_and_drill(source, work):
     fill(source, 'mpitr', 1000)
     source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mpitr')

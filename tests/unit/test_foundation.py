@@ -146,10 +146,18 @@ def test_mysql_connect_args_tls(monkeypatch, tmp_path):
     args = _connection._mysql_connect_args({'login_host': 'db', 'login_port': 3307, 'login_user': 'u',
                                             'login_password': 'p', 'ssl_mode': 'verify-full',
                                             'ssl_ca': '/ca.pem'}, None)
-    assert args['host'] == 'db' and args['port'] == 3307 and args['password'] == 'p'
+    assert args['host'] == 'db' and args['port'] == 3307 and args['password'] == b'p'
     assert args['ssl'] == {'ca': '/ca.pem'}
     assert args['ssl_verify_cert'] is True and args['ssl_verify_identity'] is True
     assert 'read_default_file' not in args
+
+
+def test_mysql_connect_args_send_the_password_as_utf8(monkeypatch, tmp_path):
+    # PyMySQL encodes a str password as latin-1: '\u20ac' failed with "'latin-1' codec can't encode", and
+    # '\u00fc' was sent as one byte where the server (and db_user) hash its UTF-8 bytes
+    monkeypatch.setenv('HOME', str(tmp_path))
+    args = _connection._mysql_connect_args({'login_host': 'db', 'login_password': 'p\u00fc\u20ac\U0001F511'}, None)
+    assert args['password'] == 'p\u00fc\u20ac\U0001F511'.encode('utf-8')
 
 
 def test_mysql_connect_args_read_my_cnf(monkeypatch, tmp_path):

@@ -1272,7 +1272,12 @@ class MysqlBackup:
         conn = self.conn
         password = conn.password
         if isinstance(password, bytes):
-            password = password.decode('latin1')
+            # connect() hands PyMySQL the UTF-8 bytes of login_password (a password PyMySQL read from an
+            # option file itself is latin-1)
+            try:
+                password = password.decode('utf-8')
+            except UnicodeDecodeError:
+                password = password.decode('latin1')
         options = {'user': conn.user if not isinstance(conn.user, bytes) else conn.user.decode('utf-8')}
         if password:
             options['password'] = password
