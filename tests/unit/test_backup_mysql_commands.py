@@ -337,6 +337,19 @@ def test_dump_splitter_one_file_per_database(tmp_path, chunk):
     assert shop.count('SET NAMES') == 1
 
 
+def test_dump_splitter_takes_a_name_with_a_line_break_from_its_use_statement(tmp_path):
+    # mariadb-dump cuts the comment at the line break ("-- Current Database: `nl" / "-- x`"): the
+    # name read from the comment was "`nl" ("the dump holds a database that was not asked for")
+    dump = ('-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n\n--\n-- Current Database: `nl\n-- x`\n--\n\n'
+            'CREATE DATABASE /*!32312 IF NOT EXISTS*/ `nl\nx`;\n\nUSE `nl\nx`;\nINSERT INTO `t` VALUES (1);\n'
+            '-- Dump completed\n').encode()
+    splitter = mb.DumpSplitter({'nl\nx': str(tmp_path / 'nl.sql')}, None)
+    splitter.feed(dump)
+    splitter.close()
+    text = (tmp_path / 'nl.sql').read_text()
+    assert 'INSERT INTO `t` VALUES (1);' in text and 'USE ' not in text and 'CREATE DATABASE' not in text
+
+
 def test_dump_splitter_refuses_an_unknown_database(tmp_path):
     splitter = mb.DumpSplitter({'shop': str(tmp_path / 'shop.sql')}, None)
     with pytest.raises(DbError, match='not asked for'):

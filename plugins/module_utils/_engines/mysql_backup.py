@@ -1166,8 +1166,8 @@ class DumpSplitter:
                 self.buf = self.buf[i:]
                 return
             self._emit(self.buf[:i + 1])
-            line = self.buf[i + len(self.MARK):self.buf.find(b'\n', i + 1)]
-            self._switch(_unquote_ident(line))
+            # the name from the USE statement: the comment line is cut at a line break in the name
+            self._switch(_unquote_ident(self.buf[j + len(b'\nUSE '):k]))
             self.buf = self.buf[k + 2:]
 
     def close(self):
