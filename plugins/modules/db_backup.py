@@ -671,8 +671,9 @@ def create(module, engine):
         method = p['method'] = 'physical'
     if btype not in (supported.get(method) or []):
         offered = ', '.join('%s: %s' % (m, '/'.join(t)) for m, t in sorted(supported.items()) if t) or 'nothing'
+        why = engine.unsupported_reason(method, btype) if hasattr(engine, 'unsupported_reason') else None
         raise DbError('take a %s %s backup of' % (method, btype), '%s %s' % (engine.flavor, engine.version),
-                      'not supported here (supported: %s)' % offered)
+                      'not supported here (supported: %s)%s' % (offered, ': ' + why if why else ''))
     if p['encryption_key'] and btype == 'log':
         raise DbError('encrypt', 'the log archive', 'the WAL/binlog archive is written by the server itself; '
                       'encrypt the repository filesystem instead, or drop encryption_key for type=log')

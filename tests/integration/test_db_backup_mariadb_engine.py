@@ -908,6 +908,12 @@ def test_logical_without_binary_log_counts_rows_in_the_snapshot(scratch):
             assert recorded['t1'] == 3000
         finally:
             engine.close()
+        # a log backup says why it cannot be taken here, before anything is written
+        import modrun
+        repo = os.path.join(scratch, 'nolog-repo')
+        refused = modrun.run_module('db_backup', dict(server.conn, repo=repo, type='log', method='physical'))
+        assert refused['failed'] and 'binary logging is off' in refused['msg'], refused.get('msg')
+        assert not os.path.exists(repo)
     finally:
         stop.set()
         if thread.is_alive():

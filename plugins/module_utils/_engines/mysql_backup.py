@@ -1336,6 +1336,13 @@ class MysqlBackup:
             pass
         return methods
 
+    def unsupported_reason(self, method, btype):
+        """Why backup_methods() does not offer this method/type, in DBA words (None: nothing to add)."""
+        if btype == 'log' and not self._binlog_enabled():
+            return ('binary logging is off on this server (log_bin): set log_bin and server_id and restart it to '
+                    'archive binary logs')
+        return None
+
     def backup_create(self, request):
         method = request.get('method') or 'logical'
         btype = request.get('type') or 'full'
