@@ -537,12 +537,19 @@ def retention_plan(manifests, full=None, days=None, now=None):
     if full is not None:
         for method in methods:
             kept_roots |= {m['id'] for m in valid_fulls(method)[:max(int(full), 0)]}
+    cutoff = None
+    if days is not None:
+        try:
+            cutoff = now - datetime.timedelta(days=float(days))
+        except OverflowError:
+            # days: inf, 1e9...: older than any date a backup can carry, so every backup is young enough
+            cutoff = datetime.datetime.min.replace(tzinfo=now.tzinfo)
     for m in completed:
         root = root_of(m)
         if root is not None and root['id'] in kept_roots:
             keep.add(m['id'])
-        if days is not None and m.get('finished_at'):
-            if parse_time(m['finished_at']) >= now - datetime.timedelta(days=float(days)):
+        if cutoff is not None and m.get('finished_at'):
+            if parse_time(m['finished_at']) >= cutoff:
                 keep.add(m['id'])
     # a restorable backup of each method must remain: its newest valid full (and, below, its chain);
     # with no valid full at all, every full of the method stays

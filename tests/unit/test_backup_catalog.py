@@ -188,6 +188,14 @@ def test_retention_by_days_and_no_policy_keeps_all():
     assert catalog.retention_plan(manifests, now=NOW) == (['F1', 'F2', 'F3'], [])
 
 
+def test_retention_days_beyond_the_calendar_keeps_everything():
+    """``days: inf`` or ``days: 1e9`` (keep for ever) reach before year 1: every backup is young enough, no crash."""
+    manifests = [_m('F1', days_ago=30), _m('I1', 'incremental', 'F1', 29), _m('F2', days_ago=2)]
+    for days in (float('inf'), 1e9, 1e6):
+        assert catalog.retention_plan(manifests, days=days, now=NOW) == (['F1', 'F2', 'I1'], [])
+        assert catalog.retention_plan(manifests, full=1, days=days, now=NOW) == (['F1', 'F2', 'I1'], [])
+
+
 def test_retention_ignores_failed_fulls_when_counting():
     manifests = [_m('F1', days_ago=3), _m('F2', days_ago=2, status='failed'), _m('F3', days_ago=1, status='failed')]
     keep, _delete = catalog.retention_plan(manifests, full=1, now=NOW)
