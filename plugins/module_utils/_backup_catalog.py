@@ -672,10 +672,29 @@ def _opens(manifest, encryption_key):
     return True
 
 
+def _read_only_fs(path):
+    """True when ``path`` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _unwritable(path):
+    """Why the existing directory ``path`` cannot be written to, in a few words."""
+    if _read_only_fs(path):
+        return 'it is on a read-only file system'
+    return 'no permission to write into it'
+
+
 class Repository:
     """A backup repository directory."""
 
     def __init__(self, path, os_user=None):
+        if path is None or not str(path).strip():
+            # abspath('') is the current directory: a backup would land wherever the module happens to run
+            raise DbError('use backup repository', repr(path if path is not None else ''),
+                          'the path is empty: give the repository directory as repo')
         self.path = os.path.abspath(path)
         self.os_user = os_user
         self._lock_fd = None
@@ -712,6 +731,9 @@ class Repository:
             raise DbError('use backup repository', self.path,
                           'it is a file, not a directory: give a directory (existing or to be created) as repo')
         if os.path.isdir(self.path):
+            if not os.access(self.path, os.W_OK | os.X_OK):
+                raise DbError('use backup repository', self.path, '%s: give a directory on a local writable '
+                              'filesystem as repo' % _unwritable(self.path))
             return
         parent = os.path.dirname(self.path)
         while not os.path.lexists(parent):
@@ -720,6 +742,9 @@ class Repository:
             raise DbError('create backup repository', self.path,
                           '%s is a file, not a directory: give a repo path under a directory' % parent)
         if not os.access(parent, os.W_OK | os.X_OK):
+            if _read_only_fs(parent):
+                raise DbError('create backup repository', self.path, '%s is on a read-only file system: give a '
+                              'directory on a local writable filesystem as repo' % parent)
             raise DbError('create backup repository', self.path,
                           'no permission to create it in %s: create the directory first (writable by the '
                           'database tools\' OS user) or give a writable path' % parent)

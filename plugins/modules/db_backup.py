@@ -969,6 +969,9 @@ def maintain(module):
     if repo.foreign():
         raise DbError('open backup repository', repo.path, 'it holds files but no backup, logs/ or pgbackrest/: not a '
                       'backup repository; give the directory db_backup wrote into')
+    if module.check_mode:
+        # the real run takes the lock (writes .lock, records the result): a repository it cannot write fails it
+        repo.check_path()
     result = {'changed': False, 'deleted': [], 'commands': [], 'queries': []}
     if p['state'] == 'verified':
         manifest = repo.get(p['backup_id'] or 'latest')

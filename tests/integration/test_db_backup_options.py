@@ -166,6 +166,48 @@ def test_repo_that_cannot_be_created_fails_clearly(server):
     assert 'unexpected error' not in res['msg'] and 'give a directory' in res['msg'], res
 
 
+def test_empty_repo_is_refused_and_nothing_lands_in_the_working_directory(server, workdir):
+    """repo: '' (an empty variable) used to mean the module's working directory: backups were written there."""
+    cwd = os.path.join(workdir, 'cwd')
+    os.mkdir(cwd)
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        for check in (True, False):
+            res = backup(server, '', check=check, databases=['b'])
+            assert res['failed'] is True, res
+            assert res['msg'] == "could not use backup repository '': the path is empty: give the repository directory as repo"
+        res = run_module('db_restore', dict(server.conn, repo='', target_database='x'))
+        assert res['failed'] is True and 'the path is empty' in res['msg'], res
+        res = run_module('db_backup', {'repo': '', 'state': 'absent', 'retention': {'full': 1}})
+        assert res['failed'] is True and 'the path is empty' in res['msg'], res
+    finally:
+        os.chdir(here)
+    assert os.listdir(cwd) == []
+
+
+def test_repo_on_a_read_only_file_system_fails_in_check_mode_too(server, workdir):
+    """check mode said "would take" for an existing repository on a read-only mount; the real run then failed."""
+    if os.geteuid() != 0:
+        pytest.skip('mounting a read-only file system needs root')
+    mnt = os.path.join(workdir, 'ro')
+    os.mkdir(mnt)
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', mnt], capture_output=True, check=False).returncode:
+        pytest.skip('cannot mount a tmpfs here')
+    try:
+        for check in (True, False):
+            res = backup(server, mnt, check=check, databases=['b'])
+            assert res['failed'] is True, res
+            assert res['msg'] == ('could not use backup repository %s: it is on a read-only file system: give a directory '
+                                  'on a local writable filesystem as repo' % mnt), res
+            res = backup(server, os.path.join(mnt, 'repo'), check=check, databases=['b'])
+            assert res['failed'] is True and '%s is on a read-only file system' % mnt in res['msg'], res
+        res = run_module('db_backup', {'repo': mnt, 'state': 'absent', 'retention': {'full': 1}}, check=True)
+        assert res['failed'] is True and 'read-only file system' in res['msg'], res
+    finally:
+        subprocess.run(['umount', mnt], capture_output=True, check=False)
+
+
 # ---- option values -------------------------------------------------------------------------------
 @pytest.mark.parametrize('options, words', [
     ({'compression': 'zstd', 'compression_level': 99}, 'zstd accepts levels 1 to 19'),

@@ -267,6 +267,54 @@ def test_repository_that_cannot_be_created_is_refused_clearly(tmp_path):
         assert 'no permission to create it in %s' % locked in str(info.value)
 
 
+def test_repository_path_empty_is_refused_not_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in ('', '  ', None):
+        with pytest.raises(DbError) as info:
+            catalog.Repository(path)
+        assert 'the path is empty: give the repository directory as repo' in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_repository_on_a_read_only_file_system_is_refused_by_check_path(tmp_path, monkeypatch):
+    """An existing repository directory that cannot be written (read-only mount) fails check_path, which check
+    mode runs too: it used to pass, so check mode said "would take" and the real run failed creating logs/."""
+    repo_dir = tmp_path / 'repo'
+    repo_dir.mkdir()
+    real_access, real_statvfs = os.access, os.statvfs
+
+    class _Ro:
+        def __init__(self, st):
+            self.st = st
+
+        def __getattr__(self, name):
+            return getattr(self.st, name)
+
+        @property
+        def f_flag(self):
+            return self.st.f_flag | os.ST_RDONLY
+
+    def access(path, mode, *a, **k):
+        if str(path).startswith(str(tmp_path)) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        return _Ro(st) if str(path).startswith(str(tmp_path)) else st
+
+    monkeypatch.setattr(catalog.os, 'access', access)
+    monkeypatch.setattr(catalog.os, 'statvfs', statvfs)
+    with pytest.raises(DbError) as info:
+        catalog.Repository(str(repo_dir)).check_path()
+    assert str(info.value) == ('could not use backup repository %s: it is on a read-only file system: give a '
+                               'directory on a local writable filesystem as repo' % repo_dir)
+    with pytest.raises(DbError) as info:
+        catalog.Repository(str(repo_dir / 'sub' / 'repo')).check_path()
+    assert '%s is on a read-only file system' % repo_dir in str(info.value)
+    assert os.listdir(repo_dir) == []
+
+
 # ---- max_age -----------------------------------------------------------------------------------
 def test_fresh_backup_needs_verified_matching_and_young(tmp_path):
     repo = catalog.Repository(str(tmp_path / 'repo'))
