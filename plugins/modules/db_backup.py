@@ -1078,6 +1078,9 @@ def main():
     module = AnsibleModule(argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ['engine'])],
                            mutually_exclusive=[('backup_id', 'max_age')])
+    if module.params['databases']:
+        # a name given twice is one database: dumped twice, no restore could choose between the copies
+        module.params['databases'] = list(dict.fromkeys(module.params['databases']))
     try:
         check_options(module.params)
     except DbError as exc:

@@ -375,7 +375,9 @@ class Runner:
                           'drop data_dir, or choose a physical backup (method=physical)')
         engine = self.connect(manifest['engine'])
         marker = _marker(self.module, manifest)
-        dumps = [d['database'] for d in (manifest.get('details') or {}).get('dumps') or []] or manifest.get('databases') or []
+        # a database listed twice (a backup taken with it given twice in databases) is one database
+        dumps = list(dict.fromkeys([d['database'] for d in (manifest.get('details') or {}).get('dumps') or []]
+                                   or manifest.get('databases') or []))
         unknown = [d for d in p['databases'] or [] if dumps and d not in dumps]
         if unknown:
             raise DbError('restore', ', '.join(unknown), 'not in backup %s (it holds %s)' % (manifest['id'], ', '.join(dumps)))
@@ -546,6 +548,7 @@ class Runner:
             raise DbError('run a restore drill of', ', '.join(unknown), 'not in backup %s (it holds %s)' % (
                 manifest['id'], ', '.join(d['database'] for d in dumps)))
         selected = [d for d in dumps if not self.p['databases'] or d['database'] in self.p['databases']]
+        selected = [d for i, d in enumerate(selected) if d['database'] not in [x['database'] for x in selected[:i]]]
         problems, tables, total = [], [], 0
         rto = None
         if hasattr(engine, 'keep_out_of_binlog'):
@@ -821,6 +824,8 @@ def main():
     module = AnsibleModule(argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('target_time', 'target_position'),
                                                ('target_database', 'data_dir')])
+    if module.params['databases']:
+        module.params['databases'] = list(dict.fromkeys(module.params['databases']))
     run_module(module, lambda _engine: restore(module), connect_first=False)
 
 

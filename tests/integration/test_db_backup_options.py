@@ -138,6 +138,24 @@ def test_retention_negative_values_refused(server, workdir, retention, words):
     assert entries(repo) == before
 
 
+def test_a_database_given_twice_is_dumped_once_and_restores(server, workdir):
+    """databases: [b, b] dumped b twice; the backup was published verified but no restore with target_database
+    (nor a drill) could choose between the two copies."""
+    repo = os.path.join(workdir, 'repo')
+    res = backup(server, repo, databases=['b', 'b'])
+    assert res['failed'] is False, res
+    man = manifest_of(repo, res['backup']['id'])
+    assert man['databases'] == ['b'] and [d['database'] for d in man['details']['dumps']] == ['b'], man
+    again = backup(server, repo, databases=['b', 'b'], max_age='1h')
+    assert again['failed'] is False and again['changed'] is False, again
+    res = run_module('db_restore', dict(server.conn, repo=repo, databases=['b', 'b'], target_database='b_twice'))
+    assert res['failed'] is False and res['rows_restored'] == 1, res
+    assert server.psql('SELECT v FROM u', 'b_twice') == '1'
+    res = run_module('db_restore', dict(server.conn, repo=repo, state='verified'))
+    assert res['failed'] is False and res['result'] == 'passed' and res['rows_restored'] == 1, res
+    server.psql('DROP DATABASE b_twice')
+
+
 # ---- a bad repository path -----------------------------------------------------------------------
 def test_repo_that_is_a_file_fails_clearly(server, workdir):
     afile = os.path.join(workdir, 'afile')

@@ -2471,7 +2471,9 @@ class PostgresBackup:
     def restore_logical(self, request):
         manifest = request['manifest']
         details = manifest.get('details') or {}
-        dumps = details.get('dumps') or []
+        # the first dump of each database: a backup taken with a name given twice in databases dumped it twice
+        dumps = [d for i, d in enumerate(details.get('dumps') or [])
+                 if d['database'] not in [x['database'] for x in (details.get('dumps') or [])[:i]]]
         wanted = request.get('databases')
         if wanted:
             unknown = [d for d in wanted if d not in [x['database'] for x in dumps]]
