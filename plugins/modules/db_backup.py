@@ -706,11 +706,19 @@ def create(module, engine):
             if ((method == 'physical' and btype == 'log') or method == 'pgbackrest') \
                     and hasattr(engine, 'archive_status'):
                 engine.check_archiving(method, repo.log_dir, repo.path)
+                statements = None
+                if hasattr(engine, 'archiving_statements'):
+                    # recorded, not run (the engine is in check mode): the ALTER SYSTEM the real run issues
+                    statements = engine.archiving_statements(method, repo.log_dir, repo.path)
+                    for statement in statements:
+                        engine.execute(statement)
                 status = engine.archive_status(repo.log_dir)
                 restart = bool(status['restart_needed'])
                 result['restart_required'] = restart
                 if method == 'pgbackrest':
-                    status['configured'] = False   # its command is checked by the real run only
+                    # archive_status compares with the log archive's command; pgBackRest has its own: configured
+                    # by an earlier run when nothing is left to change (the real run then reports changed=false)
+                    status['configured'] = restart and statements is not None and not statements
             last = None if restart else _nothing_new(engine, btype, base, repo)
             if last is not None:
                 _up_to_date(module, repo, tracker, result, last, _nothing_new_msg)

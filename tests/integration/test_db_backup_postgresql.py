@@ -1134,6 +1134,26 @@ def test_pgbackrest_flipped_byte_fails_verification_and_marks_the_backup_damaged
     assert drill['failed'] is True and named in drill['msg'], drill
 
 
+def test_pgbackrest_before_the_restart_check_mode_predicts_changed_and_shows_the_statements(workdir):
+    """pgBackRest on a server with archive_mode off: check mode shows the ALTER SYSTEM the real run executes and,
+    run again before the restart, predicts changed=false like the real run (it said "would configure", changed)."""
+    srv = PostgresServer().init().start()  # archive_mode off
+    repo = os.path.join(workdir, 'repo')
+    try:
+        dry = backup(srv, repo, check=True, method='pgbackrest', type='full')
+        assert dry['failed'] is False and dry['changed'] is True and dry['restart_required'] is True, dry
+        assert "ALTER SYSTEM SET archive_mode = 'on'" in dry['queries'], dry['queries']
+        first = backup(srv, repo, method='pgbackrest', type='full')
+        assert first['failed'] is False and first['changed'] is True and first['restart_required'] is True, first
+        assert [q for q in first['queries'] if 'ALTER SYSTEM' in q or 'pg_reload_conf' in q] == dry['queries']
+        for check in (True, False):
+            again = backup(srv, repo, check=check, method='pgbackrest', type='full')
+            assert again['failed'] is False and again['restart_required'] is True, again
+            assert again['changed'] is False and again['queries'] == [], (check, again['msg'], again['queries'])
+    finally:
+        srv.destroy()
+
+
 def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
     srv = PostgresServer().init().start()  # archive_mode off
     repo = os.path.join(workdir, 'repo')
@@ -1144,6 +1164,10 @@ def test_log_backup_turns_archiving_on_and_reports_restart(workdir):
         first = backup(srv, repo, method='physical', type='log')
         assert first['failed'] is False, first
         assert first['changed'] is True and first['restart_required'] is True and 'backup' not in first
+        # check mode shows the statements the real run executed (it showed none)
+        assert [q for q in first['queries'] if 'ALTER SYSTEM' in q or 'pg_reload_conf' in q] == dry['queries'], (
+            dry['queries'], first['queries'])
+        assert "ALTER SYSTEM SET archive_mode = 'on'" in dry['queries']
         assert srv.psql("SELECT count(*) FROM pg_file_settings WHERE name = 'archive_mode' AND setting = 'on'") == '1'
         assert not [e for e in repo_entries(repo) if e[0].isdigit()], 'nothing may be published before the restart'
         # again before the restart: nothing left to change (check mode says the same), still a restart to do

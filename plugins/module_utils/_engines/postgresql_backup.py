@@ -2260,6 +2260,23 @@ class PostgresBackup:
             changes.append("ALTER SYSTEM SET wal_level = 'replica'")
         return changes
 
+    def archiving_statements(self, method, log_dir, repo):
+        """The statements a log (``physical``) or pgBackRest run executes to turn archiving into this repository
+        on, as _backup_wal / _backup_pgbackrest issue them: what check mode shows in ``queries``. [] when
+        archiving is set up already (or set by an earlier run and waiting for the restart)."""
+        row = self.fetch_one("SELECT current_setting('wal_level') AS wal_level, "
+                             "current_setting('archive_mode') AS archive_mode, "
+                             "current_setting('archive_command') AS archive_command")
+        desired = pgbackrest_archive_command(repo) if method == 'pgbackrest' else _archive_command(log_dir)
+        row = self._effective_command(row)
+        statements = []
+        if row['archive_command'] != desired:
+            statements.append('ALTER SYSTEM SET archive_command = %s' % self.quote_literal(desired))
+        statements += self._archiving_changes(row)
+        if statements:
+            statements.append('SELECT pg_reload_conf()')
+        return statements
+
     def check_archiving(self, method, log_dir, repo):
         """What the real run refuses before it changes anything (check mode tells the same): an
         archive_command that sends the WAL elsewhere while archiving is on."""
