@@ -151,19 +151,31 @@ def parse_time(text):
 
 
 _DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$')
+_DURATION_PART_RE = re.compile(r'\s*(\d+(?:\.\d+)?)\s*([smhdw])')
+_ISO_DURATION_RE = re.compile(r'^p(?:(\d+(?:\.\d+)?)w)?(?:(\d+(?:\.\d+)?)d)?'
+                              r'(?:t(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?)?$')
 _UNITS = {'': 1, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
 
 def parse_duration(value):
-    """'90' / '90s' / '30m' / '23h' / '7d' / '2w' -> seconds."""
+    """'90' / '90s' / '30m' / '23h' / '7d' / '2w', a sum of them ('1h30m', '1d 12h') or an ISO 8601 duration
+    in weeks, days, hours, minutes and seconds ('PT20H', 'P1DT12H', 'P2W') -> seconds."""
     if value is None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    match = _DURATION_RE.match(str(value).lower())
-    if not match:
-        raise DbError('read duration', repr(value), 'use seconds or a number with s, m, h, d or w')
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    text = str(value).strip().lower()
+    match = _DURATION_RE.match(text)
+    if match:
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    iso = _ISO_DURATION_RE.match(text)
+    if iso and text not in ('p', 'pt') and not text.endswith('t') and any(iso.groups()):
+        return sum(float(n) * u for n, u in zip(iso.groups(), (604800, 86400, 3600, 60, 1)) if n)
+    parts = _DURATION_PART_RE.findall(text)
+    if parts and ''.join('%s%s' % part for part in parts) == re.sub(r'\s+', '', text):
+        return sum(float(n) * _UNITS[u] for n, u in parts)
+    raise DbError('read duration', repr(value), 'use seconds or a number with s, m, h, d or w (23h, 1h30m), or an '
+                  'ISO 8601 duration (PT23H)')
 
 
 # ---- files -------------------------------------------------------------------------------

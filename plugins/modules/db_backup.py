@@ -113,7 +113,8 @@ options:
         engine, method and type; for O(method=logical) it holds every database of O(databases), and without
         O(databases) it was itself taken of all databases; with O(label) the same label; encrypted exactly when
         O(encryption_key) is given, with a key that passphrase opens.
-      - Seconds, or a number with V(s), V(m), V(h), V(d) or V(w) (V(23h)). This makes a scheduled backup idempotent.
+      - Seconds, or a number with V(s), V(m), V(h), V(d) or V(w) (V(23h)), a sum of them (V(1h30m)), or an ISO 8601
+        duration (V(PT23H), V(P1DT12H)). This makes a scheduled backup idempotent.
     type: str
   retention:
     description:

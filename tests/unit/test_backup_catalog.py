@@ -42,12 +42,15 @@ def _publish(repo, btype='full', payload=b'hello', parent=None, method='logical'
 
 # ---- durations and times ----------------------------------------------------------------------
 @pytest.mark.parametrize('text, seconds', [('90', 90), ('90s', 90), ('30m', 1800), ('23h', 82800), ('7d', 604800),
-                                           ('2w', 1209600), (45, 45)])
+                                           ('2w', 1209600), (45, 45),
+                                           # sums and ISO 8601 durations (they used to be refused)
+                                           ('1h30m', 5400), ('1d 12h', 129600), ('PT20H', 72000), ('P1D', 86400),
+                                           ('P1DT12H', 129600), ('pt1.5h', 5400), ('P2W', 1209600)])
 def test_parse_duration(text, seconds):
     assert catalog.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize('bad', ['ten', '5y', '-3h', ''])
+@pytest.mark.parametrize('bad', ['ten', '5y', '-3h', '', 'P', 'PT', 'P1DT', '1h30', '1h-30m', '20hours'])
 def test_parse_duration_refuses_garbage(bad):
     with pytest.raises(DbError):
         catalog.parse_duration(bad)
