@@ -305,7 +305,12 @@ def select_backup(module, repo):
 
 def _marker(module, manifest):
     p = module.params
-    return {'backup_id': manifest['id'], 'target_time': p['target_time'], 'target_position': p['target_position']}
+    marker = {'backup_id': manifest['id'], 'target_time': p['target_time'], 'target_position': p['target_position']}
+    if manifest.get('method') == 'logical' and p['roles'] == 'skip':
+        # restored without owners and privileges (PostgreSQL) / without the accounts: not what another roles mode
+        # gives, so a later restore with roles=require or create is not "already held"
+        marker['roles'] = 'skip'
+    return marker
 
 
 class Runner:
@@ -748,7 +753,7 @@ def _held_view(marker):
     """What a restore marker says a target holds, for --diff (None: no restore of ours)."""
     if not marker:
         return None
-    return dict((k, marker.get(k)) for k in ('backup_id', 'target_time', 'target_position', 'source_database')
+    return dict((k, marker.get(k)) for k in ('backup_id', 'target_time', 'target_position', 'source_database', 'roles')
                 if marker.get(k) is not None)
 
 
@@ -759,6 +764,8 @@ def _same(held, marker, source=None):
         return False
     if source is not None and held.get('source_database') not in (None, source):
         return False
+    if held.get('roles') != marker.get('roles'):
+        return False   # restored with roles=skip, asked with owners (or the other way round)
     return all(held.get(k) == v for k, v in marker.items())
 
 

@@ -455,6 +455,15 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     assert server.psql(roles) == ''
     assert server.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app2'") == 'postgres'
     assert server.psql(db_settings) == '-:{"search_path=app_s, public"}'   # settings naming no role stay
+    again = restore(repo, server.conn, target_database='app2', roles='skip')
+    assert again['failed'] is False and again['changed'] is False, again
+    # restored without owners: asking for them is not "already held" (it was, and roles were never created)
+    for check in (True, False):
+        owners = restore(repo, server.conn, check=check, target_database='app2', roles='create')
+        assert owners['failed'] is True and 'set force to replace it' in owners['msg'], owners
+    preview = restore(repo, server.conn, check=True, target_database='app2', roles='create', force=True)
+    assert preview['failed'] is False and preview['changed'] is True, preview
+    assert preview['roles_created'] == ['App Owner', 'app_reader'] and server.psql(roles) == ''
     server.psql('DROP DATABASE app2')
 
     preview = restore(repo, server.conn, check=True, target_database='app2', roles='create')
