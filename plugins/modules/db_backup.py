@@ -94,6 +94,7 @@ options:
   encryption_key:
     description:
       - Passphrase to encrypt the backup files with AES-256-GCM (key derived with scrypt and a per-backup salt).
+      - An empty (or blank) passphrase is refused, never read as an unencrypted backup.
       - The key is never stored in the repository; only the salt and a key check value are. Without the key the
         backup cannot be restored.
       - Not available for O(type=log) (the WAL archive is written by the server itself). A log backup needs no key
@@ -349,6 +350,10 @@ def check_options(p):
     """Refuse bad option values before anything is connected to, created or written. Raises DbError."""
     if p['jobs'] is not None and p['jobs'] < 1:
         raise DbError('use jobs', str(p['jobs']), 'give 1 or more parallel jobs')
+    if p['encryption_key'] is not None and not p['encryption_key'].strip() and p['state'] == 'present':
+        # an empty vault variable must not turn an encrypted schedule into plaintext backups
+        raise DbError('use', 'encryption_key', 'it is empty: give the passphrase, or drop encryption_key for an '
+                      'unencrypted backup')
     retention = p['retention'] or {}
     if retention.get('full') is not None and retention['full'] < 0:
         raise DbError('use retention full', str(retention['full']),

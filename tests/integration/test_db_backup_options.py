@@ -238,6 +238,9 @@ def test_repo_on_a_read_only_file_system_fails_in_check_mode_too(server, workdir
     ({'jobs': 0}, 'could not use jobs 0: give 1 or more'),
     ({'jobs': -3}, 'could not use jobs -3: give 1 or more'),
     ({'max_age': '-1h'}, 'use seconds or a number with'),
+    # an empty vault variable used to give a plaintext backup
+    ({'encryption_key': ''}, 'could not use encryption_key: it is empty'),
+    ({'encryption_key': '  '}, 'could not use encryption_key: it is empty'),
 ])
 def test_bad_option_values_fail_before_anything_is_written(server, workdir, options, words):
     fresh_repo = os.path.join(workdir, 'new-repo')
