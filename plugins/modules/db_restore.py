@@ -392,6 +392,10 @@ class Runner:
             raise DbError('restore backup', manifest['id'], 'target_database needs exactly one database: the backup '
                           'holds %s; choose one with databases' % ', '.join(dumps))
         sources = dict(zip(targets, selected)) if len(targets) == len(selected) else {}
+        for name in targets:
+            # a name the server would truncate (PostgreSQL: 63 bytes) is refused before it is looked up: the
+            # server compares the truncated name, so it found the restore marker of another database
+            engine.quote_ident(name)
         holder = getattr(engine, 'restore_marker', None)
         self.diff_state = (
             {'databases': dict((t, _held_view(holder(t) if holder else None)) for t in targets)},

@@ -156,6 +156,20 @@ def test_a_database_given_twice_is_dumped_once_and_restores(server, workdir):
     server.psql('DROP DATABASE b_twice')
 
 
+def test_a_target_database_name_the_server_would_truncate_is_refused_not_already_held(server, workdir):
+    """PostgreSQL compares a 64-byte name truncated to 63: the restore marker of the 63-byte database was found
+    and a forced restore into the 64-byte name reported "already holds", changed=false, restoring nothing."""
+    repo = os.path.join(workdir, 'repo')
+    assert backup(server, repo, databases=['b'])['failed'] is False
+    kept = 'k' * 63
+    res = run_module('db_restore', dict(server.conn, repo=repo, target_database=kept))
+    assert res['failed'] is False and res['changed'] is True, res
+    for check in (True, False):
+        res = run_module('db_restore', dict(server.conn, repo=repo, target_database=kept + 'x', force=True), check=check)
+        assert res['failed'] is True and 'limited to 63 bytes' in res['msg'], res
+    server.psql('DROP DATABASE "%s"' % kept)
+
+
 # ---- a bad repository path -----------------------------------------------------------------------
 def test_repo_that_is_a_file_fails_clearly(server, workdir):
     afile = os.path.join(workdir, 'afile')
