@@ -478,6 +478,11 @@ class Runner:
                                recovered_to=held.get('recovered_to'), msg='started the restored instance in %s' % data_dir)
         if self.module.check_mode:
             # the refusals of the real run, before it would change anything
+            time_checker = getattr(backend, 'check_target_time', None)
+            if time_checker is not None and manifest.get('method') != 'pgbackrest' and p['target_time']:
+                # the full the replay starts from, as the real restore reads it (the first backup of the chain)
+                time_checker(([m for m in repo.chain(manifest) if m.get('type') != 'log'] or [manifest])[0],
+                             p['target_time'])
             checker = getattr(backend, 'check_target_position', None)
             if checker is not None and manifest.get('method') != 'pgbackrest':
                 checker(p['target_position'])

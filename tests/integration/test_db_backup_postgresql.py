@@ -744,9 +744,9 @@ def test_log_backup_restored_to_its_end_and_targets_read_as_utc(workdir):
             bad = restore(repo, data_dir=target_dir, port=free_port(), **kwargs)
             assert bad['failed'] is True and words in bad['msg'], (kwargs, bad['msg'])
             assert not os.path.exists(target_dir) or not os.listdir(target_dir)
-            if 'target_position' in kwargs:   # check mode refuses it too
-                preview = restore(repo, check=True, data_dir=target_dir, port=free_port(), **kwargs)
-                assert preview['failed'] is True and words in preview['msg'], (kwargs, preview['msg'])
+            # check mode refuses it too (a target_time before the backup's end was "would restore")
+            preview = restore(repo, check=True, data_dir=target_dir, port=free_port(), **kwargs)
+            assert preview['failed'] is True and words in preview['msg'], (kwargs, preview['msg'])
         # a target after the end of the archive (C was never archived): a clear error, nothing left
         time.sleep(1.1)
         late_dir = os.path.join(workdir, 'late')

@@ -1112,6 +1112,17 @@ def target_before(stop_position, target_position):
         return None
 
 
+def check_target_time(full_manifest, target_time):
+    """DbError when target_time lies before the end of the physical backup the replay starts from (it is
+    consistent only from its end). The real restore and check mode refuse alike (pgBackRest: its own check)."""
+    if not target_time:
+        return
+    ended = full_manifest.get('stop_time') or full_manifest.get('finished_at')
+    if ended and _utc_moment(target_time) < _utc_moment(ended):
+        raise DbError('restore to', target_time, 'backup %s ended at %s: a physical backup is consistent only from '
+                      'its end; choose an older backup or a later time' % (full_manifest['id'], ended))
+
+
 def restore_physical(request):
     """Restore a physical chain into a new data directory, recover to the target, promote, start."""
     chain = request['chain']
@@ -1135,12 +1146,8 @@ def restore_physical(request):
         if not request.get('force'):
             raise DbError('restore into', data_dir, 'the directory is not empty: set force to replace its contents')
     target_position = check_target_position(target_position) or {}
-    if target_time and last.get('method') != 'pgbackrest':
-        moment = _utc_moment(target_time)
-        ended = full['manifest'].get('stop_time') or full['manifest'].get('finished_at')
-        if ended and moment < _utc_moment(ended):
-            raise DbError('restore to', target_time, 'backup %s ended at %s: a physical backup is consistent only from '
-                          'its end; choose an older backup or a later time' % (full['manifest']['id'], ended))
+    if last.get('method') != 'pgbackrest':
+        check_target_time(full['manifest'], target_time)
     if target_position.get('lsn') and last.get('method') != 'pgbackrest' and \
             target_before(full['manifest'].get('stop_position'), target_position):
         raise DbError('restore to', target_position['lsn'], 'backup %s ends at LSN %s: a physical backup is consistent '
