@@ -334,13 +334,21 @@ class Runner:
     def connection(self):
         return {k: self.p.get(k) for k in CONNECTION_KEYS}
 
-    def prepare(self, repo, chain):
-        """Checksums of every backup in the chain; plaintext copies (decrypted when needed)."""
+    def check_copy(self, repo, chain):
+        """Checksums of every backup in the chain and the key of every encrypted one: what the real run refuses
+        before it restores anything, and check mode with it (it said "would restore" a damaged copy)."""
         problems = []
         for manifest in chain:
             problems += repo.verify_files(manifest)
         if problems:
             raise DbError('restore backup', chain[-1]['id'], 'the repository copy is damaged: %s' % '; '.join(problems))
+        for manifest in chain:
+            if manifest.get('encryption'):
+                crypto.key_for(manifest['encryption'], self.p['encryption_key'], manifest['id'])
+
+    def prepare(self, repo, chain):
+        """Checksums of every backup in the chain; plaintext copies (decrypted when needed)."""
+        self.check_copy(repo, chain)
         scratch = repo.scratch('restore')
         items = []
         for manifest in chain:
@@ -413,6 +421,7 @@ class Runner:
             for name in targets:
                 engine.check_restore_target(name, {'force': p['force'], 'connection': self.connection(),
                                                    'bin_dir': p['bin_dir'], 'os_user': repo.os_user})
+            self.check_copy(repo, [manifest])
             return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[], roles_created=roles,
                                msg='would restore %s from backup %s%s' % (
                                    ', '.join(targets), manifest['id'],
@@ -506,6 +515,7 @@ class Runner:
                               'the directory is not empty: set force to replace its contents')
         catalog.check_port_free(p['login_port'], data_dir)
         if self.module.check_mode:
+            self.check_copy(repo, repo.chain(manifest))
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
                                msg='would restore backup %s into %s and start it on port %s%s' % (
                                    manifest['id'], data_dir, p['login_port'],
@@ -548,6 +558,7 @@ class Runner:
                 raise DbError('run a restore drill of', ', '.join(unknown), 'not in backup %s (it holds %s)' % (
                     manifest['id'], ', '.join(held)))
         if self.module.check_mode:
+            self.check_copy(repo, [manifest] if manifest.get('method') == 'logical' else repo.chain(manifest))
             return self.result(changed=False, backup_id=manifest['id'], result='skipped',
                                msg='would run a restore drill of backup %s' % manifest['id'])
         if manifest.get('method') == 'logical':

@@ -640,6 +640,13 @@ def test_physical_full_restored_into_new_data_dir_and_flipped_byte_detected(serv
     refused = restore(repo, data_dir=os.path.join(workdir, 'restored2'), port=free_port())
     assert refused['failed'] is True and victim in refused['msg']
     assert not os.path.exists(os.path.join(workdir, 'restored2'))
+    # check mode refuses alike (it said "would restore"), and so does a check-mode drill
+    for kwargs in ({'data_dir': os.path.join(workdir, 'restored2'), 'port': free_port()},
+                   dict(server.conn, state='verified')):
+        preview = restore(repo, check=True, **kwargs)
+        assert preview['failed'] is True and 'the repository copy is damaged' in preview['msg'], preview
+        assert victim in preview['msg'], preview['msg']
+    assert not os.path.exists(os.path.join(workdir, 'restored2'))
 
 
 def test_point_in_time_recovery_marker_rows_and_missing_wal(server, workdir):
