@@ -322,17 +322,27 @@ class Runner:
         self.started = time.time()
         self.repo = None
         self.diff_state = None   # (before, after) of what the restore targets, for --diff
+        self.login_db = None     # the database connected to instead of the default one (see connect)
 
-    def connect(self, engine_name):
+    def connect(self, engine_name, login_db=None):
+        """The engine connected to the server (once). ``login_db``: the database to connect to when login_db
+        was not given (a restore that replaces the default login database connects elsewhere)."""
         if self.engine is None:
+            if login_db and not self.p.get('login_db'):
+                self.login_db = login_db
             params = dict(self.p, engine=self.p['engine'] or engine_name)
+            if self.login_db:
+                params['login_db'] = self.login_db
             self.engine = connect_params(params, check_mode=self.module.check_mode)
             if self.p['encryption_key']:
                 self.engine.add_secret(self.p['encryption_key'])
         return self.engine
 
     def connection(self):
-        return {k: self.p.get(k) for k in CONNECTION_KEYS}
+        conn = {k: self.p.get(k) for k in CONNECTION_KEYS}
+        if self.login_db:
+            conn['login_db'] = self.login_db
+        return conn
 
     def check_copy(self, repo, chain):
         """Checksums of every backup in the chain and the key of every encrypted one: what the real run refuses
@@ -386,11 +396,15 @@ class Runner:
             raise DbError('restore logical backup', manifest['id'], 'data_dir is for physical backups (a new instance); '
                           'a logical backup is restored into databases of the server you connect to (target_database): '
                           'drop data_dir, or choose a physical backup (method=physical)')
-        engine = self.connect(manifest['engine'])
-        marker = _marker(self.module, manifest)
         # a database listed twice (a backup taken with it given twice in databases) is one database
         dumps = list(dict.fromkeys([d['database'] for d in (manifest.get('details') or {}).get('dumps') or []]
                                    or manifest.get('databases') or []))
+        replaced = [p['target_database']] if p['target_database'] else (p['databases'] or dumps)
+        # PostgreSQL: a backup of all databases holds postgres, the default login database, which a session
+        # connected to it cannot replace: without login_db the module connects to template1 instead
+        engine = self.connect(manifest['engine'], login_db='template1' if manifest.get('engine') == 'postgresql'
+                              and 'postgres' in replaced and not os.environ.get('PGDATABASE') else None)
+        marker = _marker(self.module, manifest)
         unknown = [d for d in p['databases'] or [] if dumps and d not in dumps]
         if unknown:
             raise DbError('restore', ', '.join(unknown), 'not in backup %s (it holds %s)' % (manifest['id'], ', '.join(dumps)))

@@ -170,6 +170,32 @@ def test_a_target_database_name_the_server_would_truncate_is_refused_not_already
     server.psql('DROP DATABASE "%s"' % kept)
 
 
+def test_a_backup_of_all_databases_restores_with_the_default_login_database(workdir):
+    """A backup of all databases holds postgres, the default login database: the default restore (no login_db)
+    failed with "it is the database this session is connected to", even into a fresh server (a disaster recovery)."""
+    source, target = PostgresServer().init().start(), PostgresServer().init().start()
+    try:
+        source.psql('CREATE DATABASE app')
+        source.psql('CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 5)', 'app')
+        source.psql('CREATE TABLE in_postgres (v int); INSERT INTO in_postgres VALUES (7)')
+        repo = os.path.join(workdir, 'repo')
+        assert backup(source, repo)['failed'] is False
+        for check in (True, False):
+            res = run_module('db_restore', dict(target.conn, repo=repo), check=check)
+            assert res['failed'] is False and res['changed'] is True, res
+        assert target.psql('SELECT sum(v) FROM t', 'app') == '15'
+        assert target.psql('SELECT v FROM in_postgres') == '7'
+        again = run_module('db_restore', dict(target.conn, repo=repo))
+        assert again['failed'] is False and again['changed'] is False, again
+        # an explicit login_db is kept: the clear refusal stays
+        res = run_module('db_restore', dict(source.conn, repo=repo, databases=['postgres'], force=True,
+                                            login_db='postgres'))
+        assert res['failed'] is True and 'connect with login_db to another database' in res['msg'], res
+    finally:
+        source.destroy()
+        target.destroy()
+
+
 # ---- a bad repository path -----------------------------------------------------------------------
 def test_repo_that_is_a_file_fails_clearly(server, workdir):
     afile = os.path.join(workdir, 'afile')
