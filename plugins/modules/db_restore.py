@@ -501,20 +501,19 @@ class Runner:
                                recovered_to=held.get('recovered_to'), msg='started the restored instance in %s' % data_dir)
         if self.module.check_mode:
             # the refusals of the real run, before it would change anything
+            # the backup the replay starts from: the last full/incremental/differential of the chain (a
+            # pgBackRest set: itself), as the real restore reads it
+            start = ([m for m in repo.chain(manifest) if m.get('type') != 'log'] or [manifest])[-1]
             time_checker = getattr(backend, 'check_target_time', None)
-            if time_checker is not None and manifest.get('method') != 'pgbackrest' and p['target_time']:
-                # the full the replay starts from, as the real restore reads it (the first backup of the chain)
-                time_checker(([m for m in repo.chain(manifest) if m.get('type') != 'log'] or [manifest])[0],
-                             p['target_time'])
+            if time_checker is not None and p['target_time']:
+                time_checker(start, p['target_time'])
             checker = getattr(backend, 'check_target_position', None)
-            if checker is not None and manifest.get('method') != 'pgbackrest':
+            if checker is not None:
                 checker(p['target_position'])
                 if p['target_position']:
-                    # the backup the replay starts from: the last full/incremental/differential of the chain
-                    base = ([m for m in repo.chain(manifest) if m.get('type') != 'log'] or [manifest])[-1]
-                    if backend.target_before(base.get('stop_position'), p['target_position']):
+                    if backend.target_before(start.get('stop_position'), p['target_position']):
                         raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
-                                      'backup %s ends after that position: restore an older backup' % base['id'])
+                                      'backup %s ends after that position: restore an older backup' % start['id'])
                     unreachable = getattr(backend, 'target_unreachable', None)
                     if unreachable is not None and unreachable(repo.log_dir, p['target_position']):
                         raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),

@@ -1032,6 +1032,15 @@ def test_pgbackrest_full_incremental_differential_chain(server, workdir):
         assert restored_psql(data_dir, port, 'SELECT string_agg(name, \',\' ORDER BY name) FROM marker', 'shop') == 'A'
     finally:
         stop_restored(data_dir)
+    # a target before the end of the chosen set: refused before anything is written, check mode alike (it said
+    # "would restore"; the real run restored the set, then advised a log backup, which pgBackRest does not take)
+    for kwargs in ({'target_time': '2001-01-01T00:00:00Z'}, {'target_position': {'lsn': '0/1'}}):
+        for check in (True, False):
+            early_dir = os.path.join(workdir, 'r-early')
+            out = restore(repo, check=check, backup_id=ids['differential'], data_dir=early_dir, port=free_port(), **kwargs)
+            assert out['failed'] is True and ids['differential'] in out['msg'], (kwargs, check, out['msg'])
+            assert 'ends at' in out['msg'] or 'ended at' in out['msg'] or 'ends after' in out['msg'], out['msg']
+            assert 'type=log' not in out['msg'] and not os.path.exists(early_dir), out['msg']
 
     # pgBackRest's own check of the whole repository
     checked = run_module('db_backup', {'repo': repo, 'state': 'verified', 'backup_id': ids['differential']})

@@ -1146,13 +1146,13 @@ def restore_physical(request):
         if not request.get('force'):
             raise DbError('restore into', data_dir, 'the directory is not empty: set force to replace its contents')
     target_position = check_target_position(target_position) or {}
-    if last.get('method') != 'pgbackrest':
-        check_target_time(full['manifest'], target_time)
-    if target_position.get('lsn') and last.get('method') != 'pgbackrest' and \
-            target_before(full['manifest'].get('stop_position'), target_position):
+    # the backup the replay starts from: the full (log backups only add WAL), or the pgBackRest set restored
+    consistent_from = last if last.get('method') == 'pgbackrest' else full['manifest']
+    check_target_time(consistent_from, target_time)
+    if target_position.get('lsn') and target_before(consistent_from.get('stop_position'), target_position):
         raise DbError('restore to', target_position['lsn'], 'backup %s ends at LSN %s: a physical backup is consistent '
                       'only from its end; choose an older backup or a later position'
-                      % (full['manifest']['id'], full['manifest']['stop_position']['lsn']))
+                      % (consistent_from['id'], consistent_from['stop_position']['lsn']))
     need_archive = last.get('method') != 'pgbackrest' and bool(
         target_time or target_position.get('lsn') or last.get('type') == 'log')
     seg_size = int(details.get('wal_segment_size') or 16 * 1024 * 1024)
@@ -1272,6 +1272,11 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
         # the server gave up: the archived WAL does not reach the target
         if 'recovery ended before configured recovery target was reached' in detail:
             wanted = re.findall(r"([0-9A-F]{24})': No such file", detail)
+            if last.get('method') == 'pgbackrest':
+                # pgBackRest archives each segment as it is closed: a new pgBackRest backup closes the current one
+                return DbError('recover to', target_time or target_position.get('lsn'), "pgBackRest's WAL archive "
+                               'ends before the target: take a new pgBackRest backup after it (it archives the WAL '
+                               'written so far), or choose an earlier target; nothing was restored (%s)' % detail[-600:])
             return DbError('recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before '
                            'the target%s: take a log backup (type=log) after it, or choose an earlier target; '
                            'nothing was restored (%s)' % (
