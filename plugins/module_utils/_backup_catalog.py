@@ -510,6 +510,14 @@ def retention_group(manifest):
     return '%s/%s/%s' % (manifest.get('engine') or '', method, scope)
 
 
+def completion_key(manifest):
+    """Sort key of completed backups, oldest first: ``finished_at`` (whole seconds), then ``finished_ns`` (the
+    nanosecond clock at the end of the run, recorded since runs finishing in the same second were ordered by id,
+    that is by their start second and type: a log backup finishing in the second a full started was taken for
+    one built on that full), then the id."""
+    return (manifest.get('finished_at') or '', manifest.get('finished_ns') or 0, manifest.get('id') or '')
+
+
 def retention_plan(manifests, full=None, days=None, now=None):
     """Which completed backups to keep and which to delete.
 
@@ -539,7 +547,7 @@ def retention_plan(manifests, full=None, days=None, now=None):
     if full is None and days is None:
         return sorted(by_id), []
     fulls = sorted((m for m in completed if m.get('type') == 'full'),
-                   key=lambda m: (m.get('finished_at') or '', m['id']), reverse=True)
+                   key=completion_key, reverse=True)
     kept_roots = set()
     methods = sorted({retention_group(m) for m in fulls})
 
@@ -919,7 +927,7 @@ class Repository:
             manifest = self._read_manifest(name)
             if manifest and manifest.get('id') == name:
                 found.append(manifest)
-        found.sort(key=lambda m: (m.get('finished_at') or '', m['id']))
+        found.sort(key=completion_key)
         return found
 
     def failed_runs(self):

@@ -558,9 +558,12 @@ def _base_for(repo, engine, method, btype, notes=None):
                             good[-1]['id'] if good else 'no full backup (take a new full physical backup)'))
         if not good:
             return None
-        later = [m['finished_at'] for m in fulls if (m.get('finished_at') or '') > good[-1]['finished_at']]
+        # the log backups taken after that full and before the next one (runs on a repository are serialized by
+        # its lock: completion order is run order)
+        key = catalog.completion_key
+        later = [key(m) for m in fulls if key(m) > key(good[-1])]
         logs = [m for m in manifests if m.get('type') == 'log' and not catalog.is_damaged(m)
-                and good[-1]['finished_at'] <= (m.get('finished_at') or '') < (later[0] if later else '~')]
+                and key(good[-1]) < key(m) and (not later or key(m) < later[0])]
         return logs[-1] if logs else good[-1]
     fulls = [m for m in manifests if m.get('type') == 'full']
     if not fulls:
@@ -831,7 +834,8 @@ def create(module, engine):
             manifest = {
                 'id': backup_id, 'engine': engine.name, 'flavor': engine.flavor, 'method': method, 'type': btype,
                 'parent_id': parent_id, 'started_at': started_at,
-                'finished_at': catalog.iso(catalog.utcnow()), 'start_time': out.get('start_time'),
+                'finished_at': catalog.iso(catalog.utcnow()), 'finished_ns': time.time_ns(),
+                'start_time': out.get('start_time'),
                 'stop_time': out.get('stop_time'), 'start_position': out.get('start_position'),
                 'stop_position': out.get('stop_position'), 'server_version': out.get('server_version'),
                 'databases': out.get('databases'), 'all_databases': method != 'logical' or not p['databases'],
@@ -923,7 +927,8 @@ def _would_take(module, repo, engine, base):
     now = catalog.iso(catalog.utcnow())
     return {'id': repo.new_id(p['type']), 'engine': engine.name, 'flavor': engine.flavor, 'method': p['method'],
             'type': p['type'], 'parent_id': base['id'] if base else None, 'status': 'completed',
-            'started_at': now, 'finished_at': now, 'start_position': position, 'stop_position': position,
+            'started_at': now, 'finished_at': now, 'finished_ns': time.time_ns(), 'start_position': position,
+            'stop_position': position,
             'verified': bool(p['verify']), 'label': p['label'], 'details': {}, 'size_bytes': 0,
             'all_databases': p['method'] != 'logical' or not p['databases'], 'databases': p['databases']}
 

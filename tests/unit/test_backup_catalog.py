@@ -885,3 +885,23 @@ def test_retention_counts_a_dump_of_some_databases_apart_from_a_dump_of_all():
     phys = _m('P', days_ago=1)
     keep, delete = catalog.retention_plan([older, every, shop0, shop, phys], full=1, now=NOW)
     assert keep == ['A', 'P', 'S'] and delete == ['A0', 'S0']
+
+
+# ---- completion order within one second ---------------------------------------------------------
+def test_backups_finishing_in_the_same_second_keep_their_run_order(tmp_path):
+    """A log backup that finished in the second a (fast) physical full started and finished: by id the full came
+    first ('...16Z-full' < '...16Z-log'), so the next log backup was built on the older log instead of the full."""
+    from types import SimpleNamespace
+    from ansible_collections.dbops.admin.plugins.modules import db_backup
+
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    second = datetime.datetime(2026, 11, 27, 12, 0, 16, tzinfo=datetime.timezone.utc)
+    old_full = _publish(repo, 'full', method='physical', when=second - datetime.timedelta(minutes=5), finished_ns=1)
+    log = _publish(repo, 'log', method='physical', when=second, parent=old_full['id'], finished_ns=10)
+    full = _publish(repo, 'full', method='physical', when=second, finished_ns=20)
+    assert log['id'] > full['id'] and log['finished_at'] == full['finished_at']
+    assert [m['id'] for m in repo.manifests()] == [old_full['id'], log['id'], full['id']]
+    assert repo.get('latest')['id'] == full['id']
+    base = db_backup._base_for(repo, SimpleNamespace(name='postgresql'), 'physical', 'log')
+    assert base['id'] == full['id']
