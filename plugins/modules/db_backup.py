@@ -699,6 +699,11 @@ def create(module, engine):
     # nothing behind, not even the repository, and check mode fails the same way
     if method == 'logical' and p['databases'] and hasattr(engine, 'check_backup_databases'):
         engine.check_backup_databases(p['databases'])   # before anything is written, and in check mode
+    if method == 'physical' and btype != 'log':
+        # pg_verifybackup (and a drill's pg_ctl) cannot take some characters in the repository's path
+        path_checker = getattr(catalog.engine_backend(engine.name), 'check_tool_path', None)
+        if path_checker is not None:
+            path_checker(repo.path, 'backup repository')
     fresh = _fresh_backup(module, repo, engine, max_age) if max_age and repo.exists() else None
     notes = []
     base = None if fresh else _base_for(repo, engine, method, btype, notes if module.check_mode else None)

@@ -472,6 +472,9 @@ class Runner:
         backend = catalog.engine_backend(manifest['engine'])
         marker = _marker(self.module, manifest)
         data_dir = os.path.abspath(p['data_dir'])
+        path_checker = getattr(backend, 'check_tool_path', None)
+        if path_checker is not None:
+            path_checker(data_dir, 'data directory')
         _check_apart(data_dir, repo.path)
         _check_reachable(data_dir, repo.os_user)
         held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None

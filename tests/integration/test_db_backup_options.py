@@ -266,6 +266,25 @@ def test_repo_on_a_read_only_file_system_fails_in_check_mode_too(server, workdir
         subprocess.run(['umount', mnt], capture_output=True, check=False)
 
 
+def test_a_double_quote_in_a_physical_repo_or_data_dir_is_refused_before_anything_is_written(server, workdir):
+    """pg_verifybackup runs pg_waldump through a shell with the path in double quotes, and so does pg_ctl: every
+    physical backup into such a repository failed verification, and a restore into such a data_dir failed after
+    the whole restore with "pg_ctl failed: " and nothing else. A space or a single quote is fine."""
+    quoted = os.path.join(workdir, 'it\'s "q"')
+    for check in (True, False):
+        res = backup(server, quoted, check=check, method='physical')
+        assert res['failed'] is True and 'it holds a double quote' in res['msg'], res
+    assert not os.path.exists(quoted)
+    repo = os.path.join(workdir, "it's fine")
+    good = backup(server, repo, method='physical')
+    assert good['failed'] is False, good
+    target = os.path.join(workdir, 'data "x"')
+    for check in (True, False):
+        res = run_module('db_restore', {'repo': repo, 'data_dir': target, 'port': free_port()}, check=check)
+        assert res['failed'] is True and 'could not use data directory %s: it holds a double quote' % target in res['msg']
+    assert not os.path.exists(target)
+
+
 # ---- option values -------------------------------------------------------------------------------
 @pytest.mark.parametrize('options, words', [
     ({'compression': 'zstd', 'compression_level': 99}, 'zstd accepts levels 1 to 19'),

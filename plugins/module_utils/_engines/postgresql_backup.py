@@ -1112,6 +1112,17 @@ def target_before(stop_position, target_position):
         return None
 
 
+def check_tool_path(path, what):
+    """DbError for a path PostgreSQL's tools cannot take: pg_ctl and pg_verifybackup (running pg_waldump) pass
+    paths to a shell inside double quotes, so a path holding a double quote or a line break breaks their command
+    (pg_ctl failed with an empty message after a whole restore; pg_verifybackup failed every physical backup)."""
+    bad = [name for char, name in (('"', 'a double quote'), ('\n', 'a line break'), ('\r', 'a carriage return'))
+           if char in str(path)]
+    if bad:
+        raise DbError('use %s' % what, path, "it holds %s, which PostgreSQL's tools (pg_ctl, pg_verifybackup) cannot "
+                      'take in a path: choose another directory' % ' and '.join(bad))
+
+
 def check_target_time(full_manifest, target_time):
     """DbError when target_time lies before the end of the physical backup the replay starts from (it is
     consistent only from its end). The real restore and check mode refuse alike (pgBackRest: its own check)."""
