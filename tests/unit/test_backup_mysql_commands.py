@@ -1106,3 +1106,27 @@ def test_failure_detail_of_an_unknown_signal_and_an_exit_code():
     assert mb._failure_detail(-6, 'last line') == 'killed by signal 6 (SIGABRT)\nlast line'
     assert mb._failure_detail(2, '') == 'exit code 2'
     assert mb._failure_detail(2, 'it said') == 'it said'
+
+
+def test_pipe_into_names_the_loader_when_it_failed_and_the_decompressor_then_got_sigpipe(tmp_path):
+    """A load that fails stops reading: the decompressor still writing into the pipe dies of SIGPIPE.
+    The load's own error is the one reported (it was 'could not read x.sql.gz: exit code -13', which
+    blamed the backup file and hid the server's message); a loader killed by a signal is named so."""
+    import gzip
+    source = str(tmp_path / 'x.sql.gz')
+    with gzip.open(source, 'wb', compresslevel=1) as f:
+        f.write(b'INSERT INTO t VALUES (1);\n' * 400000)
+    failing = ['sh', '-c', 'head -c 10 >/dev/null; echo "ERROR 1064 (42000) at line 1: syntax" >&2; exit 1']
+    with pytest.raises(DbError) as err:
+        mb._pipe_into(source, ['gzip', '-dc'], failing)
+    assert 'could not load x.sql.gz' in str(err.value) and 'ERROR 1064' in str(err.value), str(err.value)
+    with pytest.raises(DbError) as err:
+        mb._pipe_into(source, ['gzip', '-dc'], ['sh', '-c', 'head -c 10 >/dev/null; kill -KILL $$'])
+    assert 'could not load x.sql.gz: killed by signal 9 (SIGKILL)' in str(err.value), str(err.value)
+    # the decompressor failing on a damaged file is still what is reported
+    with open(source, 'r+b') as f:
+        f.seek(2000)
+        f.write(b'\xff' * 64)
+    with pytest.raises(DbError) as err:
+        mb._pipe_into(source, ['gzip', '-dc'], ['sh', '-c', 'cat >/dev/null'])
+    assert 'could not read x.sql.gz' in str(err.value), str(err.value)

@@ -1036,16 +1036,16 @@ def _follow_compress(source, compress, out_path, finished, abort, poll=0.005):
                 if failure:
                     raise failure[0]
                 if proc.wait() != 0:
-                    raise DbError('compress', os.path.basename(out_path), _read_file_tail(err)
-                                  or 'exit code %d' % proc.returncode)
+                    raise DbError('compress', os.path.basename(out_path),
+                                  _failure_detail(proc.returncode, _read_file_tail(err)))
             out.flush()
             os.fsync(out.fileno())
     except BrokenPipeError:
         if proc is None:
             raise
         proc.wait()
-        raise DbError('compress', os.path.basename(out_path), _read_file_tail(err)
-                      or 'exit code %d' % proc.returncode) from None
+        raise DbError('compress', os.path.basename(out_path),
+                      _failure_detail(proc.returncode, _read_file_tail(err))) from None
     finally:
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(OSError):
@@ -2598,8 +2598,7 @@ class MysqlBackup:
                         proc.kill()
                     proc.wait()
             if proc and proc.returncode != 0:
-                raise DbError('read', os.path.basename(source), _read_file_tail(err)
-                              or 'exit code %d' % proc.returncode)
+                raise DbError('read', os.path.basename(source), _failure_detail(proc.returncode, _read_file_tail(err)))
         finally:
             if err:
                 err.close()
@@ -3136,10 +3135,12 @@ def _pipe_into(source, unpack, argv):
         except OSError as exc:
             raise DbError('run', argv[0], str(exc)) from None
     try:
-        if rc1 != 0:
-            raise DbError('read', os.path.basename(source), _read_file_tail(err1) or 'exit code %d' % rc1)
+        # a load that failed stops reading and leaves the decompressor writing into a closed pipe
+        # (SIGPIPE): the load's own error is the one to name
+        if rc1 != 0 and not (rc2 != 0 and rc1 == -signal.SIGPIPE):
+            raise DbError('read', os.path.basename(source), _failure_detail(rc1, _read_file_tail(err1)))
         if rc2 != 0:
-            raise DbError('load', os.path.basename(source), _read_file_tail(err2) or 'exit code %d' % rc2)
+            raise DbError('load', os.path.basename(source), _failure_detail(rc2, _read_file_tail(err2)))
     finally:
         err1.close()
         err2.close()
