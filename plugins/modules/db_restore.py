@@ -521,6 +521,13 @@ class Runner:
                     if unreachable is not None and unreachable(repo.log_dir, p['target_position']):
                         raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
                                       unreachable(repo.log_dir, p['target_position']))
+            replay_check = getattr(backend, 'check_replay', None)
+            if replay_check is not None and manifest.get('method') != 'pgbackrest':
+                # the archived binary logs the real run replays: missing or damaged ones refuse it
+                chain = repo.chain(manifest)
+                replay_check({'chain': [{'manifest': m} for m in chain if m.get('type') != 'log'] or
+                              [{'manifest': chain[0]}], 'target_time': p['target_time'],
+                              'target_position': p['target_position'], 'log_dir': repo.log_dir, 'last': manifest})
         if os.path.exists(data_dir) and not os.path.isdir(data_dir):
             raise DbError('restore into', data_dir, 'it exists and is not a directory')
         if os.path.isdir(data_dir) and os.listdir(data_dir):

@@ -565,9 +565,12 @@ def test_module_flipped_byte_in_an_archived_binary_log_fails_pitr_and_verificati
     time.sleep(1.1)  # the replay stops at the second before the target: A is in an earlier one
     target = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
     data_dir = os.path.join(work, 'pitr', 'data')
-    refused = restore(source, repo, target_time=target, data_dir=data_dir, login_port=free_port())
-    assert refused['failed'] and name in refused['msg'] and 'sha256' in refused['msg'], refused.get('msg')
-    assert not os.path.exists(data_dir)
+    # check mode tells the same (it said 'would restore'), and so does a log backup restored to its end
+    for check, kw in ((True, {'target_time': target}), (True, {'backup_id': log['backup']['id']}),
+                      (False, {'target_time': target})):
+        refused = restore(source, repo, check=check, data_dir=data_dir, login_port=free_port(), **kw)
+        assert refused['failed'] and name in refused['msg'] and 'sha256' in refused['msg'], (check, refused.get('msg'))
+        assert not os.path.exists(data_dir)
     drill = restore(source, repo, state='verified', backup_id=full['backup']['id'])
     assert drill['failed'] and name in drill['msg'], drill.get('msg')
     bad = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified', backup_id=full['backup']['id']))

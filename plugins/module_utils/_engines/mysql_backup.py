@@ -3805,6 +3805,28 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None, until=No
     return files, int(stop.get('binlog_pos') or 4), stop_arg
 
 
+def _replay_request(request):
+    """(target_time, target_position, log_dir, until) of a restore_physical request: ``until`` is the
+    stop position of the log backup restored without a target (its binary logs replayed to its end)."""
+    target_time = parse_time(request['target_time']) if request.get('target_time') else None
+    target_position = check_target_position(request.get('target_position'))
+    log_dir = request.get('log_dir') or (os.path.join(request['repo'], 'logs') if request.get('repo') else None)
+    last = request.get('last') or {}
+    until = None
+    if not (target_time or target_position) and last.get('type') == 'log':
+        until = last.get('stop_position') or {}
+    return target_time, target_position, log_dir, until
+
+
+def check_replay(request):
+    """restore_physical's refusals of its binary log replay (a binary log missing from the archive or
+    differing from its log backup's sha256, a target the archive does not reach), raised without
+    reading the backup or writing anything: what check mode reports. ``chain``: [{'manifest'}]."""
+    target_time, target_position, log_dir, until = _replay_request(request)
+    if target_time or target_position or until is not None:
+        replay_plan(request['chain'], log_dir, target_time, target_position, until)
+
+
 def restore_physical(request):
     """Prepare a chain of physical backups into data_dir, start it, replay binlogs to a target."""
     chain = request['chain']
@@ -3813,15 +3835,8 @@ def restore_physical(request):
     force = bool(request.get('force'))
     bin_dir = request.get('bin_dir')
     os_user = request.get('os_user') or ('mysql' if os.geteuid() == 0 else None)
-    target_time = parse_time(request['target_time']) if request.get('target_time') else None
-    target_position = check_target_position(request.get('target_position'))
-    log_dir = request.get('log_dir') or (os.path.join(request['repo'], 'logs') if request.get('repo') else None)
+    target_time, target_position, log_dir, until = _replay_request(request)
     flavor = _flavor_of(chain[0]['manifest'] if chain else {})
-    # restoring a log backup without a target: its archived binary logs are replayed to its end
-    last = request.get('last') or {}
-    until = None
-    if not (target_time or target_position) and last.get('type') == 'log':
-        until = last.get('stop_position') or {}
     _check_chain(chain)
     _check_target_dir(data_dir, force)
     ids = _os_ids(os_user)
