@@ -362,10 +362,12 @@ def check_options(p):
         raise DbError('use retention days', str(retention['days']), 'give the age in days to keep, 0 or more')
     if p['max_age'] is not None:
         catalog.parse_duration(p['max_age'])
-    if p['databases'] and (p['state'] != 'present' or p['method'] != 'logical'):
+    # type=log archives the whole server's log whatever the method (create() takes it as physical)
+    if p['databases'] and (p['state'] != 'present' or p['method'] != 'logical' or p['type'] == 'log'):
+        taken = 'log backup' if p['type'] == 'log' else '%s backup' % p['method'] if p['method'] else 'backup'
         raise DbError('use databases', ', '.join(p['databases']), 'databases chooses what a logical backup dumps '
                       '(state=present, method=logical); a %s takes the whole server and state=%s works on whole '
-                      'backups: drop databases' % ('%s backup' % p['method'] if p['method'] else 'backup', p['state']))
+                      'backups: drop databases' % (taken, p['state']))
     if p['state'] != 'present':
         return
     level = p['compression_level']

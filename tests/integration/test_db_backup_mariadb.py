@@ -485,6 +485,14 @@ def test_module_log_backup_with_the_default_method_is_the_physical_log_archive(s
     log = backup(source, repo, type='log')
     assert log['changed'] and log['backup']['type'] == 'log' and log['backup']['method'] == 'physical'
     assert log['backup']['verified'] is True and log['backup']['parent_id'] == full['backup']['id']
+    # databases with type=log: the archive is the whole server's, refused as with method=physical (it was
+    # taken as physical and databases silently ignored), in check mode too, and nothing is written
+    entries = sorted(os.listdir(repo))
+    for check in (True, False):
+        refused = modrun.run_module('db_backup', dict(source.conn, repo=repo, type='log', databases=['mlogdefault']),
+                                    check=check)
+        assert refused['failed'] and 'log backup takes the whole server' in refused['msg'], refused.get('msg')
+    assert sorted(os.listdir(repo)) == entries
     again = backup(source, repo, type='log', method='logical')
     assert again['changed'] is False
     verified = modrun.run_module('db_backup', dict(source.conn, repo=repo, state='verified'))
