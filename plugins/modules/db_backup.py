@@ -816,6 +816,8 @@ def create(module, engine):
             }
             out = engine.backup_create(request)
             result['commands'] = out.get('commands') or []
+            for warning in out.get('warnings') or []:
+                module.warn(warning)
             if out.get('published') is False:
                 shutil.rmtree(incoming, ignore_errors=True)
                 changed = out.get('changed', True) is not False

@@ -190,6 +190,36 @@ def test_module_logical_system_versioned_table_keeps_its_history(source, work, j
     assert {t['name']: t['rows'] for t in drill['tables']} == {'plain': 2, 't': 1}
 
 
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_module_logical_transaction_precise_history_backs_up_current_rows_with_a_warning(source, work, jobs):
+    """mariadb-dump --dump-history refuses a table with transaction-precise history (ROW START/END
+    holding transaction ids): the whole logical backup failed. The dump holding it now goes without
+    history, with a warning naming the table; a timestamp-versioned table of another database keeps
+    its history."""
+    database, other = 'mprecise%d' % jobs, 'mstamped%d' % jobs
+    source.sql('CREATE DATABASE %s' % database)
+    source.sql('CREATE TABLE tp (id INT PRIMARY KEY, v INT, s BIGINT UNSIGNED GENERATED ALWAYS AS ROW START INVISIBLE, '
+               'e BIGINT UNSIGNED GENERATED ALWAYS AS ROW END INVISIBLE, PERIOD FOR SYSTEM_TIME(s, e)) '
+               'ENGINE=InnoDB WITH SYSTEM VERSIONING', database)
+    source.sql('INSERT INTO tp (id, v) VALUES (1, 1), (2, 2)', database)
+    source.sql('UPDATE tp SET v = v + 10', database)
+    source.sql('CREATE DATABASE %s' % other)
+    source.sql('CREATE TABLE ts (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING', other)
+    source.sql('INSERT INTO ts VALUES (1, 1)', other)
+    source.sql('UPDATE ts SET v = 5', other)
+    repo = os.path.join(work, 'repo')
+    result = backup(source, repo, method='logical', databases=[database, other], jobs=jobs)
+    warnings = ' '.join(str(w) for w in result.get('warnings') or [])
+    assert '%s.tp' % database in warnings and 'transaction-precise' in warnings
+    assert other not in warnings
+    out = restore(source, repo, databases=[database], target_database=database + '_r')
+    assert not out['failed'], out.get('msg')
+    assert source.sql('SELECT id, v FROM %s_r.tp ORDER BY id' % database) == ((1, 11), (2, 12))
+    out = restore(source, repo, databases=[other], target_database=other + '_r')
+    assert not out['failed'], out.get('msg')
+    assert len(source.sql('SELECT id FROM %s_r.ts FOR SYSTEM_TIME ALL' % other)) == 2
+
+
 def test_module_logical_backup_and_restore_with_a_non_ascii_password(source, work):
     """A login whose password holds a character outside latin-1 failed every module with "unexpected error:
     'latin-1' codec can't encode character"; the password now goes to the server and the tools as UTF-8."""

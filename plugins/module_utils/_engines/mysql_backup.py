@@ -509,10 +509,15 @@ def dump_argv(program, option_file, databases, flavor='mariadb', version_num=0, 
     return argv
 
 
+# a ROW START column holding transaction ids: the table's history is transaction-precise
+PRECISE_HISTORY = re.compile(r'\bbigint\b[^,\n]*\bGENERATED\s+ALWAYS\s+AS\s+ROW\s+START\b', re.IGNORECASE)
+
+
 def history_options(flavor, version_num):
     """Dump options for system-versioned tables: their history rows too (MariaDB 10.11+; without it
     a dump holds the current rows only). A table with transaction-precise history cannot be dumped
-    with its history: mariadb-dump then fails naming it, and so does the backup."""
+    with its history (mariadb-dump refuses it): a dump holding one goes without --dump-history and
+    the backup warns that those tables' history is not in it."""
     return ['--dump-history'] if flavor != 'mysql' and version_num >= 101100 else []
 
 
@@ -1382,10 +1387,20 @@ class MysqlBackup:
         return {r['t']: int(r['size'] or 0) for r in rows}
 
     def _versioned(self, databases):
-        """True when some of the databases hold a system-versioned table."""
+        """({database holding a system-versioned table}, {(database, table) whose history is
+        transaction-precise}). Transaction-precise history (ROW START/END columns holding transaction
+        ids, BIGINT UNSIGNED) is what mariadb-dump --dump-history refuses."""
         marks = ', '.join(['%s'] * len(databases))
-        return bool(self.fetch_all("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (%s) AND "
-                                   "TABLE_TYPE = 'SYSTEM VERSIONED' LIMIT 1" % marks, tuple(databases)))
+        rows = self.fetch_all("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t FROM information_schema.TABLES WHERE "
+                              "TABLE_SCHEMA IN (%s) AND TABLE_TYPE = 'SYSTEM VERSIONED'" % marks, tuple(databases))
+        precise = set()
+        for row in rows:
+            create = self.fetch_one('SHOW CREATE TABLE %s.%s' % (self.quote_ident(_text(row['db'])),
+                                                                 self.quote_ident(_text(row['t']))))
+            text = _text(list(create.values())[1]) if create else ''
+            if PRECISE_HISTORY.search(text):
+                precise.add((_text(row['db']), _text(row['t'])))
+        return {_text(r['db']) for r in rows}, precise
 
     def _has_events(self, database):
         return bool(self.fetch_all('SELECT EVENT_NAME AS n FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s '
@@ -1645,8 +1660,17 @@ class MysqlBackup:
             files[name] = os.path.join(dest, entry['file'])
         # events mariadb-dump cannot select the database of: written by the engine into one more file
         own_events = {name for name in databases if events_need_own_dump(name) and self._has_events(name)}
-        # system-versioned tables: dumped with their history rows (mariadb-dump --dump-history)
-        versioned = self._versioned(databases)
+        # system-versioned tables: dumped with their history rows (mariadb-dump --dump-history), except
+        # by a dump holding a table with transaction-precise history, which mariadb-dump cannot dump
+        versioned, precise = self._versioned(databases)
+        warnings = []
+        if precise:
+            warnings.append('%s: transaction-precise system-versioned history cannot be dumped (mariadb-dump '
+                            '--dump-history refuses it), so this logical backup holds the current rows of %s and '
+                            'no history of the system-versioned tables dumped with %s; a physical backup keeps '
+                            'it' % (', '.join('%s.%s' % t for t in sorted(precise)),
+                                    'that table' if len(precise) == 1 else 'those tables',
+                                    'it' if len(precise) == 1 else 'them'))
         # units: (argv builder, stream, label). Fewer databases than jobs: the tables of each
         # database are shared out over several dumps (one file each), views/routines/events
         # follow in one more file loaded last. Otherwise whole databases per dump.
@@ -1683,6 +1707,12 @@ class MysqlBackup:
                 slot = loads.index(min(loads))
                 groups[slot].append(name)
                 loads[slot] += sizes[name] + 1
+            # a dump holding transaction-precise history goes without --dump-history: the databases of
+            # such tables get a dump of their own, so the other versioned tables keep their history
+            held = {db for db, _t in precise}
+            groups = [part for group in groups for part in (
+                ([n for n in group if n not in held], [n for n in group if n in held])
+                if held & set(group) and (versioned - held) & set(group) else (group,))]
             units = [('databases', None, g, None) for g in groups if g]
             for group in groups:
                 if own_events & set(group):
@@ -1707,12 +1737,15 @@ class MysqlBackup:
                 for kind, name, group, path in units:
                     if kind == 'databases':
                         argv = dump_argv(program, cnf, group, self.flavor, self.version_num or 0,
-                                         events=not own_events & set(group), history=versioned)
+                                         events=not own_events & set(group),
+                                         history=bool(versioned & set(group))
+                                         and not any(db in group for db, _t in precise))
                         splitter = DumpSplitter({n: files[n] for n in group}, compress)
                         label = group
                     else:
                         argv = table_dump_argv(program, cnf, name, group, self.flavor, self.version_num or 0,
-                                               history=versioned)
+                                               history=name in versioned
+                                               and not any((name, t) in precise for t in group))
                         splitter = DumpStream(path, compress)
                         label = ['%s (%d tables)' % (name, len(group))]
                     commands.append(command_line(argv, self._secret_list()) + (
@@ -1797,7 +1830,8 @@ class MysqlBackup:
                                        'post': e['post'], 'tables': e['tables']} for e in entries],
                             'files': {e['name']: e['file'] for e in entries}, 'compression': compression,
                             'processes': len(units), 'split_tables': split, 'consistent_snapshot': True,
-                            'table_data': 'sql', 'tsv_unavailable': tsv_unavailable}}
+                            'table_data': 'sql', 'tsv_unavailable': tsv_unavailable},
+                'warnings': warnings}
 
     # ---- logical, tab-separated table data ----------------------------------------------------
     def _side_connection(self, local_infile=False):
