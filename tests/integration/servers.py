@@ -190,9 +190,13 @@ class MariadbServer:
             'log-bin': os.path.join(self.workdir, 'binlog', 'mysql-bin'),
             'server-id': '1',
             'binlog_format': 'ROW',
+            # internal temporary tables in a directory of this server's own, not in the /tmp every
+            # other test server and run shares
+            'tmpdir': os.path.join(self.workdir, 'tmp'),
         }
         options.update({k: str(v) for k, v in self.settings.items()})
         os.makedirs(os.path.join(self.workdir, 'binlog'), exist_ok=True)
+        os.makedirs(os.path.join(self.workdir, 'tmp'), exist_ok=True)
         with open(self.cnf, 'w') as f:
             f.write('[mariadbd]\n')
             for key, value in options.items():
