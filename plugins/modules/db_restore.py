@@ -517,13 +517,10 @@ class Runner:
                     if backend.target_before(start.get('stop_position'), p['target_position']):
                         raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
                                       'backup %s ends after that position: restore an older backup' % start['id'])
-                    unreachable = getattr(backend, 'target_unreachable', None)
-                    if unreachable is not None and unreachable(repo.log_dir, p['target_position']):
-                        raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
-                                      unreachable(repo.log_dir, p['target_position']))
             replay_check = getattr(backend, 'check_replay', None)
             if replay_check is not None and manifest.get('method') != 'pgbackrest':
-                # the archived binary logs the real run replays: missing or damaged ones refuse it
+                # the archived binary logs the real run replays: missing or damaged ones, or a target the
+                # archive does not reach, refuse it
                 chain = repo.chain(manifest)
                 replay_check({'chain': [{'manifest': m} for m in chain if m.get('type') != 'log'] or
                               [{'manifest': chain[0]}], 'target_time': p['target_time'],

@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 
 PASSWORD = 'S3cret"pa\\ss'
@@ -88,7 +89,8 @@ def test_events_of_a_database_mariadb_dump_cannot_select_are_written_by_the_engi
     text = mb.events_sql([{'Event': 'ev`1', 'sql_mode': 'ANSI_QUOTES', 'time_zone': '+02:00',
                            'Create Event': "CREATE DEFINER=`a`@`%` EVENT `ev``1` ON SCHEDULE EVERY 1 DAY DO "
                                            "BEGIN SELECT 1;; END",
-                           'character_set_client': 'utf8mb4', 'collation_connection': 'utf8mb4_general_ci'}])
+                           'character_set_client': 'utf8mb4', 'collation_connection': 'utf8mb4_general_ci'}],
+                         mysql.quote_ident)
     assert 'DELIMITER ;;;\n' in text and 'DROP EVENT IF EXISTS `ev``1` ;;;' in text
     assert "SET sql_mode = 'ANSI_QUOTES' ;;;" in text and "SET time_zone = '+02:00' ;;;" in text
     assert text.rstrip().endswith('-- Dump completed')

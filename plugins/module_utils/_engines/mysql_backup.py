@@ -448,15 +448,20 @@ def prunable_logs(log_dir, manifests):
     return sorted(name for number, name in archived_binlogs(log_dir, base).items() if number < cutoff)
 
 
+def _log_manifests(log_dir):
+    """The manifests of the repository holding the binary log archive log_dir."""
+    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import Repository
+    return Repository(os.path.dirname(os.path.abspath(log_dir))).manifests()
+
+
 def archived_log_problems(log_dir, names):
     """Archived binary logs among ``names`` whose size or sha256 differs from what the log backup
     that archived them recorded (``log_files`` of the log backups in the repository holding
     ``log_dir``); each problem names the file. A file no log backup records is not judged here."""
     if not log_dir or not names:
         return []
-    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import Repository
     records = {}
-    for manifest in Repository(os.path.dirname(os.path.abspath(log_dir))).manifests():
+    for manifest in _log_manifests(log_dir):
         for entry in manifest.get('log_files') or []:
             if isinstance(entry, dict) and entry.get('path'):
                 records.setdefault(os.path.basename(entry['path']), []).append(entry)
@@ -565,7 +570,7 @@ def events_need_own_dump(database):
     return any(c in database for c in _DUMP_ESCAPED_CHARS)
 
 
-def events_sql(rows):
+def events_sql(rows, quote):
     """SQL recreating events from ``SHOW CREATE EVENT`` rows (dicts), as mariadb-dump writes them: each
     with its own sql_mode, time_zone and client character set, unqualified (created in the database
     the file is loaded into); ends with the line every dump file of a backup ends with."""
@@ -586,7 +591,7 @@ def events_sql(rows):
                 'SET collation_connection = %s %s' % (_sql_string(row['collation_connection']), delimiter),
                 'SET sql_mode = %s %s' % (_sql_string(row['sql_mode'] or ''), delimiter),
                 'SET time_zone = %s %s' % (_sql_string(row['time_zone'] or 'SYSTEM'), delimiter),
-                'DROP EVENT IF EXISTS `%s` %s' % (row['Event'].replace('`', '``'), delimiter),
+                'DROP EVENT IF EXISTS %s %s' % (quote(row['Event']), delimiter),
                 '%s %s' % (create, delimiter),
                 'SET time_zone = @saved_time_zone %s' % delimiter,
                 'SET sql_mode = @saved_sql_mode %s' % delimiter,
@@ -1414,7 +1419,7 @@ class MysqlBackup:
                                                 'WHERE EVENT_SCHEMA = %s ORDER BY EVENT_NAME', (database,))]
         rows = [self.fetch_one('SHOW CREATE EVENT %s.%s' % (self.quote_ident(database), self.quote_ident(name)))
                 for name in names]
-        return events_sql([r for r in rows if r])
+        return events_sql([r for r in rows if r], self.quote_ident)
 
     def _schema_info(self, name):
         return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation '
@@ -3394,6 +3399,14 @@ def _make_external_root(data_dir, replace):
     return root
 
 
+def _scratch_connection(socket_path):
+    """A connection to an instance this module restored and started socket-only, without grant
+    tables (no password): a drill's scratch instance, or a restore checked before it is handed over."""
+    import pymysql  # the driver the engine uses; only needed here
+    return pymysql.connect(unix_socket=socket_path, user='root', password='', autocommit=True, connect_timeout=10,
+                           charset='utf8mb4')
+
+
 def check_external_tables(socket_path, mapping):
     """Problems of the remapped tables in the instance answering on socket_path without a password:
     each must open (SELECT), pass CHECK TABLE and be open from its new path. The entries' database
@@ -3402,8 +3415,7 @@ def check_external_tables(socket_path, mapping):
     from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql import quote_ident
     problems = []
     try:
-        conn = pymysql.connect(unix_socket=socket_path, user='root', password='', autocommit=True, connect_timeout=10,
-                               charset='utf8mb4')
+        conn = _scratch_connection(socket_path)
     except pymysql.Error as exc:
         return ['%s: cannot connect to the restored instance: %s' % (socket_path, exc)]
     try:
@@ -3766,9 +3778,7 @@ def target_unreachable(log_dir, target_position):
                         % (target['binlog_pos'], found[number], size,
                            '; take a log backup with db_backup type=log first' if number == newest else ''))
         return None
-    from ansible_collections.dbops.admin.plugins.module_utils._backup_catalog import Repository
-    logs = [m for m in Repository(os.path.dirname(os.path.abspath(log_dir))).manifests()
-            if m.get('type') == 'log' and (m.get('stop_position') or {}).get('gtid')]
+    logs = [m for m in _log_manifests(log_dir) if m.get('type') == 'log' and (m.get('stop_position') or {}).get('gtid')]
     if not logs:
         return None
     end = logs[-1]['stop_position']['gtid']
@@ -4226,7 +4236,7 @@ def drill_check(request):
     commands = ['mariadb --socket=%s  # CHECK TABLE and COUNT(*) of every user table' % shlex.quote(sock)]
     tables, problems = [], []
     try:
-        conn = pymysql.connect(unix_socket=sock, user='root', password='', autocommit=True, connect_timeout=10)
+        conn = _scratch_connection(sock)
     except pymysql.Error as exc:
         return {'tables': [], 'problems': ['%s: cannot connect to the restored instance: %s' % (sock, exc)],
                 'commands': commands}
