@@ -24,6 +24,7 @@ import unicodedata
 
 SCRAM_DEFAULT_ITERATIONS = 4096
 SCRAM_SALT_BYTES = 16
+SCRAM_KEY_BYTES = 32  # SHA-256: a verifier whose keys have another length is taken by the server as a plaintext
 SCRAM_RE = re.compile(r'^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$')
 MD5_RE = re.compile(r'^md5[0-9a-f]{32}$')
 NATIVE_RE = re.compile(r'^\*[0-9A-F]{40}$')
@@ -94,10 +95,13 @@ def parse_scram_verifier(verifier):
     if not match:
         return None
     try:
-        return (int(match.group(1)), base64.b64decode(match.group(2), validate=True),
-                base64.b64decode(match.group(3), validate=True), base64.b64decode(match.group(4), validate=True))
+        parsed = (int(match.group(1)), base64.b64decode(match.group(2), validate=True),
+                  base64.b64decode(match.group(3), validate=True), base64.b64decode(match.group(4), validate=True))
     except (ValueError, TypeError):
         return None
+    if len(parsed[2]) != SCRAM_KEY_BYTES or len(parsed[3]) != SCRAM_KEY_BYTES:
+        return None
+    return parsed
 
 
 def postgres_md5_hash(password, username):

@@ -421,3 +421,12 @@ def test_mariadb_role_and_global_privileges(mariadb_server):
     assert run_module('db_user', narrowed)['changed'] is False
     assert run_module('db_user', dict(mariadb_server.conn, name=role, state='absent'))['changed']
     assert my_rows(mariadb_server, 'SELECT count(*) FROM mysql.user WHERE User = %s', (role,)) == ((0,),)
+
+
+def test_pg_password_hash_with_wrong_key_lengths_is_refused(pg_server):
+    """PostgreSQL takes a 'verifier' whose keys are not 32 bytes as a plaintext password and hashes it."""
+    name = uid('badhash')
+    before = snapshot(pg_server)
+    bad = run_module('db_user', dict(pg_server.conn, name=name, password_hash='SCRAM-SHA-256$4096:AAAA$BBBB:CCCC'))
+    assert bad['failed'] and 'SCRAM-SHA-256' in bad['msg'], bad.get('msg')
+    assert snapshot(pg_server) == before

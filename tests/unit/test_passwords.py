@@ -62,6 +62,18 @@ def test_saslprep_maps_spaces_and_normalizes():
     assert pw.saslprep('a\u0007b\u00e9') == 'a\u0007b\u00e9'  # prohibited control char: used as is
 
 
+def test_scram_verifier_with_keys_of_another_length_is_not_a_verifier():
+    # PostgreSQL stores such a string as if it were the plaintext password
+    good = pw.scram_sha256_verifier('pencil', salt=b'0123456789abcdef')
+    head, keys = good.rsplit('$', 1)
+    stored, server = keys.split(':')
+    short = '%s$%s:%s' % (head, _b64(base64.b64decode(stored)[:31]), server)
+    assert pw.is_postgres_hash(good)
+    assert not pw.is_postgres_hash('SCRAM-SHA-256$4096:AAAA$BBBB:CCCC')
+    assert not pw.is_postgres_hash(short)
+    assert pw.parse_scram_verifier(short) is None
+
+
 def test_md5_postgres_format():
     stored = pw.postgres_md5_hash('secret', 'bob')
     assert stored == 'md5' + hashlib.md5(b'secretbob').hexdigest()
