@@ -302,12 +302,12 @@ def converge(module, engine):
     lookup = [w.key for w in work]
     if engine.flavor == 'mariadb':
         # a MariaDB role has no host: an entry without login/host may name an existing role
-        lookup += [(w.key[0], '') for w in work if w.spec.get('host') is None and w.spec.get('login') is None]
+        lookup += [(w.key[0], '') for w in work if _may_name_role(w.spec)]
     current = engine.get_users(lookup)
     for item in work:
         role_key = (item.key[0], '')
         if engine.flavor == 'mariadb' and item.key not in current and role_key in current \
-                and item.spec.get('host') is None and item.spec.get('login') is None:
+                and _may_name_role(item.spec):
             item.key = role_key
             item.spec['login'] = False
     created = set(w.spec['name'] for w in work if w.spec['state'] == 'present' and w.spec.get('login') is False)
@@ -404,6 +404,12 @@ def converge(module, engine):
         else:
             result['diff'] = {'before': work[0].before, 'after': work[0].after}
     return result
+
+
+def _may_name_role(spec):
+    """Whether a MariaDB entry may mean an existing role: no host, no login, nothing only an account has."""
+    return all(spec.get(option) is None for option in
+               ('host', 'login', 'password', 'password_hash', 'connection_limit'))
 
 
 def _label(item):

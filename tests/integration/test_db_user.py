@@ -430,3 +430,20 @@ def test_pg_password_hash_with_wrong_key_lengths_is_refused(pg_server):
     bad = run_module('db_user', dict(pg_server.conn, name=name, password_hash='SCRAM-SHA-256$4096:AAAA$BBBB:CCCC'))
     assert bad['failed'] and 'SCRAM-SHA-256' in bad['msg'], bad.get('msg')
     assert snapshot(pg_server) == before
+
+
+def test_mariadb_account_with_the_name_of_a_role(mariadb_server):
+    """A password (or connection limit) means an account: a role of the same name must not swallow it."""
+    name = uid('same')
+    assert run_module('db_user', dict(mariadb_server.conn, name=name, login=False))['changed']
+    args = dict(mariadb_server.conn, name=name, password='Same-Name-1', connection_limit=3)
+    check = run_module('db_user', args, check=True)
+    assert check['changed'] is True and check['queries'][0].startswith('CREATE USER'), check
+    res = run_module('db_user', args)
+    assert res['changed'] is True and not res['failed'], res.get('msg')
+    assert my_rows(mariadb_server, 'SELECT Host, is_role FROM mysql.user WHERE User = %s ORDER BY 1',
+                   (name,)) == (('', 'Y'), ('%', 'N'))
+    assert can_login(mariadb_server, name, 'Same-Name-1')
+    assert run_module('db_user', args)['changed'] is False
+    # without account options the entry still names the role
+    assert run_module('db_user', dict(mariadb_server.conn, name=name, login=False))['changed'] is False
