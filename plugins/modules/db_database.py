@@ -11,8 +11,9 @@ short_description: Manage databases, their owner, encoding, extensions and one-t
 description:
   - Creates or drops a PostgreSQL or MySQL/MariaDB database and keeps its owner, connection limit, default
     character set and PostgreSQL extensions as asked.
-  - O(init_sql) or O(init_sql_file) is applied once, right after the database is created; if it fails the new
-    database is dropped again, so the next run retries from the start.
+  - O(init_sql) or O(init_sql_file) is applied once, right after the database is created and its O(extensions)
+    installed; if the extensions or the script fail, the new database is dropped again, so the next run retries
+    from the start.
   - The encoding and locale of an existing PostgreSQL database cannot change; asking for it fails with a message
     instead of pretending.
 version_added: 0.1.0
@@ -173,31 +174,34 @@ def converge(module, engine):
             sub = engine if engine.name == 'postgresql' and engine.database == name else \
                 _in_database(module, engine, name)
         try:
-            if created and init_sql:
-                init_applied = True
-                if sub is None:
-                    engine.queries.append(engine.mask(init_sql))
-                else:
-                    try:
+            try:
+                # extensions first: the init_sql of a new database may use their types and functions
+                if params.get('extensions'):
+                    installed = [] if sub is None else sub.installed_extensions()
+                    wanted = list(dict.fromkeys(params['extensions']))
+                    todo = engine.extension_statements(wanted, installed)
+                    extensions_before = sorted(installed)
+                    extensions_after = sorted(set(installed) | set(wanted))
+                    tracker.add('extensions', extensions_before, extensions_after)
+                    if sub is None:
+                        engine.queries.extend(todo)
+                    else:
+                        sub.execute_all(todo, operation='create extensions in database %s' % name)
+                if created and init_sql:
+                    init_applied = True
+                    if sub is None:
+                        engine.queries.append(engine.mask(init_sql))
+                    else:
                         sub.run_init_sql(init_sql)
-                    except DbError:
-                        if sub is not engine:
-                            sub.close()
-                            sub = None
-                        engine.execute('DROP DATABASE %s' % engine.quote_ident(name),
-                                       operation='drop database %s after its init_sql failed' % name)
-                        raise
-            if params.get('extensions'):
-                installed = [] if sub is None else sub.installed_extensions()
-                wanted = list(dict.fromkeys(params['extensions']))
-                todo = engine.extension_statements(wanted, installed)
-                extensions_before = sorted(installed)
-                extensions_after = sorted(set(installed) | set(wanted))
-                tracker.add('extensions', extensions_before, extensions_after)
-                if sub is None:
-                    engine.queries.extend(todo)
-                else:
-                    sub.execute_all(todo, operation='create extensions in database %s' % name)
+            except DbError:
+                if created and sub is not None:
+                    # a database created by this run is dropped again, so the next run starts over
+                    if sub is not engine:
+                        sub.close()
+                        sub = None
+                    engine.execute('DROP DATABASE %s' % engine.quote_ident(name),
+                                   operation='drop database %s after setting it up failed' % name)
+                raise
         finally:
             if sub is not None and sub is not engine:
                 sub.close()

@@ -167,3 +167,30 @@ def test_check_mode_on_existing_database_only_reports_extensions(pg_server):
     assert res['diff']['after']['extensions'] == ['pg_trgm', 'plpgsql']
     assert ('pg_trgm',) not in rows(pg_server, 'SELECT extname FROM pg_extension', database=name)
     run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+
+
+def test_init_sql_can_use_the_extensions(pg_server):
+    """extensions are installed before init_sql runs: a script using an extension's type works."""
+    name = uid('extinit')
+    args = dict(pg_server.conn, name=name, extensions=['citext'],
+                init_sql='CREATE TABLE accounts (email citext PRIMARY KEY);')
+    check = run_module('db_database', args, check=True)
+    assert check['changed'] and check['queries'].index('CREATE EXTENSION IF NOT EXISTS "citext"') < \
+        check['queries'].index(args['init_sql'])
+    res = run_module('db_database', args)
+    assert res['changed'] and not res['failed'] and res['init_sql_applied'], res.get('msg')
+    assert res['queries'] == check['queries']
+    assert rows(pg_server, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                           "WHERE attrelid = 'accounts'::regclass AND attname = 'email'", database=name) == [('citext',)]
+    assert run_module('db_database', args)['changed'] is False
+    run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+
+
+def test_failing_extension_of_a_new_database_leaves_no_database(pg_server):
+    """earthdistance needs cube (no CASCADE): the database created in this run is dropped again."""
+    name = uid('extfail')
+    before = databases(pg_server)
+    res = run_module('db_database', dict(pg_server.conn, name=name, extensions=['earthdistance'],
+                                         init_sql='CREATE TABLE t (a int);'))
+    assert res['failed'] and 'cube' in res['msg'], res.get('msg')
+    assert databases(pg_server) == before
