@@ -194,3 +194,27 @@ def test_failing_extension_of_a_new_database_leaves_no_database(pg_server):
                                          init_sql='CREATE TABLE t (a int);'))
     assert res['failed'] and 'cube' in res['msg'], res.get('msg')
     assert databases(pg_server) == before
+
+
+def test_mariadb_charset_aliases_are_idempotent(mariadb_server):
+    """MariaDB 10.6+ stores utf8 as utf8mb3: the names are compared as the server has them."""
+    name = uid('alias')
+    for args in (dict(mariadb_server.conn, name=name, charset='utf8'),
+                 dict(mariadb_server.conn, name=name, charset='utf8', collation='utf8_unicode_ci'),
+                 dict(mariadb_server.conn, name=name, collation='UTF8_UNICODE_CI')):
+        check = run_module('db_database', args, check=True)
+        first = run_module('db_database', args)
+        assert not first['failed'] and first['changed'] == check['changed'], first.get('msg')
+        assert first['queries'] == check['queries']
+        again = run_module('db_database', args)
+        assert again['changed'] is False and again['queries'] == [], again['queries']
+    assert rows(mariadb_server, 'SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '
+                                'WHERE SCHEMA_NAME = %s', (name,)) == [('utf8mb3', 'utf8mb3_unicode_ci')]
+    # a collation of another character set fails before anything runs, in check mode too
+    before = databases(mariadb_server)
+    for check in (True, False):
+        bad = run_module('db_database', dict(mariadb_server.conn, name=uid('mix'), charset='latin1',
+                                             collation='utf8mb4_general_ci'), check=check)
+        assert bad['failed'] and 'not valid for CHARACTER SET' in bad['msg'] and not bad.get('queries'), bad
+    assert databases(mariadb_server) == before
+    run_module('db_database', dict(mariadb_server.conn, name=name, state='absent'))

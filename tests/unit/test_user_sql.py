@@ -229,6 +229,7 @@ def test_mysql_options_refused(mariadb):
 
 
 def test_mysql_database_statements(mariadb):
+    mariadb.normalize_charset = lambda charset, collation: (charset, collation)
     params = {'name': 'sh`op', 'state': 'present', 'charset': 'utf8mb4', 'collation': 'utf8mb4_bin'}
     assert mariadb.database_statements(params, None)[1] == \
         ['CREATE DATABASE `sh``op` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin']

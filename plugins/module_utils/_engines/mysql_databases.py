@@ -87,21 +87,42 @@ class MysqlDatabases:
                     statements.append('KILL CONNECTION %d' % int(row['ID']))
             statements.append('DROP DATABASE %s' % db)
             return [('state', 'present', 'absent')], statements
+        wanted = dict(zip(('charset', 'collation'),
+                          self.normalize_charset(params.get('charset'), params.get('collation'))))
         words = []
-        if params.get('charset'):
-            words.append('CHARACTER SET %s' % params['charset'])
-        if params.get('collation'):
-            words.append('COLLATE %s' % params['collation'])
+        if wanted['charset']:
+            words.append('CHARACTER SET %s' % wanted['charset'])
+        if wanted['collation']:
+            words.append('COLLATE %s' % wanted['collation'])
         if current is None:
             changes = [('state', 'absent', 'present')]
-            changes += [(k, None, params[k]) for k in ('charset', 'collation') if params.get(k)]
+            changes += [(k, None, wanted[k]) for k in ('charset', 'collation') if wanted[k]]
             return changes, ['CREATE DATABASE %s' % db + (' ' + ' '.join(words) if words else '')]
-        changes = [(k, current[k], params[k]) for k in ('charset', 'collation')
-                   if params.get(k) and params[k].lower() != (current[k] or '').lower()]
+        changes = [(k, current[k], wanted[k]) for k in ('charset', 'collation')
+                   if wanted[k] and wanted[k].lower() != (current[k] or '').lower()]
         if not changes:
             return [], []
         # changes the default for new tables; existing tables keep theirs
         return changes, ['ALTER DATABASE %s %s' % (db, ' '.join(words))]
+
+    def normalize_charset(self, charset, collation):
+        """(charset, collation) as the server names them, checked together before anything runs.
+
+        MariaDB 10.6+ and MySQL 8 store ``utf8`` as ``utf8mb3`` (``utf8_general_ci`` as
+        ``utf8mb3_general_ci``): comparing the words given would report a change on every run.
+        A name the server does not know, or a collation of another character set, fails here.
+        """
+        if not charset and not collation:
+            return None, None
+        # a collation's name starts with its character set's
+        value = "CONVERT('' USING %s)" % self.quote_ident(charset or collation.split('_')[0])
+        if collation:
+            value += ' COLLATE %s' % self.quote_ident(collation)
+        what = ' with '.join('%s %s' % pair for pair in (('character set', charset), ('collation', collation))
+                             if pair[1])
+        row = self.fetch_one('SELECT CHARSET(v) AS charset, COLLATION(v) AS collation FROM (SELECT %s AS v) AS d'
+                             % value, operation='use %s' % what)
+        return (row['charset'] if charset else None), (row['collation'] if collation else None)
 
     def run_init_sql(self, sql):
         for statement in split_sql(sql):
