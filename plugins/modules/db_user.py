@@ -51,7 +51,7 @@ options:
   users:
     description:
       - A batch of accounts, each a dictionary with the same keys as the top-level options (C(name)
-        is required). A key left out takes the top-level option's value.
+        is required), checked and converted the same way. A key left out takes the top-level option's value.
     type: list
     elements: dict
   state:
@@ -244,7 +244,7 @@ def user_specs(params):
         if unknown:
             raise DbError('use', 'users[%d] (%s)' % (index, entry['name']), 'unknown keys: %s' % ', '.join(unknown))
         spec = dict((k, params.get(k)) for k in USER_OPTIONS if k != 'name')
-        spec.update(entry)
+        spec.update((k, v) for k, v in entry.items() if v is not None)
         spec['state'] = spec.get('state') or 'present'
         spec['update_password'] = spec.get('update_password') or 'always'
         if spec['state'] not in ('present', 'absent') or spec['update_password'] not in ('always', 'on_create'):
@@ -575,6 +575,12 @@ def main():
     # the connection option login_host has the alias host; db_user's host is the account's host
     argument_spec['login_host'] = dict(type='str')
     argument_spec['login_user'] = dict(type='str')
+    # a batch entry is checked and converted like the top-level options (login: 'false' is false,
+    # connection_limit: '5' is 5); a key it leaves out stays None and takes the top-level value
+    entry_spec = dict((k, dict((key, value) for key, value in argument_spec[k].items() if key != 'default'))
+                      for k in USER_OPTIONS)
+    entry_spec['name']['required'] = True
+    argument_spec['users']['options'] = entry_spec
     module = AnsibleModule(
         argument_spec, supports_check_mode=True,
         required_one_of=[('name', 'users')],

@@ -447,3 +447,26 @@ def test_mariadb_account_with_the_name_of_a_role(mariadb_server):
     assert run_module('db_user', args)['changed'] is False
     # without account options the entry still names the role
     assert run_module('db_user', dict(mariadb_server.conn, name=name, login=False))['changed'] is False
+
+
+def test_batch_entries_are_converted_like_top_level_options(server, appdb):
+    """Templated batch values arrive as strings: 'false' must not make a login role, 'no' no grant option."""
+    role, user = uid('strrole'), uid('struser')
+    priv = dict(privileges_for(server)[-1], grant_option='no')
+    args = dict(server.conn, users=[{'name': role, 'login': 'false'},
+                                    {'name': user, 'connection_limit': '5', 'privileges': [priv]}])
+    first = run_module('db_user', args)
+    assert first['changed'] and not first['failed'], first.get('msg')
+    assert not any('GRANT OPTION' in q for q in first['queries']), first['queries']
+    if server.engine == 'postgresql':
+        assert pg_rows(server, 'SELECT rolname, rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname IN (%s, %s) '
+                               'ORDER BY 1', (role, user)) == sorted([(role, False, -1), (user, True, 5)])
+    else:
+        assert my_rows(server, "SELECT is_role FROM mysql.user WHERE User = %s", (role,)) == (('Y',),)
+        assert my_rows(server, 'SELECT max_user_connections FROM mysql.user WHERE User = %s', (user,)) == ((5,),)
+    again = run_module('db_user', args)
+    assert again['changed'] is False and again['queries'] == [], again['queries']
+    bad = run_module('db_user', dict(server.conn, users=[{'name': uid('x'), 'login': 'maybe'}]))
+    assert bad['failed'] and 'login' in bad['msg']
+    bad = run_module('db_user', dict(server.conn, users=[{'name': uid('x'), 'privileges': [dict(priv, bogus=1)]}]))
+    assert bad['failed'] and 'bogus' in bad['msg']
