@@ -105,7 +105,11 @@ options:
     description: PostgreSQL INHERIT attribute.
     type: bool
   connection_limit:
-    description: Maximum concurrent connections (PostgreSQL CONNECTION LIMIT, MySQL MAX_USER_CONNECTIONS; V(-1) / V(0) for no limit).
+    description:
+      - Maximum concurrent connections (PostgreSQL CONNECTION LIMIT, MySQL MAX_USER_CONNECTIONS).
+      - V(-1) is no limit on every engine (stored as V(0) on MySQL/MariaDB, where V(0) is no limit too).
+        On PostgreSQL V(0) allows no connection at all.
+      - Below V(-1) fails before anything changes.
     type: int
   expires:
     description: PostgreSQL VALID UNTIL, a timestamp or V(infinity).

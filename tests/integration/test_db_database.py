@@ -218,3 +218,12 @@ def test_mariadb_charset_aliases_are_idempotent(mariadb_server):
         assert bad['failed'] and 'not valid for CHARACTER SET' in bad['msg'] and not bad.get('queries'), bad
     assert databases(mariadb_server) == before
     run_module('db_database', dict(mariadb_server.conn, name=name, state='absent'))
+
+
+def test_pg_conn_limit_below_minus_one_fails_before_anything(pg_server):
+    name = uid('limit')
+    before = databases(pg_server)
+    for check in (True, False):
+        bad = run_module('db_database', dict(pg_server.conn, name=name, conn_limit=-2), check=check)
+        assert bad['failed'] and 'conn_limit' in bad['msg'] and not bad.get('queries'), bad
+    assert databases(pg_server) == before

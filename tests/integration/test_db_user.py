@@ -470,3 +470,18 @@ def test_batch_entries_are_converted_like_top_level_options(server, appdb):
     assert bad['failed'] and 'login' in bad['msg']
     bad = run_module('db_user', dict(server.conn, users=[{'name': uid('x'), 'privileges': [dict(priv, bogus=1)]}]))
     assert bad['failed'] and 'bogus' in bad['msg']
+
+
+def test_connection_limit_minus_one_is_no_limit_and_below_fails(server):
+    """-1 is 'no limit' on both engines (MariaDB's own -1 refuses every connection); below -1 fails up front."""
+    name = uid('limit')
+    args = dict(server.conn, name=name, password='Limit-Pw-1', connection_limit=-1)
+    first = run_module('db_user', args)
+    assert first['changed'] and not first['failed'], first.get('msg')
+    assert can_login(server, name, 'Limit-Pw-1')
+    assert run_module('db_user', args)['changed'] is False
+    before = snapshot(server)
+    for check in (True, False):
+        bad = run_module('db_user', dict(args, connection_limit=-2), check=check)
+        assert bad['failed'] and 'connection_limit' in bad['msg'] and not bad.get('queries'), bad
+    assert snapshot(server) == before

@@ -91,6 +91,9 @@ class MysqlUsers:
             raise DbError('manage role', spec['name'], 'a role (login: false) has no password')
         if spec.get('host') is not None:
             self.quote_ident(spec['host'])
+        if spec.get('connection_limit') is not None and spec['connection_limit'] < -1:
+            raise DbError('manage account', spec['name'], 'connection_limit is 0 (or -1) for no limit or a number of '
+                          'connections, not %d' % spec['connection_limit'])
 
     # ---- reading --------------------------------------------------------------------
     def get_users(self, keys):
@@ -249,6 +252,8 @@ class MysqlUsers:
         changes = []
         clause, params, what = (None, None, None) if role else self._new_auth_clause(spec, current, warnings)
         limit = spec.get('connection_limit')
+        if limit == -1:
+            limit = 0  # no limit, as on PostgreSQL (MAX_USER_CONNECTIONS -1 would refuse every connection)
         with_limit = None
         if limit is not None and not role and (current is None or current['connection_limit'] != limit):
             with_limit = ' WITH MAX_USER_CONNECTIONS %d' % int(limit)

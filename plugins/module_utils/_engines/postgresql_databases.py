@@ -18,6 +18,9 @@ class PostgresDatabases:
         if used:
             raise DbError('manage database', params['name'], '%s apply to MySQL/MariaDB; on PostgreSQL use '
                           'encoding, lc_collate and lc_ctype' % ', '.join(used))
+        if params.get('conn_limit') is not None and params['conn_limit'] < -1:
+            raise DbError('manage database', params['name'], 'conn_limit is -1 (no limit), 0 (no connections) or a '
+                          'number of connections, not %d' % params['conn_limit'])
         self.quote_ident(params['name'])
 
     def get_database(self, name):

@@ -103,6 +103,9 @@ class PostgresUsers:
     def check_user_options(self, spec):
         if spec.get('host') is not None:
             raise DbError('manage role', spec['name'], 'host applies to MySQL/MariaDB accounts only')
+        if spec.get('connection_limit') is not None and spec['connection_limit'] < -1:
+            raise DbError('manage role', spec['name'], 'connection_limit is -1 (no limit), 0 (no connections) or '
+                          'a number of connections, not %d' % spec['connection_limit'])
         if is_public(spec['name']):
             used = [o for o in ('password', 'password_hash', 'login', 'superuser', 'createdb', 'createrole',
                                 'replication', 'bypassrls', 'inherit', 'connection_limit', 'expires', 'member_of')
