@@ -321,6 +321,7 @@ def converge(module, engine):
     known = engine.existing_roles(referenced) | created
 
     main_statements = []
+    drop_statements = []  # PostgreSQL: DROP ROLE runs last (see below)
     for item in work:
         before = current.get(item.key)
         item.before = shown_state(engine, item.spec, before)
@@ -337,7 +338,10 @@ def converge(module, engine):
                 if name not in ('state', 'password'):
                     after[name] = new
         item.after = after
-        main_statements.extend(statements)
+        if engine.name == 'postgresql' and item.spec['state'] == 'absent':
+            drop_statements.extend(statements)
+        else:
+            main_statements.extend(statements)
         item.member_statements = mstatements
 
     if engine.name == 'postgresql':
@@ -345,18 +349,11 @@ def converge(module, engine):
     else:
         groups = mysql_privileges(engine, work)
 
+    drops = {}
     if engine.name == 'postgresql':
         dropped = [w.spec['name'] for w in work if w.spec['state'] == 'absent' and current.get(w.key)]
-        for database, statements in sorted(engine.privileges_to_drop(dropped).items(),
-                                           key=lambda kv: kv[0] or ''):
-            # privileges held in other databases block DROP ROLE: revoke them there first
-            target = engine if database in (None, engine.database) else _database_engine(module, engine, database)
-            try:
-                with target.transaction():
-                    target.execute_all(statements, operation='revoke the privileges of dropped roles')
-            finally:
-                if target is not engine:
-                    target.close()
+        # read now: a role owning objects fails before anything changes
+        drops = engine.privileges_to_drop(dropped)
     # roles first (memberships may name roles of the same batch), then memberships, then privileges
     with engine.transaction():
         engine.execute_all(main_statements, operation='change roles')
@@ -373,6 +370,22 @@ def converge(module, engine):
     for target_engine, _statements in groups:
         if target_engine is not engine:
             target_engine.close()
+    if drop_statements:
+        # last, once everything else of the batch is done (a failing entry leaves them untouched):
+        # privileges held in other databases block DROP ROLE, so they are revoked there first
+        for database, statements in sorted(drops.items(), key=lambda kv: kv[0] or ''):
+            if database in (None, engine.database):
+                continue
+            target = _database_engine(module, engine, database)
+            try:
+                with target.transaction():
+                    target.execute_all(statements, operation='revoke the privileges of dropped roles')
+            finally:
+                target.close()
+        with engine.transaction():
+            engine.execute_all(drops.get(None, []) + (drops.get(engine.database, []) if engine.database else []),
+                               operation='revoke the privileges of dropped roles')
+            engine.execute_all(drop_statements, operation='drop roles')
 
     if not module.check_mode and any(item.tracker.changed for item in work):
         # report what the catalog now says, not what we predicted

@@ -485,3 +485,22 @@ def test_connection_limit_minus_one_is_no_limit_and_below_fails(server):
         bad = run_module('db_user', dict(args, connection_limit=-2), check=check)
         assert bad['failed'] and 'connection_limit' in bad['msg'] and not bad.get('queries'), bad
     assert snapshot(server) == before
+
+
+def test_pg_failing_batch_leaves_roles_to_drop_untouched(pg_server, appdb):
+    """A batch entry failing when it runs (a membership cycle) must not have stripped a role to drop already."""
+    victim, outer, inner = uid('victim'), uid('outer'), uid('inner')
+    assert run_module('db_user', dict(pg_server.conn, name=victim, privileges=[
+        {'on': 'table', 'database': 'userapp', 'objects': ['t2'], 'privs': ['SELECT']}]))['changed']
+    assert run_module('db_user', dict(pg_server.conn, users=[{'name': outer, 'login': False},
+                                                             {'name': inner, 'login': False, 'member_of': [outer]}]))['changed']
+    before = snapshot(pg_server, appdb)
+    res = run_module('db_user', dict(pg_server.conn, users=[{'name': victim, 'state': 'absent'},
+                                                            {'name': outer, 'member_of': [inner]}]))
+    assert res['failed'] and 'is a member of' in res['msg'], res.get('msg')
+    assert snapshot(pg_server, appdb) == before
+    assert pg_rows(pg_server, "SELECT has_table_privilege(%s, 't2', 'SELECT')", (victim,), database='userapp') == [(True,)]
+    # the same drop alone goes through, revoking in userapp first
+    gone = run_module('db_user', dict(pg_server.conn, name=victim, state='absent'))
+    assert gone['changed'] and not gone['failed'], gone.get('msg')
+    assert pg_rows(pg_server, 'SELECT count(*) FROM pg_roles WHERE rolname = %s', (victim,)) == [(0,)]
