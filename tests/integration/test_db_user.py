@@ -504,3 +504,12 @@ def test_pg_failing_batch_leaves_roles_to_drop_untouched(pg_server, appdb):
     gone = run_module('db_user', dict(pg_server.conn, name=victim, state='absent'))
     assert gone['changed'] and not gone['failed'], gone.get('msg')
     assert pg_rows(pg_server, 'SELECT count(*) FROM pg_roles WHERE rolname = %s', (victim,)) == [(0,)]
+
+
+def test_pg_reserved_role_names_fail_in_check_mode_too(pg_server):
+    before = snapshot(pg_server)
+    for name in ('pg_' + uid('app'), 'none'):
+        for check in (True, False):
+            res = run_module('db_user', dict(pg_server.conn, users=[{'name': uid('ok')}, {'name': name}]), check=check)
+            assert res['failed'] and 'reserved' in res['msg'] and not res.get('queries'), res
+    assert snapshot(pg_server) == before

@@ -165,6 +165,9 @@ class PostgresUsers:
             return [('state', 'present', 'absent')], [('DROP ROLE %s' % role, None)]
         changes, options, params = [], [], []
         if current is None:
+            if name.startswith('pg_') or name == 'none':
+                raise DbError('create role', name, 'the name is reserved by PostgreSQL (pg_ names and none); '
+                              'choose another')
             changes.append(('state', 'absent', 'present'))
         for option, _column, yes, no in ROLE_FLAGS:
             want = spec.get(option)
