@@ -513,3 +513,19 @@ def test_pg_reserved_role_names_fail_in_check_mode_too(pg_server):
             res = run_module('db_user', dict(pg_server.conn, users=[{'name': uid('ok')}, {'name': name}]), check=check)
             assert res['failed'] and 'reserved' in res['msg'] and not res.get('queries'), res
     assert snapshot(pg_server) == before
+
+
+def test_mariadb_removing_the_password_keeps_unix_socket_and_settles(mariadb_server):
+    """password '' drops the native method; on the next run there is nothing left to remove."""
+    name = uid('nopw')
+    my_rows(mariadb_server, "CREATE USER '%s'@'%%' IDENTIFIED VIA unix_socket OR mysql_native_password "
+                            "USING PASSWORD('Old-Sock-1')" % name)
+    args = dict(mariadb_server.conn, name=name, password='')
+    first = run_module('db_user', args)
+    assert first['changed'] and first['queries'] == ['ALTER USER `%s`@`%%` IDENTIFIED VIA unix_socket' % name]
+    assert not can_login(mariadb_server, name, 'Old-Sock-1')
+    after = snapshot(mariadb_server)
+    again = run_module('db_user', args)
+    assert again['changed'] is False and again['queries'] == [], again['queries']
+    assert run_module('db_user', args, check=True)['changed'] is False
+    assert snapshot(mariadb_server) == after

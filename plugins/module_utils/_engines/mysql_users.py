@@ -185,6 +185,8 @@ class MysqlUsers:
                 warnings.append('account %s: its password uses %s, which cannot be compared here, so the '
                                 'password is set only when the account is created' % (label, unverifiable[0]))
                 return None, None, None
+            if not native and not new_hash:
+                return None, None, None  # no password to remove (only unix_socket and the like)
         kept = [m for m in methods if m[0] != NATIVE] if current is not None else []
         parts, params = [], []
         for plugin, auth in kept:
