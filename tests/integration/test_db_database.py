@@ -227,3 +227,18 @@ def test_pg_conn_limit_below_minus_one_fails_before_anything(pg_server):
         bad = run_module('db_database', dict(pg_server.conn, name=name, conn_limit=-2), check=check)
         assert bad['failed'] and 'conn_limit' in bad['msg'] and not bad.get('queries'), bad
     assert databases(pg_server) == before
+
+
+def test_pg_locale_spellings_of_the_same_locale_are_unchanged(pg_server):
+    """C.UTF-8 (as initdb stores it) and C.utf8 (as locale -a prints it) are one locale: no failure."""
+    name = uid('loc')
+    assert run_module('db_database', dict(pg_server.conn, name=name))['changed']
+    stored = rows(pg_server, 'SELECT datcollate FROM pg_database WHERE datname = %s', (name,))[0][0]
+    assert stored == 'C.UTF-8'
+    before = databases(pg_server)
+    res = run_module('db_database', dict(pg_server.conn, name=name, lc_collate='C.utf8', lc_ctype='C.UTF8'))
+    assert not res['failed'] and res['changed'] is False, res.get('msg')
+    assert databases(pg_server) == before
+    bad = run_module('db_database', dict(pg_server.conn, name=name, lc_collate='C'))
+    assert bad['failed'] and 'lc_collate C.UTF-8 to C ' in bad['msg']
+    run_module('db_database', dict(pg_server.conn, name=name, state='absent'))

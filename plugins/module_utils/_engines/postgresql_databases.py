@@ -10,6 +10,20 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 MYSQL_ONLY_DATABASE_OPTIONS = ('charset', 'collation')
 
 
+def locale_key(name):
+    """A locale name compared the way the C library reads it: the codeset's case and punctuation do not count.
+
+    ``en_US.UTF-8`` and ``en_US.utf8`` (the spelling of ``locale -a``) are the same locale.
+    """
+    base, _sep, modifier = name.partition('@')
+    language, dot, codeset = base.partition('.')
+    if dot:
+        codeset = ''.join(c for c in codeset.lower() if c.isalnum())
+        if codeset.isdigit():
+            codeset = 'iso' + codeset
+    return language, codeset, modifier
+
+
 class PostgresDatabases:
     """databases methods of the Postgres engine; self is the connected engine."""
 
@@ -95,7 +109,7 @@ class PostgresDatabases:
         if encoding and encoding != current['encoding']:
             fixed.append('encoding %s to %s' % (current['encoding'], encoding))
         for key in ('lc_collate', 'lc_ctype'):
-            if params.get(key) and params[key] != current[key]:
+            if params.get(key) and locale_key(params[key]) != locale_key(current[key] or ''):
                 fixed.append('%s %s to %s' % (key, current[key], params[key]))
         if fixed:
             raise DbError('change', '%s of database %s' % (', '.join(fixed), name),
