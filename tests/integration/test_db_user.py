@@ -529,3 +529,19 @@ def test_mariadb_removing_the_password_keeps_unix_socket_and_settles(mariadb_ser
     assert again['changed'] is False and again['queries'] == [], again['queries']
     assert run_module('db_user', args, check=True)['changed'] is False
     assert snapshot(mariadb_server) == after
+
+
+def test_mariadb_host_in_capitals_is_found_on_the_next_run(mariadb_server, appdb):
+    """The server stores host names in lower case: a host written 'DB-Host.Example' or '2001:DB8::1' must match."""
+    name = uid('hostcase')
+    for host in ('DB-Host.Example', '2001:DB8::7'):
+        args = dict(mariadb_server.conn, name=name, host=host, password='Host-Pw-1',
+                    privileges=[{'on': 'database', 'database': 'userapp', 'privs': ['SELECT']}])
+        first = run_module('db_user', args)
+        assert first['changed'] and not first['failed'], first.get('msg')
+        after = snapshot(mariadb_server)
+        again = run_module('db_user', args)
+        assert not again['failed'] and again['changed'] is False and again['queries'] == [], again.get('msg')
+        assert snapshot(mariadb_server) == after
+        assert run_module('db_user', dict(mariadb_server.conn, name=name, host=host, state='absent'))['changed']
+    assert my_rows(mariadb_server, 'SELECT count(*) FROM mysql.user WHERE User = %s', (name,)) == ((0,),)

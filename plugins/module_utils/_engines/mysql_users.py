@@ -70,7 +70,8 @@ class MysqlUsers:
     def user_key(self, spec):
         if spec.get('login') is False and self.flavor == 'mariadb':
             return (spec['name'], '')
-        return (spec['name'], spec.get('host') if spec.get('host') is not None else '%')
+        # the server stores host names in lower case ('DB1.example.com', '2001:DB8::1' are found lowered)
+        return (spec['name'], spec.get('host').lower() if spec.get('host') is not None else '%')
 
     def account(self, key):
         name, host = key
