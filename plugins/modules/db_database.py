@@ -156,6 +156,8 @@ def converge(module, engine):
     current = engine.get_database(name)
     if params['state'] == 'present' and engine.name == 'postgresql':
         engine.check_owner(params.get('owner'))
+        if current is None:
+            engine.check_template(params.get('template'))
         missing = engine.missing_extensions(params.get('extensions') or [])
         if missing:
             raise DbError('create extension', ', '.join(missing), 'not available on this server')

@@ -242,3 +242,12 @@ def test_pg_locale_spellings_of_the_same_locale_are_unchanged(pg_server):
     bad = run_module('db_database', dict(pg_server.conn, name=name, lc_collate='C'))
     assert bad['failed'] and 'lc_collate C.UTF-8 to C ' in bad['msg']
     run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+
+
+def test_pg_missing_template_fails_in_check_mode_too(pg_server):
+    name = uid('tmpl')
+    before = databases(pg_server)
+    for check in (True, False):
+        bad = run_module('db_database', dict(pg_server.conn, name=name, template='no_such_template'), check=check)
+        assert bad['failed'] and 'no_such_template' in bad['msg'] and not bad.get('queries'), bad
+    assert databases(pg_server) == before

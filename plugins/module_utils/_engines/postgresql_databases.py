@@ -58,6 +58,11 @@ class PostgresDatabases:
         if owner and not self.fetch_value('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s', (owner,)):
             raise DbError('make %s the owner' % owner, None, 'role %s does not exist' % owner)
 
+    def check_template(self, template):
+        if template and not self.fetch_value('SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s', (template,)):
+            raise DbError('create the database from template %s' % template, None,
+                          'database %s does not exist' % template)
+
     def missing_extensions(self, names):
         if not names:
             return []
