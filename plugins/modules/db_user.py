@@ -67,7 +67,7 @@ options:
   password_hash:
     description:
       - A pre-computed hash to store as is, instead of O(password). A SCRAM-SHA-256 verifier (or md5 hash)
-        on PostgreSQL; a mysql_native_password hash (C(*) and 40 hex digits) or a caching_sha2_password
+        on PostgreSQL; a mysql_native_password hash (C(*) and 40 hex digits, either case) or a caching_sha2_password
         string on MySQL 8.
     type: str
   update_password:

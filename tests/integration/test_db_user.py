@@ -545,3 +545,16 @@ def test_mariadb_host_in_capitals_is_found_on_the_next_run(mariadb_server, appdb
         assert snapshot(mariadb_server) == after
         assert run_module('db_user', dict(mariadb_server.conn, name=name, host=host, state='absent'))['changed']
     assert my_rows(mariadb_server, 'SELECT count(*) FROM mysql.user WHERE User = %s', (name,)) == ((0,),)
+
+
+def test_mariadb_native_hash_in_lower_case(mariadb_server):
+    """'*' and 40 lower-case hex digits is the same hash: accepted, stored as the server writes it, unchanged next."""
+    import hashlib
+    name = uid('lowhash')
+    digest = '*' + hashlib.sha1(hashlib.sha1(b'Low-Hash-1').digest()).hexdigest()
+    args = dict(mariadb_server.conn, name=name, password_hash=digest)
+    res = run_module('db_user', args)
+    assert res['changed'] and not res['failed'], res.get('msg')
+    assert can_login(mariadb_server, name, 'Low-Hash-1')
+    assert run_module('db_user', args)['changed'] is False
+    assert run_module('db_user', dict(mariadb_server.conn, name=name, password='Low-Hash-1'))['changed'] is False

@@ -161,6 +161,9 @@ class MysqlUsers:
         if password is None and password_hash is None:
             return None, None, None
         label = '%s@%s' % (spec['name'], self.user_key(spec)[1])
+        if password_hash is not None and is_mysql_native_hash(password_hash.upper()):
+            # the server's own hashes are upper case; one written in lower case is the same hash
+            password_hash = password_hash.upper()
         if password_hash is not None and not (is_mysql_native_hash(password_hash)
                                               or parse_caching_sha2(password_hash) is not None):
             raise DbError('set password of', label, "password_hash must be a mysql_native_password hash "
