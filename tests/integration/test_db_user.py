@@ -558,3 +558,13 @@ def test_mariadb_native_hash_in_lower_case(mariadb_server):
     assert can_login(mariadb_server, name, 'Low-Hash-1')
     assert run_module('db_user', args)['changed'] is False
     assert run_module('db_user', dict(mariadb_server.conn, name=name, password='Low-Hash-1'))['changed'] is False
+
+
+def test_pg_public_with_grant_option_fails_before_anything(pg_server, appdb):
+    args = dict(pg_server.conn, name='PUBLIC', privileges=[{'on': 'database', 'database': 'userapp',
+                                                            'privs': ['CONNECT'], 'grant_option': True}])
+    before = snapshot(pg_server)
+    for check in (True, False):
+        res = run_module('db_user', args, check=check)
+        assert res['failed'] and 'grant_option' in res['msg'] and not res.get('queries'), res
+    assert snapshot(pg_server) == before

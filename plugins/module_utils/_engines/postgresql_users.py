@@ -113,6 +113,9 @@ class PostgresUsers:
             if used or spec['state'] == 'absent':
                 raise DbError('manage', 'PUBLIC', 'PUBLIC is every role, not a role: only privileges apply '
                               '(not %s)' % (', '.join(used) or 'state: absent'))
+            if any(isinstance(p, dict) and p.get('grant_option') for p in spec.get('privileges') or []):
+                raise DbError('manage', 'PUBLIC', 'PostgreSQL gives grant options to roles only, not to PUBLIC: '
+                              'drop grant_option')
 
     # ---- role statements ------------------------------------------------------------
     def _password_plan(self, spec, current, warnings):
