@@ -532,8 +532,8 @@ def pg_privileges(module, engine, work):
         _record_privileges(item, mine, plan, list(desired))
         for action, target, privs in plan:
             database = None if target[0] == 'database' else target[1]
-            sql = engines[database].privilege_statement(action, target, privs, name, signatures)
-            statements_by_db.setdefault(database, []).append(sql)
+            statements_by_db.setdefault(database, []).extend(
+                engines[database].privilege_statements(action, target, privs, name, signatures))
     return [(engines[db], statements_by_db.get(db, [])) for db in engines]
 
 

@@ -568,3 +568,23 @@ def test_pg_public_with_grant_option_fails_before_anything(pg_server, appdb):
         res = run_module('db_user', args, check=check)
         assert res['failed'] and 'grant_option' in res['msg'] and not res.get('queries'), res
     assert snapshot(pg_server) == before
+
+
+def test_pg_exclusive_revokes_what_another_grantor_passed_on(pg_server, appdb):
+    """SELECT passed on by a role holding it WITH GRANT OPTION is revoked as that role, not reported forever."""
+    grantor, name = uid('grantor'), uid('passed')
+    pg_rows(pg_server, 'CREATE ROLE "%s"; CREATE ROLE "%s"' % (grantor, name))
+    pg_rows(pg_server, 'GRANT SELECT ON t2 TO "%s" WITH GRANT OPTION; SET ROLE "%s"; GRANT SELECT ON t2 TO "%s"; '
+                       'RESET ROLE; GRANT INSERT ON t2 TO "%s"' % (grantor, grantor, name, name), database='userapp')
+    args = dict(pg_server.conn, name=name, privileges_exclusive=True,
+                privileges=[{'on': 'table', 'database': 'userapp', 'objects': ['t2'], 'privs': []}])
+    check = run_module('db_user', args, check=True)
+    real = run_module('db_user', args)
+    assert real['changed'] and not real['failed'], real.get('msg')
+    assert real['queries'] == check['queries']
+    assert pg_rows(pg_server, "SELECT has_table_privilege(%s, 't2', 'SELECT'), has_table_privilege(%s, 't2', 'INSERT')",
+                   (name, name), database='userapp') == [(False, False)]
+    assert pg_rows(pg_server, "SELECT has_table_privilege(%s, 't2', 'SELECT WITH GRANT OPTION')", (grantor,),
+                   database='userapp') == [(True,)]
+    again = run_module('db_user', args)
+    assert again['changed'] is False and again['queries'] == [], again['queries']

@@ -271,7 +271,8 @@ class PostgresUsers:
         rows = self.fetch_all(
             "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner, "
             "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, "
-            "a.privilege_type, a.is_grantable FROM pg_catalog.pg_database d, "
+            "pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.privilege_type, a.is_grantable "
+            "FROM pg_catalog.pg_database d, "
             "LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = ANY(%s)",
             (list(databases),), operation='read database privileges')
         held, owners = {}, {}
@@ -280,6 +281,7 @@ class PostgresUsers:
             owners[target] = row['owner']
             if row['grantee'] in roles and row['grantee'] != row['owner']:
                 held.setdefault((row['grantee'], target), {})[row['privilege_type']] = row['is_grantable']
+                self._note_grantor(target, row)
         return held, owners
 
     def read_object_privileges(self, roles, database, schemas, functions):
@@ -296,17 +298,19 @@ class PostgresUsers:
             owners[target] = row.get('owner')
             if row.get('grantee') in roles and row['grantee'] != row.get('owner'):
                 held.setdefault((row['grantee'], target), {})[row['privilege_type']] = row['is_grantable']
+                self._note_grantor(target, row)
 
         for row in self.fetch_all(
                 "SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) AS owner, %s AS grantee, "
-                "a.privilege_type, a.is_grantable FROM pg_catalog.pg_namespace n, "
+                "pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.privilege_type, a.is_grantable "
+                "FROM pg_catalog.pg_namespace n, "
                 "LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
                 "WHERE n.nspname = ANY(%%s)" % grantee, (schemas,), operation='read schema privileges'):
             add(('schema', database, row['nspname'], None), row)
         for row in self.fetch_all(
                 "SELECT n.nspname, c.relname, c.relkind, pg_catalog.pg_get_userbyid(c.relowner) AS owner, "
-                "%s AS grantee, a.privilege_type, a.is_grantable "
-                "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, "
+                "%s AS grantee, pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.privilege_type, "
+                "a.is_grantable FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, "
                 "LATERAL aclexplode(coalesce(c.relacl, acldefault("
                 "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))) a "
                 "WHERE n.nspname = ANY(%%s) AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S')" % grantee,
@@ -333,12 +337,52 @@ class PostgresUsers:
             target = ('function', database, schema, written)
             owners[target] = row['owner']
             for acl in self.fetch_all(
-                    "SELECT %s AS grantee, a.privilege_type, a.is_grantable FROM pg_catalog.pg_proc p, "
+                    "SELECT %s AS grantee, pg_catalog.pg_get_userbyid(a.grantor) AS grantor, a.privilege_type, "
+                    "a.is_grantable FROM pg_catalog.pg_proc p, "
                     "LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a WHERE p.oid = %%s"
                     % grantee, (oid,), operation='read function privileges'):
                 acl['owner'] = row['owner']
                 add(target, acl)
         return held, owners, tables, signatures
+
+    def _note_grantor(self, target, row):
+        """Remember who granted a privilege held, and who a plain REVOKE on the target revokes as."""
+        if target[0] == 'default_tables':
+            return  # the login user's own default privileges: its ALTER DEFAULT PRIVILEGES revokes them
+        grantors = self.__dict__.setdefault('_grantors', {})
+        grantors.setdefault((row['grantee'], target), {}).setdefault(row['privilege_type'], set()).add(row['grantor'])
+        if self.is_superuser:
+            revoker = row.get('owner')  # a superuser grants and revokes as the owner of the object
+        else:
+            if not hasattr(self, '_current_user'):
+                self._current_user = self.fetch_value('SELECT current_user')
+            revoker = self._current_user
+        self.__dict__.setdefault('_revokers', {})[target] = revoker
+
+    def privilege_statements(self, action, target, privs, role, signatures=None):
+        """privilege_statement(); a revoke is also run as each other role that granted the privileges.
+
+        A REVOKE takes back only what its grantor granted (a superuser revokes as the owner): a
+        privilege another role passed on with its grant option stays until revoked as that role.
+        """
+        sql = self.privilege_statement(action, target, privs, role, signatures)
+        if action not in ('revoke', 'revoke_grant_option'):
+            return [sql]
+        granted = self.__dict__.get('_grantors', {}).get((PUBLIC if is_public(role) else role, target), {})
+        revoker = self.__dict__.get('_revokers', {}).get(target)
+        plain, others = False, {}
+        for priv in privs:
+            for grantor in sorted(granted.get(priv) or [revoker]):
+                if grantor == revoker:
+                    plain = True
+                else:
+                    others.setdefault(grantor, []).append(priv)
+        statements = [sql] if plain or not others else []
+        for grantor in sorted(others):
+            statements += ['SET ROLE %s' % self.quote_ident(grantor),
+                           self.privilege_statement(action, target, others[grantor], role, signatures),
+                           'RESET ROLE']
+        return statements
 
     def _resolve_function(self, database, schema, written):
         what = 'function %s.%s in database %s' % (schema, written, database)
