@@ -851,6 +851,25 @@ def _add_unit(moment, unit, n=1):
     return None
 
 
+def _truncate(moment, unit):
+    """moment truncated to the start of its unit (weeks start on Monday, as date_trunc's do)."""
+    if unit in ('year', 'quarter', 'month', 'week', 'day'):
+        moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == 'year':
+        return moment.replace(month=1, day=1)
+    if unit == 'quarter':
+        return moment.replace(month=moment.month - (moment.month - 1) % 3, day=1)
+    if unit == 'month':
+        return moment.replace(day=1)
+    if unit == 'week':
+        return moment - datetime.timedelta(days=moment.weekday())
+    if unit == 'hour':
+        return moment.replace(minute=0, second=0, microsecond=0)
+    if unit == 'minute':
+        return moment.replace(second=0, microsecond=0)
+    return moment
+
+
 def _fmt(moment):
     if moment.hour == moment.minute == moment.second == 0:
         return moment.strftime('%Y-%m-%d')
@@ -926,7 +945,9 @@ def _sargable_range(op, unit, value):
         start = _parse_date(value.this)
         if start is None:
             return None
-        if unit == 'day' and (start.hour or start.minute or start.second):
+        if _truncate(start, unit) != start:
+            # date_trunc('month', col) = '2024-05-15' matches nothing and >= '2024-05-15' starts in
+            # June: only a value on the unit's boundary reads as the same range of the column
             return None
     nxt = _add_unit(start, unit)
     if nxt is None:

@@ -86,6 +86,31 @@ def test_function_on_column_inequalities(op, expected):
     assert finding['rewrite'] == 'SELECT id FROM orders WHERE %s' % expected
 
 
+@pytest.mark.parametrize('sql', [
+    "SELECT id FROM t WHERE date_trunc('month', d) = '2024-05-15'",
+    "SELECT id FROM t WHERE date_trunc('month', d) >= '2024-05-15'",
+    "SELECT id FROM t WHERE date_trunc('month', d) > '2024-05-15'",
+    "SELECT id FROM t WHERE date_trunc('week', d) = '2024-05-01'",
+    "SELECT id FROM t WHERE date_trunc('quarter', d) <= '2024-05-01'",
+    "SELECT id FROM t WHERE date_trunc('hour', d) = '2024-05-01 10:30:00'",
+    "SELECT id FROM t WHERE d::date = '2024-05-01 10:30:00'",
+])
+def test_function_on_column_value_off_the_unit_boundary_is_not_rewritten(sql):
+    # date_trunc('month', d) = '2024-05-15' matches no row at all: a range from the 15th would
+    finding = rule(sql, 'function_on_column')
+    assert finding is not None and finding['rewrite'] is None
+
+
+@pytest.mark.parametrize('sql,expected', [
+    ("SELECT id FROM t WHERE date_trunc('week', d) = '2024-04-29'", "d >= '2024-04-29' AND d < '2024-05-06'"),
+    ("SELECT id FROM t WHERE date_trunc('quarter', d) >= '2024-04-01'", "d >= '2024-04-01'"),
+    ("SELECT id FROM t WHERE date_trunc('hour', d) = '2024-05-01 10:00:00'",
+     "d >= '2024-05-01 10:00:00' AND d < '2024-05-01 11:00:00'"),
+])
+def test_function_on_column_value_on_the_unit_boundary_is_rewritten(sql, expected):
+    assert rule(sql, 'function_on_column')['rewrite'] == 'SELECT id FROM t WHERE %s' % expected
+
+
 def test_function_on_column_keeps_or_semantics_and_other_predicates():
     finding = rule("SELECT id FROM t WHERE EXTRACT(YEAR FROM d) = 2020 OR a = 1", 'function_on_column')
     assert finding['rewrite'] == "SELECT id FROM t WHERE (d >= '2020-01-01' AND d < '2021-01-01') OR a = 1"
