@@ -354,6 +354,20 @@ def test_hostile_and_bad_input(pg_server, cases_db):
     assert bad['failed'] and 'min_cost_savings' in bad['msg']
 
 
+def test_parameterized_query_that_fails_to_prepare_spoils_no_other(pg_server, cases_db):
+    # pg_stat_statements texts ($1) are PREPAREd; one of a dropped table must not abort the
+    # advisor's transaction for the queries after it
+    result = advise(cases_db, ['SELECT id FROM dropped_since WHERE id = $1',
+                               'SELECT id FROM posts WHERE blog_id = $1 AND id = $2',
+                               'SELECT count(*) FROM users WHERE country = $1'], index_hygiene=False)
+    assert not result['failed'], result.get('msg')
+    first, second, third = result['reports']
+    assert 'dropped_since' in first['error']
+    assert second['error'] is None and second['plan']['total_cost'] > 0
+    assert third['error'] is None and third['plan']['operation']
+    assert any(s['table'] == 'posts' for s in result['index_suggestions'])
+
+
 def test_check_mode_reports_the_same(pg_server, cases_db):
     sql = 'SELECT * FROM posts WHERE id = 4242'
     result = run_module('db_query_advisor', dict(cases_db, queries=[sql], index_hygiene=False), check=True)

@@ -115,11 +115,13 @@ class PostgresAdvisor:
         self._advisor_stmt += 1
         name = 'dbops_advisor_%d' % self._advisor_stmt
         cur = self.conn.cursor()
+        prepared = False
         try:
             cur.execute('SAVEPOINT dbops_advisor')
             try:
                 cur.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
                 cur.execute('PREPARE %s AS %s' % (name, sql))
+                prepared = True
                 cur.execute('SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = %s',
                             (name,))
                 nparams = cur.fetchone()[0] or 0
@@ -132,10 +134,10 @@ class PostgresAdvisor:
             cur.execute('ROLLBACK TO SAVEPOINT dbops_advisor')
             return _plan_of(rows)
         finally:
-            try:
+            # a PREPARE that failed left nothing to deallocate (and a failing DEALLOCATE would abort
+            # the advisor's transaction for every query still to analyze)
+            if prepared:
                 cur.execute('DEALLOCATE %s' % name)
-            except self.driver_errors:
-                pass
             cur.close()
 
     def advisor_plan_summary(self, raw, analyze=False, table_rows=None):
