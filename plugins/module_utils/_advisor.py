@@ -935,10 +935,9 @@ def _sargable_range(op, unit, value):
         if not (isinstance(value, exp.Literal) and not value.is_string):
             return None
         try:
-            year = int(value.this)
-        except ValueError:
+            start = datetime.datetime(int(value.this), 1, 1)
+        except (ValueError, OverflowError):
             return None
-        start = datetime.datetime(year, 1, 1)
     else:
         if not (isinstance(value, exp.Literal) and value.is_string):
             return None
@@ -949,7 +948,10 @@ def _sargable_range(op, unit, value):
             # date_trunc('month', col) = '2024-05-15' matches nothing and >= '2024-05-15' starts in
             # June: only a value on the unit's boundary reads as the same range of the column
             return None
-    nxt = _add_unit(start, unit)
+    try:
+        nxt = _add_unit(start, unit)
+    except (ValueError, OverflowError):   # past year 9999
+        return None
     if nxt is None:
         return None
     if op is exp.EQ:

@@ -111,6 +111,17 @@ def test_function_on_column_value_on_the_unit_boundary_is_rewritten(sql, expecte
     assert rule(sql, 'function_on_column')['rewrite'] == 'SELECT id FROM t WHERE %s' % expected
 
 
+@pytest.mark.parametrize('sql', [
+    'SELECT id FROM t WHERE EXTRACT(YEAR FROM d) = 0',
+    'SELECT id FROM t WHERE EXTRACT(YEAR FROM d) = 9999',
+    "SELECT id FROM t WHERE date_trunc('month', d) = '9999-12-01'",
+])
+def test_function_on_column_out_of_calendar_range_keeps_the_other_findings(sql):
+    found = rules(sql + ' ORDER BY random()')
+    assert [f['rule'] for f in found] == ['function_on_column', 'order_by_random']
+    assert found[0]['rewrite'] is None
+
+
 def test_function_on_column_keeps_or_semantics_and_other_predicates():
     finding = rule("SELECT id FROM t WHERE EXTRACT(YEAR FROM d) = 2020 OR a = 1", 'function_on_column')
     assert finding['rewrite'] == "SELECT id FROM t WHERE (d >= '2020-01-01' AND d < '2021-01-01') OR a = 1"
