@@ -972,7 +972,19 @@ if HAS_SQLGLOT:
     FLIP = {exp.GT: exp.LT, exp.LT: exp.GT, exp.GTE: exp.LTE, exp.LTE: exp.GTE, exp.EQ: exp.EQ}
 
 
-def _rule_function_on_column(tree, dialect, findings):
+def _column_family(node, column, catalog, ctes):
+    """'temporal', 'string', 'numeric' or None: the type family of column, from the catalog."""
+    block = node.parent
+    while block is not None and not isinstance(block, (exp.Select, exp.Update, exp.Delete)):
+        block = block.parent
+    if block is None or not catalog:
+        return None
+    ref = Scope(block, catalog, ctes).resolve(column)
+    return _type_family((catalog.get(ref[0]) or {}).get(ref[1])) if ref else None
+
+
+def _rule_function_on_column(tree, dialect, findings, catalog=None):
+    ctes = _cte_names(tree)
     targets = []
     for cmp_node in list(tree.find_all(exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NEQ, exp.In,
                                        exp.Between, exp.Like)):
@@ -991,6 +1003,9 @@ def _rule_function_on_column(tree, dialect, findings):
             continue
         if right is not None and not _is_value(right):
             continue
+        if unit and _column_family(cmp_node, column, catalog, ctes) not in (None, 'temporal'):
+            # CAST(text_col AS date) = 'd': a range of strings is not the same rows
+            unit = None
         targets.append((cmp_node, left, column, unit, op, right))
     for cmp_node, func, column, unit, op, value in targets:
         rewrite = None
@@ -1223,7 +1238,7 @@ def findings_for(tree, dialect, catalog=None):
     if tree is None:
         return []
     findings = []
-    _rule_function_on_column(tree.copy(), dialect, findings)
+    _rule_function_on_column(tree.copy(), dialect, findings, catalog)
     _rule_leading_wildcard(tree, dialect, findings)
     _rule_not_in_subquery(tree.copy(), dialect, findings)
     _rule_offset(tree, dialect, findings)

@@ -122,6 +122,23 @@ def test_function_on_column_out_of_calendar_range_keeps_the_other_findings(sql):
     assert found[0]['rewrite'] is None
 
 
+@pytest.mark.parametrize('sql,dialect', [
+    ("SELECT id FROM t WHERE CAST(code AS date) = '2024-05-15'", PG),
+    ("SELECT id FROM t WHERE code::date >= '2024-05-15'", PG),
+    ('SELECT id FROM t WHERE YEAR(code) = 2024', MY),
+    ("SELECT id FROM t WHERE DATE(code) = '2024-05-15'", MY),
+])
+def test_function_on_column_of_a_text_column_is_not_rewritten_as_a_string_range(sql, dialect):
+    # a column of strings read as dates: a range of strings is other rows ('2024-5-15', '15.05.2024')
+    finding = rule(sql, 'function_on_column', dialect, catalog={(None, 't'): {'id': 'integer', 'code': 'text'}})
+    assert finding is not None and finding['rewrite'] is None
+    # the same statement on a temporal column (or an unknown one) still gets its range
+    for ctype in ('timestamp without time zone', 'datetime', 'date'):
+        finding = rule(sql, 'function_on_column', dialect, catalog={(None, 't'): {'id': 'integer', 'code': ctype}})
+        assert finding['rewrite'] and 'code >= ' in finding['rewrite']
+    assert rule(sql, 'function_on_column', dialect)['rewrite']
+
+
 def test_function_on_column_keeps_or_semantics_and_other_predicates():
     finding = rule("SELECT id FROM t WHERE EXTRACT(YEAR FROM d) = 2020 OR a = 1", 'function_on_column')
     assert finding['rewrite'] == "SELECT id FROM t WHERE (d >= '2020-01-01' AND d < '2021-01-01') OR a = 1"
