@@ -447,6 +447,17 @@ def test_mariadb_findings_plans_and_errors(mariadb_server, my_db):
     assert my_rows(mariadb_server, 'SELECT count(*) FROM posts') == ((100000,),)
 
 
+def test_mariadb_cost_of_a_statement_with_leading_comments(mariadb_server, my_db):
+    # ORMs and sqlcommenter put a comment first; the plan must still carry the optimizer's cost
+    plain = 'SELECT count(*) FROM posts WHERE blog_id = 7'
+    result = advise(my_db, [plain, '/* app=shop,route=/cart */ ' + plain, '-- report\n' + plain,
+                            '# nightly\n(' + plain + ')'], index_hygiene=False, suggest_indexes=False)
+    assert not result['failed'], result.get('msg')
+    costs = [r['plan']['total_cost'] for r in result['reports']]
+    assert costs[0] and costs[0] > 0
+    assert costs == [costs[0]] * 4
+
+
 def test_mariadb_statistics_suggestions_are_used_once_built(mariadb_server, my_db):
     queries = ['SELECT * FROM posts WHERE id = 4242',
                'SELECT * FROM posts WHERE user_id = 12 ORDER BY created_at DESC LIMIT 10',

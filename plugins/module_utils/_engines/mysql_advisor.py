@@ -28,6 +28,31 @@ ACCESS_NAMES = {
 }
 
 
+def _leading_word(sql):
+    """The first word of a statement after parentheses, spaces and comments (/* */, -- , #), upper case."""
+    text = sql
+    while True:
+        text = text.lstrip('( \t\r\n')
+        if text.startswith('/*') and not text.startswith('/*!'):
+            end = text.find('*/', 2)
+            if end < 0:
+                return ''
+            text = text[end + 2:]
+        elif text.startswith('#') or text.startswith('--') and text[2:3] in ('', ' ', '\t', '\r', '\n'):
+            end = text.find('\n')
+            if end < 0:
+                return ''
+            text = text[end + 1:]
+        else:
+            break
+    word = ''
+    for ch in text:
+        if not (ch.isalnum() or ch == '_'):
+            break
+        word += ch
+    return word.upper()
+
+
 class MysqlAdvisor:
     """advisor methods of the Mysql engine; self is the connected engine."""
 
@@ -81,7 +106,7 @@ class MysqlAdvisor:
 
     def _last_query_cost(self, sql, explained=False):
         """The optimizer's cost of a SELECT (Last_query_cost after EXPLAIN); None for other statements."""
-        if not sql.lstrip('( \t\n').upper().startswith(('SELECT', 'WITH')):
+        if _leading_word(sql) not in ('SELECT', 'WITH'):
             return None
         if not explained:
             self._adv_run('EXPLAIN ' + sql)
