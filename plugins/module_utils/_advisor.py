@@ -62,10 +62,80 @@ if HAS_SQLGLOT:
                        exp.Delete, exp.Merge, exp.Values)
 
 
+def _spaced_parameters(sql, dialect):
+    """PostgreSQL text with a space after each $n parameter outside quotes and comments.
+
+    pg_stat_statements keeps the spacing of the original statement, so IN (1,2) becomes
+    IN ($1,$2), which the sqlglot tokenizer cannot read (it takes $1,$ for a dollar quote).
+    A space after a parameter changes nothing for the server.
+    """
+    if dialect != 'postgres' or '$' not in sql:
+        return sql
+    out = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        nxt = sql[i + 1] if i + 1 < n else ''
+        if ch in ("'", '"'):
+            end = i + 1
+            while end < n:
+                if sql[end] == ch:
+                    if end + 1 < n and sql[end + 1] == ch:
+                        end += 2
+                        continue
+                    break
+                if ch == "'" and sql[end] == '\\' and i > 0 and sql[i - 1] in 'eE':
+                    end += 1
+                end += 1
+            out.append(sql[i:end + 1])
+            i = end + 1
+        elif ch == '-' and nxt == '-':
+            end = sql.find('\n', i)
+            end = n if end < 0 else end
+            out.append(sql[i:end])
+            i = end
+        elif ch == '/' and nxt == '*':
+            depth, end = 1, i + 2
+            while end < n and depth:
+                if sql.startswith('/*', end):
+                    depth, end = depth + 1, end + 2
+                elif sql.startswith('*/', end):
+                    depth, end = depth - 1, end + 2
+                else:
+                    end += 1
+            out.append(sql[i:end])
+            i = end
+        elif ch == '$' and nxt.isdigit() and not (out and (out[-1][-1:].isalnum() or out[-1][-1:] == '_')):
+            end = i + 1
+            while end < n and sql[end].isdigit():
+                end += 1
+            out.append(sql[i:end])
+            if end < n and not sql[end].isspace():
+                out.append(' ')
+            i = end
+        elif ch == '$' and not (out and (out[-1][-1:].isalnum() or out[-1][-1:] == '_')):
+            tag_end = i + 1
+            while tag_end < n and (sql[tag_end].isalnum() or sql[tag_end] == '_'):
+                tag_end += 1
+            if tag_end < n and sql[tag_end] == '$':     # a dollar quote $tag$ ... $tag$
+                tag = sql[i:tag_end + 1]
+                close = sql.find(tag, tag_end + 1)
+                end = n if close < 0 else close + len(tag)
+                out.append(sql[i:end])
+                i = end
+            else:
+                out.append(ch)
+                i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return ''.join(out)
+
+
 def parse(sql, dialect):
     """Parse one statement. Returns (tree, None) or (None, 'reason')."""
     try:
-        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
+        trees = [t for t in sqlglot.parse(_spaced_parameters(sql, dialect), read=dialect) if t is not None]
     except (ParseError, TokenError) as exc:
         return None, 'the SQL parser could not read the statement: %s' % _first_line(exc)
     except Exception as exc:  # pylint: disable=broad-except
@@ -109,7 +179,7 @@ def fingerprint(sql, dialect):
     Built on the sqlglot tokenizer, so it works for statements the parser refuses too.
     """
     try:
-        tokens = sqlglot.tokenize(sql, read=dialect)
+        tokens = sqlglot.tokenize(_spaced_parameters(sql, dialect), read=dialect)
     except Exception:  # pylint: disable=broad-except
         norm = ' '.join(sql.lower().split())
         return hashlib.sha256(norm.encode('utf-8')).hexdigest()[:16], norm
@@ -153,7 +223,7 @@ def statement_count(sql, dialect):
     Returns (count, None) or (None, reason) when the text cannot even be tokenized.
     """
     try:
-        tokens = sqlglot.tokenize(sql, read=dialect)
+        tokens = sqlglot.tokenize(_spaced_parameters(sql, dialect), read=dialect)
     except Exception as exc:  # pylint: disable=broad-except
         return None, 'the SQL tokenizer could not read the text: %s' % _first_line(exc)
     count = 0
@@ -171,7 +241,7 @@ def statement_count(sql, dialect):
 def utility_keyword(sql, dialect):
     """The leading keyword when the text is a utility statement (COPY, VACUUM, SET ...), else None."""
     try:
-        tokens = sqlglot.tokenize(sql, read=dialect)
+        tokens = sqlglot.tokenize(_spaced_parameters(sql, dialect), read=dialect)
     except Exception:  # pylint: disable=broad-except
         return None
     if not tokens:
@@ -182,7 +252,7 @@ def utility_keyword(sql, dialect):
 
 def has_placeholders(sql, dialect):
     try:
-        tokens = sqlglot.tokenize(sql, read=dialect)
+        tokens = sqlglot.tokenize(_spaced_parameters(sql, dialect), read=dialect)
     except Exception:  # pylint: disable=broad-except
         return False
     return any(t.token_type.name in ('PARAMETER', 'PLACEHOLDER') for t in tokens)

@@ -315,6 +315,26 @@ def test_pg_stat_statements_source(pg_server, cases_db):
     assert any(s['table'] == 'posts' and s['columns'][0] == 'blog_id' for s in result['index_suggestions'])
 
 
+def test_pg_stat_statements_parameters_written_without_spaces(pg_server, cases_db):
+    # IN (1,2,3) as written comes back as IN ($1,$2,$3): it must be read, explained and advised on
+    pg_rows(pg_server, 'advisor_cases', 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+    pg_rows(pg_server, 'advisor_cases', 'SELECT pg_stat_statements_reset()')
+    conn = pg_server.connect('advisor_cases')
+    try:
+        with conn.cursor() as cur:
+            for n in range(1, 4):
+                cur.execute('SELECT title FROM posts WHERE user_id IN (%d,%d,%d)' % (n, n + 7, n + 9))
+    finally:
+        conn.close()
+    result = run_module('db_query_advisor', dict(cases_db, source='pg_stat_statements', min_calls=3,
+                                                 index_hygiene=False))
+    assert not result['failed'], result.get('msg')
+    mine = [r for r in result['reports'] if 'user_id IN ($1,$2,$3)' in r['query']]
+    assert mine, [r['query'] for r in result['reports']]
+    assert mine[0]['error'] is None and mine[0]['plan']['total_cost'] > 0
+    assert any(s['table'] == 'posts' and s['columns'][0] == 'user_id' for s in result['index_suggestions'])
+
+
 def test_permission_errors_are_per_query_and_statistics_without_hypopg(pg_server, cases_db):
     pg_rows(pg_server, 'advisor_cases', 'DROP ROLE IF EXISTS adv_reader')
     pg_rows(pg_server, 'advisor_cases', "CREATE ROLE adv_reader LOGIN PASSWORD 'Reader-Pw-77'")

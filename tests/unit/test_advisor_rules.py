@@ -57,6 +57,22 @@ def test_fingerprint_ignores_values_case_spacing_and_in_list_length():
     assert not adv.has_placeholders("SELECT '$1' FROM posts", PG)
 
 
+def test_parameters_without_spaces_as_pg_stat_statements_keeps_them():
+    # the original IN (1,2,3) comes back from pg_stat_statements as IN ($1,$2,$3)
+    sql = 'SELECT id FROM posts WHERE blog_id IN ($1,$2,$3) AND status = ANY(ARRAY[$4,$5])'
+    assert adv.statement_count(sql, PG) == (1, None)
+    assert adv.has_placeholders(sql, PG)
+    tree, err = adv.parse(sql, PG)
+    assert err is None and tree is not None
+    assert adv.fingerprint(sql, PG) == adv.fingerprint(sql.replace(',$', ', $'), PG)
+    shape = adv.query_shape(tree)
+    assert 'eq' in shape.columns[(None, 'posts')]['blog_id']
+    # quotes, dollar quotes and comments are left as they are
+    assert adv._spaced_parameters("SELECT '$1,$2', $q$ $1,$2 $q$ -- $1,$2\n, $1,$2", PG) == \
+        "SELECT '$1,$2', $q$ $1,$2 $q$ -- $1,$2\n, $1 ,$2"
+    assert adv._spaced_parameters('SELECT a$1,$2', MY) == 'SELECT a$1,$2'
+
+
 # ---- findings -------------------------------------------------------------------------------------
 @pytest.mark.parametrize('sql,dialect,low,high', [
     ('SELECT * FROM orders WHERE YEAR(created_at) = 2024', MY, '2024-01-01', '2025-01-01'),
