@@ -441,8 +441,9 @@ def _render(engine, entries, chosen, infos, existing, method, sizes=None):
             name = adv.index_name(info['name'], cols, taken)
         taken.add(name)
         helped = pick['queries']
+        statement = engine.advisor_index_statement(info['schema'], info['name'], name, cols, relkind=info.get('relkind'))
         item = {'schema': info['schema'], 'table': info['name'], 'columns': list(cols), 'type': 'btree',
-                'name': name, 'statement': engine.advisor_index_statement(info['schema'], info['name'], name, cols),
+                'name': name, 'statement': statement,
                 'method': method,
                 'queries_helped': [entries[q]['report']['fingerprint'] for q in helped],
                 'query_numbers': list(helped)}

@@ -267,6 +267,46 @@ def test_hygiene_unused_invalid_and_bloated(pg_server, hygiene_db):
     pg_rows(pg_server, 'advisor_hygiene', 'DROP INDEX hyg_invalid')
 
 
+def test_partitioned_table_statements_run_as_given(pg_server):
+    # CREATE/DROP INDEX CONCURRENTLY is refused on a partitioned table; the index of one
+    # partition belongs to its parent's and cannot be dropped alone; the parent's own counter
+    # of scans stays 0, its partitions' count
+    pg_server.psql('DROP DATABASE IF EXISTS advisor_parts')
+    pg_server.psql('CREATE DATABASE advisor_parts')
+    conn = pg_server.connect('advisor_parts')
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE plog (id bigint NOT NULL, at date NOT NULL, lvl int NOT NULL, msg text NOT NULL) "
+                        "PARTITION BY RANGE (at)")
+            cur.execute("CREATE TABLE plog_a PARTITION OF plog FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
+            cur.execute("CREATE TABLE plog_b PARTITION OF plog FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+            cur.execute("INSERT INTO plog SELECT n, date '2024-01-01' + n % 700, n % 7, 'm' || n "
+                        "FROM generate_series(1, 200000) n")
+            cur.execute('CREATE INDEX plog_msg_idx ON plog (msg)')
+            cur.execute('CREATE INDEX plog_id_idx ON plog (id)')
+            cur.execute('ANALYZE plog')
+            cur.execute('SET enable_seqscan = off')
+            cur.execute('SELECT msg FROM plog WHERE id = 42')
+    finally:
+        conn.close()
+    for _ in range(50):
+        if pg_rows(pg_server, 'advisor_parts', "SELECT sum(idx_scan) FROM pg_stat_user_indexes "
+                   "WHERE indexrelname LIKE 'plog_%id_idx'")[0][0]:
+            break
+        time.sleep(0.1)
+    db = dict(pg_server.conn, login_db='advisor_parts')
+    result = advise(db, ["SELECT count(*) FROM plog WHERE lvl = 3 AND at BETWEEN '2024-05-01' AND '2024-05-03'"])
+    assert not result['failed'], result.get('msg')
+    [suggestion] = result['index_suggestions']
+    assert suggestion['table'] == 'plog' and 'CONCURRENTLY' not in suggestion['statement']
+    unused = {e['index']: e for e in result['index_hygiene']['unused']}
+    assert sorted(unused) == ['plog_msg_idx'], sorted(unused)
+    assert unused['plog_msg_idx']['statement'] == 'DROP INDEX "public"."plog_msg_idx"'
+    for statement in (suggestion['statement'], unused['plog_msg_idx']['statement']):
+        pg_rows(pg_server, 'advisor_parts', statement)
+    pg_server.psql('DROP DATABASE advisor_parts')
+
+
 # ---- analyze, warnings, sources, errors -----------------------------------------------------------
 def test_analyze_reads_are_measured_and_writes_refused_or_rolled_back(pg_server, cases_db):
     before = pg_rows(pg_server, 'advisor_cases', 'SELECT score FROM posts WHERE id = 77')

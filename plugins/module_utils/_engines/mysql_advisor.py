@@ -210,7 +210,7 @@ class MysqlAdvisor:
         return bool(self.fetch_value('SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s '
                                      'AND INDEX_NAME = %s LIMIT 1', (schema, name)))
 
-    def advisor_index_statement(self, schema, table, name, columns):
+    def advisor_index_statement(self, schema, table, name, columns, relkind=None):  # pylint: disable=unused-argument
         return 'ALTER TABLE %s ADD INDEX %s (%s), ALGORITHM=INPLACE, LOCK=NONE' % (
             self.quote_qualified(schema, table), self.quote_ident(name),
             ', '.join(self.quote_ident(c) for c in columns))

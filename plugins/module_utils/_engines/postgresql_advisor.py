@@ -190,7 +190,11 @@ class PostgresAdvisor:
             "i.indcollation::text AS indcollation, pg_get_expr(i.indexprs, i.indrelid) AS exprs, "
             "pg_get_expr(i.indpred, i.indrelid) AS predicate, pg_get_indexdef(i.indexrelid) AS definition, "
             "pg_relation_size(i.indexrelid) AS size_bytes, ci.relpages AS pages, ci.reltuples::float8 AS tuples, "
-            "s.idx_scan, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint, "
+            "CASE WHEN ci.relkind = 'I' THEN (SELECT sum(ps.idx_scan) FROM pg_partition_tree(i.indexrelid) pt "
+            " JOIN pg_stat_all_indexes ps ON ps.indexrelid = pt.relid) ELSE s.idx_scan END AS idx_scan, "
+            "ci.relkind = 'I' AS partitioned, "
+            "EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) AS attached, "
+            "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint, "
             "(SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) "
             " LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
             " WHERE k.ord <= i.indnkeyatts) AS columns, "
@@ -258,9 +262,11 @@ class PostgresAdvisor:
         except DbError:
             return None
 
-    def advisor_index_statement(self, schema, table, name, columns):
-        return 'CREATE INDEX CONCURRENTLY %s ON %s (%s)' % (
-            self.quote_ident(name), self.quote_qualified(schema, table), self._index_keys(columns))
+    def advisor_index_statement(self, schema, table, name, columns, relkind=None):
+        # PostgreSQL cannot build the index of a partitioned table concurrently
+        return 'CREATE INDEX %s%s ON %s (%s)' % (
+            '' if relkind == 'p' else 'CONCURRENTLY ', self.quote_ident(name), self.quote_qualified(schema, table),
+            self._index_keys(columns))
 
     # ---- workload --------------------------------------------------------------------------
     def advisor_workload(self, source, min_calls=1, min_time_ms=0.0, limit=50, log_text=None):
@@ -296,7 +302,8 @@ class PostgresAdvisor:
                   'bloat_method': 'pgstattuple' if has_pgstattuple else 'size_estimate'}
 
         def protected(idx):
-            return bool(idx['unique'] or idx['primary'] or idx['backs_constraint'])
+            # the index of one partition, attached to its parent's index, goes only with the parent's
+            return bool(idx['unique'] or idx['primary'] or idx['backs_constraint'] or idx['attached'])
 
         def entry(idx, **extra):
             item = {'index': idx['name'], 'schema': idx['schema'], 'table': idx['table'],
@@ -307,7 +314,9 @@ class PostgresAdvisor:
             return item
 
         def drop(idx):
-            return 'DROP INDEX CONCURRENTLY %s' % self.quote_qualified(idx['schema'], idx['name'])
+            # the index of a partitioned table cannot be dropped concurrently
+            return 'DROP INDEX %s%s' % ('' if idx['partitioned'] else 'CONCURRENTLY ',
+                                        self.quote_qualified(idx['schema'], idx['name']))
 
         for idx in indexes:
             if not idx['valid']:
