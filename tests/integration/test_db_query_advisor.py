@@ -364,6 +364,7 @@ def test_pg_stat_statements_parameters_written_without_spaces(pg_server, cases_d
         with conn.cursor() as cur:
             for n in range(1, 4):
                 cur.execute('SELECT title FROM posts WHERE user_id IN (%d,%d,%d)' % (n, n + 7, n + 9))
+                cur.execute("SELECT count(*) FROM posts WHERE created_at >= DATE '2021-02-0%d'" % n)
     finally:
         conn.close()
     result = run_module('db_query_advisor', dict(cases_db, source='pg_stat_statements', min_calls=3,
@@ -373,6 +374,9 @@ def test_pg_stat_statements_parameters_written_without_spaces(pg_server, cases_d
     assert mine, [r['query'] for r in result['reports']]
     assert mine[0]['error'] is None and mine[0]['plan']['total_cost'] > 0
     assert any(s['table'] == 'posts' and s['columns'][0] == 'user_id' for s in result['index_suggestions'])
+    # DATE $1 cannot be prepared: the error says why and what to give instead
+    typed = [r for r in result['reports'] if 'DATE $1' in r['query']]
+    assert typed and 'give this statement with its values in queries' in typed[0]['error']
 
 
 def test_permission_errors_are_per_query_and_statistics_without_hypopg(pg_server, cases_db):

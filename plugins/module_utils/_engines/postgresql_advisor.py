@@ -130,7 +130,13 @@ class PostgresAdvisor:
                 rows = [{'plan': cur.fetchone()[0]}]
             except self.driver_errors as exc:
                 cur.execute('ROLLBACK TO SAVEPOINT dbops_advisor')
-                raise DbError('analyze', 'the query', self.mask(driver_message(exc))) from None
+                message = driver_message(exc)
+                if getattr(exc, 'pgcode', None) == '42601':   # syntax error
+                    message += (' (when the text comes from pg_stat_statements: it replaces every constant with $n, '
+                                "also those that must be written out, such as DATE '2024-01-01', INTERVAL '1 day' "
+                                'or the field of EXTRACT(YEAR FROM ...); give this statement with its values in '
+                                'queries)')
+                raise DbError('analyze', 'the query', self.mask(message)) from None
             cur.execute('ROLLBACK TO SAVEPOINT dbops_advisor')
             return _plan_of(rows)
         finally:
