@@ -170,7 +170,9 @@ def fold_identifiers(tree, dialect):
 
 
 def is_write(tree):
-    return tree is not None and isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Merge))
+    """True when the statement writes, also through a data-modifying CTE (WITH d AS (DELETE ...) SELECT ...)."""
+    kinds = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+    return tree is not None and (isinstance(tree, kinds) or tree.find(*kinds) is not None)
 
 
 def fingerprint(sql, dialect):

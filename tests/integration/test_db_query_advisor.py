@@ -324,6 +324,17 @@ def test_analyze_reads_are_measured_and_writes_refused_or_rolled_back(pg_server,
     assert sort['plan']['rows_examined'] == 300000  # actual rows read
     assert 'analyze_refused' in [w['id'] for w in upd['warnings']]
     assert 'actual_rows' not in upd['plan']
+    # a write inside a CTE is a write too: nothing runs it (a sequence would tell, it is never rolled back)
+    pg_rows(pg_server, 'advisor_cases', 'CREATE SEQUENCE IF NOT EXISTS adv_probe_seq')
+    seq = pg_rows(pg_server, 'advisor_cases', 'SELECT last_value, is_called FROM adv_probe_seq')
+    cte = ("WITH d AS (UPDATE posts SET score = score WHERE id = 77 RETURNING nextval('adv_probe_seq')) "
+           "SELECT count(*) FROM d")
+    result = advise(cases_db, [cte], analyze=True, index_hygiene=False, suggest_indexes=False)
+    assert not result['failed'], result.get('msg')
+    report = result['reports'][0]
+    assert 'analyze_refused' in [w['id'] for w in report['warnings']]
+    assert 'actual_rows' not in report['plan']
+    assert pg_rows(pg_server, 'advisor_cases', 'SELECT last_value, is_called FROM adv_probe_seq') == seq
     result = advise(cases_db, [update], analyze=True, analyze_writes=True, index_hygiene=False)
     upd = result['reports'][0]
     assert upd['plan']['operation'] == 'Update'

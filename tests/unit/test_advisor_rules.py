@@ -32,6 +32,10 @@ def test_parse_refuses_non_statements_and_several_statements():
     tree, err = adv.parse('UPDATE t SET a = 1 WHERE id = 2', PG)
     assert err is None and adv.is_write(tree)
     assert not adv.is_write(adv.parse('SELECT 1', PG)[0])
+    # a data-modifying CTE writes although the statement is a SELECT
+    assert adv.is_write(adv.parse('WITH d AS (DELETE FROM t WHERE a = 1 RETURNING 1) SELECT count(*) FROM d', PG)[0])
+    assert adv.is_write(adv.parse('WITH u AS (UPDATE t SET a = 2 RETURNING a) SELECT * FROM u', PG)[0])
+    assert not adv.is_write(adv.parse('WITH r AS (SELECT a FROM t) SELECT * FROM r', PG)[0])
 
 
 def test_statement_count_respects_quotes_and_comments():
