@@ -16,7 +16,8 @@ description:
     tables of the database).
   - With O(only_if_stale=true) only the tables whose modified rows since the last statistics update reach
     both O(stale_min_rows) and O(stale_ratio) times the table's rows are touched, so a scheduled run reports
-    C(changed=false) when nothing is stale. Without it every table in scope is processed and the run is
+    C(changed=false) when nothing is stale. A table without a single modified row is never stale, also with
+    both thresholds at 0. Without it every table in scope is processed and the run is
     always a change.
   - PostgreSQL counts modified rows with C(pg_stat_user_tables.n_mod_since_analyze) for V(analyze) and
     V(reindex), dead rows (C(n_dead_tup)) for V(vacuum) and V(vacuum_full), the larger of the two for

@@ -124,6 +124,23 @@ def test_pg_only_if_stale(pg):
     assert again['changed'] is False and again['queries'] == []
 
 
+def test_pg_only_if_stale_with_zero_thresholds_leaves_untouched_tables(pg):
+    # stale_min_rows 0 and stale_ratio 0 mean "any modified row": an empty or untouched table is
+    # not stale, so the scheduled run is unchanged once the modified ones are done
+    pg_table(pg, 'm_zero', 'empty', rows=0)
+    busy = pg_table(pg, 'm_zero', 'busy')
+    run_module('db_maintenance', conn_args(pg, action='vacuum_analyze', schema='m_zero'))
+    args = conn_args(pg, action='analyze', schema='m_zero', only_if_stale=True, stale_min_rows=0, stale_ratio=0)
+    pg_write(pg, "UPDATE %s SET v = v || 'x' WHERE id = 1" % busy)
+    wait_modified(pg, 'm_zero', 'busy', 1)
+    stale = run_module('db_maintenance', args)
+    assert stale['changed'] is True and [t['table'] for t in stale['tables']] == ['busy'], stale
+    for mode in ({'check': True}, {}):
+        again = run_module('db_maintenance', args, **mode)
+        assert again['changed'] is False and again['queries'] == [], again
+        assert sorted(again['skipped_tables']) == ['m_zero.busy', 'm_zero.empty']
+
+
 def test_pg_vacuum_vacuum_full_and_reindex(pg):
     qt = pg_table(pg, 'm_vacuum', 'churn', index=True)
     pg_write(pg, 'DELETE FROM %s WHERE id %% 2 = 0' % qt)

@@ -41,6 +41,16 @@ def test_staleness_needs_both_thresholds(modified, rows, expected):
     assert is_stale(modified, rows, 0.1, 50) is expected
 
 
+@pytest.mark.parametrize('modified, rows, ratio, min_rows, expected', [
+    (0, 0, 0.1, 0, False),      # an empty, untouched table: never stale, whatever the thresholds
+    (0, 1000, 0.0, 0, False),
+    (1, 1000, 0.0, 0, True),    # thresholds of 0: any modified row
+    (1, 0, 0.1, 0, True),
+])
+def test_staleness_needs_a_modified_row(modified, rows, ratio, min_rows, expected):
+    assert is_stale(modified, rows, ratio, min_rows) is expected
+
+
 @pytest.mark.parametrize('item, expected', [
     ('orders', ('public', 'orders')),
     ('sales.orders', ('sales', 'orders')),

@@ -30,10 +30,11 @@ def jsonable(value):
 
 
 def is_stale(modified, rows, ratio, min_rows):
-    """Stale when the modified rows reach both the absolute and the relative threshold."""
+    """Stale when the modified rows reach both the absolute and the relative threshold; a table
+    without a single modified row never is (thresholds of 0 must not make every run a change)."""
     modified = max(int(modified or 0), 0)
     rows = max(float(rows or 0), 0.0)
-    return modified >= min_rows and modified >= ratio * rows
+    return modified > 0 and modified >= min_rows and modified >= ratio * rows
 
 
 def split_table_name(item, default_schema):
