@@ -73,12 +73,12 @@ options:
     default: false
   stale_ratio:
     description:
-      - Fraction of the table's rows that must have been modified since the last statistics update.
+      - Fraction of the table's rows that must have been modified since the last statistics update (0 or more).
     type: float
     default: 0.1
   stale_min_rows:
     description:
-      - Minimum number of modified rows for a table to be stale, whatever its size.
+      - Minimum number of modified rows for a table to be stale, whatever its size (0 or more).
     type: int
     default: 50
   concurrently:
@@ -95,7 +95,7 @@ options:
     elements: str
   buckets:
     description:
-      - For V(histogram) on MySQL 8, the number of buckets. MariaDB sizes histograms with its
+      - For V(histogram) on MySQL 8, the number of buckets (1 to 1024). MariaDB sizes histograms with its
         C(histogram_size) setting.
     type: int
     default: 100
@@ -253,6 +253,15 @@ def main():
         buckets=dict(type='int', default=100),
     )
     module = AnsibleModule(argument_spec, supports_check_mode=True)
+    params = module.params
+    if not 0 <= params['stale_ratio'] < float('inf'):   # also refuses nan
+        module.fail_json(msg='stale_ratio must be a fraction of the rows, 0 or more (0.1 is 10%%), not %s'
+                         % params['stale_ratio'], queries=[])
+    if params['stale_min_rows'] < 0:
+        module.fail_json(msg='stale_min_rows must be 0 or more, not %d' % params['stale_min_rows'], queries=[])
+    if not 1 <= params['buckets'] <= 1024:
+        module.fail_json(msg='buckets must be between 1 and 1024 (the range MySQL accepts), not %d'
+                         % params['buckets'], queries=[])
     run_module(module, lambda engine: converge(module, engine), database=module.params['database'])
 
 

@@ -187,6 +187,12 @@ def test_pg_bad_input_fails_and_runs_nothing(pg):
     assert pg_stats(pg, 'm_bad', 'present')['last_analyze'] is None
     no_schema = run_module('db_maintenance', conn_args(pg, action='analyze', schema='no_such_schema'))
     assert no_schema['failed'] and 'no such schema' in no_schema['msg']
+    for option, value in (('stale_ratio', -0.5), ('stale_ratio', 'nan'), ('stale_min_rows', -1), ('buckets', 0),
+                          ('buckets', 5000)):
+        bad = run_module('db_maintenance', conn_args(pg, action='analyze', schema='m_bad', only_if_stale=True,
+                                                     **{option: value}))
+        assert bad['failed'] and option in bad['msg'] and bad.get('queries') == [], (option, value, bad)
+    assert pg_stats(pg, 'm_bad', 'present')['last_analyze'] is None
 
 
 def test_pg_partitioned_table_named_in_tables(pg):
