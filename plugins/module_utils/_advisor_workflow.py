@@ -54,6 +54,12 @@ def run(engine, params, log_text=None):
 
 
 # ---------------------------------------------------------------------------------------------
+def max_indexes(params):
+    """The index budget: 0 is a budget of none (not the default)."""
+    value = params.get('max_indexes')
+    return 10 if value is None else int(value)
+
+
 def load_workload(engine, params, dialect, log_text, notes):
     if params.get('queries'):
         return [{'query': q} for q in params['queries']]
@@ -397,7 +403,7 @@ def suggest_with_hypothetical(engine, entries, params, notes=None):
         costs = oracle(keys, qids)
         return {q: (base[q] if c is None else c) for q, c in costs.items()}
 
-    chosen, final = adv.choose_index_set(base, affects, workload_oracle, params.get('max_indexes') or 10,
+    chosen, final = adv.choose_index_set(base, affects, workload_oracle, max_indexes(params),
                                          bundles=bundles,
                                          min_query_gain=WORKLOAD_QUERY_GAIN, min_relative_gain=min_savings,
                                          weights={q: entries[q]['report'].get('calls') or 1 for q in base})
@@ -515,5 +521,5 @@ def suggest_from_statistics(engine, entries, params):
             pick['queries'].append(qi)
             pick['score'] += info['rows'] * (1 - frac)
     chosen = sorted(picks.values(), key=lambda p: -p['score'])
-    chosen = _drop_prefix_picks(chosen)[:params.get('max_indexes') or 10]
+    chosen = _drop_prefix_picks(chosen)[:max_indexes(params)]
     return _render(engine, entries, chosen, infos, existing, 'statistics')

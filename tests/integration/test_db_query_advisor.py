@@ -443,6 +443,16 @@ def test_parameterized_query_that_fails_to_prepare_spoils_no_other(pg_server, ca
     assert any(s['table'] == 'posts' for s in result['index_suggestions'])
 
 
+def test_max_indexes_zero_is_a_budget_of_none(pg_server, cases_db):
+    sql = 'SELECT * FROM posts WHERE id = 4242'
+    for hypothetical in ('auto', 'false'):
+        some = advise(cases_db, [sql], index_hygiene=False, hypothetical=hypothetical)
+        assert some['index_suggestions'], (hypothetical, some)
+        none = advise(cases_db, [sql], index_hygiene=False, hypothetical=hypothetical, max_indexes=0)
+        assert not none['failed'], none.get('msg')
+        assert none['index_suggestions'] == [], (hypothetical, none['index_suggestions'])
+
+
 def test_check_mode_reports_the_same(pg_server, cases_db):
     sql = 'SELECT * FROM posts WHERE id = 4242'
     result = run_module('db_query_advisor', dict(cases_db, queries=[sql], index_hygiene=False), check=True)
