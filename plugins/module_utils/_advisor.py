@@ -170,9 +170,15 @@ def fold_identifiers(tree, dialect):
 
 
 def is_write(tree):
-    """True when the statement writes, also through a data-modifying CTE (WITH d AS (DELETE ...) SELECT ...)."""
+    """True when the statement writes, also through a data-modifying CTE (WITH d AS (DELETE ...) SELECT ...)
+    or as SELECT ... INTO a new table (PostgreSQL; MySQL's INTO @variable writes no table)."""
     kinds = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
-    return tree is not None and (isinstance(tree, kinds) or tree.find(*kinds) is not None)
+    if tree is None:
+        return False
+    if isinstance(tree, kinds) or tree.find(*kinds) is not None:
+        return True
+    return any(isinstance(into.this, exp.Table) and isinstance(into.this.this, exp.Identifier)
+               for into in tree.find_all(exp.Into))
 
 
 def fingerprint(sql, dialect):

@@ -329,11 +329,13 @@ def test_analyze_reads_are_measured_and_writes_refused_or_rolled_back(pg_server,
     seq = pg_rows(pg_server, 'advisor_cases', 'SELECT last_value, is_called FROM adv_probe_seq')
     cte = ("WITH d AS (UPDATE posts SET score = score WHERE id = 77 RETURNING nextval('adv_probe_seq')) "
            "SELECT count(*) FROM d")
-    result = advise(cases_db, [cte], analyze=True, index_hygiene=False, suggest_indexes=False)
+    into = 'SELECT id, score INTO adv_probe_copy FROM posts WHERE id < 100'   # creates a table
+    result = advise(cases_db, [cte, into], analyze=True, index_hygiene=False, suggest_indexes=False)
     assert not result['failed'], result.get('msg')
-    report = result['reports'][0]
-    assert 'analyze_refused' in [w['id'] for w in report['warnings']]
-    assert 'actual_rows' not in report['plan']
+    for report in result['reports']:
+        assert 'analyze_refused' in [w['id'] for w in report['warnings']], report
+        assert 'actual_rows' not in report['plan']
+    assert pg_rows(pg_server, 'advisor_cases', "SELECT to_regclass('adv_probe_copy') IS NULL") == [(True,)]
     assert pg_rows(pg_server, 'advisor_cases', 'SELECT last_value, is_called FROM adv_probe_seq') == seq
     result = advise(cases_db, [update], analyze=True, analyze_writes=True, index_hygiene=False)
     upd = result['reports'][0]

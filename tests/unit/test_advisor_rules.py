@@ -36,6 +36,10 @@ def test_parse_refuses_non_statements_and_several_statements():
     assert adv.is_write(adv.parse('WITH d AS (DELETE FROM t WHERE a = 1 RETURNING 1) SELECT count(*) FROM d', PG)[0])
     assert adv.is_write(adv.parse('WITH u AS (UPDATE t SET a = 2 RETURNING a) SELECT * FROM u', PG)[0])
     assert not adv.is_write(adv.parse('WITH r AS (SELECT a FROM t) SELECT * FROM r', PG)[0])
+    # SELECT ... INTO creates a table; MySQL's INTO @variable does not
+    assert adv.is_write(adv.parse('SELECT a INTO TEMP copy_t FROM t WHERE a = 1', PG)[0])
+    assert adv.is_write(adv.parse('SELECT a FROM t UNION SELECT b INTO copy_t FROM u', PG)[0])
+    assert not adv.is_write(adv.parse('SELECT a INTO @v FROM t WHERE a = 1', MY)[0])
 
 
 def test_statement_count_respects_quotes_and_comments():
