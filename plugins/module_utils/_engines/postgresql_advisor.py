@@ -132,9 +132,10 @@ class PostgresAdvisor:
                 cur.execute('ROLLBACK TO SAVEPOINT dbops_advisor')
                 message = driver_message(exc)
                 if getattr(exc, 'pgcode', None) == '42601':   # syntax error
-                    message += (' (when the text comes from pg_stat_statements: it replaces every constant with $n, '
-                                "also those that must be written out, such as DATE '2024-01-01', INTERVAL '1 day' "
-                                'or the field of EXTRACT(YEAR FROM ...); give this statement with its values in '
+                    message += (' (a statement with parameters is explained through PREPARE, which needs $1, $2 ... '
+                                'placeholders, not ? or %s, and the constants the syntax wants written out, such as '
+                                "DATE '2024-01-01', INTERVAL '1 day' or the field of EXTRACT(YEAR FROM ...), which "
+                                'pg_stat_statements replaces with $n too; give this statement with its values in '
                                 'queries)')
                 raise DbError('analyze', 'the query', self.mask(message)) from None
             cur.execute('ROLLBACK TO SAVEPOINT dbops_advisor')
