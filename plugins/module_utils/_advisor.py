@@ -263,7 +263,11 @@ def has_placeholders(sql, dialect):
         tokens = sqlglot.tokenize(_spaced_parameters(sql, dialect), read=dialect)
     except Exception:  # pylint: disable=broad-except
         return False
-    return any(t.token_type.name in ('PARAMETER', 'PLACEHOLDER') for t in tokens)
+    # ? (or :name) placeholders, and PostgreSQL's $1; MySQL's @variable is a PARAMETER token too, but has a value
+    return any(t.token_type.name == 'PLACEHOLDER'
+               or (t.token_type.name == 'PARAMETER' and t.text == '$' and i + 1 < len(tokens)
+                   and tokens[i + 1].token_type.name == 'NUMBER')
+               for i, t in enumerate(tokens))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -545,6 +545,18 @@ def test_mariadb_cost_of_a_statement_with_leading_comments(mariadb_server, my_db
     assert costs == [costs[0]] * 4
 
 
+def test_mariadb_user_variables_are_not_placeholders(mariadb_server, my_db):
+    # @since has a value (NULL when unset): the statement is explained as it is; only ? is a placeholder
+    result = advise(my_db, ['SELECT count(*) FROM posts WHERE created_at > @since AND blog_id = 7',
+                            'SELECT count(*) INTO @n FROM posts WHERE blog_id = 8',
+                            'SELECT count(*) FROM posts WHERE blog_id = ?'], index_hygiene=False)
+    assert not result['failed'], result.get('msg')
+    first, second, third = result['reports']
+    assert first['error'] is None and first['plan']['total_cost'] > 0, first
+    assert second['error'] is None and second['plan']['total_cost'] > 0, second
+    assert 'placeholders' in third['error']
+
+
 def test_mariadb_statistics_suggestions_are_used_once_built(mariadb_server, my_db):
     queries = ['SELECT * FROM posts WHERE id = 4242',
                'SELECT * FROM posts WHERE user_id = 12 ORDER BY created_at DESC LIMIT 10',

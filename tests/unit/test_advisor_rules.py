@@ -63,6 +63,10 @@ def test_fingerprint_ignores_values_case_spacing_and_in_list_length():
         adv.fingerprint('SELECT * FROM posts WHERE id = 42', PG)[0]
     assert adv.has_placeholders('SELECT * FROM posts WHERE id = $1', PG)
     assert not adv.has_placeholders("SELECT '$1' FROM posts", PG)
+    assert adv.has_placeholders('SELECT * FROM posts WHERE id = ?', MY)
+    # MySQL user and system variables have values: the statement can be explained as it is
+    assert not adv.has_placeholders('SELECT * FROM posts WHERE created_at > @since AND id < @@max_sp_recursion_depth', MY)
+    assert not adv.has_placeholders('SELECT count(*) INTO @c FROM posts', MY)
 
 
 def test_parameters_without_spaces_as_pg_stat_statements_keeps_them():
