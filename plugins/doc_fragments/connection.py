@@ -50,7 +50,8 @@ options:
     type: str
   connect_timeout:
     description:
-      - Seconds to wait for the connection.
+      - Seconds to wait for the connection, the server's greeting and the login included (a port that accepts
+        and never answers fails after this time). Statements themselves are not bounded by it.
     type: int
     default: 10
   ssl_mode:

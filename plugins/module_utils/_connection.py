@@ -124,8 +124,12 @@ def _pg_connect_args(params, database):
 
 
 def _mysql_connect_args(params, database):
-    args = {'connect_timeout': params.get('connect_timeout') or 10, 'autocommit': True,
-            'charset': 'utf8mb4'}
+    timeout = params.get('connect_timeout') or 10
+    # PyMySQL's connect_timeout bounds only the TCP connect: a peer that accepts and never answers
+    # (a stopped server, a proxy without a backend) would hang the handshake forever. The read and
+    # write timeouts bound the handshake too; connect_params lifts them once connected.
+    args = {'connect_timeout': timeout, 'read_timeout': timeout, 'write_timeout': timeout,
+            'autocommit': True, 'charset': 'utf8mb4'}
     cnf = os.path.expanduser('~/.my.cnf')
     if os.path.isfile(cnf):
         args['read_default_file'] = cnf
@@ -186,10 +190,14 @@ def connect_params(params, database=None, check_mode=False):
                       % _mysql().DRIVER_PACKAGE)
     try:
         conn = _mysql().pymysql.connect(**_mysql_connect_args(params, database))
+        # statements may run as long as they need (PyMySQL applies these before its next read or write)
+        conn._read_timeout = conn._write_timeout = None  # pylint: disable=protected-access
     except _mysql().pymysql.Error as exc:
         detail = driver_message(exc)
         if exc.args and exc.args[0] in (1045, 1698):  # ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
             detail = 'authentication failed: ' + detail
+        elif exc.args and exc.args[0] == 2013 and 'timed out' in str(exc):  # CR_SERVER_LOST during the handshake
+            detail = 'timeout expired: no answer within connect_timeout (%s s)' % (params.get('connect_timeout') or 10)
         raise DbError('connect to', where, mask_secrets(detail, secrets)) from None
     return _mysql().MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
                                 check_mode=check_mode, secrets=secrets)

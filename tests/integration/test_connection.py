@@ -68,3 +68,54 @@ def test_hostile_identifier_is_quoted_literally(server):
         assert engine.fetch_value('SELECT 1 AS %s' % quoted) == 1
     finally:
         engine.close()
+
+
+def test_connect_timeout_covers_a_listener_that_never_answers(server):
+    """A port that accepts TCP but never speaks (a stopped server, a proxy without a backend):
+    connect_timeout bounds the whole connect, handshake included, on both engines."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(5)
+    accepted = []
+
+    def accept_and_stay_silent():
+        listener.settimeout(30)
+        try:
+            accepted.append(listener.accept()[0])
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    params = dict(server.conn, login_port=listener.getsockname()[1], connect_timeout=2)
+    start = time.monotonic()
+    # without a bound the client would wait forever: the silent peer gives up after 30 s at most
+    timer = threading.Timer(30, lambda: [c.close() for c in accepted] + [listener.close()])
+    timer.start()
+    try:
+        with pytest.raises(DbError) as info:
+            connect_params(params)
+        elapsed = time.monotonic() - start
+    finally:
+        timer.cancel()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert elapsed < 10, 'connect took %.1f s with connect_timeout=2' % elapsed
+    text = str(info.value)
+    assert 'could not connect to' in text
+    assert 'timeout' in text or 'timed out' in text
+
+
+def test_connect_timeout_does_not_bound_statements(server):
+    engine = connect_params(dict(server.conn, connect_timeout=1))
+    try:
+        sleep = 'SELECT pg_sleep(2.5)' if server.engine == 'postgresql' else 'SELECT SLEEP(2.5)'
+        engine.execute(sleep)
+        assert engine.fetch_value('SELECT 1') == 1
+    finally:
+        engine.close()
