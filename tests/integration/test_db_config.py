@@ -475,3 +475,28 @@ def test_list_setting_parsing():
     assert pgs.split_list_setting('"say ""hi"""') == ('say "hi"',)
     assert pgs.split_list_setting('') == ()
     assert pgs.render_list_setting(('$user', 'public', 'Mixed')) == '"$user", public, "Mixed"'
+
+
+def test_postgresql_role_default_is_not_the_server_value(pg_server):
+    """ALTER ROLE ... SET gives the login's sessions their own value: db_config compares with the server's."""
+    user, password = 'dbcfg_sess', 'Cfg-Sess-Pw-8'
+    pg_server.psql("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'" % (user, password))
+    pg_server.psql("ALTER ROLE %s SET statement_timeout = '90s'" % user)
+    args = dict(pg_server.conn, login_user=user, login_password=password, settings={'statement_timeout': '90s'})
+    try:
+        result = run_module('db_config', args, check=True, diff=True)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert result['settings']['statement_timeout']['before'] == '0'
+        assert result['queries'] == ["ALTER SYSTEM SET \"statement_timeout\" = '90s'", 'SELECT pg_reload_conf()']
+        assert "statement_timeout" not in _auto_conf(pg_server)
+        result = run_module('db_config', args)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert wait_for_values(pg_server, {'statement_timeout': '90s'}) == {'statement_timeout': '90s'}
+        result = run_module('db_config', args)
+        assert result['changed'] is False, result['settings']
+    finally:
+        pg_server.psql('ALTER SYSTEM RESET statement_timeout')
+        pg_server.psql('SELECT pg_reload_conf()')
+        pg_server.psql('DROP ROLE %s' % user)

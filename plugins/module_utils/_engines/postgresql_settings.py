@@ -26,6 +26,10 @@ _PG_FILE_SETTINGS_SQL = (
 
 # Settings PostgreSQL parses as lists of quoted names (GUC_LIST_QUOTE): ALTER SYSTEM needs one
 # literal per element, or 'a, b' would become the single name "a, b".
+# Sources of a value this session has and the server has not (ALTER ROLE / ALTER DATABASE ... SET,
+# the connection's options): the server's own value comes from the files or is the built-in default.
+SESSION_SOURCES = ('global', 'database', 'user', 'database user', 'client', 'session', 'interactive')
+
 LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'shared_preload_libraries', 'session_preload_libraries',
                  'local_preload_libraries')
 
@@ -146,9 +150,11 @@ class PostgresSettings:
                     before_text = render(current)
                 except ValueError:
                     pass
-            elif files_read and row.get('source') == 'configuration file' and row.get('boot_val') is not None:
+            elif files_read and row.get('source') in ('configuration file',) + SESSION_SOURCES \
+                    and row.get('boot_val') is not None:
                 # removed from the files (ALTER SYSTEM RESET, an edited postgresql.conf) but not yet
-                # reloaded: the next reload brings the built-in default back, so that is the configured value
+                # reloaded: the next reload brings the built-in default back, so that is the configured value;
+                # a value of this session only (role or database default): the server's is the built-in default
                 try:
                     current = normalize(row['boot_val'])
                     before_text = render(current)
