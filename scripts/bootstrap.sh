@@ -5,7 +5,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-packages=(postgresql-15 postgresql-client-15 postgresql-contrib mariadb-server mariadb-client mariadb-backup
+# python3-venv: Debian's python3 only suggests it, and without it "python3 -m venv" fails (no ensurepip).
+packages=(python3 python3-venv postgresql-15 postgresql-client-15 postgresql-contrib mariadb-server mariadb-client mariadb-backup
           postgresql-15-pgaudit postgresql-15-hypopg pgbackrest sysbench rsync zstd lz4)
 missing=()
 for p in "${packages[@]}"; do
