@@ -88,7 +88,12 @@ def describe_endpoint(engine, params):
     """'postgresql at 127.0.0.1:5432', 'mariadb at socket /run/mysqld/mysqld.sock': where we connect."""
     label = 'mariadb' if engine == 'mysql' and str(params.get('engine') or '').lower() == 'mariadb' else engine
     if params.get('login_unix_socket'):
-        return '%s at socket %s' % (label, params['login_unix_socket'])
+        socket_path = params['login_unix_socket']
+        if engine == 'postgresql':
+            # a directory for libpq: name the socket file of the port, which is what is missing when it fails
+            port = params.get('login_port') or os.environ.get('PGPORT') or DEFAULT_PORTS[engine]
+            socket_path = os.path.join(socket_path, '.s.PGSQL.%s' % port)
+        return '%s at socket %s' % (label, socket_path)
     host = params.get('login_host')
     if engine == 'postgresql':
         host = host or os.environ.get('PGHOST') or 'local socket'

@@ -119,3 +119,15 @@ def test_connect_timeout_does_not_bound_statements(server):
         assert engine.fetch_value('SELECT 1') == 1
     finally:
         engine.close()
+
+
+def test_postgresql_socket_error_names_the_socket_file(pg_server):
+    """The directory exists; the socket of the asked port does not: the message names that file."""
+    from servers import free_port
+    port = free_port()
+    params = dict(pg_server.conn, login_host=None, login_unix_socket=pg_server.socket_dir, login_port=port)
+    with pytest.raises(DbError) as info:
+        connect_params(params)
+    assert 'postgresql at socket %s/.s.PGSQL.%d:' % (pg_server.socket_dir, port) in str(info.value)
+    # the right port through the same directory connects
+    connect_params(dict(params, login_port=pg_server.port)).close()
