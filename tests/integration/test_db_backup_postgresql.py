@@ -1338,3 +1338,40 @@ def test_archive_command_of_another_archive_is_refused_in_check_mode_too_and_the
     assert out['failed'] is False and out['restart_required'] is False, out['msg']
     time.sleep(0.5)
     assert 'sync ' in server.psql('SHOW archive_command')
+
+
+def published(repo):
+    return [e for e in repo_entries(repo) if e[0].isdigit()]
+
+
+def test_log_backup_whose_archiving_fails_says_why_without_waiting_it_out(server, workdir):
+    """An archive directory the server's OS user may not write into: the log backup fails after the
+    archiver's first failed attempts (not after the 120 s wait), naming the failing segment, the
+    archive_command's own error from the server log, the directory's mode and the command;
+    nothing is published. Once fixed, the next log backup archives the held-back segments."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=20)
+    first = backup(server, repo, method='physical', type='log')
+    assert first['failed'] is False, first['msg']
+    logs = os.path.join(repo, 'logs')
+    os.chmod(logs, 0o555)
+    try:
+        server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('held back')", 'shop')
+        started = time.time()
+        out = backup(server, repo, method='physical', type='log')
+        took = time.time() - started
+        assert out['failed'] is True, out
+        failing = server.psql('SELECT last_failed_wal FROM pg_stat_archiver')
+        assert len(failing) == 24 and not os.path.exists(os.path.join(logs, failing))
+        assert took < 60, (took, out['msg'])
+        msg = out['msg']
+        assert failing in msg and 'Permission denied' in msg, msg
+        assert 'mode 0555' in msg and 'archive_command is' in msg, msg
+        assert published(repo) == [first['backup']['id']]
+    finally:
+        os.chmod(logs, 0o755)
+    server.psql("INSERT INTO marker VALUES ('after the fix')", 'shop')
+    fixed = backup(server, repo, method='physical', type='log')
+    assert fixed['failed'] is False, fixed['msg']
+    archived = [os.path.basename(f['path']) for f in manifest_of(repo, fixed['backup']['id'])['log_files']]
+    assert failing in archived

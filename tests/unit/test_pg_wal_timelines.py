@@ -104,3 +104,29 @@ def test_staged_wal_follows_the_history_of_the_last_segment(tmp_path):
     pgb._stage_wal(log_dir, stage, '000000020000000000000005')
     assert sorted(os.listdir(stage)) == ['000000010000000000000002', '000000010000000000000003', '00000002.history',
                                          '000000020000000000000004', '000000020000000000000005']
+
+
+def test_archive_failure_lines_take_the_commands_own_error_from_the_server_log():
+    log = ("2026-11-28 00:55:10.010 UTC [1] LOG:  checkpoint complete\n"
+           "cp: cannot create regular file '/srv/repo/logs/000000010000000000000002.part': Permission denied\n"
+           "2026-11-28 00:55:12.070 UTC [14] LOG:  archive command failed with exit code 1\n"
+           "2026-11-28 00:55:12.070 UTC [14] DETAIL:  The failed archive command was: test ! -f ...\n"
+           "cp: cannot create regular file '/srv/repo/logs/000000010000000000000002.part': No space left on device\n"
+           "2026-11-28 00:55:13.070 UTC [14] LOG:  archive command failed with exit code 1\n"
+           "2026-11-28 00:55:13.070 UTC [14] DETAIL:  The failed archive command was: test ! -f ...\n"
+           "2026-11-28 00:55:13.071 UTC [14] WARNING:  archiving write-ahead log file ... failed too many times\n")
+    said = pgb.archive_failure_lines(log)
+    assert said[0].endswith('No space left on device') and 'archive command failed' in said[-1]
+    assert len(said) == 2
+    assert pgb.archive_failure_lines('LOG:  database system is ready to accept connections\n') == []
+
+
+def test_archive_directory_problems_name_mode_bits_and_a_missing_directory(tmp_path):
+    logs = tmp_path / 'logs'
+    logs.mkdir()
+    os.chmod(str(logs), 0o555)
+    problems = pgb.archive_directory_problems(str(logs), server_uid=os.stat(str(logs)).st_uid or 12345)
+    assert problems and 'mode 0555' in problems[0]
+    os.chmod(str(logs), 0o755)
+    assert pgb.archive_directory_problems(str(logs), server_uid=os.stat(str(logs)).st_uid or None) == []
+    assert 'cannot be read' in pgb.archive_directory_problems(str(tmp_path / 'gone'))[0]

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import grp
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -389,6 +391,63 @@ def _archive_command(log_dir):
     # command returns 0: PostgreSQL recycles the segment as soon as it does
     return ('test ! -f {d}/%f && cp %p {d}/%f.part && sync {d}/%f.part && mv {d}/%f.part {d}/%f && sync {d} '
             '|| cmp -s %p {d}/%f'.format(d=logs))
+
+
+# failed attempts of the archiver, since a log backup switched WAL, after which it stops waiting: the
+# archiver tries a segment 3 times in a row (a second apart), then only every minute
+ARCHIVE_FAILURES_TOLERATED = 3
+_SERVER_LOG_LEVEL_RE = re.compile(r'\b(?:LOG|DETAIL|HINT|WARNING|ERROR|FATAL|PANIC|STATEMENT|CONTEXT|INFO|NOTICE|DEBUG[1-5]?):  ')
+
+
+def archive_failure_lines(text, limit=4):
+    """From the tail of a server log: the last report of a failed archive_command, with the lines
+    the command itself printed right before it (they carry no log prefix): ``cp: cannot create
+    regular file '...': Permission denied``. [] when the tail holds none."""
+    lines = text.splitlines()
+    for idx in range(len(lines) - 1, -1, -1):
+        if 'archive command failed' in lines[idx] or 'archive command was terminated' in lines[idx]:
+            break
+    else:
+        return []
+    own = []
+    j = idx - 1
+    while j >= 0 and len(own) < limit and lines[j].strip() and not _SERVER_LOG_LEVEL_RE.search(lines[j]):
+        own.insert(0, lines[j].strip())
+        j -= 1
+    return own + [lines[idx].strip()]
+
+
+def archive_directory_problems(log_dir, server_uid=None, segment_size=16 * 1024 * 1024):
+    """What this host can see wrong with the archive directory: missing, not writable by the
+    server's OS user (mode bits), not enough room for a segment. [] when nothing is seen."""
+    try:
+        st = os.stat(log_dir)
+    except OSError as exc:
+        return ['%s cannot be read here (%s)' % (log_dir, exc.strerror)]
+    problems = []
+    if server_uid is not None:
+        try:
+            account = pwd.getpwuid(server_uid)
+            groups = set(g.gr_gid for g in grp.getgrall() if account.pw_name in g.gr_mem) | {account.pw_gid}
+        except KeyError:
+            groups = set()
+        if server_uid == st.st_uid:
+            writable = st.st_mode & 0o300 == 0o300
+        elif st.st_gid in groups:
+            writable = st.st_mode & 0o030 == 0o030
+        else:
+            writable = st.st_mode & 0o003 == 0o003
+        if server_uid != 0 and not writable:
+            problems.append("the server's OS user (uid %d) may not write into %s (owner uid %d, mode %04o): "
+                            "permissions" % (server_uid, log_dir, st.st_uid, st.st_mode & 0o7777))
+    try:
+        fs = os.statvfs(log_dir)
+        if fs.f_bavail * fs.f_frsize < segment_size:
+            problems.append('the filesystem of %s has %d bytes free, less than one WAL segment'
+                            % (log_dir, fs.f_bavail * fs.f_frsize))
+    except OSError:
+        pass
+    return problems
 
 
 def _legacy_archive_commands(log_dir):
@@ -2352,6 +2411,8 @@ class PostgresBackup:
         # since the last switch, the start of the segment in use: the byte before it is in the
         # last complete segment either way (the current insert position is not: right after a
         # switch it lies past the new segment's page header)
+        # the archiver's failures so far: only those after the switch are about the segments waited for
+        before = self.fetch_one('SELECT failed_count, clock_timestamp() AS now FROM pg_stat_archiver')
         self.queries.append('SELECT pg_switch_wal()')
         end = self.fetch_value('SELECT pg_switch_wal()::text', operation='switch to a new WAL segment')
         # the timeline WAL is written on now: the checkpoint's lags behind a promotion until the
@@ -2362,7 +2423,13 @@ class PostgresBackup:
         lsn = parse_lsn(end)
         last = wal_file_name(switched['timeline'], max(lsn - 1, 0), seg)
         deadline = time.time() + float(request.get('archive_timeout') or 120)
+        polled = 0
         while not os.path.exists(os.path.join(log_dir, last)):
+            if time.time() - polled >= 1:
+                polled = time.time()
+                failure = self._archive_failure(log_dir, last, before, seg)
+                if failure:
+                    raise DbError('archive WAL into', log_dir, failure)
             if time.time() > deadline:
                 row = self.fetch_one('SELECT last_failed_wal, failed_count, last_archived_wal FROM pg_stat_archiver')
                 detail = 'segment %s was not archived in time (last archived %s, failed %s times, last failed %s)' % (
@@ -2388,6 +2455,65 @@ class PostgresBackup:
             'details': {'wal_segment_size': seg, 'segments': len(segments),
                         'major_version': (self.version or '').split('.')[0]},
         }
+
+    def _archive_failure(self, log_dir, last, before, segment_size):
+        """Why the archiver does not get the WAL up to ``last`` into log_dir, once it has failed
+        ARCHIVE_FAILURES_TOLERATED times since the log backup switched WAL (``before``: the failure
+        count and the server's clock then) on a file not archived yet; None while it has not."""
+        row = self.fetch_one('SELECT failed_count, last_failed_wal, last_failed_time, '
+                             'last_failed_time >= %s AS recent FROM pg_stat_archiver', (before['now'],))
+        if (not row or not row['recent'] or not row['last_failed_wal']
+                or row['failed_count'] - before['failed_count'] < ARCHIVE_FAILURES_TOLERATED
+                or os.path.exists(os.path.join(log_dir, row['last_failed_wal']))):
+            return None
+        command = self.fetch_value("SELECT current_setting('archive_command')")
+        data_dir = self._setting_or_none('data_directory')
+        parts = ['the archiver failed %d times to archive %s since this run switched WAL (last at %s)%s' % (
+            row['failed_count'] - before['failed_count'], row['last_failed_wal'], row['last_failed_time'],
+            '' if row['last_failed_wal'] == last else ', so %s cannot be archived either' % last)]
+        said = archive_failure_lines(_tail(self._server_log_path(data_dir), 65536)) if data_dir else []
+        if said:
+            parts.append('the server log says: %s' % ' / '.join(said))
+        server_uid = None
+        if data_dir:
+            try:
+                server_uid = os.stat(data_dir).st_uid
+            except OSError:
+                pass
+        parts += archive_directory_problems(log_dir, server_uid, segment_size)
+        parts.append('archive_command is %r' % command)
+        parts.append("fix what keeps it from writing into %s (the server's OS user needs write permission there, "
+                     "the filesystem needs free space, no immutable attribute or read-only mount); the server "
+                     "retries by itself, then run the log backup again" % log_dir)
+        return '; '.join(parts)
+
+    def _setting_or_none(self, name):
+        try:
+            return self.fetch_value('SELECT current_setting(%s)', (name,))
+        except DbError:
+            self._rollback()
+            return None
+
+    def _server_log_path(self, data_dir):
+        """The file the server logs into, when this host can read it: pg_current_logfile() with the
+        logging collector, else where the postmaster's stderr goes (pg_ctl -l) when it runs here."""
+        try:
+            current = self.fetch_value('SELECT pg_current_logfile()')
+        except DbError:
+            self._rollback()
+            current = None
+        if current:
+            return os.path.join(data_dir, current)
+        try:
+            with open(os.path.join(data_dir, 'postmaster.pid')) as f:
+                pid = int(f.readline().strip())
+            # the postmaster works in its data directory: a pid of another host's server is not ours
+            if os.path.realpath('/proc/%d/cwd' % pid) != os.path.realpath(data_dir):
+                return ''
+            path = os.readlink('/proc/%d/fd/2' % pid)
+        except (OSError, ValueError):
+            return ''
+        return path if os.path.isfile(path) else ''
 
     # -- logical restore
     def restore_marker(self, database):
