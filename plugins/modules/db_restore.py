@@ -430,26 +430,30 @@ class Runner:
         wanted = [d for d in (manifest.get('details') or {}).get('dumps') or []
                   if not p['databases'] or d.get('database') in p['databases']]
         roles = engine.roles_to_create(wanted, p['roles']) if hasattr(engine, 'roles_to_create') else []
-        if self.module.check_mode:
-            # the refusals of the real run (an existing database without force), before any change
-            for name in targets:
-                engine.check_restore_target(name, {'force': p['force'], 'connection': self.connection(),
-                                                   'bin_dir': p['bin_dir'], 'os_user': repo.os_user})
-            self.check_copy(repo, [manifest])
-            return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[], roles_created=roles,
-                               msg='would restore %s from backup %s%s' % (
-                                   ', '.join(targets), manifest['id'],
-                                   ', creating %s' % ', '.join(roles) if roles else ''))
-        with repo.lock():
+
+        def run_restore():
             scratch, items = self.prepare(repo, [manifest])
             try:
-                out = engine.restore_logical({
+                # check mode: the engine records the statements and command lines and runs none of them
+                return engine.restore_logical({
                     'manifest': manifest, 'path': items[0]['path'], 'target_database': p['target_database'],
                     'force': p['force'], 'jobs': p['jobs'], 'databases': p['databases'],
                     'connection': self.connection(), 'bin_dir': p['bin_dir'], 'os_user': repo.os_user,
                     'marker': marker, 'scratch_dir': scratch, 'roles': p['roles']})
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
+        if self.module.check_mode:
+            # the refusals of the real run (an existing database without force), before any change
+            for name in targets:
+                engine.check_restore_target(name, {'force': p['force'], 'connection': self.connection(),
+                                                   'bin_dir': p['bin_dir'], 'os_user': repo.os_user})
+            self.commands += run_restore().get('commands') or []
+            return self.result(changed=True, backup_id=manifest['id'], rows_restored=0, tables=[], roles_created=roles,
+                               msg='would restore %s from backup %s%s' % (
+                                   ', '.join(targets), manifest['id'],
+                                   ', creating %s' % ', '.join(roles) if roles else ''))
+        with repo.lock():
+            out = run_restore()
         self.commands += out.get('commands') or []
         for warning in out.get('warnings') or []:
             self.module.warn(warning)

@@ -939,3 +939,41 @@ def test_module_physical_restore_of_tables_with_data_directory(source, work):
     mb.stop_instance(first)
     assert _files_state(ext) == source_files
     source.sql('DROP DATABASE mext')
+
+
+def _plan_lines(lines):
+    """Statements and command lines without what differs from run to run: the work database's name,
+    temporary paths, the pipe's descriptor; sorted (parallel loads append in the order they start)."""
+    import re
+    out = []
+    for line in lines:
+        line = re.sub(r'dbops_restore_\d+_[0-9a-f]+', 'dbops_restore_<work>', line)
+        line = re.sub(r'/dev/fd/\w+', '/dev/fd/<n>', line)
+        line = re.sub(r'dbops-(cnf|swap)-[\w-]+', r'dbops-\1-<tmp>', line)
+        out.append(line)
+    return out
+
+
+@pytest.mark.parametrize('jobs', [2, 1])
+def test_module_logical_restore_check_mode_returns_what_the_real_run_runs(source, work, jobs):
+    """Check mode of a logical restore over an existing database (loaded into a work database, then
+    swapped in) returns the statements and command lines the real run then runs, secrets masked,
+    and changes nothing."""
+    db = 'mplan%d' % jobs
+    fill(source, db, 300)
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='logical', compression='zstd', jobs=jobs, databases=[db])
+    source.sql('UPDATE t1 SET amount = 0', db)
+    changed = table_state(source, db)
+    schemas = source.sql('SHOW DATABASES')
+    preview = restore(source, repo, check=True, force=True, jobs=jobs)
+    assert not preview['failed'] and preview['changed'] is True, preview.get('msg')
+    assert table_state(source, db) == changed and source.sql('SHOW DATABASES') == schemas
+    assert any(q.startswith('CREATE DATABASE') for q in preview['queries']), preview['queries']
+    assert any('RENAME TABLE' in q for q in preview['queries']), preview['queries']
+    assert source.password not in json.dumps(preview)
+    real = restore(source, repo, force=True, jobs=jobs)
+    assert not real['failed'], real.get('msg')
+    assert _plan_lines(preview['queries']) == _plan_lines(real['queries']), (preview['queries'], real['queries'])
+    assert sorted(_plan_lines(preview['commands'])) == sorted(_plan_lines(real['commands'])), (
+        preview['commands'], real['commands'])

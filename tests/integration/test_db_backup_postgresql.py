@@ -1375,3 +1375,34 @@ def test_log_backup_whose_archiving_fails_says_why_without_waiting_it_out(server
     assert fixed['failed'] is False, fixed['msg']
     archived = [os.path.basename(f['path']) for f in manifest_of(repo, fixed['backup']['id'])['log_files']]
     assert failing in archived
+
+
+def _without_pids(lines):
+    """Statements and command lines with the run's pid (work database, scratch directory) left out."""
+    import re
+    return [re.sub(r'(_dbops_restore_|\.dbops-scratch-restore-)\d+', r'\1<pid>', line) for line in lines]
+
+
+def test_logical_restore_check_mode_returns_the_statements_and_commands_of_the_real_run(server, workdir):
+    """Check mode of a logical restore (over an existing database, with chunked tables, compressed)
+    returns the statements and tool command lines the real run then runs, secrets masked, and
+    changes nothing."""
+    repo = os.path.join(workdir, 'repo')
+    _seed_chunky(server)
+    res, dump = chunked_backup(server, repo, 'shop')
+    assert dump['chunked'], dump
+    server.psql("INSERT INTO notes (body) VALUES ('after the backup')", 'shop')
+    changed = content(server, 'shop')
+    databases = server.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+    preview = restore(repo, server.conn, check=True, force=True, jobs=2)
+    assert preview['failed'] is False and preview['changed'] is True, preview['msg']
+    assert content(server, 'shop') == changed
+    assert server.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database") == databases
+    assert any(q.startswith('CREATE DATABASE') for q in preview['queries']), preview['queries']
+    assert any('pg_restore' in c for c in preview['commands']), preview['commands']
+    real = restore(repo, server.conn, force=True, jobs=2)
+    assert real['failed'] is False, real['msg']
+    assert _without_pids(preview['queries']) == _without_pids(real['queries']), (preview['queries'], real['queries'])
+    assert _without_pids(preview['commands']) == _without_pids(real['commands']), (
+        preview['commands'], real['commands'])
+    assert server.password not in json.dumps(preview)

@@ -2347,7 +2347,8 @@ class MysqlBackup:
                     loads.append((entry, name, name))
             with client_option_file(self._tool_options(), groups=('client', 'mysql', 'mariadb')) as cnf:
                 self._load_files(request, loads, path, decompress, client, load_dir, cnf, commands)
-                tables, total = self._check_loaded(loads)
+                # check mode: nothing was loaded to count
+                tables, total = ([], 0) if self.check_mode else self._check_loaded(loads)
                 for entry, name, work in loads:
                     if work != name:
                         self._swap_in(entry, name, work, bool(existing.get(name)), dump_program, client, cnf,
@@ -2427,7 +2428,7 @@ class MysqlBackup:
                     argv.append('--init-command=SET SESSION sql_log_bin = 0')
             else:
                 key = (threading.get_ident(), name)
-                if key not in sessions:
+                if key not in sessions and not self.check_mode:
                     sessions[key] = self._load_session(name, local=load_dir is None)
                 if load_dir is None:
                     return self._load_local(source, unpack, meta, sessions, key, lock, commands)
@@ -2437,7 +2438,8 @@ class MysqlBackup:
                 commands.append((command_line(unpack) + ' ' + shlex.quote(source) + ' | ' if unpack else '')
                                 + command_line(argv, self._secret_list())
                                 + ('' if unpack else ' < ' + shlex.quote(source)))
-            _pipe_into(source, unpack, argv)
+            if not self.check_mode:   # check mode: the command lines only
+                _pipe_into(source, unpack, argv)
             return None
 
         def worker():
@@ -2508,9 +2510,14 @@ class MysqlBackup:
         the target. The work database is dropped at the end.
         """
         quote = self.quote_ident
-        moved = [r['t'] for r in self.fetch_all(
-            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW' "
-            "ORDER BY TABLE_NAME", (work,))]
+        if self.check_mode:
+            # nothing was loaded (the work database is empty): the base tables the backup holds move; its
+            # triggers, views, routines and events, dumped from the loaded work database, are not known here
+            moved = sorted(t['name'] for t in entry.get('tables') or [])
+        else:
+            moved = [r['t'] for r in self.fetch_all(
+                "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW' "
+                "ORDER BY TABLE_NAME", (work,))]
         views = [r['t'] for r in self.fetch_all(
             "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'VIEW' "
             "ORDER BY TABLE_NAME", (work,))]
@@ -2611,7 +2618,9 @@ class MysqlBackup:
         """LOAD DATA LOCAL INFILE of one table file through a kept load session: the decompressor's
         output is the file the driver sends (its pipe, /dev/fd/N), or the plain file itself."""
         proc = err = None
-        if unpack:
+        if unpack and self.check_mode:
+            path = '/dev/fd/N'   # check mode: the pipe the real run reads, nothing started
+        elif unpack:
             err = tempfile.TemporaryFile()
             try:
                 proc = subprocess.Popen(unpack + [source], stdout=subprocess.PIPE, stderr=err)
@@ -2625,6 +2634,8 @@ class MysqlBackup:
         with lock:
             commands.append('%s%s' % ((command_line(unpack) + ' ' + shlex.quote(source) + ' | ') if unpack else '',
                                       statement))
+        if self.check_mode:
+            return None
         loaded = False
         try:
             try:
@@ -2665,6 +2676,8 @@ class MysqlBackup:
             commands.append('%s > %s; %s; %s' % ((command_line(unpack) + ' ' + shlex.quote(source)) if unpack
                                                  else 'cat ' + shlex.quote(source), shlex.quote(copy),
                                                  LOAD_SESSION_SQL, statement))
+        if self.check_mode:
+            return None
         try:
             with open(copy, 'wb') as out:
                 if unpack:

@@ -598,30 +598,32 @@ def _finish_pipeline(procs):
     return '; '.join(failed) or None
 
 
-def _decompress_tree(src, dest, os_user, commands, jobs=1):
-    """Copy a pg_dump directory, undoing zstd/lz4 compression of its files."""
+def _decompress_argvs(src, dest, jobs=1):
+    """The decompressor command lines _decompress_tree runs for a pg_dump directory."""
+    zst = [os.path.join(src, n) for n in sorted(os.listdir(src)) if n.endswith('.zst')]
+    lz4 = [os.path.join(src, n) for n in sorted(os.listdir(src)) if n.endswith('.lz4')]
+    argvs = [['zstd', '-d', '-q', '-f', '-T%d' % max(jobs, 1), '--output-dir-flat', dest] + zst] if zst else []
+    return argvs + [['lz4', '-d', '-q', '-f', full, os.path.join(dest, os.path.basename(full)[:-4])] for full in lz4]
+
+
+def _decompress_tree(src, dest, os_user, commands, jobs=1, plan=False):
+    """Copy a pg_dump directory, undoing zstd/lz4 compression of its files. ``plan``: only the
+    command lines go to commands (check mode), nothing is read or written."""
+    if plan:
+        commands += [show_command(argv) for argv in _decompress_argvs(src, dest, jobs)]
+        return dest
     os.makedirs(dest, exist_ok=True)
-    zst, lz4 = [], []
     for name in sorted(os.listdir(src)):
-        full = os.path.join(src, name)
-        if name.endswith('.zst'):
-            zst.append(full)
-        elif name.endswith('.lz4'):
-            lz4.append(full)
-        else:
-            shutil.copy2(full, os.path.join(dest, name))
+        if not name.endswith(('.zst', '.lz4')):
+            shutil.copy2(os.path.join(src, name), os.path.join(dest, name))
     if os.geteuid() == 0 and os_user:
         import pwd
         pw = pwd.getpwnam(os_user)
         os.chown(dest, pw.pw_uid, pw.pw_gid)
         for name in os.listdir(dest):
             os.chown(os.path.join(dest, name), pw.pw_uid, pw.pw_gid)
-    if zst:
-        run_tool(['zstd', '-d', '-q', '-f', '-T%d' % max(jobs, 1), '--output-dir-flat', dest] + zst,
-                 'decompress backup files in', src, os_user=os_user, commands=commands)
-    for full in lz4:
-        run_tool(['lz4', '-d', '-q', '-f', full, os.path.join(dest, os.path.basename(full)[:-4])],
-                 'decompress backup file', full, os_user=os_user, commands=commands)
+    for argv in _decompress_argvs(src, dest, jobs):
+        run_tool(argv, 'decompress backup files in', src, os_user=os_user, commands=commands)
     return dest
 
 
@@ -2554,7 +2556,8 @@ class PostgresBackup:
         roles=skip: only the settings that name no role). A role missing here is left out."""
         if not props:
             return
-        present = set(self._role_names())
+        # check mode: the roles the restore would have created by now count as there
+        present = set(self._role_names()) | set(getattr(self, '_planned_roles', None) or [])
         quoted = self.quote_ident(name)
         statements = []
         if roles_mode != 'skip':
@@ -2656,6 +2659,7 @@ class PostgresBackup:
             plan.append((dump, name, self.check_restore_target(name, request)))
         commands = []
         roles_created = self.restore_roles([dump for dump, _name, _exists in plan], request, details, commands)
+        self._planned_roles = roles_created if self.check_mode else []
         bin_dir = self.backup_bin_dir(request.get('bin_dir'))
         os_user = request.get('os_user')
         secrets = self._tool_secrets(request)
@@ -2679,7 +2683,7 @@ class PostgresBackup:
                 scratch = None
                 if details.get('compression_tool') in ('zstd', 'lz4'):
                     scratch = os.path.join(request['scratch_dir'], 'plain-' + dump['dir'])
-                    _decompress_tree(src, scratch, os_user, commands, int(request.get('jobs') or 1))
+                    _decompress_tree(src, scratch, os_user, commands, int(request.get('jobs') or 1), plan=self.check_mode)
                     src = scratch
                 # restore into a new database, then swap: a failure never harms the existing one
                 work = self._work_database_name(name) if exists else name
@@ -2693,17 +2697,21 @@ class PostgresBackup:
                         # owned by the login, no GRANTs: the backup's roles need not exist here
                         base[1:1] = ['--no-owner', '--no-privileges']
                     env = tool_env(request.get('connection'))
+
+                    def restore(argv, name=name, env=env):
+                        if self.check_mode:   # check mode: the command line the real run runs, nothing run
+                            commands.append(show_command(argv, secrets))
+                        else:
+                            run_tool(argv, 'restore database', name, os_user=os_user, env=env, secrets=secrets,
+                                     commands=commands)
                     if dump.get('chunked'):
                         # schema, the other tables' data, the chunked tables' data, then indexes and constraints
                         for section in ('pre-data', 'data'):
-                            run_tool(base + ['--section=%s' % section, src], 'restore database', name, os_user=os_user,
-                                     env=env, secrets=secrets, commands=commands)
+                            restore(base + ['--section=%s' % section, src])
                         self._load_chunks(dump, request['path'], work, bin_dir, os_user, env, commands, jobs, secrets)
-                        run_tool(base + ['--section=post-data', src], 'restore database', name, os_user=os_user,
-                                 env=env, secrets=secrets, commands=commands)
+                        restore(base + ['--section=post-data', src])
                     else:
-                        run_tool(base + [src], 'restore database', name, os_user=os_user, env=env, secrets=secrets,
-                                 commands=commands)
+                        restore(base + [src])
                 except DbError:
                     self.execute('DROP DATABASE IF EXISTS %s' % self.quote_ident(work))
                     raise
@@ -2717,6 +2725,8 @@ class PostgresBackup:
                 marker = dict(request.get('marker') or {}, source_database=dump['database'])
                 self.execute('COMMENT ON DATABASE %s IS %s' % (self.quote_ident(name),
                                                                self.quote_literal(COMMENT_MARKER + json.dumps(marker, sort_keys=True))))
+                if self.check_mode:
+                    continue   # nothing was restored to count
                 engine = self._connect_db(request, name)
                 try:
                     counts = engine.fetch_all(COUNT_SQL)
@@ -2808,11 +2818,13 @@ class PostgresBackup:
                 decomp = _decompressor(full)
                 commands.append((show_command(decomp) + ' | ' if decomp else '') + show_command(psql)
                                 + ('' if decomp else ' < ' + full))
+                if self.check_mode:
+                    continue   # check mode: the command lines only
                 if decomp:
                     running.append(_start_pipeline([(decomp, None, None), (psql, os_user, task_env)]))
                 else:
                     running.append(_start_pipeline([(psql, os_user, task_env)], in_path=full))
-            if failures and not running:
+            if not running:   # failures, or check mode (nothing started)
                 break
             finished = None
             while finished is None:
