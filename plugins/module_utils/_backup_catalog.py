@@ -17,7 +17,7 @@ REPOSITORY LAYOUT
     <repo>/logs/                   continuous archive: PostgreSQL WAL segments / MariaDB binlogs
     <repo>/pgbackrest/             pgBackRest's own repository (method pgbackrest)
 
-Ids are ``YYYYMMDDTHHMMSSZ-<type>`` (UTC, sortable). ``latest`` is derived from completed
+Ids are ``YYYYMMDDTHHMMSSZ-<type>[-N]`` (UTC; listings order them with id_sort_key). ``latest`` is derived from completed
 manifests only, never from a directory name.
 
 ENGINE CONTRACT (what _engines/postgresql_backup.py and _engines/mysql_backup.py implement)
@@ -114,6 +114,17 @@ FORMAT_VERSION = 1
 TYPES = ('full', 'incremental', 'differential', 'log')
 METHODS = ('logical', 'physical', 'pgbackrest')
 _ID_RE = re.compile(r'^\d{8}T\d{6}Z-(full|incremental|differential|log)(-\d+)?$')
+
+
+def id_sort_key(backup_id):
+    """Sort key of backup ids in the order they were made: a second's first id ``<time>-<type>``, then its
+    counter suffixes ``-2``, ``-3``, ... ``-10`` compared as numbers (as strings ``-10`` came before ``-2``).
+    Listings sort with it; ``latest`` and retention follow the completion order (completion_key)."""
+    text = str(backup_id or '')
+    match = _ID_RE.match(text)
+    if not match or not match.group(2):
+        return (text, 1)
+    return (text[:-len(match.group(2))], int(match.group(2)[1:]))
 
 
 def is_backup_id(text):
@@ -515,7 +526,7 @@ def completion_key(manifest):
     nanosecond clock at the end of the run, recorded since runs finishing in the same second were ordered by id,
     that is by their start second and type: a log backup finishing in the second a full started was taken for
     one built on that full), then the id."""
-    return (manifest.get('finished_at') or '', manifest.get('finished_ns') or 0, manifest.get('id') or '')
+    return (manifest.get('finished_at') or '', manifest.get('finished_ns') or 0, id_sort_key(manifest.get('id')))
 
 
 def retention_plan(manifests, full=None, days=None, now=None):
@@ -545,7 +556,7 @@ def retention_plan(manifests, full=None, days=None, now=None):
         return m
 
     if full is None and days is None:
-        return sorted(by_id), []
+        return sorted(by_id, key=id_sort_key), []
     fulls = sorted((m for m in completed if m.get('type') == 'full'),
                    key=completion_key, reverse=True)
     kept_roots = set()
@@ -590,8 +601,8 @@ def retention_plan(manifests, full=None, days=None, now=None):
                 break
             keep.add(parent['id'])
             m = parent
-    delete = sorted(i for i in by_id if i not in keep)
-    return sorted(keep), delete
+    delete = sorted((i for i in by_id if i not in keep), key=id_sort_key)
+    return sorted(keep, key=id_sort_key), delete
 
 
 # ---- pgBackRest sets (pure) -------------------------------------------------------------------
@@ -912,9 +923,10 @@ class Repository:
         """Published backup directories whose manifest cannot be read (damaged or half-edited by hand)."""
         if not self.exists():
             return []
-        return sorted(name for name in os.listdir(self.path)
-                      if not name.startswith('.') and _ID_RE.match(name)
-                      and os.path.isdir(os.path.join(self.path, name)) and not self._read_manifest(name))
+        return sorted((name for name in os.listdir(self.path)
+                       if not name.startswith('.') and _ID_RE.match(name)
+                       and os.path.isdir(os.path.join(self.path, name)) and not self._read_manifest(name)),
+                      key=id_sort_key)
 
     def manifests(self):
         """Completed backups (published manifests), oldest first."""
@@ -935,7 +947,7 @@ class Repository:
         if not self.exists():
             return []
         runs = []
-        for name in sorted(os.listdir(self.path)):
+        for name in sorted(os.listdir(self.path), key=lambda n: id_sort_key(n[len(INCOMING):])):
             if not name.startswith(INCOMING):
                 continue
             info = {}

@@ -443,7 +443,7 @@ def _delete_backups(module, repo, tracker, manifests, ids, commands, strict, ext
         if not module.check_mode:
             repo.delete(backup_id)
         deleted.append(backup_id)
-    return sorted(deleted)
+    return sorted(deleted, key=catalog.id_sort_key)
 
 
 def _apply_retention(module, repo, tracker, commands, protect=(), taking=None):
@@ -1050,7 +1050,7 @@ def maintain(module):
                                 chain.append(child)
                                 todo.extend(repo.dependents(child))
                         raise DbError('delete backup', manifest['id'], 'backups %s build on it: delete them first'
-                                      % ', '.join(sorted(chain, reverse=True)))
+                                      % ', '.join(sorted(chain, key=catalog.id_sort_key, reverse=True)))
                     if repo.os_user is None:
                         repo.os_user = catalog.default_os_user(manifest.get('engine'))
                     # a pgBackRest entry: its set is expired first (refused as pgBackRest would refuse)

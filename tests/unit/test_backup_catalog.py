@@ -905,3 +905,26 @@ def test_backups_finishing_in_the_same_second_keep_their_run_order(tmp_path):
     assert repo.get('latest')['id'] == full['id']
     base = db_backup._base_for(repo, SimpleNamespace(name='postgresql'), 'physical', 'log')
     assert base['id'] == full['id']
+
+
+def test_ids_with_a_counter_suffix_list_numerically_and_latest_follows_completion(tmp_path):
+    """Eleven backups started in one second: ids ``<second>-full``, ``-2`` ... ``-11``. Listings put ``-10``
+    after ``-9`` (as strings it came before ``-2``); latest and retention follow the completion order."""
+    repo = catalog.Repository(str(tmp_path / 'repo'))
+    repo.ensure()
+    ids = [_publish(repo, when=NOW, finished_ns=n)['id'] for n in range(1, 12)]
+    assert ids[1].endswith('-full-2') and ids[-1].endswith('-full-11')
+    assert sorted(reversed(ids), key=catalog.id_sort_key) == ids
+    assert [m['id'] for m in repo.manifests()] == ids
+    assert repo.get('latest')['id'] == ids[-1]
+    keep, delete = catalog.retention_plan(repo.manifests(), full=3, now=NOW)
+    assert keep == ids[-3:] and delete == ids[:-3]
+    # completion, not the id, decides: -10 finished after -11, so it is latest and the newest kept
+    manifests = [dict(m, finished_ns=100) if m['id'] == ids[9] else m for m in repo.manifests()]
+    assert sorted(manifests, key=catalog.completion_key)[-1]['id'] == ids[9]
+    keep, _delete = catalog.retention_plan(manifests, full=1, now=NOW)
+    assert keep == [ids[9]]
+    # runs that never published list in the same order
+    for n in (2, 10, 3):
+        repo.begin(ids[0] + '-%d' % (n + 20), {'type': 'full'})
+    assert [r['id'][len(ids[0]):] for r in repo.failed_runs()] == ['-22', '-23', '-30']
