@@ -197,7 +197,8 @@ external_tablespaces:
       tablespace lived outside the source's data directory, named by a C(<db>/<table>.isl) file). Such a tablespace is
       restored under C(<data_dir>.external/<db>/<table>.ibd), never to the source's path, and a warning names it. Each
       entry has C(database), C(table), C(from) (the source's file) and C(to) (the restored file).
-  returned: physical restores and drills of such a backup
+    - In check mode, from what the backup recorded when it was taken (backups taken before that record none).
+  returned: physical restores and drills of such a backup, and their check mode
   type: list
   elements: dict
 rto_seconds:
@@ -539,11 +540,20 @@ class Runner:
                               'the directory is not empty: set force to replace its contents')
         catalog.check_port_free(p['login_port'], data_dir)
         if self.module.check_mode:
-            self.check_copy(repo, repo.chain(manifest))
+            chain = repo.chain(manifest)
+            self.check_copy(repo, chain)
+            # tables created with DATA DIRECTORY, as the backup recorded them: remapped into <data_dir>.external,
+            # refused as the real run refuses when that directory is in the way
+            planner = getattr(backend, 'external_plan', None)
+            external = planner([m for m in chain if m.get('type') != 'log'] or chain[:1], data_dir, p['force']) \
+                if planner is not None else None
+            extra = {'external_tablespaces': external} if external else {}
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
-                               msg='would restore backup %s into %s and start it on port %s%s' % (
+                               msg='would restore backup %s into %s and start it on port %s%s%s' % (
                                    manifest['id'], data_dir, p['login_port'],
-                                   ' recovered to %s' % p['target_time'] if p['target_time'] else ''))
+                                   ' recovered to %s' % p['target_time'] if p['target_time'] else '',
+                                   '; %d tablespaces created with DATA DIRECTORY would go to %s.external' % (
+                                       len(external), data_dir) if external else ''), **extra)
         with repo.lock():
             chain = repo.chain(manifest)
             scratch, items = self.prepare(repo, chain)

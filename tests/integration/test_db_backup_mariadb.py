@@ -977,3 +977,65 @@ def test_module_logical_restore_check_mode_returns_what_the_real_run_runs(source
     assert _plan_lines(preview['queries']) == _plan_lines(real['queries']), (preview['queries'], real['queries'])
     assert sorted(_plan_lines(preview['commands'])) == sorted(_plan_lines(real['commands'])), (
         preview['commands'], real['commands'])
+
+
+@pytest.mark.parametrize('compression', ['none', 'zstd'])
+def test_module_physical_restore_check_mode_predicts_the_data_directory_remap(source, work, compression):
+    """A physical backup (directory layout: from its .isl files; stream: from the server's tablespace
+    list) records its tables created with DATA DIRECTORY. Check mode of a restore reports their remap
+    into <data_dir>.external and refuses, with the real run's message, when that directory is in the
+    way; a backup without the record (taken before) is predicted as before."""
+    db = 'mxplan_' + compression
+    ext = os.path.join(work, 'ext-' + compression)
+    os.makedirs(ext)
+    shutil.chown(ext, 'mysql' if os.geteuid() == 0 else None, 'mysql' if os.geteuid() == 0 else None)
+    source.sql('CREATE DATABASE %s' % db)
+    source.sql("CREATE TABLE t_ext (id INT PRIMARY KEY) DATA DIRECTORY = '%s'" % ext, db)
+    source.sql("CREATE TABLE p_ext (id INT PRIMARY KEY) PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (100) "
+               "DATA DIRECTORY = '%s', PARTITION p1 VALUES LESS THAN MAXVALUE)" % ext, db)
+    source.sql('CREATE TABLE t_in (id INT PRIMARY KEY)', db)
+    source.sql('INSERT INTO t_ext VALUES (1), (2)', db)
+    try:
+        repo = os.path.join(work, 'repo-' + compression)
+        full = backup(source, repo, method='physical', compression=compression)
+        with open(os.path.join(full['backup']['path'], 'manifest.json')) as f:
+            recorded = json.load(f)['details']['external_tablespaces']
+        assert sorted((t['database'], t['table'], t['path']) for t in recorded) == [
+            (db, 'p_ext', os.path.join(ext, db, 'p_ext#P#p0.ibd')), (db, 't_ext', os.path.join(ext, db, 't_ext.ibd'))]
+
+        # nothing in the way: check mode reports the remap the real run then does
+        data_dir = os.path.join(work, 'ok-' + compression, 'data')
+        port = free_port()
+        preview = restore(source, repo, check=True, data_dir=data_dir, login_port=port)
+        assert not preview['failed'] and preview['changed'], preview.get('msg')
+        assert not os.path.exists(data_dir) and not os.path.exists(data_dir + '.external')
+        out = restore(source, repo, data_dir=data_dir, login_port=port)
+        assert not out['failed'], out.get('msg')
+        mb.stop_instance(data_dir)
+
+        def remap(result):
+            return sorted((e['database'], e['table'], e['from'], e['to']) for e in result['external_tablespaces'])
+        assert remap(preview) == remap(out) and len(remap(out)) == 2
+
+        # <data_dir>.external in the way: check mode refuses with the real run's words
+        data_dir = os.path.join(work, 'busy-' + compression, 'data')
+        os.makedirs(data_dir + '.external')
+        with open(os.path.join(data_dir + '.external', 'keep'), 'w') as f:
+            f.write('keep')
+        preview = restore(source, repo, check=True, data_dir=data_dir, login_port=free_port())
+        refused = restore(source, repo, data_dir=data_dir, login_port=free_port())
+        assert refused['failed'] and 'no earlier restore' in refused['msg'], refused.get('msg')
+        assert preview['failed'] and preview['msg'] == refused['msg'], (preview.get('msg'), refused['msg'])
+        assert os.listdir(data_dir + '.external') == ['keep'] and not os.path.exists(data_dir)
+
+        # a backup taken before the record: check mode cannot tell, as before (the real run still refuses)
+        manifest_path = os.path.join(full['backup']['path'], 'manifest.json')
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        del manifest['details']['external_tablespaces']
+        with open(manifest_path, 'w') as f:
+            json.dump(manifest, f)
+        preview = restore(source, repo, check=True, data_dir=data_dir, login_port=free_port())
+        assert not preview['failed'] and 'external_tablespaces' not in preview, preview.get('msg')
+    finally:
+        source.sql('DROP DATABASE %s' % db)

@@ -144,3 +144,39 @@ def test_restore_physical_refuses_before_touching_data_dir(tmp_path, monkeypatch
     assert not data_dir.exists() and not (tmp_path / 'source-ext').exists()
     assert [a for a in ran if '--move-back' in a] == []
     assert [n for n in os.listdir(tmp_path / 'restored') if n.startswith('.dbops-restore-')] == []
+
+
+def test_tablespaces_outside_the_data_directory_from_the_servers_list():
+    """information_schema's tablespaces (MariaDB INNODB_SYS_TABLESPACES.FILENAME, MySQL 8
+    INNODB_DATAFILES.PATH): only a table's file outside the data directory is recorded."""
+    rows = [{'name': 'innodb_system', 'path': 'ibdata1'},
+            {'name': 'shop/local', 'path': './shop/local.ibd'},
+            {'name': 'shop/inside', 'path': '/var/lib/mysql/shop/inside.ibd'},
+            {'name': 'shop/orders', 'path': '/srv/fast/shop/orders.ibd'},
+            {'name': 'shop/p#p#p0', 'path': '/srv/fast/shop/p#p#p0.ibd'},
+            {'name': 'ts1', 'path': '/srv/general/ts1.ibd'},
+            {'name': 'caf@0p/caf@0p@002d1', 'path': '/srv/fast/caf@0p/caf@0p@002d1.ibd'}]
+    found = mb.external_tablespaces_recorded(rows, '/var/lib/mysql/')
+    assert [(t['database'], t['table'], t['name'], t['path']) for t in found] == [
+        ('caf@0p', 'caf@0p-1', 'caf@0p/caf@0p@002d1', '/srv/fast/caf@0p/caf@0p@002d1.ibd'),
+        ('shop', 'orders', 'shop/orders', '/srv/fast/shop/orders.ibd'),
+        ('shop', 'p', 'shop/p#p#p0', '/srv/fast/shop/p#p#p0.ibd')]
+
+
+def test_external_plan_refuses_like_the_real_run_and_old_backups_tell_nothing(tmp_path):
+    data_dir = str(tmp_path / 'new' / 'data')
+    recorded = [{'database': 'shop', 'table': 'orders', 'name': 'shop/orders', 'path': '/srv/fast/shop/orders.ibd'}]
+    chain = [{'id': 'f', 'details': {'external_tablespaces': recorded}}]
+    assert mb.external_plan(chain, data_dir, False) == [
+        {'database': 'shop', 'table': 'orders', 'from': '/srv/fast/shop/orders.ibd',
+         'to': os.path.join(data_dir + '.external', 'shop', 'orders.ibd')}]
+    assert mb.external_plan([{'id': 'f', 'details': {}}], data_dir, False) is None
+    assert mb.external_plan([{'id': 'f', 'details': {'external_tablespaces': []}}], data_dir, False) == []
+    os.makedirs(data_dir + '.external')
+    (tmp_path / 'new' / 'data.external' / 'keep').write_text('x')
+    with pytest.raises(DbError) as planned:
+        mb.external_plan(chain, data_dir, True)
+    with pytest.raises(DbError) as real:
+        mb.check_external_root(data_dir, True, recorded)
+    assert str(planned.value) == str(real.value) and 'shop.orders (/srv/fast/shop/orders.ibd)' in str(real.value)
+    assert mb.external_plan([{'id': 'f', 'details': {}}], data_dir, True) is None

@@ -2850,6 +2850,13 @@ class MysqlBackup:
                           'it starts at LSN %s but its base ends at %s' % (checkpoints.get('from_lsn'), base_lsn))
         start_position = dict(start_position, lsn=checkpoints.get('from_lsn'))
         stop_position = dict(stop_position, lsn=checkpoints.get('to_lsn'))
+        # tables created with DATA DIRECTORY (a restore remaps them, check mode predicts it): the .isl files of
+        # a full copy, else the server's list of tablespaces (a stream, an incremental's partial copy)
+        if layout == 'directory' and btype == 'full':
+            external = [dict((k, t[k]) for k in ('database', 'table', 'name', 'path'))
+                        for t in external_tablespaces(os.path.join(dest, 'data'))]
+        else:
+            external = self._external_tablespaces(datadir)
         return {'start_position': start_position, 'stop_position': stop_position, 'verified': verified,
                 'verified_checksums': verified_checksums, 'synced': synced,
                 'start_time': iso(start), 'stop_time': iso(stop), 'databases': self.user_databases(),
@@ -2859,8 +2866,22 @@ class MysqlBackup:
                             'stream_file': (STREAM_NAME + compression_spec(compression)['ext'])
                             if layout == 'stream' else None,
                             'checkpoints': checkpoints, 'source_datadir': datadir,
+                            'external_tablespaces': external,
                             'binlog_basename': self.fetch_value('SELECT @@GLOBAL.log_bin_basename')
                             if self._binlog_enabled() else None}}
+
+    def _external_tablespaces(self, datadir):
+        """The server's tablespaces kept outside its data directory (CREATE TABLE ... DATA DIRECTORY);
+        None when this login cannot read the list (the backup then records nothing)."""
+        if self.flavor == 'mariadb':
+            sql = 'SELECT NAME AS name, FILENAME AS path FROM information_schema.INNODB_SYS_TABLESPACES'
+        else:
+            sql = ('SELECT t.NAME AS name, d.PATH AS path FROM information_schema.INNODB_TABLESPACES t '
+                   'JOIN information_schema.INNODB_DATAFILES d ON d.SPACE = t.SPACE')
+        try:
+            return external_tablespaces_recorded(self.fetch_all(sql, operation='list the InnoDB tablespaces'), datadir)
+        except DbError:
+            return None
 
     # ---- binary log archive -------------------------------------------------------------------
     def _backup_binlogs(self, request):
@@ -3341,12 +3362,43 @@ def external_tablespaces(directory):
             if not name.endswith('.isl'):
                 continue
             rel = os.path.relpath(os.path.join(root, name), directory)
-            stem = rel[:-len('.isl')]
-            database = os.path.dirname(stem)
-            table = re.split(r'#[Ss]?[Pp]#', os.path.basename(stem))[0]
-            found.append({'isl': rel, 'name': stem, 'database': _decode_filename(database),
-                          'table': _decode_filename(table), 'path': _read_isl(os.path.join(root, name))})
+            found.append(dict(_external_entry(rel[:-len('.isl')], _read_isl(os.path.join(root, name))), isl=rel))
     return found
+
+
+def _external_entry(stem, path):
+    """{name, database, table, path} of the tablespace InnoDB names ``stem`` (``<db>/<table>``, a
+    partition's ``<db>/<table>#P#<part>``), kept at ``path``."""
+    table = re.split(r'#[Ss]?[Pp]#', os.path.basename(stem))[0]
+    return {'name': stem, 'database': _decode_filename(os.path.dirname(stem)), 'table': _decode_filename(table),
+            'path': path}
+
+
+def external_tablespaces_recorded(rows, datadir):
+    """The external tablespaces among InnoDB's tablespaces ``rows`` ({name, path}, from
+    information_schema): a table's tablespace whose file lies outside ``datadir``."""
+    found = []
+    for row in rows:
+        name, path = row.get('name') or '', row.get('path') or ''
+        if '/' not in name or not os.path.isabs(path) or _within(path, datadir):
+            continue   # a system or general tablespace, or a file of the data directory (./db/t.ibd)
+        found.append(_external_entry(name, path))
+    return sorted(found, key=lambda t: t['name'])
+
+
+def external_plan(chain, data_dir, force):
+    """What a physical restore of ``chain`` (its backups' manifests, log backups left out) into data_dir
+    does with the tables created with DATA DIRECTORY, from what the newest backup recorded when it was
+    taken: [{database, table, from, to}] (to: under ``<data_dir>.external``), after refusing as the real
+    run refuses (check_external_root) when that directory is in the way. None when the backup recorded
+    nothing (taken before they were recorded): only the real run, after prepare, sees them."""
+    recorded = ((chain[-1] if chain else {}).get('details') or {}).get('external_tablespaces')
+    if recorded is None:
+        return None
+    check_external_root(data_dir, force, recorded)
+    root = external_root(data_dir)
+    return [{'database': t['database'], 'table': t['table'], 'from': t['path'],
+             'to': os.path.join(root, t['name'] + '.ibd')} for t in recorded]
 
 
 def _within(child, parent):
