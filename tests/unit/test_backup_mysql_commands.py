@@ -403,6 +403,7 @@ class FakeMysql8(mb.MysqlBackup):
     version_string = '8.4.0'
     host = '127.0.0.1'
     port = 3306
+    check_mode = False   # set by the engine's constructor, which the fake does not run
 
     def __init__(self):
         self.conn = FakeConn()
