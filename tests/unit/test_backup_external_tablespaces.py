@@ -147,8 +147,9 @@ def test_restore_physical_refuses_before_touching_data_dir(tmp_path, monkeypatch
 
 
 def test_tablespaces_outside_the_data_directory_from_the_servers_list():
-    """information_schema's tablespaces (MariaDB INNODB_SYS_TABLESPACES.FILENAME, MySQL 8
-    INNODB_DATAFILES.PATH): only a table's file outside the data directory is recorded."""
+    """information_schema's tablespaces (MariaDB INNODB_SYS_TABLESPACES.FILENAME): only a table's file
+    outside the data directory is recorded. MySQL 8 records none: it keeps no .isl files, its restore
+    remaps nothing (so check mode must predict nothing)."""
     rows = [{'name': 'innodb_system', 'path': 'ibdata1'},
             {'name': 'shop/local', 'path': './shop/local.ibd'},
             {'name': 'shop/inside', 'path': '/var/lib/mysql/shop/inside.ibd'},
@@ -161,6 +162,9 @@ def test_tablespaces_outside_the_data_directory_from_the_servers_list():
         ('caf@0p', 'caf@0p-1', 'caf@0p/caf@0p@002d1', '/srv/fast/caf@0p/caf@0p@002d1.ibd'),
         ('shop', 'orders', 'shop/orders', '/srv/fast/shop/orders.ibd'),
         ('shop', 'p', 'shop/p#p#p0', '/srv/fast/shop/p#p#p0.ibd')]
+    mysql8 = mb.MysqlBackup.__new__(mb.MysqlBackup)
+    mysql8.flavor = 'mysql'
+    assert mysql8._external_tablespaces('/var/lib/mysql/') == []
 
 
 def test_external_plan_refuses_like_the_real_run_and_old_backups_tell_nothing(tmp_path):

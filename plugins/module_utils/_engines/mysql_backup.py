@@ -2871,15 +2871,15 @@ class MysqlBackup:
                             if self._binlog_enabled() else None}}
 
     def _external_tablespaces(self, datadir):
-        """The server's tablespaces kept outside its data directory (CREATE TABLE ... DATA DIRECTORY);
-        None when this login cannot read the list (the backup then records nothing)."""
-        if self.flavor == 'mariadb':
-            sql = 'SELECT NAME AS name, FILENAME AS path FROM information_schema.INNODB_SYS_TABLESPACES'
-        else:
-            sql = ('SELECT t.NAME AS name, d.PATH AS path FROM information_schema.INNODB_TABLESPACES t '
-                   'JOIN information_schema.INNODB_DATAFILES d ON d.SPACE = t.SPACE')
+        """The server's tablespaces kept outside its data directory (CREATE TABLE ... DATA DIRECTORY) that a
+        restore remaps (MariaDB: by their .isl files); None when this login cannot read the list (the backup
+        then records nothing). MySQL 8 keeps no .isl files and its restore remaps nothing: []."""
+        if self.flavor != 'mariadb':
+            return []
         try:
-            return external_tablespaces_recorded(self.fetch_all(sql, operation='list the InnoDB tablespaces'), datadir)
+            return external_tablespaces_recorded(self.fetch_all(
+                'SELECT NAME AS name, FILENAME AS path FROM information_schema.INNODB_SYS_TABLESPACES',
+                operation='list the InnoDB tablespaces'), datadir)
         except DbError:
             return None
 
