@@ -57,8 +57,13 @@ options:
     description: Point in time to recover to (ISO 8601; a time without zone is UTC). Physical backups only.
     type: str
   target_position:
-    description: Position to recover to, for example C(lsn=0/3000060) given as a dict on PostgreSQL. Physical backups only.
-    type: dict
+    description:
+      - Position to recover to. Physical backups only.
+      - PostgreSQL takes an LSN, as a dict with key C(lsn) or as the string C(0/3000060).
+      - MariaDB takes a dict with keys C(binlog_file) and C(binlog_pos) or the string C(mysql-bin.000003:1234); or a
+        GTID position, as a dict with key C(gtid) or as the string C(0-1-100).
+      - A malformed string fails naming the accepted forms, before anything is written.
+    type: raw
   target_database:
     description: Logical restore into this database name (the backup must hold one database, or choose one with O(databases)).
     type: str
@@ -245,6 +250,7 @@ import shutil  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.validation import check_type_dict  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_catalog as catalog  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
@@ -838,9 +844,20 @@ def restore(module):
         p['target_time'] = moment.isoformat().replace('+00:00', 'Z')
     if p['jobs'] < 1:
         raise DbError('restore with jobs', str(p['jobs']), 'give 1 or more parallel jobs')
+    if isinstance(p['target_position'], str) and ('=' in p['target_position']
+                                                  or p['target_position'].lstrip().startswith('{')):
+        # key=value pairs or JSON, as the option read them when it took only a dict (lsn=0/3000060)
+        try:
+            p['target_position'] = check_type_dict(p['target_position'])
+        except TypeError as exc:
+            raise DbError('restore to target_position', p['target_position'], str(exc)) from None
     manifest = select_backup(module, repo)
     if p['engine'] and normalize_engine(p['engine']) != manifest.get('engine'):
         raise DbError('restore backup', manifest['id'], 'it is a %s backup, not %s' % (manifest.get('engine'), p['engine']))
+    if isinstance(p['target_position'], str) and manifest.get('method') != 'logical':
+        # the string form ('0/3000060'; 'mysql-bin.000003:1234' or '0-1-100') as the engine's dict form: the
+        # restore marker and the engine see one spelling, the same as the dict given directly
+        p['target_position'] = catalog.engine_backend(manifest['engine']).check_target_position(p['target_position'])
     if repo.os_user is None:
         repo.os_user = catalog.default_os_user(manifest.get('engine'))
     if manifest.get('encryption') and not p['encryption_key']:
@@ -870,7 +887,7 @@ def main():
         backup_id=dict(type='str', default='latest'),
         method=dict(type='str', choices=['logical', 'physical', 'pgbackrest']),
         target_time=dict(type='str'),
-        target_position=dict(type='dict'),
+        target_position=dict(type='raw'),
         target_database=dict(type='str'),
         databases=dict(type='list', elements='str'),
         data_dir=dict(type='path'),

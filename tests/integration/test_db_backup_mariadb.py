@@ -1039,3 +1039,46 @@ def test_module_physical_restore_check_mode_predicts_the_data_directory_remap(so
         assert not preview['failed'] and 'external_tablespaces' not in preview, preview.get('msg')
     finally:
         source.sql('DROP DATABASE %s' % db)
+
+
+def test_module_target_position_as_a_string(source, work):
+    """target_position as 'binlog_file:binlog_pos' or as a GTID string restores to the same point as
+    its dict (the same restore again with the dict is unchanged); a malformed string is refused naming
+    the accepted forms, before the data directory is created (check mode too)."""
+    source.sql('CREATE DATABASE mposstr')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mposstr')
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mposstr')
+    binlog_file, binlog_pos = source.sql('SHOW MASTER STATUS')[0][:2]
+    gtid = source.sql('SELECT @@gtid_binlog_pos')[0][0]
+    source.sql("INSERT INTO marks VALUES ('B')", 'mposstr')
+    backup(source, repo, method='physical', type='log')
+
+    def marks(out):
+        restored = Restored({'port': out['port'], 'data_dir': out['data_dir']}, source.password)
+        return [r[0] for r in restored.sql('SELECT tag FROM marks ORDER BY tag', 'mposstr')]
+
+    for text, as_dict, where in (('%s:%d' % (binlog_file, binlog_pos),
+                                  {'binlog_file': binlog_file, 'binlog_pos': int(binlog_pos)}, 'pos'),
+                                 (gtid, {'gtid': gtid}, 'gtid')):
+        data_dir, port = os.path.join(work, where, 'data'), free_port()
+        preview = restore(source, repo, check=True, target_position=text, data_dir=data_dir, login_port=port)
+        assert not preview['failed'] and preview['changed'], preview.get('msg')
+        out = restore(source, repo, target_position=text, data_dir=data_dir, login_port=port)
+        assert not out['failed'], (text, out.get('msg'))
+        assert marks(out) == ['A'], text
+        again = restore(source, repo, target_position=as_dict, data_dir=data_dir, login_port=port)
+        assert not again['failed'] and again['changed'] is False, (as_dict, again.get('msg'))
+        mb.stop_instance(data_dir)
+
+    data_dir = os.path.join(work, 'bad', 'data')
+    for bad, words in (('%s:2' % binlog_file, 'not a position'), ('mysql-bin:77', 'not a binary log name'),
+                       ('0/3000060', 'neither'), ('0-1', 'neither')):
+        for check in (True, False):
+            refused = restore(source, repo, check=check, target_position=bad, data_dir=data_dir,
+                              login_port=free_port())
+            assert refused['failed'] and words in refused['msg'], (bad, refused.get('msg'))
+            assert 'mysql-bin.000042:1234' in refused['msg'] and '0-1-100' in refused['msg'], refused['msg']
+            assert not os.path.exists(data_dir)
+    source.sql('DROP DATABASE mposstr')

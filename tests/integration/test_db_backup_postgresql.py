@@ -1406,3 +1406,38 @@ def test_logical_restore_check_mode_returns_the_statements_and_commands_of_the_r
     assert _without_pids(preview['commands']) == _without_pids(real['commands']), (
         preview['commands'], real['commands'])
     assert server.password not in json.dumps(preview)
+
+
+def test_target_position_as_an_lsn_string(server, workdir):
+    """target_position '0/3000060' (the LSN alone) restores to the same point as {lsn: ...} (the same
+    restore again with the dict is unchanged); a malformed string is refused naming the accepted
+    forms, before anything is written (check mode too)."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=20)
+    assert backup(server, repo, method='physical', type='log')['failed'] is False
+    assert backup(server, repo, method='physical', type='full')['failed'] is False
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+    at_a = server.psql('SELECT pg_current_wal_insert_lsn()')
+    server.psql("INSERT INTO marker VALUES ('B')", 'shop')
+    assert backup(server, repo, method='physical', type='log')['failed'] is False
+    data_dir, port = os.path.join(workdir, 'at-a'), free_port()
+    try:
+        preview = restore(repo, check=True, data_dir=data_dir, port=port, target_position=at_a)
+        assert preview['failed'] is False and preview['changed'] is True, preview['msg']
+        out = restore(repo, data_dir=data_dir, port=port, target_position=at_a)
+        assert out['failed'] is False, out['msg']
+        assert restored_psql(data_dir, port, "SELECT string_agg(name, ',' ORDER BY name) FROM marker", 'shop') == 'A'
+        again = restore(repo, data_dir=data_dir, port=port, target_position={'lsn': at_a})
+        assert again['failed'] is False and again['changed'] is False, again['msg']
+        # key=value, as the option read a string when it took only a dict
+        again = restore(repo, data_dir=data_dir, port=port, target_position='lsn=%s' % at_a)
+        assert again['failed'] is False and again['changed'] is False, again['msg']
+    finally:
+        stop_restored(data_dir)
+    bad_dir = os.path.join(workdir, 'bad')
+    for bad in ('0/', 'mysql-bin.000003:1234', '0-1-100', "0/1'; x"):
+        for check in (True, False):
+            refused = restore(repo, check=check, data_dir=bad_dir, port=free_port(), target_position=bad)
+            assert refused['failed'] and "'X/Y'" in refused['msg'] and 'hexadecimal' in refused['msg'], (
+                bad, refused['msg'])
+            assert not os.path.exists(bad_dir)

@@ -253,7 +253,15 @@ def test_replay_plan_until_the_end_of_a_log_backup(tmp_path):
     ({'binlog_file': 'mysql-bin.000002', 'binlog_pos': 'end'}, 'not a position'),
     ({'binlog_file': 'mysql-bin.000002', 'binlog_pos': 2}, 'not a position'),
     ({'gtid': '3E11FA47-71CA-11E1-9E33-C80AA9429562:23'}, 'not a MariaDB GTID'),
-    ('mysql-bin.000002:77', 'not a dictionary'),
+    (['mysql-bin.000002', 77], 'not a dictionary'),
+    # the string forms, malformed
+    ('mysql-bin.000002:end', 'not a position'),
+    ('mysql-bin.000002:2', 'not a position'),
+    ('mysql-bin:77', 'not a binary log name'),
+    ('../etc/passwd.1:77', 'not a binary log name'),
+    ('0/3000060', 'neither <binlog_file>:<binlog_pos>'),
+    ('0-1', 'neither <binlog_file>:<binlog_pos>'),
+    ('mysql-bin.000002:77:1', 'not a position'),
 ])
 def test_target_position_is_checked_before_anything(tmp_path, position, words):
     with pytest.raises(DbError) as err:
@@ -272,6 +280,12 @@ def test_target_position_accepted_forms():
     assert mb.check_target_position({'binlog_file': 'mysql-bin.000002', 'binlog_pos': '777'}) == {
         'binlog_file': 'mysql-bin.000002', 'binlog_pos': 777}
     assert mb.check_target_position({'gtid': '0-1-42, 1-1-7', 'binlog_file': None}) == {'gtid': '0-1-42,1-1-7'}
+    # the string forms: the same targets as their dicts
+    assert mb.check_target_position('mysql-bin.000002:777') == {'binlog_file': 'mysql-bin.000002', 'binlog_pos': 777}
+    assert mb.check_target_position(' mysql-bin.000002 : 777 ') == {'binlog_file': 'mysql-bin.000002', 'binlog_pos': 777}
+    assert mb.check_target_position('0-1-100') == {'gtid': '0-1-100'}
+    assert mb.check_target_position('0-1-42, 1-1-7') == {'gtid': '0-1-42,1-1-7'}
+    assert mb.check_target_position('') is None and mb.check_target_position('  ') is None
 
 
 def test_chain_lsn_checks():

@@ -130,3 +130,18 @@ def test_archive_directory_problems_name_mode_bits_and_a_missing_directory(tmp_p
     os.chmod(str(logs), 0o755)
     assert pgb.archive_directory_problems(str(logs), server_uid=os.stat(str(logs)).st_uid or None) == []
     assert 'cannot be read' in pgb.archive_directory_problems(str(tmp_path / 'gone'))[0]
+
+
+def test_target_position_takes_the_lsn_alone_and_refuses_malformed_strings():
+    assert pgb.check_target_position('0/3000060') == pgb.check_target_position({'lsn': '0/3000060'}) == {
+        'lsn': '0/3000060'}
+    assert pgb.check_target_position(' 1a/ff ') == {'lsn': '1A/FF'}
+    assert pgb.check_target_position('') is None
+    for bad in ('0/', '3000060', 'mysql-bin.000003:1234', '0-1-100', "0/1'; x", '0/123456789'):
+        try:
+            pgb.check_target_position(bad)
+        except pgb.DbError as exc:
+            assert 'hexadecimal' in str(exc) and "'X/Y'" in str(exc), str(exc)
+        else:
+            raise AssertionError('%r was accepted' % bad)
+    assert pgb.target_before({'lsn': '0/3000000'}, '0/2000000') is True

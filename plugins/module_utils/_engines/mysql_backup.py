@@ -3736,9 +3736,11 @@ def _last_event_time(sql_text_path):
                              int(last.group(3)), int(last.group(4)), tzinfo=datetime.timezone.utc)
 
 
-TARGET_POSITION_HELP = ('target_position accepts {binlog_file: <name>, binlog_pos: <number>} (stop in that archived '
-                        'binary log at that position) or {gtid: <domain-server-sequence>} (stop at that GTID, '
-                        'MariaDB 10.8 or later)')
+TARGET_POSITION_HELP = ('target_position accepts {binlog_file: <name>, binlog_pos: <number>} or the string '
+                        '<name>:<number> (stop in that archived binary log at that position, like '
+                        'mysql-bin.000042:1234) or {gtid: <domain-server-sequence>} or that GTID alone (stop at '
+                        'that GTID, like 0-1-100, MariaDB 10.8 or later)')
+_BINLOG_POSITION_RE = re.compile(r'^\s*([^:\s]+)\s*:\s*(\S+)\s*$')
 GTID_RE = re.compile(r'^\s*\d+-\d+-\d+(\s*,\s*\d+-\d+-\d+)*\s*$')
 
 
@@ -3748,8 +3750,17 @@ def check_target_position(position):
     {binlog_file, binlog_pos} or {gtid}: other keys (an LSN is PostgreSQL's), a file without a position,
     a position without a file or both forms at once would replay something else than asked for.
     """
-    if position is None or position == {}:
+    if position is None or position == {} or (isinstance(position, str) and not position.strip()):
         return None
+    if isinstance(position, str):
+        # the string forms: '<binlog_file>:<binlog_pos>' or a GTID position, checked as their dict forms
+        if GTID_RE.match(position):
+            return check_target_position({'gtid': position})
+        match = _BINLOG_POSITION_RE.match(position)
+        if match:
+            return check_target_position({'binlog_file': match.group(1), 'binlog_pos': match.group(2)})
+        raise DbError('recover to target_position', position, 'neither <binlog_file>:<binlog_pos> (like '
+                      'mysql-bin.000042:1234) nor a MariaDB GTID position (like 0-1-42); ' + TARGET_POSITION_HELP)
     if not isinstance(position, dict):
         raise DbError('recover to target_position', str(position), 'not a dictionary; ' + TARGET_POSITION_HELP)
     label = ', '.join('%s=%s' % (k, position[k]) for k in sorted(position, key=str))

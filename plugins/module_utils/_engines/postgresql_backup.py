@@ -1142,20 +1142,23 @@ def _stage_wal(log_dir, stage, last, segment_size=16 * 1024 * 1024):
 
 def _check_lsn(text):
     if not re.match(r'^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$', str(text)):
-        raise DbError('restore to position', repr(text), "give target_position: {lsn: 'X/Y'} (hexadecimal, as "
-                      'pg_current_wal_lsn() shows it)')
+        raise DbError('restore to position', repr(text), "give target_position: {lsn: 'X/Y'} or 'X/Y' (hexadecimal, "
+                      'as pg_current_wal_lsn() shows it, like 0/3000060)')
     return str(text).upper()
 
 
 def check_target_position(position):
-    """{lsn: 'X/Y'} normalised, None when empty; DbError naming the accepted form otherwise."""
-    if not position:
+    """{lsn: 'X/Y'} normalised, None when empty; DbError naming the accepted form otherwise. The LSN
+    alone ('0/3000060') is the same target."""
+    if not position or (isinstance(position, str) and not position.strip()):
         return None
+    if isinstance(position, str):
+        return {'lsn': _check_lsn(position.strip())}
     if not isinstance(position, dict):
-        raise DbError('restore to position', str(position), "PostgreSQL takes target_position: {lsn: 'X/Y'}")
+        raise DbError('restore to position', str(position), "PostgreSQL takes target_position: {lsn: 'X/Y'} or 'X/Y'")
     unknown = sorted(str(k) for k in position if k != 'lsn')
     if unknown:
-        raise DbError('restore to position', ', '.join(unknown), "PostgreSQL takes target_position: {lsn: 'X/Y'}")
+        raise DbError('restore to position', ', '.join(unknown), "PostgreSQL takes target_position: {lsn: 'X/Y'} or 'X/Y'")
     return {'lsn': _check_lsn(position.get('lsn'))}
 
 
