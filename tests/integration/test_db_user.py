@@ -588,3 +588,18 @@ def test_pg_exclusive_revokes_what_another_grantor_passed_on(pg_server, appdb):
                    database='userapp') == [(True,)]
     again = run_module('db_user', args)
     assert again['changed'] is False and again['queries'] == [], again['queries']
+
+
+def test_pg_execute_on_a_procedure(pg_server, appdb):
+    """on: function names a procedure too: GRANT ... ON FUNCTION would fail with 'is not a function'."""
+    name, proc = uid('proc'), uid('p')
+    pg_rows(pg_server, 'CREATE PROCEDURE "%s"(a integer) LANGUAGE sql AS $$SELECT 1$$' % proc, database='userapp')
+    args = dict(pg_server.conn, name=name, privileges=[{'on': 'function', 'database': 'userapp', 'objects': [proc],
+                                                        'privs': ['EXECUTE'], 'grant_option': True}])
+    check = run_module('db_user', args, check=True)
+    real = run_module('db_user', args)
+    assert real['changed'] and not real['failed'], real.get('msg')
+    assert real['queries'] == check['queries']
+    assert pg_rows(pg_server, "SELECT has_function_privilege(%s, %s, 'EXECUTE WITH GRANT OPTION')",
+                   (name, '"%s"(integer)' % proc), database='userapp') == [(True,)]
+    assert run_module('db_user', args)['changed'] is False

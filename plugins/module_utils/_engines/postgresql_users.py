@@ -330,10 +330,13 @@ class PostgresUsers:
         for schema, written in functions:
             oid = self._resolve_function(database, schema, written)
             row = self.fetch_one(
-                "SELECT pg_catalog.pg_get_userbyid(p.proowner) AS owner, p.proname, "
+                "SELECT pg_catalog.pg_get_userbyid(p.proowner) AS owner, p.proname, p.prokind, "
                 "pg_catalog.pg_get_function_identity_arguments(p.oid) AS args FROM pg_catalog.pg_proc p "
                 "WHERE p.oid = %s", (oid,))
             signatures[(schema, written)] = '%s(%s)' % (self.quote_qualified(schema, row['proname']), row['args'])
+            if row['prokind'] == 'p':
+                # GRANT ... ON FUNCTION refuses a procedure ("is not a function")
+                self.__dict__.setdefault('_procedures', set()).add((schema, written))
             target = ('function', database, schema, written)
             owners[target] = row['owner']
             for acl in self.fetch_all(
@@ -416,7 +419,8 @@ class PostgresUsers:
         elif scope in ('table', 'sequence'):
             on = '%s %s' % (scope.upper(), self.quote_qualified(schema, obj))
         elif scope == 'function':
-            on = 'FUNCTION %s' % signatures[(schema, obj)]
+            kind = 'PROCEDURE' if (schema, obj) in self.__dict__.get('_procedures', ()) else 'FUNCTION'
+            on = '%s %s' % (kind, signatures[(schema, obj)])
         elif scope == 'default_tables':
             prefix = 'ALTER DEFAULT PRIVILEGES IN SCHEMA %s ' % self.quote_ident(schema)
             return prefix + self._grant_words(action, plist, 'TABLES', grantee)
