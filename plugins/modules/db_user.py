@@ -222,6 +222,8 @@ users:
 import copy  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
+from ansible.module_utils.errors import UnsupportedError  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
     connect_params, connection_argument_spec, run_module)
 from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
@@ -248,7 +250,7 @@ def user_specs(params):
         if unknown:
             raise DbError('use', 'users[%d] (%s)' % (index, entry['name']), 'unknown keys: %s' % ', '.join(unknown))
         spec = dict((k, params.get(k)) for k in USER_OPTIONS if k != 'name')
-        spec.update((k, v) for k, v in entry.items() if v is not None)
+        spec.update(entry)
         spec['state'] = spec.get('state') or 'present'
         spec['update_password'] = spec.get('update_password') or 'always'
         if spec['state'] not in ('present', 'absent') or spec['update_password'] not in ('always', 'on_create'):
@@ -592,12 +594,6 @@ def main():
     # the connection option login_host has the alias host; db_user's host is the account's host
     argument_spec['login_host'] = dict(type='str')
     argument_spec['login_user'] = dict(type='str')
-    # a batch entry is checked and converted like the top-level options (login: 'false' is false,
-    # connection_limit: '5' is 5); a key it leaves out stays None and takes the top-level value
-    entry_spec = dict((k, dict((key, value) for key, value in argument_spec[k].items() if key != 'default'))
-                      for k in USER_OPTIONS)
-    entry_spec['name']['required'] = True
-    argument_spec['users']['options'] = entry_spec
     module = AnsibleModule(
         argument_spec, supports_check_mode=True,
         required_one_of=[('name', 'users')],
@@ -607,7 +603,33 @@ def main():
         for secret in ('password', 'password_hash'):
             if isinstance(entry, dict) and entry.get(secret):
                 module.no_log_values.add(entry[secret])
+    if module.params.get('users'):
+        module.params['users'] = typed_entries(module, argument_spec)
     run_module(module, lambda engine: converge(module, engine))
+
+
+def typed_entries(module, argument_spec):
+    """The batch entries checked and converted like the top-level options.
+
+    A templated ``login: 'false'`` is false and ``connection_limit: '5'`` is 5, as they are at
+    the top level; a key an entry leaves out stays out (it takes the top-level value).
+    """
+    entry_spec = dict((k, dict((key, value) for key, value in argument_spec[k].items() if key != 'default'))
+                      for k in USER_OPTIONS)
+    validator = ArgumentSpecValidator(entry_spec)
+    entries = []
+    for index, entry in enumerate(module.params['users']):
+        if not isinstance(entry, dict):
+            entries.append(entry)  # user_specs() says what is wrong
+            continue
+        result = validator.validate(entry)
+        if result.error_messages:
+            module.fail_json(msg='users[%d] (%s): %s' % (index, entry.get('name'), '; '.join(
+                ('unknown key ' if isinstance(error, UnsupportedError) else '') + str(error)
+                for error in result.errors.errors)))
+        entries.append(dict((k, v) for k, v in result.validated_parameters.items()
+                            if k in USER_OPTIONS and v is not None))
+    return entries
 
 
 if __name__ == '__main__':
