@@ -336,8 +336,11 @@ def converge(module, engine):
             after = {'name': item.spec['name'], 'state': 'absent'}
         else:
             after['state'] = 'present'
-            for name, _old, new in changes + mchanges:
-                if name not in ('state', 'password'):
+            for name, old, new in changes + mchanges:
+                if name == 'password':
+                    # never the secret: set / none / changed, so --diff shows a password change
+                    item.before['password'], after['password'] = old, new
+                elif name != 'state':
                     after[name] = new
         item.after = after
         if engine.name == 'postgresql' and item.spec['state'] == 'absent':
@@ -395,8 +398,9 @@ def converge(module, engine):
         for item in work:
             if item.spec['state'] == 'present' and item.key in now:
                 fresh = shown_state(engine, item.spec, now[item.key])
-                if 'privileges' in item.after:
-                    fresh['privileges'] = item.after['privileges']
+                for key in ('privileges', 'password'):
+                    if key in item.after:
+                        fresh[key] = item.after[key]
                 item.after = fresh
     results = []
     for item in work:

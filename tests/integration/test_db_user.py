@@ -603,3 +603,20 @@ def test_pg_execute_on_a_procedure(pg_server, appdb):
     assert pg_rows(pg_server, "SELECT has_function_privilege(%s, %s, 'EXECUTE WITH GRANT OPTION')",
                    (name, '"%s"(integer)' % proc), database='userapp') == [(True,)]
     assert run_module('db_user', args)['changed'] is False
+
+
+def test_password_change_shows_in_the_diff(server):
+    """A password-only change shows in --diff as set -> changed (never the secret), in check mode too."""
+    name = uid('pwdiff')
+    assert run_module('db_user', dict(server.conn, name=name, password='Diff-Old-1'))['changed']
+    args = dict(server.conn, name=name, password='Diff-New-2')
+    check = run_module('db_user', args, check=True, diff=True)
+    real = run_module('db_user', args, diff=True)
+    for res in (check, real):
+        assert res['changed'] is True
+        assert res['diff']['before']['password'] == 'set' and res['diff']['after']['password'] == 'changed'
+        assert res['diff']['before'] != res['diff']['after']
+        assert 'Diff-New-2' not in str(res['diff'])
+    again = run_module('db_user', args, diff=True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
+    assert 'password' not in again['diff']['after']
