@@ -336,6 +336,9 @@ def converge(module, engine):
             after = {'name': item.spec['name'], 'state': 'absent'}
         else:
             after['state'] = 'present'
+            if before is None and not is_public_name(engine, item.spec['name']):
+                # what the server gives a new account, so check mode predicts the whole state
+                after.update(engine.new_user_state(item.spec, item.key))
             for name, old, new in changes + mchanges:
                 if name == 'password':
                     # never the secret: set / none / changed, so --diff shows a password change
@@ -427,6 +430,10 @@ def converge(module, engine):
         else:
             result['diff'] = {'before': work[0].before, 'after': work[0].after}
     return result
+
+
+def is_public_name(engine, name):
+    return engine.name == 'postgresql' and name in ('PUBLIC', 'public')
 
 
 def _may_name_role(spec):

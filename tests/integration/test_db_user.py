@@ -620,3 +620,20 @@ def test_password_change_shows_in_the_diff(server):
     again = run_module('db_user', args, diff=True)
     assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
     assert 'password' not in again['diff']['after']
+
+
+def test_check_mode_predicts_the_state_of_new_accounts(server, appdb):
+    """The diff and per-user results of check mode are those of the real run, defaults of new accounts included."""
+    prefix = uid('pred')
+    users = [{'name': prefix + '_grp', 'login': False, 'privileges': privileges_for(server)[:1]},
+             {'name': prefix + '_a', 'password': 'Pred-1', 'member_of': [prefix + '_grp'], 'connection_limit': 4},
+             {'name': prefix + '_b', 'password': 'Pred-2', 'connection_limit': -1}]
+    if server.engine == 'postgresql':
+        users[1]['expires'] = '2031-01-01 00:00:00+00'
+        users[2]['createdb'] = True
+    args = dict(server.conn, users=users)
+    check = run_module('db_user', args, check=True, diff=True)
+    real = run_module('db_user', args, diff=True)
+    assert real['changed'] and not real['failed'], real.get('msg')
+    assert check['diff'] == real['diff']
+    assert check['users'] == real['users']

@@ -139,6 +139,10 @@ class MysqlUsers:
             state['member_of'].sort()
         return dict((k, v) for k, v in out.items() if k in set(keys))
 
+    def new_user_state(self, spec, key):
+        """The state of an account or role CREATE USER / CREATE ROLE makes, before the options given change it."""
+        return {'host': key[1], 'login': spec.get('login') is not False, 'connection_limit': 0, 'member_of': []}
+
     def existing_roles(self, names):
         names = sorted(set(names))
         if not names:

@@ -82,6 +82,12 @@ class PostgresUsers:
             state['member_of'].sort()
         return out
 
+    def new_user_state(self, spec, key):
+        """The attributes of a role CREATE ROLE makes, before the options given change them."""
+        state = dict((option, False) for option, _column, _yes, _no in ROLE_FLAGS)
+        state.update(inherit=True, connection_limit=-1, expires=None, member_of=[])
+        return state
+
     def existing_roles(self, names):
         names = [n for n in names if not is_public(n)]
         if not names:
