@@ -214,6 +214,9 @@ def converge(module, engine):
         after = {'name': name, 'state': 'absent'}
     elif module.check_mode or not tracker.changed:
         after = dict(current or {}, name=name, state='present')
+        if current is None:
+            # what the server gives the new database, so check mode predicts its whole state
+            after.update(engine.new_database_state(params))
         for attribute, _before, value in changes:
             if attribute != 'state':
                 after[attribute] = value

@@ -251,3 +251,18 @@ def test_pg_missing_template_fails_in_check_mode_too(pg_server):
         bad = run_module('db_database', dict(pg_server.conn, name=name, template='no_such_template'), check=check)
         assert bad['failed'] and 'no_such_template' in bad['msg'] and not bad.get('queries'), bad
     assert databases(pg_server) == before
+
+
+def test_check_mode_predicts_the_state_of_a_new_database(server):
+    """Check mode's diff and database result are the real run's: template and server defaults included."""
+    if server.engine == 'postgresql':
+        cases = [{}, {'template': 'template0', 'encoding': 'latin1', 'lc_collate': 'C', 'lc_ctype': 'C', 'conn_limit': 3}]
+    else:
+        cases = [{}, {'charset': 'utf8'}, {'collation': 'latin1_bin'}]
+    for extra in cases:
+        args = dict(server.conn, name=uid('pred'), **extra)
+        check = run_module('db_database', args, check=True, diff=True)
+        real = run_module('db_database', args, diff=True)
+        assert real['changed'] and not real['failed'], real.get('msg')
+        assert check['diff'] == real['diff'] and check['database'] == real['database'], (check['diff'], real['diff'])
+        run_module('db_database', dict(server.conn, name=args['name'], state='absent'))

@@ -114,15 +114,28 @@ class MysqlDatabases:
         """
         if not charset and not collation:
             return None, None
+        row = self._charset_and_collation(charset, collation)
+        return (row['charset'] if charset else None), (row['collation'] if collation else None)
+
+    def _charset_and_collation(self, charset, collation):
+        """{charset, collation} the server makes of the names given (the default collation when none is)."""
         # a collation's name starts with its character set's
         value = "CONVERT('' USING %s)" % self.quote_ident(charset or collation.split('_')[0])
         if collation:
             value += ' COLLATE %s' % self.quote_ident(collation)
         what = ' with '.join('%s %s' % pair for pair in (('character set', charset), ('collation', collation))
                              if pair[1])
-        row = self.fetch_one('SELECT CHARSET(v) AS charset, COLLATION(v) AS collation FROM (SELECT %s AS v) AS d'
-                             % value, operation='use %s' % what)
-        return (row['charset'] if charset else None), (row['collation'] if collation else None)
+        return self.fetch_one('SELECT CHARSET(v) AS charset, COLLATION(v) AS collation FROM (SELECT %s AS v) AS d'
+                              % value, operation='use %s' % what)
+
+    def new_database_state(self, params):
+        """The character set and collation CREATE DATABASE gives: those asked, else the server's defaults."""
+        charset, collation = params.get('charset'), params.get('collation')
+        if not charset and not collation:
+            row = self.fetch_one('SELECT @@character_set_server AS charset, @@collation_server AS collation')
+            return {'charset': row['charset'], 'collation': row['collation']}
+        row = self._charset_and_collation(charset, collation)
+        return {'charset': row['charset'], 'collation': row['collation']}
 
     def run_init_sql(self, sql):
         for statement in split_sql(sql):

@@ -47,6 +47,17 @@ class PostgresDatabases:
         return {'name': row['datname'], 'owner': row['owner'], 'encoding': row['encoding'],
                 'lc_collate': row['datcollate'], 'lc_ctype': row['datctype'], 'conn_limit': row['datconnlimit']}
 
+    def new_database_state(self, params):
+        """The state CREATE DATABASE gives a database: what is asked, the rest from the template."""
+        template = self.get_database(params.get('template') or 'template1') or {}
+        state = {'owner': params.get('owner') or self.fetch_value('SELECT current_user'),
+                 'encoding': self.normalize_encoding(params['encoding']) if params.get('encoding')
+                 else template.get('encoding'),
+                 'conn_limit': params['conn_limit'] if params.get('conn_limit') is not None else -1}
+        for key in ('lc_collate', 'lc_ctype'):
+            state[key] = params.get(key) or template.get(key)
+        return state
+
     def normalize_encoding(self, encoding):
         value = self.fetch_value('SELECT pg_catalog.pg_encoding_to_char(pg_catalog.pg_char_to_encoding(%s))',
                                  (encoding,))
