@@ -147,6 +147,12 @@ def analyze_query(engine, item, params, dialect):
         report['warnings'].append({'id': 'analyze_refused', 'severity': 'info',
                                    'message': 'EXPLAIN ANALYZE refused for a write (set analyze_writes: true; it '
                                               'runs inside a transaction that is rolled back); estimates shown'})
+    elif analyze and adv.is_write(tree) and _not_transactional(resolved):
+        analyze = False
+        report['warnings'].append({'id': 'analyze_refused', 'severity': 'warning',
+                                   'message': 'EXPLAIN ANALYZE refused for a write touching %s: a rollback cannot undo '
+                                              'its changes there (not a transactional table); estimates shown'
+                                              % ', '.join(_not_transactional(resolved))})
     elif analyze and generic:
         analyze = False
         report['warnings'].append({'id': 'analyze_skipped', 'severity': 'info',
@@ -178,6 +184,12 @@ def analyze_query(engine, item, params, dialect):
         and all(r is not None and not r['system'] for r in resolved.values())
         and any(r['relkind'] in ('r', 'p', 'm') for r in resolved.values()))
     return entry
+
+
+def _not_transactional(resolved):
+    """Tables of the statement a rollback cannot restore (MyISAM, Aria, MEMORY, views ...)."""
+    return sorted(adv.table_label((r['schema'], r['name'])) for r in resolved.values()
+                  if r is not None and r.get('transactional') is False)
 
 
 def _verify_rewrites(engine, report, generic):

@@ -69,7 +69,8 @@ options:
     type: bool
     default: false
   analyze_writes:
-    description: Allow C(EXPLAIN ANALYZE) of INSERT, UPDATE, DELETE and MERGE (the changes are rolled back).
+    description: Allow C(EXPLAIN ANALYZE) of INSERT, UPDATE, DELETE and MERGE (the changes are rolled back). A write
+      touching a table a rollback cannot restore (MySQL/MariaDB MyISAM, Aria, MEMORY ... or a view) is still refused.
     type: bool
     default: false
   statement_timeout:

@@ -557,6 +557,33 @@ def test_mariadb_user_variables_are_not_placeholders(mariadb_server, my_db):
     assert 'placeholders' in third['error']
 
 
+def test_mariadb_writes_to_tables_a_rollback_cannot_restore_are_not_analyzed(mariadb_server, my_db):
+    # analyze_writes relies on a rollback: an Aria or MyISAM table keeps what ANALYZE DELETE did
+    conn = mariadb_server.connect('advisor_my')
+    try:
+        with conn.cursor() as cur:
+            cur.execute('DROP TABLE IF EXISTS adv_aria, adv_myisam')
+            cur.execute('CREATE TABLE adv_aria (id int PRIMARY KEY, v int NOT NULL) ENGINE=Aria')
+            cur.execute('CREATE TABLE adv_myisam (id int PRIMARY KEY, v int NOT NULL) ENGINE=MyISAM')
+            cur.execute('INSERT INTO adv_aria SELECT seq, seq FROM seq_1_to_100')
+            cur.execute('INSERT INTO adv_myisam SELECT seq, seq FROM seq_1_to_100')
+        conn.commit()
+    finally:
+        conn.close()
+    result = advise(my_db, ['DELETE FROM adv_aria WHERE id <= 50', 'UPDATE adv_myisam SET v = 0 WHERE id > 0',
+                            'UPDATE posts SET score = score WHERE id = 5'],
+                    analyze=True, analyze_writes=True, index_hygiene=False, suggest_indexes=False)
+    assert not result['failed'], result.get('msg')
+    aria, myisam, innodb = result['reports']
+    for report, table in ((aria, 'adv_aria'), (myisam, 'adv_myisam')):
+        refused = [w for w in report['warnings'] if w['id'] == 'analyze_refused']
+        assert refused and table in refused[0]['message'], report
+    assert not any(w['id'] == 'analyze_refused' for w in innodb['warnings'])
+    assert my_rows(mariadb_server, 'SELECT count(*), sum(v) FROM adv_aria') == ((100, 5050),)
+    assert my_rows(mariadb_server, 'SELECT count(*), sum(v) FROM adv_myisam') == ((100, 5050),)
+    my_rows(mariadb_server, 'DROP TABLE adv_aria, adv_myisam')
+
+
 def test_mariadb_statistics_suggestions_are_used_once_built(mariadb_server, my_db):
     queries = ['SELECT * FROM posts WHERE id = 4242',
                'SELECT * FROM posts WHERE user_id = 12 ORDER BY created_at DESC LIMIT 10',

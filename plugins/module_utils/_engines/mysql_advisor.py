@@ -17,6 +17,7 @@ import json
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message
 
 SYSTEM_SCHEMAS = ('mysql', 'information_schema', 'performance_schema', 'sys')
+TRANSACTIONAL_ENGINES = ('innodb', 'rocksdb', 'tokudb', 'ndbcluster', 'ndb')
 LARGE_TABLE_ROWS = 100000
 SAMPLE_ROWS = 20000
 ACCESS_NAMES = {
@@ -126,7 +127,7 @@ class MysqlAdvisor:
         for key in keys:
             schema, name = key
             row = self.fetch_one(
-                'SELECT TABLE_SCHEMA AS `schema`, TABLE_NAME AS name, TABLE_TYPE AS kind, '
+                'SELECT TABLE_SCHEMA AS `schema`, TABLE_NAME AS name, TABLE_TYPE AS kind, ENGINE AS engine, '
                 'COALESCE(TABLE_ROWS, 0) AS `rows` FROM information_schema.TABLES '
                 'WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s', (schema or current, name))
             if row is None:
@@ -136,6 +137,9 @@ class MysqlAdvisor:
             row['system'] = row['schema'].lower() in SYSTEM_SCHEMAS
             row['relkind'] = 'r' if row['kind'] == 'BASE TABLE' else 'v'
             row['rows'] = float(row['rows'] or 0)
+            # a rollback undoes a write only in a transactional engine (not MyISAM, Aria, MEMORY ...);
+            # what a view writes to is not known here
+            row['transactional'] = row['relkind'] == 'r' and (row['engine'] or '').lower() in TRANSACTIONAL_ENGINES
             out[key] = row
         return out
 
