@@ -267,6 +267,35 @@ def test_hygiene_unused_invalid_and_bloated(pg_server, hygiene_db):
     pg_rows(pg_server, 'advisor_hygiene', 'DROP INDEX hyg_invalid')
 
 
+def test_hygiene_prefix_and_duplicates_respect_collation_order_and_include(pg_server):
+    # an index is only redundant when the longer one serves the same comparisons in the same orders:
+    # (v COLLATE "C") serves LIKE 'x%' where (v, w) cannot, (a NULLS FIRST) an order (a, b) has not,
+    # (a) INCLUDE (c) index-only scans of c
+    pg_server.psql('DROP DATABASE IF EXISTS advisor_hyg_order')
+    pg_server.psql('CREATE DATABASE advisor_hyg_order')
+    conn = pg_server.connect('advisor_hyg_order')
+    try:
+        with conn.cursor() as cur:
+            cur.execute('CREATE TABLE t (a int, b int, c int, v text, w text)')
+            for name, keys in (('t_v_c', 'v COLLATE "C"'), ('t_v_w', 'v, w'), ('t_a_nulls_first', 'a NULLS FIRST'),
+                               ('t_a_desc', 'a DESC'), ('t_a_b', 'a, b'), ('t_b_incl_c', 'b) INCLUDE (c'),
+                               ('t_b_a', 'b, a'), ('t_c', 'c'), ('t_c_desc', 'c DESC'), ('t_w_nf', 'w NULLS FIRST'),
+                               ('t_w', 'w')):
+                cur.execute('CREATE INDEX %s ON t (%s)' % (name, keys))
+    finally:
+        conn.close()
+    result = advise(dict(pg_server.conn, login_db='advisor_hyg_order'), ['SELECT 1'])
+    assert not result['failed'], result.get('msg')
+    hyg = result['index_hygiene']
+    redundant = {e['index']: e['covered_by'] for e in hyg['redundant_prefix']}
+    assert redundant.get('t_a_desc') == 't_a_b'       # scanned backwards it is the same order
+    for kept in ('t_v_c', 't_a_nulls_first', 't_b_incl_c'):
+        assert kept not in redundant, (kept, redundant)
+    duplicates = sorted(sorted(d['indexes']) for d in hyg['duplicate'])
+    assert duplicates == [['t_c', 't_c_desc']], duplicates
+    pg_server.psql('DROP DATABASE advisor_hyg_order')
+
+
 def test_partitioned_table_statements_run_as_given(pg_server):
     # CREATE/DROP INDEX CONCURRENTLY is refused on a partitioned table; the index of one
     # partition belongs to its parent's and cannot be dropped alone; the parent's own counter

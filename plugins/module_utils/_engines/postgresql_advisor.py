@@ -194,7 +194,8 @@ class PostgresAdvisor:
             "SELECT i.indexrelid AS oid, i.indrelid AS table_oid, n.nspname AS schema, ct.relname AS table, "
             "ci.relname AS name, am.amname AS method, i.indisunique AS unique, i.indisprimary AS primary, "
             "i.indisvalid AS valid, i.indnkeyatts AS nkeys, i.indkey::text AS indkey, i.indclass::text AS indclass, "
-            "i.indcollation::text AS indcollation, pg_get_expr(i.indexprs, i.indrelid) AS exprs, "
+            "i.indcollation::text AS indcollation, i.indoption::text AS indoption, "
+            "pg_get_expr(i.indexprs, i.indrelid) AS exprs, "
             "pg_get_expr(i.indpred, i.indrelid) AS predicate, pg_get_indexdef(i.indexrelid) AS definition, "
             "pg_relation_size(i.indexrelid) AS size_bytes, ci.relpages AS pages, ci.reltuples::float8 AS tuples, "
             "CASE WHEN ci.relkind = 'I' THEN (SELECT sum(ps.idx_scan) FROM pg_partition_tree(i.indexrelid) pt "
@@ -334,8 +335,9 @@ class PostgresAdvisor:
 
         groups = {}
         for idx in indexes:
+            # key order: (a DESC) scans backwards as (a), but (a NULLS FIRST) or (a, b DESC) is another order
             key = (idx['table_oid'], idx['method'], idx['indkey'], idx['indclass'], idx['indcollation'],
-                   idx['exprs'], idx['predicate'])
+                   _scan_order(idx['indoption'].split()), idx['exprs'], idx['predicate'])
             groups.setdefault(key, []).append(idx)
         for members in groups.values():
             if len(members) < 2:
@@ -353,8 +355,13 @@ class PostgresAdvisor:
             if short['method'] != 'btree' or protected(short) or not short['valid'] or short['has_expressions'] \
                     or short['predicate'] is not None:
                 continue
-            s_keys = short['indkey'].split()[:short['nkeys']]
-            s_class = short['indclass'].split()[:short['nkeys']]
+            n = short['nkeys']
+            s_keys = short['indkey'].split()[:n]
+            s_class = short['indclass'].split()[:n]
+            # the collation and order of its keys, and its INCLUDE columns, are part of what it serves
+            s_coll = short['indcollation'].split()[:n]
+            s_order = _scan_order(short['indoption'].split()[:n])
+            s_include = set(short['indkey'].split()[n:])
             for long_ in indexes:
                 if long_ is short or long_['table_oid'] != short['table_oid'] or long_['method'] != 'btree' \
                         or not long_['valid'] or long_['predicate'] is not None:
@@ -362,7 +369,10 @@ class PostgresAdvisor:
                 l_keys = long_['indkey'].split()[:long_['nkeys']]
                 l_class = long_['indclass'].split()[:long_['nkeys']]
                 if len(l_keys) > len(s_keys) and l_keys[:len(s_keys)] == s_keys \
-                        and l_class[:len(s_class)] == s_class:
+                        and l_class[:len(s_class)] == s_class \
+                        and long_['indcollation'].split()[:n] == s_coll \
+                        and _scan_order(long_['indoption'].split()[:n]) == s_order \
+                        and s_include <= set(long_['indkey'].split()):
                     report['redundant_prefix'].append(entry(short, covered_by=long_['name'], statement=drop(short)))
                     break
 
@@ -388,6 +398,13 @@ class PostgresAdvisor:
                     method='size_estimate',
                     statement='REINDEX INDEX CONCURRENTLY %s' % self.quote_qualified(idx['schema'], idx['name'])))
         return report
+
+
+def _scan_order(options):
+    """The key order of an index (indoption per key: 1 DESC, 2 NULLS FIRST) up to a backward scan."""
+    flags = tuple(int(o) & 3 for o in options)
+    flipped = tuple(f ^ 3 for f in flags)
+    return min(flags, flipped)
 
 
 def _expected_btree_bytes(tuples, data_width):
