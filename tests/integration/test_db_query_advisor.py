@@ -484,6 +484,27 @@ def test_max_indexes_zero_is_a_budget_of_none(pg_server, cases_db):
         assert none['index_suggestions'] == [], (hypothetical, none['index_suggestions'])
 
 
+def test_index_with_another_collation_or_opclass_does_not_hide_the_plain_one(pg_server, cases_db):
+    # (email COLLATE "C") and (email text_pattern_ops) cannot serve = or ORDER BY in the column's collation
+    queries = ["SELECT id FROM users WHERE email = 'user77@example.com'", 'SELECT id FROM users ORDER BY email LIMIT 10']
+    for keys in ('email COLLATE "C"', 'email text_pattern_ops'):
+        pg_rows(pg_server, 'advisor_cases', 'CREATE INDEX adv_email_special ON users (%s)' % keys)
+        try:
+            result = advise(cases_db, queries, index_hygiene=False)
+        finally:
+            pg_rows(pg_server, 'advisor_cases', 'DROP INDEX adv_email_special')
+        assert not result['failed'], result.get('msg')
+        picks = [(s['table'], s['columns'], sorted(s['query_numbers'])) for s in result['index_suggestions']]
+        assert picks == [('users', ['email'], [0, 1])], (keys, picks)
+    # a plain index on the column does hide it
+    pg_rows(pg_server, 'advisor_cases', 'CREATE INDEX adv_email_plain ON users (email)')
+    try:
+        result = advise(cases_db, queries, index_hygiene=False)
+    finally:
+        pg_rows(pg_server, 'advisor_cases', 'DROP INDEX adv_email_plain')
+    assert result['index_suggestions'] == []
+
+
 def test_check_mode_reports_the_same(pg_server, cases_db):
     sql = 'SELECT * FROM posts WHERE id = 4242'
     result = run_module('db_query_advisor', dict(cases_db, queries=[sql], index_hygiene=False), check=True)

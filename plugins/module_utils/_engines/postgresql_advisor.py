@@ -206,6 +206,11 @@ class PostgresAdvisor:
             "(SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) "
             " LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
             " WHERE k.ord <= i.indnkeyatts) AS columns, "
+            "(SELECT array_agg((k.coll IN (0, 100) OR k.coll = a.attcollation) AND coalesce(oc.opcdefault, false) "
+            "  ORDER BY k.ord) FROM unnest(i.indkey::int2[], i.indcollation::oid[], i.indclass::oid[]) "
+            "  WITH ORDINALITY k(attnum, coll, cls, ord) "
+            " LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            " LEFT JOIN pg_opclass oc ON oc.oid = k.cls WHERE k.ord <= i.indnkeyatts) AS plain_keys, "
             "(SELECT array_agg(pg_get_indexdef(i.indexrelid, k.ord, true) ORDER BY k.ord) "
             " FROM generate_series(1, i.indnkeyatts::int) k(ord)) AS key_defs, "
             "(SELECT bool_or(k.attnum = 0) FROM unnest(i.indkey::int2[]) AS k(attnum)) AS has_expressions, "
@@ -219,12 +224,20 @@ class PostgresAdvisor:
             "WHERE " + where + " ORDER BY n.nspname, ct.relname, ci.relname", params)
 
     def advisor_existing_indexes(self, oids):
-        """Existing indexes: key columns (None for an expression) and each key's definition."""
+        """Existing indexes: key columns (None for an expression) and each key's definition.
+
+        Only the leading keys with the column's collation and the default operator class count: an
+        index on (email COLLATE "C") or (email text_pattern_ops) cannot serve every comparison or
+        order a plain index on email serves, so it does not make that candidate redundant.
+        """
         out = []
         for idx in self.advisor_indexes(oids):
+            columns, key_defs = list(idx['columns'] or []), list(idx['key_defs'] or [])
+            plain = list(idx['plain_keys'] or [])
+            usable = next((i for i, ok in enumerate(plain) if not ok), len(plain))
             out.append({'table_oid': idx['table_oid'], 'name': idx['name'], 'method': idx['method'],
                         'valid': idx['valid'], 'partial': idx['predicate'] is not None,
-                        'columns': list(idx['columns'] or []), 'key_defs': list(idx['key_defs'] or []),
+                        'columns': columns[:usable], 'key_defs': key_defs[:usable],
                         'unique': idx['unique']})
         return out
 
