@@ -1133,19 +1133,73 @@ def _rule_leading_wildcard(tree, dialect, findings):
                                      None, column=col))
 
 
-def _outer_qualifier(node):
+def _enclosing_block(node):
     block = node.parent
     while block is not None and not isinstance(block, (exp.Select, exp.Update, exp.Delete)):
         block = block.parent
+    return block
+
+
+def _outer_qualifier(node, column, catalog=None):
+    """The alias (or name) of the outer table an unqualified column belongs to, or None when unsure."""
+    block = _enclosing_block(node)
     if block is None:
         return None
     tables = _scope_tables(block)
     if len(tables) == 1:
         return next(iter(tables))
-    return None
+    ref = Scope(block, catalog).resolve(column) if catalog else None
+    if ref is None:
+        return None
+    aliases = [alias for alias, key in tables.items() if key == ref[0]]
+    return aliases[0] if len(aliases) == 1 else None
 
 
-def _rule_not_in_subquery(tree, dialect, findings):
+def _not_exists_rewrite(node, inner, select, catalog):
+    """NOT EXISTS (SELECT 1 ... AND inner_col = outer_col) for "left NOT IN (select)", or None when the
+    columns cannot be tied to their tables for sure (a wrong tie would change the rows returned)."""
+    left = inner.this.copy()
+    picked = select.expressions[0]
+    picked = (picked.this if isinstance(picked, exp.Alias) else picked).copy()
+    new_select = select.copy()
+    new_select.set('expressions', [exp.Literal.number(1)])
+    sub_tables = _scope_tables(new_select)
+    # every column of the outer side, qualified with its outer table
+    columns = [left] if isinstance(left, exp.Column) else list(left.find_all(exp.Column))
+    quals = set()
+    for col in columns:
+        if not col.table:
+            qual = _outer_qualifier(node, col, catalog)
+            if qual is None:
+                return None
+            col.set('table', exp.to_identifier(qual))
+        quals.add(col.table)
+    clash = quals & set(sub_tables)
+    if clash:
+        # the same name inside and outside: the inner table gets an alias of its own
+        frm = _from_of(new_select)
+        if len(sub_tables) != 1 or frm is None or not isinstance(frm.this, exp.Table):
+            return None
+        old = next(iter(sub_tables))
+        alias = 'sub'
+        while alias in quals or alias in sub_tables:
+            alias += '_'
+        frm.this.set('alias', exp.TableAlias(this=exp.to_identifier(alias)))
+        for col in [picked] + [c for c in new_select.find_all(exp.Column) if _own(c, new_select)]:
+            if col.table == old:
+                col.set('table', exp.to_identifier(alias))
+        sub_tables = {alias: sub_tables[old]}
+    if isinstance(picked, exp.Column) and not picked.table:
+        if len(sub_tables) != 1:
+            return None
+        picked.set('table', exp.to_identifier(next(iter(sub_tables))))
+    link = exp.EQ(this=picked, expression=left)
+    where = new_select.args.get('where')
+    new_select.set('where', exp.Where(this=exp.and_(where.this, link) if where is not None else link))
+    return exp.Not(this=exp.Exists(this=new_select))
+
+
+def _rule_not_in_subquery(tree, dialect, findings, catalog=None):
     for node in list(tree.find_all(exp.Not)):
         inner = node.this
         if isinstance(inner, exp.Paren):
@@ -1157,33 +1211,11 @@ def _rule_not_in_subquery(tree, dialect, findings):
         rewrite = None
         if isinstance(select, exp.Select) and len(select.expressions) == 1 \
                 and not select.args.get('group') and not select.args.get('limit'):
-            left = inner.this.copy()
-            picked = select.expressions[0]
-            picked = picked.this if isinstance(picked, exp.Alias) else picked
-            picked = picked.copy()
-            sub_tables = _scope_tables(select)
-            new_select = select.copy()
-            new_select.set('expressions', [exp.Literal.number(1)])
-            if isinstance(left, exp.Column) and not left.table:
-                qual = _outer_qualifier(node)
-                if qual:
-                    if qual in sub_tables:
-                        # same name inside and outside: alias the inner one
-                        frm = _from_of(new_select)
-                        if frm is not None and isinstance(frm.this, exp.Table) and len(sub_tables) == 1:
-                            frm.this.set('alias', exp.TableAlias(this=exp.to_identifier('sub')))
-                            if isinstance(picked, exp.Column) and not picked.table:
-                                picked.set('table', exp.to_identifier('sub'))
-                    left.set('table', exp.to_identifier(qual))
-            if isinstance(picked, exp.Column) and not picked.table and len(sub_tables) == 1:
-                picked.set('table', exp.to_identifier(next(iter(sub_tables))))
-            link = exp.EQ(this=picked, expression=left)
-            where = new_select.args.get('where')
-            new_select.set('where', exp.Where(this=exp.and_(where.this, link) if where is not None else link))
-            replacement = exp.Not(this=exp.Exists(this=new_select))
-            node.replace(replacement)
-            rewrite = tree.sql(dialect=dialect)
-            node = replacement
+            replacement = _not_exists_rewrite(node, inner, select, catalog)
+            if replacement is not None:
+                node.replace(replacement)
+                rewrite = tree.sql(dialect=dialect)
+                node = replacement
         findings.append(_finding(
             'not_in_subquery', 'warning',
             'NOT IN (subquery) returns no row at all when the subquery yields a NULL and plans as a '
@@ -1322,7 +1354,7 @@ def findings_for(tree, dialect, catalog=None):
     findings = []
     _rule_function_on_column(tree.copy(), dialect, findings, catalog)
     _rule_leading_wildcard(tree, dialect, findings)
-    _rule_not_in_subquery(tree.copy(), dialect, findings)
+    _rule_not_in_subquery(tree.copy(), dialect, findings, catalog)
     _rule_offset(tree, dialect, findings)
     _rule_or_columns(tree, dialect, catalog, findings)
     _rule_implicit_cast(tree, dialect, catalog, findings)

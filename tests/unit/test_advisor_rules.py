@@ -208,6 +208,28 @@ def test_not_in_subquery_rewritten_with_not_exists():
     assert rule('SELECT * FROM users WHERE id IN (SELECT user_id FROM posts)', 'not_in_subquery') is None
 
 
+def test_not_in_rewrite_ties_each_column_to_its_own_table():
+    catalog = {(None, 'orders'): {'id': 'int', 'store_id': 'int', 'customer_id': 'int'},
+               (None, 'customers'): {'id': 'int', 'region': 'text'},
+               ('sales', 'orders'): {'id': 'int', 'store_id': 'int'}}
+    # an unqualified outer column of a join: qualified through the catalog, never left to bind inside
+    sql = ('SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id '
+           'WHERE store_id NOT IN (SELECT store_id FROM sales.orders WHERE id < 100)')
+    finding = rule(sql, 'not_in_subquery', catalog=catalog)
+    assert finding['rewrite'].endswith('NOT EXISTS(SELECT 1 FROM sales.orders WHERE id < 100 '
+                                       'AND orders.store_id = o.store_id)'), finding['rewrite']
+    # without the catalog the owner of store_id is unknown: no rewrite rather than a wrong one
+    assert rule(sql, 'not_in_subquery')['rewrite'] is None
+    # the same alias inside and outside: the inner one is renamed, with its own qualified columns
+    finding = rule('SELECT count(*) FROM orders o WHERE o.store_id NOT IN '
+                   '(SELECT o.store_id FROM sales.orders o WHERE o.id < 100)', 'not_in_subquery')
+    assert finding['rewrite'] == ('SELECT COUNT(*) FROM orders AS o WHERE NOT EXISTS(SELECT 1 FROM sales.orders '
+                                  'AS sub WHERE sub.id < 100 AND sub.store_id = o.store_id)')
+    finding = rule('SELECT * FROM t WHERE id NOT IN (SELECT parent_id FROM t WHERE t.kind = 1)', 'not_in_subquery')
+    assert finding['rewrite'] == ('SELECT * FROM t WHERE NOT EXISTS(SELECT 1 FROM t AS sub WHERE sub.kind = 1 '
+                                  'AND sub.parent_id = t.id)')
+
+
 def test_offset_pagination_only_when_deep():
     finding = rule('SELECT * FROM comments ORDER BY id LIMIT 20 OFFSET 100000', 'offset_pagination')
     assert finding and finding['offset'] == 100000 and 'keyset' in finding['message']
