@@ -181,6 +181,32 @@ def is_write(tree):
                for into in tree.find_all(exp.Into))
 
 
+# functions whose effect a rollback does not undo: EXPLAIN ANALYZE would really do it (end sessions,
+# advance sequences, take session locks, reset statistics, write files or other databases ...)
+NON_TRANSACTIONAL_FUNCTIONS = frozenset((
+    'nextval', 'setval', 'pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile',
+    'pg_switch_wal', 'pg_create_restore_point', 'pg_promote', 'pg_wal_replay_pause', 'pg_wal_replay_resume',
+    'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_try_advisory_lock', 'pg_try_advisory_lock_shared',
+    'pg_advisory_unlock', 'pg_advisory_unlock_shared', 'pg_advisory_unlock_all', 'pg_stat_reset',
+    'pg_stat_reset_shared', 'pg_stat_reset_single_table_counters', 'pg_stat_reset_single_function_counters',
+    'pg_stat_reset_slru', 'pg_stat_reset_replication_slot', 'pg_stat_reset_subscription_stats',
+    'pg_stat_statements_reset', 'pg_drop_replication_slot', 'pg_create_physical_replication_slot',
+    'pg_create_logical_replication_slot', 'pg_replication_slot_advance', 'pg_logical_slot_get_changes',
+    'pg_logical_slot_get_binary_changes', 'pg_log_backend_memory_contexts', 'pg_file_write', 'pg_file_unlink',
+    'pg_file_rename', 'pg_file_sync', 'lo_export', 'dblink', 'dblink_exec', 'dblink_send_query',
+    'get_lock', 'release_lock', 'release_all_locks', 'sys_exec', 'sys_eval'))
+
+
+def non_transactional_calls(tree):
+    """Names of the functions of the statement a rollback cannot undo (nextval, pg_terminate_backend ...)."""
+    if tree is None:
+        return []
+    names = {node.name.lower() for node in tree.find_all(exp.Anonymous) if node.name}
+    if getattr(exp, 'NextValueFor', None) is not None and tree.find(exp.NextValueFor) is not None:
+        names.add('nextval')
+    return sorted(names & NON_TRANSACTIONAL_FUNCTIONS)
+
+
 def fingerprint(sql, dialect):
     """(hash, normalized text): literals become ?, IN lists collapse, case and spacing folded.
 

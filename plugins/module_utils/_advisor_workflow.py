@@ -142,6 +142,12 @@ def analyze_query(engine, item, params, dialect):
         report['warnings'].append({'id': 'analyze_skipped', 'severity': 'info',
                                    'message': 'not analyzed: the statement could not be parsed, so it is not '
                                               'known to be read-only'})
+    elif analyze and adv.non_transactional_calls(tree):
+        analyze = False
+        report['warnings'].append({'id': 'analyze_refused', 'severity': 'warning',
+                                   'message': 'EXPLAIN ANALYZE refused: %s would really run and a rollback cannot '
+                                              'undo it (also with analyze_writes); estimates shown'
+                                              % ', '.join(adv.non_transactional_calls(tree))})
     elif analyze and adv.is_write(tree) and not params.get('analyze_writes'):
         analyze = False
         report['warnings'].append({'id': 'analyze_refused', 'severity': 'info',

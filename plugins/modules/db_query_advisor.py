@@ -70,7 +70,8 @@ options:
     default: false
   analyze_writes:
     description: Allow C(EXPLAIN ANALYZE) of INSERT, UPDATE, DELETE and MERGE (the changes are rolled back). A write
-      touching a table a rollback cannot restore (MySQL/MariaDB MyISAM, Aria, MEMORY ... or a view) is still refused.
+      touching a table a rollback cannot restore (MySQL/MariaDB MyISAM, Aria, MEMORY ... or a view) is still refused,
+      and so is a statement calling a function no rollback undoes (nextval, pg_terminate_backend, advisory locks ...).
     type: bool
     default: false
   statement_timeout:

@@ -366,6 +366,27 @@ def test_analyze_reads_are_measured_and_writes_refused_or_rolled_back(pg_server,
         assert 'actual_rows' not in report['plan']
     assert pg_rows(pg_server, 'advisor_cases', "SELECT to_regclass('adv_probe_copy') IS NULL") == [(True,)]
     assert pg_rows(pg_server, 'advisor_cases', 'SELECT last_value, is_called FROM adv_probe_seq') == seq
+    # a function whose effect no rollback undoes is never run, not even with analyze_writes: here it
+    # would end another session and advance a sequence
+    victim = pg_server.connect('advisor_cases')
+    try:
+        with victim.cursor() as cur:
+            cur.execute("SELECT set_config('application_name', 'adv_probe_victim', false), pg_backend_pid()")
+            victim_pid = cur.fetchone()[1]
+        kill = 'SELECT pg_terminate_backend(%d)' % victim_pid
+        bump = "SELECT nextval('adv_probe_seq') FROM posts WHERE id < 5"
+        for writes in (False, True):
+            result = advise(cases_db, [kill, bump], analyze=True, analyze_writes=writes, index_hygiene=False,
+                            suggest_indexes=False)
+            assert not result['failed'], result.get('msg')
+            for report in result['reports']:
+                refused = [w for w in report['warnings'] if w['id'] == 'analyze_refused']
+                assert refused and 'rollback cannot undo' in refused[0]['message'], report
+            with victim.cursor() as cur:
+                cur.execute('SELECT 1')     # still connected
+        assert pg_rows(pg_server, 'advisor_cases', 'SELECT last_value, is_called FROM adv_probe_seq') == seq
+    finally:
+        victim.close()
     result = advise(cases_db, [update], analyze=True, analyze_writes=True, index_hygiene=False)
     upd = result['reports'][0]
     assert upd['plan']['operation'] == 'Update'

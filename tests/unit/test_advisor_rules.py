@@ -51,6 +51,14 @@ def test_statement_count_respects_quotes_and_comments():
     assert count is None and err
 
 
+def test_calls_a_rollback_cannot_undo():
+    tree = adv.parse("SELECT nextval('s'), PG_TERMINATE_BACKEND(pid), pg_catalog.pg_advisory_lock(1) "
+                     'FROM pg_stat_activity', PG)[0]
+    assert adv.non_transactional_calls(tree) == ['nextval', 'pg_advisory_lock', 'pg_terminate_backend']
+    assert adv.non_transactional_calls(adv.parse("SELECT GET_LOCK('a', 1)", MY)[0]) == ['get_lock']
+    assert adv.non_transactional_calls(adv.parse('SELECT random(), now(), count(*) FROM t', PG)[0]) == []
+
+
 # ---- fingerprints ---------------------------------------------------------------------------------
 def test_fingerprint_ignores_values_case_spacing_and_in_list_length():
     a = adv.fingerprint("SELECT * FROM posts WHERE id IN (1, 2, 3) AND status = 'draft'", PG)
