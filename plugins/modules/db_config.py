@@ -40,6 +40,8 @@ options:
     description:
       - On PostgreSQL, reload the configuration with C(pg_reload_conf()) after a change, so that settings that do not
         need a restart take effect.
+      - A requested value that the configuration files already hold but the server does not run yet (written with
+        V(false) earlier) is then reloaded too, and reported as a change.
       - Ignored on MySQL and MariaDB, where C(SET GLOBAL) and C(SET PERSIST) take effect at once.
     type: bool
     default: true
@@ -142,7 +144,7 @@ from ansible_collections.dbops.admin.plugins.module_utils._diff import Differenc
 
 def converge(module, engine):
     option_file = module.params['option_file']
-    plan = engine.plan_settings(module.params['settings'], option_file=option_file)
+    plan = engine.plan_settings(module.params['settings'], option_file=option_file, reload=module.params['reload'])
     tracker = DifferenceTracker()
     for entry in plan:
         differs = tracker.add(entry['name'], entry['before'], entry['after'] if entry['change'] else entry['before'])

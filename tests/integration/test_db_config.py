@@ -500,3 +500,33 @@ def test_postgresql_role_default_is_not_the_server_value(pg_server):
         pg_server.psql('ALTER SYSTEM RESET statement_timeout')
         pg_server.psql('SELECT pg_reload_conf()')
         pg_server.psql('DROP ROLE %s' % user)
+
+
+def test_postgresql_written_but_not_reloaded_is_reloaded_by_the_next_run(pg_server):
+    """reload: false wrote the value and left the server on the old one: the next run with reload: true
+    (the default) makes it take effect, and says so; with reload: false it stays no change."""
+    args = dict(pg_server.conn, settings={'work_mem': '21MB'})
+    try:
+        result = run_module('db_config', dict(args, reload=False))
+        assert not result['failed'], result.get('msg')
+        assert result['queries'] == ["ALTER SYSTEM SET \"work_mem\" = '21MB'"]
+        running = server_values(pg_server, ['work_mem'])['work_mem']
+        assert running != '21MB'
+        result = run_module('db_config', dict(args, reload=False))
+        assert result['changed'] is False and result['queries'] == []
+        result = run_module('db_config', args, check=True, diff=True)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert result['queries'] == ['SELECT pg_reload_conf()']
+        assert result['diff']['before']['work_mem'] == running
+        assert result['diff']['after']['work_mem'] == '21MB'
+        assert server_values(pg_server, ['work_mem'])['work_mem'] == running
+        result = run_module('db_config', args)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True and result['queries'] == ['SELECT pg_reload_conf()']
+        assert wait_for_values(pg_server, {'work_mem': '21MB'}) == {'work_mem': '21MB'}
+        result = run_module('db_config', args)
+        assert result['changed'] is False and result['queries'] == [], result['settings']
+    finally:
+        pg_server.psql('ALTER SYSTEM RESET work_mem')
+        pg_server.psql('SELECT pg_reload_conf()')

@@ -208,8 +208,11 @@ class MysqlSettings:
         except OSError as exc:
             raise DbError('read option file', option_file, exc.strerror) from None
 
-    def plan_settings(self, desired, option_file=None):
-        """One entry per requested variable; fails before any change on a bad name or value."""
+    def plan_settings(self, desired, option_file=None, reload=True):  # pylint: disable=unused-argument
+        """One entry per requested variable; fails before any change on a bad name or value.
+
+        ``reload`` is PostgreSQL's: SET GLOBAL and SET PERSIST take effect at once.
+        """
         wanted = {}
         for name, value in desired.items():
             key = normalize_variable_name(name)

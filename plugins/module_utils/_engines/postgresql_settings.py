@@ -108,11 +108,13 @@ class PostgresSettings:
             configured[row['name']] = row['setting']
         return configured
 
-    def plan_settings(self, desired, option_file=None):
+    def plan_settings(self, desired, option_file=None, reload=True):
         """One entry per requested setting: before/after, context, whether it must change.
 
         Fails, before anything is written, on an unknown name, a value the setting does
-        not accept, or a setting that cannot be changed at all (context internal).
+        not accept, or a setting that cannot be changed at all (context internal). With
+        ``reload``, a value the files already give but the server does not run yet (written
+        with reload: false, or a reload that never came) is a change too: a reload.
         """
         wanted = {}
         for name, value in desired.items():
@@ -160,6 +162,15 @@ class PostgresSettings:
                     before_text = render(current)
                 except ValueError:
                     pass
+            write = not _units.same(current, target)
+            # in the files, not in effect: a setting a reload applies, running with the value of the files or the
+            # default (not a role or database default, not the command line), and of a type the server shows as
+            # written (a string may come back canonicalised: 'utc' runs as 'UTC')
+            reload_only = bool(reload and not write and files_read and row['context'] not in ('postmaster', 'internal')
+                               and row.get('source') in ('configuration file', 'default')
+                               and row['vartype'] != 'string' and not _units.same(running, target))
+            if reload_only:
+                before_text = render(running)
             after_text = render(target)
             plan.append({
                 'name': name,
@@ -167,7 +178,8 @@ class PostgresSettings:
                 'after': after_text,
                 'unit': row['unit'],
                 'context': row['context'],
-                'change': not _units.same(current, target),
+                'change': write or reload_only,
+                'write': write,
                 'restart': row['context'] == 'postmaster' and not _units.same(running, target),
                 'running': row['display'],
                 'elements': target if name in LIST_SETTINGS else None,
@@ -183,7 +195,7 @@ class PostgresSettings:
         the value (time zones, search paths, encodings...) run through set_config() where the
         setting may be set in a session; a local set_config() ends with its statement.
         """
-        changed = [entry for entry in plan if entry['change']]
+        changed = [entry for entry in plan if entry['write']]
         if not changed:
             return
         if not getattr(self, 'is_superuser', False):
@@ -221,7 +233,8 @@ class PostgresSettings:
             raise DbError('change settings', None, 'this login may not run pg_reload_conf(): grant it EXECUTE on '
                           'that function, or set reload: false and reload the server another way')
         for entry in changed:
-            self.execute(self.setting_statement(entry), operation='change setting %s' % entry['name'])
+            if entry['write']:
+                self.execute(self.setting_statement(entry), operation='change setting %s' % entry['name'])
         if changed and reload:
             self.execute('SELECT pg_reload_conf()', operation='reload the server configuration')
         pending = set(row['name'].lower()
