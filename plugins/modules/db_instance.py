@@ -91,6 +91,9 @@ options:
       - Server settings written once, at initialization, to C(postgresql.auto.conf) or to the instance's C(my.cnf)
         (V(null) or an empty value writes a bare option, e.g. C(skip-name-resolve)).
       - They are not compared afterwards; change the settings of an existing instance with M(dbops.admin.db_config).
+      - What the module writes from its own options is refused here (C(port), C(listen_addresses) / C(bind-address),
+        C(unix_socket_directories), C(datadir), C(socket), C(pid-file), C(log-error)); use O(port), O(bind_address)
+        and O(data_dir).
     type: dict
     default: {}
   superuser_password:

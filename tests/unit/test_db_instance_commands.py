@@ -541,3 +541,24 @@ def test_removing_a_stopped_instance_needs_no_programs(tmp_path):
         inst.check(['start'], current)
     inst.perform('remove', check_mode=False)
     assert not os.path.exists(inst.data_dir)
+
+
+@pytest.mark.parametrize('engine, name, option', [
+    ('postgresql', 'port', 'port'),
+    ('postgresql', 'Listen_Addresses', 'bind_address'),
+    ('postgresql', 'unix_socket_directories', 'data_dir'),
+    ('mysql', 'port', 'port'),
+    ('mysql', 'bind-address', 'bind_address'),
+    ('mysql', 'bind_address', 'bind_address'),
+    ('mysql', 'socket', 'data_dir'),
+    ('mysql', 'datadir', 'data_dir'),
+    ('mysql', 'pid-file', 'data_dir'),
+])
+def test_settings_the_module_owns_are_refused(tmp_path, engine, name, option):
+    """settings: {port: 5433} with port: 5432 started the instance on 5433 (after checking that 5432 was
+    free), returned port 5433, and the next run failed: the option, not a setting, says where it listens."""
+    cls = pg.PostgresInstance if engine == 'postgresql' else my.MysqlInstance
+    with pytest.raises(DbError, match='set by the module') as info:
+        cls(params(tmp_path, settings={name: '5433'}), FakeRunner())
+    assert option in str(info.value)
+    assert not (tmp_path / 'data').exists()

@@ -76,6 +76,10 @@ class MysqlInstance(LocalInstance):
     default_port = 3306
     default_os_user = 'mysql'
     process_names = ('mariadbd', 'mysqld')
+    owned_settings = {'port': 'port', 'bind_address': 'bind_address', 'datadir': 'data_dir',
+                      'socket': 'data_dir (the socket is kept in the data directory)',
+                      'pid_file': 'data_dir (the pid file is kept in the data directory)',
+                      'log_error': 'data_dir (the error log is kept in the data directory)'}
 
     def __init__(self, params, runner=None):
         super().__init__(params, runner)

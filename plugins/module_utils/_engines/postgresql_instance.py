@@ -145,6 +145,8 @@ class LocalInstance:
     default_port = None
     default_os_user = None
     process_names = ()
+    # settings the module writes from its own options (name with '-' as '_', lower case -> the option)
+    owned_settings = {}
 
     def __init__(self, params, runner=None):
         self.runner = runner or CommandRunner()
@@ -317,6 +319,10 @@ class LocalInstance:
         for name, value in self.settings.items():
             if not SETTING_NAME_RE.match(str(name)):
                 raise DbError('write setting', repr(name), 'not a valid setting name')
+            option = self.owned_settings.get(str(name).lower().replace('-', '_'))
+            if option:
+                raise DbError('write setting', name, 'it is set by the module from the option %s; use that option, '
+                              'not settings' % option)
             if isinstance(value, dict):
                 raise DbError('write setting', name, 'a value is a string, a number, a boolean or a list, '
                               'not a dictionary')
@@ -432,6 +438,8 @@ class PostgresInstance(LocalInstance):
     default_os_user = 'postgres'
     superuser = 'postgres'
     process_names = ('postgres', 'postmaster')
+    owned_settings = {'port': 'port', 'listen_addresses': 'bind_address',
+                      'unix_socket_directories': 'data_dir (the socket is kept in the data directory)'}
 
     def __init__(self, params, runner=None):
         super().__init__(params, runner)
