@@ -57,7 +57,8 @@ options:
   ssl_mode:
     description:
       - TLS requirement, with PostgreSQL's names. On MySQL V(require) and stricter turn TLS on, V(verify-ca) checks
-        the certificate and V(verify-full) the host name too.
+        the certificate (against O(ssl_ca), else the system's CAs) and V(verify-full) the host name too; V(disable)
+        turns TLS off. Without O(ssl_mode), O(ssl_ca) alone means V(verify-ca) on MySQL.
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ssl_ca:

@@ -157,17 +157,19 @@ def _mysql_connect_args(params, database):
     if db:
         args['database'] = db
     mode = params.get('ssl_mode')
-    if mode and mode not in ('disable', 'allow', 'prefer') or params.get('ssl_ca') or params.get('ssl_cert'):
-        ssl = {}
-        if params.get('ssl_ca'):
-            ssl['ca'] = params['ssl_ca']
-        if params.get('ssl_cert'):
-            ssl['cert'] = params['ssl_cert']
-        if params.get('ssl_key'):
-            ssl['key'] = params['ssl_key']
-        args['ssl'] = ssl or {'check_hostname': False}
-        args['ssl_verify_cert'] = mode in ('verify-ca', 'verify-full')
+    if mode == 'disable':
+        args['ssl_disabled'] = True
+    elif mode and mode not in ('allow', 'prefer') or params.get('ssl_ca') or params.get('ssl_cert'):
+        # PyMySQL's own ssl_* arguments: given ssl_verify_cert, it drops an ssl dict (CA and client
+        # certificate included) for one built from them
+        for option in ('ssl_ca', 'ssl_cert', 'ssl_key'):
+            if params.get(option):
+                args[option] = params[option]
+        # a CA without a mode is there to verify the server (as mysql --ssl-ca does)
+        args['ssl_verify_cert'] = mode in ('verify-ca', 'verify-full') or (not mode and bool(params.get('ssl_ca')))
         args['ssl_verify_identity'] = mode == 'verify-full'
+        if not any(args.get(option) for option in ('ssl_ca', 'ssl_cert', 'ssl_key', 'ssl_verify_cert')):
+            args['ssl'] = {'check_hostname': False}  # TLS required, nothing to verify it with (require)
     return args
 
 

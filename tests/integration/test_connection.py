@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+
 import pytest
 
 from ansible_collections.dbops.admin.plugins.module_utils._connection import connect_params
@@ -131,3 +135,107 @@ def test_postgresql_socket_error_names_the_socket_file(pg_server):
     assert 'postgresql at socket %s/.s.PGSQL.%d:' % (pg_server.socket_dir, port) in str(info.value)
     # the right port through the same directory connects
     connect_params(dict(params, login_port=pg_server.port)).close()
+
+
+def _tls_files(directory):
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def cert(subject, key, issuer, issuer_key, ca=False, san=None):
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def write(filename, data):
+        path = os.path.join(directory, filename)
+        with open(path, 'wb') as handle:
+            handle.write(data)
+        os.chmod(path, 0o644)
+        return path
+
+    def key_pem(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                 serialization.NoEncryption())
+
+    files = {}
+    for prefix in ('', 'other_'):
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca = cert(prefix + 'dbops test CA', ca_key, prefix + 'dbops test CA', ca_key, ca=True)
+        files[prefix + 'ca'] = write(prefix + 'ca.pem', ca.public_bytes(serialization.Encoding.PEM))
+        if prefix:
+            break
+        for role, san in (('server', [x509.DNSName('localhost'), x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]),
+                          ('client', None)):
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            files[role + '_key'] = write(role + '-key.pem', key_pem(key))
+            files[role + '_cert'] = write(role + '.pem', cert('dbops ' + role, key, 'dbops test CA', ca_key, san=san)
+                                          .public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+@pytest.fixture(scope='module')
+def tls_mariadb():
+    from servers import MariadbServer, make_workdir
+    workdir = make_workdir('dbops-tls-', 'mysql' if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name)
+    files = _tls_files(workdir)
+    server = MariadbServer(settings={'ssl-ca': files['ca'], 'ssl-cert': files['server_cert'],
+                                     'ssl-key': files['server_key']}).init().start()
+    server.sql("CREATE USER 'dbops_x509'@'%' IDENTIFIED BY 'X509-Pass-1' REQUIRE X509")
+    try:
+        yield server, files
+    finally:
+        server.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cipher(engine):
+    return engine.fetch_all("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0]['Value']
+
+
+def test_mysql_tls_modes_against_a_tls_server(tls_mariadb):
+    """verify-ca/verify-full use ssl_ca (and the client certificate), disable turns TLS off."""
+    server, files = tls_mariadb
+    for mode in ('verify-ca', 'verify-full'):
+        engine = connect_params(dict(server.conn, ssl_mode=mode, ssl_ca=files['ca']))
+        try:
+            assert _cipher(engine)
+        finally:
+            engine.close()
+    # the certificate is checked: another CA does not vouch for it
+    with pytest.raises(DbError) as info:
+        connect_params(dict(server.conn, ssl_mode='verify-ca', ssl_ca=files['other_ca']))
+    assert 'certificate verify failed' in str(info.value)
+    # an account that requires a client certificate gets it with the CA check on
+    engine = connect_params(dict(server.conn, login_user='dbops_x509', login_password='X509-Pass-1',
+                                 ssl_mode='verify-ca', ssl_ca=files['ca'], ssl_cert=files['client_cert'],
+                                 ssl_key=files['client_key']))
+    try:
+        assert _cipher(engine)
+    finally:
+        engine.close()
+    engine = connect_params(dict(server.conn, ssl_mode='require'))
+    try:
+        assert _cipher(engine)
+    finally:
+        engine.close()
+    engine = connect_params(dict(server.conn, ssl_mode='disable'))
+    try:
+        assert _cipher(engine) == ''
+    finally:
+        engine.close()

@@ -147,9 +147,13 @@ def test_mysql_connect_args_tls(monkeypatch, tmp_path):
                                             'login_password': 'p', 'ssl_mode': 'verify-full',
                                             'ssl_ca': '/ca.pem'}, None)
     assert args['host'] == 'db' and args['port'] == 3307 and args['password'] == b'p'
-    assert args['ssl'] == {'ca': '/ca.pem'}
+    # PyMySQL's ssl_* arguments, not an ssl dict it would drop for them
+    assert args['ssl_ca'] == '/ca.pem' and 'ssl' not in args
     assert args['ssl_verify_cert'] is True and args['ssl_verify_identity'] is True
     assert 'read_default_file' not in args
+    assert _connection._mysql_connect_args({'ssl_mode': 'disable', 'ssl_ca': '/ca.pem'}, None)['ssl_disabled'] is True
+    args = _connection._mysql_connect_args({'ssl_mode': 'require'}, None)
+    assert args['ssl'] == {'check_hostname': False} and not args['ssl_verify_cert']
 
 
 def test_mysql_connect_args_send_the_password_as_utf8(monkeypatch, tmp_path):
