@@ -195,8 +195,9 @@ def connect_params(params, database=None, check_mode=False):
     if not _mysql().HAS_DRIVER:
         raise DbError('connect to', where, 'the PyMySQL Python library is missing: install %s'
                       % _mysql().DRIVER_PACKAGE)
+    args = _mysql_connect_args(params, database)
     try:
-        conn = _mysql().pymysql.connect(**_mysql_connect_args(params, database))
+        conn = _mysql().pymysql.connect(**args)
         # statements may run as long as they need (PyMySQL applies these before its next read or write)
         conn._read_timeout = conn._write_timeout = None  # pylint: disable=protected-access
     except _mysql().pymysql.Error as exc:
@@ -206,6 +207,16 @@ def connect_params(params, database=None, check_mode=False):
         elif exc.args and exc.args[0] == 2013 and 'timed out' in str(exc):  # CR_SERVER_LOST during the handshake
             detail = 'timeout expired: no answer within connect_timeout (%s s)' % (params.get('connect_timeout') or 10)
         raise DbError('connect to', where, mask_secrets(detail, secrets)) from None
+    except (configparser.Error, ValueError) as exc:
+        # PyMySQL reads the option file strictly (no !include, no repeated option) and int()s its port
+        if 'read_default_file' not in args or isinstance(exc, ValueError) and 'int()' not in str(exc):
+            raise
+        detail = ' '.join(str(exc).split())
+        if isinstance(exc, ValueError) and 'int()' in detail:
+            detail = 'port %s is not a number' % detail.rsplit(':', 1)[-1].strip()
+        raise DbError('connect to', where, mask_secrets(
+            'cannot read the option file %s (%s); fix it, or give the login_* options and move it away'
+            % (args['read_default_file'], detail), secrets)) from None
     return _mysql().MysqlEngine(conn, host=params.get('login_host'), port=params.get('login_port') or 3306,
                                 check_mode=check_mode, secrets=secrets)
 

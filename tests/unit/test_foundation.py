@@ -200,3 +200,19 @@ def test_out_of_space_messages_name_the_file():
     assert '/repo/.dbops-scratch-restore-1/copy/ibdata1' in out_of_space(copied)
     assert out_of_space(OSError(errno.EACCES, 'Permission denied', '/x')) is None
     assert out_of_space(ValueError('x')) is None
+
+
+@pytest.mark.parametrize('text, words', [
+    ('!includedir /etc/mysql/conf.d/\n[client]\nuser=root\n', 'no section headers'),
+    ('[client]\nport=3306\nport=3307\n', "option 'port' in section 'client' already exists"),
+    ('[client]\nport=notaport\n', "port 'notaport' is not a number"),
+])
+def test_unreadable_my_cnf_is_a_clear_error(monkeypatch, tmp_path, text, words):
+    """PyMySQL reads ~/.my.cnf strictly: its parse errors were reported as "unexpected error"."""
+    (tmp_path / '.my.cnf').write_text(text)
+    monkeypatch.setenv('HOME', str(tmp_path))
+    with pytest.raises(DbError) as info:
+        _connection.connect_params({'engine': 'mariadb', 'login_password': 'Cnf-Pw-1', 'connect_timeout': 1})
+    text = str(info.value)
+    assert text.startswith('could not connect to mariadb') and str(tmp_path / '.my.cnf') in text
+    assert words in text and 'Cnf-Pw-1' not in text
