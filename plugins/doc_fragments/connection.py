@@ -51,7 +51,7 @@ options:
   connect_timeout:
     description:
       - Seconds to wait for the connection, the server's greeting and the login included (a port that accepts
-        and never answers fails after this time). Statements themselves are not bounded by it.
+        and never answers fails after this time). Statements themselves are not bounded by it. At least V(1).
     type: int
     default: 10
   ssl_mode:

@@ -181,6 +181,9 @@ def connect_params(params, database=None, check_mode=False):
     engine = normalize_engine(params.get('engine'))
     secrets = [params.get('login_password')]
     where = describe_endpoint(engine, params)
+    if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
+        raise DbError('connect to', where, 'connect_timeout must be at least 1 second (it is %s)'
+                      % params['connect_timeout'])
     if engine == 'postgresql':
         if not _pg().HAS_DRIVER:
             raise DbError('connect to', where, 'the psycopg2 Python library is missing: install %s'

@@ -216,3 +216,13 @@ def test_unreadable_my_cnf_is_a_clear_error(monkeypatch, tmp_path, text, words):
     text = str(info.value)
     assert text.startswith('could not connect to mariadb') and str(tmp_path / '.my.cnf') in text
     assert words in text and 'Cnf-Pw-1' not in text
+
+
+@pytest.mark.parametrize('engine', ['postgresql', 'mariadb'])
+def test_connect_timeout_below_one_second_is_refused(engine):
+    """-1 was an "unexpected error" from PyMySQL and no timeout at all for libpq; 0 silently became 10."""
+    for value in (-1, 0):
+        with pytest.raises(DbError) as info:
+            _connection.connect_params({'engine': engine, 'login_host': '127.0.0.1', 'login_port': 9,
+                                        'connect_timeout': value})
+        assert 'connect_timeout must be at least 1 second' in str(info.value)
