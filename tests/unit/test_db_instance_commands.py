@@ -157,6 +157,18 @@ def test_foreign_directory_refused_for_every_state(tmp_path):
     assert os.listdir(tmp_path / 'data') == ['payroll.csv']
 
 
+@pytest.mark.parametrize('cls, version', [(pg.PostgresInstance, PG_VERSION), (my.MysqlInstance, MARIADB_VERSION)])
+def test_data_dir_that_is_a_file_is_refused_as_one(tmp_path, cls, version):
+    """A file at data_dir was reported as "not empty and holds no ... instance", which it is not."""
+    (tmp_path / 'data').write_text('1,2\n')
+    inst = cls(params(tmp_path), FakeRunner(version))
+    current = inst.status()
+    with pytest.raises(DbError, match='exists and is not a directory') as info:
+        inst.check(pg.plan_actions('started', current['state']), current)
+    assert 'not empty' not in str(info.value)
+    assert (tmp_path / 'data').read_text() == '1,2\n'
+
+
 # ---- PostgreSQL ------------------------------------------------------------------------------------------
 
 def test_postgres_commands_as_the_os_user(tmp_path, monkeypatch):

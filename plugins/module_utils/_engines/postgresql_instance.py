@@ -349,6 +349,9 @@ class LocalInstance:
     def check_common(self, actions, current):
         """Checks every engine makes before acting; nothing is changed when one fails."""
         state = current['dir_state']
+        if state == 'foreign' and not os.path.isdir(self.data_dir):
+            raise DbError('use data directory', self.data_dir,
+                          'it exists and is not a directory; refusing to touch it (choose another data_dir)')
         if state == 'foreign':
             raise DbError('use data directory', self.data_dir,
                           'it is not empty and holds no %s instance; refusing to touch it' % self.label())
