@@ -18,10 +18,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "installing system packages: ${missing[*]}"
-  # Package scripts must not start the machine's default instances.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # Package scripts must not start the machine's default instances: hold services back during this
+  # install only (a policy-rc.d left behind would keep every later install's services stopped), and
+  # leave one that is already there as it is.
+  policy=${DBOPS_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$(trap -p EXIT)" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 venv=${DBOPS_VENV:-$repo/.venv}
