@@ -49,7 +49,8 @@ options:
     required: true
   port:
     description:
-      - TCP port of the instance, written at initialization. Defaults to V(5432) (PostgreSQL) or V(3306) (MySQL).
+      - TCP port of the instance (1 to 65535), written at initialization. Defaults to V(5432) (PostgreSQL) or V(3306)
+        (MySQL).
       - For an existing instance the port is read from its configuration; asking for another one fails (change it
         with M(dbops.admin.db_config) and restart).
     type: int

@@ -157,6 +157,15 @@ def test_foreign_directory_refused_for_every_state(tmp_path):
     assert os.listdir(tmp_path / 'data') == ['payroll.csv']
 
 
+@pytest.mark.parametrize('cls', [pg.PostgresInstance, my.MysqlInstance])
+@pytest.mark.parametrize('port', [0, -5, 65536, 70000])
+def test_port_out_of_range_is_refused(tmp_path, cls, port):
+    """port: 0 initialized and started the instance on the default port (5432 / 3306)."""
+    with pytest.raises(DbError, match='from 1 to 65535'):
+        cls(params(tmp_path, port=port), FakeRunner())
+    assert not (tmp_path / 'data').exists()
+
+
 @pytest.mark.parametrize('cls, version', [(pg.PostgresInstance, PG_VERSION), (my.MysqlInstance, MARIADB_VERSION)])
 def test_data_dir_that_is_a_file_is_refused_as_one(tmp_path, cls, version):
     """A file at data_dir was reported as "not empty and holds no ... instance", which it is not."""

@@ -164,6 +164,10 @@ class LocalInstance:
         self.warnings = []
         self._secrets = [self.password]
         self._version = None
+        if self.requested_port is not None and not 1 <= self.requested_port <= 65535:
+            # 0 must not fall back to the default port (the machine's own instance's)
+            raise DbError('use port %s for the instance' % self.requested_port, None,
+                          'a TCP port is a number from 1 to 65535')
         self.check_settings()
 
     # ---- identity -------------------------------------------------------------------
