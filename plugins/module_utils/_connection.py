@@ -181,6 +181,9 @@ def connect_params(params, database=None, check_mode=False):
     engine = normalize_engine(params.get('engine'))
     secrets = [params.get('login_password')]
     where = describe_endpoint(engine, params)
+    if params.get('login_port') is not None and not 1 <= params['login_port'] <= 65535:
+        # 0 must not mean the default port: that is another server than the one meant
+        raise DbError('use login_port', str(params['login_port']), 'a TCP port is a number from 1 to 65535')
     if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
         raise DbError('connect to', where, 'connect_timeout must be at least 1 second (it is %s)'
                       % params['connect_timeout'])

@@ -226,3 +226,13 @@ def test_connect_timeout_below_one_second_is_refused(engine):
             _connection.connect_params({'engine': engine, 'login_host': '127.0.0.1', 'login_port': 9,
                                         'connect_timeout': value})
         assert 'connect_timeout must be at least 1 second' in str(info.value)
+
+
+@pytest.mark.parametrize('engine', ['postgresql', 'mariadb'])
+@pytest.mark.parametrize('port', [0, -1, 65536])
+def test_login_port_out_of_range_is_refused(engine, port):
+    """login_port: 0 connected to the default port (5432 / 3306), another server than the one meant."""
+    with pytest.raises(DbError) as info:
+        _connection.connect_params({'engine': engine, 'login_host': '127.0.0.1', 'login_port': port,
+                                    'connect_timeout': 1})
+    assert str(info.value) == 'could not use login_port %d: a TCP port is a number from 1 to 65535' % port
