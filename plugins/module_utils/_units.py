@@ -160,6 +160,8 @@ def normalize(value, vartype, unit=None, enumvals=None, min_val=None, max_val=No
                     return candidate
             raise ValueError('%r is not one of: %s' % (value, ', '.join(enumvals)))
         return text.lower()
+    if vartype == 'flagset':
+        return _normalize_flags(value, enumvals)
     if vartype == 'set':
         items = [i.strip().lower() for i in str(value).split(',') if i.strip()]
         if enumvals:
@@ -171,6 +173,32 @@ def normalize(value, vartype, unit=None, enumvals=None, min_val=None, max_val=No
     if isinstance(value, bool):
         return 'on' if value else 'off'
     return str(value)
+
+
+def _normalize_flags(value, enumvals):
+    """'MRR=on, mrr_sort_keys=OFF' -> 'mrr=on,mrr_sort_keys=off': the flags given (MySQL's optimizer_switch)."""
+    allowed = [c.lower() for c in enumvals or [] if c.lower() != 'default']
+    flags = {}
+    for item in str(value).split(','):
+        if not item.strip():
+            continue
+        name, sep, state = item.partition('=')
+        name, state = name.strip().lower(), state.strip().lower()
+        if not sep or state not in ('on', 'off'):
+            raise ValueError('%r is not flag=on or flag=off' % item.strip())
+        if allowed and name not in allowed:
+            raise ValueError('unknown flag %s (choose from: %s)' % (name, ', '.join(allowed)))
+        flags[name] = state
+    if not flags:
+        raise ValueError('give at least one flag=on or flag=off')
+    return ','.join('%s=%s' % item for item in flags.items())
+
+
+def same_flags(current, wanted):
+    """True when every flag of ``wanted`` has its state in ``current`` (both 'flag=on,flag=off')."""
+    have = dict(item.split('=', 1) for item in str(current).split(',') if '=' in item)
+    return all(have.get(name) == state for name, state in
+               (item.split('=', 1) for item in str(wanted).split(',') if '=' in item))
 
 
 def _check_range(value, number, min_val, max_val, unit):

@@ -530,3 +530,45 @@ def test_postgresql_written_but_not_reloaded_is_reloaded_by_the_next_run(pg_serv
     finally:
         pg_server.psql('ALTER SYSTEM RESET work_mem')
         pg_server.psql('SELECT pg_reload_conf()')
+
+
+def test_mariadb_flag_set_compares_the_flags_given(mariadb_server, tmp_path):
+    """optimizer_switch takes some flags and keeps the others: 'mrr=on' was compared with the whole
+    switch, so every run set it again ("changed") and warned that the server had adjusted it."""
+    original = server_values(mariadb_server, ['optimizer_switch'])['optimizer_switch']
+    flip = 'off' if 'mrr=on' in original.split(',') else 'on'
+    option_file = str(tmp_path / 'flags.cnf')
+    args = dict(mariadb_server.conn, settings={'optimizer_switch': 'MRR=%s, mrr_sort_keys=off' % flip},
+                option_file=option_file)
+    try:
+        result = run_module('db_config', args, check=True, diff=True)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True
+        assert result['queries'] == ["SET GLOBAL `optimizer_switch` = 'mrr=%s,mrr_sort_keys=off'" % flip]
+        assert server_values(mariadb_server, ['optimizer_switch'])['optimizer_switch'] == original
+        result = run_module('db_config', args)
+        assert not result['failed'], result.get('msg')
+        assert result['changed'] is True and not result.get('warnings'), result.get('warnings')
+        now = server_values(mariadb_server, ['optimizer_switch'])['optimizer_switch'].split(',')
+        assert 'mrr=%s' % flip in now and 'mrr_sort_keys=off' in now
+        # the flags not given keep their values
+        assert [f for f in now if not f.startswith('mrr=')] == [f for f in original.split(',') if not f.startswith('mrr=')]
+        with open(option_file) as handle:
+            assert 'optimizer_switch = mrr=%s,mrr_sort_keys=off\n' % flip in handle.read()
+        result = run_module('db_config', args)
+        assert result['changed'] is False and result['queries'] == [], result['settings']
+        result = run_module('db_config', dict(args, settings={'optimizer_switch': 'no_such_flag=on'}))
+        assert result['failed'] is True and 'no_such_flag' in result['msg'] and result['queries'] == []
+    finally:
+        mariadb_server.sql("SET GLOBAL optimizer_switch = '%s'" % original)
+
+
+def test_mysql8_flag_set_compares_the_flags_given():
+    full = 'index_merge=on,mrr=on,mrr_cost_based=on,use_index_extensions=on'
+    engine = FakeMysql8({'optimizer_switch': (full, full)})
+    plan = engine.plan_settings({'optimizer_switch': 'mrr=on'})
+    assert plan[0]['change'] is False
+    plan = engine.plan_settings({'optimizer_switch': 'mrr_cost_based=off'})
+    assert plan[0]['change'] is True
+    engine.apply_settings(plan)
+    assert engine.queries == ["SET PERSIST `optimizer_switch` = mrr_cost_based=off"]

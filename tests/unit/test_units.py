@@ -143,3 +143,13 @@ def test_human_formats():
     assert _units.human_bytes(None) == '-'
     assert _units.human_seconds(93784) == '1d 2h 3m'
     assert _units.human_seconds(59) == '59s'
+
+
+def test_flag_sets_keep_the_flags_given_and_compare_them_only():
+    assert _units.normalize('MRR=on, mrr_sort_keys=OFF', 'flagset', enumvals=['mrr', 'mrr_sort_keys', 'default']) == \
+        'mrr=on,mrr_sort_keys=off'
+    for bad in ('mrr', 'mrr=maybe', '', 'nope=on'):
+        with pytest.raises(ValueError):
+            _units.normalize(bad, 'flagset', enumvals=['mrr', 'default'])
+    assert _units.same_flags('index_merge=on,mrr=on,mrr_sort_keys=off', 'mrr_sort_keys=off,mrr=on')
+    assert not _units.same_flags('index_merge=on,mrr=off', 'mrr=on')

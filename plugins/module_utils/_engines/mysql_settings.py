@@ -45,6 +45,8 @@ def mariadb_variable_spec(row):
         return dict(vartype='enum', enumvals=enumvals)
     if vtype == 'SET':
         return dict(vartype='set', enumvals=enumvals)
+    if vtype == 'FLAGSET':
+        return dict(vartype='flagset', enumvals=enumvals)
     return dict(vartype='string')
 
 
@@ -57,6 +59,8 @@ def inferred_variable_spec(value):
         return dict(vartype='integer', kind='memory')
     if re.match(r'^-?\d+\.\d+$', text):
         return dict(vartype='real')
+    if re.match(r'^[a-z_]+=(on|off)(,[a-z_]+=(on|off))*$', text, re.I):
+        return dict(vartype='flagset')  # optimizer_switch
     return dict(vartype='enum')  # case-insensitive string comparison, no value list
 
 
@@ -255,16 +259,16 @@ class MysqlSettings:
                                   'a restart) and no option_file was given to write it to; pass the '
                                   "instance's option file as option_file")
                 entry['context'] = 'dynamic' if dynamic else 'restart'
-                entry['set_global'] = bool(dynamic) and not _units.same(running, target)
+                entry['set_global'] = bool(dynamic) and not _same_value(running, target, spec)
                 in_block = block.get(name)
                 entry['write_file'] = bool(option_file) and (
                     in_block is None or not _same_text(in_block, target, spec))
                 entry['before'] = in_block if in_block is not None else row.get('value')
-                entry['restart'] = not dynamic and not _units.same(running, target)
+                entry['restart'] = not dynamic and not _same_value(running, target, spec)
             else:
                 persisted = row.get('persisted')
                 entry['context'] = 'persisted'
-                entry['set_global'] = not _units.same(running, target) or (
+                entry['set_global'] = not _same_value(running, target, spec) or (
                     persisted is None or not _same_text(persisted, target, spec))
                 entry['before'] = persisted if persisted is not None else row.get('value')
                 entry['restart'] = False
@@ -325,15 +329,23 @@ class MysqlSettings:
                     now = _units.normalize(current[entry['name']].get('value'), **spec)
                 except ValueError:
                     now = current[entry['name']].get('value')
-                if not entry['restart'] and not _units.same(now, entry['target']):
+                if not entry['restart'] and not _same_value(now, entry['target'], spec):
                     warnings.append('the server adjusted %s to %s (asked %s); use that value to stay idempotent'
                                     % (entry['name'], current[entry['name']].get('value'), entry['after']))
         pending = sorted(entry['name'] for entry in plan if entry['restart'])
         return {'pending_restart': pending, 'warnings': warnings, 'option_file_changed': file_changed}
 
 
+def _same_value(current, target, spec):
+    """A flag set (optimizer_switch) is the same when the flags asked for have their states: the server
+    keeps the others."""
+    if spec['vartype'] == 'flagset':
+        return _units.same_flags(current, target)
+    return _units.same(current, target)
+
+
 def _same_text(text, target, spec):
     try:
-        return _units.same(_units.normalize(text, **spec), target)
+        return _same_value(_units.normalize(text, **spec), target, spec)
     except ValueError:
         return False
