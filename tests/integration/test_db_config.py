@@ -572,3 +572,18 @@ def test_mysql8_flag_set_compares_the_flags_given():
     assert plan[0]['change'] is True
     engine.apply_settings(plan)
     assert engine.queries == ["SET PERSIST `optimizer_switch` = mrr_cost_based=off"]
+
+
+def test_mariadb_storage_engine_names_compare_without_case(mariadb_server, tmp_path):
+    """The server shows 'InnoDB' whatever the spelling it was given: 'innodb' changed on every run."""
+    running = server_values(mariadb_server, ['default_storage_engine'])['default_storage_engine']
+    args = dict(mariadb_server.conn, settings={'default_storage_engine': running.lower()},
+                option_file=str(tmp_path / 'engine.cnf'))
+    result = run_module('db_config', args)
+    assert not result['failed'], result.get('msg')
+    assert result['queries'] == []      # the running value is already that engine
+    assert result['changed'] is True    # written to the option file
+    result = run_module('db_config', args)
+    assert result['changed'] is False and result['queries'] == [], result['settings']
+    result = run_module('db_config', dict(args, settings={'default_storage_engine': running.upper()}))
+    assert result['changed'] is False and result['queries'] == [], result['settings']

@@ -47,6 +47,8 @@ def mariadb_variable_spec(row):
         return dict(vartype='set', enumvals=enumvals)
     if vtype == 'FLAGSET':
         return dict(vartype='flagset', enumvals=enumvals)
+    if str(row.get('name') or '').lower().endswith('storage_engine'):
+        return dict(vartype='enum')  # an engine name: the server shows 'InnoDB' however it was spelled
     return dict(vartype='string')
 
 
