@@ -217,7 +217,13 @@ def connect_params(params, database=None, check_mode=False):
         # PyMySQL reads the option file strictly (no !include, no repeated option) and int()s its port
         if 'read_default_file' not in args or isinstance(exc, ValueError) and 'int()' not in str(exc):
             raise
-        detail = ' '.join(str(exc).split())
+        if isinstance(exc, configparser.MissingSectionHeaderError):
+            # never the line itself: it may be the password (password=... before any [group])
+            detail = 'File contains no section headers: line %d comes before the first [group]' % exc.lineno
+        elif isinstance(exc, configparser.ParsingError):
+            detail = 'cannot parse line %s' % ', '.join(str(lineno) for lineno, _line in exc.errors)
+        else:
+            detail = ' '.join(str(exc).split())
         if isinstance(exc, ValueError) and 'int()' in detail:
             detail = 'port %s is not a number' % detail.rsplit(':', 1)[-1].strip()
         raise DbError('connect to', where, mask_secrets(

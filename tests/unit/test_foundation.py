@@ -218,6 +218,17 @@ def test_unreadable_my_cnf_is_a_clear_error(monkeypatch, tmp_path, text, words):
     assert words in text and 'Cnf-Pw-1' not in text
 
 
+def test_unreadable_my_cnf_error_does_not_quote_its_lines(monkeypatch, tmp_path):
+    """configparser quotes the offending line, which may be the file's own password."""
+    (tmp_path / '.my.cnf').write_text('password=File-Pw-7\n[client]\nuser=root\n')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    with pytest.raises(DbError) as info:
+        _connection.connect_params({'engine': 'mariadb', 'connect_timeout': 1})
+    text = str(info.value)
+    assert 'no section headers' in text and 'line 1' in text
+    assert 'File-Pw-7' not in text
+
+
 @pytest.mark.parametrize('engine', ['postgresql', 'mariadb'])
 def test_connect_timeout_below_one_second_is_refused(engine):
     """-1 was an "unexpected error" from PyMySQL and no timeout at all for libpq; 0 silently became 10."""
