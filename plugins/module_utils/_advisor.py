@@ -1082,9 +1082,7 @@ if HAS_SQLGLOT:
 
 def _column_family(node, column, catalog, ctes):
     """'temporal', 'string', 'numeric' or None: the type family of column, from the catalog."""
-    block = node.parent
-    while block is not None and not isinstance(block, (exp.Select, exp.Update, exp.Delete)):
-        block = block.parent
+    block = _enclosing_block(node)
     if block is None or not catalog:
         return None
     ref = Scope(block, catalog, ctes).resolve(column)
