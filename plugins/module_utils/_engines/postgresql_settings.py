@@ -24,12 +24,12 @@ _PG_FILE_SETTINGS_SQL = (
     "ORDER BY seqno")
 
 
-# Settings PostgreSQL parses as lists of quoted names (GUC_LIST_QUOTE): ALTER SYSTEM needs one
-# literal per element, or 'a, b' would become the single name "a, b".
 # Sources of a value this session has and the server has not (ALTER ROLE / ALTER DATABASE ... SET,
 # the connection's options): the server's own value comes from the files or is the built-in default.
 SESSION_SOURCES = ('global', 'database', 'user', 'database user', 'client', 'session', 'interactive')
 
+# Settings PostgreSQL parses as lists of quoted names (GUC_LIST_QUOTE): ALTER SYSTEM needs one
+# literal per element, or 'a, b' would become the single name "a, b".
 LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'shared_preload_libraries', 'session_preload_libraries',
                  'local_preload_libraries')
 
