@@ -336,7 +336,7 @@ def converge(module, engine):
             after = {'name': item.spec['name'], 'state': 'absent'}
         else:
             after['state'] = 'present'
-            if before is None and not is_public_name(engine, item.spec['name']):
+            if before is None:
                 # what the server gives a new account, so check mode predicts the whole state
                 after.update(engine.new_user_state(item.spec, item.key))
             for name, old, new in changes + mchanges:
@@ -430,10 +430,6 @@ def converge(module, engine):
         else:
             result['diff'] = {'before': work[0].before, 'after': work[0].after}
     return result
-
-
-def is_public_name(engine, name):
-    return engine.name == 'postgresql' and name in ('PUBLIC', 'public')
 
 
 def _may_name_role(spec):

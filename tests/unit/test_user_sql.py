@@ -296,3 +296,11 @@ def test_mysql8_roles_have_a_host(mysql8):
     assert mysql8.plan_role(role, None, [])[1] == [('CREATE ROLE `reader`@`%`', None)]
     _c, statements = mysql8.plan_memberships(spec(name='u', host='h', member_of=['reader']), None, {'reader'})
     assert statements == [('GRANT `reader`@`%` TO `u`@`h`', None)]
+
+
+def test_pg_new_user_state_is_the_create_role_defaults_and_none_for_public(pg):
+    state = pg.new_user_state({'name': 'app'}, ('app', None))
+    assert state['login'] is False and state['inherit'] is True and state['connection_limit'] == -1
+    assert state['member_of'] == []
+    for name in ('PUBLIC', 'public'):
+        assert pg.new_user_state({'name': name}, (name, None)) == {}

@@ -83,7 +83,10 @@ class PostgresUsers:
         return out
 
     def new_user_state(self, spec, key):
-        """The attributes of a role CREATE ROLE makes, before the options given change them."""
+        """The attributes of a role CREATE ROLE makes, before the options given change them (none for
+        PUBLIC, which is not created)."""
+        if is_public(spec['name']):
+            return {}
         state = dict((option, False) for option, _column, _yes, _no in ROLE_FLAGS)
         state.update(inherit=True, connection_limit=-1, expires=None, member_of=[])
         return state
