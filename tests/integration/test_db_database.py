@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from modrun import run_module
 
 
@@ -266,3 +267,29 @@ def test_check_mode_predicts_the_state_of_a_new_database(server):
         assert real['changed'] and not real['failed'], real.get('msg')
         assert check['diff'] == real['diff'] and check['database'] == real['database'], (check['diff'], real['diff'])
         run_module('db_database', dict(server.conn, name=args['name'], state='absent'))
+
+
+def test_mariadb_collation_of_no_one_character_set(mariadb_server):
+    """MariaDB 10.10+ collation names without a character set (uca1400_ai_ci) go with the server's
+    character set, as CREATE DATABASE ... COLLATE takes them: accepted, stored under their full name,
+    unchanged on the next run."""
+    if not rows(mariadb_server, "SELECT 1 FROM information_schema.COLLATIONS WHERE COLLATION_NAME = 'uca1400_ai_ci'"):
+        pytest.skip('this server has no uca1400_ai_ci collation')
+    name = uid('uca')
+    default = rows(mariadb_server, 'SELECT @@GLOBAL.character_set_server')[0][0]
+    rows(mariadb_server, "SET GLOBAL character_set_server = 'utf8mb4'")
+    try:
+        args = dict(mariadb_server.conn, name=name, collation='uca1400_ai_ci')
+        check = run_module('db_database', args, check=True)
+        assert not check['failed'] and check['changed'], check.get('msg')
+        first = run_module('db_database', args)
+        assert not first['failed'] and first['changed'], first.get('msg')
+        assert first['queries'] == check['queries']
+        assert rows(mariadb_server, 'SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM '
+                                    'information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,)) == [
+            ('utf8mb4', 'utf8mb4_uca1400_ai_ci')]
+        again = run_module('db_database', args)
+        assert again['changed'] is False and again['queries'] == [], again['queries']
+    finally:
+        rows(mariadb_server, "SET GLOBAL character_set_server = '%s'" % default)
+        run_module('db_database', dict(mariadb_server.conn, name=name, state='absent'))

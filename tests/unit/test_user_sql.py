@@ -304,3 +304,25 @@ def test_pg_new_user_state_is_the_create_role_defaults_and_none_for_public(pg):
     assert state['member_of'] == []
     for name in ('PUBLIC', 'public'):
         assert pg.new_user_state({'name': name}, (name, None)) == {}
+
+
+@pytest.mark.parametrize('collation, listed, expected', [
+    ('latin1_bin', [{'charset': 'latin1'}], '`latin1`'),
+    ('uca1400_ai_ci', [{'charset': None}], '`utf8mb4`'),     # MariaDB 10.10+: a collation of no one set
+    ('utf8_unicode_ci', [], '`utf8`'),                       # an alias the server lists under utf8mb3
+])
+def test_mysql_collation_alone_is_checked_with_its_character_set(mariadb, collation, listed, expected):
+    """A collation given without charset is checked with the character set CREATE DATABASE gives it:
+    CONVERT('' USING uca1400) failed although CREATE DATABASE ... COLLATE uca1400_ai_ci works."""
+    seen = []
+
+    def fetch_all(sql, params=None, operation=None):
+        seen.append(sql)
+        if 'information_schema.COLLATIONS' in sql:
+            return listed
+        if '@@character_set_server' in sql:
+            return [{'v': 'utf8mb4'}]
+        return [{'charset': 'x', 'collation': 'y'}]
+    mariadb.fetch_all = fetch_all
+    mariadb.normalize_charset(None, collation)
+    assert "CONVERT('' USING %s) COLLATE `%s`" % (expected, collation) in seen[-1], seen

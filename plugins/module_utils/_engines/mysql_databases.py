@@ -119,14 +119,25 @@ class MysqlDatabases:
 
     def _charset_and_collation(self, charset, collation):
         """{charset, collation} the server makes of the names given (the default collation when none is)."""
-        # a collation's name starts with its character set's
-        value = "CONVERT('' USING %s)" % self.quote_ident(charset or collation.split('_')[0])
+        value = "CONVERT('' USING %s)" % self.quote_ident(charset or self._charset_of_collation(collation))
         if collation:
             value += ' COLLATE %s' % self.quote_ident(collation)
         what = ' with '.join('%s %s' % pair for pair in (('character set', charset), ('collation', collation))
                              if pair[1])
         return self.fetch_one('SELECT CHARSET(v) AS charset, COLLATION(v) AS collation FROM (SELECT %s AS v) AS d'
                               % value, operation='use %s' % what)
+
+    def _charset_of_collation(self, collation):
+        """The character set a collation given alone goes with, as CREATE DATABASE ... COLLATE reads it."""
+        row = self.fetch_one('SELECT CHARACTER_SET_NAME AS charset FROM information_schema.COLLATIONS '
+                             'WHERE COLLATION_NAME = %s', (collation,), operation='look up collation %s' % collation)
+        if row is not None and row['charset']:
+            return row['charset']
+        if row is not None:
+            # MariaDB 10.10+ names collations of no one character set (uca1400_ai_ci): the server's character set
+            return self.fetch_value('SELECT @@character_set_server', operation='read the server character set')
+        # not listed under that name (utf8_general_ci, an alias of utf8mb3_general_ci): it starts with its set's name
+        return collation.split('_')[0]
 
     def new_database_state(self, params):
         """The character set and collation CREATE DATABASE gives: those asked, else the server's defaults."""
