@@ -126,3 +126,35 @@ def test_lowered_thresholds_raise_alerts_and_fail_on_critical(pg_server, mariadb
     for name in ('pg-test', 'mariadb-test'):
         alerts = document['servers'][name]['alerts']
         assert [a['level'] for a in alerts if a['metric'] == 'connections'] == ['critical']
+
+
+def test_a_host_the_controller_cannot_reach_is_a_critical_finding_not_ok(pg_server, tmp_path):
+    """A host whose connection (SSH) fails is unreachable, not failed: it still fails the gate."""
+    common = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
+    hosts = {
+        # first in the play, so the run_once report does not run on it
+        'gone-test': {'ansible_connection': 'ssh', 'ansible_host': '127.0.0.1', 'ansible_port': 1,
+                      'ansible_ssh_common_args': '-o ConnectTimeout=5 -o BatchMode=yes',
+                      'dbops_engine': 'postgresql'},
+        'pg-test': dict(common, dbops_engine='postgresql', dbops_login_host='127.0.0.1',
+                        dbops_login_port=pg_server.port, dbops_login_user=pg_server.superuser,
+                        dbops_login_password=pg_server.password),
+    }
+    inventory = tmp_path / 'inventory.yml'
+    inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}, sort_keys=False))
+    proc = run_daily(str(inventory), tmp_path / 'reports', {'runbook_daily_fail_on': 'critical',
+                                                           'runbook_daily_report_formats': ['json']})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert 'status critical (fail_on critical)' in output, output[-3000:]
+    files = glob.glob(os.path.join(str(tmp_path / 'reports'), 'daily-*.json'))
+    assert len(files) == 1, output[-3000:]
+    with open(files[0]) as handle:
+        document = json.load(handle)
+    assert document['summary']['status'] == 'critical'
+    assert document['servers']['gone-test']['failed'] is True
+    gone = [f for f in document['findings'] if f['host'] == 'gone-test']
+    assert [(f['id'], f['status'], f['severity']) for f in gone] == [('health.reachable', 'fail', 'critical')]
+    assert 'unreachable' in gone[0]['evidence']
+    assert {f['id'] for f in document['findings'] if f['host'] == 'pg-test'} == {
+        'health.connections', 'health.disk', 'health.slow_queries', 'health.replication_lag'}
