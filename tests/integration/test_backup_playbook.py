@@ -11,10 +11,11 @@ import sys
 import tempfile
 
 from modrun import REPO, collections_root
+import yaml
 from test_daily_playbook import write_inventory
 
 
-def run_backup(inventory, repos, tags=None):
+def run_backup(inventory, repos, tags=None, extra_args=()):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), ANSIBLE_SHOW_CUSTOM_STATS='true',
                ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
     playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
@@ -22,6 +23,7 @@ def run_backup(inventory, repos, tags=None):
             '-e', json.dumps({'runbook_backup_repo': repos + '/{{ inventory_hostname }}'})]
     if tags:
         argv += ['--tags', tags]
+    argv += list(extra_args)
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
 
 
@@ -72,3 +74,23 @@ def test_backup_runbook_takes_prunes_and_drills_then_is_idempotent(pg_server, ma
         assert log_only.returncode == 0 and 'Logical full backup' not in log_only.stdout
     finally:
         subprocess.run(['rm', '-rf', workdir], check=False)
+
+
+def test_check_mode_of_a_first_run_changes_nothing_and_does_not_fail(pg_server, tmp_path):
+    """--check --diff on a host whose repository does not exist yet: the drills have nothing to verify."""
+    hosts = {'pg-test': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                         'dbops_engine': 'postgresql', 'dbops_login_host': '127.0.0.1',
+                         'dbops_login_port': pg_server.port, 'dbops_login_user': pg_server.superuser,
+                         'dbops_login_password': pg_server.password}}
+    inventory = tmp_path / 'inventory.yml'
+    inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
+    repos = str(tmp_path / 'repos')
+    proc = run_backup(str(inventory), repos, extra_args=['--check', '--diff'])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    assert not os.path.exists(repos)                      # check mode wrote nothing
+    summary = re.search(r'ok: \[pg-test\] => \{\s*"__runbook_backup_summary": (\{.*?\n    \})', output, re.S)
+    summary = json.loads(summary.group(1))
+    # nothing taken, nothing drilled: the backups to drill do not exist until the real run
+    assert summary['drill_logical'] == 'skipped' and summary['drill_physical'] == 'skipped', summary
+    assert summary['logical_taken'] is False and summary['physical_taken'] is False, summary
