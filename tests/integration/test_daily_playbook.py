@@ -158,3 +158,46 @@ def test_a_host_the_controller_cannot_reach_is_a_critical_finding_not_ok(pg_serv
     assert 'unreachable' in gone[0]['evidence']
     assert {f['id'] for f in document['findings'] if f['host'] == 'pg-test'} == {
         'health.connections', 'health.disk', 'health.slow_queries', 'health.replication_lag'}
+
+
+def pg_only_inventory(path, pg_server):
+    hosts = {'pg-test': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                         'dbops_engine': 'postgresql', 'dbops_login_host': '127.0.0.1',
+                         'dbops_login_port': pg_server.port, 'dbops_login_user': pg_server.superuser,
+                         'dbops_login_password': pg_server.password}}
+    path.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
+    return str(path)
+
+
+def test_wrong_role_arguments_stop_the_run_instead_of_reporting_the_servers_down(pg_server, tmp_path):
+    """A mistyped threshold is the runbook's configuration, not a server that cannot be reached."""
+    inventory = pg_only_inventory(tmp_path / 'inventory.yml', pg_server)
+    cases = [
+        ({'runbook_daily_thresholds': {'conections': {'warning': 50}}}, 'conections'),
+        ({'runbook_daily_thresholds': {'connections': {'warn': 50}}}, 'warn'),
+        ({'runbook_daily_thresholds': {'disk': {'warning': 'high'}}}, 'warning'),
+        ({'runbook_daily_thresholds': {'connections': {'warning': 95}}}, 'above critical'),
+        ({'runbook_daily_thresholds': {'slow_queries': {'warning': 20, 'critical': 5}}}, 'above critical'),
+        ({'runbook_daily_thresholds': {'replication_lag': {'critical': -1}}}, 'negative'),
+        ({'runbook_daily_gather_subset': ['server', 'metric']}, 'metric'),
+        ({'runbook_daily_sample_seconds': -5}, 'runbook_daily_sample_seconds'),
+        ({'runbook_daily_slow_query_ms': -1}, 'runbook_daily_slow_query_ms'),
+    ]
+    for number, (extra, named) in enumerate(cases):
+        report_dir = tmp_path / ('reports-%d' % number)
+        proc = run_daily(inventory, report_dir, extra)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, (extra, output[-3000:])
+        assert named in output, (extra, output[-3000:])
+        assert 'health.reachable' not in output and 'FAILED - ' not in output, (extra, output[-3000:])
+        assert not glob.glob(os.path.join(str(report_dir), 'daily-*')), extra
+    # a level set to null is disabled, and what the role accepts the module accepts too
+    proc = run_daily(inventory, tmp_path / 'reports-ok', {
+        'runbook_daily_thresholds': {'connections': {'warning': None, 'critical': 95.5}, 'disk': {'critical': 99}},
+        'runbook_daily_gather_subset': ['all', '!settings'], 'runbook_daily_report_formats': ['json']})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    with open(glob.glob(os.path.join(str(tmp_path / 'reports-ok'), 'daily-*.json'))[0]) as handle:
+        thresholds = json.load(handle)['servers']['pg-test']['thresholds']
+    assert thresholds['connections'] == {'warning': None, 'critical': 95.5}
+    assert thresholds['disk'] == {'warning': 80, 'critical': 99}

@@ -186,3 +186,14 @@ def test_stopped_replica_is_a_critical_alert_not_a_skip():
     running = metrics(role='replica', lag=0)
     running['replication']['running'] = True
     assert _alerts.evaluate(running) == []
+
+
+def test_the_daily_runbook_checks_its_thresholds_against_the_same_defaults():
+    """roles/runbook_daily/vars/main.yml repeats DEFAULT_THRESHOLDS for its argument check: they must agree."""
+    import os
+
+    import yaml
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, 'roles', 'runbook_daily', 'vars', 'main.yml')) as handle:
+        role_vars = yaml.safe_load(handle)
+    assert role_vars['__runbook_daily_default_thresholds'] == _alerts.DEFAULT_THRESHOLDS
