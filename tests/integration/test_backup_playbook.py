@@ -94,3 +94,55 @@ def test_check_mode_of_a_first_run_changes_nothing_and_does_not_fail(pg_server, 
     # nothing taken, nothing drilled: the backups to drill do not exist until the real run
     assert summary['drill_logical'] == 'skipped' and summary['drill_physical'] == 'skipped', summary
     assert summary['logical_taken'] is False and summary['physical_taken'] is False, summary
+
+
+def test_a_failed_drill_is_in_the_summary_the_other_drill_runs_and_the_run_fails(mariadb_server, tmp_path):
+    """The drill is the runbook's proof: a failed one is published (AWX), and still fails the host."""
+    mariadb_server.sql('CREATE DATABASE IF NOT EXISTS drill_shop')
+    mariadb_server.sql('CREATE TABLE IF NOT EXISTS items (id INT PRIMARY KEY)', 'drill_shop')
+    mariadb_server.sql('INSERT IGNORE INTO items VALUES (1), (2), (3)', 'drill_shop')
+    hosts = {'mariadb-test': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                              'dbops_engine': 'mariadb', 'dbops_login_host': '127.0.0.1',
+                              'dbops_login_port': mariadb_server.port, 'dbops_login_user': 'root',
+                              'dbops_login_password': mariadb_server.password}}
+    inventory = tmp_path / 'inventory.yml'
+    inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
+    workdir = tempfile.mkdtemp(prefix='dbops-runbook-')
+    os.chmod(workdir, 0o755)
+    repos = os.path.join(workdir, 'repos')
+    try:
+        first = run_backup(str(inventory), repos, tags='logical,physical')
+        assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
+        repo = os.path.join(repos, 'mariadb-test')
+        # the logical backup's manifest now promises a row the dump does not hold: its drill must fail
+        for name in os.listdir(repo):
+            path = os.path.join(repo, name, 'manifest.json')
+            if not os.path.exists(path):
+                continue
+            with open(path) as handle:
+                manifest = json.load(handle)
+            if manifest['method'] != 'logical':
+                continue
+            for dump in manifest['details']['dumps']:
+                for table in dump.get('tables') or []:
+                    if dump['database'] == 'drill_shop' and table['name'] == 'items':
+                        table['rows'] += 1
+            with open(path, 'w') as handle:
+                json.dump(manifest, handle)
+        drill = run_backup(str(inventory), repos, tags='drill')
+        output = drill.stdout + drill.stderr
+        assert drill.returncode != 0, output[-5000:]
+        assert mariadb_server.password not in output
+        assert recap(output)['mariadb-test']['failed'] == 1, output[-3000:]
+        summary = re.search(r'ok: \[mariadb-test\] => \{\s*"__runbook_backup_summary": (\{.*?\n    \})', output, re.S)
+        assert summary, output[-5000:]
+        summary = json.loads(summary.group(1))
+        assert summary['drill_logical'] == 'failed', summary
+        assert 'drill_shop.items: 3 rows restored, 4 in the backup snapshot' in summary['drill_logical_error'], summary
+        assert summary['drill_physical'] == 'passed' and summary['drill_physical_error'] is None, summary
+        stats = re.search(r'RUN: (\{.*\})\s*$', output, re.M)
+        assert stats, output[-3000:]
+        assert json.loads(stats.group(1))['dbops_backup']['mariadb-test']['drill_logical'] == 'failed'
+        assert 'restore drill failed' in output
+    finally:
+        subprocess.run(['rm', '-rf', workdir], check=False)
