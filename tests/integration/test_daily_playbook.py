@@ -182,6 +182,8 @@ def test_wrong_role_arguments_stop_the_run_instead_of_reporting_the_servers_down
         ({'runbook_daily_gather_subset': ['server', 'metric']}, 'metric'),
         ({'runbook_daily_sample_seconds': -5}, 'runbook_daily_sample_seconds'),
         ({'runbook_daily_slow_query_ms': -1}, 'runbook_daily_slow_query_ms'),
+        # as a JSON string (an AWX survey field, -e key=value): checked the same way
+        ({'runbook_daily_thresholds': json.dumps({'disk': {'warning': 99}})}, 'above critical'),
     ]
     for number, (extra, named) in enumerate(cases):
         report_dir = tmp_path / ('reports-%d' % number)
@@ -201,3 +203,9 @@ def test_wrong_role_arguments_stop_the_run_instead_of_reporting_the_servers_down
         thresholds = json.load(handle)['servers']['pg-test']['thresholds']
     assert thresholds['connections'] == {'warning': None, 'critical': 95.5}
     assert thresholds['disk'] == {'warning': 80, 'critical': 99}
+    proc = run_daily(inventory, tmp_path / 'reports-string', {
+        'runbook_daily_thresholds': json.dumps({'connections': {'warning': 50}}), 'runbook_daily_report_formats': ['json']})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    with open(glob.glob(os.path.join(str(tmp_path / 'reports-string'), 'daily-*.json'))[0]) as handle:
+        assert json.load(handle)['servers']['pg-test']['thresholds']['connections'] == {'warning': 50, 'critical': 90}
