@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -209,3 +210,20 @@ def test_wrong_role_arguments_stop_the_run_instead_of_reporting_the_servers_down
     assert proc.returncode == 0, output[-3000:]
     with open(glob.glob(os.path.join(str(tmp_path / 'reports-string'), 'daily-*.json'))[0]) as handle:
         assert json.load(handle)['servers']['pg-test']['thresholds']['connections'] == {'warning': 50, 'critical': 90}
+
+
+def test_a_relative_report_dir_is_published_as_the_absolute_path_written(pg_server, tmp_path):
+    """runbook_daily_report_dir: reports (relative) lands beside the playbook; the paths printed and published say so."""
+    inventory = pg_only_inventory(tmp_path / 'inventory.yml', pg_server)
+    target = tmp_path / 'relative-reports'
+    relative = os.path.relpath(str(target), os.path.join(REPO, 'playbooks'))
+    proc = run_daily(inventory, target, {'runbook_daily_report_dir': relative, 'runbook_daily_report_formats': ['json']})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    written = glob.glob(os.path.join(str(target), 'daily-*.json'))
+    assert len(written) == 1, output[-3000:]
+    stats = re.search(r'RUN: (\{.*\})\s*$', output, re.M)
+    assert stats, output[-3000:]
+    published = json.loads(stats.group(1))['dbops_daily']['reports']['json']
+    assert os.path.isabs(published) and os.path.samefile(published, written[0]), published
+    assert 'Report: %s' % published in output
