@@ -320,6 +320,65 @@ def test_pg_index_name_taken_by_a_table_is_refused_in_check_mode(pg):
     assert sql(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'carts'")[0][0] == 1  # the primary key
 
 
+def test_pg_rebuild_never_drops_someone_elses_object_of_the_temporary_name(pg):
+    # regression: a concurrent rebuild dropped any index named <name>_dbops_new in the schema as a
+    # "leftover of an interrupted run", even a user's own index on another table
+    make_table(pg, 'parcels')
+    make_table(pg, 'parcels_other', rows=10)
+    sql(pg, 'CREATE INDEX parcels_idx ON parcels (customer)')
+    args = conn_args(pg, name='parcels_idx', table='parcels', columns=['customer', 'id'])
+    cases = (
+        ('CREATE INDEX parcels_idx_dbops_new ON parcels_other (customer)', 'DROP INDEX parcels_idx_dbops_new',
+         'index public.parcels_idx_dbops_new exists on table public.parcels_other'),
+        ('CREATE INDEX parcels_idx_dbops_new ON parcels (note)', 'DROP INDEX parcels_idx_dbops_new',
+         'index public.parcels_idx_dbops_new exists on public.parcels and is valid'),
+        ('CREATE TABLE parcels_idx_dbops_new (x int)', 'DROP TABLE parcels_idx_dbops_new',
+         'a table named public.parcels_idx_dbops_new exists'),
+    )
+    for create, drop, words in cases:
+        sql(pg, create)
+        for check in (True, False):
+            refused = run_module('db_index', args, check=check)
+            assert refused['failed'] and words in refused['msg'], refused
+            assert 'rename or drop public.parcels_idx_dbops_new first' in refused['msg'], refused
+            assert refused['queries'] == []
+        assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname = 'parcels_idx_dbops_new'")[0][0] == 1
+        assert index_columns(pg, 'parcels', 'parcels_idx') == ['customer']
+        sql(pg, drop)
+    assert index_columns(pg, 'parcels_other', 'parcels_idx_dbops_new') is None
+    rebuilt = run_module('db_index', args)
+    assert rebuilt['changed'] is True, rebuilt
+    assert index_columns(pg, 'parcels', 'parcels_idx') == ['customer', 'id']
+
+
+def test_pg_rebuild_drops_an_invalid_leftover_of_the_temporary_name(pg):
+    # what an interrupted concurrent rebuild leaves: an invalid <name>_dbops_new on the same table
+    make_table(pg, 'crates')
+    sql(pg, 'CREATE INDEX crates_idx ON crates (customer)')
+    sql(pg, 'UPDATE crates SET customer = 1 WHERE id IN (1, 2)')
+    with pytest.raises(psycopg2.Error):
+        sql(pg, 'CREATE UNIQUE INDEX CONCURRENTLY crates_idx_dbops_new ON crates (customer)')
+
+    def leftover():
+        rows = sql(pg, """SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                           WHERE c.relname = 'crates_idx_dbops_new'""")
+        return rows[0][0] if rows else None
+    assert leftover() is False
+    args = conn_args(pg, name='crates_idx', table='crates', columns=['customer', 'id'])
+
+    checked = run_module('db_index', args, check=True)
+    assert checked['changed'] is True, checked
+    assert checked['queries'][0] == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."crates_idx_dbops_new"'
+    assert leftover() is False
+
+    rebuilt = run_module('db_index', args)
+    assert rebuilt['changed'] is True, rebuilt
+    assert leftover() is None
+    assert index_columns(pg, 'crates', 'crates_idx') == ['customer', 'id']
+    assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname LIKE %s", ('crates_idx_dbops%',))[0][0] == 0
+    assert run_module('db_index', args)['changed'] is False
+
+
 # ---- MariaDB --------------------------------------------------------------------------------
 @pytest.fixture
 def my(mariadb_server):

@@ -23,7 +23,8 @@ _COLUMN_SUFFIX = re.compile(r'^(\s+(COLLATE\s+"[^"]+"|[A-Za-z_][A-Za-z0-9_.]*))+
 TEMP_SUFFIX = '_dbops_new'
 _DOLLAR_QUOTE = re.compile(r'\$[A-Za-z_]*\$')
 _RELKIND_WORDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'm': 'a materialized view',
-                  'f': 'a foreign table', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table'}
+                  'f': 'a foreign table', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table',
+                  'I': 'a partitioned index'}
 
 
 def check_sql_fragment(text, what):
@@ -316,8 +317,7 @@ class PostgresIndexes:
                 self.execute(build_pg_create_index(desired, self.quote_ident), operation=operation)
             return
         temp = temp_index_name(desired['name'])
-        if self.index_get(desired['schema'], temp) is not None:
-            # left behind by an interrupted run
+        if self._index_leftover_temp(desired, temp):
             self.execute('DROP INDEX CONCURRENTLY IF EXISTS %s' % self._index_qualified(desired['schema'], temp),
                          operation=operation)
         try:
@@ -331,6 +331,39 @@ class PostgresIndexes:
             self.execute('ALTER INDEX %s RENAME TO %s' % (self._index_qualified(desired['schema'], temp),
                                                           self.quote_ident(desired['name'])),
                          operation=operation)
+
+    def _index_leftover_temp(self, desired, temp):
+        """Whether ``temp`` (the temporary name of a rebuild) is taken by a leftover of an interrupted rebuild.
+
+        Only an invalid index (what a failed or interrupted CREATE INDEX CONCURRENTLY leaves) on the
+        table being indexed counts as ours and may be dropped; any other relation of that name is
+        someone else's, and the rebuild is refused before anything changes (also in check mode).
+        """
+        row = self.fetch_one(
+            """SELECT c.relkind::text AS kind, i.indisvalid AS valid, tn.nspname AS table_schema,
+                      tc.relname AS "table"
+                 FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 LEFT JOIN pg_index i ON i.indexrelid = c.oid
+                 LEFT JOIN pg_class tc ON tc.oid = i.indrelid
+                 LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+                WHERE n.nspname = %s AND c.relname = %s""", (desired['schema'], temp))
+        if row is None:
+            return False
+        target = '%s.%s' % (desired['schema'], desired['name'])
+        qualified_temp = '%s.%s' % (desired['schema'], temp)
+        table = '%s.%s' % (desired['schema'], desired['table'])
+        if row['kind'] != 'i':
+            found = '%s named %s exists' % (_RELKIND_WORDS.get(row['kind'], 'a relation'), qualified_temp)
+        elif (row['table_schema'], row['table']) != (desired['schema'], desired['table']):
+            found = 'index %s exists on table %s.%s' % (qualified_temp, row['table_schema'], row['table'])
+        elif row['valid']:
+            found = 'index %s exists on %s and is valid' % (qualified_temp, table)
+        else:
+            return True
+        raise DbError('rebuild index', target,
+                      '%s, so it is not a leftover of an interrupted dbops.admin rebuild (an invalid index on %s) '
+                      'and the rebuild needs its name; rename or drop %s first' % (found, table, qualified_temp))
 
     def index_repair(self, desired, current, concurrently):
         """An invalid index (failed concurrent build) is dropped and built again."""
