@@ -62,6 +62,10 @@ def pg_unique_index(pg, name):
     return [r[0] for r in rows]
 
 
+def pg_comment(pg, name):
+    return sql(pg, "SELECT obj_description(%s::regclass, 'pg_class')", ('public.%s' % name,))[0][0]
+
+
 def test_pg_create_check_run_rerun(pg):
     source_table(pg, 'sales_a')
     query = 'SELECT region, sum(amount) AS total, count(*) AS n FROM sales_a GROUP BY region'
@@ -117,6 +121,7 @@ def test_pg_query_change_recreates_and_diff_shows_both(pg):
     assert sql(pg, 'SELECT count(*) FROM big_sales')[0][0] == 10
     assert pg_unique_index(pg, 'big_sales') == ['big_sales_unique']
     assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname LIKE %s", ('big_sales_dbops%',))[0][0] == 0
+    assert pg_comment(pg, 'big_sales') is None  # the work copy's mark does not stay on the view
     assert run_module('db_matview', dict(base, query='SELECT id, amount FROM sales_c WHERE amount > 90'))['changed'] is False
 
 
@@ -190,6 +195,73 @@ def test_pg_query_change_of_a_view_others_depend_on_is_refused_before_anything(p
     assert sql(pg, 'SELECT n FROM sales_h_report')[0][0] == 100
     # a refresh needs no swap and still works
     assert run_module('db_matview', dict(args, state='refreshed'))['changed'] is True
+
+
+def test_pg_query_change_never_drops_someone_elses_object_of_the_work_name(pg):
+    # regression: a replace ran DROP MATERIALIZED VIEW IF EXISTS <name>_dbops_new first, dropping a
+    # user's materialized view of that name
+    source_table(pg, 'sales_j')
+    sql(pg, 'DROP MATERIALIZED VIEW IF EXISTS sales_j_ids')
+    args = conn_args(pg, name='sales_j_ids', query='SELECT id, amount FROM sales_j', unique_columns=['id'])
+    assert run_module('db_matview', args)['changed'] is True
+    before = pg_matview(pg, 'sales_j_ids')
+    changed = dict(args, query='SELECT id, amount FROM sales_j WHERE amount > 90')
+    user_view = 'CREATE MATERIALIZED VIEW sales_j_ids_dbops_new AS SELECT 1 AS x'
+    cases = (
+        (user_view, 'MATERIALIZED VIEW', 'sales_j_ids_dbops_new',
+         'a materialized view named public.sales_j_ids_dbops_new exists'),
+        # a work copy of another view (names cut to 63 bytes can meet) is not this view's either
+        (user_view + "; COMMENT ON MATERIALIZED VIEW sales_j_ids_dbops_new IS 'dbops.admin work copy of public.other'",
+         'MATERIALIZED VIEW', 'sales_j_ids_dbops_new', 'a materialized view named public.sales_j_ids_dbops_new exists'),
+        ('CREATE TABLE sales_j_ids_dbops_new (x int)', 'TABLE', 'sales_j_ids_dbops_new',
+         'a table named public.sales_j_ids_dbops_new exists'),
+        ('CREATE UNIQUE INDEX sales_j_ids_dbops_new_unique ON sales_j (id)', 'INDEX', 'sales_j_ids_dbops_new_unique',
+         'an index named public.sales_j_ids_dbops_new_unique exists'),
+    )
+    for create, kind, relname, words in cases:
+        sql(pg, create)
+        for check in (True, False):
+            refused = run_module('db_matview', changed, check=check)
+            assert refused['failed'] and words in refused['msg'], refused
+            assert 'a dbops.admin work copy of this view' in refused['msg'], refused
+            assert 'rename or drop it first' in refused['msg'], refused
+            assert refused['queries'] == []
+        assert sql(pg, 'SELECT count(*) FROM pg_class WHERE relname = %s', (relname,))[0][0] == 1
+        if kind == 'MATERIALIZED VIEW':
+            assert sql(pg, 'SELECT x FROM sales_j_ids_dbops_new')[0][0] == 1
+        assert pg_matview(pg, 'sales_j_ids') == before
+        sql(pg, 'DROP %s %s' % (kind, relname))
+    replaced = run_module('db_matview', changed)
+    assert replaced['changed'] is True, replaced
+    assert 'amount > 90' in pg_matview(pg, 'sales_j_ids')['definition']
+
+
+def test_pg_query_change_cleans_a_marked_leftover_work_copy(pg):
+    # what an interrupted replace leaves: the work copy, marked as ours, with its unique index
+    source_table(pg, 'sales_k')
+    sql(pg, 'DROP MATERIALIZED VIEW IF EXISTS sales_k_ids')
+    args = conn_args(pg, name='sales_k_ids', query='SELECT id, amount FROM sales_k WHERE amount > 10',
+                     unique_columns=['id'])
+    assert run_module('db_matview', args)['changed'] is True
+    sql(pg, "COMMENT ON MATERIALIZED VIEW sales_k_ids IS 'kept by the DBA'")
+    sql(pg, 'CREATE MATERIALIZED VIEW sales_k_ids_dbops_new AS SELECT id, amount FROM sales_k')
+    sql(pg, "COMMENT ON MATERIALIZED VIEW sales_k_ids_dbops_new IS 'dbops.admin work copy of public.sales_k_ids'")
+    sql(pg, 'CREATE UNIQUE INDEX sales_k_ids_dbops_new_unique ON sales_k_ids_dbops_new (id)')
+    changed = dict(args, query='SELECT id, amount FROM sales_k WHERE amount > 90')
+
+    checked = run_module('db_matview', changed, check=True)
+    assert checked['changed'] is True, checked
+    assert checked['queries'][0] == 'DROP MATERIALIZED VIEW IF EXISTS "public"."sales_k_ids_dbops_new"'
+    assert sql(pg, 'SELECT count(*) FROM sales_k_ids_dbops_new')[0][0] == 100
+
+    replaced = run_module('db_matview', changed)
+    assert replaced['changed'] is True, replaced
+    assert 'amount > 90' in pg_matview(pg, 'sales_k_ids')['definition']
+    assert sql(pg, 'SELECT count(*) FROM sales_k_ids')[0][0] == 10
+    assert pg_unique_index(pg, 'sales_k_ids') == ['sales_k_ids_unique']
+    assert sql(pg, "SELECT count(*) FROM pg_class WHERE relname LIKE %s", ('sales_k_ids_dbops%',))[0][0] == 0
+    assert pg_comment(pg, 'sales_k_ids') == 'kept by the DBA'
+    assert run_module('db_matview', changed)['changed'] is False
 
 
 # ---- MariaDB --------------------------------------------------------------------------------

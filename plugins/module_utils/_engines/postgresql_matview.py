@@ -14,6 +14,8 @@ from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_in
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message
 
 _PROBE = 'dbops_matview_probe'
+# the COMMENT that marks <name>_dbops_new as the work copy a replace builds (and may drop when left behind)
+WORK_COPY_MARK = 'dbops.admin work copy of %s.%s'
 _RELKINDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'f': 'a foreign table', 'i': 'an index',
              'I': 'a partitioned index', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table'}
 
@@ -52,7 +54,7 @@ class PostgresMatview:
     def matview_get(self, schema, name):
         row = self.fetch_one(
             """SELECT c.oid, c.relkind::text AS kind, c.relispopulated AS populated,
-                      pg_total_relation_size(c.oid) AS size_bytes
+                      pg_total_relation_size(c.oid) AS size_bytes, obj_description(c.oid, 'pg_class') AS comment
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = %s AND c.relname = %s""", (schema, name))
         if row is None:
@@ -152,9 +154,16 @@ class PostgresMatview:
         temp = fit_name(name, '_dbops_new')
         temp_index = fit_name(name, '_dbops_new_unique')
         operation = 'replace materialized view %s.%s' % (schema, name)
-        self.execute('DROP MATERIALIZED VIEW IF EXISTS %s' % self.quote_qualified(schema, temp), operation=operation)
-        self.execute(build_pg_create_matview(self.quote_qualified(schema, temp), desired['query'], with_data),
-                     operation=operation)
+        mark = WORK_COPY_MARK % (schema, name)
+        if self._matview_leftover_work_copy(schema, name, temp, temp_index if desired['unique_columns'] else None):
+            self.execute('DROP MATERIALIZED VIEW IF EXISTS %s' % self.quote_qualified(schema, temp),
+                         operation=operation)
+        with self.transaction():
+            # created and marked as ours at once: only a marked copy is ever dropped as a leftover
+            self.execute(build_pg_create_matview(self.quote_qualified(schema, temp), desired['query'], with_data),
+                         operation=operation)
+            self.execute('COMMENT ON MATERIALIZED VIEW %s IS %s' % (self.quote_qualified(schema, temp),
+                                                                    self.quote_literal(mark)), operation=operation)
         try:
             if desired['unique_columns']:
                 self.execute(self._matview_unique_sql(schema, temp_index, temp, desired['unique_columns']),
@@ -168,12 +177,47 @@ class PostgresMatview:
                     self.execute('ALTER INDEX %s RENAME TO %s' % (
                         self.quote_qualified(schema, temp_index),
                         self.quote_ident(self.matview_unique_index_name(name))), operation=operation)
+                # the renamed copy keeps its mark: give it the old view's comment (or none) instead
+                self.execute('COMMENT ON MATERIALIZED VIEW %s IS %s' % (
+                    self.quote_qualified(schema, name), self.quote_literal(current.get('comment'))),
+                    operation=operation)
         except DbError:
             try:
                 self.execute('DROP MATERIALIZED VIEW IF EXISTS %s' % self.quote_qualified(schema, temp))
             except DbError:
                 pass
             raise
+
+    def _matview_leftover_work_copy(self, schema, name, temp, temp_index=None):
+        """Whether ``temp`` is a work copy of this view left behind by an interrupted replace (to drop).
+
+        Only a materialized view carrying our COMMENT mark counts as ours; any other relation of that
+        name (or of ``temp_index``, the name its unique index is built under, unless that index is on
+        our work copy) is refused before anything changes, also in check mode.
+        """
+        mark = WORK_COPY_MARK % (schema, name)
+        rows = self.fetch_all(
+            """SELECT c.relname AS name, c.relkind::text AS kind, obj_description(c.oid, 'pg_class') AS comment,
+                      tc.relname AS "table"
+                 FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 LEFT JOIN pg_index i ON i.indexrelid = c.oid
+                 LEFT JOIN pg_class tc ON tc.oid = i.indrelid
+                WHERE n.nspname = %s AND c.relname IN (%s, %s)""", (schema, temp, temp_index or temp))
+        found = {row['name']: row for row in rows}
+        work = found.get(temp)
+        ours = work is not None and work['kind'] == 'm' and work['comment'] == mark
+        for relname in (temp, temp_index):
+            row = found.get(relname)
+            if row is None or (relname == temp and ours) or (relname == temp_index and ours and row['table'] == temp):
+                continue
+            what = 'a materialized view' if row['kind'] == 'm' else _RELKINDS.get(row['kind'], 'a relation')
+            raise DbError('replace materialized view', '%s.%s' % (schema, name),
+                          '%s named %s.%s exists and is not %sa dbops.admin work copy of this view (a materialized '
+                          'view commented %s); rename or drop it first'
+                          % (what, schema, relname, 'the unique index of ' if relname == temp_index else '',
+                             self.quote_literal(mark)))
+        return ours
 
     def matview_add_unique(self, desired, current):
         index_name = self.matview_unique_index_name(desired['name'])
