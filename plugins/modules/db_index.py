@@ -18,6 +18,10 @@ description:
   - On PostgreSQL a rebuild with O(concurrently=true) builds the new index under a temporary name
     (C(<name>_dbops_new)) with C(CREATE INDEX CONCURRENTLY), then drops the old index and renames the new one
     in one short transaction. Without O(concurrently) both happen in one transaction that blocks writes.
+  - An index already named C(<name>_dbops_new) is dropped before such a rebuild only when it is what an
+    interrupted rebuild leaves - an invalid index on the same table. Anything else of that name (a valid
+    index, an index on another table, a table, view or sequence) is never touched - the rebuild fails before
+    anything changes, also in check mode, naming it and asking to rename or drop it.
   - An invalid PostgreSQL index (C(indisvalid = false), left by a failed C(CREATE INDEX CONCURRENTLY)) is never
     reported as present; it is dropped and built again. If the build fails again (for example duplicate keys
     for a unique index) the module fails and no invalid index is left behind.

@@ -17,6 +17,12 @@ description:
     old one and renames the new one in one short transaction. Privileges granted on the old view are not
     carried over, and a view that other objects depend on cannot be replaced (the run fails before anything
     runs, also in check mode, naming the dependent objects).
+  - The PostgreSQL work copy C(<name>_dbops_new) is created and marked with the comment
+    C(dbops.admin work copy of <schema>.<name>) in one transaction. A copy left behind by an interrupted run
+    is dropped first only when it carries that mark; any other relation of that name (or of
+    C(<name>_dbops_new_unique) when O(unique_columns) is given) is never touched - the run fails before
+    anything changes, also in check mode, naming it and asking to rename or drop it. The swap gives the new
+    view the old view's comment (or none).
   - B(MySQL/MariaDB) have no materialized views; this module emulates one with a table. The table is built from
     the query as C(<name>__new), then swapped in atomically with
     C(RENAME TABLE <name> TO <name>__old, <name>__new TO <name>) and the old table dropped, so readers always
