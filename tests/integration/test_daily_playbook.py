@@ -143,8 +143,8 @@ def test_a_host_the_controller_cannot_reach_is_a_critical_finding_not_ok(pg_serv
     }
     inventory = tmp_path / 'inventory.yml'
     inventory.write_text(yaml.safe_dump({'all': {'hosts': hosts}}, sort_keys=False))
-    proc = run_daily(str(inventory), tmp_path / 'reports', {'runbook_daily_fail_on': 'critical',
-                                                           'runbook_daily_report_formats': ['json']})
+    proc = run_daily(str(inventory), tmp_path / 'reports',
+                     {'runbook_daily_fail_on': 'critical', 'runbook_daily_report_formats': ['json']})
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
     assert 'status critical (fail_on critical)' in output, output[-3000:]
