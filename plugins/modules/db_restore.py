@@ -310,6 +310,12 @@ def select_backup(module, repo):
     return repo.get(p['backup_id'] or 'latest', method=p['method'])
 
 
+def _log_backups(repo, manifest):
+    """The log backups of the repository (of the engine of manifest): a PostgreSQL recovery to a time after
+    the last commit in the archive ends at the one that covers that time."""
+    return [m for m in repo.manifests() if m.get('type') == 'log' and m.get('engine') == manifest.get('engine')]
+
+
 def _marker(module, manifest):
     p = module.params
     marker = {'backup_id': manifest['id'], 'target_time': p['target_time'], 'target_position': p['target_position']}
@@ -570,7 +576,7 @@ class Runner:
                     'data_dir': data_dir, 'port': p['login_port'], 'os_user': repo.os_user, 'bin_dir': p['bin_dir'],
                     'target_time': p['target_time'], 'target_position': p['target_position'],
                     'log_dir': repo.log_dir, 'force': p['force'], 'repo': repo.path, 'marker': marker,
-                    'last': manifest})
+                    'last': manifest, 'log_backups': _log_backups(repo, manifest)})
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.commands += out.get('commands') or []
@@ -685,7 +691,7 @@ class Runner:
                     'data_dir': data_dir, 'port': port, 'os_user': repo.os_user, 'bin_dir': self.p['bin_dir'],
                     'target_time': self.p['target_time'], 'target_position': self.p['target_position'],
                     'log_dir': repo.log_dir, 'force': False, 'repo': repo.path, 'hba_local_trust': True,
-                    'marker': {'drill': manifest['id']}, 'last': manifest})
+                    'marker': {'drill': manifest['id']}, 'last': manifest, 'log_backups': _log_backups(repo, manifest)})
                 self.commands += out.get('commands') or []
                 external = out.get('external_tablespaces') or []
                 for entry in external:

@@ -1441,3 +1441,43 @@ def test_target_position_as_an_lsn_string(server, workdir):
             assert refused['failed'] and "'X/Y'" in refused['msg'] and 'hexadecimal' in refused['msg'], (
                 bad, refused['msg'])
             assert not os.path.exists(bad_dir)
+
+
+def test_target_time_after_the_last_commit_within_a_log_backup_is_reached(server, workdir):
+    """A target time after the last commit, but before the end of a log backup: nothing was committed
+    between them, so the restore holds everything up to the target (PostgreSQL itself stops only at a
+    commit after the target, and the archive holds none). A repeated run is unchanged; a drill to that
+    time passes; a time after the end of every log backup still fails."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=50)
+    assert backup(server, repo, method='physical', type='log')['failed'] is False
+    full = backup(server, repo, method='physical', type='full')
+    assert full['failed'] is False, full
+    server.psql("CREATE TABLE marker (name text); INSERT INTO marker VALUES ('A')", 'shop')
+    time.sleep(1.2)
+    target = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    time.sleep(1.2)
+    log = backup(server, repo, method='physical', type='log')
+    assert log['failed'] is False, log
+    markers = "SELECT string_agg(name, ',' ORDER BY name) FROM marker"
+    data_dir, port = os.path.join(workdir, 'quiet'), free_port()
+    spelled = target.astimezone(datetime.timezone(datetime.timedelta(hours=-5))).isoformat()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port, target_time=spelled)
+        assert out['failed'] is False, out['msg']
+        assert out['backup_id'] == full['backup']['id']
+        assert restored_psql(data_dir, port, markers, 'shop') == 'A'
+        assert out['recovered_to'] <= target.isoformat().replace('+00:00', 'Z'), out['recovered_to']
+        again = restore(repo, data_dir=data_dir, port=port, target_time=target.isoformat())
+        assert again['failed'] is False and again['changed'] is False, again['msg']
+    finally:
+        stop_restored(data_dir)
+    drill = restore(repo, server.conn, state='verified', backup_id=full['backup']['id'],
+                    target_time=target.isoformat())
+    assert drill['failed'] is False and drill['result'] == 'passed', drill.get('msg')
+    # past the end of the last log backup: the archive does not say what happened then
+    late = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(1.1)
+    beyond = restore(repo, data_dir=os.path.join(workdir, 'late'), port=free_port(), target_time=late)
+    assert beyond['failed'] is True and 'archive ends before' in beyond['msg'], beyond['msg']
+    assert not os.listdir(os.path.join(workdir, 'late'))

@@ -1249,17 +1249,72 @@ def restore_physical(request):
         _empty_dir(data_dir)
     else:
         os.makedirs(data_dir, mode=0o700)
+
+    def attempt(upto, to_time):
+        try:
+            return _restore_into(request, data_dir, full, details, upto, major, bin_dir, os_user, port, commands,
+                                 log_dir, to_time, target_position)
+        except BaseException:
+            # nothing half-restored stays behind (the error carries the server log's tail): a retry needs no force
+            with contextlib.suppress(Exception):
+                if _postmaster_alive(data_dir):
+                    stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
+            with contextlib.suppress(OSError):
+                _empty_dir(data_dir)
+            raise
+
     try:
-        return _restore_into(request, data_dir, full, details, last, major, bin_dir, os_user, port, commands, log_dir,
-                             target_time, target_position)
-    except BaseException:
-        # nothing half-restored stays behind (the error carries the server log's tail): a retry needs no force
+        return attempt(last, target_time)
+    except _ArchiveEndsBeforeTarget as exc:
+        cover = _log_backup_covering(request, full['manifest'], target_time, seg_size) \
+            if target_time and last.get('method') != 'pgbackrest' else None
+        if cover is None:
+            raise
+        short = exc
+    # recovery replayed the whole archive without meeting a commit after target_time, and a log backup
+    # ending at or after target_time holds every change up to it: nothing was committed between the last
+    # commit and the target, so the state at the target is the state at the end of that log backup
+    commands.append('# no commit after %s in the WAL archive: recovering to the end of log backup %s, which '
+                    'covers it' % (target_time, cover['id']))
+    out = attempt(cover, None)
+    if out.get('last_commit') and _utc_moment(out['last_commit']) > _utc_moment(target_time):
         with contextlib.suppress(Exception):
-            if _postmaster_alive(data_dir):
-                stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
+            stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
         with contextlib.suppress(OSError):
             _empty_dir(data_dir)
-        raise
+        raise short
+    out['recovered_to'] = out.get('last_commit') or target_time
+    return out
+
+
+class _ArchiveEndsBeforeTarget(DbError):
+    """Recovery reached the end of the archived WAL without meeting the target."""
+
+
+def _log_backup_covering(request, full_manifest, target_time, seg_size):
+    """The first physical log backup (of request['log_backups']) that ends at or after target_time, taken
+    after full_manifest, whose WAL from the full on is all in the archive; None without one."""
+    log_dir = request.get('log_dir')
+    if not log_dir or not os.path.isdir(log_dir):
+        return None
+    target = _utc_moment(target_time)
+    full_end = _utc_moment(full_manifest.get('stop_time') or full_manifest.get('finished_at'))
+    first = (full_manifest.get('start_position') or {}).get('wal_file')
+    for manifest in sorted(request.get('log_backups') or [],
+                           key=lambda m: _utc_moment(m.get('stop_time') or m.get('finished_at'))):
+        stop_file = (manifest.get('stop_position') or {}).get('wal_file')
+        ended = manifest.get('stop_time') or manifest.get('finished_at')
+        if manifest.get('type') != 'log' or manifest.get('method') != 'physical' or not stop_file or not ended \
+                or not first or manifest.get('engine') not in (None, 'postgresql'):
+            continue
+        if manifest.get('verified') is False and manifest.get('verify_problems'):
+            continue   # found damaged by verification
+        if _utc_moment(ended) < target or _utc_moment(ended) < full_end or stop_file < first:
+            continue
+        if wal_gaps(log_dir, first, seg_size, stop_file):
+            return None
+        return manifest
+    return None
 
 
 def _empty_dir(path):
@@ -1352,11 +1407,10 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
                 return DbError('recover to', target_time or target_position.get('lsn'), "pgBackRest's WAL archive "
                                'ends before the target: take a new pgBackRest backup after it (it archives the WAL '
                                'written so far), or choose an earlier target; nothing was restored (%s)' % detail[-600:])
-            return DbError('recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before '
-                           'the target%s: take a log backup (type=log) after it, or choose an earlier target; '
-                           'nothing was restored (%s)' % (
-                               ' (WAL segment %s is not in %s)' % (wanted[-1], log_dir) if wanted else '',
-                               detail[-600:]))
+            return _ArchiveEndsBeforeTarget(
+                'recover to', target_time or target_position.get('lsn'), 'the WAL archive ends before the target%s: '
+                'take a log backup (type=log) after it, or choose an earlier target; nothing was restored (%s)' % (
+                    ' (WAL segment %s is not in %s)' % (wanted[-1], log_dir) if wanted else '', detail[-600:]))
         if 'before consistent recovery point' in detail:
             return DbError('recover to', target_time or target_position.get('lsn'), 'the target lies before the end of '
                            'backup %s: a physical backup is consistent only from its end; choose an older backup or a '
@@ -1401,7 +1455,7 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
         json.dump(marker, f, sort_keys=True)
     return {'data_dir': data_dir, 'port': port, 'recovered_to': recovered_to or target_time or last.get('stop_time')
             or last.get('finished_at'), 'commands': commands, 'recovery_seconds': round(time.time() - started, 3),
-            'socket_dir': socket_dir}
+            'socket_dir': socket_dir, 'last_commit': recovered_to}
 
 
 def drill_check(request):
