@@ -842,6 +842,9 @@ def restore(module):
     if not repo.exists():
         raise DbError('open backup repository', repo.path, 'it is a file, not a directory: give the repository '
                       'directory as repo' if os.path.lexists(repo.path) else 'no such directory')
+    if p['login_port'] is not None and not 1 <= p['login_port'] <= 65535:
+        # the port of a new instance (physical restore) or of the server (logical): never 0 or past 65535
+        raise DbError('use port', str(p['login_port']), 'a TCP port is a number from 1 to 65535')
     if p['target_time']:
         # one spelling of the instant (UTC, Z): the engines and the restore markers see the same text
         moment = catalog.parse_time(p['target_time']).astimezone(datetime.timezone.utc)

@@ -709,3 +709,17 @@ def test_options_that_do_not_apply_and_unknown_databases_are_refused_in_check_mo
         assert res['failed'] and 'drop databases' in res['msg'], res['msg']
     assert sorted(os.listdir(repo)) == held and not os.path.exists(os.path.join(workdir, 'x'))
     assert server.psql("SELECT count(*) FROM pg_database WHERE datname IN ('opt_b', 'opt_c')") == '0'
+
+
+@pytest.mark.parametrize('port', [0, -1, 65536, 70000])
+def test_a_physical_restore_port_outside_1_to_65535_is_refused_clearly(server, workdir, port):
+    """The port of the new instance is checked like login_port: 0 is not "the default", 70000 not a bind() error."""
+    repo = os.path.join(workdir, 'repo')
+    full = backup(server, repo, method='physical', type='full')
+    assert full['failed'] is False, full.get('msg')
+    data_dir = os.path.join(workdir, 'restored')
+    for check in (True, False):
+        res = run_module('db_restore', {'repo': repo, 'data_dir': data_dir, 'port': port}, check=check)
+        assert res['failed'] is True, res
+        assert res['msg'] == 'could not use port %d: a TCP port is a number from 1 to 65535' % port, res['msg']
+        assert not os.path.exists(data_dir)
