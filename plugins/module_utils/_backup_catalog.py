@@ -1285,6 +1285,19 @@ def engine_backend(engine_name):
     return backend
 
 
+def fit_jobs(module, engine):
+    """jobs beyond what the server's free connections allow would fail half way (too many clients): run with as
+    many as fit, and say so (check mode the same)."""
+    p = module.params
+    if not p.get('jobs') or p['jobs'] <= 1 or not hasattr(engine, 'parallel_slots'):
+        return
+    slots = engine.parallel_slots()
+    if slots is not None and p['jobs'] > slots:
+        module.warn('jobs %d: the server has connections for %d parallel jobs (max_connections less the sessions '
+                    'open): running with jobs %d' % (p['jobs'], slots, slots))
+        p['jobs'] = slots
+
+
 def backend_call(engine_name, function, *args, **kwargs):
     backend = engine_backend(engine_name)
     func = getattr(backend, function, None)

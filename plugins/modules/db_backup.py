@@ -88,7 +88,10 @@ options:
       - Refused with O(compression=none) (the default for physical backups). Checked before anything is written.
     type: int
   jobs:
-    description: Parallel jobs (pg_dump -j, zstd -T), 1 or more.
+    description:
+      - Parallel jobs (pg_dump -j, zstd -T, mariadb-backup --parallel), 1 or more.
+      - More jobs than the server's free connections allow (C(max_connections) less the sessions open) run as many as
+        fit, with a warning (check mode warns the same).
     type: int
     default: 1
   encryption_key:
@@ -701,6 +704,7 @@ def create(module, engine):
     # nothing behind, not even the repository, and check mode fails the same way
     if method == 'logical' and p['databases'] and hasattr(engine, 'check_backup_databases'):
         engine.check_backup_databases(p['databases'])   # before anything is written, and in check mode
+    catalog.fit_jobs(module, engine)
     if method == 'physical' and btype != 'log':
         # pg_verifybackup (and a drill's pg_ctl) cannot take some characters in the repository's path
         path_checker = getattr(catalog.engine_backend(engine.name), 'check_tool_path', None)

@@ -104,7 +104,9 @@ options:
     description: Passphrase of an encrypted backup. A wrong key fails before anything is restored.
     type: str
   jobs:
-    description: Parallel jobs for pg_restore.
+    description:
+      - Parallel jobs for pg_restore (MariaDB/MySQL - parallel loading sessions), 1 or more.
+      - More jobs than the server's free connections allow run as many as fit, with a warning.
     type: int
     default: 1
   state:
@@ -417,6 +419,7 @@ class Runner:
         # connected to it cannot replace: without login_db the module connects to template1 instead
         engine = self.connect(manifest['engine'], login_db='template1' if manifest.get('engine') == 'postgresql'
                               and 'postgres' in replaced and not os.environ.get('PGDATABASE') else None)
+        catalog.fit_jobs(self.module, engine)
         marker = _marker(self.module, manifest)
         unknown = [d for d in p['databases'] or [] if dumps and d not in dumps]
         if unknown:

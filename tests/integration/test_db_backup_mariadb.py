@@ -1082,3 +1082,16 @@ def test_module_target_position_as_a_string(source, work):
             assert 'mysql-bin.000042:1234' in refused['msg'] and '0-1-100' in refused['msg'], refused['msg']
             assert not os.path.exists(data_dir)
     source.sql('DROP DATABASE mposstr')
+
+
+def test_module_physical_backup_with_more_jobs_than_free_connections(source, work):
+    """mariadb-backup --parallel=1000 failed ("Too many connections") while check mode said it would take the
+    backup: both now run with as many jobs as the server's free connections allow, and warn."""
+    fill(source, 'mjobs', 50)
+    repo = os.path.join(work, 'repo')
+    dry = modrun.run_module('db_backup', dict(source.conn, repo=repo, method='physical', jobs=1000), check=True)
+    assert dry['failed'] is False and dry['changed'] is True, dry.get('msg')
+    assert 'jobs 1000: the server has connections for' in json.dumps(dry.get('warnings') or []), dry
+    taken = backup(source, repo, method='physical', jobs=1000)
+    assert taken['changed'] is True and taken['backup']['verified'] is True
+    assert 'jobs 1000: the server has connections for' in json.dumps(taken.get('warnings') or []), taken

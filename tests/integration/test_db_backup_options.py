@@ -723,3 +723,20 @@ def test_a_physical_restore_port_outside_1_to_65535_is_refused_clearly(server, w
         assert res['failed'] is True, res
         assert res['msg'] == 'could not use port %d: a TCP port is a number from 1 to 65535' % port, res['msg']
         assert not os.path.exists(data_dir)
+
+
+def test_jobs_beyond_the_free_connections_run_with_the_jobs_that_fit(server, workdir):
+    """jobs 1000 (pg_dump -j 1000, pg_restore -j 1000) failed half way with "too many clients already" while check
+    mode said it would take the backup: both now run with as many jobs as the free connections allow, and warn."""
+    repo = os.path.join(workdir, 'repo')
+    dry = backup(server, repo, check=True, databases=['a'], jobs=1000)
+    assert dry['failed'] is False and dry['changed'] is True, dry
+    assert 'jobs 1000: the server has connections for' in json.dumps(dry.get('warnings') or []), dry
+    taken = backup(server, repo, databases=['a'], jobs=1000)
+    assert taken['failed'] is False and taken['changed'] is True, taken.get('msg')
+    assert 'jobs 1000: the server has connections for' in json.dumps(taken.get('warnings') or []), taken
+    assert not [e for e in os.listdir(repo) if e.startswith('.incoming-')]
+    restored = run_module('db_restore', dict(server.conn, repo=repo, target_database='a_jobs', jobs=1000))
+    assert restored['failed'] is False and restored['changed'] is True, restored.get('msg')
+    assert server.psql('SELECT v FROM t', 'a_jobs') == 'in a'
+    server.psql('DROP DATABASE a_jobs')

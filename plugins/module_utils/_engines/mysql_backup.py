@@ -1613,6 +1613,16 @@ class MysqlBackup:
         except DbError:
             return set()
 
+    def parallel_slots(self):
+        """How many parallel jobs the server's free connections allow (one session per dump, load or
+        mariadb-backup thread, and one to spare beside this session). None when unknown."""
+        try:
+            free = self.fetch_value('SELECT @@GLOBAL.max_connections - (SELECT COUNT(*) FROM information_schema.PROCESSLIST)',
+                                    operation='read the free connections')
+        except DbError:
+            return None
+        return None if free is None else max(int(free) - 2, 1)
+
     def check_backup_databases(self, wanted):
         """The user databases a logical backup can dump; DbError naming those of ``wanted`` that
         are not among them."""

@@ -1836,6 +1836,20 @@ class PostgresBackup:
             return self._backup_pgbackrest(request)
         raise DbError('create backup', '%s %s' % (method, btype), 'not supported on PostgreSQL %s' % self.version)
 
+    def parallel_slots(self):
+        """How many parallel jobs the server's free connections allow: pg_dump -j N (and pg_restore -j N) opens
+        N + 1 sessions, pg_dumpall --globals-only one more, beside this session. None when unknown."""
+        try:
+            free = self.fetch_value(
+                "SELECT current_setting('max_connections')::int"
+                " - CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN 0"
+                " ELSE current_setting('superuser_reserved_connections')::int END"
+                " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+                operation='read the free connections')
+        except DbError:
+            return None
+        return None if free is None else max(int(free) - 2, 1)
+
     def check_backup_databases(self, wanted):
         """The databases a logical backup can dump (every one that accepts connections, templates
         excluded); DbError naming those of ``wanted`` that are not among them."""
