@@ -1095,3 +1095,38 @@ def test_module_physical_backup_with_more_jobs_than_free_connections(source, wor
     taken = backup(source, repo, method='physical', jobs=1000)
     assert taken['changed'] is True and taken['backup']['verified'] is True
     assert 'jobs 1000: the server has connections for' in json.dumps(taken.get('warnings') or []), taken
+
+
+def test_module_forced_logical_restore_over_a_database_with_an_open_transaction(source, work):
+    """A session with an open transaction on the target's tables kept DROP DATABASE waiting for lock_wait_timeout
+    (a day): the run hung, and the DROP stayed queued after the run was killed. It now waits a bounded time and
+    fails naming the session, with the database as it was and no work database left; once the transaction ends
+    the same restore replaces it."""
+    fill(source, 'mlocked', 100)
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='logical', databases=['mlocked'])
+    expected = table_state(source, 'mlocked')
+    source.sql('INSERT INTO t1 (id, name, amount) VALUES (100001, %s, 1)' % "'after'", 'mlocked')
+    changed = table_state(source, 'mlocked')
+    conn = source.connect('mlocked')
+    try:
+        cur = conn.cursor()
+        cur.execute('SET autocommit = 0')
+        cur.execute('START TRANSACTION')
+        cur.execute('SELECT COUNT(*) FROM t1')
+        cur.fetchall()
+        session = conn.thread_id()
+        started = time.time()
+        out = modrun.run_module('db_restore', dict(source.conn, repo=repo, databases=['mlocked'],
+                                                   target_database='mlocked', force=True), timeout=150)
+        assert time.time() - started < 120
+        assert out['failed'] is True, out
+        assert 'other sessions hold locks on its tables' in out['msg'] and str(session) in out['msg'], out['msg']
+        assert not [r for r in source.sql('SHOW PROCESSLIST') if r[7] and 'DROP DATABASE' in r[7]]
+    finally:
+        conn.close()
+    assert table_state(source, 'mlocked') == changed
+    assert not [r for r in source.sql('SHOW DATABASES') if r[0].startswith('dbops_restore')]
+    out = restore(source, repo, databases=['mlocked'], target_database='mlocked', force=True)
+    assert out['failed'] is False and out['changed'] is True, out.get('msg')
+    assert table_state(source, 'mlocked') == expected

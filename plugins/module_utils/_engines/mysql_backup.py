@@ -128,6 +128,10 @@ def iso(moment):
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
+# seconds a forced logical restore waits for other sessions' locks on the database it replaces
+SWAP_LOCK_WAIT = 30
+
+
 def parse_time(text):
     """ISO 8601 (``Z`` or an offset; naive means UTC) -> aware UTC datetime."""
     if isinstance(text, datetime.datetime):
@@ -2557,6 +2561,12 @@ class MysqlBackup:
             step = 'drop'
             try:
                 if non_empty:
+                    # a session holding a lock on one of its tables (an open transaction) would keep DROP DATABASE
+                    # waiting for lock_wait_timeout (a day by default), and a DROP left queued after the run is
+                    # killed would drop the database later: wait a bounded time, then fail leaving it as it was
+                    sql = 'SET SESSION lock_wait_timeout = %d' % SWAP_LOCK_WAIT
+                    self.execute(sql, operation='bound the wait for locks on %s' % target)
+                    commands.append(sql)
                     sql = 'DROP DATABASE %s' % quote(target)
                     self.execute(sql, operation='drop database %s' % target)
                     commands.append(sql)
@@ -2580,6 +2590,14 @@ class MysqlBackup:
                     commands.append(command_line(load, secrets) + ' < ' + shlex.quote(out))
                     _pipe_into(out, None, load)
             except DbError as exc:
+                if step == 'drop' and 'lock wait timeout' in str(exc).lower():
+                    holders = self.fetch_all('SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE DB = %s '
+                                             'AND ID <> CONNECTION_ID() ORDER BY ID', (target,))
+                    raise DbError('replace database', target, 'other sessions hold locks on its tables (an open '
+                                  'transaction%s) and did not release them within %d seconds: end them (COMMIT, or '
+                                  'KILL <id>) and run again; %s is as it was' % (
+                                      ': session %s' % ', '.join('%s (%s)' % (h['id'], h['user']) for h in holders)
+                                      if holders else '', SWAP_LOCK_WAIT, target)) from None
                 if step == 'drop':
                     raise  # the target is as it was; the work database is dropped
                 if step in ('create', 'move'):
