@@ -1481,3 +1481,34 @@ def test_target_time_after_the_last_commit_within_a_log_backup_is_reached(server
     beyond = restore(repo, data_dir=os.path.join(workdir, 'late'), port=free_port(), target_time=late)
     assert beyond['failed'] is True and 'archive ends before' in beyond['msg'], beyond['msg']
     assert not os.listdir(os.path.join(workdir, 'late'))
+
+
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_logical_backup_of_a_table_another_session_locks_fails_in_bounded_time(server, workdir, jobs):
+    """A session holding ACCESS EXCLUSIVE on a table (an open transaction after ALTER TABLE, LOCK TABLE...) kept
+    pg_dump and the module's own sessions waiting for ever: the run hung holding the repository lock, and its
+    queries stayed queued in the server after it was killed. The backup now waits a bounded time (2 minutes),
+    then fails saying why, leaving no session of its own, no failed run that shadows anything and the previous
+    backup as latest."""
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=100)
+    good = backup(server, repo, databases=['shop'])
+    assert good['failed'] is False, good
+    conn = server.connect('shop', autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE')
+        started = time.time()
+        out = run_module('db_backup', dict(server.conn, repo=repo, databases=['shop'], jobs=jobs), timeout=400)
+        assert time.time() - started < 300
+        assert out['failed'] is True, out
+        assert 'another session holds a lock on one of its tables' in out['msg'], out['msg']
+        waiting = server.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' AND pid <> %d"
+                              % conn.get_backend_pid())
+        assert waiting == '0', waiting
+    finally:
+        conn.rollback()
+        conn.close()
+    assert sorted(e for e in os.listdir(repo) if not e.startswith('.') and e != 'logs') == [good['backup']['id']]
+    again = backup(server, repo, databases=['shop'], jobs=jobs)
+    assert again['failed'] is False and again['changed'] is True, again.get('msg')

@@ -522,8 +522,11 @@ CHUNK_TABLES_SQL = (
 
 
 # the text form of the rows must not depend on the sessions' defaults; RLS must never filter silently
+# how long a logical backup waits for a lock another session holds on a table (an open transaction after
+# ALTER TABLE, LOCK TABLE, TRUNCATE...): pg_dump and the module's own sessions would otherwise wait for ever
+LOCK_WAIT = '120s'
 CHUNK_SETTINGS = ('SET datestyle = ISO', 'SET intervalstyle = postgres', 'SET extra_float_digits = 3',
-                  'SET row_security = off')
+                  'SET row_security = off', "SET lock_timeout = '%s'" % LOCK_WAIT)
 CHUNK_SESSION = [arg for setting in CHUNK_SETTINGS for arg in ('-c', setting)]
 
 
@@ -1917,7 +1920,7 @@ class PostgresBackup:
         for index, database in enumerate(wanted):
             dirname = 'db-%03d' % (index + 1)
             dest = os.path.join(request['dest'], dirname)
-            argv = [os.path.join(bin_dir, 'pg_dump'), '-Fd', '-j', str(jobs), '-f', dest]
+            argv = [os.path.join(bin_dir, 'pg_dump'), '-Fd', '-j', str(jobs), '--lock-wait-timeout=' + LOCK_WAIT, '-f', dest]
             argv += ['-Z', str(level if level is not None else 6)] if compression == 'gzip' else ['-Z', '0']
             tables = None
             chunked = []
@@ -1925,6 +1928,7 @@ class PostgresBackup:
             env = dict(os.environ, **self._tool_env(request, database))
             split = jobs > 1 and compression in ('zstd', 'lz4', 'none')
             exported = {}
+            proc = None
             try:
                 if request.get('verify', True) or split:
                     # one exported snapshot for pg_dump, the table chunks and the row counts
@@ -1933,6 +1937,7 @@ class PostgresBackup:
                     conn.autocommit = False
                     conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
                     with conn.cursor() as cur:
+                        cur.execute("SET lock_timeout = '%s'" % LOCK_WAIT)
                         cur.execute('SELECT pg_export_snapshot()')
                         snapshot = cur.fetchone()[0]
                     argv += ['--snapshot', snapshot]
@@ -2003,6 +2008,16 @@ class PostgresBackup:
                 failures = [f for f in failures if f]
                 if failures:
                     raise DbError('dump table data of', database, mask_secrets('; '.join(failures), secrets))
+            except Exception as exc:
+                if proc is not None and proc.poll() is None:
+                    proc.kill()   # no pg_dump left behind holding its snapshot and locks
+                    proc.communicate()
+                if 'lock timeout' in str(exc) or ('statement timeout' in str(exc) and 'LOCK TABLE' in str(exc)):
+                    raise DbError('dump database', database, 'another session holds a lock on one of its tables (an '
+                                  'open transaction after ALTER TABLE, LOCK TABLE, TRUNCATE...) and did not release '
+                                  'it within %s: end that session or its transaction (pg_locks, pg_stat_activity) '
+                                  'and run again; nothing was published' % LOCK_WAIT) from None
+                raise
             finally:
                 if conn_engine is not None:
                     conn_engine._rollback()  # pylint: disable=protected-access
