@@ -1130,3 +1130,26 @@ def test_module_forced_logical_restore_over_a_database_with_an_open_transaction(
     out = restore(source, repo, databases=['mlocked'], target_database='mlocked', force=True)
     assert out['failed'] is False and out['changed'] is True, out.get('msg')
     assert table_state(source, 'mlocked') == expected
+
+
+def test_module_physical_backup_while_a_session_holds_lock_tables_fails_in_bounded_time(source, work):
+    """A session in LOCK TABLES ... WRITE kept mariadb-backup waiting in BACKUP STAGE START for ever (the run hung
+    with the repository locked). It now gives up after 2 minutes (--ftwrl-wait-timeout) saying why, publishes
+    nothing, and the next run after the session ends takes the backup."""
+    fill(source, 'mlockt', 50)
+    repo = os.path.join(work, 'repo')
+    conn = source.connect('mlockt')
+    try:
+        with conn.cursor() as cur:
+            cur.execute('LOCK TABLES t1 WRITE')
+        started = time.time()
+        out = modrun.run_module('db_backup', dict(source.conn, repo=repo, method='physical'), timeout=400)
+        assert time.time() - started < 300
+        assert out['failed'] is True, out
+        assert 'another session holds tables in LOCK TABLES' in out['msg'], out['msg']
+        assert not [r for r in source.sql('SHOW PROCESSLIST') if r[7] and 'BACKUP STAGE' in r[7]]
+    finally:
+        conn.close()
+    assert not [e for e in os.listdir(repo) if not e.startswith('.') and e != 'logs']
+    taken = backup(source, repo, method='physical')
+    assert taken['changed'] is True and taken['backup']['verified'] is True

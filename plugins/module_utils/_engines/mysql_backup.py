@@ -128,6 +128,8 @@ def iso(moment):
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
+# seconds mariadb-backup / xtrabackup waits for sessions in LOCK TABLES before it starts (--ftwrl-wait-timeout)
+BACKUP_LOCK_WAIT = 120
 # seconds a forced logical restore waits for other sessions' locks on the database it replaces
 SWAP_LOCK_WAIT = 30
 
@@ -643,11 +645,27 @@ def client_argv(program, option_file, database):
             '--max-allowed-packet=' + MAX_PACKET, '--default-character-set=utf8mb4']
 
 
+@contextlib.contextmanager
+def _explain_backup_lock_wait():
+    """A physical backup that gave up waiting for the backup lock says why, in DBA words."""
+    try:
+        yield
+    except DbError as exc:
+        text = str(exc)
+        if 'lock wait timeout' in text.lower() and ('BACKUP STAGE' in text or 'FLUSH TABLES' in text):
+            raise DbError(exc.operation, exc.target, '%s; another session holds tables in LOCK TABLES (or a long '
+                          'statement runs) and did not end within %d seconds: end it (SHOW PROCESSLIST, KILL <id>) '
+                          'and run again; nothing was published' % (exc.detail, BACKUP_LOCK_WAIT)) from None
+        raise
+
+
 def physical_backup_argv(program, option_file, target_dir, meta_dir, datadir=None, jobs=1,
                          basedir=None, stream=False, flavor='mariadb'):
     """mariadb-backup / xtrabackup --backup; incremental when basedir is given."""
     argv = [program, '--defaults-file=' + option_file, '--backup', '--target-dir=' + target_dir,
-            '--extra-lsndir=' + meta_dir, '--parallel=%d' % max(1, int(jobs or 1))]
+            '--extra-lsndir=' + meta_dir, '--parallel=%d' % max(1, int(jobs or 1)),
+            # a session in LOCK TABLES would keep BACKUP STAGE START (FTWRL on MySQL) waiting for ever
+            '--ftwrl-wait-timeout=%d' % BACKUP_LOCK_WAIT]
     if datadir:
         argv.append('--datadir=' + datadir)
     if basedir:
@@ -2831,8 +2849,9 @@ class MysqlBackup:
                 # each file is hashed, fsynced and page-checked while the tool copies the next ones
                 follower = _CopyFollower(dest, target, tool(self.flavor, 'checksum', bin_dir)
                                          if request.get('verify') else None, hashes=request.get('checksums', True))
-                _run_following(argv, follower, 'take a physical backup with', os.path.basename(program),
-                               self._secret_list())
+                with _explain_backup_lock_wait():
+                    _run_following(argv, follower, 'take a physical backup with', os.path.basename(program),
+                                   self._secret_list())
                 layout = 'directory'
             else:
                 # mariadb-backup's own scratch (stream mode) beside the run's data, not in /tmp: a run killed
@@ -2844,8 +2863,9 @@ class MysqlBackup:
                 commands.append(command_line(argv, self._secret_list()) + ' | ' + command_line(compress)
                                 + ' > ' + shlex.quote(stream_file))
                 try:
-                    stream_sha = _pipe_out(argv, compress, stream_file, 'take a physical backup with',
-                                           os.path.basename(program), self._secret_list())
+                    with _explain_backup_lock_wait():
+                        stream_sha = _pipe_out(argv, compress, stream_file, 'take a physical backup with',
+                                               os.path.basename(program), self._secret_list())
                 finally:
                     shutil.rmtree(scratch, ignore_errors=True)
                 layout = 'stream'
