@@ -101,7 +101,8 @@ options:
     choices: [require, create, skip]
     default: require
   encryption_key:
-    description: Passphrase of an encrypted backup. A wrong key fails before anything is restored.
+    description: Passphrase of an encrypted backup. A wrong key fails before anything is restored. Given for a backup
+      that is not encrypted (nor any backup of its chain), it is not used and a warning says so.
     type: str
   jobs:
     description:
@@ -876,6 +877,9 @@ def restore(module):
         raise DbError('restore backup', manifest['id'], 'the backup is encrypted: give encryption_key')
     if manifest.get('encryption'):
         crypto.key_for(manifest['encryption'], p['encryption_key'], manifest['id'])
+    elif p['encryption_key'] and not any(m.get('encryption') for m in repo.chain(manifest)):
+        # not an error (a play may pass its key to every restore), but not silent: the backup meant may be another
+        module.warn('backup %s is not encrypted: encryption_key was not used' % manifest['id'])
     runner = Runner(module)
     runner.repo = repo
     try:

@@ -740,3 +740,16 @@ def test_jobs_beyond_the_free_connections_run_with_the_jobs_that_fit(server, wor
     assert restored['failed'] is False and restored['changed'] is True, restored.get('msg')
     assert server.psql('SELECT v FROM t', 'a_jobs') == 'in a'
     server.psql('DROP DATABASE a_jobs')
+
+
+def test_an_encryption_key_for_a_plaintext_backup_is_not_used_silently(server, workdir):
+    repo = os.path.join(workdir, 'repo')
+    plain = backup(server, repo, databases=['a'])
+    assert plain['failed'] is False and plain['backup']['encrypted'] is False, plain
+    for check in (True, False):
+        res = run_module('db_restore', dict(server.conn, repo=repo, target_database='a_plain', encryption_key='s3cret'),
+                         check=check)
+        assert res['failed'] is False and res['changed'] is True, res.get('msg')
+        assert 'is not encrypted: encryption_key was not used' in json.dumps(res.get('warnings') or []), res
+    assert server.psql('SELECT v FROM t', 'a_plain') == 'in a'
+    server.psql('DROP DATABASE a_plain')
