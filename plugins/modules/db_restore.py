@@ -44,7 +44,8 @@ options:
     required: true
   backup_id:
     description:
-      - Backup to restore. V(latest) is the newest completed backup (matching O(method) when given).
+      - Backup to restore. V(latest) is the newest completed backup (matching O(method) and O(engine) when given, as a
+        repository may hold backups of both engines).
       - With O(target_time) and V(latest), the newest physical full backup (or pgBackRest backup) that ended before
         O(target_time).
     type: str
@@ -284,12 +285,15 @@ def _damaged_note(candidates):
 
 def select_backup(module, repo):
     p = module.params
+    # with engine given, latest is the newest backup of that engine (a repository may hold both engines' backups)
+    engine = normalize_engine(p['engine']) if p['engine'] else None
     if p['target_time'] and p['backup_id'] in (None, '', 'latest'):
         target = catalog.parse_time(p['target_time'])
         # a base to replay from: a physical full (our WAL archive) or any pgBackRest set (its own archive)
         candidates = [m for m in repo.manifests()
                       if ((m.get('method') == 'physical' and m.get('type') == 'full') or m.get('method') == 'pgbackrest')
                       and (p['method'] is None or m.get('method') == p['method'])
+                      and (engine is None or m.get('engine') == engine)
                       and catalog.parse_time(m.get('stop_time') or m['finished_at']) <= target]
         bases = [m for m in candidates if not catalog.is_damaged(m)]
         if not bases:
@@ -303,6 +307,7 @@ def select_backup(module, repo):
         candidates = [m for m in repo.manifests()
                       if m.get('method') in ('physical', 'pgbackrest') and m.get('type') != 'log'
                       and (p['method'] is None or m.get('method') == p['method'])
+                      and (engine is None or m.get('engine') == engine)
                       and not catalog.engine_backend(m['engine']).target_before(m.get('stop_position'),
                                                                                 p['target_position'])]
         bases = [m for m in candidates if not catalog.is_damaged(m)]
@@ -310,7 +315,7 @@ def select_backup(module, repo):
             raise DbError('restore to', json.dumps(p['target_position'], sort_keys=True),
                           'no physical backup in %s ends before that position%s' % (repo.path, _damaged_note(candidates)))
         return bases[-1]
-    return repo.get(p['backup_id'] or 'latest', method=p['method'])
+    return repo.get(p['backup_id'] or 'latest', method=p['method'], engine=engine)
 
 
 def _log_backups(repo, manifest):

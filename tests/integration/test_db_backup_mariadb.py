@@ -1153,3 +1153,27 @@ def test_module_physical_backup_while_a_session_holds_lock_tables_fails_in_bound
     assert not [e for e in os.listdir(repo) if not e.startswith('.') and e != 'logs']
     taken = backup(source, repo, method='physical')
     assert taken['changed'] is True and taken['backup']['verified'] is True
+
+
+def test_module_latest_with_engine_given_is_the_newest_backup_of_that_engine(source, work):
+    """A repository holding backups of both engines: latest with engine given was the newest backup of any engine,
+    and the restore failed ("it is a mysql backup, not postgresql") although the repository held one of its own."""
+    from servers import PostgresServer
+    pg = PostgresServer().init().start()
+    try:
+        pg.psql('CREATE DATABASE pmixed')
+        pg.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('pg row')", 'pmixed')
+        repo = os.path.join(work, 'repo')
+        pg_taken = modrun.run_module('db_backup', dict(pg.conn, repo=repo, databases=['pmixed']))
+        assert pg_taken['failed'] is False, pg_taken.get('msg')
+        fill(source, 'mmixed', 10)
+        my_taken = backup(source, repo, method='logical', databases=['mmixed'])
+        for check in (True, False):
+            out = modrun.run_module('db_restore', dict(pg.conn, repo=repo, target_database='pmixed_copy'), check=check)
+            assert out['failed'] is False and out['changed'] is True, out.get('msg')
+            assert out['backup_id'] == pg_taken['backup']['id']
+        assert pg.psql('SELECT v FROM t', 'pmixed_copy') == 'pg row'
+        out = restore(source, repo, target_database='mmixed_copy')
+        assert out['failed'] is False and out['backup_id'] == my_taken['backup']['id'], out.get('msg')
+    finally:
+        pg.destroy()
