@@ -22,9 +22,11 @@ _PARAM_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_.]*$')
 _COLUMN_SUFFIX = re.compile(r'^(\s+(COLLATE\s+"[^"]+"|[A-Za-z_][A-Za-z0-9_.]*))+$', re.IGNORECASE)
 TEMP_SUFFIX = '_dbops_new'
 _DOLLAR_QUOTE = re.compile(r'\$[A-Za-z_]*\$')
-_RELKIND_WORDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'm': 'a materialized view',
-                  'f': 'a foreign table', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table',
-                  'I': 'a partitioned index'}
+# pg_class.relkind in words, for messages about a name another relation holds (indexes and
+# materialized views share one namespace with tables, views, sequences and types)
+RELKIND_WORDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'm': 'a materialized view',
+                 'f': 'a foreign table', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table',
+                 'i': 'an index', 'I': 'a partitioned index'}
 
 
 def check_sql_fragment(text, what):
@@ -217,7 +219,7 @@ class PostgresIndexes:
             # indexes share one namespace with tables, views, sequences and types
             raise DbError('create index', '%s.%s' % (schema, params['name']),
                           '%s of that name exists in schema %s; choose another index name'
-                          % (_RELKIND_WORDS.get(taken, 'a relation'), schema))
+                          % (RELKIND_WORDS.get(taken, 'a relation'), schema))
         desired['definition'] = self._index_canonical_definition(desired)
         return desired
 
@@ -354,7 +356,7 @@ class PostgresIndexes:
         qualified_temp = '%s.%s' % (desired['schema'], temp)
         table = '%s.%s' % (desired['schema'], desired['table'])
         if row['kind'] != 'i':
-            found = '%s named %s exists' % (_RELKIND_WORDS.get(row['kind'], 'a relation'), qualified_temp)
+            found = '%s named %s exists' % (RELKIND_WORDS.get(row['kind'], 'a relation'), qualified_temp)
         elif (row['table_schema'], row['table']) != (desired['schema'], desired['table']):
             found = 'index %s exists on table %s.%s' % (qualified_temp, row['table_schema'], row['table'])
         elif row['valid']:

@@ -10,14 +10,12 @@ back and its ``pg_get_viewdef()`` is compared with the materialized view's.
 
 from __future__ import annotations
 
-from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_indexes import check_sql_fragment
+from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_indexes import RELKIND_WORDS, check_sql_fragment
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message
 
 _PROBE = 'dbops_matview_probe'
 # the COMMENT that marks <name>_dbops_new as the work copy a replace builds (and may drop when left behind)
 WORK_COPY_MARK = 'dbops.admin work copy of %s.%s'
-_RELKINDS = {'r': 'a table', 'p': 'a partitioned table', 'v': 'a view', 'f': 'a foreign table', 'i': 'an index',
-             'I': 'a partitioned index', 'S': 'a sequence', 'c': 'a composite type', 't': 'a TOAST table'}
 
 
 def clean_query(query):
@@ -63,7 +61,7 @@ class PostgresMatview:
             # tables, views, indexes, sequences and types share one namespace with materialized views
             raise DbError('manage materialized view', '%s.%s' % (schema, name),
                           '%s of that name exists and is not a materialized view'
-                          % _RELKINDS.get(row['kind'], 'a table or view'))
+                          % RELKIND_WORDS.get(row['kind'], 'a table or view'))
         row['definition'] = self.fetch_value('SELECT pg_get_viewdef(%s::oid)', (row['oid'],))
         row['schema'], row['name'] = schema, name
         row['size_bytes'] = int(row['size_bytes'] or 0)
@@ -211,7 +209,7 @@ class PostgresMatview:
             row = found.get(relname)
             if row is None or (relname == temp and ours) or (relname == temp_index and ours and row['table'] == temp):
                 continue
-            what = 'a materialized view' if row['kind'] == 'm' else _RELKINDS.get(row['kind'], 'a relation')
+            what = RELKIND_WORDS.get(row['kind'], 'a relation')
             raise DbError('replace materialized view', '%s.%s' % (schema, name),
                           '%s named %s.%s exists and is not %sa dbops.admin work copy of this view (a materialized '
                           'view commented %s); rename or drop it first'
