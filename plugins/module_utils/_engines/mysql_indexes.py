@@ -128,7 +128,8 @@ class MysqlIndexes:
             table = tables[0]
         expression = ', expression AS expression' if self.flavor == 'mysql' and self.version_num >= 80013 else ''
         rows = self.fetch_all(
-            """SELECT table_name AS tbl, non_unique, column_name, sub_part, collation, index_type%s
+            """SELECT table_name AS tbl, non_unique AS non_unique, column_name AS column_name, sub_part AS sub_part,
+                      collation AS collation, index_type AS index_type%s
                  FROM information_schema.statistics
                 WHERE table_schema = %%s AND table_name = %%s AND index_name = %%s
                 ORDER BY seq_in_index""" % expression, (schema, table, name))
@@ -167,7 +168,7 @@ class MysqlIndexes:
             raise DbError('create index', name, 'type %s is not a MySQL/MariaDB index type; choose %s'
                           % (index_type, ', '.join(MYSQL_INDEX_TYPES)))
         table = self.fetch_one(
-            """SELECT table_name AS tbl, engine FROM information_schema.tables
+            """SELECT table_name AS tbl, engine AS engine FROM information_schema.tables
                 WHERE table_schema = %s AND table_name = %s
                   AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED')""",
             (params['schema'], params['table']))

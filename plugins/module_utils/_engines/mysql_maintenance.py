@@ -81,8 +81,9 @@ class MysqlMaintenance:
 
     def maintenance_tables(self, schema=None, tables=None):
         schema = self._maintenance_schema(schema)
-        query = """SELECT table_schema AS `schema`, table_name AS `table`, engine, table_rows, update_time,
-                          create_time, data_length + index_length AS size_bytes
+        query = """SELECT table_schema AS `schema`, table_name AS `table`, engine AS engine, table_rows AS table_rows,
+                          update_time AS update_time, create_time AS create_time,
+                          data_length + index_length AS size_bytes
                      FROM information_schema.tables
                     WHERE table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') AND table_schema = %s"""
         if tables:
@@ -107,7 +108,8 @@ class MysqlMaintenance:
 
     def _maintenance_enrich(self, row):
         stats_table = 'INNODB_SYS_TABLESTATS' if self.flavor == 'mariadb' else 'INNODB_TABLESTATS'
-        counter = self.fetch_one('SELECT num_rows, modified_counter FROM information_schema.%s WHERE name = %%s'
+        counter = self.fetch_one('SELECT num_rows AS num_rows, modified_counter AS modified_counter '
+                                 'FROM information_schema.%s WHERE name = %%s'
                                  % stats_table, (innodb_internal_name(row['schema'], row['table']),))
         row['modified_rows'] = int(counter['modified_counter']) if counter else 0
         row['rows'] = int(counter['num_rows']) if counter else int(row.get('table_rows') or 0)

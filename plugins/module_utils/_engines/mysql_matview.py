@@ -83,7 +83,8 @@ class MysqlMatview:
 
     def matview_get(self, schema, name):
         row = self.fetch_one(
-            """SELECT table_type, table_comment, table_rows, data_length + index_length AS size_bytes
+            """SELECT table_type AS table_type, table_comment AS table_comment, table_rows AS table_rows,
+                      data_length + index_length AS size_bytes
                  FROM information_schema.tables WHERE table_schema = %s AND table_name = %s""", (schema, name))
         if row is None:
             return None
