@@ -489,6 +489,20 @@ def test_mysql_plan_summary():
     assert plan['nodes'][1]['index'] == 'c_post'
 
 
+def test_mysql8_filesort_is_seen_in_the_ordering_operation():
+    # MySQL 8 EXPLAIN FORMAT=JSON: no "filesort" node, "using_filesort": true on the ordering operation
+    raw = {'json': {'query_block': {'select_id': 1, 'cost_info': {'query_cost': '1033.15'}, 'ordering_operation': {
+        'using_filesort': True, 'table': {
+            'table_name': 'orders', 'access_type': 'ref', 'key': 'ix_customer', 'rows_examined_per_scan': 2580,
+            'rows_produced_per_join': 2580, 'filtered': '100.00'}}}}, 'analyze': False}
+    plan, _ = mysql_advisor.summarize_plan(raw)
+    assert plan['filesort'] is True and plan['total_cost'] == 1033.15 and plan['rows_examined'] == 2580
+    served = {'json': {'query_block': {'select_id': 1, 'ordering_operation': {'using_filesort': False, 'table': {
+        'table_name': 'orders', 'access_type': 'index', 'key': 'ix_created', 'rows_examined_per_scan': 10}}}},
+        'analyze': False}
+    assert 'filesort' not in mysql_advisor.summarize_plan(served)[0]
+
+
 def test_three_column_and_expression_candidates():
     shape = shape_of("SELECT * FROM t WHERE a = 1 AND b = 2 AND c > 3 ORDER BY d LIMIT 5")
     cands = [cols for _, cols in adv.index_candidates(shape)]

@@ -391,7 +391,8 @@ def summarize_plan(raw, table_rows=None):
         cost = None
     plan = {'operation': first.get('node_type') or ('No Tables' if not nodes else None),
             'rows_examined': int(round(examined)), 'total_cost': cost, 'nodes': nodes}
-    if _has_key(doc, ('filesort',)):
+    # MariaDB writes a "filesort" node; MySQL 8 marks ordering/grouping/windowing with "using_filesort": true
+    if _has_key(doc, ('filesort',)) or any(v is True for v in _find_values(doc, 'using_filesort')):
         plan['filesort'] = True
     if analyze:
         qb = doc.get('query_block', {})
