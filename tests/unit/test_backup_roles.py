@@ -4,6 +4,7 @@ the pg_dumpall script reader and the MariaDB/MySQL account helpers."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -268,3 +269,115 @@ def test_parse_grant_splits_at_on_and_to_outside_quotes(statement, privileges, k
                                        'GRANTSELECT ON `db`.* TO `app`@`%`', ''])
 def test_parse_grant_reads_only_grants(statement):
     assert mb.parse_grant(statement) is None
+
+
+# ---- MySQL 8: partial revokes, roles that are accounts, DEFAULT ROLE ------------------------------
+@pytest.mark.parametrize('statement, phase', [
+    # partial_revokes=ON: a privilege held on *.* taken back on one database
+    ('REVOKE INSERT, UPDATE, DELETE ON `mysql`.* FROM `app`@`%`', 'now'),
+    ('REVOKE INSERT ON `we ON x`.* FROM `app`@`%`', 'now'),
+    ('REVOKE INSERT ON `mysql`.* FROM `other`@`%`', 'skip'),
+    # a role is an account 'r'@'h': granted when that account exists (or is created by the restore)
+    ('GRANT `app_rw`@`%` TO `app`@`%`', 'now'),
+    ('GRANT `app_rw`@`%` TO `app`@`%` WITH ADMIN OPTION', 'now'),
+    ('GRANT `app_rw`@`localhost` TO `app`@`%`', 'skip'),
+    ('GRANT `gone`@`%` TO `app`@`%`', 'skip'),
+    ('GRANT BACKUP_ADMIN,REPLICATION_SLAVE_ADMIN ON *.* TO `app`@`%`', 'now'),
+])
+def test_grant_phase_mysql8(statement, phase):
+    assert mb.grant_phase(statement, 'app', '%', {('app_rw', '%'), ('app', '%')}) == phase
+
+
+def test_partial_revoke_grantee_reads_only_database_level_revokes():
+    assert mb.partial_revoke_grantee('REVOKE SELECT ON `mysql`.* FROM `u1`@`%`') == ('u1', '%')
+    assert mb.partial_revoke_grantee('REVOKE SELECT ON `db`.`t` FROM `u1`@`%`') is None
+    assert mb.partial_revoke_grantee('GRANT SELECT ON *.* TO `u1`@`%`') is None
+
+
+@pytest.mark.parametrize('create, expected, roles', [
+    ("CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2441 DEFAULT ROLE `app_rw`@`%`,"
+     "`rep orts`@`10.0.0.%` REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK",
+     "CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2441 REQUIRE NONE PASSWORD EXPIRE DEFAULT "
+     "ACCOUNT UNLOCK", [('app_rw', '%'), ('rep orts', '10.0.0.%')]),
+    ('CREATE USER `app`@`%` REQUIRE NONE ACCOUNT UNLOCK', 'CREATE USER `app`@`%` REQUIRE NONE ACCOUNT UNLOCK', []),
+    ("CREATE USER `app`@`%` IDENTIFIED WITH 'x' AS ' DEFAULT ROLE `r`@`%`' REQUIRE NONE",
+     "CREATE USER `app`@`%` IDENTIFIED WITH 'x' AS ' DEFAULT ROLE `r`@`%`' REQUIRE NONE", []),
+])
+def test_split_default_roles(create, expected, roles):
+    assert mb.split_default_roles(create) == (expected, roles)
+
+
+class _FakeMysql8Restore(mb.MysqlBackup):
+    """restore_accounts on a MySQL 8 server that holds the accounts ``existing``."""
+
+    flavor = 'mysql'
+
+    def __init__(self, existing=()):
+        self.existing = set(existing)
+        self.ran = []
+
+    def _existing_accounts(self, accounts):
+        return {a for a in accounts if a in self.existing}
+
+    def fetch_all(self, sql, params=None, operation=None):
+        assert sql == 'SELECT User AS u, Host AS h FROM mysql.user'
+        return [{'u': u, 'h': h} for u, h in sorted(self.existing)]
+
+    def execute(self, sql, params=None, operation=None, autocommit=False):
+        self.ran.append(sql)
+
+    def add_secret(self, secret):
+        pass
+
+    def quote_ident(self, name):
+        return quote_ident(name)
+
+    def quote_literal(self, value):
+        return "'%s'" % value
+
+
+def test_mysql8_restore_accounts_keeps_roles_default_roles_and_partial_revokes(tmp_path):
+    accounts = [
+        {'user': 'app', 'host': '%', 'role': False, 'members': [],
+         'create': "CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2441 DEFAULT ROLE "
+                   "`app_rw`@`%`,`audit`@`%` REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK",
+         'grants': ['GRANT USAGE ON *.* TO `app`@`%`', 'GRANT `app_rw`@`%`,`audit`@`%`,`gone`@`%` TO `app`@`%`']},
+        {'user': 'app_rw', 'host': '%', 'role': False, 'members': [],
+         'create': "CREATE USER `app_rw`@`%` IDENTIFIED WITH 'caching_sha2_password' REQUIRE NONE PASSWORD EXPIRE "
+                   "ACCOUNT LOCK",
+         'grants': ['GRANT SELECT, INSERT ON `shop`.* TO `app_rw`@`%`']},
+        {'user': 'ops', 'host': '%', 'role': False, 'members': [],
+         'create': "CREATE USER `ops`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2442 REQUIRE NONE",
+         'grants': ['GRANT SELECT, INSERT ON *.* TO `ops`@`%`', 'REVOKE INSERT ON `mysql`.* FROM `ops`@`%`']},
+    ]
+    (tmp_path / mb.ACCOUNTS_FILE).write_text(json.dumps({'accounts': accounts}))
+    engine = _FakeMysql8Restore(existing={('audit', '%')})
+    dumps = [{'database': 'shop', 'accounts': [['app', '%'], ['app_rw', '%'], ['ops', '%']]}]
+    state = engine.restore_accounts(dumps, {'roles': 'create'}, str(tmp_path), [])
+    assert engine.ran == [
+        "CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2441 REQUIRE NONE PASSWORD EXPIRE "
+        "DEFAULT ACCOUNT UNLOCK",
+        "CREATE USER `app_rw`@`%` IDENTIFIED WITH 'caching_sha2_password' REQUIRE NONE PASSWORD EXPIRE ACCOUNT LOCK",
+        "CREATE USER `ops`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2442 REQUIRE NONE",
+        'GRANT USAGE ON *.* TO `app`@`%`',
+        'GRANT `app_rw`@`%` TO `app`@`%`',
+        'GRANT `audit`@`%` TO `app`@`%`',
+        'GRANT SELECT, INSERT ON `shop`.* TO `app_rw`@`%`',
+        'GRANT SELECT, INSERT ON *.* TO `ops`@`%`',
+        'REVOKE INSERT ON `mysql`.* FROM `ops`@`%`',
+        "ALTER USER 'app'@'%' DEFAULT ROLE 'app_rw'@'%', 'audit'@'%'",
+    ]
+    assert [a['user'] for a in state['created']] == ['app', 'app_rw', 'ops']
+
+
+@pytest.mark.parametrize('statement, expected', [
+    ('GRANT `app_read`@`%`,`app_write`@`%` TO `rw_user1`@`localhost`',
+     ['GRANT `app_read`@`%` TO `rw_user1`@`localhost`', 'GRANT `app_write`@`%` TO `rw_user1`@`localhost`']),
+    ('GRANT `a, b`@`%`, `c`@`%` TO `u`@`%` WITH ADMIN OPTION',
+     ['GRANT `a, b`@`%` TO `u`@`%` WITH ADMIN OPTION', 'GRANT `c`@`%` TO `u`@`%` WITH ADMIN OPTION']),
+    ('GRANT `r1`@`%` TO `u`@`%`', ['GRANT `r1`@`%` TO `u`@`%`']),
+    ('GRANT SELECT, INSERT ON *.* TO `u`@`%`', ['GRANT SELECT, INSERT ON *.* TO `u`@`%`']),
+    ('REVOKE INSERT ON `mysql`.* FROM `u`@`%`', ['REVOKE INSERT ON `mysql`.* FROM `u`@`%`']),
+])
+def test_split_role_grant(statement, expected):
+    assert mb.split_role_grant(statement) == expected

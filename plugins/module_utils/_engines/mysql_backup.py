@@ -834,23 +834,72 @@ def parse_grant(text):
                       grantee, rest)
 
 
+def partial_revoke_grantee(text):
+    """The account of a MySQL 8 partial revoke line of SHOW GRANTS (``REVOKE INSERT ON `mysql`.* FROM
+    `u`@`%``, partial_revokes=ON: a privilege held on *.* taken back on one database), else None."""
+    text = text.strip().rstrip(';')
+    if text[:7].upper() != 'REVOKE ':
+        return None
+    on = _find_outside_quotes(text, ' ON ')
+    source = _find_outside_quotes(text, ' FROM ', on + 1) if on >= 0 else -1
+    if source < 0 or not text[on + 4:source].strip().endswith('.*'):
+        return None
+    return _grantee(text[source + 6:].lstrip())[0]
+
+
 def grant_phase(statement, user, host, roles):
     """When a SHOW GRANTS line of account user@host is replayed on a restore: 'now' (global and
-    database privileges, memberships in roles that exist), 'later' (tables, columns, routines:
-    after the load) or 'skip' (a line about another account, a role that does not exist)."""
+    database privileges, MySQL 8 partial revokes, memberships in roles that exist), 'later' (tables,
+    columns, routines: after the load) or 'skip' (a line about another account, a role that does not
+    exist). ``roles`` holds MariaDB role names and MySQL 8 accounts as (user, host): on MySQL any
+    account can be granted as a role (GRANT `r`@`%` TO ...)."""
     text = statement.strip().rstrip(';')
     if text.upper().startswith('SET DEFAULT ROLE'):
         match = re.match(r'SET DEFAULT ROLE\s+(%s)' % _QUOTED_NAME, text, re.I)
         role = _unquote_name(match.group(1)) if match else None
         return 'now' if role is not None and (role.upper() == 'NONE' or role in roles) else 'skip'
+    if text[:7].upper() == 'REVOKE ':
+        # replayed right after the grant on *.* it restricts (SHOW GRANTS lists it after the grants)
+        return 'now' if partial_revoke_grantee(text) == (user, host) else 'skip'
     grant = parse_grant(text)
     if grant is None or grant.grantee != (user, host):
         return 'skip'
     if grant.target is None:
         # GRANT role TO account: only a role that exists (or was just created)
         role = _grantee(grant.privileges)[0]
-        return 'now' if role and role[0] in roles else 'skip'
+        return 'now' if role and (role[0] in roles if not role[1] else role in roles) else 'skip'
     return 'now' if grant.target == '*' or grant.target.endswith('.*') else 'later'
+
+
+def split_role_grant(statement):
+    """A MySQL 8 SHOW GRANTS line granting several roles (GRANT `r1`@`%`,`r2`@`%` TO `u`@`%`) as one line
+    per role, so that a role missing here leaves out only its own membership; other lines unchanged."""
+    text = statement.strip().rstrip(';')
+    grant = parse_grant(text)
+    if grant is None or grant.target is not None or grant.grantee is None:
+        return [statement]
+    name = r'`(?:[^`]|``)*`@`(?:[^`]|``)*`'  # MySQL 8 prints a role as `role`@`host`
+    if not re.fullmatch(r'%s(?:\s*,\s*%s)+' % (name, name), grant.privileges):
+        return [statement]
+    names = re.findall(name, grant.privileges)
+    to = _find_outside_quotes(text, ' TO ')
+    return ["GRANT %s%s" % (role, text[to:]) for role in names]
+
+
+_DEFAULT_ROLES_RE = re.compile(r' DEFAULT ROLE ((?:%s)@(?:%s)(?:\s*,\s*(?:%s)@(?:%s))*)' % ((_QUOTED_NAME,) * 4))
+
+
+def split_default_roles(create):
+    """(the statement without it, [(role, host)]) for the DEFAULT ROLE clause of a MySQL 8 SHOW CREATE USER
+    line: CREATE USER fails when a role it names does not exist yet, and ALTER USER ... DEFAULT ROLE
+    when the role is not granted, so a restore sets the default roles after the memberships."""
+    match = _DEFAULT_ROLES_RE.search(create)
+    if not match or _find_outside_quotes(create, ' DEFAULT ROLE ') != match.start():
+        return create, []
+    roles = []
+    for item in re.finditer(r'(%s)@(%s)' % (_QUOTED_NAME, _QUOTED_NAME), match.group(1)):
+        roles.append((_unquote_name(item.group(1)), _unquote_name(item.group(2))))
+    return create[:match.start()] + create[match.end():], roles
 
 
 def grant_for_database(statement, renames, quote_ident):
@@ -1575,21 +1624,39 @@ class MysqlBackup:
             for stmt in [account['create']] + account['grants']:
                 for secret in account_secrets(stmt):
                     self.add_secret(secret)
+        granted = {}
         try:
             for account in chosen:
                 label = account_label(account['user'], account['host'])
-                self.execute(account['create'], operation='create account %s' % label)
+                self.execute(split_default_roles(account['create'])[0] if self.flavor != 'mariadb'
+                             else account['create'], operation='create account %s' % label)
                 state['created'].append(account)
             roles = self._existing_roles() | set(a['user'] for a in chosen if a['role'])
+            if self.flavor != 'mariadb':
+                roles |= set((a['user'], a['host']) for a in chosen)
             for account in chosen:
                 label = account_label(account['user'], account['host'])
-                for grant in account['grants']:
+                lines = account['grants'] if self.flavor == 'mariadb' else \
+                    [one for line in account['grants'] for one in split_role_grant(line)]
+                for grant in lines:
                     grant = grant_for_database(grant, renames, self.quote_ident)
                     when = grant_phase(grant, account['user'], account['host'], roles)
                     if when == 'now':
                         self.execute(grant, operation='grant to %s' % label)
+                        parsed = parse_grant(grant.strip())
+                        if parsed is not None and parsed.target is None:
+                            granted.setdefault(label, set()).add(_grantee(parsed.privileges)[0])
                     elif when == 'later':
                         state['later'].append((label, grant))
+            for account in chosen if self.flavor != 'mariadb' else ():
+                # MySQL 8: the DEFAULT ROLE clause of SHOW CREATE USER, now that its roles are granted
+                label = account_label(account['user'], account['host'])
+                defaults = [r for r in split_default_roles(account['create'])[1] if r in granted.get(label, ())]
+                if defaults:
+                    self.execute('ALTER USER %s DEFAULT ROLE %s' % (
+                        account_literal(account['user'], account['host'], self.quote_literal),
+                        ', '.join(account_literal(r, h, self.quote_literal) for r, h in defaults)),
+                        operation='set the default roles of %s' % label)
             for account in chosen:
                 members = [m for m in account.get('members') or [] if m[0]]
                 present = self._existing_accounts([(m[0], m[1]) for m in members]) or set()
@@ -1628,9 +1695,11 @@ class MysqlBackup:
         state['created'] = []
 
     def _existing_roles(self):
-        if self.flavor != 'mariadb':
-            return set()
+        """MariaDB: the role names; MySQL 8: every account, as (user, host) (any account can be granted)."""
         try:
+            if self.flavor != 'mariadb':
+                return set((_text(r['u']), _text(r['h'])) for r in self.fetch_all(
+                    'SELECT User AS u, Host AS h FROM mysql.user'))
             return set(_text(r['u']) for r in self.fetch_all("SELECT User AS u FROM mysql.user WHERE is_role = 'Y'"))
         except DbError:
             return set()
