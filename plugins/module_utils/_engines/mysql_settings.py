@@ -52,10 +52,17 @@ def mariadb_variable_spec(row):
     return dict(vartype='string')
 
 
-def inferred_variable_spec(value):
-    """MySQL 8 publishes no variable types: infer them from the current value."""
+def inferred_variable_spec(value, wanted=None):
+    """MySQL 8 publishes no variable types: infer them from the current value (and the value wanted:
+    an ON/OFF variable asked for a value that is no boolean is an enum with more values, like gtid_mode
+    OFF_PERMISSIVE / ON_PERMISSIVE or enforce_gtid_consistency WARN; the server checks the value)."""
     text = '' if value is None else str(value)
     if text.upper() in ('ON', 'OFF'):
+        if wanted is not None:
+            try:
+                _units.parse_bool(wanted)
+            except ValueError:
+                return dict(vartype='enum')
         return dict(vartype='bool')
     if re.match(r'^-?\d+$', text):
         return dict(vartype='integer', kind='memory')
@@ -242,7 +249,7 @@ class MysqlSettings:
                 spec = mariadb_variable_spec(row)
                 dynamic = (row.get('READ_ONLY') or 'NO').upper() == 'NO'
             else:
-                spec = inferred_variable_spec(row.get('value'))
+                spec = inferred_variable_spec(row.get('value'), value)
                 dynamic = None  # learnt from the server when SET PERSIST is refused
             try:
                 target = _units.normalize(value, **spec)
@@ -326,7 +333,7 @@ class MysqlSettings:
                 if not entry['set_global'] or entry['name'] not in current:
                     continue
                 spec = mariadb_variable_spec(current[entry['name']]) if self.is_mariadb \
-                    else inferred_variable_spec(current[entry['name']].get('value'))
+                    else inferred_variable_spec(current[entry['name']].get('value'), entry['target'])
                 try:
                     now = _units.normalize(current[entry['name']].get('value'), **spec)
                 except ValueError:
