@@ -1147,3 +1147,18 @@ def test_pipe_into_names_the_loader_when_it_failed_and_the_decompressor_then_got
     with pytest.raises(DbError) as err:
         mb._pipe_into(source, ['gzip', '-dc'], ['sh', '-c', 'cat >/dev/null'])
     assert 'could not read x.sql.gz' in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize('flavor, gtid, expected', [
+    ('mysql', True, ['skip-replica-start', 'gtid-mode = ON', 'enforce-gtid-consistency = ON']),
+    ('mysql', False, ['skip-replica-start']),
+    ('mariadb', True, ['skip-slave-start']),
+])
+def test_restored_instance_runs_with_gtids_when_the_mysql8_backup_had_them(tmp_path, flavor, gtid, expected):
+    # a MySQL 8 source with gtid_mode ON writes SET @@SESSION.GTID_NEXT='uuid:n' before each replayed
+    # transaction: a restored server with gtid_mode OFF refuses it (error 1781)
+    files = mb.write_instance_cnf(str(tmp_path / 'data'), 3307, None, flavor, gtid=gtid)
+    with open(files['cnf']) as handle:
+        lines = handle.read().splitlines()
+    chosen = [line for line in lines if re.match(r'(skip-(replica|slave)-start|gtid-mode|enforce-gtid)', line)]
+    assert chosen == expected

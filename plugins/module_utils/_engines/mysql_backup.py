@@ -3701,8 +3701,12 @@ def instance_files(data_dir, os_user=None, create=False):
             'pid': os.path.join(data_dir, 'mysqld.pid'), 'log': os.path.join(data_dir, 'restore-error.log')}
 
 
-def write_instance_cnf(data_dir, port, backup_cnf=None, flavor='mariadb'):
-    """The option file of a restored instance (next to data_dir); innodb_* taken from the backup."""
+def write_instance_cnf(data_dir, port, backup_cnf=None, flavor='mariadb', gtid=False):
+    """The option file of a restored instance (next to data_dir); innodb_* taken from the backup.
+
+    ``gtid``: the backup recorded a MySQL 8 GTID set (the source ran with gtid_mode ON): the restored
+    instance runs with GTIDs too, or replaying the source's binary logs (SET @@SESSION.GTID_NEXT=
+    'uuid:n') fails with ER_CANT_SET_GTID_NEXT_TO_GTID_WHEN_GTID_MODE_IS_OFF (1781)."""
     files = instance_files(data_dir)
     options = {}
     if backup_cnf and os.path.isfile(backup_cnf):
@@ -3715,6 +3719,8 @@ def write_instance_cnf(data_dir, port, backup_cnf=None, flavor='mariadb'):
     if flavor == 'mysql':
         options.pop('skip-slave-start')
         options['skip-replica-start'] = ''
+        if gtid:
+            options.update({'gtid-mode': 'ON', 'enforce-gtid-consistency': 'ON'})
     with open(files['cnf'], 'w') as f:
         f.write('# written by dbops.admin db_restore\n[mysqld]\n')
         for key, value in options.items():
@@ -4131,7 +4137,8 @@ def restore_physical(request):
         argv[1] = '--defaults-file=' + backup_cnf
         commands.append(command_line(argv))
         run_checked(argv, 'copy the prepared backup into', data_dir)
-        files = write_instance_cnf(data_dir, port, backup_cnf, flavor)
+        files = write_instance_cnf(data_dir, port, backup_cnf, flavor,
+                                   gtid=any((link['manifest'].get('stop_position') or {}).get('gtid') for link in chain))
         os.chmod(data_dir, 0o750)
         _chown_tree(data_dir, ids)
         if mapping:
