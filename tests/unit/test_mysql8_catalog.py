@@ -68,6 +68,9 @@ class _Cursor:
 
     def execute(self, sql, params=None):
         self.server.read.append(sql)
+        if not sql.lstrip().upper().startswith('SELECT'):
+            self.description, self._rows = None, []  # SET ...: no result set
+            return
         rows = next((answer for key, answer in self.server.answers if key in sql), [])
         labels = mysql8_labels(sql)
         self.description = [(label,) for label in labels]
@@ -95,13 +98,13 @@ class FakeMysql8Server:
         return _Cursor(self)
 
 
-def mysql8(answers, version_num=80036):
+def mysql8(answers, version_num=80036, flavor='mysql'):
     engine = object.__new__(MysqlEngine)
     engine.conn = FakeMysql8Server(answers)
     engine.check_mode = False
     engine.queries = []
     engine._secrets = set()
-    engine.flavor = 'mysql'
+    engine.flavor = flavor
     engine.version_num = version_num
     engine.statements_sent = 0
     engine.driver_errors = (RuntimeError,)
@@ -169,3 +172,26 @@ def test_mysql8_matview_get_reads_the_table_comment():
     current = engine.matview_get('shop', 'order_totals')
     assert (current['hash'], current['rows'], current['size_bytes']) == (query_hash(query), 3, 16384)
     assert current['unique_indexes'] == [{'name': 'dbops_unique', 'columns': ['id']}]
+
+
+# ---- statistics as they are now ------------------------------------------------------------------
+EXPIRY = 'SET SESSION information_schema_stats_expiry = 0'
+
+
+def test_mysql8_reads_table_sizes_and_times_from_the_storage_engine_not_the_cache():
+    engine = mysql8([
+        ('information_schema.SCHEMATA', [{'name': 'shop', 'size_bytes': 32768}]),
+        ('information_schema.tables', [{'schema': 'shop', 'table': 'orders', 'table_rows': 3, 'size_bytes': 16384,
+                                        'table_type': 'BASE TABLE', 'table_comment': build_comment('SELECT 1')}]),
+    ])
+    assert engine.info_databases() == [{'name': 'shop', 'size_bytes': 32768}]
+    assert engine.conn.read[0] == EXPIRY and 'information_schema.TABLES' in engine.conn.read[1]
+    engine.maintenance_tables('shop', ['orders'])
+    engine.matview_get('shop', 'order_totals')
+    assert engine.conn.read.count(EXPIRY) == 1  # once per session
+
+
+def test_mariadb_has_no_statistics_cache_to_skip():
+    engine = mysql8([('information_schema.SCHEMATA', [{'name': 'shop', 'size_bytes': 32768}])], 101106, 'mariadb')
+    engine.info_databases()
+    assert EXPIRY not in engine.conn.read

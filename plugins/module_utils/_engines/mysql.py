@@ -94,6 +94,19 @@ class MysqlEngine(MysqlSettings, MysqlInfo, MysqlUsers, MysqlDatabases, MysqlInd
     def _begin(self):
         self.conn.begin()
 
+    def fresh_table_statistics(self):
+        """MySQL 8 answers the size and row columns of INFORMATION_SCHEMA.TABLES from a cache that is
+        refreshed after information_schema_stats_expiry (24 hours by default); this session reads them
+        from the storage engine instead, as MariaDB does. Once per session; a server without the
+        variable (MariaDB, MySQL before 8.0.3) is left alone."""
+        if self.flavor != 'mysql' or getattr(self, '_fresh_table_statistics', False):
+            return
+        self._fresh_table_statistics = True
+        try:
+            self.fetch_all('SET SESSION information_schema_stats_expiry = 0')
+        except DbError:
+            pass
+
     def _read_server_version(self):
         raw = self.fetch_value('SELECT VERSION()') or ''
         self.flavor = 'mariadb' if 'mariadb' in raw.lower() else 'mysql'

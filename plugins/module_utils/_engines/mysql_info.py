@@ -57,6 +57,7 @@ class MysqlInfo:
         return dict(sorted(self._global_variables().items()))
 
     def info_databases(self):
+        self.fresh_table_statistics()
         rows = self.fetch_all(
             'SELECT s.SCHEMA_NAME AS name, SUM(t.DATA_LENGTH + t.INDEX_LENGTH) AS size_bytes '
             'FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t '

@@ -81,6 +81,7 @@ class MysqlMaintenance:
 
     def maintenance_tables(self, schema=None, tables=None):
         schema = self._maintenance_schema(schema)
+        self.fresh_table_statistics()  # update_time, table_rows and sizes as they are now
         query = """SELECT table_schema AS `schema`, table_name AS `table`, engine AS engine, table_rows AS table_rows,
                           update_time AS update_time, create_time AS create_time,
                           data_length + index_length AS size_bytes

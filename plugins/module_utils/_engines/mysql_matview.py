@@ -82,6 +82,7 @@ class MysqlMatview:
         return schema
 
     def matview_get(self, schema, name):
+        self.fresh_table_statistics()
         row = self.fetch_one(
             """SELECT table_type AS table_type, table_comment AS table_comment, table_rows AS table_rows,
                       data_length + index_length AS size_bytes
