@@ -52,3 +52,20 @@ def test_mysql8_booleans_stay_booleans(running, wanted, target):
 def test_inferred_spec_without_a_wanted_value():
     assert inferred_variable_spec('ON') == {'vartype': 'bool'}
     assert inferred_variable_spec('OFF', 'WARN') == {'vartype': 'enum'}
+
+
+def test_mysql8_read_only_variable_persisted_only_waits_for_the_restart_without_a_change():
+    # SET PERSIST_ONLY innodb_buffer_pool_instances = 4 was run; the server still runs with its compiled 8
+    engine = mysql8({'innodb_buffer_pool_instances': {'value': '8', 'persisted': '4', 'source': 'COMPILED'}})
+    entry, = engine.plan_settings({'innodb_buffer_pool_instances': 4})
+    assert (entry['change'], entry['set_global'], entry['restart'], entry['context']) == (False, False, True, 'restart')
+    assert engine.apply_settings([entry])['pending_restart'] == ['innodb_buffer_pool_instances']
+    assert engine.queries == []
+
+
+def test_mysql8_dynamic_variable_changed_at_runtime_is_set_again():
+    # persisted 64M, then someone ran SET GLOBAL sort_buffer_size = 1M
+    engine = mysql8({'sort_buffer_size': {'value': '1048576', 'persisted': '67108864', 'source': 'DYNAMIC'}})
+    entry, = engine.plan_settings({'sort_buffer_size': '64M'})
+    assert (entry['change'], entry['set_global'], entry['restart']) == (True, True, False)
+    assert engine.setting_statement(entry) == ('SET PERSIST `sort_buffer_size` = %s', (67108864,))

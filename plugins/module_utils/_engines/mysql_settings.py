@@ -190,9 +190,11 @@ class MysqlSettings:
                 names, operation='read information_schema.SYSTEM_VARIABLES')
         else:
             rows = self.fetch_all(
-                'SELECT LOWER(g.VARIABLE_NAME) AS name, g.VARIABLE_VALUE AS value, p.VARIABLE_VALUE AS persisted '
+                'SELECT LOWER(g.VARIABLE_NAME) AS name, g.VARIABLE_VALUE AS value, p.VARIABLE_VALUE AS persisted, '
+                'i.VARIABLE_SOURCE AS source '
                 'FROM performance_schema.global_variables g '
                 'LEFT JOIN performance_schema.persisted_variables p ON p.VARIABLE_NAME = g.VARIABLE_NAME '
+                'LEFT JOIN performance_schema.variables_info i ON i.VARIABLE_NAME = g.VARIABLE_NAME '
                 'WHERE LOWER(g.VARIABLE_NAME) IN (%s)' % marks,
                 names, operation='read performance_schema.global_variables')
         return {row['name']: row for row in rows}
@@ -276,11 +278,17 @@ class MysqlSettings:
                 entry['restart'] = not dynamic and not _same_value(running, target, spec)
             else:
                 persisted = row.get('persisted')
-                entry['context'] = 'persisted'
-                entry['set_global'] = not _same_value(running, target, spec) or (
-                    persisted is None or not _same_text(persisted, target, spec))
+                persisted_same = persisted is not None and _same_text(persisted, target, spec)
+                running_same = _same_value(running, target, spec)
                 entry['before'] = persisted if persisted is not None else row.get('value')
-                entry['restart'] = False
+                if persisted_same and not running_same and (row.get('source') or 'DYNAMIC').upper() != 'DYNAMIC':
+                    # persisted already, and the running value was not set at runtime: SET PERSIST_ONLY of a
+                    # read-only variable, waiting for a restart (SET PERSIST again would be refused, and
+                    # SET PERSIST_ONLY again would report a change on every run)
+                    entry.update({'context': 'restart', 'set_global': False, 'restart': True})
+                else:
+                    entry.update({'context': 'persisted', 'set_global': not (running_same and persisted_same),
+                                  'restart': False})
             entry['change'] = entry['set_global'] or entry['write_file']
             plan.append(entry)
         return plan
