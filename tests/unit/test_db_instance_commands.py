@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_instance as my
 from ansible_collections.dbops.admin.plugins.module_utils._engines import postgresql_instance as pg
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
-from ansible_collections.dbops.admin.plugins.module_utils._passwords import mysql_native_hash
+from ansible_collections.dbops.admin.plugins.module_utils._passwords import caching_sha2_matches, mysql_native_hash
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 PASSWORD = 'Unit-Secret-7'
@@ -500,11 +500,26 @@ def test_mysql8_initialize_insecure_with_init_file(tmp_path):
     assert argv[-4:] == [os.path.join(tools, 'mysqld'), '--defaults-file=/s/my.cnf', '--initialize-insecure',
                          '--init-file=/s/init.sql']
     statements = inst.password_statements()
-    assert statements[0].startswith("ALTER USER 'root'@'localhost' IDENTIFIED BY ")
+    assert statements[0].startswith("ALTER USER 'root'@'localhost' IDENTIFIED WITH caching_sha2_password AS 0x")
     assert "CREATE USER 'root'@'127.0.0.1'" in statements[1]
     assert 'FLUSH PRIVILEGES' not in statements
     masked = inst.mask(' '.join(statements))
-    assert PASSWORD not in masked and '********' in masked
+    assert PASSWORD not in ' '.join(statements) and '0x' not in masked and '********' in masked
+    digest = bytes.fromhex(statements[0].rsplit(' AS 0x', 1)[1])
+    assert caching_sha2_matches(PASSWORD, digest) is True
+
+
+@pytest.mark.parametrize('version, password', [
+    ('8.0.36', "it's a \\secret"),   # hex literal: nothing to escape, nothing of the password in the SQL
+    ('8.0.16', "it's a \\secret"),   # before hex literals: IDENTIFIED BY, masked as written (quotes doubled)
+])
+def test_mysql8_root_password_never_shows_in_the_recorded_statements(tmp_path, version, password):
+    out = '/usr/sbin/mysqld  Ver %s for Linux on x86_64 (MySQL Community Server - GPL)\n' % version
+    inst = my.MysqlInstance(params(tmp_path, port=33306, bin_dir=bin_dir(tmp_path, 'mysqld'), superuser_password=password),
+                            FakeRunner(out))
+    statements = inst.password_statements()
+    masked = inst.mask(' '.join(statements))
+    assert "it''s" not in masked and 'secret' not in masked and masked.count('********') == 2
 
 
 def test_mysql8_option_file_turns_x_protocol_off(tmp_path):

@@ -22,7 +22,7 @@ from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_in
     LocalInstance,
 )
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
-from ansible_collections.dbops.admin.plugins.module_utils._passwords import mysql_native_hash
+from ansible_collections.dbops.admin.plugins.module_utils._passwords import caching_sha2_hash, mysql_native_hash
 
 SEARCH_DIRS = ('/usr/sbin', '/usr/bin', '/usr/local/bin', '/usr/local/sbin', '/usr/libexec',
                '/usr/local/mysql/bin')
@@ -238,7 +238,17 @@ class MysqlInstance(LocalInstance):
             for host in sorted({'::1', socket.gethostname()} - {'localhost', '127.0.0.1', ''}):
                 statements.append('DROP USER IF EXISTS %s@%s' % (mysql_string('root'), mysql_string(host)))
             return statements
-        auth = 'IDENTIFIED BY %s' % mysql_string(self.password)
+        version = tuple(int(part) for part in re.findall(r'\d+', self.version() or '')[:3])
+        if version >= (8, 0, 17):
+            # the caching_sha2_password string made here, as a hex literal (CREATE/ALTER USER take one since
+            # 8.0.17): the plain password is written nowhere, not even to the init file
+            digest = '0x' + caching_sha2_hash(self.password).hex().upper()
+            self.add_secret(digest)
+            auth = 'IDENTIFIED WITH caching_sha2_password AS %s' % digest
+        else:
+            literal = mysql_string(self.password)
+            self.add_secret(literal[1:-1])  # as written in the statement: quotes doubled, backslashes escaped
+            auth = 'IDENTIFIED BY %s' % literal
         return ["ALTER USER 'root'@'localhost' %s" % auth,
                 "CREATE USER 'root'@'127.0.0.1' %s" % auth,
                 "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION"]
