@@ -170,7 +170,8 @@ options:
 notes:
   - On PostgreSQL, reading stored verifiers needs superuser (pg_authid). On MySQL/MariaDB, reading accounts needs
     SELECT on the C(mysql) schema.
-  - On MariaDB a role granted with O(member_of) is active after C(SET ROLE) or C(SET DEFAULT ROLE).
+  - On MariaDB and MySQL 8 a role granted with O(member_of) is active after C(SET ROLE) or C(SET DEFAULT ROLE)
+    (MySQL 8 also with C(activate_all_roles_on_login=ON)); until then the account does not use its privileges.
 '''
 
 EXAMPLES = r'''
