@@ -281,6 +281,31 @@ def test_mysql8_native_account_and_hashes(mysql8):
         [('CREATE USER `u`@`%%` IDENTIFIED WITH mysql_native_password AS %s', [given])]
 
 
+@pytest.mark.parametrize('status', [None, 'DISABLED'])
+def test_mysql84_native_account_moves_to_caching_sha2_when_the_plugin_is_not_loaded(status):
+    # upgraded from 8.0: the account kept mysql_native_password, which 8.4 does not load by default (9.0: removed)
+    engine = offline(MysqlEngine, 'mysql', 80400)
+    engine.fetch_value = lambda sql, params=None, operation=None: status
+    current = {'login': True, 'connection_limit': 0, 'member_of': [],
+               '_auth': [('mysql_native_password', pw.mysql_native_hash('a'))]}
+    warnings = []
+    changes, statements = engine.plan_role(spec(name='u', password='a'), current, warnings)
+    (sql, params), = statements
+    assert sql == 'ALTER USER `u`@`%%` IDENTIFIED WITH caching_sha2_password AS %s'
+    assert pw.caching_sha2_matches('a', params[0]) is True
+    assert ('password', 'set', 'changed') in changes and 'mysql_native_password' in warnings[0]
+    with pytest.raises(DbError, match='does not load mysql_native_password'):
+        engine.plan_role(spec(name='v', password_hash=pw.mysql_native_hash('c')), None, [])
+
+
+def test_mysql84_native_account_stays_when_the_plugin_is_loaded():
+    engine = offline(MysqlEngine, 'mysql', 80400)
+    engine.fetch_value = lambda sql, params=None, operation=None: 'ACTIVE'
+    current = {'login': True, 'connection_limit': 0, 'member_of': [],
+               '_auth': [('mysql_native_password', pw.mysql_native_hash('a'))]}
+    assert engine.plan_role(spec(name='u', password='a'), current, []) == ([], [])
+
+
 def test_mysql8_unreadable_or_foreign_plugin_warns(mysql8):
     warnings = []
     current = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [('caching_sha2_password', 'garbage')]}

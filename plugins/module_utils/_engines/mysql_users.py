@@ -215,8 +215,33 @@ class MysqlUsers:
             params.append('')
         return 'IDENTIFIED VIA ' + ' OR '.join(parts), params, 'set'
 
+    def native_password_loaded(self):
+        """Whether this MySQL server can authenticate with mysql_native_password: built in up to 8.3, not
+        loaded by default in 8.4 (--mysql-native-password=ON loads it), removed in 9.0."""
+        if self.version_num < 80400:
+            return True
+        if not hasattr(self, '_native_password_loaded'):
+            try:
+                status = self.fetch_value("SELECT PLUGIN_STATUS FROM information_schema.PLUGINS "
+                                          "WHERE PLUGIN_NAME = 'mysql_native_password'")
+                self._native_password_loaded = str(status or '').upper() == 'ACTIVE'
+            except DbError:
+                self._native_password_loaded = True  # cannot tell: let the server decide
+        return self._native_password_loaded
+
     def _mysql8_auth_clause(self, label, password, password_hash, methods, current, warnings):
         plugin, stored = methods[0] if methods else (None, '')
+        if password_hash is not None and is_mysql_native_hash(password_hash) and not self.native_password_loaded():
+            raise DbError('set password of', label, 'password_hash is a mysql_native_password hash and this server '
+                          'does not load mysql_native_password (MySQL 8.4 and later by default): give password or '
+                          'a caching_sha2_password string')
+        if password is not None and current is not None and plugin == NATIVE and not self.native_password_loaded():
+            # an account left on mysql_native_password by an upgrade cannot log in: give it a working password
+            warnings.append('account %s used mysql_native_password, which this server does not load: its password '
+                            'is set as a caching_sha2_password one' % label)
+            value = caching_sha2_hash(password).decode('latin-1') if password else ''
+            self.add_secret(value)
+            return 'IDENTIFIED WITH %s AS %%s' % CACHING_SHA2, [Secret(value)], 'set'
         if password_hash is not None:
             use = NATIVE if is_mysql_native_hash(password_hash) else CACHING_SHA2
             if current is not None and plugin == use and stored == password_hash:
