@@ -36,6 +36,7 @@ MYSQL_DATABASE_ALL = ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 
 MYSQL_TABLE_ALL = ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'REFERENCES', 'INDEX',
                    'ALTER', 'CREATE VIEW', 'SHOW VIEW', 'TRIGGER')
 MYSQL_SCOPES = ('global', 'database', 'table')
+MYSQL_DATABASE_CHARS = 64  # mysql.db.Db: a database name, or a db-level grant's pattern with its escapes
 # A privilege name is a keyword in the statement: only words of letters and underscores.
 PRIVILEGE_RE = re.compile(r'^[A-Z][A-Z_]*( [A-Z][A-Z_]*)*$')
 GRANT_OPTION = 'GRANT OPTION'
@@ -64,11 +65,14 @@ def normalize_privileges(entries, engine_name, all_privileges=None, default_sche
         grant_option = bool(entry.get('grant_option'))
         database, schema, objects = entry.get('database'), entry.get('schema'), entry.get('objects')
         if engine_name == 'postgresql':
+            if entry.get('wildcard'):
+                raise DbError('use', where, 'wildcard applies to MySQL/MariaDB database patterns only; PostgreSQL '
+                              'grants name each database')
             targets, privs = _pg_targets(scope, database, schema, objects, privs, where, default_schema)
             values = dict((p, grant_option) for p in privs)
         else:
             targets, privs = _mysql_targets(scope, database, schema, objects, privs, where,
-                                            all_privileges or {})
+                                            all_privileges or {}, wildcard=bool(entry.get('wildcard')))
             values = dict((p, False) for p in privs)
             if grant_option:
                 values[GRANT_OPTION] = False
@@ -119,7 +123,18 @@ def _pg_targets(scope, database, schema, objects, privs, where, default_schema):
     return [(scope, database, schema, obj) for obj in objects], privs
 
 
-def _mysql_targets(scope, database, schema, objects, privs, where, all_privileges):
+def check_database_pattern(pattern, where):
+    """A MySQL/MariaDB database pattern as GRANT takes it and mysql.db stores it (``app\\_%``)."""
+    if len(pattern) > MYSQL_DATABASE_CHARS:
+        raise DbError('use', where, 'the database pattern %r is %d characters; MySQL/MariaDB store at most %d '
+                      '(escapes included)' % (pattern, len(pattern), MYSQL_DATABASE_CHARS))
+    trailing = len(pattern) - len(pattern.rstrip('\\'))
+    if trailing % 2:
+        raise DbError('use', where, 'the database pattern %r ends with a lone backslash: write \\\\ for a '
+                      'backslash, \\_ and \\%% for a literal _ and %%' % pattern)
+
+
+def _mysql_targets(scope, database, schema, objects, privs, where, all_privileges, wildcard=False):
     if scope not in MYSQL_SCOPES:
         hint = {'schema': 'on MySQL/MariaDB a schema is a database: use on: database',
                 'all_tables': 'on MySQL/MariaDB on: database (db.*) covers every table, present and future',
@@ -145,6 +160,13 @@ def _mysql_targets(scope, database, schema, objects, privs, where, all_privilege
         return [('global', None, None, None)], privs
     if not database:
         raise DbError('use', where, 'database is required')
+    if wildcard:
+        if scope != 'database':
+            raise DbError('use', where, 'wildcard applies to on: database (a db-level grant on a pattern) only')
+        if objects:
+            raise DbError('use', where, 'objects do not apply to on: database (db.*); use on: table')
+        check_database_pattern(database, where)
+        return [('database_pattern', database, None, None)], privs
     if scope == 'database':
         if objects:
             raise DbError('use', where, 'objects do not apply to on: database (db.*); use on: table')

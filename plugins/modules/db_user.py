@@ -160,6 +160,17 @@ options:
         description: Whether the privileges are held WITH GRANT OPTION.
         type: bool
         default: false
+      wildcard:
+        description:
+          - MySQL/MariaDB, O(privileges[].on=database) only. V(true) makes O(privileges[].database) a pattern,
+            written as C(GRANT ... ON `pattern`.*) takes it and C(mysql.db) stores it, where C(%) and C(_) are
+            wildcards and C(\_), C(\%) a literal C(_), C(%) (for example V(app\\_%) for every database whose
+            name starts with C(app_)). It is compared with the stored pattern exactly, so a second run is unchanged,
+            and O(privileges_exclusive) touches that pattern only, never the databases it matches.
+          - V(false) (the default) takes the name literally, with C(_) and C(%) escaped, never a wildcard.
+          - Fails on PostgreSQL, and on a pattern longer than 64 characters (escapes included).
+        type: bool
+        default: false
   privileges_exclusive:
     description:
       - Revoke what the account holds on the scopes named in O(privileges) beyond what is listed (least privilege
@@ -575,6 +586,7 @@ def main():
         objects=dict(type='list', elements='str'),
         privs=dict(type='list', elements='str', required=True),
         grant_option=dict(type='bool', default=False),
+        wildcard=dict(type='bool', default=False),
     )
     argument_spec = connection_argument_spec()
     argument_spec.update(

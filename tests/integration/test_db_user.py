@@ -637,3 +637,55 @@ def test_check_mode_predicts_the_state_of_new_accounts(server, appdb):
     assert real['changed'] and not real['failed'], real.get('msg')
     assert check['diff'] == real['diff']
     assert check['users'] == real['users']
+
+
+def test_mariadb_wildcard_database_grants_exclusive(mariadb_server):
+    """A db-level grant on a pattern is read back as mysql.db stores it, exactly, and converges."""
+    name = uid('wild')
+    prefix = uid('wdb')  # patterns of this test match its own databases only
+    my_rows(mariadb_server, 'CREATE DATABASE `%s_one`' % prefix)
+    my_rows(mariadb_server, "CREATE USER '%s'@'%%'" % name)
+    escaped = prefix.replace('_', '\\_')
+    # held before: the escaped pattern with an extra privilege, a bare pattern and the literal database
+    my_rows(mariadb_server, "GRANT SELECT, INSERT ON `%s\\_%%`.* TO '%s'@'%%'" % (escaped, name))
+    my_rows(mariadb_server, "GRANT SELECT ON `%s%%`.* TO '%s'@'%%'" % (prefix, name))
+    my_rows(mariadb_server, "GRANT SELECT, DELETE ON `%s\\_one`.* TO '%s'@'%%'" % (escaped, name))
+    args = dict(mariadb_server.conn, name=name, privileges_exclusive=True, privileges=[
+        {'on': 'database', 'database': escaped + '\\_%', 'wildcard': True, 'privs': ['SELECT', 'UPDATE']},
+        {'on': 'database', 'database': prefix.upper() + '%', 'wildcard': True, 'privs': ['SELECT']},
+        {'on': 'database', 'database': prefix + '_one', 'privs': ['SELECT']}])
+
+    def stored():
+        return my_rows(mariadb_server, 'SELECT Db, Select_priv, Insert_priv, Update_priv, Delete_priv FROM mysql.db '
+                                       'WHERE User = %s ORDER BY BINARY Db', (name,))
+
+    before = stored()
+    check = run_module('db_user', args, check=True, diff=True)
+    assert not check['failed'], check.get('msg')
+    assert check['changed'] and stored() == before
+    real = run_module('db_user', args, diff=True)
+    assert not real['failed'] and real['changed'], real.get('msg')
+    assert real['queries'] == check['queries']
+    assert real['user']['privileges'] == {
+        'database %s_one' % prefix: ['SELECT'],
+        'database pattern %s%%' % prefix.upper(): ['SELECT'],
+        'database pattern %s\\_%%' % escaped: ['SELECT', 'UPDATE']}
+    assert stored() == tuple(sorted((
+        (prefix.upper() + '%', 'Y', 'N', 'N', 'N'),   # a new pattern: case matters in mysql.db
+        (prefix + '%', 'Y', 'N', 'N', 'N'),           # not named: untouched
+        (escaped + '\\_%', 'Y', 'N', 'Y', 'N'),       # INSERT revoked, UPDATE granted
+        (escaped + '\\_one', 'Y', 'N', 'N', 'N'),     # the literal database: DELETE revoked
+    ), key=lambda row: row[0].encode()))
+    again = run_module('db_user', args)
+    assert again['changed'] is False and again['queries'] == [], again['queries']
+
+    after = stored()
+    bad = [{'on': 'database', 'database': 'app\\', 'wildcard': True, 'privs': ['SELECT']},
+           {'on': 'table', 'database': 'app%', 'objects': ['t'], 'wildcard': True, 'privs': ['SELECT']},
+           {'on': 'database', 'database': 'a' * 65, 'wildcard': True, 'privs': ['SELECT']}]
+    for entry, words in zip(bad, ('lone backslash', 'on: database', 'at most 64')):
+        res = run_module('db_user', dict(mariadb_server.conn, name=name, privileges=[entry]))
+        assert res['failed'] and words in res['msg'], res['msg']
+    assert stored() == after
+    my_rows(mariadb_server, "DROP USER '%s'@'%%'" % name)
+    my_rows(mariadb_server, 'DROP DATABASE `%s_one`' % prefix)

@@ -105,3 +105,27 @@ def test_descriptions():
     assert describe_target(('global', None, None, None)) == 'global'
     assert held_as_dict({('default_tables', 'app', 's', None): {'SELECT': True, 'INSERT': False},
                          ('database', 'x', None, None): {}}) == {'default tables app.s': ['INSERT', 'SELECT+']}
+
+
+def test_mysql_wildcard_database_patterns():
+    desired = normalize_privileges([
+        {'on': 'database', 'database': 'app\\_%', 'wildcard': True, 'privs': ['ALL']},
+        {'on': 'database', 'database': 'app_%', 'privs': ['SELECT']},
+    ], 'mysql', all_privileges=MY_ALL)
+    assert desired[('database_pattern', 'app\\_%', None, None)] == {'SELECT': False, 'INSERT': False}
+    assert desired[('database', 'app_%', None, None)] == {'SELECT': False}
+    assert describe_target(('database_pattern', 'app\\_%', None, None)) == 'database pattern app\\_%'
+    for entry, words in (
+            ({'on': 'table', 'database': 'a%', 'objects': ['t'], 'wildcard': True}, 'on: database'),
+            ({'on': 'database', 'database': 'a\\', 'wildcard': True}, 'lone backslash'),
+            ({'on': 'database', 'database': 'a\\\\\\', 'wildcard': True}, 'lone backslash'),
+            ({'on': 'database', 'database': 'a' * 65, 'wildcard': True}, 'at most 64')):
+        with pytest.raises(DbError) as info:
+            normalize_privileges([dict(entry, privs=['SELECT'])], 'mysql', all_privileges=MY_ALL)
+        assert words in str(info.value)
+    assert normalize_privileges([{'on': 'database', 'database': 'a\\\\', 'wildcard': True, 'privs': ['SELECT']}],
+                                'mysql') == {('database_pattern', 'a\\\\', None, None): {'SELECT': False}}
+    with pytest.raises(DbError) as info:
+        normalize_privileges([{'on': 'database', 'database': 'app%', 'wildcard': True, 'privs': ['CONNECT']}],
+                             'postgresql')
+    assert 'PostgreSQL' in str(info.value)

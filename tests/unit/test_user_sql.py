@@ -217,6 +217,18 @@ def test_mysql_privilege_statements_escape_database_wildcards(mariadb):
     assert unescape_database_pattern(escape_database_pattern('a_b%c\\d')) == 'a_b%c\\d'
 
 
+def test_mysql_privilege_statements_on_a_database_pattern(mariadb):
+    key = ('u', '%')
+    assert mariadb.privilege_statement('grant', ('database_pattern', 'app\\_%', None, None), ['SELECT'], key) == \
+        'GRANT SELECT ON `app\\_%`.* TO `u`@`%`'
+    assert mariadb.privilege_statement('revoke', ('database_pattern', 'app%', None, None), ['INSERT'], key) == \
+        'REVOKE INSERT ON `app%`.* FROM `u`@`%`'
+    # a literal name whose escaped form is over 64 characters cannot be a db-level grant
+    with pytest.raises(DbError) as info:
+        mariadb.privilege_statement('grant', ('database', 'a_' * 32, None, None), ['SELECT'], key)
+    assert '96 characters' in str(info.value) and 'at most 64' in str(info.value)
+
+
 def test_mysql_options_refused(mariadb):
     with pytest.raises(DbError) as info:
         mariadb.check_user_options(spec(name='u', superuser=True, expires='2030-01-01'))

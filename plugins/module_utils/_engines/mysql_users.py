@@ -25,6 +25,7 @@ from ansible_collections.dbops.admin.plugins.module_utils._passwords import (
 from ansible_collections.dbops.admin.plugins.module_utils._privileges import (
     GRANT_OPTION,
     MYSQL_DATABASE_ALL,
+    MYSQL_DATABASE_CHARS,
     MYSQL_TABLE_ALL,
 )
 
@@ -370,13 +371,22 @@ class MysqlUsers:
             for key in keys:
                 if key[1] == '':  # MariaDB roles are missing from USER_PRIVILEGES
                     self._read_role_global(key, held)
-        if 'database' in scopes:
-            databases = sorted(set(escape_database_pattern(t[1]) for t in targets if t[0] == 'database'))
+        if 'database' in scopes or 'database_pattern' in scopes:
+            # mysql.db keeps a db-level grant's database as a pattern: a name is stored escaped (app\\_db), a
+            # pattern as written (app\\_%, app%); both are compared with what is stored, exactly (the
+            # information_schema comparison ignores case)
+            literal = set(escape_database_pattern(t[1]) for t in targets if t[0] == 'database')
+            patterns = set(t[1] for t in targets if t[0] == 'database_pattern')
             for row in self.fetch_all(
                     'SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES '
-                    'WHERE TABLE_SCHEMA IN %s', (databases,), operation='read database privileges'):
-                target = ('database', unescape_database_pattern(row['TABLE_SCHEMA']), None, None)
-                add(row['GRANTEE'], target, row['PRIVILEGE_TYPE'], row['IS_GRANTABLE'])
+                    'WHERE TABLE_SCHEMA IN %s', (sorted(literal | patterns),), operation='read database privileges'):
+                stored = row['TABLE_SCHEMA']
+                if stored in literal:
+                    target = ('database', unescape_database_pattern(stored), None, None)
+                    add(row['GRANTEE'], target, row['PRIVILEGE_TYPE'], row['IS_GRANTABLE'])
+                if stored in patterns:
+                    add(row['GRANTEE'], ('database_pattern', stored, None, None), row['PRIVILEGE_TYPE'],
+                        row['IS_GRANTABLE'])
         if 'table' in scopes:
             databases = sorted(set(t[1] for t in targets if t[0] == 'table'))
             for row in self.fetch_all(
@@ -409,7 +419,8 @@ class MysqlUsers:
     def missing_objects(self, targets):
         """Databases and tables named in targets that do not exist, as DBA words."""
         missing = []
-        databases = sorted(set(t[1] for t in targets if t[1] is not None))
+        # a pattern (wildcard: true) may match no database yet
+        databases = sorted(set(t[1] for t in targets if t[1] is not None and t[0] != 'database_pattern'))
         if databases:
             found = set(r['SCHEMA_NAME'] for r in self.fetch_all(
                 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN %s', (databases,)))
@@ -427,7 +438,15 @@ class MysqlUsers:
         if scope == 'global':
             on = '*.*'
         elif scope == 'database':
-            on = '%s.*' % self.quote_ident(escape_database_pattern(database))
+            escaped = escape_database_pattern(database)
+            if len(escaped) > MYSQL_DATABASE_CHARS:
+                raise DbError('grant privileges on database', database, 'a db-level grant stores the name with _ and %% '
+                              'escaped (%d characters here) and MySQL/MariaDB store at most %d: grant on its tables '
+                              '(on: table) or use a shorter pattern (wildcard: true)'
+                              % (len(escaped), MYSQL_DATABASE_CHARS))
+            on = '%s.*' % self.quote_ident(escaped)
+        elif scope == 'database_pattern':
+            on = '%s.*' % self.quote_ident(database)  # as written: _ and % are wildcards
         else:
             on = '%s.%s' % (self.quote_ident(database), self.quote_ident(obj))
         account = self.account(key)
