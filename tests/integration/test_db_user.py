@@ -271,10 +271,22 @@ def test_hostile_names_created_literally(server, appdb):
                                           privileges=privileges_for(server)[:1]))['changed'] is False
         assert run_module('db_user', dict(server.conn, name=name, state='absent'))['changed'] is True
     assert held_tables(server) == before_tables
-    long_name = 'n' * 65
+    # the longest name the engine takes works; one more fails before anything runs, saying the limit
+    limit = 63 if server.engine == 'postgresql' else 128
+    longest = uid('l') + 'é' * ((limit - 10) // (2 if server.engine == 'postgresql' else 1))
+    longest += 'n' * (limit - (len(longest.encode()) if server.engine == 'postgresql' else len(longest)))
+    args = dict(server.conn, name=longest, password='Long-Name-Pw-1')
+    assert run_module('db_user', args)['changed'] is True
+    assert can_login(server, longest, 'Long-Name-Pw-1')
+    assert run_module('db_user', args)['changed'] is False
+    assert run_module('db_user', dict(server.conn, name=longest, state='absent'))['changed'] is True
     before = snapshot(server)
-    res = run_module('db_user', dict(server.conn, name=long_name))
-    assert res['failed'] and 'limited to' in res['msg']
+    for extra in ({'name': longest + 'n'}, {'name': uid('u'), 'member_of': [longest + 'n']}):
+        for check in (True, False):
+            res = run_module('db_user', dict(server.conn, **extra), check=check)
+            words = ('is 64 bytes; PostgreSQL allows at most 63' if server.engine == 'postgresql'
+                     else 'is 129 characters; MariaDB allows at most 128')
+            assert res['failed'] and words in res['msg'] and res['queries'] == [], res['msg']
     assert snapshot(server) == before
 
 

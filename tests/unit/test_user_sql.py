@@ -236,8 +236,47 @@ def test_mysql_options_refused(mariadb):
     with pytest.raises(DbError):
         mariadb.check_user_options(spec(name='PUBLIC'))
     with pytest.raises(DbError) as info:
-        mariadb.check_user_options(spec(name='u', host='h' * 65))
-    assert 'limited to 64' in str(info.value)
+        mariadb.check_user_options(spec(name='u', host='h' * 256))
+    assert 'host is 256 characters; MariaDB allows at most 255' in str(info.value)
+
+
+@pytest.mark.parametrize('flavor, user_limit', [('mariadb', 128), ('mysql8', 32)])
+def test_mysql_name_length_limits(flavor, user_limit, request):
+    engine = request.getfixturevalue(flavor)
+    server = 'MariaDB' if flavor == 'mariadb' else 'MySQL 8'
+    # the longest names the server takes are accepted and quoted whole
+    engine.check_user_options(spec(name='u' * user_limit, host='h' * 255, member_of=['r' * user_limit],
+                                   privileges=[{'on': 'table', 'database': 'd' * 64, 'objects': ['t' * 64]}]))
+    assert engine.plan_role(spec(name='u' * user_limit, host='h' * 255), None, [])[1] == [
+        ('CREATE USER `%s`@`%s`' % ('u' * user_limit, 'h' * 255), None)]
+    for bad, words in (
+            (spec(name='u' * (user_limit + 1)), 'user name is %d characters; %s allows at most %d'
+             % (user_limit + 1, server, user_limit)),
+            (spec(name='r' * (user_limit + 1), login=False), 'role name is %d characters' % (user_limit + 1)),
+            (spec(name='u', member_of=['r' * (user_limit + 1)]), 'role name is %d characters' % (user_limit + 1)),
+            (spec(name='u', privileges=[{'on': 'database', 'database': 'd' * 65}]),
+             'database name %r is 65 characters; %s allows at most 64' % ('d' * 65, server)),
+            (spec(name='u', privileges=[{'on': 'table', 'database': 'd', 'objects': ['t' * 65]}]),
+             'table name %r is 65 characters' % ('t' * 65))):
+        with pytest.raises(DbError) as info:
+            engine.check_user_options(bad)
+        assert words in str(info.value)
+
+
+def test_pg_name_length_limits(pg):
+    pg.check_user_options(spec(name='é' * 31 + 'a', member_of=['r' * 63],
+                               privileges=[{'on': 'table', 'database': 'd' * 63, 'schema': 's' * 63,
+                                            'objects': ['t' * 63]}]))
+    for bad, words in (
+            (spec(name='é' * 32), "role name %r is 64 bytes; PostgreSQL allows at most 63" % ('é' * 32)),
+            (spec(name='u', member_of=['r' * 64]), 'role name %r is 64 bytes' % ('r' * 64)),
+            (spec(name='u', privileges=[{'on': 'database', 'database': 'd' * 64}]), 'database name'),
+            (spec(name='u', privileges=[{'on': 'schema', 'database': 'd', 'schema': 's' * 64}]), 'schema name'),
+            (spec(name='u', privileges=[{'on': 'sequence', 'database': 'd', 'objects': ['q' * 64]}]),
+             'sequence name')):
+        with pytest.raises(DbError) as info:
+            pg.check_user_options(bad)
+        assert words in str(info.value) and 'at most 63' in str(info.value)
 
 
 def test_mysql_database_statements(mariadb):

@@ -32,6 +32,8 @@ from ansible_collections.dbops.admin.plugins.module_utils._privileges import (
 NATIVE = 'mysql_native_password'
 CACHING_SHA2 = 'caching_sha2_password'
 PLUGIN_RE = re.compile(r'^[a-z0-9_]+$')
+MAX_HOST_CHARS = 255  # MariaDB 10.11 and MySQL 8.0.17+
+MAX_OBJECT_CHARS = 64  # database and table names
 POSTGRES_ONLY_OPTIONS = ('superuser', 'createdb', 'createrole', 'replication', 'bypassrls', 'inherit', 'expires')
 
 
@@ -74,11 +76,38 @@ class MysqlUsers:
         # the server stores host names in lower case ('DB1.example.com', '2001:DB8::1' are found lowered)
         return (spec['name'], spec.get('host').lower() if spec.get('host') is not None else '%')
 
+    def user_name_limit(self):
+        """(characters, server) a user or role name may have: MariaDB 128 (10.11), MySQL 8 32."""
+        if self.flavor == 'mariadb':
+            return 128, 'MariaDB'
+        return 32, 'MySQL 8'
+
+    def check_account_name(self, name, host=None, what='user'):
+        """Refuse a user/role name or host the server would refuse, saying the limit and the engine."""
+        limit, server = self.user_name_limit()
+        if not isinstance(name, str) or name == '':
+            raise DbError('manage %s' % what, repr(name), 'a %s name must be a non-empty string' % what)
+        if len(name) > limit:
+            raise DbError('manage %s' % what, name, 'the %s name is %d characters; %s allows at most %d'
+                          % (what, len(name), server, limit))
+        if host is not None and len(host) > MAX_HOST_CHARS:
+            raise DbError('manage %s' % what, '%s@%s' % (name, host), 'the host is %d characters; %s allows at most %d'
+                          % (len(host), server, MAX_HOST_CHARS))
+
+    def quote_account_part(self, text):
+        """A user, role or host name quoted (their limits are not the 64 characters of other identifiers)."""
+        if '\x00' in text:
+            raise DbError('use identifier', repr(text), 'an account name cannot contain a NUL character')
+        if text == '':
+            return "''"
+        return '`' + text.replace('`', '``') + '`'
+
     def account(self, key):
         name, host = key
+        self.check_account_name(name, host or None, 'role' if host == '' else 'user')
         if host == '':
-            return self.quote_ident(name)
-        return '%s@%s' % (self.quote_ident(name), self.quote_ident(host))
+            return self.quote_account_part(name)
+        return '%s@%s' % (self.quote_account_part(name), self.quote_account_part(host))
 
     def check_user_options(self, spec):
         used = [o for o in POSTGRES_ONLY_OPTIONS if spec.get(o) is not None]
@@ -91,8 +120,20 @@ class MysqlUsers:
             raise DbError('manage role', spec['name'], 'MariaDB roles have no host')
         if spec.get('login') is False and (spec.get('password') is not None or spec.get('password_hash') is not None):
             raise DbError('manage role', spec['name'], 'a role (login: false) has no password')
+        self.check_account_name(spec['name'], spec.get('host'), 'role' if spec.get('login') is False else 'user')
         if spec.get('host') is not None:
-            self.quote_ident(spec['host'])
+            self.quote_account_part(spec['host'])
+        for role in spec.get('member_of') or []:
+            self.check_account_name(role, None, 'role')
+        for index, priv in enumerate(spec.get('privileges') or []):
+            if not isinstance(priv, dict):
+                continue
+            names = [('database', priv.get('database'))] + [('table', o) for o in priv.get('objects') or []]
+            for what, text in names:
+                if isinstance(text, str) and len(text) > MAX_OBJECT_CHARS:
+                    raise DbError('use', 'privileges[%d] (on: %s)' % (index, priv.get('on')),
+                                  'the %s name %r is %d characters; %s allows at most %d'
+                                  % (what, text, len(text), self.user_name_limit()[1], MAX_OBJECT_CHARS))
         if spec.get('connection_limit') is not None and spec['connection_limit'] < -1:
             raise DbError('manage account', spec['name'], 'connection_limit is 0 (or -1) for no limit or a number of '
                           'connections, not %d' % spec['connection_limit'])
@@ -156,8 +197,8 @@ class MysqlUsers:
 
     def _role_ref(self, role):
         if self.flavor == 'mariadb':
-            return self.quote_ident(role)
-        return '%s@%s' % (self.quote_ident(role), self.quote_ident('%'))
+            return self.quote_account_part(role)
+        return '%s@%s' % (self.quote_account_part(role), self.quote_account_part('%'))
 
     # ---- passwords -------------------------------------------------------------------
     def _new_auth_clause(self, spec, current, warnings):
@@ -280,7 +321,7 @@ class MysqlUsers:
             if current is None:
                 return [], []
             what = 'ROLE' if not current['login'] else 'USER'
-            target = self.quote_ident(key[0]) if (what == 'ROLE' and self.flavor == 'mariadb') else account
+            target = self.quote_account_part(key[0]) if (what == 'ROLE' and self.flavor == 'mariadb') else account
             return [('state', 'present', 'absent')], [('DROP %s %s' % (what, target), None)]
         if current is not None and spec.get('login') is not None and bool(current['login']) != bool(spec['login']):
             raise DbError('change', '%s@%s' % key, 'an account cannot become a role or a role an account: '
@@ -399,7 +440,7 @@ class MysqlUsers:
 
     def _read_role_global(self, key, held):
         try:
-            rows = self.fetch_all('SHOW GRANTS FOR %s' % self.quote_ident(key[0]), operation='read role grants')
+            rows = self.fetch_all('SHOW GRANTS FOR %s' % self.quote_account_part(key[0]), operation='read role grants')
         except DbError:
             return  # the role does not exist yet: it holds nothing
         for row in rows:

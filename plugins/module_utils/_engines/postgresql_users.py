@@ -31,6 +31,7 @@ ROLE_FLAGS = (
 )
 TABLE_KINDS = ('r', 'v', 'm', 'f', 'p')
 MYSQL_ONLY_OPTIONS = ('host',)
+MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: role, database, schema and table names
 
 
 def is_public(name):
@@ -110,6 +111,18 @@ class PostgresUsers:
         return (spec['name'], None)
 
     def check_user_options(self, spec):
+        names = [('role', spec['name']) if not is_public(spec['name']) else ('role', '')]
+        names += [('role', r) for r in spec.get('member_of') or []]
+        for priv in spec.get('privileges') or []:
+            if isinstance(priv, dict):
+                names += [('database', priv.get('database')), ('schema', priv.get('schema'))]
+                if priv.get('on') in ('table', 'sequence'):
+                    names += [(priv['on'], o) for o in priv.get('objects') or []]
+        for what, text in names:
+            if isinstance(text, str) and len(text.encode('utf-8')) > MAX_NAME_BYTES:
+                raise DbError('manage role', spec['name'], 'the %s name %r is %d bytes; PostgreSQL allows at most %d '
+                              '(a longer name would be truncated)' % (what, text, len(text.encode('utf-8')),
+                                                                      MAX_NAME_BYTES))
         if spec.get('host') is not None:
             raise DbError('manage role', spec['name'], 'host applies to MySQL/MariaDB accounts only')
         if spec.get('connection_limit') is not None and spec['connection_limit'] < -1:
