@@ -112,7 +112,12 @@ options:
       - Below V(-1) fails before anything changes.
     type: int
   expires:
-    description: PostgreSQL VALID UNTIL, a timestamp or V(infinity).
+    description:
+      - PostgreSQL VALID UNTIL, an absolute timestamp (V(2030-12-31), V(2030-12-31 23:59:59),
+        V(2030-12-31T23:59:59+02:00); without a time zone, the server's) or V(infinity) (never expires).
+      - A relative time (V(now), V(tomorrow), V(+30d), V(in 30 days)) fails before anything changes, because it would
+        mean another time on every run. Compute the date in the play instead.
+      - Fails on MySQL/MariaDB, whose accounts have no expiry date.
     type: str
   member_of:
     description: Roles the account is a member of (granted when missing).

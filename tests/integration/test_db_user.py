@@ -701,3 +701,27 @@ def test_mariadb_wildcard_database_grants_exclusive(mariadb_server):
     assert stored() == after
     my_rows(mariadb_server, "DROP USER '%s'@'%%'" % name)
     my_rows(mariadb_server, 'DROP DATABASE `%s_one`' % prefix)
+
+
+def test_pg_relative_expires_is_refused_and_absolute_settles(pg_server):
+    name = uid('exp')
+    args = dict(pg_server.conn, name=name, expires='2031-02-03 04:05:06+00')
+    assert run_module('db_user', args)['changed'] is True
+    before = snapshot(pg_server)
+    for relative in ('+30d', 'in 30 days', 'tomorrow', 'now', '1 month ago', '90 days'):
+        for check in (True, False):
+            res = run_module('db_user', dict(args, expires=relative), check=check)
+            assert res['failed'] and 'relative time is not supported' in res['msg'], (relative, res.get('msg'))
+            assert "'infinity' (never expires)" in res['msg'] and res['queries'] == []
+    res = run_module('db_user', dict(args, expires='next week please'))
+    assert res['failed'] and 'absolute timestamp' in res['msg'], res['msg']
+    bad = run_module('db_user', dict(args, expires='garbage'))
+    assert bad['failed'] and 'absolute timestamp' in bad['msg'] and 'garbage' in bad['msg'], bad['msg']
+    assert snapshot(pg_server) == before
+    for value in ('infinity', '2032-01-01T10:00:00+02:00'):
+        assert run_module('db_user', dict(args, expires=value))['changed'] is True
+        again = run_module('db_user', dict(args, expires=value))
+        assert again['changed'] is False and again['queries'] == []
+    assert pg_rows(pg_server, 'SELECT rolvaliduntil = %s::timestamptz FROM pg_roles WHERE rolname = %s',
+                   ('2032-01-01 08:00:00+00', name)) == [(True,)]
+    assert run_module('db_user', dict(pg_server.conn, name=name, state='absent'))['changed']

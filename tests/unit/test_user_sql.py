@@ -231,8 +231,13 @@ def test_mysql_privilege_statements_on_a_database_pattern(mariadb):
 
 def test_mysql_options_refused(mariadb):
     with pytest.raises(DbError) as info:
-        mariadb.check_user_options(spec(name='u', superuser=True, expires='2030-01-01'))
-    assert 'superuser, expires' in str(info.value)
+        mariadb.check_user_options(spec(name='u', superuser=True, createdb=False))
+    assert 'superuser, createdb: PostgreSQL role attributes' in str(info.value)
+    for given in ('2030-01-01', 'infinity', '+30d'):
+        with pytest.raises(DbError) as info:
+            mariadb.check_user_options(spec(name='u', superuser=True, expires=given))
+        assert 'superuser: PostgreSQL role attributes' in str(info.value)
+        assert 'expires: PostgreSQL VALID UNTIL; a MySQL/MariaDB account has no expiry date' in str(info.value)
     with pytest.raises(DbError):
         mariadb.check_user_options(spec(name='PUBLIC'))
     with pytest.raises(DbError) as info:
@@ -402,3 +407,17 @@ def test_mysql_collation_alone_is_checked_with_its_character_set(mariadb, collat
     mariadb.fetch_all = fetch_all
     mariadb.normalize_charset(None, collation)
     assert "CONVERT('' USING %s) COLLATE `%s`" % (expected, collation) in seen[-1], seen
+
+
+def test_pg_relative_expires_refused_before_the_server_is_asked(pg):
+    asked = []
+    pg.fetch_value = lambda sql, params=None, operation=None: asked.append(params[0]) or '2030-12-31 00:00:00+00'
+    for relative in ('+30d', '30d', 'in 30 days', 'now', 'Today', 'tomorrow', 'yesterday', '-2 weeks', '1 month ago',
+                     "now() + interval '1 day'", '12h'):
+        with pytest.raises(DbError) as info:
+            pg.normalize_expires(relative)
+        assert 'relative time is not supported' in str(info.value) and "'infinity'" in str(info.value)
+    assert asked == []
+    for absolute in ('2030-12-31', 'infinity', '-infinity', '2030-12-31 23:59:59+02', 'Dec 31 2030', 'epoch'):
+        pg.normalize_expires(absolute)
+    assert len(asked) == 6

@@ -110,10 +110,16 @@ class MysqlUsers:
         return '%s@%s' % (self.quote_account_part(name), self.quote_account_part(host))
 
     def check_user_options(self, spec):
-        used = [o for o in POSTGRES_ONLY_OPTIONS if spec.get(o) is not None]
+        used = [o for o in POSTGRES_ONLY_OPTIONS if spec.get(o) is not None and o != 'expires']
+        problems = []
         if used:
-            raise DbError('manage account', spec['name'], '%s: PostgreSQL role attributes; on MySQL/MariaDB '
-                          'grant privileges instead (on: global)' % ', '.join(used))
+            problems.append('%s: PostgreSQL role attributes; on MySQL/MariaDB grant privileges instead (on: global)'
+                            % ', '.join(used))
+        if spec.get('expires') is not None:
+            problems.append('expires: PostgreSQL VALID UNTIL; a MySQL/MariaDB account has no expiry date (its '
+                            'password expiry, PASSWORD EXPIRE, is not managed by this module): leave expires out')
+        if problems:
+            raise DbError('manage account', spec['name'], '; '.join(problems))
         if spec['name'] in ('PUBLIC', 'public'):
             raise DbError('manage', 'PUBLIC', 'MySQL/MariaDB have no PUBLIC pseudo-role')
         if spec.get('login') is False and spec.get('host') is not None and self.flavor == 'mariadb':

@@ -9,6 +9,8 @@ wire), memberships and privileges. Reads are batched for many roles at once.
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.dbops.admin.plugins.module_utils._engines._base import Secret
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 from ansible_collections.dbops.admin.plugins.module_utils._passwords import (
@@ -31,6 +33,11 @@ ROLE_FLAGS = (
 )
 TABLE_KINDS = ('r', 'v', 'm', 'f', 'p')
 MYSQL_ONLY_OPTIONS = ('host',)
+EXPIRES_FORMATS = ("expires takes an absolute timestamp, such as '2030-12-31', '2030-12-31 23:59:59' or "
+                   "'2030-12-31T23:59:59+02:00' (without a time zone, the server's), or 'infinity' (never expires)")
+# words PostgreSQL reads relative to now, and the shorthands people write for an interval
+RELATIVE_EXPIRES_RE = re.compile(r'(?i)(\b(now|today|tomorrow|yesterday|ago|in|next|last)\b|^[+-]\s*\d|'
+                                 r'\d\s*(d|w|m|y|h|days?|weeks?|months?|years?|hours?|minutes?|mins?)\s*$|interval)')
 MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: role, database, schema and table names
 
 
@@ -100,12 +107,23 @@ class PostgresUsers:
         return set(r['rolname'] for r in rows)
 
     def normalize_expires(self, value):
-        """The server's text form of a timestamp, so a re-run compares equal."""
+        """The server's text form of a timestamp, so a re-run compares equal.
+
+        A relative value (``now``, ``tomorrow``, ``+30d``, ``in 30 days``) is refused: it would mean another
+        time on every run, so the role would change every time.
+        """
+        text = str(value).strip()
+        if RELATIVE_EXPIRES_RE.search(text):
+            raise DbError('use expires', repr(text), 'a relative time is not supported (it would change on every '
+                          'run); %s' % EXPIRES_FORMATS)
         cache = self.__dict__.setdefault('_expires_cache', {})
-        if value not in cache:
-            cache[value] = self.fetch_value('SELECT %s::timestamptz::text', (str(value),),
-                                            operation='read expires %r as a timestamp' % str(value))
-        return cache[value]
+        if text not in cache:
+            try:
+                cache[text] = self.fetch_value('SELECT %s::timestamptz::text', (text,),
+                                               operation='read expires %r as a timestamp' % text)
+            except DbError as exc:
+                raise DbError('use expires', repr(text), '%s (%s)' % (EXPIRES_FORMATS, exc.detail)) from None
+        return cache[text]
 
     def user_key(self, spec):
         return (spec['name'], None)
