@@ -15,6 +15,8 @@ description:
   - Passwords are hashed on the client and only the hash is sent, so the plaintext never reaches the server's
     log. PostgreSQL gets a SCRAM-SHA-256 verifier; MariaDB a mysql_native_password hash (the account's other
     authentication methods, such as unix_socket, are kept); MySQL 8 a caching_sha2_password string.
+  - An existing MySQL/MariaDB account authenticated only without a password (unix_socket, auth_socket,
+    gssapi, pam) is left as it is when a password is given, with a warning that the password is not used.
   - Whether a password changed is decided by checking it against the stored hash (with its salt and
     iterations). Where the stored hash cannot be read, the password is set only when the account is created,
     with a warning that says why.

@@ -725,3 +725,19 @@ def test_pg_relative_expires_is_refused_and_absolute_settles(pg_server):
     assert pg_rows(pg_server, 'SELECT rolvaliduntil = %s::timestamptz FROM pg_roles WHERE rolname = %s',
                    ('2032-01-01 08:00:00+00', name)) == [(True,)]
     assert run_module('db_user', dict(pg_server.conn, name=name, state='absent'))['changed']
+
+
+def test_mariadb_password_for_a_unix_socket_account_warns_and_changes_nothing(mariadb_server):
+    name = uid('sockonly')
+    my_rows(mariadb_server, "CREATE USER '%s'@'localhost' IDENTIFIED VIA unix_socket" % name)
+    before = snapshot(mariadb_server)
+    args = dict(mariadb_server.conn, name=name, host='localhost', password='Sock-Pw-1')
+    for check in (True, False, False):
+        res = run_module('db_user', args, check=check, diff=True)
+        assert not res['failed'] and res['changed'] is False and res['queries'] == [], res.get('msg')
+        assert 'authenticates with unix_socket, which uses no password: the password given is not used' \
+            in str(res.get('warnings')), res.get('warnings')
+        assert 'Sock-Pw-1' not in str(res)
+    assert snapshot(mariadb_server) == before
+    assert not can_login(mariadb_server, name, 'Sock-Pw-1')
+    my_rows(mariadb_server, "DROP USER '%s'@'localhost'" % name)

@@ -185,9 +185,22 @@ def test_mariadb_password_change_keeps_other_methods(mariadb):
     _changes, statements = mariadb.plan_role(spec(name='u', password='new'), current, [])
     assert statements == [('ALTER USER `u`@`%%` IDENTIFIED VIA unix_socket OR mysql_native_password USING %s',
                            [pw.mysql_native_hash('new')])]
-    socket_only = dict(current, _auth=[('unix_socket', '')])
-    _changes, statements = mariadb.plan_role(spec(name='u', password='new'), socket_only, [])
-    assert statements[0][0].endswith('IDENTIFIED VIA unix_socket OR mysql_native_password USING %s')
+
+
+@pytest.mark.parametrize('flavor, plugin', [('mariadb', 'unix_socket'), ('mariadb', 'gssapi'), ('mysql8', 'auth_socket')])
+def test_password_for_a_socket_account_warns_and_changes_nothing(flavor, plugin, request):
+    engine = request.getfixturevalue(flavor)
+    socket_only = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [(plugin, '')]}
+    for given in (dict(password='new'), dict(password_hash=pw.mysql_native_hash('new'))):
+        warnings = []
+        assert engine.plan_role(spec(name='u', host='localhost', **given), socket_only, warnings) == ([], [])
+        assert len(warnings) == 1
+        assert 'u@localhost authenticates with %s, which uses no password: the password given is not used' % plugin \
+            in warnings[0]
+    warnings = []
+    assert engine.plan_role(spec(name='u', password=''), socket_only, warnings) == ([], []) and warnings == []
+    # a new account gets its password as usual
+    assert engine.plan_role(spec(name='u', password='new'), None, [])[1][0][0].startswith('CREATE USER')
 
 
 def test_mariadb_unverifiable_plugin_warns(mariadb):

@@ -32,6 +32,9 @@ from ansible_collections.dbops.admin.plugins.module_utils._privileges import (
 NATIVE = 'mysql_native_password'
 CACHING_SHA2 = 'caching_sha2_password'
 PLUGIN_RE = re.compile(r'^[a-z0-9_]+$')
+# authentication plugins that take no stored password (the OS user, Kerberos, PAM decide)
+PASSWORDLESS_PLUGINS = ('unix_socket', 'auth_socket', 'named_pipe', 'gssapi', 'pam', 'auth_pam',
+                        'authentication_pam', 'auth_gssapi')
 MAX_HOST_CHARS = 255  # MariaDB 10.11 and MySQL 8.0.17+
 MAX_OBJECT_CHARS = 64  # database and table names
 POSTGRES_ONLY_OPTIONS = ('superuser', 'createdb', 'createrole', 'replication', 'bypassrls', 'inherit', 'expires')
@@ -44,6 +47,15 @@ def escape_database_pattern(name):
 
 def unescape_database_pattern(text):
     return re.sub(r'\\(.)', r'\1', text)
+
+
+def _passwordless_warning(label, plugins, mariadb=True):
+    how = 'drop the account and create it with a password to replace it'
+    if mariadb:
+        how = ('run ALTER USER ... IDENTIFIED VIA %s OR mysql_native_password USING PASSWORD(...) to allow password '
+               'logins too, or %s' % (' OR '.join(plugins), how))
+    return ('account %s authenticates with %s, which uses no password: the password given is not used and the '
+            'account is left as it is (%s)' % (label, ' or '.join(plugins), how))
 
 
 def grantee_string(user, host):
@@ -236,13 +248,17 @@ class MysqlUsers:
         if current is not None:
             if native and native[0][1] == new_hash:
                 return None, None, None
-            unverifiable = [m[0] for m in methods if m[0] not in (NATIVE, 'unix_socket', 'named_pipe', 'gssapi', 'pam')]
+            unverifiable = [m[0] for m in methods if m[0] not in (NATIVE,) + PASSWORDLESS_PLUGINS]
             if not native and unverifiable:
                 warnings.append('account %s: its password uses %s, which cannot be compared here, so the '
                                 'password is set only when the account is created' % (label, unverifiable[0]))
                 return None, None, None
             if not native and not new_hash:
                 return None, None, None  # no password to remove (only unix_socket and the like)
+            if not native:
+                # adding a password method would let the account log in over TCP with a password: never silently
+                warnings.append(_passwordless_warning(label, [m[0] for m in methods]))
+                return None, None, None
         kept = [m for m in methods if m[0] != NATIVE] if current is not None else []
         parts, params = [], []
         for plugin, auth in kept:
@@ -279,6 +295,11 @@ class MysqlUsers:
 
     def _mysql8_auth_clause(self, label, password, password_hash, methods, current, warnings):
         plugin, stored = methods[0] if methods else (None, '')
+        if current is not None and plugin in PASSWORDLESS_PLUGINS:
+            # replacing auth_socket by a password plugin would end the account's socket logins: never silently
+            if password or password_hash is not None:
+                warnings.append(_passwordless_warning(label, [plugin], mariadb=False))
+            return None, None, None
         if password_hash is not None and is_mysql_native_hash(password_hash) and not self.native_password_loaded():
             raise DbError('set password of', label, 'password_hash is a mysql_native_password hash and this server '
                           'does not load mysql_native_password (MySQL 8.4 and later by default): give password or '
@@ -309,7 +330,7 @@ class MysqlUsers:
             if stored == value:
                 return None, None, None
             use = NATIVE
-        elif current is not None and plugin not in (None, 'auth_socket'):
+        elif current is not None and plugin is not None:
             warnings.append('account %s: its password uses %s, which cannot be compared here, so the password '
                             'is set only when the account is created' % (label, plugin))
             return None, None, None
