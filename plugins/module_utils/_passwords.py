@@ -28,6 +28,8 @@ SCRAM_KEY_BYTES = 32  # SHA-256: a verifier whose keys have another length is ta
 SCRAM_RE = re.compile(r'^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$')
 MD5_RE = re.compile(r'^md5[0-9a-f]{32}$')
 NATIVE_RE = re.compile(r'^\*[0-9A-F]{40}$')
+ED25519_RE = re.compile(r'^[A-Za-z0-9+/]{43}$')  # MariaDB ed25519: the public key, base64 without padding
+HEX_LITERAL_RE = re.compile(r'^0[xX]')
 CACHING_SHA2_PREFIX = '$A$'
 CACHING_SHA2_SALT_BYTES = 20
 CACHING_SHA2_DIGEST_CHARS = 43
@@ -139,6 +141,26 @@ def mysql_native_hash(password):
 
 def is_mysql_native_hash(value):
     return bool(value) and bool(NATIVE_RE.match(value))
+
+
+def is_mariadb_ed25519_hash(value):
+    return bool(value) and bool(ED25519_RE.match(value))
+
+
+def decode_hex_hash(value):
+    """A hash written as a 0x... hex literal (SHOW CREATE USER with print_identified_with_as_hex, mysqldump
+    --hex-blob) as the string the server stores (bytes as latin-1, as a caching_sha2 salt is raw bytes).
+
+    Other values are returned as they are; a 0x value that is not an even number of hex digits raises
+    ValueError (its text is never in the message: it is a secret).
+    """
+    if not isinstance(value, str) or not HEX_LITERAL_RE.match(value):
+        return value
+    digits = value[2:]
+    if not digits or len(digits) % 2 or not re.match(r'^[0-9A-Fa-f]+$', digits):
+        raise ValueError('a 0x password_hash must be followed by an even number of hex digits (%d characters '
+                         'after 0x here)' % len(digits))
+    return bytes.fromhex(digits).decode('latin-1')
 
 
 def _crypt_b64(b2, b1, b0, count):

@@ -69,8 +69,13 @@ options:
   password_hash:
     description:
       - A pre-computed hash to store as is, instead of O(password). A SCRAM-SHA-256 verifier (or md5 hash)
-        on PostgreSQL; a mysql_native_password hash (C(*) and 40 hex digits, either case) or a caching_sha2_password
+        on PostgreSQL; a mysql_native_password hash (C(*) and 40 hex digits, either case) on MySQL and MariaDB,
+        an ed25519 hash (43 base64 characters, the C(ed25519) plugin loaded) on MariaDB, a caching_sha2_password
         string on MySQL 8.
+      - On MySQL/MariaDB the hash may also be written as a C(0x) hex literal of its bytes, as C(SHOW CREATE USER)
+        prints it with C(print_identified_with_as_hex) or C(mysqldump --hex-blob) exports it; it is compared with
+        the stored hash after decoding, so a second run is unchanged. A malformed hash fails before anything
+        changes.
     type: str
   update_password:
     description:

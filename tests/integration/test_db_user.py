@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 
 import pytest
 from modrun import run_module
-from servers import PostgresServer
+from servers import PostgresServer, mariadb_binary
 
 PG_CATALOG = {
     'roles': "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolreplication, rolbypassrls, "
@@ -741,3 +743,46 @@ def test_mariadb_password_for_a_unix_socket_account_warns_and_changes_nothing(ma
     assert snapshot(mariadb_server) == before
     assert not can_login(mariadb_server, name, 'Sock-Pw-1')
     my_rows(mariadb_server, "DROP USER '%s'@'localhost'" % name)
+
+
+def test_mariadb_password_hash_as_a_hex_literal(mariadb_server):
+    """Hashes exported as 0x... (mysqldump --hex-blob, print_identified_with_as_hex) are stored as the hash."""
+    name = uid('hex')
+    native = my_rows(mariadb_server, "SELECT PASSWORD('Hex-Pw-1')")[0][0]
+    args = dict(mariadb_server.conn, name=name, password_hash='0x' + native.lower().encode().hex())
+    for check, changed in ((True, True), (False, True), (False, False)):
+        res = run_module('db_user', args, check=check)
+        assert not res['failed'] and res['changed'] is changed, res.get('msg')
+    assert can_login(mariadb_server, name, 'Hex-Pw-1')
+    assert run_module('db_user', dict(args, password_hash=native))['changed'] is False
+    before = snapshot(mariadb_server)
+    for bad, words in (('0xZZ', 'even number of hex digits'), ('0x2A4', 'even number of hex digits'),
+                       ('0x' + b'*not a hash'.hex(), "a mysql_native_password hash ('*' and 40 hex digits) or an "
+                                                     "ed25519 one")):
+        res = run_module('db_user', dict(args, password_hash=bad))
+        assert res['failed'] and words in res['msg'] and res['queries'] == [], res['msg']
+    assert snapshot(mariadb_server) == before
+
+    # ed25519: the hash another server made, given as 0x hex, replaces the native method
+    loaded = my_rows(mariadb_server, "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'ed25519'")
+    source = uid('edsrc')
+    if not loaded:
+        res = run_module('db_user', dict(args, password_hash='A' * 43), check=True)
+        assert res['failed'] and "INSTALL SONAME 'auth_ed25519'" in res['msg'], res['msg']
+        my_rows(mariadb_server, "INSTALL SONAME 'auth_ed25519'")
+    my_rows(mariadb_server, "CREATE USER '%s'@'%%' IDENTIFIED VIA ed25519 USING PASSWORD('Ed-Pw-1')" % source)
+    ed = json.loads(my_rows(mariadb_server, 'SELECT Priv FROM mysql.global_priv WHERE User = %s',
+                            (source,))[0][0])['authentication_string']
+    ed_args = dict(args, password_hash='0x' + ed.encode().hex())
+    res = run_module('db_user', ed_args)
+    assert res['changed'] and ed not in str(res) and res['queries'] == [
+        "ALTER USER `%s`@`%%` IDENTIFIED VIA ed25519 USING '********'" % name], res.get('msg')
+    assert run_module('db_user', ed_args)['changed'] is False
+    assert run_module('db_user', dict(ed_args, password_hash=ed))['changed'] is False
+    client = mariadb_binary('mariadb', 'mysql')
+    login = subprocess.run([client, '--no-defaults', '-h', '127.0.0.1', '-P', str(mariadb_server.port), '-u', name,
+                            '-pEd-Pw-1', '-N', '-e', 'SELECT CURRENT_USER()'], capture_output=True, text=True,
+                           check=False)
+    assert login.returncode == 0 and name in login.stdout, login.stderr
+    my_rows(mariadb_server, "DROP USER '%s'@'%%'" % name)
+    my_rows(mariadb_server, "DROP USER '%s'@'%%'" % source)

@@ -434,3 +434,52 @@ def test_pg_relative_expires_refused_before_the_server_is_asked(pg):
     for absolute in ('2030-12-31', 'infinity', '-infinity', '2030-12-31 23:59:59+02', 'Dec 31 2030', 'epoch'):
         pg.normalize_expires(absolute)
     assert len(asked) == 6
+
+
+def test_mysql8_password_hash_as_a_hex_literal(mysql8):
+    stored = pw.caching_sha2_hash('Pw-8').decode('latin-1')
+    as_hex = '0x' + stored.encode('latin-1').hex().upper()  # as SHOW CREATE USER prints it
+    current = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [('caching_sha2_password', stored)]}
+    assert mysql8.plan_role(spec(name='app', password_hash=as_hex), current, []) == ([], [])
+    assert mysql8.plan_role(spec(name='app', password_hash=as_hex.lower().replace('0x', '0X')), current, []) == ([], [])
+    other = pw.caching_sha2_hash('Pw-9').decode('latin-1')
+    _changes, statements = mysql8.plan_role(spec(name='app', password_hash='0x' + other.encode('latin-1').hex()),
+                                            current, [])
+    assert statements == [('ALTER USER `app`@`%%` IDENTIFIED WITH caching_sha2_password AS %s', [other])]
+    assert pw.caching_sha2_matches('Pw-9', statements[0][1][0])
+    native = pw.mysql_native_hash('Pw-8')
+    _changes, statements = mysql8.plan_role(spec(name='app', password_hash='0x' + native.encode().hex()), None, [])
+    assert statements == [('CREATE USER `app`@`%%` IDENTIFIED WITH mysql_native_password AS %s', [native])]
+    for bad, words in (('0x', 'even number of hex digits (0 characters'),
+                       ('0x' + stored.encode('latin-1').hex()[:-1], 'even number of hex digits'),
+                       ('0xZZ', 'even number of hex digits'),
+                       ('0x' + b'$A$005$short'.hex(), 'caching_sha2_password string ($A$005$... of 70 bytes)')):
+        with pytest.raises(DbError) as info:
+            mysql8.plan_role(spec(name='app', password_hash=bad), current, [])
+        assert words in str(info.value)
+        assert len(bad) < 6 or bad[2:] not in str(info.value)  # the hash itself is never in the message
+
+
+def test_mariadb_password_hash_as_a_hex_literal_and_ed25519(mariadb):
+    mariadb.fetch_value = lambda sql, params=None, operation=None: 'ACTIVE'
+    native = pw.mysql_native_hash('Pw-1')
+    current = {'login': True, 'connection_limit': 0, 'member_of': [], '_auth': [('mysql_native_password', native)]}
+    assert mariadb.plan_role(spec(name='u', password_hash='0x' + native.lower().encode().hex()), current, []) == ([], [])
+    ed = 'P4kK4XZKZyG2yes3+AddUfN8ibFlxHeGJZ0fTCqb9J4'
+    _changes, statements = mariadb.plan_role(spec(name='u', password_hash='0x' + ed.encode().hex()),
+                                             dict(current, _auth=[('unix_socket', ''), ('mysql_native_password', native)]),
+                                             [])
+    # the password method is replaced, unix_socket kept
+    assert statements == [('ALTER USER `u`@`%%` IDENTIFIED VIA unix_socket OR ed25519 USING %s', [ed])]
+    on_ed = dict(current, _auth=[('ed25519', ed)])
+    warnings = []
+    assert mariadb.plan_role(spec(name='u', password_hash=ed), on_ed, warnings) == ([], []) and warnings == []
+    _changes, statements = mariadb.plan_role(spec(name='u', password_hash=native), on_ed, [])
+    assert statements == [('ALTER USER `u`@`%%` IDENTIFIED VIA mysql_native_password USING %s', [native])]
+    mariadb.fetch_value = lambda sql, params=None, operation=None: None
+    with pytest.raises(DbError) as info:
+        mariadb.plan_role(spec(name='u', password_hash=ed), None, [])
+    assert "the ed25519 plugin is not loaded on this server: INSTALL SONAME 'auth_ed25519'" in str(info.value)
+    with pytest.raises(DbError) as info:
+        mariadb.plan_role(spec(name='u', password_hash='0x' + pw.caching_sha2_hash('x').hex()), None, [])
+    assert 'MariaDB has no caching_sha2_password' in str(info.value)

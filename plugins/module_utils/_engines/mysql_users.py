@@ -18,6 +18,8 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 from ansible_collections.dbops.admin.plugins.module_utils._passwords import (
     caching_sha2_hash,
     caching_sha2_matches,
+    decode_hex_hash,
+    is_mariadb_ed25519_hash,
     is_mysql_native_hash,
     mysql_native_hash,
     parse_caching_sha2,
@@ -30,6 +32,7 @@ from ansible_collections.dbops.admin.plugins.module_utils._privileges import (
 )
 
 NATIVE = 'mysql_native_password'
+ED25519 = 'ed25519'
 CACHING_SHA2 = 'caching_sha2_password'
 PLUGIN_RE = re.compile(r'^[a-z0-9_]+$')
 # authentication plugins that take no stored password (the OS user, Kerberos, PAM decide)
@@ -225,15 +228,28 @@ class MysqlUsers:
         if password is None and password_hash is None:
             return None, None, None
         label = '%s@%s' % (spec['name'], self.user_key(spec)[1])
+        if password_hash is not None:
+            try:
+                password_hash = decode_hex_hash(password_hash)
+            except ValueError as exc:
+                raise DbError('set password of', label, str(exc)) from None
+            self.add_secret(password_hash)
         if password_hash is not None and is_mysql_native_hash(password_hash.upper()):
             # the server's own hashes are upper case; one written in lower case is the same hash
             password_hash = password_hash.upper()
-        if password_hash is not None and not (is_mysql_native_hash(password_hash)
-                                              or parse_caching_sha2(password_hash) is not None):
+        if password_hash is not None and self.flavor == 'mariadb':
+            if parse_caching_sha2(password_hash) is not None:
+                raise DbError('set password of', label, 'MariaDB has no caching_sha2_password')
+            if not (is_mysql_native_hash(password_hash) or is_mariadb_ed25519_hash(password_hash)):
+                raise DbError('set password of', label, "password_hash must be a mysql_native_password hash "
+                              "('*' and 40 hex digits) or an ed25519 one (43 base64 characters), as text or as "
+                              "a 0x hex literal")
+        elif password_hash is not None and not (is_mysql_native_hash(password_hash)
+                                                or parse_caching_sha2(password_hash) is not None):
             raise DbError('set password of', label, "password_hash must be a mysql_native_password hash "
-                          "('*' and 40 hex digits) or a caching_sha2_password string ($A$005$...)")
-        if password_hash is not None and parse_caching_sha2(password_hash) is not None and self.flavor == 'mariadb':
-            raise DbError('set password of', label, 'MariaDB has no caching_sha2_password')
+                          "('*' and 40 hex digits) or a caching_sha2_password string ($A$005$... of 70 bytes), as "
+                          "text or as a 0x hex literal (as SHOW CREATE USER prints it with "
+                          "print_identified_with_as_hex)")
         if current is not None and spec.get('update_password') == 'on_create':
             return None, None, None
         methods = list(current['_auth']) if current else []
@@ -244,10 +260,22 @@ class MysqlUsers:
     def _mariadb_auth_clause(self, label, password, password_hash, methods, current, warnings):
         new_hash = password_hash if password_hash is not None else (
             mysql_native_hash(password) if password else '')
+        use = ED25519 if password_hash is not None and is_mariadb_ed25519_hash(password_hash) else NATIVE
+        if use == ED25519:
+            self._require_plugin(label, ED25519, 'auth_ed25519')
         native = [m for m in methods if m[0] == NATIVE]
-        if current is not None:
+        replaced = (NATIVE,)
+        if current is not None and password_hash is not None:
+            # a stored hash is compared as it is: the same plugin with the same hash is unchanged, any other
+            # password method (mysql_native_password, ed25519) is replaced by the one given
+            if any(m == (use, new_hash) for m in methods):
+                return None, None, None
+            replaced = (NATIVE, ED25519)
+            native = [m for m in methods if m[0] in replaced]
+        elif current is not None:
             if native and native[0][1] == new_hash:
                 return None, None, None
+        if current is not None:
             unverifiable = [m[0] for m in methods if m[0] not in (NATIVE,) + PASSWORDLESS_PLUGINS]
             if not native and unverifiable:
                 warnings.append('account %s: its password uses %s, which cannot be compared here, so the '
@@ -259,7 +287,8 @@ class MysqlUsers:
                 # adding a password method would let the account log in over TCP with a password: never silently
                 warnings.append(_passwordless_warning(label, [m[0] for m in methods]))
                 return None, None, None
-        kept = [m for m in methods if m[0] != NATIVE] if current is not None else []
+        # the password methods are replaced; the others (unix_socket, ...) kept
+        kept = [m for m in methods if m[0] not in replaced] if current is not None else []
         parts, params = [], []
         for plugin, auth in kept:
             if not PLUGIN_RE.match(plugin):
@@ -271,13 +300,22 @@ class MysqlUsers:
             else:
                 parts.append(plugin)
         if new_hash:
-            parts.append('%s USING %%s' % NATIVE)
+            parts.append('%s USING %%s' % use)
             params.append(Secret(new_hash))
             self.add_secret(new_hash)
         elif not parts:
             parts.append('%s USING %%s' % NATIVE)
             params.append('')
         return 'IDENTIFIED VIA ' + ' OR '.join(parts), params, 'set'
+
+    def _require_plugin(self, label, plugin, soname):
+        """Fail before anything changes when an authentication plugin is not loaded."""
+        status = self.fetch_value('SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = %s',
+                                  (plugin,), operation='read the authentication plugins')
+        if str(status or '').upper() != 'ACTIVE':
+            raise DbError('set password of', label, 'password_hash is an %s hash and the %s plugin is not loaded on '
+                          "this server: INSTALL SONAME '%s' first (or plugin_load_add = %s in the server's options)"
+                          % (plugin, plugin, soname, soname))
 
     def native_password_loaded(self):
         """Whether this MySQL server can authenticate with mysql_native_password: built in up to 8.3, not
