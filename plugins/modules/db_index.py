@@ -106,6 +106,16 @@ options:
       - Ignored on MySQL/MariaDB, where InnoDB builds secondary indexes online by itself.
     type: bool
     default: true
+  visible:
+    description:
+      - Whether the optimizer uses the index (MySQL/MariaDB). V(false) makes it a MariaDB 10.6+ C(IGNORED) /
+        MySQL 8 C(INVISIBLE) index, still maintained on writes, so it can be tried out of the plans before
+        it is dropped; V(true) makes it used again. Changed in place with C(ALTER TABLE ... ALTER INDEX), without a
+        rebuild.
+      - Not given, an existing index keeps its visibility, also when it is rebuilt to another definition or
+        with O(state=rebuilt); a new index is visible.
+      - Fails on PostgreSQL, where the planner uses every valid index, and on servers without the feature.
+    type: bool
   state:
     description:
       - V(present) makes the index exist with this definition (creating, rebuilding or repairing it).
@@ -193,6 +203,10 @@ index:
     tablespace:
       description: Tablespace (PostgreSQL; empty for the default).
       type: str
+    visible:
+      description: Whether the optimizer uses the index (false for a MariaDB IGNORED or MySQL 8 INVISIBLE index).
+        MySQL/MariaDB with the feature only.
+      type: bool
 actions:
   description: What was done (or would be), in words.
   returned: always
@@ -211,11 +225,14 @@ from ansible_collections.dbops.admin.plugins.module_utils._diff import Differenc
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError  # noqa: E402
 
 
-def _view(index):
+def _view(index, engine=None):
     if not index:
         return None
-    return {'definition': index.get('definition'), 'valid': index.get('valid', True),
+    view = {'definition': index.get('definition'), 'valid': index.get('valid', True),
             'tablespace': index.get('tablespace') or ''}
+    if engine is not None and engine.index_visible(index) is not None:
+        view['visible'] = engine.index_visible(index)
+    return view
 
 
 def converge(module, engine):
@@ -224,6 +241,7 @@ def converge(module, engine):
     name, state, concurrently = params['name'], params['state'], params['concurrently']
     tracker = DifferenceTracker()
     current = engine.index_get(params['schema'], name, params['table'])
+    engine.index_check_visibility(name, params['visible'], current)
     desired = None
     if state != 'absent' and params['columns']:
         desired = engine.index_finalize(engine.index_prepare(params), current)
@@ -232,7 +250,7 @@ def converge(module, engine):
     if state == 'absent':
         if current is not None:
             engine.index_drop(current, concurrently)
-            tracker.set_state(_view(current), None)
+            tracker.set_state(_view(current, engine), None)
             tracker.action('drop index %s' % name)
         target = None
     elif current is None:
@@ -240,7 +258,7 @@ def converge(module, engine):
             raise DbError('rebuild index', '%s.%s' % (params['schema'], name),
                           'it does not exist; give table and columns to create it')
         engine.index_create(desired, concurrently)
-        tracker.set_state(None, _view(desired))
+        tracker.set_state(None, _view(desired, engine))
         tracker.action('create index %s' % name)
         target = desired
     elif not current.get('valid', True):
@@ -248,12 +266,12 @@ def converge(module, engine):
             engine.index_repair(desired, current, concurrently)
         else:
             engine.index_reindex(current, concurrently)
-        tracker.set_state(_view(current), _view(desired or dict(current, valid=True)))
+        tracker.set_state(_view(current, engine), _view(desired or dict(current, valid=True), engine))
         tracker.action('repair invalid index %s' % name)
         target = desired or dict(current, valid=True)
     elif desired is not None and not engine.index_same_definition(desired, current):
         engine.index_replace(desired, current, concurrently)
-        tracker.set_state(_view(current), _view(desired))
+        tracker.set_state(_view(current, engine), _view(desired, engine))
         tracker.action('rebuild index %s to the requested definition' % name)
         target = desired
     else:
@@ -261,12 +279,20 @@ def converge(module, engine):
             engine.index_set_tablespace(desired)
             tracker.add('tablespace', current.get('tablespace') or '', desired['tablespace'],
                         action='move index %s to tablespace %s' % (name, desired['tablespace']))
+        want_visible = params['visible']
+        have_visible = engine.index_visible(current)
+        if want_visible is not None and have_visible is not None and want_visible != have_visible:
+            engine.index_set_visibility(current, want_visible)
+            tracker.add('visible', have_visible, want_visible,
+                        action='make index %s %s' % (name, 'visible' if want_visible else 'invisible (ignored)'))
         if state == 'rebuilt':
             engine.index_reindex(current, concurrently)
             tracker.action('rebuild index %s with %s' % (name, engine.index_rebuild_method(concurrently)))
         target = current
         if desired is not None:
             target = dict(current, tablespace=desired.get('tablespace') or current.get('tablespace'))
+        if want_visible is not None and have_visible is not None:
+            target = dict(target, visible=want_visible)
 
     if engine.check_mode or target is None:
         index = engine.index_summary(target)
@@ -298,6 +324,7 @@ def main():
         tablespace=dict(type='str'),
         concurrently=dict(type='bool', default=True),
         state=dict(type='str', default='present', choices=['present', 'absent', 'rebuilt']),
+        visible=dict(type='bool'),
     )
     module = AnsibleModule(argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ('table', 'columns'))],

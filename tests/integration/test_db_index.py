@@ -479,3 +479,62 @@ def test_mariadb_new_index_on_a_memory_table_gets_the_servers_default_type(my):
     assert my_parts(my, 'sessions', 'sessions_token') == [('token', None, 'BTREE')]
     assert run_module('db_index', dict(args, type='btree'))['changed'] is False
     assert run_module('db_index', args)['changed'] is False  # no type: whatever the index has
+
+
+def my_ignored(my, table, name):
+    return [r[0] for r in sql(my, """SELECT ignored FROM information_schema.statistics
+                                      WHERE table_schema = %s AND table_name = %s AND index_name = %s
+                                      ORDER BY seq_in_index""", (DB, table, name))]
+
+
+def test_mariadb_ignored_index_is_reported_kept_and_set(my):
+    make_table(my, 'hidden')
+    sql(my, 'CREATE INDEX hidden_customer ON hidden (customer)')
+    sql(my, 'ALTER TABLE hidden ALTER INDEX hidden_customer IGNORED')
+    args = conn_args(my, name='hidden_customer', table='hidden', columns=['customer'])
+    same = run_module('db_index', args)
+    assert same['changed'] is False and same['index']['visible'] is False, same.get('msg')
+
+    # rebuilt to another definition, or in place: still ignored
+    wider = dict(args, columns=['customer', 'id'])
+    check = run_module('db_index', wider, check=True, diff=True)
+    assert check['changed'] and check['index']['visible'] is False and my_ignored(my, 'hidden', 'hidden_customer') \
+        == ['YES']
+    assert check['diff']['after']['visible'] is False
+    res = run_module('db_index', wider)
+    assert res['changed'] and res['index']['visible'] is False, res.get('msg')
+    assert my_ignored(my, 'hidden', 'hidden_customer') == ['YES', 'YES']
+    assert run_module('db_index', wider)['changed'] is False
+    res = run_module('db_index', conn_args(my, name='hidden_customer', state='rebuilt'))
+    assert res['changed'] and res['index']['visible'] is False
+    assert my_ignored(my, 'hidden', 'hidden_customer') == ['YES', 'YES']
+
+    # visible: true/false, changed in place, check mode first, then idempotent
+    for visible, stored in ((True, 'NO'), (False, 'YES')):
+        before = my_ignored(my, 'hidden', 'hidden_customer')
+        check = run_module('db_index', dict(wider, visible=visible), check=True, diff=True)
+        assert check['changed'] and check['diff']['after']['visible'] is visible
+        assert my_ignored(my, 'hidden', 'hidden_customer') == before
+        res = run_module('db_index', dict(wider, visible=visible))
+        assert res['changed'] and res['index']['visible'] is visible
+        assert res['queries'] == ['ALTER TABLE `%s`.`hidden` ALTER INDEX `hidden_customer` %s'
+                                  % (DB, 'NOT IGNORED' if visible else 'IGNORED')]
+        assert my_ignored(my, 'hidden', 'hidden_customer') == [stored, stored]
+        again = run_module('db_index', dict(wider, visible=visible))
+        assert again['changed'] is False and again['queries'] == []
+
+    created = run_module('db_index', conn_args(my, name='hidden_email', table='hidden', columns=['email'],
+                                               visible=False))
+    assert created['changed'] and created['index']['visible'] is False
+    assert my_ignored(my, 'hidden', 'hidden_email') == ['YES']
+    bad = run_module('db_index', conn_args(my, name='PRIMARY', table='hidden', columns=['id'], visible=False))
+    assert bad['failed'] and 'primary key cannot be ignored' in bad['msg'] and bad['queries'] == []
+    assert my_ignored(my, 'hidden', 'PRIMARY') == ['NO']
+
+
+def test_pg_visible_is_refused(pg):
+    make_table(pg, 'pg_hidden')
+    res = run_module('db_index', conn_args(pg, name='pg_hidden_customer', table='pg_hidden', columns=['customer'],
+                                           visible=False), check=True)
+    assert res['failed'] and 'MySQL/MariaDB only' in res['msg'], res.get('msg')
+    assert index_columns(pg, 'pg_hidden', 'pg_hidden_customer') is None

@@ -326,3 +326,45 @@ def test_mysql_rebuild_is_alter_table_force_and_primary_is_refused():
     assert engine.queries == ['ALTER TABLE `shop`.`posts` FORCE']
     with pytest.raises(DbError):
         engine.index_drop({'schema': 'shop', 'table': 'posts', 'name': 'PRIMARY', 'primary': True}, True)
+
+
+@pytest.mark.parametrize('flavor, version, hidden, shown', [('mysql', 80035, 'INVISIBLE', 'VISIBLE'),
+                                                            ('mariadb', 101106, 'IGNORED', 'NOT IGNORED')])
+def test_mysql_invisible_index_is_read_kept_on_rebuild_and_set_in_place(flavor, version, hidden, shown):
+    stats = [{'tbl': 'posts', 'non_unique': 1, 'column_name': 'Title', 'sub_part': None, 'collation': 'A',
+              'index_type': 'BTREE', 'expression': None, 'visible': 0}]
+    engine = FakeMysql(flavor, version, [('information_schema.statistics', stats)] + ANSWERS)
+    current = engine.index_get('shop', 'ix', 'posts')
+    assert current['visible'] is False and engine.index_visible(current) is False
+    assert engine.index_summary(current)['visible'] is False
+    # another definition, visibility not asked: the rebuilt index stays invisible
+    desired = engine.index_finalize(engine.index_prepare(params(columns=['Title', 'id'])), current)
+    engine.index_replace(desired, current, True)
+    assert engine.queries[-1] == ('ALTER TABLE `shop`.`posts` DROP INDEX `ix`, ADD INDEX `ix` (`Title`, `id`) '
+                                  'USING BTREE ' + hidden)
+    # asked visible: the rebuilt index is visible
+    desired = engine.index_finalize(engine.index_prepare(params(columns=['Title', 'id'], visible=True)), current)
+    engine.index_replace(desired, current, True)
+    assert engine.queries[-1].endswith('USING BTREE')
+    engine.index_set_visibility(current, True)
+    assert engine.queries[-1] == 'ALTER TABLE `shop`.`posts` ALTER INDEX `ix` %s' % shown
+    engine.index_set_visibility(current, False)
+    assert engine.queries[-1] == 'ALTER TABLE `shop`.`posts` ALTER INDEX `ix` %s' % hidden
+    # a new invisible index
+    desired = engine.index_finalize(engine.index_prepare(params(name='iy', columns=['Title'], visible=False)), None)
+    engine.index_create(desired, True)
+    assert engine.queries[-1] == 'CREATE INDEX `iy` ON `shop`.`posts` (`Title`) USING BTREE ' + hidden
+    with pytest.raises(DbError) as info:
+        engine.index_check_visibility('PRIMARY', False, dict(current, primary=True))
+    assert 'primary key' in str(info.value)
+
+
+def test_visibility_needs_the_feature_and_is_mysql_only():
+    old = FakeMysql('mariadb', 100511, ANSWERS)
+    with pytest.raises(DbError) as info:
+        old.index_check_visibility('ix', False, None)
+    assert 'MariaDB 10.6' in str(info.value)
+    old.index_check_visibility('ix', None, None)
+    with pytest.raises(DbError) as info:
+        FakePostgres.index_check_visibility(None, 'ix', False, None)
+    assert 'MySQL/MariaDB only' in str(info.value)

@@ -122,15 +122,17 @@ def test_mysql8_index_get_reads_statistics_under_its_own_names():
     engine = mysql8([
         ('information_schema.statistics', [
             {'tbl': 'orders', 'non_unique': 1, 'column_name': 'customer_id', 'sub_part': None,
-             'collation': 'A', 'index_type': 'BTREE', 'expression': None},
+             'collation': 'A', 'index_type': 'BTREE', 'expression': None, 'visible': 0},
             {'tbl': 'orders', 'non_unique': 1, 'column_name': None, 'sub_part': None,
-             'collation': 'D', 'index_type': 'BTREE', 'expression': 'lower(`email`)'}]),
+             'collation': 'D', 'index_type': 'BTREE', 'expression': 'lower(`email`)', 'visible': 0}]),
         ('innodb_index_stats', [{'size': 3}]),
     ])
     current = engine.index_get('shop', 'ix_orders', table='orders')
     assert current['parts'] == [{'column': 'customer_id', 'length': None, 'order': 'ASC'},
                                 {'expression': '(lower(`email`))', 'order': 'DESC'}]
     assert (current['unique'], current['type'], current['table']) == (False, 'BTREE', 'orders')
+    assert current['visible'] is False  # INVISIBLE: IS_VISIBLE = 'NO'
+    assert "is_visible = 'YES' AS visible" in engine.conn.read[0]
     assert current['definition'] == ('CREATE INDEX `ix_orders` ON `shop`.`orders` '
                                      '(`customer_id`, (lower(`email`)) DESC) USING BTREE')
 

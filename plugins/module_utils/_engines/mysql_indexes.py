@@ -81,7 +81,7 @@ def build_mysql_create_index(definition, quote_ident):
     return sql
 
 
-def build_mysql_replace_index(definition, quote_ident):
+def build_mysql_replace_index(definition, quote_ident, flavor='mariadb'):
     """One ALTER TABLE that drops and adds the index: atomic, the table is never without it."""
     sql = 'ALTER TABLE %s.%s DROP INDEX %s, ADD %sINDEX %s %s' % (
         quote_ident(definition['schema']), quote_ident(definition['table']), quote_ident(definition['name']),
@@ -89,7 +89,23 @@ def build_mysql_replace_index(definition, quote_ident):
         render_mysql_parts(definition['parts'], definition['type'], quote_ident))
     if definition['type'] in ('BTREE', 'HASH'):
         sql += ' USING %s' % definition['type']
-    return sql
+    return sql + visibility_clause(definition, flavor)
+
+
+def visibility_clause(definition, flavor):
+    """The index option that keeps an index unused by the optimizer: MariaDB IGNORED, MySQL 8 INVISIBLE."""
+    if definition.get('visible', True) is not False:
+        return ''
+    return ' IGNORED' if flavor == 'mariadb' else ' INVISIBLE'
+
+
+def build_mysql_set_visibility(definition, visible, quote_ident, flavor='mariadb'):
+    if flavor == 'mariadb':
+        word = 'NOT IGNORED' if visible else 'IGNORED'
+    else:
+        word = 'VISIBLE' if visible else 'INVISIBLE'
+    return 'ALTER TABLE %s.%s ALTER INDEX %s %s' % (quote_ident(definition['schema']), quote_ident(definition['table']),
+                                                    quote_ident(definition['name']), word)
 
 
 def _normalize_expression(text):
@@ -127,6 +143,9 @@ class MysqlIndexes:
                               'tables %s each have an index of that name; give table' % ', '.join(sorted(tables)))
             table = tables[0]
         expression = ', expression AS expression' if self.flavor == 'mysql' and self.version_num >= 80013 else ''
+        if self.index_has_visibility():
+            expression += (", ignored = 'NO' AS visible" if self.flavor == 'mariadb'
+                           else ", is_visible = 'YES' AS visible")
         rows = self.fetch_all(
             """SELECT table_name AS tbl, non_unique AS non_unique, column_name AS column_name, sub_part AS sub_part,
                       collation AS collation, index_type AS index_type%s
@@ -148,7 +167,7 @@ class MysqlIndexes:
                               'order': 'DESC' if row['collation'] == 'D' else 'ASC'})
         current = {'schema': schema, 'name': name, 'table': rows[0]['tbl'], 'unique': int(rows[0]['non_unique']) == 0,
                    'type': rows[0]['index_type'], 'parts': parts, 'valid': True, 'tablespace': None,
-                   'primary': name == 'PRIMARY'}
+                   'primary': name == 'PRIMARY', 'visible': rows[0].get('visible') in (None, 1, '1')}
         current['definition'] = build_mysql_create_index(current, self.quote_ident)
         size = self.fetch_value(
             """SELECT stat_value * @@innodb_page_size FROM mysql.innodb_index_stats
@@ -156,6 +175,19 @@ class MysqlIndexes:
             (schema, current['table'], name))
         current['size_bytes'] = int(size) if size is not None else None
         return current
+
+    def index_has_visibility(self):
+        """MariaDB 10.6+ IGNORED indexes, MySQL 8 INVISIBLE ones."""
+        return self.version_num >= (100600 if self.flavor == 'mariadb' else 80000)
+
+    def index_check_visibility(self, name, visible, current):
+        if visible is None:
+            return
+        if not self.index_has_visibility():
+            raise DbError('set visibility of index', name, 'visible needs MariaDB 10.6 (IGNORED indexes) or MySQL 8.0 '
+                          '(INVISIBLE indexes); this server has none: leave visible out')
+        if visible is False and current is not None and current.get('primary'):
+            raise DbError('set visibility of index', name, 'a primary key cannot be ignored/invisible')
 
     def index_prepare(self, params):
         name = params['name']
@@ -199,7 +231,7 @@ class MysqlIndexes:
             raise DbError('create index', name, 'a %s index cannot be unique' % index_type)
         return {'schema': params['schema'], 'name': name, 'table': table['tbl'], 'parts': parts,
                 'type': index_type.upper() if index_type else None, 'unique': bool(params.get('unique')),
-                'tablespace': None, 'engine': (table['engine'] or '').upper()}
+                'tablespace': None, 'engine': (table['engine'] or '').upper(), 'visible': params.get('visible')}
 
     @staticmethod
     def _index_check_part(name, item, part, column_type, index_type):
@@ -250,6 +282,9 @@ class MysqlIndexes:
                     raise DbError('create index', desired['name'],
                                   'column %s is %s: a %s index needs a prefix length, for example %s(191)'
                                   % (part['column'], part['data_type'], effective['type'], part['column']))
+        if effective.get('visible') is None:
+            # not asked: a rebuilt index keeps its visibility (an IGNORED/INVISIBLE index stays unused)
+            effective['visible'] = current.get('visible', True) if current else True
         effective['definition'] = build_mysql_create_index(effective, self.quote_ident)
         return effective
 
@@ -269,9 +304,18 @@ class MysqlIndexes:
             raise DbError(what, '%s.%s' % (current['schema'], current['table']),
                           'PRIMARY is the primary key; change it with ALTER TABLE')
 
+    def index_visible(self, index):
+        """Whether the optimizer uses the index (None where the server has no such notion)."""
+        return index.get('visible', True) if self.index_has_visibility() else None
+
+    def index_set_visibility(self, current, visible):
+        self.execute(build_mysql_set_visibility(current, visible, self.quote_ident, self.flavor),
+                     operation='set visibility of index %s on %s.%s'
+                     % (current['name'], current['schema'], current['table']))
+
     def index_create(self, desired, concurrently):
         # InnoDB builds secondary indexes online (ALGORITHM=INPLACE) by itself
-        self.execute(build_mysql_create_index(desired, self.quote_ident),
+        self.execute(build_mysql_create_index(desired, self.quote_ident) + visibility_clause(desired, self.flavor),
                      operation='create index %s on %s.%s' % (desired['name'], desired['schema'], desired['table']))
 
     def index_drop(self, current, concurrently):
@@ -282,7 +326,7 @@ class MysqlIndexes:
 
     def index_replace(self, desired, current, concurrently):
         self._index_refuse_primary(current, 'rebuild index')
-        self.execute(build_mysql_replace_index(desired, self.quote_ident),
+        self.execute(build_mysql_replace_index(desired, self.quote_ident, self.flavor),
                      operation='rebuild index %s on %s.%s' % (desired['name'], desired['schema'], desired['table']))
 
     def index_repair(self, desired, current, concurrently):
@@ -305,4 +349,6 @@ class MysqlIndexes:
         out = {key: index.get(key) for key in ('schema', 'name', 'table', 'definition', 'valid', 'size_bytes',
                                                'unique', 'tablespace')}
         out['type'] = (index.get('type') or 'btree').lower()
+        if self.index_has_visibility():
+            out['visible'] = index.get('visible', True) is not False
         return out

@@ -165,6 +165,14 @@ class PostgresIndexes:
         row['size_bytes'] = int(row['size_bytes'] or 0)
         return row
 
+    def index_check_visibility(self, name, visible, current):
+        if visible is not None:
+            raise DbError('create index', name, 'visible is MySQL/MariaDB only (INVISIBLE/IGNORED indexes); a '
+                          'PostgreSQL index is always usable by the planner: leave visible out')
+
+    def index_visible(self, index):
+        return None
+
     def index_prepare(self, params):
         """Validate the requested index against the catalog; returns the desired dict.
 
