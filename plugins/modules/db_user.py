@@ -379,7 +379,7 @@ def converge(module, engine):
     if engine.name == 'postgresql':
         groups = pg_privileges(module, engine, work)
     else:
-        groups = mysql_privileges(engine, work)
+        groups = mysql_privileges(engine, work, warnings)
 
     drops = {}
     if engine.name == 'postgresql':
@@ -570,7 +570,7 @@ def pg_privileges(module, engine, work):
     return [(engines[db], statements_by_db.get(db, [])) for db in engines]
 
 
-def mysql_privileges(engine, work):
+def mysql_privileges(engine, work, warnings):
     active = [w for w in work if w.spec['state'] == 'present' and w.desired_privileges]
     if not active:
         return []
@@ -582,6 +582,7 @@ def mysql_privileges(engine, work):
     statements = []
     for item in active:
         mine = dict((t, held.get((item.key, t), {})) for t in item.desired_privileges)
+        warnings.extend(engine.unmanaged_patterns(item.key, item.desired_privileges, held))
         plan = plan_privileges(item.desired_privileges, mine, item.spec.get('privileges_exclusive'))
         _record_privileges(item, mine, plan, list(item.desired_privileges))
         for action, target, privs in plan:

@@ -786,3 +786,32 @@ def test_mariadb_password_hash_as_a_hex_literal(mariadb_server):
     assert login.returncode == 0 and name in login.stdout, login.stderr
     my_rows(mariadb_server, "DROP USER '%s'@'%%'" % name)
     my_rows(mariadb_server, "DROP USER '%s'@'%%'" % source)
+
+
+def test_mariadb_unescaped_grant_on_a_named_database_is_reported(mariadb_server):
+    """GRANT ... ON app_one.* (unescaped: a pattern) is not the literal database entry: say so, never hide it."""
+    name = uid('shadow')
+    database = uid('sh_db')
+    my_rows(mariadb_server, 'CREATE DATABASE `%s`' % database)
+    my_rows(mariadb_server, "CREATE USER '%s'@'%%'" % name)
+    my_rows(mariadb_server, "GRANT SELECT, INSERT ON `%s`.* TO '%s'@'%%'" % (database, name))
+    args = dict(mariadb_server.conn, name=name, privileges_exclusive=True,
+                privileges=[{'on': 'database', 'database': database, 'privs': ['SELECT']}])
+    res = run_module('db_user', args)
+    assert not res['failed'] and res['changed'], res.get('msg')
+    words = ('also holds INSERT, SELECT on the pattern `%s`.* (granted without escaping _ or %%, so it matches '
+             'database %s and others)' % (database, database))
+    assert words in str(res.get('warnings')) and "wildcard: true}" in str(res.get('warnings'))
+    again = run_module('db_user', args)
+    assert again['changed'] is False and words in str(again.get('warnings'))
+    # managed as the pattern it is: the warning goes, the exclusive list applies to it too
+    both = dict(args, privileges=args['privileges'] + [{'on': 'database', 'database': database, 'wildcard': True,
+                                                        'privs': ['SELECT']}])
+    res = run_module('db_user', both)
+    assert res['changed'] and res['queries'] == ['REVOKE INSERT ON `%s`.* FROM `%s`@`%%`' % (database, name)]
+    assert 'also holds' not in str(res.get('warnings'))
+    assert my_rows(mariadb_server, 'SELECT Db, Insert_priv FROM mysql.db WHERE User = %s ORDER BY BINARY Db',
+                   (name,)) == ((database.replace('_', '\\_'), 'N'), (database, 'N'))
+    assert run_module('db_user', both)['changed'] is False
+    my_rows(mariadb_server, "DROP USER '%s'@'%%'" % name)
+    my_rows(mariadb_server, 'DROP DATABASE `%s`' % database)

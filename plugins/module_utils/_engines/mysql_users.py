@@ -483,6 +483,9 @@ class MysqlUsers:
             # information_schema comparison ignores case)
             literal = set(escape_database_pattern(t[1]) for t in targets if t[0] == 'database')
             patterns = set(t[1] for t in targets if t[0] == 'database_pattern')
+            # a name with _ granted unescaped (GRANT ... ON app_one.*) is a pattern matching the database too:
+            # read as such, so the caller can say it is there (see unmanaged_patterns)
+            patterns |= set(t[1] for t in targets if t[0] == 'database' and escape_database_pattern(t[1]) != t[1])
             for row in self.fetch_all(
                     'SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES '
                     'WHERE TABLE_SCHEMA IN %s', (sorted(literal | patterns),), operation='read database privileges'):
@@ -502,6 +505,22 @@ class MysqlUsers:
                 target = ('table', row['TABLE_SCHEMA'], None, row['TABLE_NAME'])
                 add(row['GRANTEE'], target, row['PRIVILEGE_TYPE'], row['IS_GRANTABLE'])
         return held
+
+    @staticmethod
+    def unmanaged_patterns(key, desired, held):
+        """Warnings for a database named literally that the account also reaches through the same name
+        granted unescaped (a pattern: _ is a wildcard), which the literal entry does not manage."""
+        warnings = []
+        for target in sorted(t for t in desired if t[0] == 'database'):
+            pattern = ('database_pattern', target[1], None, None)
+            if pattern not in desired and held.get((key, pattern)):
+                warnings.append(
+                    'account %s@%s also holds %s on the pattern `%s`.* (granted without escaping _ or %%, so it '
+                    'matches database %s and others): an entry for database %s does not manage it, even with '
+                    "privileges_exclusive; manage it with {'on': database, database: '%s', wildcard: true}"
+                    % (key[0], key[1], ', '.join(sorted(held[(key, pattern)])), target[1], target[1], target[1],
+                       target[1].replace("'", "''")))
+        return warnings
 
     def _read_role_global(self, key, held):
         try:
