@@ -462,7 +462,50 @@ def test_postgresql_standby_that_cannot_reach_its_primary_is_critical(pg_server)
             time.sleep(0.5)
         assert replication['role'] == 'replica'
         assert replication['running'] is False and replication['lag_seconds'] is None
+        assert replication['lag_bytes'] is None  # nothing streams: the bytes behind are unknown, not 0 or negative
         assert [a['level'] for a in result['alerts'] if a['metric'] == 'replication_lag'] == ['critical']
         assert 'WAL receiver' in result['alerts'][0]['message']
+    finally:
+        standby.destroy()
+
+
+def test_postgresql_restarted_standby_of_an_idle_primary_has_no_lag(pg_server):
+    """After a restart the receiver reports the segment start as received, behind what was replayed.
+
+    That gave a negative lag_bytes and, as lag_seconds, the growing age of the last replayed transaction.
+    """
+    import servers
+    standby = servers.PostgresServer()
+    try:
+        servers._as_user(standby.user, [standby.bin('pg_basebackup'), '-h', '127.0.0.1', '-p', str(pg_server.port),
+                                        '-U', pg_server.superuser, '-D', standby.data_dir, '-R', '-X', 'stream',
+                                        '-c', 'fast'],
+                         env=dict(os.environ, PGPASSWORD=pg_server.password))
+        with open(os.path.join(standby.data_dir, 'postgresql.auto.conf'), 'a') as handle:
+            handle.write("port = %d\nunix_socket_directories = '%s'\n" % (standby.port, standby.socket_dir))
+        standby.start()
+        pg_server.psql('CREATE TABLE IF NOT EXISTS dbinfo_restart_probe (a int); '
+                       'INSERT INTO dbinfo_restart_probe VALUES (1)')
+        lsn = pg_server.psql('SELECT pg_current_wal_lsn()')
+        deadline = time.time() + 20
+        while standby.psql("SELECT pg_last_wal_replay_lsn() >= '%s'" % lsn) != 't' and time.time() < deadline:
+            time.sleep(0.3)
+        standby.stop()
+        time.sleep(2)  # the last replayed transaction is now seconds old, and the primary writes nothing more
+        standby.start()
+        deadline = time.time() + 20
+        while standby.psql("SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'") != '1':
+            assert time.time() < deadline, 'the standby did not stream again'
+            time.sleep(0.3)
+        replication = info(standby, gather_subset=['replication'])['metrics']['replication']
+        received, replayed = standby.psql(
+            'SELECT pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn(), '
+            'pg_last_xact_replay_timestamp() < now() - interval \'1 second\'').split('|')
+        assert (received, replayed) == ('t', 't')  # the situation this test is about
+        assert replication['role'] == 'replica' and replication['running'] is True
+        assert replication['lag_seconds'] == 0, replication
+        assert replication['lag_bytes'] == 0, replication
+        result = info(standby, gather_subset=['replication'], thresholds={'replication_lag': {'warning': 1}})
+        assert not result['alerts']
     finally:
         standby.destroy()

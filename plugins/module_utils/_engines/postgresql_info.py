@@ -186,11 +186,20 @@ class PostgresInfo:
     # ---- replication --------------------------------------------------------------------
     def info_replication(self):
         if self.fetch_value('SELECT pg_is_in_recovery()'):
+            # After a restart the WAL receiver reports the start of the segment it streams from as
+            # received, which is behind what was already replayed: nothing received is left to replay,
+            # so that is no lag (0), not a negative byte count or the age of the last replayed
+            # transaction. Without a receive LSN (nothing streamed yet, archive-only standby) the bytes
+            # behind cannot be computed and are null.
             row = self.fetch_one(
-                'SELECT pg_last_wal_receive_lsn() AS receive_lsn, pg_last_wal_replay_lsn() AS replay_lsn, '
-                'CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 '
+                'SELECT r.receive_lsn, r.replay_lsn, '
+                'CASE WHEN r.receive_lsn <= r.replay_lsn THEN 0 '
                 'ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END AS lag_seconds, '
-                'pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) AS lag_bytes')
+                # not GREATEST(diff, 0): GREATEST ignores a null and would turn "unknown" into 0
+                'CASE WHEN r.receive_lsn <= r.replay_lsn THEN 0 '
+                'ELSE pg_wal_lsn_diff(r.receive_lsn, r.replay_lsn) END AS lag_bytes '
+                'FROM (SELECT pg_last_wal_receive_lsn() AS receive_lsn, '
+                'pg_last_wal_replay_lsn() AS replay_lsn) r')
             receiver = self.fetch_one('SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver')
             lag = row['lag_seconds']
             result = {'role': 'replica',
@@ -207,7 +216,8 @@ class PostgresInfo:
                     result['running'] = None
                 if conninfo:
                     # "received = replayed" means nothing arrives, not that nothing is behind
-                    result.update(running=False, lag_seconds=None,
+                    # and the LSN it reports as received is only where it would start: bytes behind unknown
+                    result.update(running=False, lag_seconds=None, lag_bytes=None,
                                   stopped_reason='no WAL receiver streams from the primary set in primary_conninfo')
             return result
         rows = self.fetch_all(
@@ -225,9 +235,10 @@ class PostgresInfo:
             'ORDER BY slot_name')
         lags = [r['lag_seconds'] for r in replicas if r['lag_seconds'] is not None]
         lag_bytes = [r['lag_bytes'] for r in replicas if r['lag_bytes'] is not None]
+        # a replica that has not reported a replay position yet has no lag to compute: null, not 0
         return {'role': 'primary' if replicas else 'standalone',
-                'lag_seconds': max(lags) if lags else (0 if replicas else None),
-                'lag_bytes': max(lag_bytes) if lag_bytes else (0 if replicas else None),
+                'lag_seconds': max(lags) if lags else None,
+                'lag_bytes': max(lag_bytes) if lag_bytes else None,
                 'replicas': replicas,
                 'slots': [{'name': s['name'], 'type': s['type'], 'active': s['active'],
                            'retained_bytes': _num(s['retained_bytes'])} for s in slots]}
