@@ -11,6 +11,7 @@ slow queries 10/50 per minute, replication lag 30 s / 5 min).
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 LEVELS = ('warning', 'critical')
@@ -56,6 +57,26 @@ METRICS = {
 }
 
 
+def _level_value(metric, level, value):
+    """One threshold level as a number; ValueError naming ``metric.level`` when it is not a usable one."""
+    name = 'threshold %s.%s' % (metric, level)
+    if isinstance(value, bool):
+        # YAML yes/no/true/false: float(True) would silently be 1
+        raise ValueError('%s must be a number, not the boolean %r (null disables a level)' % (name, value))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError('%s must be a number, not %r' % (name, value)) from None
+    if not math.isfinite(number):
+        raise ValueError('%s must be a finite number, not %r (null disables a level)' % (name, value))
+    if number < 0:
+        raise ValueError('%s cannot be negative (%r)' % (name, value))
+    if METRICS[metric]['unit'] == '%' and number > 100:
+        raise ValueError('%s is a percentage (0 to 100) of %s, not %r' % (
+            name, 'max_connections' if metric == 'connections' else 'the filesystem', value))
+    return int(number) if number == int(number) else number
+
+
 def merge_thresholds(overrides=None):
     """Seed defaults updated by ``overrides`` ({metric: {warning, critical}}); ValueError when malformed.
 
@@ -71,13 +92,7 @@ def merge_thresholds(overrides=None):
             if level not in LEVELS:
                 raise ValueError('threshold %s has an unknown level %r (use warning, critical)' % (metric, level))
             if value is not None:
-                try:
-                    value = float(value)
-                except (TypeError, ValueError):
-                    raise ValueError('threshold %s.%s must be a number, not %r' % (metric, level, value)) from None
-                if value < 0:
-                    raise ValueError('threshold %s.%s cannot be negative' % (metric, level))
-                value = int(value) if value == int(value) else value
+                value = _level_value(metric, level, value)
             merged[metric][level] = value
         warning, critical = merged[metric]['warning'], merged[metric]['critical']
         if warning is not None and critical is not None and warning > critical:

@@ -46,17 +46,20 @@ options:
       - C(disk) is the percentage used of the filesystem holding the data directory (default 80 / 95).
       - C(slow_queries) is slow queries per minute (default 10 / 50).
       - C(replication_lag) is in seconds (default 30 / 300).
+      - A level must be a finite number, 0 or more (at most 100 for the percentages C(connections) and C(disk)),
+        and C(warning) may not be above C(critical) once merged; anything else fails naming the threshold.
     type: dict
     default: {}
   slow_query_ms:
     description:
-      - A statement whose mean execution time is at least this many milliseconds counts as slow.
+      - A statement whose mean execution time is at least this many milliseconds counts as slow (0 or more).
     type: int
     default: 1000
   sample_seconds:
     description:
       - Take two samples this many seconds apart to compute RV(metrics.queries_per_second),
         RV(metrics.transactions_per_second) and the slow-query rate. V(0) takes no sample.
+      - Must be a finite number, 0 or more.
     type: float
     default: 0
 notes:
@@ -184,6 +187,7 @@ queries:
   elements: str
 '''
 
+import math  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
@@ -275,6 +279,18 @@ def gather(module, engine, thresholds):
     return result
 
 
+def option_problem(params):
+    """What is wrong with slow_query_ms or sample_seconds, naming the option, or None."""
+    if params['slow_query_ms'] < 0:
+        return 'slow_query_ms must be 0 or more milliseconds, not %s' % params['slow_query_ms']
+    sample = params['sample_seconds']
+    if not math.isfinite(sample):
+        return 'sample_seconds must be a finite number of seconds (0 takes no sample), not %s' % sample
+    if sample < 0:
+        return 'sample_seconds must be 0 (no sample) or more seconds, not %s' % sample
+    return None
+
+
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
@@ -289,8 +305,9 @@ def main():
         thresholds = _alerts.merge_thresholds(module.params['thresholds'])
     except ValueError as exc:
         module.fail_json(msg='invalid thresholds: %s' % exc, queries=[])
-    if module.params['slow_query_ms'] < 0 or module.params['sample_seconds'] < 0:
-        module.fail_json(msg='slow_query_ms and sample_seconds cannot be negative', queries=[])
+    problem = option_problem(module.params)
+    if problem:
+        module.fail_json(msg=problem, queries=[])
     run_module(module, lambda engine: gather(module, engine, thresholds))
 
 

@@ -183,6 +183,9 @@ def test_wrong_role_arguments_stop_the_run_instead_of_reporting_the_servers_down
         ({'runbook_daily_gather_subset': ['server', 'metric']}, 'metric'),
         ({'runbook_daily_sample_seconds': -5}, 'runbook_daily_sample_seconds'),
         ({'runbook_daily_slow_query_ms': -1}, 'runbook_daily_slow_query_ms'),
+        ({'runbook_daily_sample_seconds': 'inf'}, 'runbook_daily_sample_seconds must be 0'),
+        ({'runbook_daily_thresholds': {'replication_lag': {'warning': 'nan'}}}, 'replication_lag.warning must be a finite'),
+        ({'runbook_daily_thresholds': {'connections': {'warning': 150, 'critical': 180}}}, 'is a percentage'),
         # as a JSON string (an AWX survey field, -e key=value): checked the same way
         ({'runbook_daily_thresholds': json.dumps({'disk': {'warning': 99}})}, 'above critical'),
     ]

@@ -298,6 +298,25 @@ def test_check_mode_and_bad_thresholds(server):
     assert 'invalid thresholds' in result['msg'] and 'above critical' in result['msg']
 
 
+@pytest.mark.parametrize('options, named', [
+    ({'sample_seconds': -1}, 'sample_seconds must be 0 (no sample) or more seconds, not -1'),
+    ({'sample_seconds': 'inf'}, 'sample_seconds must be a finite number'),
+    ({'sample_seconds': 'nan'}, 'sample_seconds must be a finite number'),
+    ({'sample_seconds': 'soon'}, "argument 'sample_seconds'"),
+    ({'slow_query_ms': -5}, 'slow_query_ms must be 0 or more milliseconds, not -5'),
+    ({'thresholds': {'replication_lag': {'warning': 'inf'}}}, 'threshold replication_lag.warning must be a finite'),
+    ({'thresholds': {'connections': {'warning': 'nan'}}}, 'threshold connections.warning must be a finite'),
+    ({'thresholds': {'disk': {'warning': True}}}, 'threshold disk.warning must be a number, not the boolean'),
+    ({'thresholds': {'connections': {'warning': 150, 'critical': 180}}}, 'threshold connections.warning is a percentage'),
+    ({'thresholds': {'slow_queries': {'warning': 'ten'}}}, "threshold slow_queries.warning must be a number, not 'ten'"),
+])
+def test_bad_sampling_and_threshold_options_are_refused_by_name(pg_server, options, named):
+    result = run_module('db_info', dict(pg_server.conn, gather_subset=['metrics'], **options))
+    assert result['failed'] is True, options
+    assert named in result['msg'], result['msg']
+    assert 'Traceback' not in result['_stdout'] + result['_stderr']
+
+
 def test_mariadb_slow_queries_from_the_slow_log_table(mariadb_server):
     original = dict(mariadb_server.sql("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_output', 'slow_query_log')"))
     mariadb_server.sql("SET GLOBAL log_output = 'TABLE'")

@@ -43,11 +43,25 @@ def test_overrides_merge_level_by_level():
     ({'disk': {'warning': 'lots'}}, 'must be a number'),
     ({'disk': {'warning': -1}}, 'cannot be negative'),
     ({'disk': {'warning': 99, 'critical': 90}}, 'warning (99) is above critical (90)'),
+    ({'replication_lag': {'critical': 'inf'}}, 'threshold replication_lag.critical must be a finite number'),
+    ({'slow_queries': {'warning': float('nan')}}, 'threshold slow_queries.warning must be a finite number'),
+    ({'slow_queries': {'warning': 'NaN'}}, 'threshold slow_queries.warning must be a finite number'),
+    ({'disk': {'warning': True}}, 'threshold disk.warning must be a number, not the boolean True'),
+    ({'connections': {'warning': 150, 'critical': 180}}, 'threshold connections.warning is a percentage (0 to 100)'),
+    ({'disk': {'critical': 100.5}}, 'threshold disk.critical is a percentage (0 to 100)'),
 ])
 def test_malformed_thresholds_are_refused(overrides, text):
     with pytest.raises(ValueError) as info:
         _alerts.merge_thresholds(overrides)
     assert text in str(info.value)
+
+
+def test_edge_levels_that_mean_something_are_accepted():
+    merged = _alerts.merge_thresholds({'connections': {'warning': 0, 'critical': 100}, 'disk': {'critical': '99.5'},
+                                       'replication_lag': {'warning': None, 'critical': 3600}})
+    assert merged['connections'] == {'warning': 0, 'critical': 100}
+    assert merged['disk'] == {'warning': 80, 'critical': 99.5}
+    assert merged['replication_lag'] == {'warning': None, 'critical': 3600}
 
 
 def test_healthy_metrics_raise_no_alert():
