@@ -391,6 +391,19 @@ def test_postgresql_streaming_standby_and_its_primary(pg_server):
         assert primary['replicas'][0]['state'] == 'streaming'
         assert primary['replicas'][0]['client_addr'] == '127.0.0.1'
         assert primary['lag_seconds'] is not None and primary['lag_seconds'] < 30
+        # the walsender is 'active' (START_REPLICATION) as long as it streams: not a long-running query
+        walsenders = pg_server.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' "
+                                    "AND state = 'active' AND query_start < now() - interval '200 milliseconds'")
+        assert walsenders == '1'
+        slow = info(pg_server, gather_subset=['metrics'], slow_query_ms=100)['metrics']['slow_queries']
+        assert slow['running'] == 0, slow
+        # while a client query that does run long is counted
+        sleeper = threading.Thread(target=pg_server.psql, args=('SELECT pg_sleep(1.5)',), daemon=True)
+        sleeper.start()
+        time.sleep(0.6)
+        slow = info(pg_server, gather_subset=['metrics'], slow_query_ms=100)['metrics']['slow_queries']
+        sleeper.join()
+        assert slow['running'] == 1, slow
         # thresholds apply to the lag: a zero threshold raises an alert, the default does not
         loud = info(standby, gather_subset=['replication'], thresholds={'replication_lag': {'warning': 0}})
         assert [a['level'] for a in loud['alerts'] if a['metric'] == 'replication_lag'] == ['warning']

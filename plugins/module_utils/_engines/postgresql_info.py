@@ -144,8 +144,11 @@ class PostgresInfo:
 
     def info_slow_queries(self, slow_query_ms):
         """Slow statements: from pg_stat_statements when it is created here, else 'unavailable'."""
+        # client sessions only: a walsender is 'active' for as long as it streams (START_REPLICATION),
+        # and background workers are not queries anyone waits for
         running = self.fetch_value(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' "
             "AND clock_timestamp() - query_start >= make_interval(secs => %s / 1000.0)", (slow_query_ms,))
         result = {'count': None, 'per_minute': None, 'threshold_ms': slow_query_ms, 'top': [],
                   'source': 'unavailable', 'running': int(running or 0)}
