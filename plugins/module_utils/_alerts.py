@@ -172,8 +172,14 @@ def replication_stopped(metrics):
         if stopped:
             plural = 's' if len(stopped) > 1 else ''
             text = 'channel %r: %s thread%s stopped' % (channel.get('name') or '', ' and '.join(stopped), plural)
-            if channel.get('last_error'):
-                text += ', last error: %s' % channel['last_error']
+            if not channel.get('io_running') and channel.get('io_state') not in (None, '', 'No'):
+                text += ' (I/O thread %s)' % channel['io_state']  # Connecting: retries a broken link
+            io_error = channel.get('last_io_error')
+            sql_error = channel.get('last_sql_error') or channel.get('last_error')
+            if io_error:
+                text += ', last I/O error: %s' % io_error
+            if sql_error:
+                text += ', last SQL error: %s' % sql_error
             reasons.append(text)
     return '; '.join(reasons) or 'the replication threads are stopped'
 

@@ -161,6 +161,9 @@ metrics:
         - A replica also has C(running), false when it does not replicate (a stopped replication thread on
           MySQL and MariaDB, whose C(channels) say which; no WAL receiver while C(primary_conninfo) is set on
           PostgreSQL); that raises a C(replication_lag) alert with a null value.
+        - On MySQL and MariaDB each of C(channels) has C(io_running), C(io_state) (V(Yes), V(No) or V(Connecting)),
+          C(sql_running), C(last_io_error) (why the I/O thread cannot fetch from the source), C(last_sql_error) and
+          their error numbers; the alert of a stopped replica quotes both errors.
         - C(role) is V(unknown), with a C(reason), when a MySQL or MariaDB login may not read the replica status.
       type: dict
       returned: when replication is gathered

@@ -471,6 +471,48 @@ def test_mariadb_replica_with_stopped_threads_is_critical(mariadb_server):
     assert info(mariadb_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'
 
 
+def test_mariadb_replica_whose_io_thread_cannot_connect_reports_last_io_error(mariadb_server):
+    """A broken I/O thread leaves Last_Error empty: its error is only in Last_IO_Error, and must be reported."""
+    from servers import free_port
+    port = free_port()
+    mariadb_server.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', "
+                       "MASTER_PASSWORD='Repl-Io-Secret-7', MASTER_CONNECT_RETRY=1" % port)
+    try:
+        mariadb_server.sql('START SLAVE')
+        deadline = time.time() + 20
+        while not catalog_value(mariadb_server, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                                "WHERE STATE LIKE 'Connecting to master%'") \
+                or not _last_io_error(mariadb_server):
+            assert time.time() < deadline, 'the I/O thread never failed to connect'
+            time.sleep(0.3)
+        expected = _last_io_error(mariadb_server)
+        result = info(mariadb_server, gather_subset=['replication'])
+        channel = result['metrics']['replication']['channels'][0]
+        assert channel['io_running'] is False and channel['io_state'] == 'Connecting'
+        assert channel['sql_running'] is True and channel['last_sql_error'] is None
+        assert channel['last_io_error'] == expected and '127.0.0.1:%d' % port in channel['last_io_error']
+        alerts = [a for a in result['alerts'] if a['metric'] == 'replication_lag']
+        assert [a['level'] for a in alerts] == ['critical']
+        assert 'last I/O error: %s' % expected in alerts[0]['message'] and 'Connecting' in alerts[0]['message']
+        assert 'Repl-Io-Secret-7' not in str(result)
+    finally:
+        mariadb_server.sql('STOP SLAVE')
+        mariadb_server.sql('RESET SLAVE ALL')
+    assert info(mariadb_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'
+
+
+def _last_io_error(server):
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW ALL SLAVES STATUS')
+            names = [d[0] for d in cur.description]
+            row = cur.fetchone()
+            return dict(zip(names, row))['Last_IO_Error'] if row else None
+    finally:
+        conn.close()
+
+
 def test_postgresql_standby_that_cannot_reach_its_primary_is_critical(pg_server):
     """received = replayed said "lag 0" for a standby whose WAL receiver never connects."""
     import servers

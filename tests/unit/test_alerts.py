@@ -202,6 +202,24 @@ def test_stopped_replica_is_a_critical_alert_not_a_skip():
     assert _alerts.evaluate(running) == []
 
 
+def test_broken_io_thread_reports_its_own_error():
+    data = metrics(role='replica')
+    data['replication'].update(running=False, channels=[
+        {'name': 'east', 'io_running': False, 'io_state': 'Connecting', 'sql_running': True, 'lag_seconds': None,
+         'last_error': None, 'last_io_error': "error connecting to master 'repl@db1:3306' - retry-time: 60",
+         'last_sql_error': None}])
+    alerts = _alerts.evaluate(data, _alerts.merge_thresholds())
+    assert [(a['level'], a['value']) for a in alerts] == [('critical', None)]
+    assert alerts[0]['message'] == (
+        "Replication is stopped on this replica (channel 'east': I/O thread stopped (I/O thread Connecting), "
+        "last I/O error: error connecting to master 'repl@db1:3306' - retry-time: 60)")
+    # both errors when both threads broke
+    data['replication']['channels'][0].update(sql_running=False, last_sql_error='Duplicate entry 1 for key PRIMARY')
+    message = _alerts.evaluate(data)[0]['message']
+    assert 'I/O and SQL threads stopped' in message
+    assert 'last I/O error: error connecting' in message and 'last SQL error: Duplicate entry' in message
+
+
 def test_the_daily_runbook_checks_its_thresholds_against_the_same_defaults():
     """roles/runbook_daily/vars/main.yml repeats DEFAULT_THRESHOLDS for its argument check: they must agree."""
     import os

@@ -234,11 +234,18 @@ class MysqlInfo:
                 'name': col('Connection_name', 'Channel_Name') or '',
                 'source_host': col('Master_Host', 'Source_Host'),
                 'io_running': io_running == 'Yes',
+                'io_state': io_running,  # Yes, No or Connecting (a broken link to the source)
                 'sql_running': sql_running == 'Yes',
                 'lag_seconds': _int(col('Seconds_Behind_Master', 'Seconds_Behind_Source')),
                 'lag_bytes': (read_pos - exec_pos) if read_file == exec_file and None not in (read_pos, exec_pos)
                 else None,
-                'last_error': col('Last_Error') or None,
+                # Last_Error is the SQL thread's; the I/O thread's (cannot connect, authentication,
+                # binary log gone on the source) is only in Last_IO_Error
+                'last_error': self.mask(col('Last_Error')) or None,
+                'last_io_error': self.mask(col('Last_IO_Error')) or None,
+                'last_io_errno': _int(col('Last_IO_Errno')) or None,
+                'last_sql_error': self.mask(col('Last_SQL_Error', 'Last_Error')) or None,
+                'last_sql_errno': _int(col('Last_SQL_Errno', 'Last_Errno')) or None,
             })
         dumps = self.fetch_all(
             "SELECT HOST AS host, USER AS user, STATE AS state FROM information_schema.PROCESSLIST "
