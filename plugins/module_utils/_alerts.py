@@ -104,33 +104,63 @@ def _round(value):
     return None if value is None else round(float(value), 2)
 
 
-def metric_values(metrics):
-    """The value each threshold is compared with, or None when the metric was not measured."""
+def exact_values(metrics):
+    """The value each threshold is compared with, unrounded, or None when the metric was not measured."""
     metrics = metrics or {}
     connections = metrics.get('connections') or {}
     disk = metrics.get('disk') or {}
     slow = metrics.get('slow_queries') or {}
     replication = metrics.get('replication') or {}
+    # db_info computes these unrounded and rounds them only after evaluating the alerts
     ratio = connections.get('used_ratio')
     disk_ratio = disk.get('used_ratio')
+    lag = replication.get('lag_seconds')
     return {
-        'connections': _round(ratio * 100) if ratio is not None else None,
-        'disk': _round(disk_ratio * 100) if disk_ratio is not None else None,
-        'slow_queries': _round(slow.get('per_minute')),
-        'replication_lag': _round(replication.get('lag_seconds')),
+        'connections': float(ratio) * 100 if ratio is not None else None,
+        'disk': float(disk_ratio) * 100 if disk_ratio is not None else None,
+        'slow_queries': float(slow['per_minute']) if slow.get('per_minute') is not None else None,
+        'replication_lag': float(lag) if lag is not None else None,
     }
+
+
+def metric_values(metrics):
+    """The values of exact_values() rounded for display (2 decimals)."""
+    return {metric: _round(value) for metric, value in exact_values(metrics).items()}
+
+
+def round_for_display(metrics):
+    """Round, in place, the metrics db_info computed exactly, once the alerts were evaluated on them."""
+    metrics = metrics or {}
+    for key, digits in (('connections', 4), ('disk', 4)):
+        part = metrics.get(key)
+        if isinstance(part, dict) and part.get('used_ratio') is not None:
+            part['used_ratio'] = round(float(part['used_ratio']), digits)
+    slow = metrics.get('slow_queries')
+    if isinstance(slow, dict) and slow.get('per_minute') is not None:
+        slow['per_minute'] = round(float(slow['per_minute']), 2)
+    for key in ('queries_per_second', 'transactions_per_second'):
+        if metrics.get(key) is not None:
+            metrics[key] = round(float(metrics[key]), 3)
+    replication = metrics.get('replication')
+    if isinstance(replication, dict):
+        for item in [replication] + list(replication.get('replicas') or []):
+            if isinstance(item, dict) and isinstance(item.get('lag_seconds'), float):
+                item['lag_seconds'] = round(item['lag_seconds'], 3)
+    return metrics
 
 
 def evaluate(metrics, thresholds=None):
     """Alerts ``[{metric, value, threshold, level, unit, message}]``, critical ones first."""
     thresholds = thresholds if thresholds is not None else DEFAULT_THRESHOLDS
     alerts = []
-    for metric, value in metric_values(metrics).items():
-        if value is None or metric not in thresholds:
+    # compared unrounded: 69.996 % is below a 70 % threshold even though it shows as 70.0
+    for metric, exact in exact_values(metrics).items():
+        if exact is None or metric not in thresholds:
             continue
+        value = _round(exact)
         for level in reversed(LEVELS):
             limit = thresholds[metric].get(level)
-            if limit is not None and value >= limit:
+            if limit is not None and exact >= limit:
                 unit = METRICS[metric]['unit']
                 alerts.append({
                     'metric': metric,
@@ -295,7 +325,7 @@ def rates(first, second, seconds):
             continue
         own_a, own_b = first.get('own_' + key), second.get('own_' + key)
         own = own_b - own_a if None not in (own_a, own_b) else 0
-        out[key] = round(max(b - a - own, 0) / float(seconds), 3)
+        out[key] = max(b - a - own, 0) / float(seconds)
     return out
 
 
@@ -314,4 +344,4 @@ def disk_metrics(path):
         return None
     # used / (used + available), as df computes Use%
     return {'path': path, 'total_bytes': total, 'used_bytes': used, 'free_bytes': free,
-            'used_ratio': round(float(used) / (used + free), 4) if used + free > 0 else None}
+            'used_ratio': float(used) / (used + free) if used + free > 0 else None}

@@ -257,7 +257,7 @@ def gather_metrics(module, engine, wanted):
             metrics['transactions_per_second'] = rates['transactions']
             metrics['sample_seconds'] = sample
             if rates['slow'] is not None:
-                metrics['slow_queries']['per_minute'] = round(rates['slow'] * 60, 2)
+                metrics['slow_queries']['per_minute'] = rates['slow'] * 60
                 metrics['slow_queries']['window_seconds'] = sample
         if runs_on_database_host(module.params):
             disk = _alerts.disk_metrics(engine.info_data_directory())
@@ -277,7 +277,9 @@ def gather(module, engine, thresholds):
         result['databases'] = engine.info_databases()
     if wanted & {'metrics', 'replication'}:
         result['metrics'] = gather_metrics(module, engine, wanted)
+    # alerts on the exact values, then rounded for display
     result['alerts'] = _alerts.evaluate(result.get('metrics'), thresholds)
+    _alerts.round_for_display(result.get('metrics'))
     result['thresholds'] = thresholds
     return result
 

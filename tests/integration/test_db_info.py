@@ -77,6 +77,33 @@ def test_alerts_appear_when_thresholds_are_lowered(server):
         assert alerts['disk']['level'] == 'warning'
 
 
+def test_connection_alert_compares_the_exact_share_not_the_rounded_one(mariadb_server):
+    """With max_connections 151 the share in use never has two decimals: the alert must use the exact one."""
+    for _attempt in range(5):
+        first = info(mariadb_server, gather_subset=['metrics'])['metrics']['connections']
+        exact = 100.0 * first['total'] / first['max']
+        shown = round(first['used_ratio'] * 100, 2)  # what a threshold was compared with before
+        assert shown != exact  # x/151 has no two-decimal form: the case this test is about
+        # a threshold between the shown and the exact value: only one of them reaches it
+        threshold = round((exact + shown) / 2, 6)
+        result = info(mariadb_server, gather_subset=['metrics'],
+                      thresholds={'connections': {'warning': threshold, 'critical': None}})
+        if result['metrics']['connections']['total'] != first['total']:
+            continue  # a session came or went between the two runs
+        alerts = [a for a in result['alerts'] if a['metric'] == 'connections']
+        assert bool(alerts) is (exact >= threshold), (exact, shown, threshold, alerts)
+        # and the other side of the exact value
+        other = round(exact + (exact - threshold), 6)
+        result = info(mariadb_server, gather_subset=['metrics'],
+                      thresholds={'connections': {'warning': other, 'critical': None}})
+        if result['metrics']['connections']['total'] != first['total']:
+            continue
+        alerts = [a for a in result['alerts'] if a['metric'] == 'connections']
+        assert bool(alerts) is (exact >= other), (exact, shown, other, alerts)
+        return
+    pytest.fail('the number of connections never held still')
+
+
 def test_cache_hit_ratio_is_a_ratio_from_the_counters(server):
     if server.engine == 'postgresql':
         # touch some pages so that there is something to count

@@ -91,6 +91,36 @@ def test_just_below_a_threshold_raises_nothing():
     assert _alerts.evaluate(metrics(used_ratio=0.6999, per_minute=9.99, lag=29.9), _alerts.merge_thresholds()) == []
 
 
+@pytest.mark.parametrize('kwargs, thresholds, fires', [
+    # shows as 70.0 % once rounded, but is below 70 %: no alert
+    ({'used_ratio': 0.699996}, {'connections': {'warning': 70}}, False),
+    # shows as 70.0 % once rounded, but is above 70.003 %: alert
+    ({'used_ratio': 0.70004}, {'connections': {'warning': 70.003}}, True),
+    ({'disk_ratio': 0.799999}, {'disk': {'warning': 80}}, False),
+    ({'disk_ratio': 0.80004}, {'disk': {'warning': 80.001}}, True),
+    ({'per_minute': 9.996}, {'slow_queries': {'warning': 10}}, False),
+    ({'per_minute': 0.0033}, {'slow_queries': {'warning': 0.001}}, True),
+    ({'lag': 29.9996, 'role': 'replica'}, {'replication_lag': {'warning': 30}}, False),
+    ({'lag': 0.0004, 'role': 'replica'}, {'replication_lag': {'warning': 0.0001}}, True),
+])
+def test_alerts_compare_the_exact_value_not_the_rounded_one(kwargs, thresholds, fires):
+    alerts = _alerts.evaluate(metrics(**kwargs), _alerts.merge_thresholds(thresholds))
+    assert bool(alerts) is fires, alerts
+    if fires:
+        exact = _alerts.exact_values(metrics(**kwargs))[alerts[0]['metric']]
+        assert alerts[0]['value'] == round(exact, 2)
+
+
+def test_round_for_display_after_the_alerts():
+    data = metrics(used_ratio=2 / 151.0, disk_ratio=0.123456, per_minute=1 / 3.0, lag=1 / 7.0, role='replica')
+    data['replication']['replicas'] = [{'name': 'r1', 'lag_seconds': 2 / 3.0}]
+    data['queries_per_second'] = 10 / 3.0
+    _alerts.round_for_display(data)
+    assert data['connections']['used_ratio'] == 0.0132 and data['disk']['used_ratio'] == 0.1235
+    assert data['slow_queries']['per_minute'] == 0.33 and data['queries_per_second'] == 3.333
+    assert data['replication']['lag_seconds'] == 0.143 and data['replication']['replicas'][0]['lag_seconds'] == 0.667
+
+
 def test_unmeasured_metrics_raise_nothing():
     unmeasured = metrics(disk_ratio=None, per_minute=None, lag=None)
     unmeasured['connections']['used_ratio'] = None

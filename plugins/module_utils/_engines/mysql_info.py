@@ -82,7 +82,7 @@ class MysqlInfo:
         maximum = _int(self.fetch_value('SELECT @@GLOBAL.max_connections'))
         return {'active': max(total - idle, 0), 'idle': idle, 'total': total, 'max': maximum,
                 'max_used': _int(status.get('max_used_connections')),
-                'used_ratio': round(float(total) / maximum, 4) if maximum else None}
+                'used_ratio': float(total) / maximum if maximum else None}  # rounded after the alerts
 
     def info_cache_hit_ratio(self):
         status = self._global_status()
@@ -195,7 +195,7 @@ class MysqlInfo:
         minutes = max(window / 60.0, 1.0)
         result.update({
             'count': count,
-            'per_minute': round(count / minutes, 2),
+            'per_minute': count / minutes,  # rounded after the alerts
             'window_seconds': window,
             'top': [{'query': self.mask(_short(t['query'])), 'calls': _int(t['calls']),
                      'mean_ms': round(float(t['mean_ms'] or 0), 3), 'max_ms': round(float(t['max_ms'] or 0), 3),

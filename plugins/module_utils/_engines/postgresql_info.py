@@ -84,7 +84,7 @@ class PostgresInfo:
         return {'active': int(row['active']), 'idle': int(row['idle']),
                 'idle_in_transaction': int(row['idle_in_transaction']), 'total': total, 'max': maximum,
                 'superuser_reserved': int(row['reserved']),
-                'used_ratio': round(float(total) / maximum, 4) if maximum else None}
+                'used_ratio': float(total) / maximum if maximum else None}  # rounded after the alerts
 
     def info_cache_hit_ratio(self):
         row = self.fetch_one('SELECT sum(blks_hit) AS hit, sum(blks_read) AS read FROM pg_stat_database')
@@ -178,7 +178,7 @@ class PostgresInfo:
         result.update({
             'source': 'pg_stat_statements',
             'count': count,
-            'per_minute': round(count / minutes, 2),
+            'per_minute': count / minutes,  # rounded after the alerts
             'window_seconds': int(float(since or 0)),
             'top': [{'query': self.mask(_short(t['query'])), 'calls': _num(t['calls']),
                      'mean_ms': _num(t['mean_ms'], 3), 'max_ms': _num(t['max_ms'], 3),
@@ -206,7 +206,7 @@ class PostgresInfo:
             receiver = self.fetch_one('SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver')
             lag = row['lag_seconds']
             result = {'role': 'replica',
-                      'lag_seconds': round(max(float(lag), 0.0), 3) if lag is not None else None,
+                      'lag_seconds': max(float(lag), 0.0) if lag is not None else None,  # rounded after the alerts
                       'lag_bytes': _num(row['lag_bytes']),
                       'receive_lsn': row['receive_lsn'], 'replay_lsn': row['replay_lsn'],
                       'receiver': receiver, 'replicas': [], 'running': True}
@@ -231,7 +231,7 @@ class PostgresInfo:
             'FROM pg_stat_replication ORDER BY application_name')
         replicas = [{'name': r['name'], 'client_addr': r['client_addr'], 'state': r['state'],
                      'sync_state': r['sync_state'], 'lag_bytes': _num(r['lag_bytes']),
-                     'lag_seconds': _num(r['lag_seconds'], 3)} for r in rows]
+                     'lag_seconds': _num(r['lag_seconds'])} for r in rows]
         slots = self.fetch_all(
             'SELECT slot_name AS name, slot_type AS type, active, '
             'pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) AS retained_bytes FROM pg_replication_slots '
