@@ -35,14 +35,14 @@ def write_inventory(path, pg_server, mariadb_server, broken=False):
     return str(path)
 
 
-def run_daily(inventory, report_dir, extra=None):
+def run_daily(inventory, report_dir, extra=None, options=()):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), ANSIBLE_SHOW_CUSTOM_STATS='true',
                ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
     variables = {'runbook_daily_report_dir': str(report_dir)}
     variables.update(extra or {})
     playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
     return subprocess.run([playbook, '-i', inventory, os.path.join(REPO, 'playbooks', 'daily.yml'),
-                           '-e', json.dumps(variables)],
+                           '-e', json.dumps(variables)] + list(options),
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
 
 
@@ -230,3 +230,29 @@ def test_a_relative_report_dir_is_published_as_the_absolute_path_written(pg_serv
     published = json.loads(stats.group(1))['dbops_daily']['reports']['json']
     assert os.path.isabs(published) and os.path.samefile(published, written[0]), published
     assert 'Report: %s' % published in output
+
+
+def test_check_mode_writes_no_report_and_claims_none(pg_server, tmp_path):
+    """--check writes nothing: the printed summary and the published stats must not name report files."""
+    inventory = pg_only_inventory(tmp_path / 'inventory.yml', pg_server)
+    report_dir = tmp_path / 'check-reports'
+    proc = run_daily(inventory, report_dir, options=['--check'])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert not os.path.exists(str(report_dir)), os.listdir(str(report_dir))
+    assert 'Report: ' not in output, output[-3000:]
+    assert 'Report not written (check mode)' in output
+    stats = re.search(r'RUN: (\{.*\})\s*$', output, re.M)
+    assert stats, output[-3000:]
+    published = json.loads(stats.group(1))['dbops_daily']
+    assert published['reports'] == {} and published['report_written'] is False and published['check_mode'] is True
+    assert published['servers'] == 1 and published['status'] in ('ok', 'warning', 'critical')
+    # a real run writes them and says so
+    proc = run_daily(inventory, report_dir, {'runbook_daily_report_formats': ['json']})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    written = glob.glob(os.path.join(str(report_dir), 'daily-*.json'))
+    assert len(written) == 1
+    published = json.loads(re.search(r'RUN: (\{.*\})\s*$', output, re.M).group(1))['dbops_daily']
+    assert published['report_written'] is True and os.path.samefile(published['reports']['json'], written[0])
+    assert 'Report: %s' % published['reports']['json'] in output
