@@ -9,6 +9,7 @@ Documentation of each filter lives beside this file in ``<filter name>.yml``.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 from ansible.errors import AnsibleFilterError
@@ -119,11 +120,25 @@ def findings_to_markdown(findings, title='dbops.admin report', preamble=None, co
     return '\n'.join(lines)
 
 
+# Characters XML 1.0 does not allow at all, not even as character references: C0 controls other than
+# tab, newline and carriage return, lone surrogates, U+FFFE and U+FFFF.
+_XML_INVALID = re.compile('[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')
+
+
+def _xml(value):
+    """Text safe for an XML attribute or element: each invalid character is shown as its escape (\\x1b)."""
+    text = _text(value)
+    return _XML_INVALID.sub(lambda m: '\\x%02x' % ord(m.group()) if ord(m.group()) < 0x100
+                            else '\\u%04x' % ord(m.group()), text)
+
+
 def findings_to_junit(findings, suite='dbops.admin'):
     """Findings as JUnit XML: one testcase per finding, failed ones as failures, skipped as skipped."""
     findings = _check_findings(findings, 'findings_to_junit')
     summary = findings_summary(findings)
-    root = ET.Element('testsuites', name=str(suite), tests=str(summary['total']),
+    # every text goes through _xml(): a control character (in query text, a server message, a host name)
+    # written as is makes a file no JUnit reader can parse
+    root = ET.Element('testsuites', name=_xml(suite), tests=str(summary['total']),
                       failures=str(summary['fail']), skipped=str(summary['skip']))
     hosts = []
     for finding in findings:
@@ -132,24 +147,25 @@ def findings_to_junit(findings, suite='dbops.admin'):
             hosts.append(host)
     for host in hosts:
         cases = [f for f in findings if (f.get('host') or '') == host]
-        name = '%s.%s' % (suite, host) if host else str(suite)
+        name = _xml('%s.%s' % (suite, host) if host else suite)
         element = ET.SubElement(root, 'testsuite', name=name, tests=str(len(cases)),
                                 failures=str(sum(1 for f in cases if f['status'] == 'fail')),
                                 skipped=str(sum(1 for f in cases if f['status'] == 'skip')), errors='0')
         for finding in cases:
-            case = ET.SubElement(element, 'testcase', classname=name, name='%s: %s' % (finding['id'], finding['title']))
+            case = ET.SubElement(element, 'testcase', classname=name,
+                                 name=_xml('%s: %s' % (_text(finding['id']), _text(finding['title']))))
             body = 'evidence: %s\nremediation: %s' % (_text(finding.get('evidence')), _text(finding.get('remediation')))
             if finding.get('frameworks'):
                 body += '\nframeworks: %s' % ', '.join(_text(f) for f in finding['frameworks'])
             if finding['status'] == 'fail':
                 failure = ET.SubElement(case, 'failure', type=finding['severity'],
-                                        message='%s: %s' % (finding['severity'], _text(finding.get('evidence'))))
-                failure.text = body
+                                        message=_xml('%s: %s' % (finding['severity'], _text(finding.get('evidence')))))
+                failure.text = _xml(body)
             elif finding['status'] == 'skip':
-                ET.SubElement(case, 'skipped', message=_text(finding.get('evidence')))
+                ET.SubElement(case, 'skipped', message=_xml(finding.get('evidence')))
             else:
                 out = ET.SubElement(case, 'system-out')
-                out.text = body
+                out.text = _xml(body)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding='unicode') + '\n'
 
 

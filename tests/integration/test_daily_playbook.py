@@ -256,3 +256,24 @@ def test_check_mode_writes_no_report_and_claims_none(pg_server, tmp_path):
     published = json.loads(re.search(r'RUN: (\{.*\})\s*$', output, re.M).group(1))['dbops_daily']
     assert published['report_written'] is True and os.path.samefile(published['reports']['json'], written[0])
     assert 'Report: %s' % published['reports']['json'] in output
+
+
+def test_junit_report_parses_when_a_server_message_holds_control_characters(pg_server, tmp_path):
+    """The server's error quotes the login name: control characters in it made the JUnit file unparsable."""
+    inventory = pg_only_inventory(tmp_path / 'inventory.yml', pg_server)
+    hosts = yaml.safe_load(open(inventory))
+    hosts['all']['hosts']['ctl-test'] = dict(hosts['all']['hosts']['pg-test'], dbops_login_user='no\x1bbody\x01')
+    (tmp_path / 'inventory.yml').write_text(yaml.safe_dump(hosts))
+    report_dir = tmp_path / 'reports'
+    proc = run_daily(inventory, report_dir, {'runbook_daily_report_formats': ['json', 'junit']})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    with open(glob.glob(os.path.join(str(report_dir), 'daily-*.json'))[0]) as handle:
+        msg = json.load(handle)['servers']['ctl-test']['msg']
+    assert '\x1b' in msg  # the server's message does carry the character: the case this test is about
+    with open(glob.glob(os.path.join(str(report_dir), 'daily-*.xml'))[0]) as handle:
+        root = ET.fromstring(handle.read().split('\n', 1)[1])
+    suites = {s.get('name'): s for s in root.iter('testsuite')}
+    failure = suites['dbops.daily.ctl-test'].find('.//failure')
+    assert 'no\\x1bbody\\x01' in failure.get('message'), failure.get('message')
+    assert suites['dbops.daily.pg-test'].get('failures') is not None

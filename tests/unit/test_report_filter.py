@@ -90,6 +90,24 @@ def test_junit_has_one_testcase_per_finding():
     assert 'health.replication_lag: Lag <below> 30 s & more' in names
 
 
+def test_junit_with_characters_xml_does_not_allow_still_parses():
+    findings = [dict(FINDINGS[0], host='pg\x0c1', title='Slow: SELECT \x00 FROM t\x1b[31m',
+                     evidence='query SELECT 1 /* \x01\x02 */ and \ud800 and \ufffe, tab\tkept & <ok>'),
+                dict(FINDINGS[2], evidence='\x07bell'), dict(FINDINGS[1], evidence='\x08', remediation='\x0b')]
+    root = ET.fromstring(report.findings_to_junit(findings, 'dbops\x03daily').split('\n', 1)[1])
+    text = ET.tostring(root, encoding='unicode')
+    assert root.get('name') == 'dbops\\x03daily'
+    failure = root.find('.//failure')
+    assert '\\x01\\x02' in failure.get('message') and '\\ud800' in failure.get('message')
+    assert '\\ufffe' in failure.text and 'tab\tkept & <ok>' in failure.text
+    assert root.find('.//testcase').get('name') == 'health.connections: Slow: SELECT \\x00 FROM t\\x1b[31m'
+    assert root.find('.//skipped').get('message') == '\\x07bell'
+    assert '\x00' not in text and '\x1b' not in text
+    # nothing else is touched
+    plain = ET.fromstring(report.findings_to_junit(FINDINGS).split('\n', 1)[1])
+    assert [c.get('name') for c in plain.iter('testcase')] == ['%s: %s' % (f['id'], f['title']) for f in FINDINGS]
+
+
 def test_json_round_trips_with_summary_and_extra():
     text = report.findings_to_json(FINDINGS, extra={'runbook': 'daily'})
     document = json.loads(text)
