@@ -243,9 +243,9 @@ def _num(value, suffix=''):
 
 
 def _state(metric, alerts, value):
-    for alert in alerts:
-        if alert.get('metric') == metric:
-            return alert.get('level', 'alert').upper()
+    alert = _alerts.worst_alerts(alerts).get(metric)  # the worst one, whatever the order of the list
+    if alert is not None:
+        return str(alert.get('level') or 'alert').upper()
     return 'n/a' if value is None else 'ok'
 
 
@@ -312,7 +312,7 @@ def _server_table(name, info):
         lines.append('  ' + '  '.join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     if alerts:
         lines.append('  alerts:')
-        for alert in alerts:
+        for alert in sorted(alerts, key=lambda a: -_alerts.level_rank(a.get('level'))):
             if alert.get('value') is None:
                 lines.append('    %s %s: %s' % (str(alert.get('level')).upper(), alert.get('metric'),
                                                 alert.get('message') or 'not measurable'))

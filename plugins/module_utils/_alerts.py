@@ -189,6 +189,27 @@ def evaluate(metrics, thresholds=None):
     return alerts
 
 
+def level_rank(level):
+    """0 for an unknown level, then warning, then critical: the worst alert is the one with the highest rank."""
+    return LEVELS.index(level) + 1 if level in LEVELS else 0
+
+
+def worst_alerts(alerts):
+    """{metric: its worst alert}, whatever the order of ``alerts``.
+
+    One metric can have two alerts (a replica with one stopped channel and one lagging channel:
+    a critical "stopped" alert and a warning lag alert); the critical one decides.
+    """
+    worst = {}
+    for alert in alerts or []:
+        if not isinstance(alert, dict) or 'metric' not in alert:
+            continue
+        current = worst.get(alert['metric'])
+        if current is None or level_rank(alert.get('level')) > level_rank(current.get('level')):
+            worst[alert['metric']] = alert
+    return worst
+
+
 def replication_stopped(metrics):
     """Why a replica does not replicate ('channel "": I/O thread stopped'), or None when it does."""
     replication = (metrics or {}).get('replication') or {}
@@ -274,7 +295,7 @@ def health_findings(info, host=None, thresholds=None):
     metrics = info.get('metrics') or {}
     values = metric_values(metrics)
     given = info.get('alerts')
-    alerts = {a['metric']: a for a in (given if given is not None else evaluate(metrics, thresholds))}
+    alerts = worst_alerts(given if given is not None else evaluate(metrics, thresholds))
     findings = []
     for metric in sorted(DEFAULT_THRESHOLDS):
         limits = thresholds.get(metric) or {}
@@ -300,8 +321,12 @@ def health_findings(info, host=None, thresholds=None):
             finding['evidence'] = _skip_reason(metric, metrics)
         else:
             finding['evidence'] = _evidence(metric, metrics, value)
-            alert = alerts.get(metric)
-            if alert:
+            if alert and alert.get('value') is None:
+                # not a threshold crossed by the value (a stopped replication channel): its message says why
+                finding['status'] = 'fail'
+                finding['severity'] = alert['level']
+                finding['evidence'] = '%s; %s' % (alert.get('message') or '%s alert' % metric, finding['evidence'])
+            elif alert:
                 finding['status'] = 'fail'
                 finding['severity'] = alert['level']
                 finding['evidence'] += ' - %s threshold %s%s' % (alert['level'], alert['threshold'], unit)

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import yaml
@@ -277,3 +278,57 @@ def test_junit_report_parses_when_a_server_message_holds_control_characters(pg_s
     failure = suites['dbops.daily.ctl-test'].find('.//failure')
     assert 'no\\x1bbody\\x01' in failure.get('message'), failure.get('message')
     assert suites['dbops.daily.pg-test'].get('failures') is not None
+
+
+def test_a_stopped_channel_beside_a_lagging_one_is_critical_for_fail_on(mariadb_server, tmp_path):
+    """Two replication_lag alerts on one replica (stopped channel: critical, lag: warning): the critical one decides."""
+    from servers import MariadbServer, free_port
+    source = MariadbServer(settings={'server-id': '2'}).init().start()
+    try:
+        source.sql("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'Repl-Gate-Pw-3'")
+        source.sql("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'")
+        binlog_file, binlog_pos = source.sql('SHOW MASTER STATUS')[0][:2]
+        mariadb_server.sql("CHANGE MASTER 'up' TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', "
+                           "MASTER_PASSWORD='Repl-Gate-Pw-3', MASTER_LOG_FILE='%s', MASTER_LOG_POS=%d"
+                           % (source.port, binlog_file, int(binlog_pos)))
+        mariadb_server.sql("CHANGE MASTER 'down' TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', "
+                           "MASTER_PASSWORD='Repl-Gate-Pw-3'" % free_port())
+        mariadb_server.sql("START SLAVE 'up'")
+        deadline = time.time() + 30
+        while True:
+            conn = mariadb_server.connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SHOW SLAVE 'up' STATUS")
+                    row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+            finally:
+                conn.close()
+            if row['Slave_IO_Running'] == 'Yes' and row['Seconds_Behind_Master'] == 0:
+                break
+            assert time.time() < deadline, row
+            time.sleep(0.3)
+        hosts = {'mariadb-test': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                                  'dbops_engine': 'mariadb', 'dbops_login_host': '127.0.0.1',
+                                  'dbops_login_port': mariadb_server.port, 'dbops_login_user': 'root',
+                                  'dbops_login_password': mariadb_server.password}}
+        (tmp_path / 'inventory.yml').write_text(yaml.safe_dump({'all': {'hosts': hosts}}))
+        report_dir = tmp_path / 'reports'
+        proc = run_daily(str(tmp_path / 'inventory.yml'), report_dir, {
+            'runbook_daily_thresholds': {'replication_lag': {'warning': 0, 'critical': 300}},
+            'runbook_daily_fail_on': 'critical', 'runbook_daily_report_formats': ['json']})
+        output = proc.stdout + proc.stderr
+        with open(glob.glob(os.path.join(str(report_dir), 'daily-*.json'))[0]) as handle:
+            document = json.load(handle)
+        levels = sorted(a['level'] for a in document['servers']['mariadb-test']['alerts']
+                        if a['metric'] == 'replication_lag')
+        assert levels == ['critical', 'warning'], output[-3000:]  # the two alerts this test is about
+        finding = [f for f in document['findings'] if f['id'] == 'health.replication_lag'][0]
+        assert finding['severity'] == 'critical' and "channel 'down'" in finding['evidence'], finding
+        assert document['summary']['status'] == 'critical'
+        assert proc.returncode != 0 and 'status critical (fail_on critical)' in output, output[-3000:]
+        assert 'Repl-Gate-Pw-3' not in output
+    finally:
+        mariadb_server.sql('STOP ALL SLAVES')
+        for name in ('up', 'down'):
+            mariadb_server.sql("RESET SLAVE '%s' ALL" % name)
+        source.destroy()

@@ -250,6 +250,26 @@ def test_broken_io_thread_reports_its_own_error():
     assert 'last I/O error: error connecting' in message and 'last SQL error: Duplicate entry' in message
 
 
+def one_channel_stopped_one_lagging():
+    data = metrics(role='replica', lag=45)
+    data['replication'].update(running=False, channels=[
+        {'name': 'a', 'io_running': False, 'sql_running': True, 'lag_seconds': None},
+        {'name': 'b', 'io_running': True, 'sql_running': True, 'lag_seconds': 45}])
+    return data
+
+
+@pytest.mark.parametrize('order', [list, lambda alerts: list(reversed(alerts))])
+def test_the_worst_alert_of_a_metric_decides_its_finding_in_any_order(order):
+    data = one_channel_stopped_one_lagging()
+    alerts = _alerts.evaluate(data, _alerts.merge_thresholds())
+    assert sorted(a['level'] for a in alerts) == ['critical', 'warning']  # both alerts are on replication_lag
+    info = {'metrics': data, 'thresholds': _alerts.merge_thresholds(), 'alerts': order(alerts)}
+    finding = {f['id']: f for f in _alerts.health_findings(info, 'my3')}['health.replication_lag']
+    assert finding['status'] == 'fail' and finding['severity'] == 'critical', finding
+    assert "channel 'a': I/O thread stopped" in finding['evidence'] and 'lag 45.0 s' in finding['evidence']
+    assert _alerts.worst_alerts(order(alerts))['replication_lag']['level'] == 'critical'
+
+
 def test_the_daily_runbook_checks_its_thresholds_against_the_same_defaults():
     """roles/runbook_daily/vars/main.yml repeats DEFAULT_THRESHOLDS for its argument check: they must agree."""
     import os

@@ -192,6 +192,24 @@ def test_health_table_of_a_stopped_replica():
     assert 'None' not in text
 
 
+@pytest.mark.parametrize('reverse', [False, True])
+def test_worst_alert_decides_state_and_summary_in_any_order(reverse):
+    result = db_info_result()
+    result['metrics']['replication'] = {
+        'role': 'replica', 'lag_seconds': 45, 'replicas': [], 'running': False,
+        'channels': [{'name': 'a', 'io_running': False, 'sql_running': True},
+                     {'name': 'b', 'io_running': True, 'sql_running': True, 'lag_seconds': 45}]}
+    alerts = _alerts.evaluate(result['metrics'], result['thresholds'])
+    result['alerts'] = list(reversed(alerts)) if reverse else alerts
+    text = report.health_table({'my3': result})
+    replication = [line for line in text.splitlines() if line.strip().startswith('replication')][0]
+    assert replication.rstrip().endswith('CRITICAL'), replication
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith('    ')]
+    assert listed == ['CRITICAL', 'WARNING']
+    summary = report.findings_summary(report.health_findings({'my3': result}))
+    assert summary['status'] == 'critical' and summary['critical'] == 1
+
+
 def test_health_table_refuses_garbage():
     with pytest.raises(AnsibleFilterError):
         report.health_table(42)
