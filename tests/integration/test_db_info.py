@@ -367,6 +367,50 @@ def test_mariadb_slow_queries_from_the_slow_log_table(mariadb_server):
         mariadb_server.sql("SET GLOBAL log_output = '%s'" % original['log_output'])
 
 
+def test_slow_statements_never_return_a_password_they_carry(server):
+    """pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim, the slow log keeps IDENTIFIED BY: mask them."""
+    secret = 'Leak-Me-Not-8841'
+    options = {'gather_subset': ['metrics'], 'slow_query_ms': 0}
+    if server.engine == 'postgresql':
+        options['login_db'] = 'dbinfo_secret'
+        if not int(server.psql("SELECT count(*) FROM pg_database WHERE datname = 'dbinfo_secret'")):
+            server.psql('CREATE DATABASE dbinfo_secret')
+        server.psql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements', database='dbinfo_secret')
+        server.psql('SELECT pg_stat_statements_reset()', database='dbinfo_secret')
+        server.psql("CREATE ROLE dbinfo_leaky LOGIN PASSWORD '%s'" % secret, database='dbinfo_secret')
+        cleanup = 'DROP ROLE dbinfo_leaky'
+        kept = server.psql("SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%%%s%%'" % secret,
+                           database='dbinfo_secret')
+    else:
+        original = dict(server.sql("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_output', 'slow_query_log')"))
+        server.sql("SET GLOBAL log_output = 'TABLE'")
+        server.sql('SET GLOBAL slow_query_log = ON')
+        conn = server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SET SESSION long_query_time = 0')
+                cur.execute("CREATE USER dbinfo_leaky@'127.0.0.1' IDENTIFIED BY '%s'" % secret)
+        finally:
+            conn.close()
+        cleanup = "DROP USER 'dbinfo_leaky'@'127.0.0.1'"
+        kept = catalog_value(server, "SELECT COUNT(*) FROM mysql.slow_log WHERE sql_text LIKE '%%%s%%'" % secret)
+    try:
+        assert int(kept) >= 1  # the server does keep the statement with its password: the case this test is about
+        result = info(server, **options)
+        top = result['metrics']['slow_queries']['top']
+        leaky = [t['query'] for t in top if 'dbinfo_leaky' in t['query']]
+        assert leaky, top  # the statement is among the slowest returned
+        assert "'********'" in leaky[0]
+        assert secret not in str(result)
+    finally:
+        if server.engine == 'postgresql':
+            server.psql(cleanup)
+        else:
+            server.sql(cleanup)
+            server.sql("SET GLOBAL slow_query_log = %s" % original['slow_query_log'])
+            server.sql("SET GLOBAL log_output = '%s'" % original['log_output'])
+
+
 def test_mariadb_slow_queries_from_performance_schema():
     from servers import MariadbServer
     server = MariadbServer(settings={'performance_schema': 'ON'}).init().start()

@@ -13,6 +13,7 @@ server offers: performance_schema digests, the slow log table, or the Slow_queri
 from __future__ import annotations
 
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+from ansible_collections.dbops.admin.plugins.module_utils._statement_text import mask_statement_secrets
 
 TOP_STATEMENTS = 5
 QUERY_TEXT_CHARS = 200
@@ -197,7 +198,8 @@ class MysqlInfo:
             'count': count,
             'per_minute': count / minutes,  # rounded after the alerts
             'window_seconds': window,
-            'top': [{'query': self.mask(_short(t['query'])), 'calls': _int(t['calls']),
+            # the slow log keeps the text as sent (IDENTIFIED BY '...'): mask the literals of such statements
+            'top': [{'query': self.mask(_short(mask_statement_secrets(t['query'], 'mysql'))), 'calls': _int(t['calls']),
                      'mean_ms': round(float(t['mean_ms'] or 0), 3), 'max_ms': round(float(t['max_ms'] or 0), 3),
                      'total_ms': round(float(t['total_ms'] or 0), 3)} for t in top],
         })

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ansible_collections.dbops.admin.plugins.module_utils import _units
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+from ansible_collections.dbops.admin.plugins.module_utils._statement_text import mask_statement_secrets
 
 TOP_STATEMENTS = 5
 QUERY_TEXT_CHARS = 200
@@ -180,7 +181,8 @@ class PostgresInfo:
             'count': count,
             'per_minute': count / minutes,  # rounded after the alerts
             'window_seconds': int(float(since or 0)),
-            'top': [{'query': self.mask(_short(t['query'])), 'calls': _num(t['calls']),
+            # utility statements are kept verbatim (CREATE ROLE ... PASSWORD '...'): mask their literals
+            'top': [{'query': self.mask(_short(mask_statement_secrets(t['query']))), 'calls': _num(t['calls']),
                      'mean_ms': _num(t['mean_ms'], 3), 'max_ms': _num(t['max_ms'], 3),
                      'total_ms': _num(t['total_ms'], 3)} for t in top],
         })
