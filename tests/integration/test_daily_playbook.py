@@ -257,6 +257,14 @@ def test_check_mode_writes_no_report_and_claims_none(pg_server, tmp_path):
     published = json.loads(re.search(r'RUN: (\{.*\})\s*$', output, re.M).group(1))['dbops_daily']
     assert published['report_written'] is True and os.path.samefile(published['reports']['json'], written[0])
     assert 'Report: %s' % published['reports']['json'] in output
+    # no format chosen: no file, and nothing claims one
+    proc = run_daily(inventory, tmp_path / 'no-formats', {'runbook_daily_report_formats': []})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert not glob.glob(os.path.join(str(tmp_path / 'no-formats'), 'daily-*'))
+    assert 'Report' not in output.split('Print the summary', 1)[1].split('\n\n')[0], output[-3000:]
+    published = json.loads(re.search(r'RUN: (\{.*\})\s*$', output, re.M).group(1))['dbops_daily']
+    assert published['reports'] == {} and published['report_written'] is False
 
 
 def test_junit_report_parses_when_a_server_message_holds_control_characters(pg_server, tmp_path):
