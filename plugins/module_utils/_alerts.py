@@ -211,9 +211,12 @@ def worst_alerts(alerts):
 
 
 def replication_stopped(metrics):
-    """Why a replica does not replicate ('channel "": I/O thread stopped'), or None when it does."""
+    """Why replication is broken ('channel "": I/O thread stopped'), or None when it is not.
+
+    A replica that does not replicate, or a PostgreSQL primary with a physical slot whose standby is gone.
+    """
     replication = (metrics or {}).get('replication') or {}
-    if replication.get('role') != 'replica' or replication.get('running') is not False:
+    if replication.get('role') not in ('replica', 'primary') or replication.get('running') is not False:
         return None
     if replication.get('stopped_reason'):
         return replication['stopped_reason']

@@ -165,6 +165,9 @@ metrics:
           C(sql_running), C(last_io_error) (why the I/O thread cannot fetch from the source), C(last_sql_error) and
           their error numbers; the alert of a stopped replica quotes both errors.
         - C(role) is V(unknown), with a C(reason), when a MySQL or MariaDB login may not read the replica status.
+        - A PostgreSQL primary also lists its replication C(slots). A physical slot that holds WAL while no standby
+          is connected to it makes the role V(primary) with C(running) false (its standby is gone, and the slot
+          keeps WAL until the disk fills), which raises the same null-valued C(replication_lag) alert.
       type: dict
       returned: when replication is gathered
     disk:

@@ -654,3 +654,29 @@ def test_postgresql_restarted_standby_of_an_idle_primary_has_no_lag(pg_server):
         assert not result['alerts']
     finally:
         standby.destroy()
+
+
+def test_postgresql_primary_whose_standby_is_gone_but_its_slot_holds_wal_is_critical(pg_server):
+    """No walsender made the primary look standalone and healthy while the standby's slot kept WAL."""
+    assert info(pg_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'
+    pg_server.psql("SELECT pg_create_physical_replication_slot('dbinfo_unused')")            # reserves nothing
+    try:
+        result = info(pg_server, gather_subset=['replication'])
+        assert result['metrics']['replication']['role'] == 'standalone' and not result['alerts']
+        pg_server.psql("SELECT pg_create_physical_replication_slot('dbinfo_gone', true)")    # holds WAL
+        retained = int(pg_server.psql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) "
+                                      "FROM pg_replication_slots WHERE slot_name = 'dbinfo_gone'"))
+        result = info(pg_server, gather_subset=['replication'])
+        replication = result['metrics']['replication']
+        assert replication['role'] == 'primary' and replication['running'] is False, replication
+        assert replication['replicas'] == []
+        slot = [s for s in replication['slots'] if s['name'] == 'dbinfo_gone'][0]
+        assert slot['active'] is False and slot['retained_bytes'] >= retained
+        alerts = [a for a in result['alerts'] if a['metric'] == 'replication_lag']
+        assert [a['level'] for a in alerts] == ['critical'] and alerts[0]['value'] is None
+        assert 'slot dbinfo_gone has no standby connected' in alerts[0]['message']
+        assert 'dbinfo_unused' not in alerts[0]['message']
+    finally:
+        pg_server.psql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name IN ('dbinfo_unused', 'dbinfo_gone')")
+    assert info(pg_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'

@@ -240,10 +240,19 @@ class PostgresInfo:
             'ORDER BY slot_name')
         lags = [r['lag_seconds'] for r in replicas if r['lag_seconds'] is not None]
         lag_bytes = [r['lag_bytes'] for r in replicas if r['lag_bytes'] is not None]
+        slots = [{'name': s['name'], 'type': s['type'], 'active': s['active'],
+                  'retained_bytes': _num(s['retained_bytes'])} for s in slots]
+        # A physical slot that holds WAL (restart_lsn set) with nothing connected is a standby that is gone:
+        # without its walsender the primary looked standalone, while the slot keeps WAL until the disk fills.
+        orphans = [s for s in slots if s['type'] == 'physical' and not s['active'] and s['retained_bytes'] is not None]
         # a replica that has not reported a replay position yet has no lag to compute: null, not 0
-        return {'role': 'primary' if replicas else 'standalone',
-                'lag_seconds': max(lags) if lags else None,
-                'lag_bytes': max(lag_bytes) if lag_bytes else None,
-                'replicas': replicas,
-                'slots': [{'name': s['name'], 'type': s['type'], 'active': s['active'],
-                           'retained_bytes': _num(s['retained_bytes'])} for s in slots]}
+        result = {'role': 'primary' if replicas or orphans else 'standalone',
+                  'lag_seconds': max(lags) if lags else None,
+                  'lag_bytes': max(lag_bytes) if lag_bytes else None,
+                  'replicas': replicas,
+                  'slots': slots}
+        if orphans:
+            result.update(running=False, stopped_reason='; '.join(
+                'physical replication slot %s has no standby connected and retains %s bytes of WAL'
+                % (s['name'], s['retained_bytes']) for s in orphans))
+        return result
