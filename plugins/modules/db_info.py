@@ -165,6 +165,9 @@ metrics:
           C(sql_running), C(last_io_error) (why the I/O thread cannot fetch from the source), C(last_sql_error) and
           their error numbers; the alert of a stopped replica quotes both errors.
         - C(role) is V(unknown), with a C(reason), when a MySQL or MariaDB login may not read the replica status.
+        - On PostgreSQL, walsenders that replay nothing (a base backup in progress, the WAL stream of
+          pg_basebackup, pg_receivewal or Barman) are listed in C(wal_clients), not in C(replicas); they make no
+          server a primary and have no lag.
         - A PostgreSQL primary also lists its replication C(slots). A physical slot that holds WAL while no standby
           is connected to it makes the role V(primary) with C(running) false (its standby is gone, and the slot
           keeps WAL until the disk fills), which raises the same null-valued C(replication_lag) alert.

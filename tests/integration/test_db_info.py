@@ -680,3 +680,37 @@ def test_postgresql_primary_whose_standby_is_gone_but_its_slot_holds_wal_is_crit
         pg_server.psql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                        "WHERE slot_name IN ('dbinfo_unused', 'dbinfo_gone')")
     assert info(pg_server, gather_subset=['replication'])['metrics']['replication']['role'] == 'standalone'
+
+
+def test_postgresql_base_backup_in_progress_is_not_a_replica(pg_server):
+    """pg_basebackup's two walsenders (state backup, and its WAL stream) replay nothing: no replica, no primary."""
+    import subprocess
+
+    import servers
+    dest = os.path.join(servers.make_workdir('dbops-bb-', pg_server.user), 'copy')
+    argv = [pg_server.bin('pg_basebackup'), '-h', '127.0.0.1', '-p', str(pg_server.port), '-U', pg_server.superuser,
+            '-D', dest, '-X', 'stream', '--max-rate=32k']
+    if os.geteuid() == 0:
+        argv = ['runuser', '-u', pg_server.user, '--'] + argv
+    proc = subprocess.Popen(argv, env=dict(os.environ, PGPASSWORD=pg_server.password), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while pg_server.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'backup'") != '1' \
+                or pg_server.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") != '1':
+            assert proc.poll() is None and time.time() < deadline, 'the base backup did not start streaming'
+            time.sleep(0.2)
+        result = info(pg_server, gather_subset=['replication'])
+        assert proc.poll() is None  # still running while db_info looked
+        replication = result['metrics']['replication']
+        assert replication['role'] == 'standalone', replication
+        assert replication['replicas'] == [] and replication['lag_seconds'] is None
+        assert sorted(c['state'] for c in replication['wal_clients']) == ['backup', 'streaming']
+        assert not result['alerts']
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        # an idle WAL stream would notice its client is gone only after wal_sender_timeout
+        pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'pg_basebackup'")
+        import shutil
+        shutil.rmtree(os.path.dirname(dest), ignore_errors=True)

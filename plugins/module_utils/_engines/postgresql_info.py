@@ -229,11 +229,17 @@ class PostgresInfo:
             'SELECT application_name AS name, host(client_addr) AS client_addr, state, sync_state, '
             'pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS lag_bytes, '
             'CASE WHEN replay_lsn = sent_lsn AND sent_lsn = pg_current_wal_lsn() THEN 0 '
-            'ELSE EXTRACT(EPOCH FROM replay_lag) END AS lag_seconds '
+            'ELSE EXTRACT(EPOCH FROM replay_lag) END AS lag_seconds, '
+            "state = 'backup' OR replay_lsn IS NULL AS wal_only "
             'FROM pg_stat_replication ORDER BY application_name')
+        # A standby reports its replay position as soon as it streams. A walsender in state 'backup' (a base
+        # backup) or one that never reports a replay position (the WAL stream of pg_basebackup, pg_receivewal,
+        # Barman) replays nothing: it is no replica, and a server under backup is not a primary.
         replicas = [{'name': r['name'], 'client_addr': r['client_addr'], 'state': r['state'],
                      'sync_state': r['sync_state'], 'lag_bytes': _num(r['lag_bytes']),
-                     'lag_seconds': _num(r['lag_seconds'])} for r in rows]
+                     'lag_seconds': _num(r['lag_seconds'])} for r in rows if not r['wal_only']]
+        wal_clients = [{'name': r['name'], 'client_addr': r['client_addr'], 'state': r['state']}
+                       for r in rows if r['wal_only']]
         slots = self.fetch_all(
             'SELECT slot_name AS name, slot_type AS type, active, '
             'pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) AS retained_bytes FROM pg_replication_slots '
@@ -250,6 +256,7 @@ class PostgresInfo:
                   'lag_seconds': max(lags) if lags else None,
                   'lag_bytes': max(lag_bytes) if lag_bytes else None,
                   'replicas': replicas,
+                  'wal_clients': wal_clients,
                   'slots': slots}
         if orphans:
             result.update(running=False, stopped_reason='; '.join(
