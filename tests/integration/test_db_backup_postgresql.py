@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1512,3 +1513,55 @@ def test_logical_backup_of_a_table_another_session_locks_fails_in_bounded_time(s
     assert sorted(e for e in os.listdir(repo) if not e.startswith('.') and e != 'logs') == [good['backup']['id']]
     again = backup(server, repo, databases=['shop'], jobs=jobs)
     assert again['failed'] is False and again['changed'] is True, again.get('msg')
+
+
+# ---- pgBackRest: refusals and repairs ---------------------------------------------------------
+def _pgbackrest_or_skip():
+    if not shutil.which('pgbackrest'):
+        pytest.skip('pgbackrest not installed')
+
+
+def test_pgbackrest_repository_moved_after_backups_is_used_where_it_is_now(server, workdir):
+    """A repository renamed after pgBackRest backups were taken: its stanza configuration and the server's
+    archive_command still name the old path. Restore, verification and the next backup use the new place (the
+    configuration and archive_command are rewritten for it, with a warning); nothing is written at the old path."""
+    _pgbackrest_or_skip()
+    old = os.path.join(workdir, 'repo')
+    seed(server, rows=50)
+    full = backup(server, old, method='pgbackrest', type='full')
+    assert full['failed'] is False, full['msg']
+    before = content(server, 'shop')
+    new = os.path.join(workdir, 'renamed repo')
+    os.rename(old, new)
+
+    data_dir = os.path.join(workdir, 'r-moved')
+    port = free_port()
+    try:
+        out = restore(new, data_dir=data_dir, port=port)
+        assert out['failed'] is False, out['msg']
+        copy = PostgresServer(workdir=workdir, port=port)
+        copy.data_dir, copy.socket_dir = data_dir, data_dir
+        assert content(copy, 'shop') == before
+    finally:
+        stop_restored(data_dir)
+    checked = run_module('db_backup', {'repo': new, 'state': 'verified', 'backup_id': full['backup']['id']})
+    assert checked['failed'] is False, checked['msg']
+    assert not os.path.exists(old), os.listdir(old)
+
+    server.psql("INSERT INTO notes (body) VALUES ('after the move')", 'shop')
+    incr = backup(server, new, method='pgbackrest', type='incremental')
+    assert incr['failed'] is False, incr['msg']
+    assert incr['backup']['parent_id'] == full['backup']['id']
+    assert any('moved or renamed' in str(w) for w in incr.get('warnings') or []), incr.get('warnings')
+    assert server.psql('SHOW archive_command') == 'pgbackrest --config=%s --stanza=dbops archive-push %%p' % (
+        shlex.quote(os.path.join(new, 'pgbackrest', 'pgbackrest.conf')))
+    with open(os.path.join(new, 'pgbackrest', 'pgbackrest.conf')) as f:
+        assert 'repo1-path=%s\n' % os.path.join(new, 'pgbackrest') in f.read()
+    assert not os.path.exists(old), os.listdir(old)
+    # an archive_command of ours for a repository that still exists is another repository: refused
+    other = os.path.join(workdir, 'other')
+    command = server.psql('SHOW archive_command')
+    for check in (True, False):
+        refused = backup(server, other, check=check, method='pgbackrest', type='full')
+        assert refused['failed'] and 'archiving goes elsewhere' in refused['msg'] and new in refused['msg'], refused
+    assert server.psql('SHOW archive_command') == command

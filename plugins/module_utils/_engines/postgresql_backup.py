@@ -463,6 +463,15 @@ def _refuse_foreign_archiving(settings, method, log_dir, repo=None):
     if method == 'pgbackrest':
         ours = [pgbackrest_archive_command(repo)]
         action, where = 'turn on pgBackRest archiving', None
+        if pgbackrest_moved_from(settings['archive_command'], repo):
+            return   # ours, for this repository before it was moved or renamed: replaced
+        other = pgbackrest_command_config(settings['archive_command'])
+        if other == pgbackrest_paths(repo)['conf']:
+            return   # ours, written another way
+        if settings['archive_mode'] != 'off' and other:
+            raise DbError(action, where, 'archive_command is already set to %r: archiving goes elsewhere (into the '
+                          'pgBackRest repository %s, which still exists); back up into that repository, or change '
+                          'archive_command yourself' % (settings['archive_command'], os.path.dirname(os.path.dirname(other))))
     else:
         ours = [_archive_command(log_dir)] + _legacy_archive_commands(log_dir)
         action, where = 'turn on WAL archiving into', log_dir
@@ -1015,7 +1024,11 @@ def verify_physical(manifest, path, scratch_dir, log_dir=None, bin_dir=None, os_
     """
     details = manifest.get('details') or {}
     if manifest.get('method') == 'pgbackrest':
-        return verify_pgbackrest(manifest, os_user)
+        # the repository the set is in now: <repo>/<id>/data is path (the manifest's details.repo is where the
+        # repository was when the backup was taken; it may have been moved since)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(path))) if path else None
+        return verify_pgbackrest(manifest, os_user, here if here and os.path.isdir(pgbackrest_paths(here)['root'])
+                                 else None)
     if manifest.get('type') != 'full' or manifest.get('method') != 'physical':
         return []
     bin_dir = find_bin_dir(bin_dir, details.get('major_version'))
@@ -1497,9 +1510,59 @@ def pgbackrest_paths(repo):
             'log': os.path.join(root, 'log'), 'spool': os.path.join(root, 'spool')}
 
 
+# the commands that take --lock-path on the command line (pgBackRest refuses it for verify and check)
+_PGBR_LOCKING = ('backup', 'expire', 'stanza-create', 'restore', 'info', 'archive-get', 'archive-push')
+
+
 def pgbackrest_argv(repo, command, *options):
-    return ['pgbackrest', '--config=%s' % pgbackrest_paths(repo)['conf'], '--stanza=%s' % PGBACKREST_STANZA] \
+    """pgbackrest <command> on the repository at ``repo``. The repository's own paths are given on the command line
+    too (they win over the configuration file): a repository moved or renamed after pgBackRest backups were taken,
+    whose configuration still names the old place, is read and written where it is now, never at the old path."""
+    paths = pgbackrest_paths(repo)
+    here = ['--repo1-path=%s' % paths['root'], '--log-path=%s' % paths['log']]
+    if command in _PGBR_LOCKING:
+        here.append('--lock-path=%s' % paths['lock'])
+    return ['pgbackrest', '--config=%s' % paths['conf'], '--stanza=%s' % PGBACKREST_STANZA] + here \
         + list(options) + [command]
+
+
+def pgbackrest_command_config(command):
+    """The configuration file a pgBackRest ``archive-push`` archive_command of this collection names (its
+    ``--config``), or None when the command is not one of ours (another tool, another stanza, other options)."""
+    try:
+        words = shlex.split(command or '')
+    except ValueError:
+        return None
+    if len(words) != 5 or words[0] != 'pgbackrest' or not words[1].startswith('--config=') \
+            or words[2] != '--stanza=%s' % PGBACKREST_STANZA or words[3:] != ['archive-push', '%p']:
+        return None
+    conf = words[1][len('--config='):]
+    if os.path.basename(conf) != 'pgbackrest.conf' or os.path.basename(os.path.dirname(conf)) != 'pgbackrest':
+        return None
+    return conf
+
+
+def pgbackrest_moved_from(command, repo):
+    """The repository an archive_command of ours pushes into when that repository is gone from its place (moved or
+    renamed: its configuration file no longer exists), and it is not ``repo``; None otherwise. Archiving into it
+    fails anyway: the command is replaced by the one for ``repo`` (a repository that still exists is another
+    repository: refused, see _refuse_foreign_archiving)."""
+    conf = pgbackrest_command_config(command)
+    if conf is None or conf == pgbackrest_paths(repo)['conf'] or os.path.exists(conf):
+        return None
+    return os.path.dirname(os.path.dirname(conf))
+
+
+def pgbackrest_config_repo(repo):
+    """The repository path (repo1-path) the stanza configuration under ``repo`` names, None without one."""
+    try:
+        with open(pgbackrest_paths(repo)['conf']) as f:
+            for line in f:
+                if line.startswith('repo1-path='):
+                    return line.strip()[len('repo1-path='):]
+    except OSError:
+        return None
+    return None
 
 
 def write_pgbackrest_config(repo, os_user, pg, compression='zstd', level=None, jobs=1):
@@ -2317,6 +2380,15 @@ class PostgresBackup:
                             "current_setting('wal_level') AS wal_level")
         if not pg['socket_dir']:
             raise DbError('configure pgBackRest for', 'the server', 'pgBackRest needs the local Unix socket')
+        warnings = []
+        stale = pgbackrest_config_repo(repo)
+        if stale and stale != pgbackrest_paths(repo)['root']:
+            warnings.append('the pgBackRest stanza configuration in %s named the repository path %s (the repository '
+                            'was moved or renamed): rewritten for %s' % (repo, stale, pgbackrest_paths(repo)['root']))
+        moved = pgbackrest_moved_from(self._effective_command(pg)['archive_command'], repo)
+        if moved:
+            warnings.append('archive_command pushed the WAL into %s, which is gone (the repository was moved or '
+                            'renamed): it now pushes into %s' % (moved, repo))
         paths = write_pgbackrest_config(repo, os_user, dict(pg, socket_dir=pg['socket_dir'].strip()),
                                         request.get('compression'), request.get('compression_level'),
                                         int(request.get('jobs') or 1))
@@ -2334,6 +2406,7 @@ class PostgresBackup:
         if restart:
             changed = bool(changes) or pg['archive_command'] != desired
             return {'published': False, 'restart_required': True, 'changed': changed, 'commands': commands,
+                    'warnings': warnings,
                     'details': {'archiving': '%s for pgBackRest; restart the server to turn archive_mode on' % (
                         'configured' if changed else 'configured by an earlier run')}}
         env = self._tool_env(request, 'postgres')
@@ -2361,7 +2434,7 @@ class PostgresBackup:
             'stop_position': {'lsn': lsn.get('stop'), 'timeline': tli, 'wal_file': archive.get('stop')},
             'start_time': start_time, 'stop_time': _now_iso(), 'databases': [
                 r['datname'] for r in self.fetch_all('SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1')],
-            'server_version': self.version, 'commands': commands,
+            'server_version': self.version, 'commands': commands, 'warnings': warnings,
             'external_bytes': ((last.get('info') or {}).get('repository') or {}).get('delta') or 0,
             'details': {'tool': 'pgBackRest', 'label': last.get('label'), 'pgbackrest_type': last.get('type'),
                         'prior': last.get('prior'), 'reference': last.get('reference'),
