@@ -503,6 +503,9 @@ class Runner:
             path_checker(data_dir, 'data directory')
         _check_apart(data_dir, repo.path)
         _check_reachable(data_dir, repo.os_user)
+        tools_checker = getattr(backend, 'check_restore_tools', None)
+        if tools_checker is not None:
+            tools_checker(manifest)   # a missing tool (pgbackrest): refused before anything is written
         held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None
         self.diff_state = (
             {'data_dir': data_dir, 'holds': _held_view(held), 'running': bool(backend.instance_running(data_dir))},

@@ -1565,3 +1565,37 @@ def test_pgbackrest_repository_moved_after_backups_is_used_where_it_is_now(serve
         refused = backup(server, other, check=check, method='pgbackrest', type='full')
         assert refused['failed'] and 'archiving goes elsewhere' in refused['msg'] and new in refused['msg'], refused
     assert server.psql('SHOW archive_command') == command
+
+
+def _path_without(workdir, program):
+    """A PATH with every program of /usr/bin and /usr/sbin but ``program`` (and the venv first)."""
+    farm = os.path.join(workdir, 'bin-without-' + program)
+    os.makedirs(farm, exist_ok=True)
+    for directory in ('/usr/sbin', '/usr/bin'):
+        for name in os.listdir(directory):
+            if name != program and not os.path.lexists(os.path.join(farm, name)):
+                os.symlink(os.path.join(directory, name), os.path.join(farm, name))
+    return os.pathsep.join([os.path.dirname(sys.executable), farm])
+
+
+def test_pgbackrest_missing_from_path_names_the_package_and_changes_nothing(server, workdir):
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    env = {'PATH': _path_without(workdir, 'pgbackrest')}
+    command = server.psql('SHOW archive_command')
+    for check in (True, False):
+        args = dict(server.conn, repo=repo, method='pgbackrest', type='full')
+        out = run_module('db_backup', args, check=check, env=env)
+        assert out['failed'] and 'install the pgbackrest package' in out['msg'], out['msg']
+        assert not os.path.exists(repo), os.listdir(repo)
+        assert server.psql('SHOW archive_command') == command
+    full = backup(server, repo, method='pgbackrest', type='full')
+    assert full['failed'] is False, full['msg']
+    entries = repo_entries(repo)
+    data_dir = os.path.join(workdir, 'r-nobin')
+    for check in (True, False):
+        out = run_module('db_restore', {'repo': repo, 'data_dir': data_dir, 'port': free_port()}, check=check, env=env)
+        assert out['failed'] and 'install the pgbackrest package' in out['msg'], out['msg']
+        assert not os.path.exists(data_dir)
+    assert repo_entries(repo) == entries

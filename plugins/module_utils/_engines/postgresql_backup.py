@@ -1231,6 +1231,7 @@ def restore_physical(request):
     last = request.get('last') or chain[-1]['manifest']
 
     # refuse before touching anything
+    check_restore_tools(last)
     if os.path.isdir(data_dir) and os.listdir(data_dir):
         if _postmaster_alive(data_dir):
             raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
@@ -1512,6 +1513,21 @@ def pgbackrest_paths(repo):
 
 # the commands that take --lock-path on the command line (pgBackRest refuses it for verify and check)
 _PGBR_LOCKING = ('backup', 'expire', 'stanza-create', 'restore', 'info', 'archive-get', 'archive-push')
+
+
+PGBACKREST_MISSING = 'pgbackrest is not installed (not found on PATH): install the pgbackrest package (apt install pgbackrest)'
+
+
+def require_pgbackrest(action, target=None):
+    """DbError naming the package when the pgbackrest program is not on PATH."""
+    if not shutil.which('pgbackrest'):
+        raise DbError(action, target, PGBACKREST_MISSING)
+
+
+def check_restore_tools(manifest):
+    """What a restore of ``manifest`` needs installed, checked before anything is written (check mode too)."""
+    if (manifest or {}).get('method') == 'pgbackrest':
+        require_pgbackrest('restore pgBackRest backup', manifest.get('id'))
 
 
 def pgbackrest_argv(repo, command, *options):
@@ -1858,6 +1874,12 @@ class PostgresBackup:
     def backup_methods(self):
         pgbackrest = ['full', 'incremental', 'differential'] if shutil.which('pgbackrest') else []
         return {'logical': ['full'], 'physical': ['full', 'log'], 'pgbackrest': pgbackrest}
+
+    def unsupported_reason(self, method, btype):
+        """Why backup_methods() does not offer this method/type, in DBA words (None: nothing to add)."""
+        if method == 'pgbackrest' and not shutil.which('pgbackrest'):
+            return PGBACKREST_MISSING
+        return None
 
     def backup_bin_dir(self, bin_dir=None):
         return find_bin_dir(bin_dir, (self.version or '').split('.')[0])
