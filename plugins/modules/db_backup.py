@@ -715,6 +715,11 @@ def create(module, engine):
     base = None if fresh else _base_for(repo, engine, method, btype, notes if module.check_mode else None)
     for note in notes:
         module.warn(note)
+    if not fresh and method == 'pgbackrest' and hasattr(engine, 'check_pgbackrest'):
+        # refused before anything is written (no repository, no failed run, archive_command untouched)
+        engine.check_pgbackrest(repo.path, repo.os_user)
+    elif not fresh and method == 'physical' and btype == 'log' and hasattr(engine, 'check_archiving'):
+        engine.check_archiving(method, repo.log_dir, repo.path)
     if module.check_mode:
         before = _repo_state(repo)
         taking = None

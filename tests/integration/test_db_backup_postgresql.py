@@ -1599,3 +1599,29 @@ def test_pgbackrest_missing_from_path_names_the_package_and_changes_nothing(serv
         assert out['failed'] and 'install the pgbackrest package' in out['msg'], out['msg']
         assert not os.path.exists(data_dir)
     assert repo_entries(repo) == entries
+
+
+def test_pgbackrest_foreign_archive_command_or_closed_repository_refused_before_anything_changes(server, workdir):
+    """A repository the server's OS user cannot enter, or an archive_command of another archive: refused in check
+    mode and in the real run before anything is written - archive_command untouched (archiving stays where it
+    was), no repository, no failed run, no pgBackRest configuration."""
+    _pgbackrest_or_skip()
+    seed(server, rows=10)
+    closed = os.path.join(workdir, 'closed')
+    os.mkdir(closed)
+    os.chown(closed, 0, 0)
+    os.chmod(closed, 0o700)
+    for check in (True, False):
+        refused = backup(server, closed, check=check, method='pgbackrest', type='full')
+        assert refused['failed'] and 'permissions' in refused['msg'] and closed in refused['msg'], refused['msg']
+        assert 'postgres' in refused['msg'], refused['msg']
+        assert os.listdir(closed) == []
+        assert server.psql('SHOW archive_command') == ''
+    repo = os.path.join(workdir, 'repo')
+    server.psql("ALTER SYSTEM SET archive_command = 'cp %p /nowhere/%f'")
+    server.psql('SELECT pg_reload_conf()')
+    for check in (True, False):
+        refused = backup(server, repo, check=check, method='pgbackrest', type='full')
+        assert refused['failed'] and 'archiving goes elsewhere' in refused['msg'], refused['msg']
+        assert not os.path.exists(repo), sorted(os.listdir(repo))
+    assert server.psql('SHOW archive_command') == 'cp %p /nowhere/%f'

@@ -1530,6 +1530,39 @@ def check_restore_tools(manifest):
         require_pgbackrest('restore pgBackRest backup', manifest.get('id'))
 
 
+def pgbackrest_access_problems(repo, os_user=None):
+    """The directories of the pgBackRest repository (<repo>/pgbackrest) that the OS user running pgbackrest - the
+    server's archive-push too - cannot enter, read or write, the stanza configuration it cannot read, and the
+    repository (or, not there yet, its nearest existing parent) when it cannot pass through it (the module creates
+    what is missing for that user). Returns a list of paths (empty: fine)."""
+    paths = pgbackrest_paths(repo)
+    root = paths['root']
+    wanted = [root, os.path.join(root, 'backup'), os.path.join(root, 'backup', PGBACKREST_STANZA),
+              os.path.join(root, 'archive'), os.path.join(root, 'archive', PGBACKREST_STANZA),
+              paths['lock'], paths['log'], paths['spool']]
+    dirs = [d for d in wanted if os.path.isdir(d)]
+    # the repository itself (our catalog) need only let that user through to pgbackrest/
+    existing = os.path.abspath(repo)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    through = [existing]
+    files = [paths['conf']] if os.path.isfile(paths['conf']) else []
+    if os_user and os.geteuid() == 0:
+        # one shell as that user: d:<dir> must be readable, writable, enterable; x:<dir> enterable; r:<file> readable
+        script = ('for a; do p=${a#?:}; case $a in d:*) test -r "$p" -a -w "$p" -a -x "$p" || echo "$p";; '
+                  'x:*) test -x "$p" || echo "$p";; r:*) test -r "$p" || echo "$p";; esac; done')
+        argv = ['sh', '-c', script, 'sh'] + ['d:' + d for d in dirs] + ['x:' + d for d in through] \
+            + ['r:' + f for f in files]
+        proc = subprocess.run(_as_user(argv, os_user), capture_output=True, text=True, cwd='/', check=False)
+        if proc.returncode != 0:
+            return [os.path.abspath(repo)]
+        return [line for line in proc.stdout.splitlines() if line]
+    bad = [d for d in dirs if not os.access(d, os.R_OK | os.W_OK | os.X_OK)]
+    bad += [d for d in through if not os.access(d, os.X_OK)]
+    bad += [f for f in files if not os.access(f, os.R_OK)]
+    return bad
+
+
 def pgbackrest_argv(repo, command, *options):
     """pgbackrest <command> on the repository at ``repo``. The repository's own paths are given on the command line
     too (they win over the configuration file): a repository moved or renamed after pgBackRest backups were taken,
@@ -1880,6 +1913,19 @@ class PostgresBackup:
         if method == 'pgbackrest' and not shutil.which('pgbackrest'):
             return PGBACKREST_MISSING
         return None
+
+    def check_pgbackrest(self, repo, os_user=None):
+        """What a pgBackRest backup refuses before it writes anything (check mode refuses the same): no pgbackrest
+        program, an archive_command that sends the WAL elsewhere, a repository its OS user cannot enter or write."""
+        require_pgbackrest('take a pgBackRest backup into', repo)
+        self.check_archiving('pgbackrest', None, repo)
+        bad = pgbackrest_access_problems(repo, os_user)
+        if bad:
+            who = 'the OS user %s' % os_user if os_user else 'this user'
+            raise DbError('use the pgBackRest repository', repo, '%s (who runs pgbackrest, and the server\'s '
+                          'archive-push) cannot enter, read or write %s: permissions; give the repository to that user '
+                          '(chown -R %s %s) or choose another repository; nothing was changed' % (
+                              who, ', '.join(bad), os_user or '<user>', shlex.quote(repo)))
 
     def backup_bin_dir(self, bin_dir=None):
         return find_bin_dir(bin_dir, (self.version or '').split('.')[0])
@@ -2402,6 +2448,7 @@ class PostgresBackup:
                             "current_setting('wal_level') AS wal_level")
         if not pg['socket_dir']:
             raise DbError('configure pgBackRest for', 'the server', 'pgBackRest needs the local Unix socket')
+        self.check_pgbackrest(repo, os_user)   # before anything is written
         warnings = []
         stale = pgbackrest_config_repo(repo)
         if stale and stale != pgbackrest_paths(repo)['root']:
