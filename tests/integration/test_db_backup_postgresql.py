@@ -1625,3 +1625,30 @@ def test_pgbackrest_foreign_archive_command_or_closed_repository_refused_before_
         assert refused['failed'] and 'archiving goes elsewhere' in refused['msg'], refused['msg']
         assert not os.path.exists(repo), sorted(os.listdir(repo))
     assert server.psql('SHOW archive_command') == 'cp %p /nowhere/%f'
+
+
+def test_pgbackrest_restore_command_is_shell_quoted_for_a_repository_path_with_a_space_and_a_quote(server, workdir):
+    """pgBackRest writes restore_command with the paths unquoted; a repository path with a space and a quote broke
+    postgresql.auto.conf. The restore writes its own, every path shell-quoted, and the restored server replays the
+    archived WAL through it."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, "repo o'brien dir")
+    seed(server, rows=30)
+    assert backup(server, repo, method='pgbackrest', type='full')['failed'] is False
+    server.psql("INSERT INTO notes (body) SELECT 'later-' || g FROM generate_series(1, 20) g", 'shop')
+    incr = backup(server, repo, method='pgbackrest', type='incremental')
+    assert incr['failed'] is False, incr['msg']
+    before = content(server, 'shop')
+    data_dir = os.path.join(workdir, 'r-quoted')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port)
+        assert out['failed'] is False, out['msg']
+        copy = PostgresServer(workdir=workdir, port=port)
+        copy.data_dir, copy.socket_dir = data_dir, data_dir
+        assert content(copy, 'shop') == before
+        command = restored_psql(data_dir, port, 'SHOW restore_command')
+        assert shlex.split(command)[:2] == ['pgbackrest', '--config=%s' % os.path.join(repo, 'pgbackrest', 'pgbackrest.conf')]
+        assert '--repo1-path=%s' % os.path.join(repo, 'pgbackrest') in shlex.split(command)
+    finally:
+        stop_restored(data_dir)

@@ -1374,6 +1374,9 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
     if last.get('method') == 'pgbackrest':
         for key in ('archive_mode', 'archive_command', 'recovery_target_action'):
             settings.pop(key)
+        # pgBackRest's own restore_command is not shell-quoted: replaced by one that is
+        _replace_restore_command(data_dir)
+        settings['restore_command'] = "'%s'" % pgbackrest_restore_command(request['repo'], data_dir).replace("'", "''")
     elif log_dir and os.path.isdir(log_dir):
         source = log_dir
         to_end_of_log = not target_time and not target_position.get('lsn') and last.get('type') == 'log' and \
@@ -1882,6 +1885,24 @@ def verify_pgbackrest(manifest, os_user=None, repo=None, commands=None):
         list(details.get('reference') or []) + ([details['prior']] if details.get('prior') else []),
         (manifest.get('start_position') or {}).get('wal_file'), (manifest.get('stop_position') or {}).get('wal_file'),
         int(details.get('wal_segment_size') or 16 * 1024 * 1024))
+
+
+def pgbackrest_restore_command(repo, data_dir):
+    """restore_command for a cluster restored from the pgBackRest repository at ``repo``: every path shell-quoted
+    (pgBackRest 2.45 writes its own unquoted, so a path with a space or a quote breaks recovery or even the
+    configuration file's syntax)."""
+    argv = pgbackrest_argv(repo, 'archive-get', '--pg1-path=%s' % data_dir)
+    return ' '.join(shlex.quote(a) for a in argv) + ' %f "%p"'
+
+
+def _replace_restore_command(data_dir):
+    """Drop the restore_command lines pgBackRest wrote into postgresql.auto.conf (ours is appended after)."""
+    conf = os.path.join(data_dir, 'postgresql.auto.conf')
+    with open(conf) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if not re.match(r'\s*restore_command\s*=', line)]
+    with open(conf, 'w') as f:
+        f.writelines(kept)
 
 
 def _restore_pgbackrest(request, last, data_dir, os_user, commands):
