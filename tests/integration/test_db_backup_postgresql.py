@@ -1652,3 +1652,67 @@ def test_pgbackrest_restore_command_is_shell_quoted_for_a_repository_path_with_a
         assert '--repo1-path=%s' % os.path.join(repo, 'pgbackrest') in shlex.split(command)
     finally:
         stop_restored(data_dir)
+
+
+def _pgbackrest_processes(conf, command):
+    """pids of the pgbackrest processes running ``command`` with the configuration file ``conf``."""
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as f:
+                argv = [a.decode(errors='replace') for a in f.read().split(b'\0') if a]
+            with open('/proc/%s/stat' % entry) as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != 'Z' and argv and os.path.basename(argv[0]) == 'pgbackrest' and '--config=%s' % conf in argv \
+                and argv[-1] == command:
+            pids.append(int(entry))
+    return pids
+
+
+def test_pgbackrest_killed_run_leaves_no_backup_running_nor_holding_the_lock(server, workdir):
+    """The module killed (SIGKILL) while pgbackrest backup runs: pgbackrest gets SIGTERM (parent-death signal,
+    passed on by runuser) and stops, so no orphan keeps backing up and holding pgBackRest's lock."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    assert backup(server, repo, method='pgbackrest', type='full')['failed'] is False
+    conf = os.path.join(repo, 'pgbackrest', 'pgbackrest.conf')
+    # the next backup waits (archive-timeout, 60 s) for its WAL, which cannot be archived for now
+    wal_dirs = [d for d, _, names in os.walk(os.path.join(repo, 'pgbackrest', 'archive', 'dbops'))
+                if any(len(n) > 24 and n[:24].isalnum() for n in names)]
+    assert wal_dirs
+    for d in wal_dirs:
+        os.chmod(d, 0o555)
+    args = dict(server.conn, repo=repo, method='pgbackrest', type='incremental')
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+        json.dump({'ANSIBLE_MODULE_ARGS': args}, f)
+        argsfile = f.name
+    env = dict(os.environ, PYTHONPATH=collections_root())
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'plugins', 'modules', 'db_backup.py'), argsfile],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not _pgbackrest_processes(conf, 'backup'):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert _pgbackrest_processes(conf, 'backup'), 'pgbackrest backup never started'
+        time.sleep(2)   # well into the backup (waiting for its WAL)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and _pgbackrest_processes(conf, 'backup'):
+            time.sleep(0.2)
+        left = _pgbackrest_processes(conf, 'backup')
+        assert not left, 'pgbackrest backup still running after the module was killed: %s' % left
+    finally:
+        os.unlink(argsfile)
+        for d in wal_dirs:
+            os.chmod(d, 0o750)
+        for pid in _pgbackrest_processes(conf, 'backup'):
+            os.kill(pid, signal.SIGKILL)
+    again = backup(server, repo, method='pgbackrest', type='full')
+    assert again['failed'] is False, again['msg']

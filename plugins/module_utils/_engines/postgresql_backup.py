@@ -29,6 +29,7 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -205,6 +206,39 @@ def _as_user(argv, os_user):
     return list(argv)
 
 
+_PR_SET_PDEATHSIG = 1
+_PRCTL = []
+
+
+def _prctl():
+    """libc's prctl, looked up once in the parent (never in a forked child: no import after fork), or None."""
+    if not _PRCTL:
+        prctl = None
+        if sys.platform.startswith('linux'):
+            try:
+                import ctypes
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                prctl = None
+        _PRCTL.append(prctl)
+    return _PRCTL[0]
+
+
+def die_with_parent():
+    """preexec_fn for a tool: it gets SIGTERM when this module's process dies (killed by a timeout, an operator, a
+    lost connection), so a killed run leaves no pgbackrest/pg_basebackup behind still running and holding the
+    repository's lock. runuser, which runs the tool as os_user, passes the SIGTERM on to it."""
+    prctl = _prctl()
+    parent = os.getpid()
+
+    def preexec():
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:   # the module died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
+
+
 def show_command(argv, secrets=()):
     return mask_secrets(' '.join(shlex.quote(str(a)) for a in argv), secrets)
 
@@ -219,7 +253,7 @@ def run_tool(argv, operation, target=None, os_user=None, env=None, secrets=(), c
     try:
         # a tool prints names in the database's encoding (pg_restore -l of a LATIN1 dump): never a decode error
         proc = subprocess.run(_as_user(argv, os_user), capture_output=True, text=True, errors='replace',
-                              env=full_env, cwd='/', timeout=timeout, check=False)
+                              env=full_env, cwd='/', timeout=timeout, check=False, preexec_fn=die_with_parent())
     except OSError as exc:
         raise DbError(operation, target, 'cannot run %s: %s' % (argv[0], exc)) from None
     except subprocess.TimeoutExpired:
@@ -585,7 +619,7 @@ def _start_pipeline(stages, out_path=None, in_path=None):
             last = number == len(stages) - 1
             err = tempfile.TemporaryFile()
             proc = subprocess.Popen(_as_user(argv, os_user), stdin=previous, stdout=sink if last else subprocess.PIPE,
-                                    stderr=err, env=env, cwd='/')
+                                    stderr=err, env=env, cwd='/', preexec_fn=die_with_parent())
             if number > 0:
                 previous.close()
             previous = proc.stdout
