@@ -1716,3 +1716,46 @@ def test_pgbackrest_killed_run_leaves_no_backup_running_nor_holding_the_lock(ser
             os.kill(pid, signal.SIGKILL)
     again = backup(server, repo, method='pgbackrest', type='full')
     assert again['failed'] is False, again['msg']
+
+
+def test_pgbackrest_stanza_of_another_cluster_is_refused_not_reused(server, workdir):
+    """A repository whose pgBackRest stanza belongs to another cluster (another system identifier), or to another
+    data directory that still holds a cluster (a restored copy shares the system identifier): refused before
+    anything changes - the other server's archive_command is not switched to the stanza, the stanza configuration
+    still names the first cluster, which goes on backing up."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    assert backup(server, repo, method='pgbackrest', type='full')['failed'] is False
+    conf = os.path.join(repo, 'pgbackrest', 'pgbackrest.conf')
+    with open(conf) as f:
+        configured = f.read()
+    entries = repo_entries(repo)
+    other = PostgresServer(settings=ARCHIVE_SETTINGS).init().start()
+    try:
+        for check in (True, False):
+            refused = backup(other, repo, check=check, method='pgbackrest', type='full')
+            assert refused['failed'] and 'another cluster' in refused['msg'], refused['msg']
+            assert other.psql('SHOW archive_command') == ''
+    finally:
+        other.destroy()
+    # a copy of the cluster (restored from the repository): same system identifier, its own data directory
+    data_dir = os.path.join(workdir, 'r-copy')
+    port = free_port()
+    try:
+        assert restore(repo, data_dir=data_dir, port=port)['failed'] is False
+        copy_conn = dict(server.conn, login_port=port, login_host=data_dir)
+        with open(os.path.join(data_dir, 'postgresql.auto.conf')) as f:
+            settings = f.read()
+        for check in (True, False):
+            refused = run_module('db_backup', dict(copy_conn, repo=repo, method='pgbackrest', type='full'), check=check)
+            assert refused['failed'] and server.data_dir in refused['msg'], refused['msg']
+        with open(os.path.join(data_dir, 'postgresql.auto.conf')) as f:
+            assert f.read() == settings   # no ALTER SYSTEM (archive_command, archive_mode)
+    finally:
+        stop_restored(data_dir)
+    with open(conf) as f:
+        assert f.read() == configured
+    assert repo_entries(repo) == entries
+    again = backup(server, repo, method='pgbackrest', type='incremental')
+    assert again['failed'] is False, again['msg']

@@ -1600,6 +1600,54 @@ def pgbackrest_access_problems(repo, os_user=None):
     return bad
 
 
+def pgbackrest_stanza_system_id(repo):
+    """The system identifier of the cluster the stanza in the repository was created for (its backup.info, else
+    archive.info), None without a stanza."""
+    root = pgbackrest_paths(repo)['root']
+    for rel in (('backup', PGBACKREST_STANZA, 'backup.info'), ('archive', PGBACKREST_STANZA, 'archive.info')):
+        for suffix in ('', '.copy'):
+            try:
+                with open(os.path.join(root, *rel) + suffix) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            section = re.search(r'^\[db\]\n(.*?)(?:^\[|\Z)', text, re.M | re.S)
+            found = re.search(r'^db-system-id=(\d+)$', section.group(1) if section else '', re.M)
+            if found:
+                return found.group(1)
+    return None
+
+
+def pgbackrest_config_pg_path(repo):
+    """The data directory (pg1-path) the stanza configuration in the repository names, None without one."""
+    try:
+        with open(pgbackrest_paths(repo)['conf']) as f:
+            for line in f:
+                if line.startswith('pg1-path='):
+                    return line.strip()[len('pg1-path='):]
+    except OSError:
+        return None
+    return None
+
+
+def pgbackrest_foreign_stanza(repo, system_id, data_directory):
+    """Why the stanza in the repository belongs to another cluster than the server (``system_id``, its
+    ``data_directory``), or None. Another system identifier; or a stanza configured for another data directory
+    that still holds a cluster (a copy of this one: same identifier, its own WAL - two clusters must not share one
+    stanza). A data directory that is gone is this cluster, moved."""
+    theirs = pgbackrest_stanza_system_id(repo)
+    if theirs and system_id and str(system_id) != theirs:
+        return ('the pgBackRest stanza in %s belongs to another cluster (system identifier %s; this server\'s is %s): '
+                'back this server up into another repository' % (repo, theirs, system_id))
+    configured = pgbackrest_config_pg_path(repo)
+    if theirs and configured and data_directory and os.path.realpath(configured) != os.path.realpath(data_directory) \
+            and os.path.isfile(os.path.join(configured, 'PG_VERSION')):
+        return ('the pgBackRest stanza in %s belongs to the cluster in %s (this server runs from %s; a copy of the same '
+                'cluster shares its system identifier, and two clusters must not share one stanza): back this server up '
+                'into another repository' % (repo, configured, data_directory))
+    return None
+
+
 def pgbackrest_argv(repo, command, *options):
     """pgbackrest <command> on the repository at ``repo``. The repository's own paths are given on the command line
     too (they win over the configuration file): a repository moved or renamed after pgBackRest backups were taken,
@@ -1974,6 +2022,9 @@ class PostgresBackup:
         program, an archive_command that sends the WAL elsewhere, a repository its OS user cannot enter or write."""
         require_pgbackrest('take a pgBackRest backup into', repo)
         self.check_archiving('pgbackrest', None, repo)
+        foreign = pgbackrest_foreign_stanza(repo, *self._cluster_identity())
+        if foreign:
+            raise DbError('take a pgBackRest backup into', repo, foreign + '; nothing was changed')
         bad = pgbackrest_access_problems(repo, os_user)
         if bad:
             who = 'the OS user %s' % os_user if os_user else 'this user'
@@ -1981,6 +2032,21 @@ class PostgresBackup:
                           'archive-push) cannot enter, read or write %s: permissions; give the repository to that user '
                           '(chown -R %s %s) or choose another repository; nothing was changed' % (
                               who, ', '.join(bad), os_user or '<user>', shlex.quote(repo)))
+
+    def _cluster_identity(self):
+        """(system identifier, data directory) of the server; None for what this login may not read."""
+        try:
+            row = self.fetch_one('SELECT system_identifier::text AS id FROM pg_control_system()')
+            system_id = row['id']
+        except DbError:
+            self._rollback()
+            system_id = None
+        try:
+            data_directory = self.fetch_one("SELECT current_setting('data_directory') AS d")['d']
+        except DbError:
+            self._rollback()
+            data_directory = None
+        return system_id, data_directory
 
     def backup_bin_dir(self, bin_dir=None):
         return find_bin_dir(bin_dir, (self.version or '').split('.')[0])
