@@ -521,7 +521,7 @@ class Runner:
                 catalog.check_port_free(p['login_port'], data_dir)
             if running or self.module.check_mode:
                 return self.result(changed=not running, backup_id=manifest['id'], data_dir=data_dir,
-                                   port=p['login_port'], recovered_to=held.get('recovered_to'),
+                                   port=p['login_port'], recovered_to=_held_recovered_to(held, manifest),
                                    msg='%s already holds backup %s%s' % (data_dir, manifest['id'],
                                                                          '' if running else '; would start it'))
             if set_to is not None and set_to != int(p['login_port']):
@@ -530,7 +530,7 @@ class Runner:
             backend.start_instance(data_dir, repo.os_user, p['bin_dir'],
                                    (manifest.get('details') or {}).get('major_version'), self.commands)
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
-                               recovered_to=held.get('recovered_to'), msg='started the restored instance in %s' % data_dir)
+                               recovered_to=_held_recovered_to(held, manifest), msg='started the restored instance in %s' % data_dir)
         if self.module.check_mode:
             # the refusals of the real run, before it would change anything
             # the backup the replay starts from: the last full/incremental/differential of the chain (a
@@ -833,6 +833,13 @@ def _held_view(marker):
         return None
     return dict((k, marker.get(k)) for k in ('backup_id', 'target_time', 'target_position', 'source_database', 'roles')
                 if marker.get(k) is not None)
+
+
+def _held_recovered_to(held, manifest):
+    """recovered_to of a restore found already done: as its marker recorded it (a marker written before it did
+    so: the target, else the backup's end, as that restore reported it without a replayed commit)."""
+    return held.get('recovered_to') or held.get('target_time') or manifest.get('stop_time') \
+        or manifest.get('finished_at')
 
 
 def _same(held, marker, source=None):

@@ -1759,3 +1759,28 @@ def test_pgbackrest_stanza_of_another_cluster_is_refused_not_reused(server, work
     assert repo_entries(repo) == entries
     again = backup(server, repo, method='pgbackrest', type='incremental')
     assert again['failed'] is False, again['msg']
+
+
+def test_pgbackrest_repeated_identical_restore_returns_recovered_to(server, workdir):
+    """A rerun of the same restore changes nothing and still says what the copy was recovered to (it said null),
+    running or stopped (the rerun starts it)."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    assert backup(server, repo, method='pgbackrest', type='full')['failed'] is False
+    data_dir = os.path.join(workdir, 'r-again')
+    port = free_port()
+    try:
+        first = restore(repo, data_dir=data_dir, port=port)
+        assert first['failed'] is False and first['changed'] is True, first['msg']
+        assert first['recovered_to']
+        for check in (True, False):
+            again = restore(repo, check=check, data_dir=data_dir, port=port)
+            assert again['failed'] is False and again['changed'] is False, again['msg']
+            assert again['recovered_to'] == first['recovered_to'], (check, again['recovered_to'])
+        stop_restored(data_dir)
+        started = restore(repo, data_dir=data_dir, port=port)
+        assert started['failed'] is False and started['changed'] is True, started['msg']
+        assert started['recovered_to'] == first['recovered_to']
+    finally:
+        stop_restored(data_dir)

@@ -1335,6 +1335,12 @@ def restore_physical(request):
             _empty_dir(data_dir)
         raise short
     out['recovered_to'] = out.get('last_commit') or target_time
+    marker_path = os.path.join(data_dir, RESTORE_MARKER_FILE)
+    with open(marker_path) as f:
+        marker = json.load(f)
+    marker['recovered_to'] = out['recovered_to']
+    with open(marker_path, 'w') as f:
+        json.dump(marker, f, sort_keys=True)
     return out
 
 
@@ -1504,11 +1510,13 @@ def _restore_into(request, data_dir, full, details, last, major, bin_dir, os_use
             recovered_to = moment.astimezone(datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
         except ValueError:
             pass
-    marker = dict(request.get('marker') or {}, restored_at=_now_iso())
+    reached = recovered_to or target_time or last.get('stop_time') or last.get('finished_at')
+    # what a repeated identical restore returns (it finds this marker and restores nothing)
+    marker = dict(request.get('marker') or {}, restored_at=_now_iso(), recovered_to=reached)
     with open(os.path.join(data_dir, RESTORE_MARKER_FILE), 'w') as f:
         json.dump(marker, f, sort_keys=True)
-    return {'data_dir': data_dir, 'port': port, 'recovered_to': recovered_to or target_time or last.get('stop_time')
-            or last.get('finished_at'), 'commands': commands, 'recovery_seconds': round(time.time() - started, 3),
+    return {'data_dir': data_dir, 'port': port, 'recovered_to': reached,
+            'commands': commands, 'recovery_seconds': round(time.time() - started, 3),
             'socket_dir': socket_dir, 'last_commit': recovered_to}
 
 
