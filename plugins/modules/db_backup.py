@@ -718,6 +718,8 @@ def create(module, engine):
     if not fresh and method == 'pgbackrest' and hasattr(engine, 'check_pgbackrest'):
         # refused before anything is written (no repository, no failed run, archive_command untouched)
         engine.check_pgbackrest(repo.path, repo.os_user)
+        if btype != 'full':
+            _check_pgbackrest_base(repo, btype, result['commands'])
     elif not fresh and method == 'physical' and btype == 'log' and hasattr(engine, 'check_archiving'):
         engine.check_archiving(method, repo.log_dir, repo.path)
     if module.check_mode:
@@ -887,14 +889,35 @@ def create(module, engine):
         return _finish(module, result, tracker, before, _repo_state(repo), repo)
 
 
+def _check_pgbackrest_base(repo, btype, commands):
+    """Refuse a pgBackRest incremental/differential that pgBackRest would build on a set the catalog does not list
+    (taken by hand with pgbackrest, or left by a failed run): recorded, it would name a wrong parent_id and its
+    chain could not be restored or kept by retention. pgBackRest builds an incremental on its newest set and a
+    differential on its newest full set."""
+    sets = _pgbackrest_sets(repo, commands) or {}
+    candidates = [label for label, s in sets.items() if btype == 'incremental' or s.get('type') == 'full']
+    if not candidates:
+        return
+    base = candidates[-1]
+    listed = set(catalog.pgbackrest_label(m) for m in repo.manifests() if catalog.pgbackrest_label(m))
+    if base not in listed:
+        raise DbError('take pgbackrest %s backup into' % btype, repo.path, 'pgBackRest would build it on its %sset %s, '
+                      'which the catalog does not list (taken with pgbackrest by hand, or left by a failed run): its '
+                      'parent would be wrong; take a full backup (method pgbackrest, type full), or remove that set '
+                      '(pgbackrest expire --set=%s); nothing was changed' % (
+                          'newest full ' if btype == 'differential' else 'newest ', base, base))
+
+
 def _pgbackrest_parent(module, repo, out, fallback):
-    """parent_id of a new pgBackRest incremental/differential: the catalog entry of the set pgBackRest built it on."""
+    """parent_id of a new pgBackRest incremental/differential: the catalog entry of the set pgBackRest built it on.
+    A set the catalog does not list (one taken since _check_pgbackrest_base looked): refused, never recorded with
+    another entry as its parent."""
     details = out.get('details') or {}
     parent_id, unknown = catalog.pgbackrest_parent(repo.manifests(), details)
     if unknown:
-        module.warn('pgBackRest built this backup on its set %s, which the catalog does not list (a failed run\'s '
-                    'set?); parent_id names %s, the newest set of its chain the catalog lists' % (
-                        unknown, parent_id or fallback))
+        raise DbError('record pgBackRest backup', details.get('label'), 'pgBackRest built it on its set %s, which the '
+                      'catalog does not list (taken with pgbackrest by hand, or left by a failed run): not recorded, '
+                      'its parent would be wrong; take a full backup (method pgbackrest, type full)' % unknown)
     return parent_id or fallback
 
 

@@ -1784,3 +1784,37 @@ def test_pgbackrest_repeated_identical_restore_returns_recovered_to(server, work
         assert started['recovered_to'] == first['recovered_to']
     finally:
         stop_restored(data_dir)
+
+
+def _pgbackrest_labels(repo):
+    out = subprocess.run(['runuser', '-u', PG_USER, '--', 'pgbackrest', '--config=%s/pgbackrest/pgbackrest.conf' % repo,
+                          '--stanza=dbops', '--output=json', '--log-level-file=off', 'info'],
+                         capture_output=True, text=True, check=True, cwd='/')
+    return [s['label'] for s in json.loads(out.stdout)[0]['backup']]
+
+
+def test_pgbackrest_incremental_on_a_set_the_catalog_does_not_list_is_refused(server, workdir):
+    """A pgBackRest full set taken by hand after ours: pgBackRest would build the next incremental (and a
+    differential) on it. Refused before anything is written, in check mode too - never recorded with our full as
+    a wrong parent_id; a new full backup starts a clean chain."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    full = backup(server, repo, method='pgbackrest', type='full')
+    assert full['failed'] is False, full['msg']
+    subprocess.run(['runuser', '-u', PG_USER, '--', 'pgbackrest', '--config=%s/pgbackrest/pgbackrest.conf' % repo,
+                    '--stanza=dbops', '--type=full', 'backup'], capture_output=True, check=True, cwd='/')
+    by_hand = _pgbackrest_labels(repo)[-1]
+    entries, labels = repo_entries(repo), _pgbackrest_labels(repo)
+    for btype in ('incremental', 'differential'):
+        for check in (True, False):
+            refused = backup(server, repo, check=check, method='pgbackrest', type=btype)
+            assert refused['failed'] and by_hand in refused['msg'] and 'does not list' in refused['msg'], refused['msg']
+            assert repo_entries(repo) == entries and _pgbackrest_labels(repo) == labels
+    second = backup(server, repo, method='pgbackrest', type='full')
+    assert second['failed'] is False, second['msg']
+    incr = backup(server, repo, method='pgbackrest', type='incremental')
+    assert incr['failed'] is False, incr['msg']
+    assert incr['backup']['parent_id'] == second['backup']['id']
+    assert manifest_of(repo, incr['backup']['id'])['details']['prior'] == \
+        manifest_of(repo, second['backup']['id'])['details']['label']
