@@ -761,7 +761,7 @@ def test_log_backup_restored_to_its_end_and_targets_read_as_utc(workdir):
         late = restore(repo, data_dir=late_dir, port=free_port(),
                        target_time=datetime.datetime.now(datetime.timezone.utc).isoformat())
         assert late['failed'] is True and 'the WAL archive ends before the target' in late['msg'], late['msg']
-        assert not os.listdir(late_dir)
+        assert not os.path.exists(late_dir)   # created by the failed restore: removed again
         # check mode tells the same as the real run about a non-empty directory
         busy = os.path.join(workdir, 'busy')
         os.makedirs(busy)
@@ -1481,7 +1481,7 @@ def test_target_time_after_the_last_commit_within_a_log_backup_is_reached(server
     time.sleep(1.1)
     beyond = restore(repo, data_dir=os.path.join(workdir, 'late'), port=free_port(), target_time=late)
     assert beyond['failed'] is True and 'archive ends before' in beyond['msg'], beyond['msg']
-    assert not os.listdir(os.path.join(workdir, 'late'))
+    assert not os.path.exists(os.path.join(workdir, 'late'))   # created by the failed restore: removed again
 
 
 @pytest.mark.parametrize('jobs', [1, 2])
@@ -1818,3 +1818,28 @@ def test_pgbackrest_incremental_on_a_set_the_catalog_does_not_list_is_refused(se
     assert incr['backup']['parent_id'] == second['backup']['id']
     assert manifest_of(repo, incr['backup']['id'])['details']['prior'] == \
         manifest_of(repo, second['backup']['id'])['details']['label']
+
+
+def test_pgbackrest_failed_restore_removes_the_directories_it_created_only(server, workdir):
+    """A pgBackRest restore that fails (the archive ends before the target): the data directory it created - with
+    the parents it created - is gone again; an empty directory that was there before stays."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    assert backup(server, repo, method='pgbackrest', type='full')['failed'] is False
+    server.psql("INSERT INTO notes (body) VALUES ('not archived')", 'shop')
+    time.sleep(1.5)
+    target = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    time.sleep(1.5)
+    fresh = os.path.join(workdir, 'new', 'parent', 'data')
+    existing = os.path.join(workdir, 'existing')
+    os.mkdir(existing, 0o700)
+    _chown(existing)
+    for data_dir in (fresh, existing):
+        try:
+            out = restore(repo, data_dir=data_dir, port=free_port(), target_time=target)
+            assert out['failed'] and 'ends before the target' in out['msg'], out['msg']
+        finally:
+            stop_restored(data_dir)
+    assert not os.path.exists(os.path.join(workdir, 'new'))
+    assert os.path.isdir(existing) and os.listdir(existing) == []

@@ -1296,6 +1296,26 @@ def restore_physical(request):
                                   missing_wal_text(os.path.join(log_dir, missing[0])), log_dir,
                                   ' (and %d more)' % (len(missing) - 1) if len(missing) > 1 else ''))
 
+    # the directories this restore creates (data_dir and missing parents): removed again when it fails
+    created = None
+    if not os.path.lexists(data_dir):
+        created = data_dir
+        while not os.path.lexists(os.path.dirname(created)):
+            created = os.path.dirname(created)
+    try:
+        return _restore_physical_in(request, data_dir, full, details, last, major, bin_dir, os_user, port, commands,
+                                    log_dir, target_time, target_position, seg_size)
+    except BaseException:
+        if created is not None:
+            with contextlib.suppress(Exception):
+                if _postmaster_alive(data_dir):
+                    stop_instance(data_dir, os_user, bin_dir, major, 'immediate')
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _restore_physical_in(request, data_dir, full, details, last, major, bin_dir, os_user, port, commands, log_dir,
+                         target_time, target_position, seg_size):
     if os.path.isdir(data_dir):
         _empty_dir(data_dir)
     else:
