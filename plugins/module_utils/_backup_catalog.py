@@ -1327,6 +1327,19 @@ def prunable_logs(repo, kept):
     return sorted(found)
 
 
+def check_os_user(name):
+    """DbError unless ``name`` (os_user) is a user of this machine: refused before anything is written (a user that
+    does not exist left a half-written, root-owned repository behind)."""
+    if not name:
+        return
+    import pwd
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise DbError('run the backup tools as', name, 'no such OS user on this machine: give an existing user as '
+                      'os_user (the database server\'s own, such as postgres or mysql), or leave os_user unset') from None
+
+
 def default_os_user(engine_name):
     """The OS user the database tools run as: the server's own user when we are root."""
     if os.geteuid() != 0:

@@ -351,6 +351,7 @@ def default_compression(method):
 
 def check_options(p):
     """Refuse bad option values before anything is connected to, created or written. Raises DbError."""
+    catalog.check_os_user(p['os_user'])
     if p['jobs'] is not None and p['jobs'] < 1:
         raise DbError('use jobs', str(p['jobs']), 'give 1 or more parallel jobs')
     if p['encryption_key'] is not None and not p['encryption_key'].strip() and p['state'] == 'present':

@@ -857,6 +857,7 @@ def _same(held, marker, source=None):
 def restore(module):
     p = module.params
     os_user = p['os_user']
+    catalog.check_os_user(os_user)   # before anything is read or written
     repo = catalog.Repository(p['repo'], os_user)
     if not repo.exists():
         raise DbError('open backup repository', repo.path, 'it is a file, not a directory: give the repository '

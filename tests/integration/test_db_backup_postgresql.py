@@ -1843,3 +1843,24 @@ def test_pgbackrest_failed_restore_removes_the_directories_it_created_only(serve
             stop_restored(data_dir)
     assert not os.path.exists(os.path.join(workdir, 'new'))
     assert os.path.isdir(existing) and os.listdir(existing) == []
+
+
+def test_pgbackrest_unknown_os_user_is_refused_before_anything_changes(server, workdir):
+    """os_user naming no user of this machine: a clear refusal (it was "unexpected error: getpwnam()" after a
+    root-owned pgBackRest configuration was written, which broke every later run), nothing written."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    for check in (True, False):
+        refused = backup(server, repo, check=check, method='pgbackrest', type='full', os_user='no_such_user_dbops')
+        assert refused['failed'] and 'no such OS user' in refused['msg'] and 'no_such_user_dbops' in refused['msg'], \
+            refused['msg']
+        assert not os.path.exists(repo)
+        assert server.psql('SHOW archive_command') == ''
+    full = backup(server, repo, method='pgbackrest', type='full')
+    assert full['failed'] is False, full['msg']
+    data_dir = os.path.join(workdir, 'r-user')
+    for check in (True, False):
+        refused = restore(repo, check=check, data_dir=data_dir, port=free_port(), os_user='no_such_user_dbops')
+        assert refused['failed'] and 'no such OS user' in refused['msg'], refused['msg']
+        assert not os.path.exists(data_dir)
