@@ -1864,3 +1864,27 @@ def test_pgbackrest_unknown_os_user_is_refused_before_anything_changes(server, w
         refused = restore(repo, check=check, data_dir=data_dir, port=free_port(), os_user='no_such_user_dbops')
         assert refused['failed'] and 'no such OS user' in refused['msg'], refused['msg']
         assert not os.path.exists(data_dir)
+
+
+def test_pgbackrest_repository_path_with_a_percent_sign(server, workdir):
+    """PostgreSQL replaces %p and %f in archive_command and restore_command: a repository path holding "%p" was
+    mangled (archiving failed, the backup waited for its WAL, then failed). The % is written %%."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo%p 100%')
+    seed(server, rows=20)
+    full = backup(server, repo, method='pgbackrest', type='full')
+    assert full['failed'] is False, full['msg']
+    server.psql("INSERT INTO notes (body) VALUES ('after the full')", 'shop')
+    incr = backup(server, repo, method='pgbackrest', type='incremental')
+    assert incr['failed'] is False, incr['msg']
+    before = content(server, 'shop')
+    data_dir = os.path.join(workdir, 'r-percent')
+    port = free_port()
+    try:
+        out = restore(repo, data_dir=data_dir, port=port)
+        assert out['failed'] is False, out['msg']
+        copy = PostgresServer(workdir=workdir, port=port)
+        copy.data_dir, copy.socket_dir = data_dir, data_dir
+        assert content(copy, 'shop') == before
+    finally:
+        stop_restored(data_dir)

@@ -81,3 +81,14 @@ def test_unknown_os_user_is_refused():
         catalog.check_os_user('no_such_user_dbops')
     catalog.check_os_user('root')
     catalog.check_os_user(None)
+
+
+def test_percent_in_the_repository_path_is_doubled_for_postgresql(tmp_path):
+    """PostgreSQL replaces %p/%f/%r in archive_command and restore_command: a % of a path is written %%."""
+    repo = str(tmp_path / 'repo%p 100%')
+    command = pb.pgbackrest_archive_command(repo)
+    assert 'repo%%p 100%%' in command and command.endswith(' archive-push %p')
+    assert pb.pgbackrest_command_config(command) == os.path.join(repo, 'pgbackrest', 'pgbackrest.conf')
+    assert pb.pgbackrest_moved_from(command, str(tmp_path / 'other')) == repo
+    restore_command = pb.pgbackrest_restore_command(repo, '/data')
+    assert 'repo%%p 100%%' in restore_command and restore_command.endswith(' archive-get %f "%p"')

@@ -1692,7 +1692,8 @@ def pgbackrest_command_config(command):
     """The configuration file a pgBackRest ``archive-push`` archive_command of this collection names (its
     ``--config``), or None when the command is not one of ours (another tool, another stanza, other options)."""
     try:
-        words = shlex.split(command or '')
+        # as the shell sees it: PostgreSQL turns %% into % (and %p into the segment's path)
+        words = shlex.split(re.sub(r'%(.)', lambda m: '%' if m.group(1) == '%' else m.group(0), command or ''))
     except ValueError:
         return None
     if len(words) != 5 or words[0] != 'pgbackrest' or not words[1].startswith('--config=') \
@@ -1758,9 +1759,15 @@ def write_pgbackrest_config(repo, os_user, pg, compression='zstd', level=None, j
     return paths
 
 
+def _shell_word(text):
+    """One shell word of an archive_command/restore_command: shell-quoted, and a % doubled (PostgreSQL replaces %p,
+    %f, %r in the command: a path holding "%p" would be mangled)."""
+    return shlex.quote(str(text)).replace('%', '%%')
+
+
 def pgbackrest_archive_command(repo):
     paths = pgbackrest_paths(repo)
-    return 'pgbackrest --config=%s --stanza=%s archive-push %%p' % (shlex.quote(paths['conf']), PGBACKREST_STANZA)
+    return 'pgbackrest --config=%s --stanza=%s archive-push %%p' % (_shell_word(paths['conf']), PGBACKREST_STANZA)
 
 
 def pgbackrest_info(repo, os_user, commands=None):
@@ -2002,7 +2009,7 @@ def pgbackrest_restore_command(repo, data_dir):
     (pgBackRest 2.45 writes its own unquoted, so a path with a space or a quote breaks recovery or even the
     configuration file's syntax)."""
     argv = pgbackrest_argv(repo, 'archive-get', '--pg1-path=%s' % data_dir)
-    return ' '.join(shlex.quote(a) for a in argv) + ' %f "%p"'
+    return ' '.join(_shell_word(a) for a in argv) + ' %f "%p"'
 
 
 def _replace_restore_command(data_dir):
