@@ -505,7 +505,8 @@ class Runner:
         _check_reachable(data_dir, repo.os_user)
         tools_checker = getattr(backend, 'check_restore_tools', None)
         if tools_checker is not None:
-            tools_checker(manifest)   # a missing tool (pgbackrest): refused before anything is written
+            # a missing tool (pgbackrest), a pgBackRest set expired by hand: refused before anything is written
+            tools_checker(manifest, repo.path, repo.os_user)
         held = backend.read_restore_marker(data_dir) if hasattr(backend, 'read_restore_marker') else None
         self.diff_state = (
             {'data_dir': data_dir, 'holds': _held_view(held), 'running': bool(backend.instance_running(data_dir))},

@@ -1888,3 +1888,23 @@ def test_pgbackrest_repository_path_with_a_percent_sign(server, workdir):
         assert content(copy, 'shop') == before
     finally:
         stop_restored(data_dir)
+
+
+def test_pgbackrest_restore_of_a_set_expired_by_hand_is_refused_in_check_mode_too(server, workdir):
+    """An entry whose pgBackRest set was expired by hand: the restore is refused before anything is written, and
+    check mode says so (it said "would restore"); the entry can be deleted."""
+    _pgbackrest_or_skip()
+    repo = os.path.join(workdir, 'repo')
+    seed(server, rows=10)
+    first = backup(server, repo, method='pgbackrest', type='full')['backup']['id']
+    assert backup(server, repo, method='pgbackrest', type='full')['failed'] is False
+    label = manifest_of(repo, first)['details']['label']
+    subprocess.run(['runuser', '-u', PG_USER, '--', 'pgbackrest', '--config=%s/pgbackrest/pgbackrest.conf' % repo,
+                    '--stanza=dbops', '--set=%s' % label, 'expire'], capture_output=True, check=True, cwd='/')
+    data_dir = os.path.join(workdir, 'r-expired')
+    for check in (True, False):
+        out = restore(repo, check=check, backup_id=first, data_dir=data_dir, port=free_port())
+        assert out['failed'] and label in out['msg'] and 'no longer in the repository' in out['msg'], (check, out['msg'])
+        assert not os.path.exists(data_dir)
+    gone = run_module('db_backup', {'repo': repo, 'state': 'absent', 'backup_id': first})
+    assert gone['failed'] is False and gone['deleted'] == [first], gone['msg']

@@ -1265,7 +1265,7 @@ def restore_physical(request):
     last = request.get('last') or chain[-1]['manifest']
 
     # refuse before touching anything
-    check_restore_tools(last)
+    check_restore_tools(last, request.get('repo'), os_user)
     if os.path.isdir(data_dir) and os.listdir(data_dir):
         if _postmaster_alive(data_dir):
             raise DbError('restore into', data_dir, 'a server is running on that data directory: stop it first')
@@ -1589,10 +1589,28 @@ def require_pgbackrest(action, target=None):
         raise DbError(action, target, PGBACKREST_MISSING)
 
 
-def check_restore_tools(manifest):
-    """What a restore of ``manifest`` needs installed, checked before anything is written (check mode too)."""
-    if (manifest or {}).get('method') == 'pgbackrest':
-        require_pgbackrest('restore pgBackRest backup', manifest.get('id'))
+def check_restore_tools(manifest, repo=None, os_user=None):
+    """What a restore of ``manifest`` needs, checked before anything is written (check mode too): the pgbackrest
+    program and, with ``repo``, the entry's pgBackRest set still in pgBackRest's repository (not expired by hand)."""
+    if (manifest or {}).get('method') != 'pgbackrest':
+        return
+    require_pgbackrest('restore pgBackRest backup', manifest.get('id'))
+    label = (manifest.get('details') or {}).get('label')
+    if not repo or not label or not os.path.isfile(pgbackrest_paths(repo)['conf']):
+        return
+    proc = run_tool(pgbackrest_argv(repo, 'info', '--output=json', '--log-level-file=off'),
+                    'read pgBackRest repository', repo, os_user=os_user, check=False)
+    try:
+        data = json.loads(proc.stdout or '[]')
+    except ValueError:
+        data = None
+    if proc.returncode != 0 or data is None:
+        return   # the restore itself says what is wrong with the repository
+    labels = [s.get('label') for s in ((data[0].get('backup') if data else None) or [])]
+    if label not in labels:
+        raise DbError('restore pgBackRest backup', manifest.get('id'), 'its pgBackRest set %s is no longer in the '
+                      'repository %s (expired with pgbackrest expire by hand?): choose another backup, or delete this '
+                      'entry (state=absent); nothing was changed' % (label, repo))
 
 
 def pgbackrest_access_problems(repo, os_user=None):
