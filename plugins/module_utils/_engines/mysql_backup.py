@@ -48,6 +48,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -498,6 +499,98 @@ def binlog_range(log_dir, start_file, end_file=None):
         else:
             missing.append('%s.%0*d' % (base, width, number))
     return names, missing
+
+
+# ---- binary log files, read directly (event headers only) -------------------------------------
+BINLOG_MAGIC = b'\xfebin'
+EVENT_HEADER = struct.Struct('<IBIIIH')  # timestamp, type, server_id, event_length, next_position, flags
+FORMAT_DESCRIPTION_EVENT = 15
+GTID_EVENT = 162
+GTID_LIST_EVENT = 163
+START_ENCRYPTION_EVENT = 164
+
+
+def binlog_events(path, start_pos=4):
+    """(position, timestamp, type, gtid) of each event of a closed binary log from start_pos on (the
+    format description at position 4 is always read); ``gtid`` is {domain: sequence} for a MariaDB GTID
+    event (its own GTID) or GTID list event (the binary log state before it), else None.
+
+    ValueError when the file cannot be read this way: not a binary log, a truncated event, or encrypted
+    (encrypt_binlog): a caller then decides as if it knew nothing about the file."""
+    with open(path, 'rb') as f:
+        if f.read(4) != BINLOG_MAGIC:
+            raise ValueError('%s: not a binary log' % path)
+        size = os.fstat(f.fileno()).st_size
+        pos = 4
+        while pos < size:
+            f.seek(pos)
+            head = f.read(EVENT_HEADER.size)
+            if len(head) < EVENT_HEADER.size:
+                raise ValueError('%s: truncated event header at %d' % (path, pos))
+            when, etype, _server_id, length, _next, _flags = EVENT_HEADER.unpack(head)
+            if length < EVENT_HEADER.size or pos + length > size:
+                raise ValueError('%s: event at %d runs past the end of the file' % (path, pos))
+            if etype == START_ENCRYPTION_EVENT:
+                raise ValueError('%s: encrypted binary log' % path)
+            gtid = None
+            if etype == GTID_EVENT and length >= EVENT_HEADER.size + 12:
+                seq, domain = struct.unpack('<QI', f.read(12))
+                gtid = {domain: seq}
+            elif etype == GTID_LIST_EVENT and length >= EVENT_HEADER.size + 4:
+                count = struct.unpack('<I', f.read(4))[0] & 0x0fffffff
+                data = f.read(16 * count)
+                if len(data) < 16 * count:
+                    raise ValueError('%s: short GTID list at %d' % (path, pos))
+                gtid = {}
+                for index in range(count):
+                    domain, _server, seq = struct.unpack_from('<IIQ', data, 16 * index)
+                    gtid[domain] = max(gtid.get(domain, 0), seq)
+            if pos >= start_pos or etype == FORMAT_DESCRIPTION_EVENT:
+                yield pos, when, etype, gtid
+            pos += length
+
+
+def binlog_summary(path, start_pos=4):
+    """{last_time, gtid_end} of a closed binary log read from start_pos: the newest event time (a datetime, UTC)
+    and {domain: sequence} of the binary log state at its end (its GTID list merged with its GTIDs); None when
+    the file cannot be read directly (see binlog_events)."""
+    newest = None
+    state = {}
+    try:
+        for _pos, when, _etype, gtid in binlog_events(path, start_pos):
+            if when and (newest is None or when > newest):
+                newest = when
+            for domain, seq in (gtid or {}).items():
+                state[domain] = max(state.get(domain, 0), seq)
+    except (OSError, ValueError):
+        return None
+    return {'last_time': datetime.datetime.fromtimestamp(newest, datetime.timezone.utc) if newest else None,
+            'gtid_end': state}
+
+
+def replay_end_file(log_dir, start_file, start_pos, target_time=None, target_gtid=None):
+    """The archived binary log a replay from start_file:start_pos to a target time or GTID stops in: the
+    first whose events reach the target (mariadb-binlog stops at the first event at or after target_time,
+    and after the transaction of the target GTID), so a binary log missing after it is not needed. None
+    when that cannot be told before the end of the archive or before a binary log missing from it (the
+    replay then needs every one)."""
+    base, first, _width = binlog_number(start_file)
+    found = archived_binlogs(log_dir, base) if base is not None else {}
+    wanted = _gtid_sequences(target_gtid) if target_gtid else {}
+    if not found or (target_time is None and not wanted):
+        return None
+    limit = target_time.replace(microsecond=0) if target_time is not None else None
+    for number in range(first, max(found) + 1):
+        if number not in found:
+            return None
+        summary = binlog_summary(os.path.join(log_dir, found[number]), start_pos if number == first else 4)
+        if summary is None:
+            continue
+        if limit is not None and summary['last_time'] is not None and summary['last_time'] >= limit:
+            return found[number]
+        if wanted and all(seq <= summary['gtid_end'].get(domain, -1) for domain, seq in wanted.items()):
+            return found[number]
+    return None
 
 
 # ---- argv builders (pure; unit-tested) ---------------------------------------------------------
@@ -4034,6 +4127,10 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None, until=No
             # a log backup that archived nothing new ends at the start of the server's new binary
             # log: everything before it is in the previous (closed, archived) one
             end_file = '%s.%0*d' % (base, width, number - 1)
+    if end_file is None and (target_time is not None or (target_position or {}).get('gtid')):
+        # only the binary logs up to the one the replay stops in: one missing after it is no hole for this target
+        end_file = replay_end_file(log_dir, stop['binlog_file'], int(stop.get('binlog_pos') or 4), target_time,
+                                   (target_position or {}).get('gtid'))
     files, missing = binlog_range(log_dir, stop['binlog_file'], end_file)
     if missing:
         raise DbError('recover to a point in time', None, 'binary log %s is missing from the archive %s'

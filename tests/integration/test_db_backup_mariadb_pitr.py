@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+"""MariaDB point-in-time restores and binary log archives: holes after the target, targets the archive
+does not reach, check mode predictions, log backup positions, restarted binlog numbering."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import time
+
+import modrun
+import pytest
+from servers import free_port
+from test_db_backup_mariadb_engine import Restored, mariadb_workdir, own_mariadb
+
+from ansible_collections.dbops.admin.plugins.module_utils._engines import mysql_backup as mb
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = [
+    pytest.mark.skipif(shutil.which('mariadb-backup') is None, reason='mariadb-backup not installed'),
+]
+
+
+@pytest.fixture(scope='module')
+def source():
+    with own_mariadb() as server:
+        yield server
+
+
+@pytest.fixture()
+def work():
+    with mariadb_workdir('dbops-bkp-') as path:
+        yield path
+
+
+def backup(server, repo, check=False, **kw):
+    result = modrun.run_module('db_backup', dict(server.conn, repo=repo, **kw), check=check)
+    assert not result['failed'], result.get('msg') or result['_stderr'][-3000:]
+    return result
+
+
+def restore(server, repo, check=False, **kw):
+    return modrun.run_module('db_restore', dict(server.conn, repo=repo, **kw), check=check)
+
+
+def now_text():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def marks(password, out, database):
+    restored = Restored({'port': out['port'], 'data_dir': out['data_dir']}, password)
+    return [r[0] for r in restored.sql('SELECT tag FROM marks ORDER BY tag', database)]
+
+
+def log_files(log):
+    with open(os.path.join(log['backup']['path'], 'manifest.json')) as f:
+        return [os.path.basename(e['path']) for e in json.load(f)['log_files']]
+
+
+def test_pitr_before_a_later_hole_in_the_archive(source, work):
+    """A binary log missing from the archive after the target is not needed by a replay that stops
+    before it (target_time, GTID target, check mode alike); a target after the hole is refused naming
+    the missing binary log, before data_dir is created."""
+    source.sql('CREATE DATABASE mhole')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mhole')
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mhole')
+    gtid_a = source.sql('SELECT @@gtid_binlog_pos')[0][0]
+    time.sleep(1.2)
+    target = now_text()
+    time.sleep(1.2)
+    source.sql("INSERT INTO marks VALUES ('B')", 'mhole')
+    log1 = backup(source, repo, method='physical', type='log')
+    source.sql("INSERT INTO marks VALUES ('C')", 'mhole')
+    log2 = backup(source, repo, method='physical', type='log')
+    time.sleep(1.2)
+    after_c = now_text()
+    time.sleep(1.2)
+    source.sql("INSERT INTO marks VALUES ('D')", 'mhole')
+    backup(source, repo, method='physical', type='log')
+    hole = log_files(log2)[-1]   # holds C: after the target, before D
+    assert hole not in log_files(log1)
+    os.unlink(os.path.join(repo, 'logs', hole))
+
+    for n, target_kw in enumerate(({'target_time': target}, {'target_position': {'gtid': gtid_a}})):
+        data_dir, port = os.path.join(work, 'r%d' % n, 'data'), free_port()
+        preview = restore(source, repo, check=True, data_dir=data_dir, login_port=port, **target_kw)
+        assert not preview['failed'] and preview['changed'], (target_kw, preview.get('msg'))
+        assert not os.path.exists(data_dir)
+        out = restore(source, repo, data_dir=data_dir, login_port=port, **target_kw)
+        assert not out['failed'], (target_kw, out.get('msg'))
+        assert out['target_reached'] is True
+        assert marks(source.password, out, 'mhole') == ['A']
+        mb.stop_instance(data_dir)
+
+    data_dir = os.path.join(work, 'after', 'data')
+    for check in (True, False):
+        refused = restore(source, repo, check=check, data_dir=data_dir, login_port=free_port(), target_time=after_c)
+        assert refused['failed'] and hole in refused['msg'] and 'missing' in refused['msg'], (check, refused.get('msg'))
+        assert not os.path.exists(data_dir)
+    source.sql('DROP DATABASE mhole')
