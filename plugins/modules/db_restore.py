@@ -191,14 +191,18 @@ duration_seconds:
   returned: always
   type: float
 recovered_to:
-  description: The point the restored instance was recovered to (last replayed commit time, or the backup's end).
+  description:
+    - The point the restored instance was recovered to (last replayed commit time, or the backup's end).
+    - In check mode of a MariaDB/MySQL point-in-time restore, predicted from the archived binary logs (what the real
+      run will report), never the target when the archive does not reach it.
   returned: physical restores and drills
   type: str
 target_reached:
   description:
     - MariaDB/MySQL point-in-time restores - false when the archived binary logs end before O(target_time) (the
       instance holds everything up to the end of the archive, and a warning says so), true when the target was reached.
-  returned: MariaDB/MySQL physical restores with a target
+    - In check mode, predicted from the archived binary logs (a warning says when the target would not be reached).
+  returned: MariaDB/MySQL physical restores with a target, and their check mode
   type: bool
 external_tablespaces:
   description:
@@ -532,6 +536,7 @@ class Runner:
                                    (manifest.get('details') or {}).get('major_version'), self.commands)
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
                                recovered_to=_held_recovered_to(held, manifest), msg='started the restored instance in %s' % data_dir)
+        predicted = None
         if self.module.check_mode:
             # the refusals of the real run, before it would change anything
             # the backup the replay starts from: the last full/incremental/differential of the chain (a
@@ -550,11 +555,12 @@ class Runner:
             replay_check = getattr(backend, 'check_replay', None)
             if replay_check is not None and manifest.get('method') != 'pgbackrest':
                 # the archived binary logs the real run replays: missing or damaged ones, or a target the
-                # archive does not reach, refuse it
+                # archive does not reach, refuse it; else what the replay will reach, read from the archive
                 chain = repo.chain(manifest)
-                replay_check({'chain': [{'manifest': m} for m in chain if m.get('type') != 'log'] or
-                              [{'manifest': chain[0]}], 'target_time': p['target_time'],
-                              'target_position': p['target_position'], 'log_dir': repo.log_dir, 'last': manifest})
+                predicted = replay_check({'chain': [{'manifest': m} for m in chain if m.get('type') != 'log'] or
+                                          [{'manifest': chain[0]}], 'target_time': p['target_time'],
+                                          'target_position': p['target_position'], 'log_dir': repo.log_dir,
+                                          'last': manifest, 'bin_dir': p['bin_dir']})
         if os.path.exists(data_dir) and not os.path.isdir(data_dir):
             raise DbError('restore into', data_dir, 'it exists and is not a directory')
         if os.path.isdir(data_dir) and os.listdir(data_dir):
@@ -573,10 +579,22 @@ class Runner:
             external = planner([m for m in chain if m.get('type') != 'log'] or chain[:1], data_dir, p['force']) \
                 if planner is not None else None
             extra = {'external_tablespaces': external} if external else {}
+            recovered = ' recovered to %s' % p['target_time'] if p['target_time'] and predicted is None else ''
+            if predicted:
+                # predicted from the archived binary logs, as the real run will report them
+                extra['recovered_to'] = predicted.get('recovered_to')
+                if predicted.get('target_reached') is not None:
+                    extra['target_reached'] = predicted['target_reached']
+                if predicted.get('target_reached') is False:
+                    self.module.warn('the archive ends before %s: %s would be restored to the end of the archive (%s)'
+                                     % (p['target_time'] or p['target_position'], data_dir, predicted.get('recovered_to')))
+                    recovered = ' recovered to the end of the archive (%s), not to %s' % (
+                        predicted.get('recovered_to'), p['target_time'] or p['target_position'])
+                elif predicted.get('recovered_to'):
+                    recovered = ' recovered to %s' % predicted['recovered_to']
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
                                msg='would restore backup %s into %s and start it on port %s%s%s' % (
-                                   manifest['id'], data_dir, p['login_port'],
-                                   ' recovered to %s' % p['target_time'] if p['target_time'] else '',
+                                   manifest['id'], data_dir, p['login_port'], recovered,
                                    '; %d tablespaces created with DATA DIRECTORY would go to %s.external' % (
                                        len(external), data_dir) if external else ''), **extra)
         with repo.lock():

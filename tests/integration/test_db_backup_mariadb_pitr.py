@@ -102,3 +102,53 @@ def test_pitr_before_a_later_hole_in_the_archive(source, work):
         assert refused['failed'] and hole in refused['msg'] and 'missing' in refused['msg'], (check, refused.get('msg'))
         assert not os.path.exists(data_dir)
     source.sql('DROP DATABASE mhole')
+
+
+
+def reach_setup(source, work, database):
+    """A full backup, A, (inside), B, C, a log backup; then 'beyond', a time after every archived event."""
+    source.sql('CREATE DATABASE %s' % database)
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', database)
+    repo = os.path.join(work, 'repo')
+    backup(source, repo, method='physical', type='full', compression='zstd')
+    source.sql("INSERT INTO marks VALUES ('A')", database)
+    time.sleep(1.2)
+    inside = now_text()
+    time.sleep(1.2)
+    source.sql("INSERT INTO marks VALUES ('B')", database)
+    pos_b = source.sql('SHOW MASTER STATUS')[0]
+    source.sql("INSERT INTO marks VALUES ('C')", database)
+    backup(source, repo, method='physical', type='log')
+    time.sleep(2.2)
+    return repo, inside, pos_b, now_text()
+
+
+def test_check_mode_of_a_point_in_time_restore_predicts_what_the_real_run_reports(source, work):
+    """Check mode of a point-in-time restore reports target_reached and recovered_to as the real run does
+    (read from the archive: it returned neither, and its message claimed the target); a target_time after
+    the last archived event is target_reached false in both, with a warning, never the target as
+    recovered_to."""
+    repo, inside, pos_b, beyond = reach_setup(source, work, 'mreach')
+    for n, kw in enumerate(({'target_time': inside}, {'target_time': beyond},
+                            {'target_position': {'binlog_file': pos_b[0], 'binlog_pos': int(pos_b[1])}})):
+        data_dir, port = os.path.join(work, 'c%d' % n, 'data'), free_port()
+        preview = restore(source, repo, check=True, data_dir=data_dir, login_port=port, **kw)
+        assert not preview['failed'], (kw, preview.get('msg'))
+        assert not os.path.exists(data_dir)
+        out = restore(source, repo, data_dir=data_dir, login_port=port, **kw)
+        assert not out['failed'], (kw, out.get('msg'))
+        assert preview['target_reached'] == out['target_reached'], (kw, preview, out['target_reached'])
+        assert preview['recovered_to'][:19] == out['recovered_to'][:19], (kw, preview['recovered_to'],
+                                                                          out['recovered_to'])
+        if n == 1:
+            assert out['target_reached'] is False
+            assert mb.parse_time(out['recovered_to']) < mb.parse_time(beyond)
+            for result in (preview, out):
+                assert any('archive ends before' in str(w) for w in result.get('warnings') or []), result
+            assert beyond not in preview['msg'].replace('not to ' + beyond, ''), preview['msg']
+            assert marks(source.password, out, 'mreach') == ['A', 'B', 'C']
+        else:
+            assert out['target_reached'] is True
+            assert marks(source.password, out, 'mreach') == (['A'] if n == 0 else ['A', 'B'])
+        mb.stop_instance(data_dir)
+    source.sql('DROP DATABASE mreach')

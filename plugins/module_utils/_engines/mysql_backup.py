@@ -4164,7 +4164,54 @@ def check_replay(request):
     reading the backup or writing anything: what check mode reports. ``chain``: [{'manifest'}]."""
     target_time, target_position, log_dir, until = _replay_request(request)
     if target_time or target_position or until is not None:
-        replay_plan(request['chain'], log_dir, target_time, target_position, until)
+        files, start_pos, stop_arg = replay_plan(request['chain'], log_dir, target_time, target_position, until)
+        return predict_replay(log_dir, files, start_pos, target_time, stop_arg,
+                              gtid=bool((target_position or {}).get('gtid')),
+                              bin_dir=request.get('bin_dir'), flavor=_flavor_of(request['chain'][0]['manifest']))
+    return None
+
+
+def predict_replay(log_dir, files, start_pos, target_time=None, stop_arg=None, gtid=False, bin_dir=None,
+                   flavor='mariadb'):
+    """What the replay of replay_plan's (files, start_pos, stop_arg) will report, read from the archived
+    binary logs without decoding them: {target_reached, recovered_to}, as restore_physical computes them
+    (a time target is reached when an event at or after it is archived; recovered_to is then the target,
+    else the time of the last archived event; a position target: the time of the last event before it).
+    target_reached None and recovered_to None when a file cannot be read directly (an encrypted binary log)
+    and the decoder cannot tell either."""
+    limit = target_time.replace(microsecond=0) if target_time is not None else None
+    limit_ts = limit.timestamp() if limit is not None else None
+    remaining = set(_gtid_sequences(stop_arg).items()) if gtid and stop_arg else set()
+    stop_pos = int(stop_arg) if stop_arg is not None and not gtid else None
+    newest = None
+    try:
+        for index, name in enumerate(files):
+            last_file = index == len(files) - 1
+            for pos, when, etype, event_gtid in binlog_events(os.path.join(log_dir, name),
+                                                              start_pos if index == 0 else 4):
+                if last_file and stop_pos is not None and pos >= stop_pos:
+                    break
+                if limit_ts is not None and when >= limit_ts:
+                    return {'target_reached': True, 'recovered_to': iso(target_time)}
+                if when and (newest is None or when > newest):
+                    newest = when
+                if etype == GTID_EVENT and event_gtid:
+                    remaining -= set(event_gtid.items())
+                    if gtid and not remaining:
+                        return {'target_reached': True,
+                                'recovered_to': iso(datetime.datetime.fromtimestamp(when, datetime.timezone.utc))}
+    except (OSError, ValueError):
+        if limit is None:
+            return {'target_reached': True if (stop_arg or gtid) else None, 'recovered_to': None}
+        end_time = _archive_end_time(tool(flavor, 'binlog', bin_dir), os.path.join(log_dir, files[-1]))
+        if end_time is None:
+            return {'target_reached': None, 'recovered_to': None}
+        reached = end_time >= limit
+        return {'target_reached': reached, 'recovered_to': iso(target_time) if reached else iso(end_time)}
+    last = iso(datetime.datetime.fromtimestamp(newest, datetime.timezone.utc)) if newest else None
+    if limit is not None:
+        return {'target_reached': False, 'recovered_to': last}
+    return {'target_reached': True, 'recovered_to': last}
 
 
 def restore_physical(request):
