@@ -202,7 +202,7 @@ target_reached:
     - MariaDB/MySQL point-in-time restores - false when the archived binary logs end before O(target_time) (the
       instance holds everything up to the end of the archive, and a warning says so), true when the target was reached.
     - In check mode, predicted from the archived binary logs (a warning says when the target would not be reached).
-  returned: MariaDB/MySQL physical restores with a target, and their check mode
+  returned: MariaDB/MySQL physical restores and restore drills with a target, and their check mode
   type: bool
 external_tablespaces:
   description:
@@ -738,6 +738,7 @@ class Runner:
                 tables = check['tables']
                 self._compare_source(manifest, tables)
                 recovered_to = out.get('recovered_to')
+                reached = out.get('target_reached')
             finally:
                 if hasattr(backend, 'stop_instance'):
                     backend.stop_instance(data_dir, repo.os_user, self.p['bin_dir'], details.get('major_version'),
@@ -747,6 +748,16 @@ class Runner:
         result = self._drill_result(manifest, problems, tables, sum(t['rows'] for t in tables), rto, recovered_to)
         if external:
             result['external_tablespaces'] = external
+        if reached is not None:
+            result['target_reached'] = reached
+        if reached is False:
+            # the drill restored what the archive holds: never said to be the target
+            target = self.p['target_time'] or self.p['target_position']
+            self.module.warn('the archive ends before %s: the drill recovered backup %s only to the end of the archive '
+                             '(%s), not to the target; take a log backup (db_backup type=log) to reach it'
+                             % (target, manifest['id'], recovered_to))
+            result['msg'] += '; target %s NOT reached: recovered only to the end of the archive (%s)' % (
+                target, recovered_to)
         return result
 
     def _compare_source(self, manifest, tables):

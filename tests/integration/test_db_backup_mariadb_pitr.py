@@ -152,3 +152,21 @@ def test_check_mode_of_a_point_in_time_restore_predicts_what_the_real_run_report
             assert marks(source.password, out, 'mreach') == (['A'] if n == 0 else ['A', 'B'])
         mb.stop_instance(data_dir)
     source.sql('DROP DATABASE mreach')
+
+
+def test_restore_drill_to_a_target_the_archive_does_not_reach_says_so(source, work):
+    """A restore drill with a target_time after the last archived event returned recovered_to (the end of the
+    archive) with no target_reached and a plain 'passed' message; it now says target_reached false, warns and
+    its message says the target was not reached. A target inside the archive is target_reached true."""
+    repo, inside, _pos_b, beyond = reach_setup(source, work, 'mdrillreach')
+    drill = restore(source, repo, state='verified', target_time=beyond)
+    assert not drill['failed'], drill.get('msg')
+    assert drill['target_reached'] is False and 'NOT reached' in drill['msg'], drill
+    assert mb.parse_time(drill['recovered_to']) < mb.parse_time(beyond)
+    assert any('archive ends before' in str(w) for w in drill.get('warnings') or []), drill
+    assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mdrillreach'} == {'marks': 3}
+    drill = restore(source, repo, state='verified', target_time=inside)
+    assert not drill['failed'] and drill['target_reached'] is True, drill.get('msg')
+    assert 'NOT reached' not in drill['msg']
+    assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mdrillreach'} == {'marks': 1}
+    source.sql('DROP DATABASE mdrillreach')
