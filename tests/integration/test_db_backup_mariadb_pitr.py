@@ -170,3 +170,40 @@ def test_restore_drill_to_a_target_the_archive_does_not_reach_says_so(source, wo
     assert 'NOT reached' not in drill['msg']
     assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mdrillreach'} == {'marks': 1}
     source.sql('DROP DATABASE mdrillreach')
+
+
+def test_log_backup_records_the_gtid_position_of_the_end_of_its_last_binary_log(source, work):
+    """A transaction committed between FLUSH BINARY LOGS and the log backup's read of the position is in the
+    server's new binary log, not archived: the log backup's stop GTID is BINLOG_GTID_POS of the end of the
+    last binary log it archived (it was @@gtid_binlog_pos read afterwards, so it claimed that transaction and
+    the next log backup said nothing new had been written, leaving it unarchived)."""
+    from test_db_backup_mariadb_engine import engine_of, request
+
+    source.sql('CREATE DATABASE mstopgtid')
+    source.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mstopgtid')
+    source.sql("INSERT INTO marks VALUES ('A')", 'mstopgtid')
+    gtid_a = source.sql('SELECT @@gtid_binlog_pos')[0][0]
+    engine = engine_of(source)
+    original = engine.execute
+
+    def execute(sql, *args, **kwargs):
+        out = original(sql, *args, **kwargs)
+        if sql == 'FLUSH BINARY LOGS':
+            source.sql("INSERT INTO marks VALUES ('B')", 'mstopgtid')
+        return out
+
+    engine.execute = execute
+    try:
+        log = engine.backup_create(request(os.path.join(work, 'log1'), work, method='physical', type='log'))
+        engine.execute = original
+        gtid_b = source.sql('SELECT @@gtid_binlog_pos')[0][0]
+        assert gtid_b != gtid_a
+        assert log['stop_position']['gtid'] == gtid_a, (log['stop_position'], gtid_a, gtid_b)
+        last = log['details']['files'][-1]['name']
+        assert log['stop_position']['binlog_file'] == last
+        # the next log backup has something new to archive: B
+        assert engine.nothing_new_since({'stop_position': log['stop_position']}) is False
+    finally:
+        engine.execute = original
+        engine.close()
+    source.sql('DROP DATABASE mstopgtid')

@@ -3162,20 +3162,27 @@ class MysqlBackup:
                     {'format': 1, 'log_dir': log_dir, 'files': copied, 'already_archived': skipped,
                      'missing': missing})
         stop = utc_now()
+        stop_gtid = position.get('gtid')
+        if self.flavor == 'mariadb' and closed:
+            # the GTID position at the end of the last closed binary log, computed by the server from that file:
+            # @@gtid_binlog_pos read after FLUSH BINARY LOGS also holds what was committed since, in the new binary
+            # log this backup did not archive (a later log backup then found "nothing new" and never archived it)
+            stop_gtid = self.fetch_value('SELECT BINLOG_GTID_POS(%s, %s)', (closed[-1][0], closed[-1][1]),
+                                         operation='read the GTID position at the end of %s' % closed[-1][0]) or None
         if copied:
             start_pos = {'binlog_file': copied[0]['name'], 'binlog_pos': 4, 'gtid': None}
-            stop_pos = {'binlog_file': copied[-1]['name'], 'binlog_pos': copied[-1]['size'],
-                        'gtid': position.get('gtid')}
+            stop_pos = {'binlog_file': copied[-1]['name'], 'binlog_pos': copied[-1]['size'], 'gtid': stop_gtid}
         else:
             start_pos = stop_pos = {'binlog_file': position.get('binlog_file'), 'binlog_pos': position.get('binlog_pos'),
-                                    'gtid': position.get('gtid')}
+                                    'gtid': stop_gtid}
         repo = request.get('repo')
         log_files = [os.path.relpath(os.path.join(log_dir, c['name']), repo) for c in copied] if repo else []
         return {'start_position': start_pos, 'stop_position': stop_pos, 'start_time': iso(start),
                 'stop_time': iso(stop), 'databases': [], 'log_files': log_files,
                 'server_version': getattr(self, 'version_string', self.version),
                 'commands': ['FLUSH BINARY LOGS', 'copy %d closed binary log(s) from %s to %s'
-                             % (len(copied), binlog_dir, log_dir)],
+                             % (len(copied), binlog_dir, log_dir)]
+                + (["SELECT BINLOG_GTID_POS('%s', %d)" % closed[-1]] if self.flavor == 'mariadb' and closed else []),
                 'details': {'flavor': self.flavor, 'layout': 'binlog-archive', 'log_dir': log_dir,
                             'files': copied, 'already_archived': skipped, 'missing': missing,
                             'binlog_basename': basename}}
