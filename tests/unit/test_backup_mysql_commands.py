@@ -172,7 +172,7 @@ def test_binlog_replay_argv_ranges_and_utc():
     target = mb.parse_time('2024-05-01T14:30:05.900+02:00')
     argv = mb.binlog_replay_argv('/usr/bin/mariadb-binlog', ['/l/b.000003', '/l/b.000004'], start_pos=1234,
                                  stop_time=target)
-    assert argv == ['/usr/bin/mariadb-binlog', '--no-defaults', '--start-position=1234',
+    assert argv == ['/usr/bin/mariadb-binlog', '--no-defaults', '--verify-binlog-checksum', '--start-position=1234',
                     '--stop-datetime=2024-05-01 12:30:05', '/l/b.000003', '/l/b.000004']
     by_pos = mb.binlog_replay_argv('/usr/bin/mysqlbinlog', ['/l/b.000003'], start_pos=4, stop_position='999')
     assert by_pos[-2:] == ['--stop-position=999', '/l/b.000003']

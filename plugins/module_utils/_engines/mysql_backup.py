@@ -794,10 +794,11 @@ def binlog_replay_argv(program, files, start_pos=None, stop_time=None, stop_posi
                        start_gtid=None):
     """mariadb-binlog / mysqlbinlog decoding the files for replay.
 
+    Every event's checksum is verified (a flipped byte fails the decode instead of replaying wrong data);
     --start-position applies to the first file, --stop-position to the last one;
     --stop-datetime is read in the time zone of the process (run it with TZ=UTC).
     """
-    argv = [program, '--no-defaults']
+    argv = [program, '--no-defaults', '--verify-binlog-checksum']
     if start_gtid:
         argv.append('--start-position=%s' % start_gtid)
     elif start_pos is not None:
@@ -4167,14 +4168,24 @@ def _replay_request(request):
 
 def check_replay(request):
     """restore_physical's refusals of its binary log replay (a binary log missing from the archive or
-    differing from its log backup's sha256, a target the archive does not reach), raised without
-    reading the backup or writing anything: what check mode reports. ``chain``: [{'manifest'}]."""
+    differing from its log backup's sha256, a target the archive does not reach, a binary log that does not
+    decode), raised without reading the backup or writing anything: what check mode reports; then the
+    replay's predicted {target_reached, recovered_to} (None without a replay). ``chain``: [{'manifest'}]."""
     target_time, target_position, log_dir, until = _replay_request(request)
     if target_time or target_position or until is not None:
         files, start_pos, stop_arg = replay_plan(request['chain'], log_dir, target_time, target_position, until)
+        # the decode the real run starts with (checksums verified), its output thrown away
+        flavor = _flavor_of(request['chain'][0]['manifest'])
+        decode = binlog_replay_argv(tool(flavor, 'binlog', request.get('bin_dir')),
+                                    [os.path.join(log_dir, n) for n in files], start_pos,
+                                    stop_time=target_time, stop_position=stop_arg)
+        proc = subprocess.run(decode, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+                              env=dict(os.environ, TZ='UTC'))
+        if proc.returncode != 0:
+            raise DbError('decode the binary logs', ', '.join(files), _tail(proc.stderr))
         return predict_replay(log_dir, files, start_pos, target_time, stop_arg,
                               gtid=bool((target_position or {}).get('gtid')),
-                              bin_dir=request.get('bin_dir'), flavor=_flavor_of(request['chain'][0]['manifest']))
+                              bin_dir=request.get('bin_dir'), flavor=flavor)
     return None
 
 
@@ -4248,6 +4259,22 @@ def restore_physical(request):
     recovered_to = chain[-1]['manifest'].get('stop_time')
     reached = None
     try:
+        if replay:
+            # decoded (every event's checksum verified) before anything is prepared or written into data_dir:
+            # a damaged or unreadable binary log fails the restore with data_dir untouched
+            names, start_pos, stop_arg = replay
+            sql_path = os.path.join(work, 'replay.sql')
+            decode = binlog_replay_argv(binlog_tool, [os.path.join(log_dir, n) for n in names], start_pos,
+                                        stop_time=target_time, stop_position=stop_arg)
+            commands.append('TZ=UTC ' + command_line(decode) + ' > ' + shlex.quote(sql_path))
+            with open(sql_path, 'wb') as out:
+                out.write(b'FLUSH PRIVILEGES;\n')  # load the grant tables; this session keeps its rights
+                out.flush()
+                proc = subprocess.run(decode, stdout=out, stderr=subprocess.PIPE, check=False,
+                                      env=dict(os.environ, TZ='UTC'))
+            if proc.returncode != 0:
+                raise DbError('decode the binary logs', ', '.join(names), '%s (nothing was written into %s)'
+                              % (_tail(proc.stderr), data_dir))
         full = os.path.join(work, 'full')
         commands += materialize(chain[0]['manifest'], chain[0]['path'], full, bin_dir)
         last = len(chain) == 1
@@ -4296,25 +4323,12 @@ def restore_physical(request):
             _chown_tree(external_root(data_dir), ids)
         local_only = ['--skip-grant-tables', '--skip-networking']
         if replay:
-            names, start_pos, stop_arg = replay
             # --skip-symbolic-links: a replayed CREATE TABLE ... DATA DIRECTORY / INDEX DIRECTORY names the
             # source's directories; the server ignores it (with a warning) and creates the table in data_dir
             commands.append(start_instance(data_dir, os_user, bin_dir, flavor=flavor,
                                            extra=local_only + ['--skip-symbolic-links']))
             if mapping:  # before the replay: its FLUSH PRIVILEGES makes the socket ask for passwords
                 _verify_remapped(data_dir, files['socket'], mapping, commands)
-            sql_path = os.path.join(work, 'replay.sql')
-            decode = binlog_replay_argv(binlog_tool, [os.path.join(log_dir, n) for n in names], start_pos,
-                                        stop_time=target_time, stop_position=stop_arg)
-            commands.append('TZ=UTC ' + command_line(decode) + ' > ' + shlex.quote(sql_path))
-            with open(sql_path, 'wb') as out:
-                out.write(b'FLUSH PRIVILEGES;\n')  # load the grant tables; this session keeps its rights
-                out.flush()
-                proc = subprocess.run(decode, stdout=out, stderr=subprocess.PIPE, check=False,
-                                      env=dict(os.environ, TZ='UTC'))
-            if proc.returncode != 0:
-                stop_instance(data_dir)
-                raise DbError('decode the binary logs', ', '.join(names), _tail(proc.stderr))
             last_time = _last_event_time(sql_path)
             load = [client, '--no-defaults', '--socket=' + files['socket'], '--user=root', '--binary-mode',
                     '--max-allowed-packet=' + MAX_PACKET]
