@@ -760,6 +760,13 @@ def create(module, engine):
                                  'restarted to turn archive_mode on before a backup is taken' % (
                                      method, btype, engine.flavor, engine.version))
             else:
+                log_checker = getattr(engine, 'check_log_backup', None)
+                if method == 'physical' and btype == 'log' and log_checker is not None:
+                    # the real run's refusals (a restarted binary log numbering, binary logs purged before
+                    # they were archived), read only: check mode never says it would take (nor prune) what the
+                    # real run refuses
+                    log_checker({'repo': repo.path, 'log_dir': repo.log_dir,
+                                 'base': {'manifest': base, 'path': None} if base is not None else None})
                 taking = _would_take(module, repo, engine, base)
                 tracker.action('take %s %s backup' % (method, btype))
                 result['msg'] = 'would take a %s %s backup of %s %s into %s%s' % (

@@ -254,3 +254,64 @@ def test_a_damaged_binary_log_fails_the_restore_before_data_dir_is_written(sourc
     assert not os.path.exists(os.path.join(work, 'r-damaged'))
     assert not [n for n in os.listdir(work) if n.startswith('.dbops-restore-')]
     source.sql('DROP DATABASE %s' % database)
+
+
+def _archive_state(log_dir):
+    return {n: (os.path.getsize(os.path.join(log_dir, n)), mb.sha256_file(os.path.join(log_dir, n)))
+            for n in sorted(os.listdir(log_dir))}
+
+
+def _log_entries(repo):
+    found = []
+    for name in sorted(os.listdir(repo)):
+        path = os.path.join(repo, name, 'manifest.json')
+        if os.path.isfile(path):
+            with open(path) as f:
+                manifest = json.load(f)
+            if manifest.get('type') == 'log':
+                found.append(manifest['id'])
+    return found
+
+
+@pytest.mark.parametrize('flushes,purge', [(0, False), (4, False), (5, True)])
+def test_log_backup_after_reset_master_refuses_to_mix_the_binary_log_series(work, flushes, purge):
+    """RESET MASTER restarts the binary log numbering (and the GTID state): the server's new mysql-bin.000001...
+    are not the archived ones. A log backup (check mode too) refuses, telling to take a new full backup, and
+    writes nothing into the archive; it skipped a same-size file, refused one of another size as "a different
+    file" without saying why, or (numbering past the archive's end) appended the new series to the old one."""
+    with own_mariadb() as server:
+        server.sql('CREATE DATABASE mreset')
+        server.sql('CREATE TABLE marks (tag VARCHAR(5) PRIMARY KEY)', 'mreset')
+        repo = os.path.join(work, 'repo')
+        backup(server, repo, method='physical', type='full', compression='zstd')
+        server.sql("INSERT INTO marks VALUES ('A')", 'mreset')
+        server.sql('FLUSH BINARY LOGS')
+        server.sql("INSERT INTO marks VALUES ('B')", 'mreset')
+        backup(server, repo, method='physical', type='log')
+        log_dir = os.path.join(repo, 'logs')
+        archived = _archive_state(log_dir)
+        logs = _log_entries(repo)
+        server.sql('RESET MASTER')
+        server.sql("INSERT INTO marks VALUES ('C')", 'mreset')
+        for _ in range(flushes):
+            server.sql('FLUSH BINARY LOGS')
+            server.sql("INSERT INTO marks VALUES ('D%d')" % _, 'mreset')
+        if purge:
+            # the new series' numbers now run past the archive's, and none of its names the archive holds is left
+            # on the server: only the GTID position (gone back) tells
+            current = server.sql('SHOW MASTER STATUS')[0][0]
+            deadline = time.time() + 10
+            while True:
+                server.sql("PURGE BINARY LOGS TO '%s'" % current)
+                names = [r[0] for r in server.sql('SHOW BINARY LOGS')]
+                if not set(names) & set(archived) or time.time() > deadline:
+                    break
+                time.sleep(0.3)
+            assert not set(names) & set(archived) and mb.binlog_number(current)[1] > max(
+                mb.binlog_number(n)[1] for n in archived)
+        for check in (True, False):
+            refused = modrun.run_module('db_backup', dict(server.conn, repo=repo, method='physical', type='log'),
+                                        check=check)
+            assert refused['failed'], (check, refused.get('msg'))
+            assert 'RESET MASTER' in refused['msg'] and 'new full' in refused['msg'], (check, refused['msg'])
+            assert _archive_state(log_dir) == archived and _log_entries(repo) == logs

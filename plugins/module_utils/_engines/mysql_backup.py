@@ -3095,6 +3095,58 @@ class MysqlBackup:
             return None
 
     # ---- binary log archive -------------------------------------------------------------------
+    def _check_binlog_series(self, log_dir, binlog_dir, rows, request):
+        """DbError when the server's binary logs (SHOW BINARY LOGS ``rows``) do not continue the archive in
+        log_dir: RESET MASTER (or another server) restarted the numbering, so names the archive holds or
+        pruned come again with other contents, and the GTID position went back. Read only."""
+        names = [r['Log_name'] for r in rows]
+        if not names or not log_dir:
+            return
+        base, current, _width = binlog_number(names[-1])
+        if base is None:
+            return
+        archived = archived_binlogs(log_dir, base)
+        pruned = pruned_binlog(log_dir, base)
+        known = list(archived) + ([pruned] if pruned is not None else [])
+        problem = None
+        if known and current <= max(known):
+            problem = ('the server writes %s, but the archive %s already holds (or pruned) binary logs up to number %d'
+                       % (names[-1], log_dir, max(known)))
+        for name in names:
+            if problem:
+                break
+            number = binlog_number(name)[1]
+            if number in archived and not _same_binlog_start(os.path.join(binlog_dir, name),
+                                                             os.path.join(log_dir, archived[number])):
+                problem = "the server's %s is not the archived file of that name (it starts differently)" % name
+        base_manifest = (request.get('base') or {}).get('manifest') or {}
+        done = _gtid_sequences((base_manifest.get('stop_position') or {}).get('gtid'))
+        if not problem and done and self.flavor == 'mariadb':
+            now = _gtid_sequences(self.fetch_value('SELECT @@GLOBAL.gtid_binlog_pos'))
+            if any(now.get(domain, -1) < seq for domain, seq in done.items()):
+                problem = ('the GTID position went back from %s (backup %s) to %s'
+                           % ((base_manifest.get('stop_position') or {}).get('gtid'), base_manifest.get('id'),
+                              ','.join('%d-*-%d' % kv for kv in sorted(now.items())) or 'none'))
+        if problem:
+            raise DbError('take a log backup of', describe(self), '%s: the binary log numbering restarted (RESET MASTER, '
+                          'or another server wrote these binary logs), and the new binary logs cannot continue this '
+                          'archive; nothing was archived. Take a new full physical backup (db_backup method=physical '
+                          'type=full) into a new repository and take the log backups there; the backups and the '
+                          'archive in %s stay restorable up to the restart' % (problem, os.path.dirname(log_dir)))
+
+    def check_log_backup(self, request):
+        """Check mode of a log backup: the refusals of the real run, read only (no FLUSH BINARY LOGS, nothing
+        copied): binary logging off, a restarted binary log numbering."""
+        log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
+        if not self._binlog_enabled():
+            raise DbError('archive the binary logs of', describe(self),
+                          'binary logging is off: set log_bin (and server_id) and restart the server')
+        basename = self.fetch_value('SELECT @@GLOBAL.log_bin_basename')
+        if not basename:
+            raise DbError('archive the binary logs of', describe(self), 'the server does not report log_bin_basename')
+        rows = self.fetch_all('SHOW BINARY LOGS', operation='list the binary logs')
+        self._check_binlog_series(log_dir, os.path.dirname(basename), rows, request)
+
     def _backup_binlogs(self, request):
         log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
         if not self._binlog_enabled():
@@ -3105,6 +3157,9 @@ class MysqlBackup:
             raise DbError('archive the binary logs of', describe(self), 'the server does not report log_bin_basename')
         binlog_dir = os.path.dirname(basename)
         start = utc_now()
+        # before anything is flushed or copied: binary logs of a restarted numbering never join the archive
+        self._check_binlog_series(log_dir, binlog_dir, self.fetch_all('SHOW BINARY LOGS', operation='list the binary '
+                                                                      'logs'), request)
         self.execute('FLUSH BINARY LOGS', operation='close the current binary log')
         position = self.binlog_position() or {}
         rows = self.fetch_all('SHOW BINARY LOGS', operation='list the binary logs')
@@ -3200,6 +3255,19 @@ def _write_json(path, data):
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
+
+
+def _same_binlog_start(path_a, path_b, length=4096):
+    """True when two binary logs begin with the same bytes (their format description and GTID list events
+    carry the time the file was created and the GTID state then): the same file, maybe at different sizes.
+    True when one cannot be read (no judgement)."""
+    try:
+        with open(path_a, 'rb') as a, open(path_b, 'rb') as b:
+            head_a, head_b = a.read(length), b.read(length)
+    except OSError:
+        return True
+    common = min(len(head_a), len(head_b))
+    return head_a[:common] == head_b[:common]
 
 
 def _copy_durably(src, dst):
