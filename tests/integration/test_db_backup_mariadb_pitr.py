@@ -315,3 +315,40 @@ def test_log_backup_after_reset_master_refuses_to_mix_the_binary_log_series(work
             assert refused['failed'], (check, refused.get('msg'))
             assert 'RESET MASTER' in refused['msg'] and 'new full' in refused['msg'], (check, refused['msg'])
             assert _archive_state(log_dir) == archived and _log_entries(repo) == logs
+
+
+def test_check_mode_of_a_log_backup_the_real_run_refuses_claims_nothing(work):
+    """Binary logs purged from the server before they were archived: the real log backup fails (and applies no
+    retention). Its check mode said it would take the log backup and listed the backups and archived binary
+    logs retention would then delete; it now fails the same way, naming the missing binary log, and changes
+    nothing."""
+    with own_mariadb() as server:
+        server.sql('CREATE DATABASE mcheckhole')
+        server.sql('CREATE TABLE t (id INT PRIMARY KEY)', 'mcheckhole')
+        repo = os.path.join(work, 'repo')
+        backup(server, repo, method='physical', type='full', compression='zstd')
+        server.sql('INSERT INTO t VALUES (0)', 'mcheckhole')
+        backup(server, repo, method='physical', type='log')
+        backup(server, repo, method='physical', type='full', compression='zstd')
+        gone = server.sql('SHOW MASTER STATUS')[0][0]   # not archived yet
+        server.sql('INSERT INTO t VALUES (1)', 'mcheckhole')
+        server.sql('FLUSH BINARY LOGS')
+        server.sql('INSERT INTO t VALUES (2)', 'mcheckhole')
+        server.sql('FLUSH BINARY LOGS')
+        current = server.sql('SHOW MASTER STATUS')[0][0]
+        deadline = time.time() + 10
+        while True:
+            server.sql("PURGE BINARY LOGS TO '%s'" % current)
+            if gone not in [r[0] for r in server.sql('SHOW BINARY LOGS')] or time.time() > deadline:
+                break
+            time.sleep(0.3)
+        assert gone not in [r[0] for r in server.sql('SHOW BINARY LOGS')]
+        before = (sorted(os.listdir(repo)), _archive_state(os.path.join(repo, 'logs')))
+        args = dict(server.conn, repo=repo, method='physical', type='log', retention={'full': 1})
+        preview = modrun.run_module('db_backup', args, check=True)
+        assert preview['failed'] and gone in preview['msg'] and 'purged' in preview['msg'], preview.get('msg')
+        assert not preview.get('deleted') and not preview.get('deleted_logs')
+        assert (sorted(os.listdir(repo)), _archive_state(os.path.join(repo, 'logs'))) == before
+        real = modrun.run_module('db_backup', args)
+        assert real['failed'] and gone in real['msg'] and 'purged' in real['msg'], real.get('msg')
+        assert not real.get('deleted')

@@ -3136,7 +3136,9 @@ class MysqlBackup:
 
     def check_log_backup(self, request):
         """Check mode of a log backup: the refusals of the real run, read only (no FLUSH BINARY LOGS, nothing
-        copied): binary logging off, a restarted binary log numbering."""
+        copied): binary logging off, a restarted binary log numbering, and binary logs the replay from the
+        base backup needs that are neither archived nor on the server any more (the real run archives what is
+        there, then fails naming them)."""
         log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
         if not self._binlog_enabled():
             raise DbError('archive the binary logs of', describe(self),
@@ -3146,6 +3148,27 @@ class MysqlBackup:
             raise DbError('archive the binary logs of', describe(self), 'the server does not report log_bin_basename')
         rows = self.fetch_all('SHOW BINARY LOGS', operation='list the binary logs')
         self._check_binlog_series(log_dir, os.path.dirname(basename), rows, request)
+        names = [r['Log_name'] for r in rows]   # all closed once the real run has flushed
+        if not names:
+            return
+        base, first_now, width = binlog_number(names[0])
+        archived = archived_binlogs(log_dir, base)
+        have = set(archived) | {binlog_number(n)[1] for n in names}
+        wanted = set()
+        if archived:
+            wanted |= set(range(max(archived) + 1, first_now))
+        base_manifest = (request.get('base') or {}).get('manifest') or {}
+        from_file = (base_manifest.get('stop_position') or {}).get('binlog_file')
+        if from_file and binlog_number(from_file)[0] == base:
+            wanted |= set(range(binlog_number(from_file)[1], binlog_number(names[-1])[1] + 1))
+        missing = ['%s.%0*d' % (base, width, n) for n in sorted(wanted - have)]
+        if missing:
+            raise DbError('take a log backup of', describe(self), 'binary log%s %s %s purged from the server before '
+                          'being archived: no point-in-time restore from %s can cross the gap. The real run archives '
+                          'the closed binary logs still on the server, then fails; take a new full physical backup '
+                          '(db_backup method=physical type=full): log backups after it are restorable'
+                          % ('s' if len(missing) > 1 else '', ', '.join(missing), 'were' if len(missing) > 1 else 'was',
+                             ('backup %s' % base_manifest['id']) if base_manifest.get('id') else 'the archive'))
 
     def _backup_binlogs(self, request):
         log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
