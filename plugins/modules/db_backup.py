@@ -59,6 +59,9 @@ options:
         (the transaction log archive up to now).
       - V(log) is the same archive whatever O(method) says; with O(method=logical) (the default) it is taken and
         recorded as a V(physical) log backup, the archive physical point-in-time restores replay.
+      - "MariaDB/MySQL V(log): binary logs purged from the server before they were archived, and a restarted binary
+        log numbering (C(RESET MASTER): take a new full physical backup into a new repository) fail the run, in check
+        mode too; the MariaDB stop GTID is C(BINLOG_GTID_POS) of the end of the last binary log archived."
       - What each engine and method supports is checked against the server; anything else fails clearly.
       - "A backup O(state=verified) found damaged is never built on. A V(differential) builds on the newest undamaged
         full. A V(incremental) whose chain holds a damaged backup builds on the backup before the first damaged

@@ -4311,7 +4311,7 @@ def predict_replay(log_dir, files, start_pos, target_time=None, stop_arg=None, g
                                 'recovered_to': iso(datetime.datetime.fromtimestamp(when, datetime.timezone.utc))}
     except (OSError, ValueError):
         if limit is None:
-            return {'target_reached': True if (stop_arg or gtid) else None, 'recovered_to': None}
+            return {'target_reached': True, 'recovered_to': None}   # as the real run reports a replay without a time
         end_time = _archive_end_time(tool(flavor, 'binlog', bin_dir), os.path.join(log_dir, files[-1]))
         if end_time is None:
             return {'target_reached': None, 'recovered_to': None}
