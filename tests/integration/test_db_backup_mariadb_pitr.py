@@ -104,7 +104,6 @@ def test_pitr_before_a_later_hole_in_the_archive(source, work):
     source.sql('DROP DATABASE mhole')
 
 
-
 def reach_setup(source, work, database):
     """A full backup, A, (inside), B, C, a log backup; then 'beyond', a time after every archived event."""
     source.sql('CREATE DATABASE %s' % database)

@@ -38,8 +38,8 @@ def archive(tmp_path, specs):
     for number, spec in specs.items():
         path = log_dir / ('mysql-bin.%06d' % number)
         if spec == 'encrypted':
-            write_binlog(path, [event(T0, mb.FORMAT_DESCRIPTION_EVENT, b'\0' * 80), event(T0, mb.START_ENCRYPTION_EVENT,
-                                                                                           b'\0' * 17)])
+            write_binlog(path, [event(T0, mb.FORMAT_DESCRIPTION_EVENT, b'\0' * 80),
+                                event(T0, mb.START_ENCRYPTION_EVENT, b'\0' * 17)])
             continue
         first, last, state, gtids = spec
         events = [event(first, mb.FORMAT_DESCRIPTION_EVENT, b'\0' * 80), gtid_list(first, state)]
