@@ -351,3 +351,33 @@ def test_check_mode_of_a_log_backup_the_real_run_refuses_claims_nothing(work):
         real = modrun.run_module('db_backup', args)
         assert real['failed'] and gone in real['msg'] and 'purged' in real['msg'], real.get('msg')
         assert not real.get('deleted')
+
+
+def test_series_check_passes_a_continuing_archive_and_a_domain_not_logged_here(source, work):
+    """The RESET MASTER refusal never fires on an archive the server continues, nor on a base backup GTID position
+    naming a domain this server's binary logs do not hold (replicated in, not logged here); a domain it holds at
+    a lower sequence than the base recorded is the restart."""
+    from test_db_backup_mariadb_engine import engine_of, request
+
+    from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+    source.sql('CREATE DATABASE IF NOT EXISTS mseries')
+    source.sql('CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY)', 'mseries')
+    source.sql('INSERT INTO t VALUES (1)', 'mseries')
+    engine = engine_of(source)
+    try:
+        log = engine.backup_create(request(os.path.join(work, 'log1'), work, method='physical', type='log'))
+        source.sql('INSERT INTO t VALUES (2)', 'mseries')
+        domain, server_id, seq = (int(x) for x in source.sql('SELECT @@gtid_binlog_pos')[0][0].split(',')[0].split('-'))
+        rows = engine.fetch_all('SHOW BINARY LOGS')
+        binlog_dir = os.path.dirname(engine.fetch_value('SELECT @@GLOBAL.log_bin_basename'))
+        log_dir = os.path.join(work, 'logs')
+        for gtid in (log['stop_position']['gtid'], '%d-%d-%d,%d-9-500' % (domain, server_id, seq, domain + 9)):
+            engine._check_binlog_series(log_dir, binlog_dir, rows, {'base': {'manifest': {
+                'id': 'base', 'stop_position': {'gtid': gtid}}}})
+        with pytest.raises(DbError, match='RESET MASTER.*new full'):
+            engine._check_binlog_series(log_dir, binlog_dir, rows, {'base': {'manifest': {
+                'id': 'base', 'stop_position': {'gtid': '%d-%d-%d' % (domain, server_id, seq + 50)}}}})
+    finally:
+        engine.close()
+    source.sql('DROP DATABASE mseries')
