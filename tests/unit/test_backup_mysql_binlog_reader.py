@@ -96,3 +96,41 @@ def test_predict_replay_matches_what_the_real_run_reports(tmp_path):
     assert short == {'target_reached': False, 'recovered_to': mb.iso(utc(T0 + 20))}
     by_gtid = mb.predict_replay(log_dir, files, 4, stop_arg='0-1-3', gtid=True)
     assert by_gtid['target_reached'] is True and by_gtid['recovered_to'] == mb.iso(utc(T0 + 11))
+
+
+class _Mysql8Series(mb.MysqlBackup):
+    """Enough of a MySQL 8 engine for the binary log series check (no MariaDB-only SQL may run)."""
+
+    flavor = 'mysql'
+    host = '127.0.0.1'
+    port = 3306
+
+    def __init__(self):
+        pass
+
+    def fetch_value(self, sql, params=None, operation=None):
+        raise AssertionError('no query expected: %s' % sql)
+
+
+def test_mysql8_log_backup_after_reset_master_is_refused_by_the_numbering(tmp_path):
+    import pytest
+
+    from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+
+    log_dir = archive(tmp_path, {1: (T0, T0 + 10, {}, []), 2: (T0 + 10, T0 + 20, {}, []), 3: (T0 + 20, T0 + 30, {}, [])})
+    server = tmp_path / 'server'
+    server.mkdir()
+    for number in (3, 4):
+        (server / ('mysql-bin.%06d' % number)).write_bytes((tmp_path / 'logs' / ('mysql-bin.%06d' % number)).read_bytes()
+                                                           if number == 3 else b'\xfebin')
+    engine = _Mysql8Series()
+    continuing = [{'Log_name': 'mysql-bin.000003'}, {'Log_name': 'mysql-bin.000004'}]
+    engine._check_binlog_series(log_dir, str(server), continuing, {})
+    # RESET MASTER: the server writes mysql-bin.000001 again
+    (server / 'mysql-bin.000001').write_bytes(b'\xfebin' + b'other')
+    with pytest.raises(DbError, match='writes mysql-bin.000001.*RESET MASTER.*new full physical backup'):
+        engine._check_binlog_series(log_dir, str(server), [{'Log_name': 'mysql-bin.000001'}], {})
+    # the numbering past the archive's end, but a name the archive holds starts differently
+    (server / 'mysql-bin.000003').write_bytes(b'\xfebin' + b'another series')
+    with pytest.raises(DbError, match="server's mysql-bin.000003 is not the archived file"):
+        engine._check_binlog_series(log_dir, str(server), continuing, {})
