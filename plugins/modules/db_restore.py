@@ -524,9 +524,15 @@ class Runner:
                               % (manifest['id'], set_to, p['login_port'], set_to, p['login_port']))
             if not running:
                 catalog.check_port_free(p['login_port'], data_dir)
+            held_extra = {'target_reached': held['target_reached']} if held.get('target_reached') is not None else {}
+            if held.get('target_reached') is False:
+                self.module.warn('%s holds backup %s recovered only to the end of the archive as it was then (%s), not '
+                                 'to %s: to replay what the archive holds now, stop it and restore again with force'
+                                 % (data_dir, manifest['id'], held.get('recovered_to'),
+                                    p['target_time'] or p['target_position']))
             if running or self.module.check_mode:
                 return self.result(changed=not running, backup_id=manifest['id'], data_dir=data_dir,
-                                   port=p['login_port'], recovered_to=_held_recovered_to(held, manifest),
+                                   port=p['login_port'], recovered_to=_held_recovered_to(held, manifest), **held_extra,
                                    msg='%s already holds backup %s%s' % (data_dir, manifest['id'],
                                                                          '' if running else '; would start it'))
             if set_to is not None and set_to != int(p['login_port']):
@@ -535,7 +541,8 @@ class Runner:
             backend.start_instance(data_dir, repo.os_user, p['bin_dir'],
                                    (manifest.get('details') or {}).get('major_version'), self.commands)
             return self.result(changed=True, backup_id=manifest['id'], data_dir=data_dir, port=p['login_port'],
-                               recovered_to=_held_recovered_to(held, manifest), msg='started the restored instance in %s' % data_dir)
+                               recovered_to=_held_recovered_to(held, manifest), **held_extra,
+                               msg='started the restored instance in %s' % data_dir)
         predicted = None
         if self.module.check_mode:
             # the refusals of the real run, before it would change anything

@@ -381,3 +381,24 @@ def test_series_check_passes_a_continuing_archive_and_a_domain_not_logged_here(s
     finally:
         engine.close()
     source.sql('DROP DATABASE mseries')
+
+
+def test_a_held_restore_that_did_not_reach_its_target_still_says_so(source, work):
+    """The same restore again (nothing to do: the data directory holds it) returned changed false with the old
+    recovered_to and no target_reached, as if the target had been reached; it now returns the held restore's
+    target_reached false and warns, running or stopped (check mode too)."""
+    repo, _inside, _pos_b, beyond = reach_setup(source, work, 'mheldreach')
+    data_dir, port = os.path.join(work, 'held', 'data'), free_port()
+    first = restore(source, repo, data_dir=data_dir, login_port=port, target_time=beyond)
+    assert not first['failed'] and first['target_reached'] is False, first.get('msg')
+    for stopped in (False, True):
+        if stopped:
+            mb.stop_instance(data_dir)
+        for check in (True, False):
+            again = restore(source, repo, check=check, data_dir=data_dir, login_port=port, target_time=beyond)
+            assert not again['failed'], again.get('msg')
+            assert again['changed'] is (stopped and True), (stopped, check, again['changed'])
+            assert again['target_reached'] is False and again['recovered_to'] == first['recovered_to'], again
+            assert any('end of the archive' in str(w) for w in again.get('warnings') or []), again
+    mb.stop_instance(data_dir)
+    source.sql('DROP DATABASE mheldreach')

@@ -4449,7 +4449,10 @@ def restore_physical(request):
         if mapping and not replay and request.get('hba_local_trust'):
             _verify_remapped(data_dir, files['socket'], mapping, commands)
         if request.get('marker') is not None:
-            _write_json(os.path.join(data_dir, MARKER_FILE), dict(request['marker'], recovered_to=recovered_to))
+            # target_reached too: a later run finding this restore held reports it, never the target as reached
+            _write_json(os.path.join(data_dir, MARKER_FILE), dict(request['marker'], recovered_to=recovered_to,
+                                                                  **({'target_reached': reached}
+                                                                     if reached is not None else {})))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     files = instance_files(data_dir)
