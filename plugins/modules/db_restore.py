@@ -643,7 +643,23 @@ class Runner:
                     manifest['id'], ', '.join(held)))
         if self.module.check_mode:
             self.check_copy(repo, [manifest] if manifest.get('method') == 'logical' else repo.chain(manifest))
-            return self.result(changed=False, backup_id=manifest['id'], result='skipped',
+            extra = {}
+            replay_check = getattr(catalog.engine_backend(manifest['engine']), 'check_replay', None)
+            if replay_check is not None and manifest.get('method') == 'physical':
+                # the replay the drill runs: refused as the real drill refuses it, else what it would reach
+                chain = repo.chain(manifest)
+                predicted = replay_check({'chain': [{'manifest': m} for m in chain if m.get('type') != 'log'] or
+                                          [{'manifest': chain[0]}], 'target_time': self.p['target_time'],
+                                          'target_position': self.p['target_position'], 'log_dir': repo.log_dir,
+                                          'last': manifest, 'bin_dir': self.p['bin_dir']})
+                if predicted and predicted.get('target_reached') is not None:
+                    extra['target_reached'] = predicted['target_reached']
+                    extra['recovered_to'] = predicted.get('recovered_to')
+                if predicted and predicted.get('target_reached') is False:
+                    self.module.warn('the archive ends before %s: the drill would recover backup %s only to the end of '
+                                     'the archive (%s)' % (self.p['target_time'] or self.p['target_position'],
+                                                           manifest['id'], predicted.get('recovered_to')))
+            return self.result(changed=False, backup_id=manifest['id'], result='skipped', **extra,
                                msg='would run a restore drill of backup %s' % manifest['id'])
         if manifest.get('method') == 'logical':
             return self.drill_logical(repo, manifest)

@@ -158,15 +158,25 @@ def test_restore_drill_to_a_target_the_archive_does_not_reach_says_so(source, wo
     archive) with no target_reached and a plain 'passed' message; it now says target_reached false, warns and
     its message says the target was not reached. A target inside the archive is target_reached true."""
     repo, inside, _pos_b, beyond = reach_setup(source, work, 'mdrillreach')
+    # check mode predicts it (it said only 'would run a restore drill'), and refuses what the real drill refuses
+    preview = restore(source, repo, check=True, state='verified', target_time=beyond)
+    assert not preview['failed'] and preview['target_reached'] is False, preview
+    assert any('archive ends before' in str(w) for w in preview.get('warnings') or []), preview
+    for check in (True, False):
+        past = restore(source, repo, check=check, state='verified',
+                       target_position={'binlog_file': 'mysql-bin.000777', 'binlog_pos': 4})
+        assert past['failed'] and 'mysql-bin.000777 is not in it' in past['msg'], (check, past.get('msg'))
     drill = restore(source, repo, state='verified', target_time=beyond)
     assert not drill['failed'], drill.get('msg')
     assert drill['target_reached'] is False and 'NOT reached' in drill['msg'], drill
     assert mb.parse_time(drill['recovered_to']) < mb.parse_time(beyond)
     assert any('archive ends before' in str(w) for w in drill.get('warnings') or []), drill
     assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mdrillreach'} == {'marks': 3}
+    assert drill['recovered_to'][:19] == preview['recovered_to'][:19]
     drill = restore(source, repo, state='verified', target_time=inside)
     assert not drill['failed'] and drill['target_reached'] is True, drill.get('msg')
     assert 'NOT reached' not in drill['msg']
+    assert restore(source, repo, check=True, state='verified', target_time=inside)['target_reached'] is True
     assert {t['name']: t['rows'] for t in drill['tables'] if t['database'] == 'mdrillreach'} == {'marks': 1}
     source.sql('DROP DATABASE mdrillreach')
 
