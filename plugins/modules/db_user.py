@@ -54,8 +54,100 @@ options:
     description:
       - A batch of accounts, each a dictionary with the same keys as the top-level options (C(name)
         is required), checked and converted the same way. A key left out takes the top-level option's value.
+      - The C(password) and C(password_hash) of every entry are secrets like the top-level ones, never logged or
+        returned (also not when the task fails on its arguments).
+      - The suboptions mean what the top-level options of the same name mean.
     type: list
     elements: dict
+    suboptions:
+      name:
+        description: Name of the role or account.
+        type: str
+        required: true
+        aliases: [user, role]
+      state:
+        description: Whether the role or account exists (the top-level O(state) when left out).
+        type: str
+        choices: [present, absent]
+      password:
+        description: Password of the account (see O(password)).
+        type: str
+      password_hash:
+        description: A pre-computed hash (see O(password_hash)).
+        type: str
+      update_password:
+        description: See O(update_password).
+        type: str
+        choices: [always, on_create]
+      host:
+        description: Host part of a MySQL/MariaDB account (see O(host)).
+        type: str
+      login:
+        description: See O(login).
+        type: bool
+      superuser:
+        description: See O(superuser).
+        type: bool
+      createdb:
+        description: See O(createdb).
+        type: bool
+      createrole:
+        description: See O(createrole).
+        type: bool
+      replication:
+        description: See O(replication).
+        type: bool
+      bypassrls:
+        description: See O(bypassrls).
+        type: bool
+      inherit:
+        description: See O(inherit).
+        type: bool
+      connection_limit:
+        description: See O(connection_limit).
+        type: int
+      expires:
+        description: See O(expires).
+        type: str
+      member_of:
+        description: See O(member_of).
+        type: list
+        elements: str
+      member_of_exclusive:
+        description: See O(member_of_exclusive) (the top-level value when left out).
+        type: bool
+      privileges:
+        description: See O(privileges).
+        type: list
+        elements: dict
+        suboptions:
+          'on':
+            description: The scope (see O(privileges[].on)).
+            type: str
+            required: true
+            choices: [global, database, schema, table, all_tables, sequence, function]
+          database:
+            description: The database (see O(privileges[].database)).
+            type: str
+          schema:
+            description: PostgreSQL schema (see O(privileges[].schema)).
+            type: str
+          objects:
+            description: Names of tables, sequences or functions (see O(privileges[].objects)).
+            type: list
+            elements: str
+          privs:
+            description: Privilege names (see O(privileges[].privs)).
+            type: list
+            elements: str
+            required: true
+          grant_option:
+            description: Whether the privileges are held WITH GRANT OPTION.
+            type: bool
+            default: false
+      privileges_exclusive:
+        description: See O(privileges_exclusive) (the top-level value when left out).
+        type: bool
   state:
     description: Whether the role or account exists.
     type: str
@@ -246,8 +338,6 @@ users:
 import copy  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
-from ansible.module_utils.errors import UnsupportedError  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
     connect_params, connection_argument_spec, run_module)
 from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
@@ -627,42 +717,36 @@ def main():
     # the connection option login_host has the alias host; db_user's host is the account's host
     argument_spec['login_host'] = dict(type='str')
     argument_spec['login_user'] = dict(type='str')
+    argument_spec['users']['options'] = batch_entry_spec(argument_spec)
     module = AnsibleModule(
         argument_spec, supports_check_mode=True,
         required_one_of=[('name', 'users')],
         mutually_exclusive=[('name', 'users'), ('password', 'password_hash')],
     )
-    for entry in module.params.get('users') or []:
-        for secret in ('password', 'password_hash'):
-            if isinstance(entry, dict) and entry.get(secret):
-                module.no_log_values.add(entry[secret])
     if module.params.get('users'):
-        module.params['users'] = typed_entries(module, argument_spec)
+        module.params['users'] = given_keys(module.params['users'])
     run_module(module, lambda engine: converge(module, engine))
 
 
-def typed_entries(module, argument_spec):
-    """The batch entries checked and converted like the top-level options.
+def batch_entry_spec(argument_spec):
+    """The argument spec of one ``users`` entry: the top-level options without their defaults.
 
-    A templated ``login: 'false'`` is false and ``connection_limit: '5'`` is 5, as they are at
-    the top level; a key an entry leaves out stays out (it takes the top-level value).
+    Given to AnsibleModule as the suboptions of ``users``, so the entries are checked and converted
+    like the top-level options (a templated ``login: 'false'`` is false, ``connection_limit: '5'`` is 5)
+    and, above all, their ``password`` and ``password_hash`` are no_log values before anything is logged
+    or returned: the invocation log AnsibleModule writes while starting, and an argument error's
+    ``invocation``. Without defaults, a key an entry leaves out is None and takes the top-level value.
     """
-    entry_spec = dict((k, dict((key, value) for key, value in argument_spec[k].items() if key != 'default'))
-                      for k in USER_OPTIONS)
-    validator = ArgumentSpecValidator(entry_spec)
-    entries = []
-    for index, entry in enumerate(module.params['users']):
-        if not isinstance(entry, dict):
-            entries.append(entry)  # user_specs() says what is wrong
-            continue
-        result = validator.validate(entry)
-        if result.error_messages:
-            module.fail_json(msg='users[%d] (%s): %s' % (index, entry.get('name'), '; '.join(
-                ('unknown key ' if isinstance(error, UnsupportedError) else '') + str(error)
-                for error in result.errors.errors)))
-        entries.append(dict((k, v) for k, v in result.validated_parameters.items()
-                            if k in USER_OPTIONS and v is not None))
-    return entries
+    spec = dict((k, dict((key, value) for key, value in argument_spec[k].items() if key != 'default'))
+                for k in USER_OPTIONS)
+    spec['name']['required'] = True
+    return spec
+
+
+def given_keys(entries):
+    """The keys each batch entry gives (AnsibleModule sets the ones left out to None)."""
+    return [dict((k, v) for k, v in entry.items() if k in USER_OPTIONS and v is not None)
+            if isinstance(entry, dict) else entry for entry in entries]
 
 
 if __name__ == '__main__':

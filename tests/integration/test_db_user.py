@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -815,3 +816,65 @@ def test_mariadb_unescaped_grant_on_a_named_database_is_reported(mariadb_server)
     assert run_module('db_user', both)['changed'] is False
     my_rows(mariadb_server, "DROP USER '%s'@'%%'" % name)
     my_rows(mariadb_server, 'DROP DATABASE `%s`' % database)
+
+
+SYSLOG_CAPTURE = '''
+import os
+import syslog
+
+def _capture(*args):
+    with open(os.environ['DBOPS_TEST_SYSLOG'], 'a', encoding='utf-8') as handle:
+        handle.write(str(args[-1]) + '\\n')
+
+syslog.syslog = _capture
+'''
+
+
+def run_logged(args, tmp_path, check=False):
+    """Run db_user with what AnsibleModule writes to syslog (its invocation log) captured in a file."""
+    hook = tmp_path / 'hook'
+    hook.mkdir(exist_ok=True)
+    (hook / 'sitecustomize.py').write_text(SYSLOG_CAPTURE, encoding='utf-8')
+    log = tmp_path / 'syslog.txt'
+    if log.exists():
+        log.unlink()
+    from modrun import collections_root
+    res = run_module('db_user', args, check=check, env={
+        'PYTHONPATH': os.pathsep.join([str(hook), collections_root()]), 'DBOPS_TEST_SYSLOG': str(log)})
+    res['_syslog'] = log.read_text(encoding='utf-8') if log.exists() else ''
+    return res
+
+
+def test_batch_passwords_masked_in_invocation_log_and_failures(server, tmp_path):
+    """Batch passwords are no_log values before AnsibleModule logs the invocation or fails on an argument."""
+    secret, secret_hash = 'Batch-Plain-Secret-91', '*' + 'AB12' * 10
+    a, b = uid('inv_a'), uid('inv_b')
+    users = [{'name': a, 'password': secret}, {'name': b, 'password': secret + 'b'}]
+    if server.engine == 'mysql':
+        users[1] = {'name': b, 'password_hash': secret_hash}
+    args = dict(server.conn, users=users)
+    outputs = []
+    for check in (True, False):
+        res = run_logged(args, tmp_path, check=check)
+        assert res['changed'] and not res['failed'], res.get('msg')
+        assert 'Invoked with' in res['_syslog'] and a in res['_syslog']  # the invocation was logged...
+        outputs.append(res)
+    # a bad argument fails in AnsibleModule itself: its invocation must not show the entries' passwords
+    bad = run_logged(dict(args, state='bogus'), tmp_path)
+    assert bad['failed'] and 'state' in bad['msg']
+    outputs.append(bad)
+    bad = run_logged(dict(args, users=users + [{'name': uid('inv_c'), 'password': secret + 'c',
+                                                'connection_limit': 'many'}]), tmp_path)
+    assert bad['failed'] and 'connection_limit' in bad['msg']
+    outputs.append(bad)
+    if server.engine == 'postgresql':
+        # a statement failing when it runs (a membership cycle), after the passwords were hashed
+        assert run_module('db_user', dict(server.conn, name=b, member_of=[a]))['changed']
+        failing = run_logged(dict(server.conn, users=[{'name': a, 'password': secret + 'new', 'member_of': [b]}]),
+                             tmp_path)
+        assert failing['failed'] and 'is a member of' in failing['msg'], failing.get('msg')
+        assert any('PASSWORD' in q for q in failing['queries'])
+        outputs.append(failing)
+    for res in outputs:
+        for shown in (res['_stdout'], res['_stderr'], res['_syslog']):
+            assert secret not in shown and secret_hash not in shown, shown
