@@ -147,6 +147,22 @@ def _in_database(module, engine, name):
     return sub
 
 
+def template_extensions(module, engine):
+    """The extensions of the template a new database is copied from (read in check mode, where it is not created).
+
+    A template that takes no connections (template0) cannot be read: it holds what initdb put there, the
+    procedural language plpgsql.
+    """
+    template = module.params.get('template') or 'template1'
+    if not engine.template_allows_connections(template):
+        return ['plpgsql']
+    sub = _in_database(module, engine, template)
+    try:
+        return sub.installed_extensions()
+    finally:
+        sub.close()
+
+
 def converge(module, engine):
     params = module.params
     name = params['name']
@@ -179,10 +195,13 @@ def converge(module, engine):
             try:
                 # extensions first: the init_sql of a new database may use their types and functions
                 if params.get('extensions'):
-                    installed = [] if sub is None else sub.installed_extensions()
+                    # a new database starts with its template's extensions (plpgsql at least): check mode
+                    # reads them from the template, so it predicts the statements and state of the real run
+                    installed = template_extensions(module, engine) if sub is None else sub.installed_extensions()
                     wanted = list(dict.fromkeys(params['extensions']))
                     todo = engine.extension_statements(wanted, installed)
-                    extensions_before = sorted(installed)
+                    # a database this run creates had none before
+                    extensions_before = [] if created else sorted(installed)
                     extensions_after = sorted(set(installed) | set(wanted))
                     tracker.add('extensions', extensions_before, extensions_after)
                     if sub is None:

@@ -293,3 +293,74 @@ def test_mariadb_collation_of_no_one_character_set(mariadb_server):
     finally:
         rows(mariadb_server, "SET GLOBAL character_set_server = '%s'" % default)
         run_module('db_database', dict(mariadb_server.conn, name=name, state='absent'))
+
+
+def check_then_real(args, server, catalog):
+    """Check mode changes nothing and predicts the real run (changed, queries, diff); the rerun is unchanged."""
+    before = catalog()
+    check = run_module('db_database', args, check=True, diff=True)
+    assert not check['failed'], check.get('msg')
+    assert catalog() == before
+    real = run_module('db_database', args, diff=True)
+    assert real['changed'] and not real['failed'], real.get('msg')
+    assert (check['changed'], check['queries'], check['diff']) == (real['changed'], real['queries'], real['diff'])
+    again = run_module('db_database', args, diff=True)
+    assert again['changed'] is False and again['queries'] == [], again['queries']
+    assert again['diff']['before'] == real['diff']['after']
+    return real
+
+
+def test_mariadb_check_mode_predicts_charset_and_collation_changes(mariadb_server):
+    """A character set alone brings its default collation, a collation alone its character set: check mode
+    and --diff show both, as the real run ends."""
+    name = uid('chg')
+    assert run_module('db_database', dict(mariadb_server.conn, name=name, charset='latin1'))['changed']
+
+    def catalog():
+        return databases(mariadb_server)
+    real = check_then_real(dict(mariadb_server.conn, name=name, collation='utf8mb4_bin'), mariadb_server, catalog)
+    assert real['diff']['after']['charset'] == 'utf8mb4'
+    real = check_then_real(dict(mariadb_server.conn, name=name, charset='latin1'), mariadb_server, catalog)
+    assert real['diff']['after']['collation'] == 'latin1_swedish_ci'
+    assert rows(mariadb_server, 'SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA '
+                                'WHERE SCHEMA_NAME = %s', (name,)) == [('latin1', 'latin1_swedish_ci')]
+    run_module('db_database', dict(mariadb_server.conn, name=name, state='absent'))
+
+
+def test_pg_check_mode_predicts_the_extensions_of_a_new_database(pg_server):
+    """A new database starts with its template's extensions (plpgsql): check mode reads them from the template."""
+    rows(pg_server, 'CREATE EXTENSION IF NOT EXISTS citext', database='template1')
+    try:
+        for extra in ({}, {'template': 'template0'}):
+            name = uid('newext')
+            real = check_then_real(dict(pg_server.conn, name=name, extensions=['pg_trgm', 'plpgsql'], **extra),
+                                   pg_server, lambda: databases(pg_server))
+            installed = sorted(r[0] for r in rows(pg_server, 'SELECT extname FROM pg_extension', database=name))
+            assert real['diff']['before']['extensions'] == []
+            assert real['diff']['after']['extensions'] == installed
+            assert ('citext' in installed) == (not extra)
+            assert real['queries'] == ['CREATE DATABASE "%s"%s' % (name, ' TEMPLATE "template0"' if extra else ''),
+                                       'CREATE EXTENSION IF NOT EXISTS "pg_trgm"']
+            run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+    finally:
+        rows(pg_server, 'DROP EXTENSION citext', database='template1')
+
+
+def test_pg_encoding_and_locale_create_database_refuses_fail_in_check_mode_too(pg_server):
+    """What CREATE DATABASE refuses (another encoding or locale than template1's, an encoding the locale does not
+    take) fails before anything runs, in check mode too; the same locale spelled otherwise is the template's."""
+    before = databases(pg_server)
+    for extra, words in (({'encoding': 'LATIN1'}, 'encoding of the template database template1 (UTF8)'),
+                         ({'lc_collate': 'C'}, 'lc_collate of the template database template1 (C.UTF-8)'),
+                         ({'template': 'template0', 'encoding': 'LATIN1'}, 'does not match locale C.UTF-8')):
+        for check in (True, False):
+            bad = run_module('db_database', dict(pg_server.conn, name=uid('refused'), **extra), check=check, diff=True)
+            assert bad['failed'] and words in bad['msg'] and not bad.get('queries'), bad
+    assert databases(pg_server) == before
+    name = uid('spelled')
+    real = check_then_real(dict(pg_server.conn, name=name, lc_collate='C.utf8', lc_ctype='C.utf8'),
+                           pg_server, lambda: databases(pg_server))
+    assert real['queries'] == ['CREATE DATABASE "%s"' % name]
+    assert rows(pg_server, 'SELECT datcollate, datctype FROM pg_database WHERE datname = %s', (name,)) == [
+        ('C.UTF-8', 'C.UTF-8')]
+    run_module('db_database', dict(pg_server.conn, name=name, state='absent'))

@@ -143,6 +143,9 @@ def test_pg_privilege_statement_public_and_function(pg):
 
 def test_pg_database_statements(pg):
     pg.normalize_encoding = lambda value: value.upper()
+    # catalog reads of a new database's checks: the template's values, the encodings a locale takes
+    pg.get_database = lambda name: {'encoding': 'SQL_ASCII', 'lc_collate': 'C', 'lc_ctype': 'C'}
+    pg._locale_encodings = lambda locale: set()
     params = {'name': HOSTILE, 'state': 'present', 'owner': 'o"w', 'template': 'template0', 'encoding': 'utf8',
               'lc_collate': "C'x", 'lc_ctype': 'C', 'conn_limit': 3}
     _changes, statements = pg.database_statements(params, None)
@@ -299,13 +302,17 @@ def test_pg_name_length_limits(pg):
 
 def test_mysql_database_statements(mariadb):
     mariadb.normalize_charset = lambda charset, collation: (charset, collation)
+    # what ALTER DATABASE makes of the words given: a character set alone brings its default collation
+    mariadb._charset_and_collation = lambda charset, collation: {
+        'charset': charset or collation.split('_')[0], 'collation': collation or charset + '_swedish_ci'}
     params = {'name': 'sh`op', 'state': 'present', 'charset': 'utf8mb4', 'collation': 'utf8mb4_bin'}
     assert mariadb.database_statements(params, None)[1] == \
         ['CREATE DATABASE `sh``op` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin']
     current = {'name': 'sh`op', 'charset': 'utf8mb4', 'collation': 'utf8mb4_bin'}
     assert mariadb.database_statements(params, current) == ([], [])
-    assert mariadb.database_statements(dict(params, charset='latin1', collation=None), current)[1] == \
-        ['ALTER DATABASE `sh``op` CHARACTER SET latin1']
+    assert mariadb.database_statements(dict(params, charset='latin1', collation=None), current) == (
+        [('charset', 'utf8mb4', 'latin1'), ('collation', 'utf8mb4_bin', 'latin1_swedish_ci')],
+        ['ALTER DATABASE `sh``op` CHARACTER SET latin1'])
     with pytest.raises(DbError):
         mariadb.check_database_options(dict(params, charset='utf8; DROP'))
     with pytest.raises(DbError):

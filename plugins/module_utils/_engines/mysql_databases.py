@@ -102,6 +102,11 @@ class MysqlDatabases:
                    if wanted[k] and wanted[k].lower() != (current[k] or '').lower()]
         if not changes:
             return [], []
+        # what ALTER DATABASE makes of the words given: a character set alone brings its default collation,
+        # a collation alone its character set (so check mode and --diff show both, as the real run ends)
+        made = self._charset_and_collation(wanted['charset'], wanted['collation'])
+        changes = [(k, current[k], made[k]) for k in ('charset', 'collation')
+                   if (made[k] or '').lower() != (current[k] or '').lower()]
         # changes the default for new tables; existing tables keep theirs
         return changes, ['ALTER DATABASE %s %s' % (db, ' '.join(words))]
 

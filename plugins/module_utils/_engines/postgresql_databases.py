@@ -49,14 +49,75 @@ class PostgresDatabases:
 
     def new_database_state(self, params):
         """The state CREATE DATABASE gives a database: what is asked, the rest from the template."""
-        template = self.get_database(params.get('template') or 'template1') or {}
+        values = self._creation_values(params)
         state = {'owner': params.get('owner') or self.fetch_value('SELECT current_user'),
-                 'encoding': self.normalize_encoding(params['encoding']) if params.get('encoding')
-                 else template.get('encoding'),
+                 'encoding': values['encoding'],
                  'conn_limit': params['conn_limit'] if params.get('conn_limit') is not None else -1}
         for key in ('lc_collate', 'lc_ctype'):
-            state[key] = params.get(key) or template.get(key)
+            state[key] = values[key]
         return state
+
+    def _creation_values(self, params):
+        """{encoding, lc_collate, lc_ctype, given: [keys to name in CREATE DATABASE]} of a new database.
+
+        Checked the way CREATE DATABASE checks them, before anything runs (so check mode fails where
+        the real run would): the encoding must suit the locales, and a template other than template0
+        must have the same encoding and the same locales, spelled the same (the server compares the
+        names as strings). A locale given in another spelling of the template's own (C.utf8 for
+        C.UTF-8) is left to the template, so the database is created and the next run is unchanged.
+        """
+        cache = self.__dict__.setdefault('_creation_cache', {})
+        key = tuple(params.get(k) for k in ('name', 'template', 'encoding', 'lc_collate', 'lc_ctype'))
+        if key in cache:
+            return cache[key]
+        name = params['name']
+        template_name = params.get('template') or 'template1'
+        template = self.get_database(template_name) or {}
+        values = {'encoding': self.normalize_encoding(params['encoding']) if params.get('encoding')
+                  else template.get('encoding'), 'given': []}
+        if params.get('encoding'):
+            values['given'].append('encoding')
+        for option in ('lc_collate', 'lc_ctype'):
+            wanted, have = params.get(option), template.get(option)
+            if not wanted:
+                values[option] = have
+                continue
+            if template_name != 'template0' and wanted != have and have is not None:
+                if locale_key(wanted) != locale_key(have):
+                    raise DbError('create database', name, '%s %s is incompatible with the %s of the template '
+                                  'database %s (%s): give the template\'s %s, or template: template0'
+                                  % (option, wanted, option, template_name, have, option))
+                values[option] = have  # the same locale: the template's spelling, which the server accepts
+                continue
+            values[option] = wanted
+            values['given'].append(option)
+        if template_name != 'template0' and values['encoding'] != template.get('encoding') \
+                and template.get('encoding') is not None:
+            raise DbError('create database', name, 'encoding %s is incompatible with the encoding of the template '
+                          'database %s (%s): give encoding %s, or template: template0'
+                          % (values['encoding'], template_name, template['encoding'], template['encoding']))
+        for option in ('lc_ctype', 'lc_collate'):
+            needs = self._locale_encodings(values[option])
+            if needs and values['encoding'] not in needs and values['encoding'] != 'SQL_ASCII':
+                raise DbError('create database', name, 'encoding %s does not match locale %s (%s), which needs '
+                              'encoding %s' % (values['encoding'], values[option], option, ' or '.join(sorted(needs))))
+        cache[key] = values
+        return values
+
+    def _locale_encodings(self, locale):
+        """The encodings a libc locale works with, as the server's pg_collation lists it; an empty set when it
+        works with any (C, POSIX) or the server does not list the locale (then the server decides)."""
+        if not locale:
+            return set()
+        rows = self.fetch_all("SELECT collcollate, collctype, pg_catalog.pg_encoding_to_char(collencoding) AS encoding, "
+                              "collencoding FROM pg_catalog.pg_collation WHERE collprovider = 'c'")
+        matching = [r for r in rows if r['collcollate'] == locale and r['collctype'] == locale]
+        if not matching:
+            matching = [r for r in rows if r['collcollate'] and r['collcollate'] == r['collctype']
+                        and locale_key(r['collcollate']) == locale_key(locale)]
+        if not matching or any(r['collencoding'] == -1 for r in matching):
+            return set()
+        return set(r['encoding'] for r in matching if r['encoding'])
 
     def normalize_encoding(self, encoding):
         value = self.fetch_value('SELECT pg_catalog.pg_encoding_to_char(pg_catalog.pg_char_to_encoding(%s))',
@@ -85,6 +146,10 @@ class PostgresDatabases:
     def installed_extensions(self):
         return sorted(r['extname'] for r in self.fetch_all('SELECT extname FROM pg_catalog.pg_extension'))
 
+    def template_allows_connections(self, template):
+        return bool(self.fetch_value('SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = %s',
+                                     (template,)))
+
     def database_statements(self, params, current):
         """([(attribute, before, after)], [sql]) bringing the database to params (not extensions, not init)."""
         name = params['name']
@@ -101,26 +166,27 @@ class PostgresDatabases:
                     'WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()' % self.quote_literal(name))
             statements.append('DROP DATABASE %s' % db)
             return [('state', 'present', 'absent')], statements
-        encoding = self.normalize_encoding(params['encoding']) if params.get('encoding') else None
         if current is None:
+            values = self._creation_values(params)
             words = []
             if params.get('owner'):
                 words.append('OWNER %s' % self.quote_ident(params['owner']))
             if params.get('template'):
                 words.append('TEMPLATE %s' % self.quote_ident(params['template']))
-            if encoding:
-                words.append('ENCODING %s' % self.quote_literal(encoding))
-            if params.get('lc_collate'):
-                words.append('LC_COLLATE %s' % self.quote_literal(params['lc_collate']))
-            if params.get('lc_ctype'):
-                words.append('LC_CTYPE %s' % self.quote_literal(params['lc_ctype']))
+            if 'encoding' in values['given']:
+                words.append('ENCODING %s' % self.quote_literal(values['encoding']))
+            if 'lc_collate' in values['given']:
+                words.append('LC_COLLATE %s' % self.quote_literal(values['lc_collate']))
+            if 'lc_ctype' in values['given']:
+                words.append('LC_CTYPE %s' % self.quote_literal(values['lc_ctype']))
             if params.get('conn_limit') is not None:
                 words.append('CONNECTION LIMIT %d' % int(params['conn_limit']))
             changes = [('state', 'absent', 'present')]
             for key in ('owner', 'encoding', 'lc_collate', 'lc_ctype', 'conn_limit'):
                 if params.get(key) is not None:
-                    changes.append((key, None, encoding if key == 'encoding' else params[key]))
+                    changes.append((key, None, values[key] if key in values else params[key]))
             return changes, ['CREATE DATABASE %s' % db + (' ' + ' '.join(words) if words else '')]
+        encoding = self.normalize_encoding(params['encoding']) if params.get('encoding') else None
         fixed = []
         if encoding and encoding != current['encoding']:
             fixed.append('encoding %s to %s' % (current['encoding'], encoding))
