@@ -164,7 +164,8 @@ from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
 def _view(matview):
     if not matview:
         return None
-    return {'definition': matview.get('definition'),
+    # populated: PostgreSQL WITH NO DATA (or a table built empty on MySQL/MariaDB) against filled
+    return {'definition': matview.get('definition'), 'populated': bool(matview.get('populated', True)),
             'unique_indexes': [ix['columns'] for ix in matview.get('unique_indexes') or []]}
 
 
@@ -182,7 +183,6 @@ def converge(module, engine):
     if state == 'absent':
         if current is not None:
             engine.matview_drop(current)
-            tracker.set_state(_view(current), None)
             tracker.action('drop materialized view %s.%s' % (schema, name))
     elif current is None:
         if desired is None:
@@ -191,21 +191,18 @@ def converge(module, engine):
         predicted = dict(desired, populated=with_data,
                          unique_indexes=[{'name': engine.matview_unique_index_name(name),
                                           'columns': desired['unique_columns']}] if desired['unique_columns'] else [])
-        tracker.set_state(None, _view(predicted))
         tracker.action('create materialized view %s.%s' % (schema, name))
     elif desired is not None and not engine.matview_same_definition(desired, current):
         engine.matview_replace(desired, current, with_data)
         predicted = dict(desired, populated=with_data,
                          unique_indexes=[{'name': engine.matview_unique_index_name(name),
                                           'columns': desired['unique_columns']}] if desired['unique_columns'] else [])
-        tracker.set_state(_view(current), _view(predicted))
         tracker.action('replace materialized view %s.%s with the new query' % (schema, name))
     else:
         predicted = dict(current)
         if desired is not None and not engine.matview_has_unique(desired, current):
             engine.matview_add_unique(desired, current)
-            tracker.add('unique_columns', [ix['columns'] for ix in current.get('unique_indexes') or []],
-                        desired['unique_columns'], action='create unique index on %s' % ', '.join(desired['unique_columns']))
+            tracker.action('create unique index on %s' % ', '.join(desired['unique_columns']))
             predicted['unique_indexes'] = (current.get('unique_indexes') or []) + [
                 {'name': engine.matview_unique_index_name(name), 'columns': desired['unique_columns']}]
         if state == 'refreshed' or (with_data and not current.get('populated', True)):
@@ -221,6 +218,8 @@ def converge(module, engine):
         matview = engine.matview_summary(engine.matview_get(schema, name))
     result = {'changed': tracker.changed, 'matview': matview, 'actions': tracker.actions}
     if module._diff:
+        # the whole view before and after (the same when unchanged; a refresh changes rows, not these)
+        tracker.set_state(_view(current), _view(predicted) if state != 'absent' else None)
         result['diff'] = tracker.diff()
     return result
 

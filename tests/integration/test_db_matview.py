@@ -419,3 +419,30 @@ def test_missing_schema_is_refused_in_check_mode(db):
         assert sql(db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'no_such_schema_x'")[0][0] == 0
     else:
         assert sql(db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'no_such_schema_x'")[0][0] == 0
+
+
+def test_diff_shows_whether_the_view_is_populated(db):
+    """--diff shows populated (WITH NO DATA on PostgreSQL, a table built empty on MariaDB) before and after,
+    in check mode as in the real run; filling an empty view is a diff, not only an action."""
+    source_table(db, 'sales_pop', rows=10)
+    args = conn_args(db, name='pop_view', query='SELECT id, amount FROM sales_pop')
+    run_module('db_matview', conn_args(db, name='pop_view', state='absent'))
+
+    def step(extra, before, after):
+        checked = run_module('db_matview', dict(args, **extra), check=True, diff=True)
+        real = run_module('db_matview', dict(args, **extra), diff=True)
+        assert not real['failed'], real.get('msg')
+        assert checked['diff'] == real['diff'], (checked['diff'], real['diff'])
+        assert real['diff']['before'].get('populated') == before and real['diff']['after'].get('populated') == after
+        return real
+
+    empty = step({'with_data': False}, None, False)
+    assert empty['changed'] is True
+    assert step({'with_data': False}, False, False)['changed'] is False
+    filled = step({}, False, True)
+    assert filled['changed'] is True and filled['matview']['populated'] is True
+    assert sql(db, 'SELECT COUNT(*) FROM pop_view')[0][0] == 10
+    again = step({}, True, True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
+    gone = run_module('db_matview', conn_args(db, name='pop_view', state='absent'), diff=True)
+    assert gone['diff']['before']['populated'] is True and gone['diff']['after'] == {}
