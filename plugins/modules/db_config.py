@@ -55,6 +55,8 @@ options:
       - Required on MariaDB for variables that are not dynamic; without it a dynamic variable is changed with
         C(SET GLOBAL) only and a warning says that it will not survive a restart.
       - The module must run on the database host for this file to be the server's.
+      - Given for a PostgreSQL server, the task fails before anything changes (settings there are kept by
+        C(ALTER SYSTEM)).
     type: path
 notes:
   - C(ALTER SYSTEM) needs a superuser (or, from PostgreSQL 15, the C(ALTER SYSTEM) privilege on the parameter);

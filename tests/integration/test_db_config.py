@@ -587,3 +587,18 @@ def test_mariadb_storage_engine_names_compare_without_case(mariadb_server, tmp_p
     assert result['changed'] is False and result['queries'] == [], result['settings']
     result = run_module('db_config', dict(args, settings={'default_storage_engine': running.upper()}))
     assert result['changed'] is False and result['queries'] == [], result['settings']
+
+
+def test_postgresql_refuses_the_mysql_option_file(pg_server, tmp_path):
+    """option_file is MySQL/MariaDB's: on PostgreSQL it fails before anything, in check mode too, instead of
+    being ignored (the play would believe the settings were kept in that file)."""
+    before = _auto_conf(pg_server)
+    running = server_values(pg_server, ['work_mem'])
+    cnf = tmp_path / 'dbops.cnf'
+    for check in (True, False):
+        result = run_module('db_config', dict(pg_server.conn, settings={'work_mem': '44MB'}, option_file=str(cnf)),
+                            check=check, diff=True)
+        assert result['failed'] is True and result['queries'] == [], result
+        assert 'option_file' in result['msg'] and 'MySQL/MariaDB' in result['msg'] and str(cnf) in result['msg']
+    assert not cnf.exists()
+    assert _auto_conf(pg_server) == before and server_values(pg_server, ['work_mem']) == running

@@ -116,6 +116,11 @@ class PostgresSettings:
         ``reload``, a value the files already give but the server does not run yet (written
         with reload: false, or a reload that never came) is a change too: a reload.
         """
+        if option_file:
+            # MySQL/MariaDB only: silently ignoring it would let a play believe the file is kept
+            raise DbError('use option_file', option_file, 'option_file is the MySQL/MariaDB option file; PostgreSQL '
+                          'settings are kept by ALTER SYSTEM in postgresql.auto.conf: drop option_file for this '
+                          'server')
         wanted = {}
         for name, value in desired.items():
             wanted[str(name).strip().lower()] = value
