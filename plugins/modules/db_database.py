@@ -211,7 +211,8 @@ def converge(module, engine):
                 if created and init_sql:
                     init_applied = True
                     if sub is None:
-                        engine.queries.append(engine.mask(init_sql))
+                        # check mode: recorded (not run) statement by statement, as the real run sends them
+                        engine.run_init_sql(init_sql)
                     else:
                         sub.run_init_sql(init_sql)
             except DbError:

@@ -110,6 +110,8 @@ def test_init_sql_applied_once(server, tmp_path):
     assert name not in [r[0] for r in databases(server)]
     first = run_module('db_database', args)
     assert first['changed'] and first['init_sql_applied'] is True
+    # check mode lists the statements the real run sends (MySQL/MariaDB: one by one; PostgreSQL: the script)
+    assert check['queries'] == first['queries'], (check['queries'], first['queries'])
     table = 'seed' if server.engine == 'postgresql' else '`%s`.seed' % name
     assert rows(server, 'SELECT id, note FROM %s ORDER BY id' % table, database=name) == \
         [(1, 'one; still one'), (2, "it's two")]
