@@ -446,3 +446,18 @@ def test_diff_shows_whether_the_view_is_populated(db):
     assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
     gone = run_module('db_matview', conn_args(db, name='pop_view', state='absent'), diff=True)
     assert gone['diff']['before']['populated'] is True and gone['diff']['after'] == {}
+
+
+def test_mariadb_unqualified_table_without_login_db_says_what_to_do(my):
+    """schema names where the table goes, not where the query's tables are: an unqualified one without login_db
+    fails (check mode too) saying to qualify it or give login_db."""
+    source_table(my, 'sales_q', rows=3)
+    args = dict(my.conn, schema=DB, name='sales_q_ids', query='SELECT id FROM sales_q')
+    for check in (True, False):
+        refused = run_module('db_matview', args, check=check)
+        assert refused['failed'] and 'login_db' in refused['msg'] and 'qualify' in refused['msg'], refused
+        assert refused['queries'] == []
+    assert my_table(my, 'sales_q_ids') is None
+    fine = run_module('db_matview', dict(args, query='SELECT id FROM %s.sales_q' % DB))
+    assert fine['changed'] and not fine['failed'], fine.get('msg')
+    assert sql(my, 'SELECT COUNT(*) FROM sales_q_ids')[0][0] == 3

@@ -115,7 +115,11 @@ class MysqlMatview:
                 cur.execute('SELECT * FROM (%s) AS dbops_q LIMIT 0' % query)
                 columns = [d[0] for d in cur.description or []]
         except self.driver_errors as exc:
-            raise DbError('create materialized view', '%s.%s' % (schema, name), self.mask(driver_message(exc))) from None
+            detail = self.mask(driver_message(exc))
+            if exc.args and exc.args[0] == 1046:  # ER_NO_DB_ERROR: an unqualified table and no login_db
+                detail += ('; the query names a table without its database and the connection has none: qualify '
+                           'the tables (database.table) or give login_db')
+            raise DbError('create materialized view', '%s.%s' % (schema, name), detail) from None
         lower = {c.lower(): c for c in columns}
         if len(set(c.lower() for c in unique_columns or [])) != len(unique_columns or []):
             raise DbError('create materialized view', '%s.%s' % (schema, name),
