@@ -91,6 +91,7 @@ options:
       - For V(histogram), the columns to build histograms on. Default all columns (MariaDB), or on MySQL 8
         every column a histogram can be built on (not JSON or spatial, not alone in a unique index).
       - A column missing from one of the tables fails the run before anything is done.
+      - Given with another O(action), the run fails before anything is done.
     type: list
     elements: str
   buckets:
@@ -259,6 +260,10 @@ def main():
                          % params['stale_ratio'], queries=[])
     if params['stale_min_rows'] < 0:
         module.fail_json(msg='stale_min_rows must be 0 or more, not %d' % params['stale_min_rows'], queries=[])
+    if params['columns'] is not None and params['action'] != 'histogram':
+        # ignoring it would process every column while the play believes only these were
+        module.fail_json(msg='columns applies to action histogram only (not %s): drop columns, or use action: histogram'
+                         % params['action'], queries=[])
     if not 1 <= params['buckets'] <= 1024:
         module.fail_json(msg='buckets must be between 1 and 1024 (the range MySQL accepts), not %d'
                          % params['buckets'], queries=[])

@@ -397,3 +397,24 @@ def test_mariadb_histogram_unknown_column_fails_before_anything_runs(my):
     built = run_module('db_maintenance', dict(args, tables=['hist_a'], columns=['K']))
     assert built['changed'] is True and '(`k`)' in built['queries'][0], built
     assert histograms('hist_a') == (('k',),)
+
+
+def test_pg_columns_with_another_action_than_histogram_is_refused(pg):
+    """columns is histogram's: with analyze it would analyze every column while the play believes only these."""
+    pg_table(pg, 'm_cols', 'present', rows=10)
+    for check in (True, False):
+        bad = run_module('db_maintenance', conn_args(pg, action='analyze', tables=['m_cols.present'], columns=['v']),
+                         check=check)
+        assert bad['failed'] and 'columns' in bad['msg'] and 'histogram' in bad['msg'], bad
+        assert bad['queries'] == []
+    assert pg_stats(pg, 'm_cols', 'present')['last_analyze'] is None
+
+
+def test_mariadb_columns_with_another_action_than_histogram_is_refused(my):
+    my_table(my, 'cols_kept', rows=10)
+    before = my_last_analyze(my, 'cols_kept')
+    for action in ('analyze', 'optimize'):
+        bad = run_module('db_maintenance', conn_args(my, action=action, tables=['cols_kept'], columns=['id']))
+        assert bad['failed'] and 'columns' in bad['msg'] and 'histogram' in bad['msg'], bad
+        assert bad['queries'] == []
+    assert my_last_analyze(my, 'cols_kept') == before
