@@ -250,7 +250,6 @@ def converge(module, engine):
     if state == 'absent':
         if current is not None:
             engine.index_drop(current, concurrently)
-            tracker.set_state(_view(current, engine), None)
             tracker.action('drop index %s' % name)
         target = None
     elif current is None:
@@ -258,7 +257,6 @@ def converge(module, engine):
             raise DbError('rebuild index', '%s.%s' % (params['schema'], name),
                           'it does not exist; give table and columns to create it')
         engine.index_create(desired, concurrently)
-        tracker.set_state(None, _view(desired, engine))
         tracker.action('create index %s' % name)
         target = desired
     elif not current.get('valid', True):
@@ -266,25 +264,21 @@ def converge(module, engine):
             engine.index_repair(desired, current, concurrently)
         else:
             engine.index_reindex(current, concurrently)
-        tracker.set_state(_view(current, engine), _view(desired or dict(current, valid=True), engine))
         tracker.action('repair invalid index %s' % name)
         target = desired or dict(current, valid=True)
     elif desired is not None and not engine.index_same_definition(desired, current):
         engine.index_replace(desired, current, concurrently)
-        tracker.set_state(_view(current, engine), _view(desired, engine))
         tracker.action('rebuild index %s to the requested definition' % name)
         target = desired
     else:
         if desired is not None and not engine.index_same_tablespace(desired, current):
             engine.index_set_tablespace(desired)
-            tracker.add('tablespace', current.get('tablespace') or '', desired['tablespace'],
-                        action='move index %s to tablespace %s' % (name, desired['tablespace']))
+            tracker.action('move index %s to tablespace %s' % (name, desired['tablespace']))
         want_visible = params['visible']
         have_visible = engine.index_visible(current)
         if want_visible is not None and have_visible is not None and want_visible != have_visible:
             engine.index_set_visibility(current, want_visible)
-            tracker.add('visible', have_visible, want_visible,
-                        action='make index %s %s' % (name, 'visible' if want_visible else 'invisible (ignored)'))
+            tracker.action('make index %s %s' % (name, 'visible' if want_visible else 'invisible (ignored)'))
         if state == 'rebuilt':
             engine.index_reindex(current, concurrently)
             tracker.action('rebuild index %s with %s' % (name, engine.index_rebuild_method(concurrently)))
@@ -305,6 +299,9 @@ def converge(module, engine):
         index = engine.index_summary(engine.index_get(params['schema'], name, target.get('table')))
     result = {'changed': tracker.changed, 'index': index, 'actions': tracker.actions}
     if module._diff:
+        # the whole index before and after: also when only its tablespace moves, when it is rebuilt (the same
+        # definition) or when nothing changes
+        tracker.set_state(_view(current, engine), _view(target, engine))
         result['diff'] = tracker.diff()
     return result
 

@@ -538,3 +538,52 @@ def test_pg_visible_is_refused(pg):
                                            visible=False), check=True)
     assert res['failed'] and 'MySQL/MariaDB only' in res['msg'], res.get('msg')
     assert index_columns(pg, 'pg_hidden', 'pg_hidden_customer') is None
+def test_diff_is_the_whole_index_for_a_rebuild_and_no_change(db):
+    """--diff is the whole index before and after, also when it is rebuilt in place (the same definition)
+    and when nothing changes, in check mode as in the real run."""
+    make_table(db, 'parcels')
+    args = conn_args(db, name='parcels_idx', table='parcels', columns=['customer'])
+    assert run_module('db_index', args)['changed']
+    for extra in ({}, {'state': 'rebuilt'}):
+        checked = run_module('db_index', dict(args, **extra), check=True, diff=True)
+        real = run_module('db_index', dict(args, **extra), diff=True)
+        assert not real['failed'], real.get('msg')
+        assert checked['diff'] == real['diff']
+        assert real['changed'] is bool(extra)
+        assert real['diff']['before'] == real['diff']['after']
+        assert 'customer' in real['diff']['after']['definition'] and real['diff']['after']['valid'] is True
+
+
+def test_pg_tablespace_move_diff_shows_the_whole_index(pg, tmp_path):
+    """Moving an index to another tablespace shows the whole index with its tablespace before and after."""
+    import os
+    import shutil
+    location = os.path.join(pg.workdir, 'ts_parcels')
+    os.mkdir(location)
+    shutil.chown(location, pg.user, pg.user)
+    conn = pg.connect('postgres')
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLESPACE ts_parcels LOCATION '%s'" % location)
+    finally:
+        conn.close()
+    try:
+        make_table(pg, 'crates')
+        args = conn_args(pg, name='crates_idx', table='crates', columns=['customer'])
+        assert run_module('db_index', args)['changed']
+        moved = dict(args, tablespace='ts_parcels')
+        checked = run_module('db_index', moved, check=True, diff=True)
+        real = run_module('db_index', moved, diff=True)
+        assert real['changed'] and not real['failed'], real.get('msg')
+        assert checked['diff'] == real['diff']
+        assert real['diff']['before']['tablespace'] == '' and real['diff']['after']['tablespace'] == 'ts_parcels'
+        assert real['diff']['before']['definition'] == real['diff']['after']['definition'] == pg_indexdef(pg, 'crates_idx')
+        assert run_module('db_index', moved)['changed'] is False
+    finally:
+        sql(pg, 'DROP TABLE IF EXISTS crates')
+        conn = pg.connect('postgres')
+        try:
+            with conn.cursor() as cur:
+                cur.execute('DROP TABLESPACE IF EXISTS ts_parcels')
+        finally:
+            conn.close()
