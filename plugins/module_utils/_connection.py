@@ -279,9 +279,11 @@ def run_module(module, body, database=None, connect_first=True):
         queries = engine.queries if engine is not None else []
         msg = out_of_space(exc) or 'unexpected error: %s' % exc
         msg = engine.mask(msg) if engine is not None else mask_secrets(msg, secrets)
+        # the traceback (shown with -vvv) too, with every secret the engine learnt (password hashes sent)
+        trace = traceback.format_exc()
+        trace = engine.mask(trace) if engine is not None else mask_secrets(trace, secrets)
         _close(engine)
-        module.fail_json(msg=msg, queries=queries,
-                         exception=mask_secrets(traceback.format_exc(), secrets))
+        module.fail_json(msg=msg, queries=queries, exception=trace)
     _close(engine)
     module.exit_json(**result)
 

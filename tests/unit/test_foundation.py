@@ -247,3 +247,34 @@ def test_login_port_out_of_range_is_refused(engine, port):
         _connection.connect_params({'engine': engine, 'login_host': '127.0.0.1', 'login_port': port,
                                     'connect_timeout': 1})
     assert str(info.value) == 'could not use login_port %d: a TCP port is a number from 1 to 65535' % port
+
+
+def test_unexpected_error_traceback_is_masked_with_the_engines_secrets(monkeypatch):
+    """A bug of ours after a password hash was sent: msg and the -vvv traceback never show the hash."""
+    from ansible_collections.dbops.admin.plugins.module_utils._engines._base import BaseEngine
+
+    class FakeEngine(BaseEngine):
+        def _read_server_version(self):
+            pass
+
+    engine = FakeEngine(conn=None, secrets=['Login-Pw-1'])
+    monkeypatch.setattr(_connection, 'connect_params', lambda *args, **kwargs: engine)
+    monkeypatch.setattr(_connection, 'check_driver', lambda module: None)
+
+    class Module:
+        params = {'engine': 'postgresql', 'login_password': 'Login-Pw-1'}
+        check_mode = False
+
+        def fail_json(self, **kwargs):
+            raise SystemExit(kwargs)
+
+    def body(eng):
+        eng.add_secret('SCRAM-SHA-256$4096:c2FsdA==$Stored:Server')
+        raise ValueError('bad value SCRAM-SHA-256$4096:c2FsdA==$Stored:Server near Login-Pw-1')
+
+    with pytest.raises(SystemExit) as info:
+        _connection.run_module(Module(), body)
+    failed = info.value.args[0]
+    assert 'unexpected error' in failed['msg'] and 'ValueError' in failed['exception']
+    for text in (failed['msg'], failed['exception']):
+        assert 'Stored:Server' not in text and 'Login-Pw-1' not in text and '********' in text
