@@ -60,7 +60,9 @@ options:
     description: Default collation (MySQL/MariaDB).
     type: str
   conn_limit:
-    description: Connection limit (PostgreSQL; V(-1) for none).
+    description:
+      - Connection limit (PostgreSQL; V(-1) for none).
+      - Below V(-1) or above V(2147483647) fails before anything changes.
     type: int
   extensions:
     description: PostgreSQL extensions created in the database when missing (never dropped).

@@ -208,7 +208,8 @@ options:
       - Maximum concurrent connections (PostgreSQL CONNECTION LIMIT, MySQL MAX_USER_CONNECTIONS).
       - V(-1) is no limit on every engine (stored as V(0) on MySQL/MariaDB, where V(0) is no limit too).
         On PostgreSQL V(0) allows no connection at all.
-      - Below V(-1) fails before anything changes.
+      - Below V(-1), or above what the server takes (V(2147483647) on PostgreSQL and MariaDB), fails before
+        anything changes.
     type: int
   expires:
     description:
@@ -410,6 +411,11 @@ def converge(module, engine):
     seen = set()
     for spec in specs:
         engine.check_user_options(spec)
+        limit = spec.get('connection_limit')
+        if limit is not None and limit > engine.max_connection_limit():
+            # the server would refuse it with a syntax error, after check mode had promised the change
+            raise DbError('manage', spec['name'], 'connection_limit is at most %d on this server, not %d'
+                          % (engine.max_connection_limit(), limit))
         item = UserWork(engine, spec)
         if item.key in seen:
             raise DbError('use', '%s' % spec['name'], 'the account is listed twice')

@@ -366,3 +366,17 @@ def test_pg_encoding_and_locale_create_database_refuses_fail_in_check_mode_too(p
     assert rows(pg_server, 'SELECT datcollate, datctype FROM pg_database WHERE datname = %s', (name,)) == [
         ('C.UTF-8', 'C.UTF-8')]
     run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+
+
+def test_pg_conn_limit_above_the_maximum_fails_before_anything(pg_server):
+    """CONNECTION LIMIT takes an int4: a larger number is refused up front, in check mode too."""
+    name = uid('biglimit')
+    before = databases(pg_server)
+    for check in (True, False):
+        bad = run_module('db_database', dict(pg_server.conn, name=name, conn_limit=2147483648), check=check)
+        assert bad['failed'] and 'conn_limit is at most 2147483647' in bad['msg'] and not bad.get('queries'), bad
+    assert databases(pg_server) == before
+    args = dict(pg_server.conn, name=name, conn_limit=2147483647)
+    assert run_module('db_database', args)['changed'] is True
+    assert run_module('db_database', args)['changed'] is False
+    run_module('db_database', dict(pg_server.conn, name=name, state='absent'))

@@ -878,3 +878,21 @@ def test_batch_passwords_masked_in_invocation_log_and_failures(server, tmp_path)
     for res in outputs:
         for shown in (res['_stdout'], res['_stderr'], res['_syslog']):
             assert secret not in shown and secret_hash not in shown, shown
+
+
+def test_connection_limit_above_the_server_maximum_fails_before_anything(server):
+    """2147483648 is a syntax error for PostgreSQL and MariaDB: refused up front (check mode too), not after
+    check mode promised it; the largest number the server takes works and settles."""
+    name = uid('biglimit')
+    before = snapshot(server)
+    for check in (True, False):
+        for args in (dict(server.conn, name=name, connection_limit=2147483648),
+                     dict(server.conn, users=[{'name': name + '_ok'}, {'name': name, 'connection_limit': 2 ** 40}])):
+            bad = run_module('db_user', args, check=check)
+            assert bad['failed'] and 'connection_limit is at most 2147483647' in bad['msg'], bad
+            assert not bad.get('queries'), bad
+    assert snapshot(server) == before
+    args = dict(server.conn, name=name, connection_limit=2147483647)
+    first = run_module('db_user', args)
+    assert first['changed'] and not first['failed'], first.get('msg')
+    assert run_module('db_user', args)['changed'] is False

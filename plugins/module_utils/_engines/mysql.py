@@ -78,6 +78,11 @@ class MysqlEngine(MysqlSettings, MysqlInfo, MysqlUsers, MysqlDatabases, MysqlInd
     def is_mariadb(self):
         return self.flavor == 'mariadb'
 
+    def max_connection_limit(self):
+        """The largest MAX_USER_CONNECTIONS the server's grammar takes (MariaDB: a signed 32-bit number;
+        MySQL 8: an unsigned one)."""
+        return 2147483647 if self.is_mariadb else 4294967295
+
     def quote_ident(self, name):
         return quote_ident(name)
 

@@ -80,6 +80,10 @@ class PostgresEngine(PostgresSettings, PostgresInfo, PostgresUsers, PostgresData
         self.database = conn.info.dbname if hasattr(conn, 'info') else None
         super().__init__(conn, **kwargs)
 
+    def max_connection_limit(self):
+        """The largest CONNECTION LIMIT of a role or database (an int4; a larger number is a syntax error)."""
+        return 2147483647
+
     def quote_ident(self, name):
         return quote_ident(name)
 

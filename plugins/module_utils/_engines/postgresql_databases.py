@@ -35,6 +35,9 @@ class PostgresDatabases:
         if params.get('conn_limit') is not None and params['conn_limit'] < -1:
             raise DbError('manage database', params['name'], 'conn_limit is -1 (no limit), 0 (no connections) or a '
                           'number of connections, not %d' % params['conn_limit'])
+        if params.get('conn_limit') is not None and params['conn_limit'] > self.max_connection_limit():
+            raise DbError('manage database', params['name'], 'conn_limit is at most %d, not %d'
+                          % (self.max_connection_limit(), params['conn_limit']))
         self.quote_ident(params['name'])
 
     def get_database(self, name):
