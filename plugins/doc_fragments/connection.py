@@ -63,7 +63,7 @@ options:
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ssl_ca:
     description:
-      - CA certificate file used to verify the server.
+      - CA certificate file used to verify the server. A file that is missing or unreadable fails before connecting.
     type: path
   ssl_cert:
     description:
@@ -71,7 +71,7 @@ options:
     type: path
   ssl_key:
     description:
-      - Client private key file.
+      - Client private key file, used with O(ssl_cert) (given alone, it fails before connecting).
     type: path
 requirements:
   - psycopg2 (C(psycopg2-binary)) for PostgreSQL

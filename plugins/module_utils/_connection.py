@@ -173,6 +173,26 @@ def _mysql_connect_args(params, database):
     return args
 
 
+def check_tls_files(params):
+    """The TLS files given are readable files, and a client key comes with its certificate.
+
+    Otherwise PyMySQL fails with a bare "No such file or directory" (an unexpected error naming no file),
+    and a key alone, or a file libpq does not need (ssl_mode prefer, a server without TLS), is silently unused.
+    """
+    for option in ('ssl_ca', 'ssl_cert', 'ssl_key'):
+        path = params.get(option)
+        if not path:
+            continue
+        if not os.path.exists(path):
+            raise DbError('use %s' % option, path, 'no such file')
+        if not os.path.isfile(path):
+            raise DbError('use %s' % option, path, 'not a file')
+        if not os.access(path, os.R_OK):
+            raise DbError('use %s' % option, path, 'not readable for this user')
+    if params.get('ssl_key') and not params.get('ssl_cert'):
+        raise DbError('use ssl_key', params['ssl_key'], 'a client key is used with its certificate: give ssl_cert too')
+
+
 def connect_params(params, database=None, check_mode=False):
     """Connect with a plain dict of connection options; returns an engine object.
 
@@ -187,6 +207,7 @@ def connect_params(params, database=None, check_mode=False):
     if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
         raise DbError('connect to', where, 'connect_timeout must be at least 1 second (it is %s)'
                       % params['connect_timeout'])
+    check_tls_files(params)
     if engine == 'postgresql':
         if not _pg().HAS_DRIVER:
             raise DbError('connect to', where, 'the psycopg2 Python library is missing: install %s'

@@ -278,3 +278,29 @@ def test_unexpected_error_traceback_is_masked_with_the_engines_secrets(monkeypat
     assert 'unexpected error' in failed['msg'] and 'ValueError' in failed['exception']
     for text in (failed['msg'], failed['exception']):
         assert 'Stored:Server' not in text and 'Login-Pw-1' not in text and '********' in text
+
+
+@pytest.mark.parametrize('engine', ['postgresql', 'mariadb'])
+def test_tls_files_are_checked_before_connecting(engine, tmp_path):
+    """A missing CA file was a bare 'unexpected error: [Errno 2] No such file or directory' on MySQL; a key without
+    its certificate was silently unused."""
+    base = {'engine': engine, 'login_host': '127.0.0.1', 'login_port': 9, 'connect_timeout': 1}
+    missing = str(tmp_path / 'nope.pem')
+    for option in ('ssl_ca', 'ssl_cert'):
+        with pytest.raises(DbError) as info:
+            _connection.connect_params(dict(base, ssl_mode='verify-full', **{option: missing}))
+        assert str(info.value) == 'could not use %s %s: no such file' % (option, missing)
+    with pytest.raises(DbError) as info:
+        _connection.connect_params(dict(base, ssl_ca=str(tmp_path)))
+    assert str(info.value) == 'could not use ssl_ca %s: not a file' % tmp_path
+    key = tmp_path / 'client.key'
+    key.write_text('key')
+    with pytest.raises(DbError) as info:
+        _connection.connect_params(dict(base, ssl_key=str(key)))
+    assert 'give ssl_cert too' in str(info.value)
+    # readable files pass the check and the connection itself is tried (nothing listens on port 9)
+    cert = tmp_path / 'client.crt'
+    cert.write_text('cert')
+    with pytest.raises(DbError) as info:
+        _connection.connect_params(dict(base, ssl_mode='disable', ssl_key=str(key), ssl_cert=str(cert)))
+    assert str(info.value).startswith('could not connect to')
