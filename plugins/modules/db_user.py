@@ -382,6 +382,9 @@ def user_specs(params):
 
 def shown_state(engine, spec, current):
     if current is None:
+        if engine.name == 'postgresql' and spec['name'] in ('PUBLIC', 'public'):
+            # every role, always there (it has no row of its own): only its privileges change
+            return {'name': spec['name'], 'state': 'present'}
         return {'name': spec['name'], 'state': 'absent'}
     state = {'name': spec['name'], 'state': 'present'}
     if engine.name == 'mysql':

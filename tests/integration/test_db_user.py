@@ -896,3 +896,23 @@ def test_connection_limit_above_the_server_maximum_fails_before_anything(server)
     first = run_module('db_user', args)
     assert first['changed'] and not first['failed'], first.get('msg')
     assert run_module('db_user', args)['changed'] is False
+
+
+def test_pg_public_diff_is_present_on_both_sides(pg_server, appdb):
+    """PUBLIC always exists: --diff shows only its privileges changing, never a state absent -> present,
+    and a second run's before and after are the same."""
+    args = dict(pg_server.conn, name='PUBLIC', privileges=[{'on': 'database', 'database': 'userapp',
+                                                            'privs': ['CONNECT']}], privileges_exclusive=True)
+    try:
+        checked = run_module('db_user', args, check=True, diff=True)
+        real = run_module('db_user', args, diff=True)
+        assert real['changed'] and not real['failed'], real.get('msg')
+        assert checked['diff'] == real['diff']
+        assert real['diff']['before']['state'] == real['diff']['after']['state'] == 'present'
+        assert real['diff']['before']['privileges'] == {'database userapp': ['CONNECT', 'TEMPORARY']}
+        assert real['diff']['after']['privileges'] == {'database userapp': ['CONNECT']}
+        assert real['user']['state'] == 'present'
+        again = run_module('db_user', args, diff=True)
+        assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
+    finally:
+        pg_rows(pg_server, 'GRANT CONNECT, TEMPORARY ON DATABASE userapp TO PUBLIC')
