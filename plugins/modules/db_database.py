@@ -65,7 +65,10 @@ options:
       - Below V(-1) or above V(2147483647) fails before anything changes.
     type: int
   extensions:
-    description: PostgreSQL extensions created in the database when missing (never dropped).
+    description:
+      - PostgreSQL extensions created in the database when missing, in this order (never dropped).
+      - An extension requiring another that is neither installed nor listed before it fails before anything
+        changes.
     type: list
     elements: str
   init_sql:
@@ -165,6 +168,19 @@ def template_extensions(module, engine):
         sub.close()
 
 
+def database_extensions(module, engine, name, current):
+    """The extensions the database has (a new one: its template's), read before anything runs."""
+    if current is None:
+        return template_extensions(module, engine)
+    if engine.database == name:
+        return engine.installed_extensions()
+    sub = _in_database(module, engine, name)
+    try:
+        return sub.installed_extensions()
+    finally:
+        sub.close()
+
+
 def converge(module, engine):
     params = module.params
     name = params['name']
@@ -180,6 +196,11 @@ def converge(module, engine):
         if missing:
             raise DbError('create extension', ', '.join(missing), 'not available on this server')
     changes, statements = engine.database_statements(params, current)
+    if params['state'] == 'present' and engine.name == 'postgresql' and params.get('extensions'):
+        # an extension needing one that is neither installed nor listed before it (CREATE EXTENSION runs
+        # without CASCADE) fails before anything runs, in check mode too
+        engine.check_extension_requirements(list(dict.fromkeys(params['extensions'])),
+                                            database_extensions(module, engine, name, current))
     for attribute, before, after in changes:
         tracker.add(attribute, before, after)
     engine.execute_all(statements, operation='%s database %s' % (

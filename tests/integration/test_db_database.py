@@ -380,3 +380,25 @@ def test_pg_conn_limit_above_the_maximum_fails_before_anything(pg_server):
     assert run_module('db_database', args)['changed'] is True
     assert run_module('db_database', args)['changed'] is False
     run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+
+
+def test_pg_extension_needing_another_fails_before_anything(pg_server):
+    """earthdistance needs cube (CREATE EXTENSION runs without CASCADE): refused up front, in check mode too,
+    for a new and an existing database (whose conn_limit change must not have run); in order, both install."""
+    name = uid('extreq')
+    before = databases(pg_server)
+    for check in (True, False):
+        bad = run_module('db_database', dict(pg_server.conn, name=name, extensions=['earthdistance']), check=check)
+        assert bad['failed'] and 'requires cube' in bad['msg'] and bad['queries'] == [], bad
+    assert databases(pg_server) == before
+    assert run_module('db_database', dict(pg_server.conn, name=name))['changed']
+    before = databases(pg_server)
+    for check in (True, False):
+        bad = run_module('db_database', dict(pg_server.conn, name=name, conn_limit=4,
+                                             extensions=['earthdistance', 'cube']), check=check)
+        assert bad['failed'] and 'list cube before earthdistance' in bad['msg'] and bad['queries'] == [], bad
+    assert databases(pg_server) == before
+    real = check_then_real(dict(pg_server.conn, name=name, extensions=['cube', 'earthdistance']), pg_server,
+                           lambda: databases(pg_server))
+    assert real['diff']['after']['extensions'] == ['cube', 'earthdistance', 'plpgsql']
+    run_module('db_database', dict(pg_server.conn, name=name, state='absent'))

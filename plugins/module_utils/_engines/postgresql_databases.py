@@ -209,6 +209,24 @@ class PostgresDatabases:
             statements.append('ALTER DATABASE %s CONNECTION LIMIT %d' % (db, int(params['conn_limit'])))
         return changes, statements
 
+    def check_extension_requirements(self, names, installed):
+        """Fail when an extension to create requires one that is neither installed nor created before it."""
+        rows = self.fetch_all('SELECT e.name, v.requires FROM pg_catalog.pg_available_extensions e '
+                              'JOIN pg_catalog.pg_available_extension_versions v '
+                              'ON v.name = e.name AND v.version = e.default_version WHERE e.name = ANY(%s)',
+                              (list(names),))
+        requires = dict((r['name'], list(r['requires'] or [])) for r in rows)
+        have = set(installed)
+        for name in names:
+            if name in have:
+                continue
+            missing = [r for r in requires.get(name, []) if r not in have]
+            if missing:
+                verb = 'is' if len(missing) == 1 else 'are'
+                raise DbError('create extension', name, 'it requires %s, which %s not installed in the database: '
+                              'list %s before %s in extensions' % (', '.join(missing), verb, ', '.join(missing), name))
+            have.add(name)
+
     def extension_statements(self, names, installed):
         return ['CREATE EXTENSION IF NOT EXISTS %s' % self.quote_ident(n) for n in names if n not in installed]
 
