@@ -203,8 +203,10 @@ def converge(module, engine):
         if desired is not None and not engine.matview_has_unique(desired, current):
             engine.matview_add_unique(desired, current)
             tracker.action('create unique index on %s' % ', '.join(desired['unique_columns']))
-            predicted['unique_indexes'] = (current.get('unique_indexes') or []) + [
-                {'name': engine.matview_unique_index_name(name), 'columns': desired['unique_columns']}]
+            # the index of our name is replaced (dropped, then created on the new columns)
+            ours = engine.matview_unique_index_name(name)
+            predicted['unique_indexes'] = [ix for ix in current.get('unique_indexes') or [] if ix['name'] != ours] + [
+                {'name': ours, 'columns': desired['unique_columns']}]
         if state == 'refreshed' or (with_data and not current.get('populated', True)):
             engine.matview_refresh(current, params['concurrently'], with_data, desired)
             tracker.action('refresh materialized view %s.%s' % (schema, name))
@@ -215,7 +217,8 @@ def converge(module, engine):
     elif engine.check_mode:
         matview = engine.matview_summary(predicted)
     else:
-        matview = engine.matview_summary(engine.matview_get(schema, name))
+        predicted = engine.matview_get(schema, name)  # what the server now has
+        matview = engine.matview_summary(predicted)
     result = {'changed': tracker.changed, 'matview': matview, 'actions': tracker.actions}
     if module._diff:
         # the whole view before and after (the same when unchanged; a refresh changes rows, not these)

@@ -461,3 +461,22 @@ def test_mariadb_unqualified_table_without_login_db_says_what_to_do(my):
     fine = run_module('db_matview', dict(args, query='SELECT id FROM %s.sales_q' % DB))
     assert fine['changed'] and not fine['failed'], fine.get('msg')
     assert sql(my, 'SELECT COUNT(*) FROM sales_q_ids')[0][0] == 3
+
+
+def test_unique_columns_change_replaces_the_index_in_the_diff(db):
+    """Other unique_columns replace the index of our name: check mode and --diff show the new one only,
+    as the catalog has it after the real run."""
+    source_table(db, 'sales_u', rows=10)
+    args = conn_args(db, name='sales_u_view', query='SELECT id, amount FROM sales_u', unique_columns=['id'])
+    run_module('db_matview', conn_args(db, name='sales_u_view', state='absent'))
+    assert run_module('db_matview', args)['changed']
+    changed = dict(args, unique_columns=['id', 'amount'])
+    checked = run_module('db_matview', changed, check=True, diff=True)
+    real = run_module('db_matview', changed, diff=True)
+    assert real['changed'] and not real['failed'], real.get('msg')
+    assert checked['diff'] == real['diff'], (checked['diff'], real['diff'])
+    assert real['diff']['before']['unique_indexes'] == [['id']]
+    assert real['diff']['after']['unique_indexes'] == [['id', 'amount']]
+    assert checked['matview']['unique_indexes'] == real['matview']['unique_indexes']
+    again = run_module('db_matview', changed, diff=True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
