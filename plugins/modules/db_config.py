@@ -47,7 +47,7 @@ options:
     default: true
   option_file:
     description:
-      - MariaDB (and MySQL without C(SET PERSIST)) only. The instance's own option file, for example
+      - MariaDB only. The instance's own option file, for example
         C(/etc/mysql/mariadb.conf.d/50-server.cnf) or the C(--defaults-file) of the instance.
       - The module keeps its settings in a block of this file delimited by C(# BEGIN dbops.admin db_config managed
         settings) and C(# END ...) lines, under its own C([mariadbd]) section header, placed at the end so that it
@@ -55,8 +55,8 @@ options:
       - Required on MariaDB for variables that are not dynamic; without it a dynamic variable is changed with
         C(SET GLOBAL) only and a warning says that it will not survive a restart.
       - The module must run on the database host for this file to be the server's.
-      - Given for a PostgreSQL server, the task fails before anything changes (settings there are kept by
-        C(ALTER SYSTEM)).
+      - Given for a PostgreSQL server (settings kept by C(ALTER SYSTEM)) or a MySQL 8 server (settings kept by
+        C(SET PERSIST)), the task fails before anything changes.
     type: path
 notes:
   - C(ALTER SYSTEM) needs a superuser (or, from PostgreSQL 15, the C(ALTER SYSTEM) privilege on the parameter);

@@ -69,3 +69,16 @@ def test_mysql8_dynamic_variable_changed_at_runtime_is_set_again():
     entry, = engine.plan_settings({'sort_buffer_size': '64M'})
     assert (entry['change'], entry['set_global'], entry['restart']) == (True, True, False)
     assert engine.setting_statement(entry) == ('SET PERSIST `sort_buffer_size` = %s', (67108864,))
+
+
+def test_mysql8_refuses_an_option_file_it_would_not_use(tmp_path):
+    """MySQL 8 persists with SET PERSIST: option_file was checked, then silently left alone."""
+    from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+    engine = mysql8({'max_connections': {'value': '151', 'persisted': None}})
+    path = str(tmp_path / 'dbops.cnf')
+    with pytest.raises(DbError) as info:
+        engine.plan_settings({'max_connections': 300}, option_file=path)
+    assert 'SET PERSIST' in str(info.value) and 'drop option_file' in str(info.value) and path in str(info.value)
+    assert engine.queries == []
+    entry, = engine.plan_settings({'max_connections': 300})
+    assert entry['set_global'] is True

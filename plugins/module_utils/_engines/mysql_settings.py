@@ -239,6 +239,10 @@ class MysqlSettings:
         if unknown:
             raise DbError('change settings', None, 'unknown variable%s: %s (not a global system variable of this '
                           'server)' % ('s' if len(unknown) > 1 else '', ', '.join(unknown)))
+        if option_file and not self.is_mariadb:
+            # MySQL 8 persists with SET PERSIST: the file would be checked and then silently left alone
+            raise DbError('use option_file', option_file, 'MySQL 8 keeps the settings itself with SET PERSIST '
+                          '(mysqld-auto.cnf): drop option_file for this server')
         if option_file:
             self.check_option_file(option_file)
         block = read_managed_block(self._read_option_file(option_file)) if option_file else {}
