@@ -134,8 +134,11 @@ def test_absent_with_force_terminates_sessions(server):
     assert run_module('db_database', dict(server.conn, name=name))['changed']
     holder = server.connect(name)
     if server.engine == 'postgresql':
-        refused = run_module('db_database', dict(server.conn, name=name, state='absent'))
-        assert refused['failed'] and 'being accessed by other users' in refused['msg']
+        # PostgreSQL refuses to drop a database in use: said before anything runs, in check mode too
+        for check in (True, False):
+            refused = run_module('db_database', dict(server.conn, name=name, state='absent'), check=check)
+            assert refused['failed'] and 'other sessions are connected to it (1)' in refused['msg'], refused
+            assert 'force: true' in refused['msg'] and refused['queries'] == []
         assert name in [r[0] for r in databases(server)]
     forced = run_module('db_database', dict(server.conn, name=name, state='absent', force=True))
     assert forced['changed'] and not forced['failed'], forced.get('msg')

@@ -167,6 +167,15 @@ class PostgresDatabases:
                 statements.append(
                     'SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity '
                     'WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()' % self.quote_literal(name))
+            else:
+                # PostgreSQL refuses to drop a database in use: say so before anything runs (check mode too)
+                # instead of promising the drop (autovacuum workers are stopped by the server itself)
+                sessions = self.fetch_value(
+                    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_catalog.pg_backend_pid() AND backend_type <> 'autovacuum worker'", (name,))
+                if sessions:
+                    raise DbError('drop database', name, 'other sessions are connected to it (%d): end them, or give '
+                                  'force: true to terminate them' % sessions)
             statements.append('DROP DATABASE %s' % db)
             return [('state', 'present', 'absent')], statements
         if current is None:
