@@ -47,6 +47,7 @@ options:
   login_unix_socket:
     description:
       - Path of the server's Unix socket (MySQL) or of the directory holding it (PostgreSQL). Takes precedence over O(login_host).
+      - The other form (a directory for MySQL, the socket file for PostgreSQL) fails before connecting, saying which to give.
     type: str
   connect_timeout:
     description:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import stat
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -193,6 +194,19 @@ def check_tls_files(params):
         raise DbError('use ssl_key', params['ssl_key'], 'a client key is used with its certificate: give ssl_cert too')
 
 
+def check_socket_path(engine, path):
+    """login_unix_socket is the socket's directory for libpq and the socket file itself for MySQL/MariaDB:
+    the other one fails with a bare 'Connection refused' or a doubled socket name."""
+    if not path:
+        return
+    if engine == 'mysql' and os.path.isdir(path):
+        raise DbError('use login_unix_socket', path, 'it is a directory; on MySQL/MariaDB give the socket file '
+                      'itself (for example /run/mysqld/mysqld.sock)')
+    if engine == 'postgresql' and os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+        raise DbError('use login_unix_socket', path, 'it is a socket file; on PostgreSQL give the directory that '
+                      'holds it (%s)' % (os.path.dirname(path) or '.'))
+
+
 def connect_params(params, database=None, check_mode=False):
     """Connect with a plain dict of connection options; returns an engine object.
 
@@ -208,6 +222,7 @@ def connect_params(params, database=None, check_mode=False):
         raise DbError('connect to', where, 'connect_timeout must be at least 1 second (it is %s)'
                       % params['connect_timeout'])
     check_tls_files(params)
+    check_socket_path(engine, params.get('login_unix_socket'))
     if engine == 'postgresql':
         if not _pg().HAS_DRIVER:
             raise DbError('connect to', where, 'the psycopg2 Python library is missing: install %s'

@@ -304,3 +304,26 @@ def test_tls_files_are_checked_before_connecting(engine, tmp_path):
     with pytest.raises(DbError) as info:
         _connection.connect_params(dict(base, ssl_mode='disable', ssl_key=str(key), ssl_cert=str(cert)))
     assert str(info.value).startswith('could not connect to')
+
+
+def test_socket_path_of_the_other_engine_is_a_clear_error(tmp_path):
+    """MySQL takes the socket file, libpq the directory: the other one was 'Connection refused' or a doubled name."""
+    import socket
+    with pytest.raises(DbError) as info:
+        _connection.connect_params({'engine': 'mariadb', 'login_unix_socket': str(tmp_path), 'connect_timeout': 1})
+    assert 'it is a directory' in str(info.value) and 'socket file' in str(info.value)
+    path = str(tmp_path / '.s.PGSQL.5432')
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        with pytest.raises(DbError) as info:
+            _connection.connect_params({'engine': 'postgresql', 'login_unix_socket': path, 'connect_timeout': 1})
+        assert str(info.value) == ('could not use login_unix_socket %s: it is a socket file; on PostgreSQL give the '
+                                   'directory that holds it (%s)' % (path, tmp_path))
+        # the directory itself is what libpq takes: the connection is tried (nothing listens)
+        with pytest.raises(DbError) as info:
+            _connection.connect_params({'engine': 'postgresql', 'login_unix_socket': str(tmp_path), 'login_port': 5432,
+                                        'connect_timeout': 1})
+        assert str(info.value).startswith('could not connect to postgresql at socket %s' % path)
+    finally:
+        sock.close()
