@@ -142,14 +142,35 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
     connection_argument_spec, run_module)
 from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_settings import (  # noqa: E402
+    CONNINFO_SETTINGS, conninfo_passwords)
+
+
+class SettingsModule(AnsibleModule):
+    """AnsibleModule knowing the passwords inside connection-string settings as soon as it has read its arguments,
+    before it logs the invocation or reports an argument error (settings is a free dict: no no_log per key)."""
+
+    def _load_params(self):
+        super()._load_params()
+        settings = self.params.get('settings') if isinstance(self.params, dict) else None
+        if isinstance(settings, dict):
+            for name, value in settings.items():
+                if str(name).strip().lower() in CONNINFO_SETTINGS:
+                    self.no_log_values.update(conninfo_passwords(value))
 
 
 def converge(module, engine):
     option_file = module.params['option_file']
     plan = engine.plan_settings(module.params['settings'], option_file=option_file, reload=module.params['reload'])
     tracker = DifferenceTracker()
+
+    def shown(value):
+        # a secret inside a value (the password of primary_conninfo) is masked, as in queries
+        return engine.mask(value) if isinstance(value, str) else value
+
     for entry in plan:
-        differs = tracker.add(entry['name'], entry['before'], entry['after'] if entry['change'] else entry['before'])
+        differs = tracker.add(entry['name'], shown(entry['before']),
+                              shown(entry['after'] if entry['change'] else entry['before']))
         if entry['change'] and not differs:
             # same value, but not yet where it lasts (persisted, or in the option file)
             tracker.action('persist %s' % entry['name'])
@@ -163,8 +184,8 @@ def converge(module, engine):
     settings = {}
     for entry in plan:
         settings[entry['name']] = {
-            'before': entry['before'],
-            'after': entry['after'],
+            'before': shown(entry['before']),
+            'after': shown(entry['after']),
             'unit': entry['unit'],
             'context': entry['context'],
             'changed': entry['change'],
@@ -190,7 +211,7 @@ def main():
         reload=dict(type='bool', default=True),
         option_file=dict(type='path'),
     )
-    module = AnsibleModule(argument_spec, supports_check_mode=True)
+    module = SettingsModule(argument_spec, supports_check_mode=True)
     if not module.params['settings']:
         module.fail_json(msg='settings is empty: give at least one name: value', queries=[])
     run_module(module, lambda engine: converge(module, engine))

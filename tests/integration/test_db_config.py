@@ -602,3 +602,61 @@ def test_postgresql_refuses_the_mysql_option_file(pg_server, tmp_path):
         assert 'option_file' in result['msg'] and 'MySQL/MariaDB' in result['msg'] and str(cnf) in result['msg']
     assert not cnf.exists()
     assert _auto_conf(pg_server) == before and server_values(pg_server, ['work_mem']) == running
+
+
+SYSLOG_CAPTURE = '''
+import os
+import syslog
+
+def _capture(*args):
+    with open(os.environ['DBOPS_TEST_SYSLOG'], 'a', encoding='utf-8') as handle:
+        handle.write(str(args[-1]) + '\\n')
+
+syslog.syslog = _capture
+'''
+
+
+def test_postgresql_conninfo_password_is_masked_everywhere(pg_server, tmp_path):
+    """The password inside primary_conninfo never shows: not in queries, diff, settings, the invocation (returned
+    or logged to syslog when the module starts), nor an argument error's invocation."""
+    import os
+    from modrun import collections_root
+    hook = tmp_path / 'hook'
+    hook.mkdir()
+    (hook / 'sitecustomize.py').write_text(SYSLOG_CAPTURE, encoding='utf-8')
+    log = tmp_path / 'syslog.txt'
+    env = {'PYTHONPATH': os.pathsep.join([str(hook), collections_root()]), 'DBOPS_TEST_SYSLOG': str(log)}
+    secret = 'Conninfo-Secret-31'
+    args = dict(pg_server.conn, settings={'primary_conninfo': "host=10.0.0.9 user=rep password='%s'" % secret})
+    try:
+        outputs = []
+        checked = run_module('db_config', args, check=True, diff=True, env=env)
+        real = run_module('db_config', args, diff=True, env=env)
+        again = run_module('db_config', args, diff=True, env=env)
+        bad = run_module('db_config', dict(args, reload='maybe'), env=env)
+        uri = run_module('db_config', dict(args, settings={'primary_conninfo': 'postgresql://rep:%s@10.0.0.9/x' % secret}),
+                         diff=True, env=env)
+        outputs = [checked, real, again, bad, uri]
+        assert real['changed'] and not real['failed'], real.get('msg')
+        assert checked['diff'] == real['diff'] and checked['queries'] == real['queries']
+        assert real['queries'][0] == 'ALTER SYSTEM SET "primary_conninfo" = \'host=10.0.0.9 user=rep password=\'\'********\'\'\''
+        assert real['diff']['after']['primary_conninfo'] == "host=10.0.0.9 user=rep password='********'"
+        assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
+        assert bad['failed'] and 'reload' in bad['msg']
+        assert uri['changed'] and not uri['failed'], uri.get('msg')
+        logged = log.read_text(encoding='utf-8')
+        assert 'Invoked with' in logged and 'primary_conninfo' in logged
+        for res in outputs:
+            assert secret not in res['_stdout'] + res['_stderr'], res['_stdout']
+        assert secret not in logged
+        conn = pg_server.connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'")
+            assert secret in cur.fetchone()[0]  # what the server was given is the real password
+        conn.close()
+    finally:
+        conn = pg_server.connect()
+        with conn.cursor() as cur:
+            cur.execute('ALTER SYSTEM RESET primary_conninfo')
+            cur.execute('SELECT pg_reload_conf()')
+        conn.close()

@@ -11,6 +11,7 @@ Values are compared through ``_units.normalize`` with the catalog's unit, type a
 from __future__ import annotations
 
 import functools
+import re
 
 from ansible_collections.dbops.admin.plugins.module_utils import _units
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
@@ -80,6 +81,21 @@ def pg_setting_spec(row):
     """Keyword arguments of ``_units.normalize`` for one pg_settings row."""
     return dict(vartype=row['vartype'], unit=row['unit'], enumvals=row.get('enumvals'),
                 min_val=row.get('min_val'), max_val=row.get('max_val'))
+
+
+# Settings whose value is a libpq connection string, which may carry a password
+CONNINFO_SETTINGS = ('primary_conninfo',)
+_CONNINFO_PASSWORD = re.compile(r"""\bpassword\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s']+))""")
+_URI_PASSWORD = re.compile(r'^postgres(?:ql)?://[^:/@?#]*:([^@/?#]+)@')
+
+
+def conninfo_passwords(text):
+    """The passwords written in a libpq connection string (keyword=value or URI form), as they appear in it."""
+    if not text or not isinstance(text, str):
+        return []
+    found = [quoted or plain for quoted, plain in _CONNINFO_PASSWORD.findall(text)]
+    found += _URI_PASSWORD.findall(text.strip())
+    return [f for f in found if f]
 
 
 class PostgresSettings:
@@ -177,6 +193,12 @@ class PostgresSettings:
             if reload_only:
                 before_text = render(running)
             after_text = render(target)
+            if name in CONNINFO_SETTINGS:
+                # a connection string may hold a password: never shown in queries, diff or settings
+                for text in (value, row['setting'], row['display'], configured.get(name), before_text, after_text):
+                    for secret in conninfo_passwords(text):
+                        for form in (secret, secret.replace("'", "''"), secret.replace('\\', '\\\\')):
+                            self.add_secret(form)
             plan.append({
                 'name': name,
                 'before': before_text,
