@@ -142,21 +142,25 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
     connection_argument_spec, run_module)
 from ansible_collections.dbops.admin.plugins.module_utils._diff import DifferenceTracker  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils._engines.mysql_settings import setting_secrets  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_settings import (  # noqa: E402
     CONNINFO_SETTINGS, conninfo_passwords)
 
 
 class SettingsModule(AnsibleModule):
-    """AnsibleModule knowing the passwords inside connection-string settings as soon as it has read its arguments,
-    before it logs the invocation or reports an argument error (settings is a free dict: no no_log per key)."""
+    """AnsibleModule knowing the secrets inside settings (the password of primary_conninfo, of wsrep_sst_auth)
+    as soon as it has read its arguments, before it logs the invocation or reports an argument error
+    (settings is a free dict: no no_log per key)."""
 
     def _load_params(self):
         super()._load_params()
         settings = self.params.get('settings') if isinstance(self.params, dict) else None
         if isinstance(settings, dict):
             for name, value in settings.items():
-                if str(name).strip().lower() in CONNINFO_SETTINGS:
+                key = str(name).strip().lower()
+                if key in CONNINFO_SETTINGS:
                     self.no_log_values.update(conninfo_passwords(value))
+                self.no_log_values.update(setting_secrets(key, value))
 
 
 def converge(module, engine):
@@ -176,7 +180,7 @@ def converge(module, engine):
             tracker.action('persist %s' % entry['name'])
     outcome = engine.apply_settings(plan, reload=module.params['reload'], option_file=option_file)
     for text in outcome['warnings']:
-        module.warn(text)
+        module.warn(engine.mask(text))
     if engine.flavor == 'mariadb' and not option_file and any(e['set_global'] for e in plan):
         module.warn('no option_file given: the changed variables are set with SET GLOBAL only and '
                     'will return to their configured values at the next restart')

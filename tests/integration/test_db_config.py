@@ -660,3 +660,46 @@ def test_postgresql_conninfo_password_is_masked_everywhere(pg_server, tmp_path):
             cur.execute('ALTER SYSTEM RESET primary_conninfo')
             cur.execute('SELECT pg_reload_conf()')
         conn.close()
+
+
+def test_mariadb_wsrep_sst_auth_is_masked_and_settles(mariadb_server, tmp_path):
+    """wsrep_sst_auth (user:password) is masked in every output; the server shows it only as ********, so a
+    second run is unchanged (with a warning without option_file; compared with the file's block with one)."""
+    if not mariadb_server.sql("SELECT COUNT(*) FROM information_schema.GLOBAL_VARIABLES "
+                              "WHERE VARIABLE_NAME = 'WSREP_SST_AUTH'")[0][0]:
+        pytest.skip('this server has no wsrep_sst_auth')
+
+    def reset():
+        conn = mariadb_server.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL wsrep_sst_auth = ''")
+        conn.close()
+    reset()
+    secrets = ['Sst-Secret-A1', 'Sst-Secret-B2']
+    args = dict(mariadb_server.conn, settings={'wsrep_sst_auth': 'sst:%s' % secrets[0]})
+    cnf = str(tmp_path / 'sst.cnf')
+    try:
+        checked = run_module('db_config', args, check=True, diff=True)
+        real = run_module('db_config', args, diff=True)
+        assert real['changed'] and not real['failed'], real.get('msg')
+        assert checked['queries'] == real['queries'] == ["SET GLOBAL `wsrep_sst_auth` = 'sst:********'"]
+        again = run_module('db_config', args, diff=True)
+        assert again['changed'] is False and again['queries'] == []
+        assert 'cannot be compared' in str(again.get('warnings'))
+        with_file = dict(args, option_file=cnf)
+        first = run_module('db_config', with_file, diff=True)
+        assert first['changed'] and first['option_file']['changed'], first
+        assert run_module('db_config', with_file)['changed'] is False
+        other = dict(with_file, settings={'wsrep_sst_auth': 'sst:%s' % secrets[1]})
+        changed = run_module('db_config', other, diff=True)
+        assert changed['changed'] and changed['queries'] == ["SET GLOBAL `wsrep_sst_auth` = 'sst:********'"]
+        assert run_module('db_config', other)['changed'] is False
+        bad = run_module('db_config', dict(other, reload='maybe'))
+        assert bad['failed']
+        for res in (checked, real, again, first, changed, bad):
+            for secret in secrets:
+                assert secret not in res['_stdout'] + res['_stderr'], res['_stdout']
+        with open(cnf) as handle:
+            assert 'wsrep_sst_auth = sst:%s' % secrets[1] in handle.read()  # the file keeps the real one
+    finally:
+        reset()

@@ -17,7 +17,7 @@ import re
 import tempfile
 
 from ansible_collections.dbops.admin.plugins.module_utils import _units
-from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError
+from ansible_collections.dbops.admin.plugins.module_utils._errors import MASK, DbError
 
 BLOCK_BEGIN = '# BEGIN dbops.admin db_config managed settings (do not edit inside this block)'
 BLOCK_END = '# END dbops.admin db_config managed settings'
@@ -280,6 +280,21 @@ class MysqlSettings:
                     in_block is None or not _same_text(in_block, target, spec))
                 entry['before'] = in_block if in_block is not None else row.get('value')
                 entry['restart'] = not dynamic and not _same_value(running, target, spec)
+                if name in SECRET_SETTINGS:
+                    for text in (value, in_block):
+                        for secret in setting_secrets(name, text):
+                            self.add_secret(secret)
+                    if row.get('value') == MASK:
+                        # the server shows only ******** once it is set: compared with the option file's block
+                        # when there is one, else left alone (it cannot be compared) with a warning
+                        entry['hidden'] = True
+                        # (with option_file and no block yet: set once and written, compared from then on)
+                        entry['set_global'] = entry['write_file'] if option_file else False
+                        entry['restart'] = False
+                        if not option_file:
+                            entry['warning'] = ('%s is set and the server shows it only as ********, so it cannot be '
+                                                'compared: it is left as it is; give option_file to keep it there '
+                                                'and compare it with the file' % name)
             else:
                 persisted = row.get('persisted')
                 persisted_same = persisted is not None and _same_text(persisted, target, spec)
@@ -308,7 +323,7 @@ class MysqlSettings:
 
     def apply_settings(self, plan, reload=True, option_file=None):
         """SET GLOBAL / SET PERSIST what differs; write the managed option-file block on MariaDB."""
-        warnings = []
+        warnings = [entry['warning'] for entry in plan if entry.get('warning')]
         for entry in plan:
             if not entry['set_global']:
                 continue
@@ -342,7 +357,8 @@ class MysqlSettings:
         if not self.check_mode:
             current = self.settings_catalog([e['name'] for e in plan if e['set_global']])
             for entry in plan:
-                if not entry['set_global'] or entry['name'] not in current:
+                if not entry['set_global'] or entry['name'] not in current or entry.get('hidden') \
+                        or current[entry['name']].get('value') == MASK:
                     continue
                 spec = mariadb_variable_spec(current[entry['name']]) if self.is_mariadb \
                     else inferred_variable_spec(current[entry['name']].get('value'), entry['target'])
@@ -355,6 +371,20 @@ class MysqlSettings:
                                     % (entry['name'], current[entry['name']].get('value'), entry['after']))
         pending = sorted(entry['name'] for entry in plan if entry['restart'])
         return {'pending_restart': pending, 'warnings': warnings, 'option_file_changed': file_changed}
+
+
+# Variables holding a secret, which MariaDB shows as ******** once set: name -> the secret inside its value
+SECRET_SETTINGS = {
+    'wsrep_sst_auth': lambda value: value.split(':', 1)[1] if ':' in value else value,  # user:password
+}
+
+
+def setting_secrets(name, value):
+    """The secret inside the value of a variable of SECRET_SETTINGS (nothing for any other)."""
+    if name not in SECRET_SETTINGS or not isinstance(value, str) or not value or value == MASK:
+        return []
+    secret = SECRET_SETTINGS[name](value.strip().strip('"\''))
+    return [secret] if secret else []
 
 
 def _same_value(current, target, spec):
