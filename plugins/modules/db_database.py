@@ -189,7 +189,7 @@ def converge(module, engine):
     tracker = DifferenceTracker()
     current = engine.get_database(name)
     if params['state'] == 'present' and engine.name == 'postgresql':
-        engine.check_owner(params.get('owner'))
+        engine.check_owner(params.get('owner'), current['owner'] if current else None)
         if current is None:
             engine.check_template(params.get('template'))
         missing = engine.missing_extensions(params.get('extensions') or [])

@@ -405,3 +405,33 @@ def test_pg_extension_needing_another_fails_before_anything(pg_server):
                            lambda: databases(pg_server))
     assert real['diff']['after']['extensions'] == ['cube', 'earthdistance', 'plpgsql']
     run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+
+
+def test_pg_owner_the_login_may_not_give_fails_before_anything(pg_server):
+    """A login that is not a superuser may make a database owned only by a role it is a member of: refused up
+    front, in check mode too (check mode promised the CREATE and the real run failed at the server)."""
+    login, owner, name = uid('dblogin'), uid('dbowner'), uid('owned')
+    rows(pg_server, "CREATE ROLE %s LOGIN CREATEDB PASSWORD 'Db-Login-1'" % login)
+    rows(pg_server, 'CREATE ROLE %s' % owner)
+    as_login = dict(pg_server.conn, login_user=login, login_password='Db-Login-1')
+    try:
+        before = databases(pg_server)
+        for check in (True, False):
+            bad = run_module('db_database', dict(as_login, name=name, owner=owner), check=check)
+            assert bad['failed'] and 'member of role %s' % owner in bad['msg'] and bad['queries'] == [], bad
+        assert databases(pg_server) == before
+        assert run_module('db_database', dict(as_login, name=name))['changed']
+        # an existing database: the owner change is refused alike, nothing changed
+        for check in (True, False):
+            bad = run_module('db_database', dict(as_login, name=name, owner=owner, conn_limit=3), check=check)
+            assert bad['failed'] and 'member of role %s' % owner in bad['msg'] and bad['queries'] == [], bad
+        assert rows(
+            pg_server, 'SELECT pg_get_userbyid(datdba), datconnlimit FROM pg_database WHERE datname = %s',
+            (name,)) == [(login, -1)]
+        rows(pg_server, 'GRANT %s TO %s' % (owner, login))
+        real = check_then_real(dict(as_login, name=name, owner=owner), pg_server, lambda: databases(pg_server))
+        assert real['queries'] == ['ALTER DATABASE "%s" OWNER TO "%s"' % (name, owner)]
+    finally:
+        run_module('db_database', dict(pg_server.conn, name=name, state='absent'))
+        rows(pg_server, 'DROP ROLE IF EXISTS %s' % login)
+        rows(pg_server, 'DROP ROLE IF EXISTS %s' % owner)

@@ -129,9 +129,15 @@ class PostgresDatabases:
             raise DbError('use encoding', repr(encoding), 'PostgreSQL does not know this encoding')
         return value
 
-    def check_owner(self, owner):
+    def check_owner(self, owner, current_owner=None):
         if owner and not self.fetch_value('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s', (owner,)):
             raise DbError('make %s the owner' % owner, None, 'role %s does not exist' % owner)
+        if owner and owner != current_owner and not getattr(self, 'is_superuser', False) and not self.fetch_value(
+                "SELECT pg_catalog.pg_has_role(current_user, %s, 'MEMBER')", (owner,)):
+            # what CREATE / ALTER DATABASE require of a login that is not a superuser: said before anything runs
+            raise DbError('make %s the owner' % owner, None, 'this login (%s) is neither a superuser nor a member of '
+                          'role %s: grant it the role, or connect as a superuser'
+                          % (self.fetch_value('SELECT current_user'), owner))
 
     def check_template(self, template):
         if template and not self.fetch_value('SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s', (template,)):
