@@ -538,6 +538,8 @@ def test_pg_visible_is_refused(pg):
                                            visible=False), check=True)
     assert res['failed'] and 'MySQL/MariaDB only' in res['msg'], res.get('msg')
     assert index_columns(pg, 'pg_hidden', 'pg_hidden_customer') is None
+
+
 def test_diff_is_the_whole_index_for_a_rebuild_and_no_change(db):
     """--diff is the whole index before and after, also when it is rebuilt in place (the same definition)
     and when nothing changes, in check mode as in the real run."""
