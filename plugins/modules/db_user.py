@@ -145,6 +145,10 @@ options:
             description: Whether the privileges are held WITH GRANT OPTION.
             type: bool
             default: false
+          wildcard:
+            description: Whether O(users[].privileges[].database) is a MySQL/MariaDB pattern (see O(privileges[].wildcard)).
+            type: bool
+            default: false
       privileges_exclusive:
         description: See O(privileges_exclusive) (the top-level value when left out).
         type: bool
