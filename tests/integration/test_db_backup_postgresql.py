@@ -441,7 +441,9 @@ def test_logical_restore_roles_require_skip_create(server, workdir):
     server.psql('DROP DATABASE app')
     server.psql('DROP ROLE app_login; DROP ROLE app_reader; DROP ROLE "App Owner"')
     roles = "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'app%' OR rolname = 'App Owner'"
-    db_settings = ("SELECT string_agg(coalesce(pg_get_userbyid(nullif(setrole, 0)), '-') || ':' || setconfig::text, ' ' "
+    # the settings restored from the source (not the restore marker, dbops.restored_from, the restore adds)
+    db_settings = ("SELECT string_agg(coalesce(pg_get_userbyid(nullif(setrole, 0)), '-') || ':' || (SELECT array_agg(c) "
+                   "FROM unnest(setconfig) c WHERE c NOT LIKE 'dbops.restored_from=%') ::text, ' ' "
                    "ORDER BY setrole) FROM pg_db_role_setting WHERE setdatabase = "
                    "(SELECT oid FROM pg_database WHERE datname = 'app2')")
 

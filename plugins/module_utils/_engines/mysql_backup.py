@@ -55,6 +55,7 @@ import threading
 import time
 
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
+from ansible_collections.dbops.admin.plugins.module_utils import _restore_comment as restore_comment
 
 SYSTEM_DATABASES = ('information_schema', 'performance_schema', 'sys', 'mysql')
 INDEX_FILE = 'dump-index.json'
@@ -71,7 +72,6 @@ PRIVILEGE_TABLES = ('db', 'tables_priv', 'columns_priv', 'procs_priv')
 BINLOG_INDEX_FILE = 'binlogs.json'
 # the databases a restore into an existing database loads into before replacing it
 WORK_DB_PREFIX = 'dbops_restore_'
-MARKER_PREFIX = 'dbops.admin restore: '
 MARKER_FILE = 'dbops-restore.json'
 STREAM_NAME = 'backup.mbstream'
 CHUNK = 1024 * 1024
@@ -1587,8 +1587,10 @@ class MysqlBackup:
         return events_sql([r for r in rows if r], self.quote_ident)
 
     def _schema_info(self, name):
-        return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation '
-                              'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', (name,))
+        # MariaDB has database comments (SCHEMA_COMMENT, 10.5+); MySQL 8 has none
+        comment = ', SCHEMA_COMMENT AS comment' if self.flavor == 'mariadb' else ''
+        return self.fetch_one('SELECT DEFAULT_CHARACTER_SET_NAME AS charset, DEFAULT_COLLATION_NAME AS collation%s '
+                              'FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %%s' % comment, (name,))
 
     # ---- accounts the objects need (roles option of db_restore) ------------------------------
     def _accounts_of(self, database):
@@ -1854,7 +1856,7 @@ class MysqlBackup:
             stems[name] = fname
             info = self._schema_info(name) or {}
             entry = {'name': name, 'file': fname + '.sql' + ext, 'files': [fname + '.sql' + ext], 'post': [],
-                     'charset': info.get('charset'), 'collation': info.get('collation'),
+                     'charset': info.get('charset'), 'collation': info.get('collation'), 'comment': info.get('comment'),
                      'size_estimate': sizes[name]}
             entries.append(entry)
             files[name] = os.path.join(dest, entry['file'])
@@ -2163,6 +2165,7 @@ class MysqlBackup:
             used.add(stem)
             info = self._schema_info(name) or {}
             entry = {'name': name, 'charset': info.get('charset'), 'collation': info.get('collation'),
+                     'comment': info.get('comment'),
                      'size_estimate': sum(t[2] for t in tables[name]), 'pre': [], 'files': [], 'post': [],
                      'data': {}, 'stem': stem}
             if tables[name]:
@@ -2552,7 +2555,9 @@ class MysqlBackup:
             if request.get('marker') and self.flavor == 'mariadb':
                 for entry, name in plan:
                     # the source database too: another database of the same backup is another restore
-                    self._write_marker(name, dict(request['marker'], source_database=entry['name']))
+                    warning = self._write_marker(name, dict(request['marker'], source_database=entry['name']), entry)
+                    if warning:
+                        warnings.append('restoring %s: %s' % (name, warning))
             done = True
         finally:
             if not done:
@@ -2902,28 +2907,29 @@ class MysqlBackup:
             with contextlib.suppress(OSError):
                 os.unlink(copy)
 
-    def _write_marker(self, name, marker):
-        text = MARKER_PREFIX + json.dumps(marker, sort_keys=True, separators=(',', ':'), default=str)
-        if len(text) > 1024:
-            text = MARKER_PREFIX + json.dumps({'sha256': hashlib.sha256(text.encode()).hexdigest()})
+    def _write_marker(self, name, marker, entry=None):
+        """The restored database gets the source database's comment (backups that recorded it, else the
+        comment it has) with the marker appended as a trailer (see _restore_comment); returns a warning
+        when the comment had to be cut to make room for it."""
+        comment = entry.get('comment') if entry is not None and 'comment' in entry else self._schema_comment(name)
+        text, warning = restore_comment.append(comment, marker, restore_comment.MARIADB_COMMENT_LIMIT)
         self.execute('ALTER DATABASE %s COMMENT %s' % (self.quote_ident(name), self.quote_literal(text)),
                      operation='record the restore in database %s' % name)
+        return warning
 
-    def restore_marker(self, database):
-        """The marker restore_logical recorded in the database comment (MariaDB), or None."""
+    def _schema_comment(self, database):
+        """The comment of a database (MariaDB), or None."""
         if self.flavor != 'mariadb':
             return None
         try:
-            text = self.fetch_value('SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
+            return self.fetch_value('SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
                                     (database,))
         except DbError:
             return None
-        if not text or not str(text).startswith(MARKER_PREFIX):
-            return None
-        try:
-            return json.loads(str(text)[len(MARKER_PREFIX):])
-        except ValueError:
-            return None
+
+    def restore_marker(self, database):
+        """The marker restore_logical recorded in the trailer of the database comment (MariaDB), or None."""
+        return restore_comment.split(self._schema_comment(database))[1]
 
     def logical_verify(self, manifest, path, bin_dir=None, os_user=None):
         """Problems of a logical backup: index, files present, every file decompresses completely."""

@@ -36,11 +36,11 @@ import time
 
 from ansible_collections.dbops.admin.plugins.module_utils._engines.postgresql_settings import LIST_SETTINGS, split_list_setting
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, driver_message, mask_secrets
+from ansible_collections.dbops.admin.plugins.module_utils import _restore_comment as restore_comment
 
 RESTORE_MARKER_FILE = 'dbops_restore.json'
 # the archived WAL a restore to the end of a log backup may read (links; removed after recovery)
 STAGED_WAL_DIR = 'dbops_restore_wal'
-COMMENT_MARKER = 'dbops.admin restore: '
 WAL_NAME_RE = re.compile(r'^[0-9A-F]{24}$')
 COUNT_SQL = (
     "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS name, "
@@ -87,7 +87,8 @@ DATABASE_PROPERTIES_SQL = (
     "ORDER BY a.grantee, a.privilege_type), '[]'::json) FROM aclexplode(d.datacl) a) AS acl, "
     "(SELECT coalesce(json_agg(json_build_object('role', CASE WHEN s.setrole = 0 THEN NULL "
     "ELSE pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole), '[]'::json) "
-    "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) AS settings "
+    "FROM pg_db_role_setting s WHERE s.setdatabase = d.oid) AS settings, "
+    "shobj_description(d.oid, 'pg_database') AS comment "
     "FROM pg_database d WHERE d.datname = %s")
 # does anything in the database belong to the bootstrap superuser (oid 10, pinned: pg_shdepend never
 # lists it)? pg_dump writes OWNER TO <its name> for such objects: a target whose bootstrap superuser
@@ -2921,14 +2922,39 @@ class PostgresBackup:
 
     # -- logical restore
     def restore_marker(self, database):
-        text = self.fetch_value("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                                (database,))
-        if not text or not text.startswith(COMMENT_MARKER):
+        """The marker restore_logical recorded: the database setting dbops.restored_from, else the
+        trailer of the database comment (a restore by a login that is not superuser, or by an older
+        release, which wrote the whole comment), or None."""
+        row = self.fetch_one(
+            "SELECT shobj_description(d.oid, 'pg_database') AS comment, (SELECT s.setconfig FROM pg_db_role_setting s "
+            "WHERE s.setdatabase = d.oid AND s.setrole = 0) AS config FROM pg_database d WHERE d.datname = %s",
+            (database,))
+        if not row:
             return None
-        try:
-            return json.loads(text[len(COMMENT_MARKER):])
-        except ValueError:
-            return None
+        for item in row.get('config') or []:
+            key, _sep, value = item.partition('=')
+            if key == restore_comment.SETTING:
+                return restore_comment.decode(value)
+        return restore_comment.split(row.get('comment'))[1]
+
+    def _record_restore(self, name, marker, props):
+        """The restored database keeps the source's comment (backups that recorded it; without a trailer
+        of an earlier restore) and records the marker: in the setting dbops.restored_from when the login
+        is superuser (PostgreSQL 15 lets only superusers set a placeholder setting on a database), else
+        in a trailer of the comment."""
+        quoted = self.quote_ident(name)
+        comment = restore_comment.strip((props or {}).get('comment')) or ''
+        if getattr(self, 'is_superuser', False):
+            if comment:
+                self.execute('COMMENT ON DATABASE %s IS %s' % (quoted, self.quote_literal(comment)),
+                             operation='restore the comment of database %s' % name)
+            value = self.quote_literal(restore_comment.encode(marker))
+            self.execute('ALTER DATABASE %s SET %s TO %s' % (quoted, restore_comment.SETTING, value),
+                         operation='record the restore in database %s' % name)
+        else:
+            text, _warning = restore_comment.append(comment, marker)
+            self.execute('COMMENT ON DATABASE %s IS %s' % (quoted, self.quote_literal(text)),
+                         operation='record the restore in database %s' % name)
 
     def _database_is_empty(self, request, database):
         engine = self._connect_db(request, database)
@@ -2982,8 +3008,8 @@ class PostgresBackup:
                 'ALTER DATABASE %s' % quoted
             for item in entry.get('config') or []:
                 key, _sep, value = item.partition('=')
-                if not re.match(r'^[A-Za-z_][A-Za-z0-9_.]*$', key):
-                    continue
+                if not re.match(r'^[A-Za-z_][A-Za-z0-9_.]*$', key) or key == restore_comment.SETTING:
+                    continue   # the restore marker of a restore the source came from: this restore records its own
                 statements.append('%s SET %s TO %s' % (target, key, self._setting_value(key, value)))
         for stmt in statements:
             self.execute(stmt, operation='restore the owner, privileges and settings of database %s' % name)
@@ -3124,9 +3150,8 @@ class PostgresBackup:
                     self.execute('DROP DATABASE %s WITH (FORCE)' % self.quote_ident(name))
                     self.execute('ALTER DATABASE %s RENAME TO %s' % (self.quote_ident(work), self.quote_ident(name)))
                 self._apply_database_properties(name, dump.get('properties'), request.get('roles') or 'require')
-                marker = dict(request.get('marker') or {}, source_database=dump['database'])
-                self.execute('COMMENT ON DATABASE %s IS %s' % (self.quote_ident(name),
-                                                               self.quote_literal(COMMENT_MARKER + json.dumps(marker, sort_keys=True))))
+                self._record_restore(name, dict(request.get('marker') or {}, source_database=dump['database']),
+                                     dump.get('properties'))
                 if self.check_mode:
                     continue   # nothing was restored to count
                 engine = self._connect_db(request, name)
