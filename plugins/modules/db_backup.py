@@ -25,6 +25,10 @@ description:
     O(type=log) turns on continuous WAL archiving into C(<repo>/logs) (reporting
     RV(restart_required) when C(archive_mode) must change) and, once on, switches WAL and waits until every
     segment up to now is archived."
+  - "MariaDB/MySQL: a backup waits at most 120 seconds for its global lock (C(FLUSH TABLES WITH READ LOCK),
+    C(BACKUP STAGE START)) while other sessions run long statements or hold C(LOCK TABLES); the environment
+    variable C(DBOPS_BACKUP_LOCK_WAIT_SECONDS) of the module sets the seconds. A timeout fails the run,
+    naming those sessions (id, user, time, statement) so the one to blame can be ended."
   - See C(docs/backup.md) in the collection for the repository format and the RPO tiers.
 version_added: 0.1.0
 author: dbops.admin maintainers (@dbops-admin)
@@ -335,6 +339,7 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_catalog as catalog  # noqa: E402
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_lock_wait as lock_wait  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_crypto as crypto  # noqa: E402
 from ansible_collections.dbops.admin.plugins.module_utils._connection import (  # noqa: E402
     connection_argument_spec, normalize_engine, run_module)
@@ -709,6 +714,8 @@ def create(module, engine):
     if method == 'logical' and p['databases'] and hasattr(engine, 'check_backup_databases'):
         engine.check_backup_databases(p['databases'])   # before anything is written, and in check mode
     catalog.fit_jobs(module, engine)
+    if engine.name == 'mysql':
+        lock_wait.lock_wait_seconds()   # a bad DBOPS_BACKUP_LOCK_WAIT_SECONDS fails before anything is written
     if method == 'physical' and btype != 'log':
         # pg_verifybackup (and a drill's pg_ctl) cannot take some characters in the repository's path
         path_checker = getattr(catalog.engine_backend(engine.name), 'check_tool_path', None)

@@ -55,6 +55,7 @@ import threading
 import time
 
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
+from ansible_collections.dbops.admin.plugins.module_utils import _backup_lock_wait as lock_wait
 from ansible_collections.dbops.admin.plugins.module_utils import _restore_comment as restore_comment
 
 SYSTEM_DATABASES = ('information_schema', 'performance_schema', 'sys', 'mysql')
@@ -129,8 +130,9 @@ def iso(moment):
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ') if moment else None
 
 
-# seconds mariadb-backup / xtrabackup waits for sessions in LOCK TABLES before it starts (--ftwrl-wait-timeout)
-BACKUP_LOCK_WAIT = 120
+# seconds mariadb-backup / xtrabackup waits for sessions in LOCK TABLES before it starts (--ftwrl-wait-timeout), and
+# a logical backup for FLUSH TABLES WITH READ LOCK: DBOPS_BACKUP_LOCK_WAIT_SECONDS overrides (_backup_lock_wait)
+BACKUP_LOCK_WAIT = lock_wait.DEFAULT
 # seconds a forced logical restore waits for other sessions' locks on the database it replaces
 SWAP_LOCK_WAIT = 30
 
@@ -739,17 +741,27 @@ def client_argv(program, option_file, database):
 
 
 @contextlib.contextmanager
-def _explain_backup_lock_wait():
-    """A physical backup that gave up waiting for the backup lock says why, in DBA words."""
+def _explain_backup_lock_wait(engine=None):
+    """A physical backup that gave up waiting for the backup lock says why, in DBA words, naming the
+    sessions that held it up (read on ``engine``'s session)."""
     try:
         yield
     except DbError as exc:
-        text = str(exc)
-        if 'lock wait timeout' in text.lower() and ('BACKUP STAGE' in text or 'FLUSH TABLES' in text):
+        if _is_backup_lock_wait(str(exc)):
+            seconds = lock_wait.lock_wait_seconds()
+            if engine is not None:
+                raise lock_wait.lock_wait_error(engine, exc.operation, exc.target, exc.detail, seconds) from None
             raise DbError(exc.operation, exc.target, '%s; another session holds tables in LOCK TABLES (or a long '
                           'statement runs) and did not end within %d seconds: end it (SHOW PROCESSLIST, KILL <id>) '
-                          'and run again; nothing was published' % (exc.detail, BACKUP_LOCK_WAIT)) from None
+                          'and run again; nothing was published' % (exc.detail, seconds)) from None
         raise
+
+
+def _is_backup_lock_wait(text):
+    """Does a backup tool's error say it gave up waiting for the backup lock / global read lock?"""
+    lowered = text.lower()
+    return (('lock wait timeout' in lowered and ('BACKUP STAGE' in text or 'FLUSH TABLES' in text))
+            or 'error on backup stage start' in lowered or 'unable to obtain lock' in lowered)
 
 
 def physical_backup_argv(program, option_file, target_dir, meta_dir, datadir=None, jobs=1,
@@ -758,7 +770,7 @@ def physical_backup_argv(program, option_file, target_dir, meta_dir, datadir=Non
     argv = [program, '--defaults-file=' + option_file, '--backup', '--target-dir=' + target_dir,
             '--extra-lsndir=' + meta_dir, '--parallel=%d' % max(1, int(jobs or 1)),
             # a session in LOCK TABLES would keep BACKUP STAGE START (FTWRL on MySQL) waiting for ever
-            '--ftwrl-wait-timeout=%d' % BACKUP_LOCK_WAIT]
+            '--ftwrl-wait-timeout=%d' % lock_wait.lock_wait_seconds()]
     if datadir:
         argv.append('--datadir=' + datadir)
     if basedir:
@@ -1586,6 +1598,20 @@ class MysqlBackup:
                 for name in names]
         return events_sql([r for r in rows if r], self.quote_ident)
 
+    def _take_global_read_lock(self, conns=()):
+        """FLUSH TABLES WITH READ LOCK, waiting at most DBOPS_BACKUP_LOCK_WAIT_SECONDS (default 120) for the
+        statements and LOCK TABLES of other sessions; a timeout names those sessions (not the backup's own
+        export sessions ``conns``)."""
+        seconds = lock_wait.lock_wait_seconds()
+        self.execute('SET SESSION lock_wait_timeout = %d' % seconds, operation='prepare the consistent snapshot')
+        try:
+            self.execute('FLUSH TABLES WITH READ LOCK', operation='take the global read lock for a consistent snapshot')
+        except DbError as exc:
+            if 'lock wait timeout' in str(exc).lower():
+                own = [conn.thread_id() for conn in conns]
+                raise lock_wait.lock_wait_error(self, exc.operation, exc.target, exc.detail, seconds, own) from None
+            raise
+
     def _schema_info(self, name):
         # MariaDB has database comments (SCHEMA_COMMENT, 10.5+); MySQL 8 has none
         comment = ', SCHEMA_COMMENT AS comment' if self.flavor == 'mariadb' else ''
@@ -1930,8 +1956,7 @@ class MysqlBackup:
         with client_option_file(self._tool_options(), groups=('client', 'mysqldump', 'mariadb-dump')) as cnf:
             locked = False
             try:
-                self.execute('SET SESSION lock_wait_timeout = 120', operation='prepare the consistent snapshot')
-                self.execute('FLUSH TABLES WITH READ LOCK', operation='take the global read lock for a consistent snapshot')
+                self._take_global_read_lock()
                 locked = True
                 position = self.binlog_position()
                 # our own snapshot at the same instant: the row counts the restore drill compares
@@ -2209,9 +2234,7 @@ class MysqlBackup:
             with client_option_file(self._tool_options(), groups=('client', 'mysqldump', 'mariadb-dump')) as cnf:
                 locked = False
                 try:
-                    self.execute('SET SESSION lock_wait_timeout = 120', operation='prepare the consistent snapshot')
-                    self.execute('FLUSH TABLES WITH READ LOCK',
-                                 operation='take the global read lock for a consistent snapshot')
+                    self._take_global_read_lock(conns)
                     locked = True
                     position = self.binlog_position()
                     # MariaDB with a binary log names the position each snapshot was taken at: equal
@@ -3018,7 +3041,7 @@ class MysqlBackup:
                 # each file is hashed, fsynced and page-checked while the tool copies the next ones
                 follower = _CopyFollower(dest, target, tool(self.flavor, 'checksum', bin_dir)
                                          if request.get('verify') else None, hashes=request.get('checksums', True))
-                with _explain_backup_lock_wait():
+                with _explain_backup_lock_wait(self):
                     _run_following(argv, follower, 'take a physical backup with', os.path.basename(program),
                                    self._secret_list())
                 layout = 'directory'
@@ -3032,7 +3055,7 @@ class MysqlBackup:
                 commands.append(command_line(argv, self._secret_list()) + ' | ' + command_line(compress)
                                 + ' > ' + shlex.quote(stream_file))
                 try:
-                    with _explain_backup_lock_wait():
+                    with _explain_backup_lock_wait(self):
                         stream_sha = _pipe_out(argv, compress, stream_file, 'take a physical backup with',
                                                os.path.basename(program), self._secret_list())
                 finally:
