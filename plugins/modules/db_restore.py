@@ -65,6 +65,10 @@ options:
       - PostgreSQL takes an LSN, as a dict with key C(lsn) or as the string C(0/3000060).
       - MariaDB takes a dict with keys C(binlog_file) and C(binlog_pos) or the string C(mysql-bin.000003:1234); or a
         GTID position, as a dict with key C(gtid) or as the string C(0-1-100).
+      - MySQL 8 takes the same binary log positions, or a GTID set, as a dict with key C(gtid) or as the string
+        C(3e11fa47-71ca-11e1-9e33-c80aa9429562:1-123) - the transactions of the set are replayed (C(mysqlbinlog
+        --include-gtids)) into the restored instance, which runs with C(gtid_mode=ON); the backup must have recorded
+        a GTID set.
       - A malformed string fails naming the accepted forms, before anything is written.
     type: raw
   target_database:

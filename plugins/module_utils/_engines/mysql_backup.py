@@ -56,6 +56,7 @@ import time
 
 from ansible_collections.dbops.admin.plugins.module_utils._errors import DbError, mask_secrets
 from ansible_collections.dbops.admin.plugins.module_utils import _backup_lock_wait as lock_wait
+from ansible_collections.dbops.admin.plugins.module_utils import _mysql_gtid as mysql_gtid
 from ansible_collections.dbops.admin.plugins.module_utils import _restore_comment as restore_comment
 
 SYSTEM_DATABASES = ('information_schema', 'performance_schema', 'sys', 'mysql')
@@ -817,7 +818,10 @@ def binlog_replay_argv(program, files, start_pos=None, stop_time=None, stop_posi
         argv.append('--start-position=%d' % int(start_pos))
     if stop_time is not None:
         argv.append('--stop-datetime=%s' % binlog_datetime(stop_time))
-    if stop_position is not None:
+    if stop_position is not None and mysql_gtid.looks_like(stop_position):
+        # MySQL 8: the transactions of a GTID set (those the restored instance holds are skipped by it)
+        argv.extend(mysql_gtid.replay_options(stop_position))
+    elif stop_position is not None:
         argv.append('--stop-position=%s' % stop_position)
     return argv + list(files)
 
@@ -4085,7 +4089,8 @@ def _last_event_time(sql_text_path):
 TARGET_POSITION_HELP = ('target_position accepts {binlog_file: <name>, binlog_pos: <number>} or the string '
                         '<name>:<number> (stop in that archived binary log at that position, like '
                         'mysql-bin.000042:1234) or {gtid: <domain-server-sequence>} or that GTID alone (stop at '
-                        'that GTID, like 0-1-100, MariaDB 10.8 or later)')
+                        'that GTID, like 0-1-100, MariaDB 10.8 or later) or, MySQL 8, {gtid: <GTID set>} or that set '
+                        'alone (replay the transactions of the set, like 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-123)')
 _BINLOG_POSITION_RE = re.compile(r'^\s*([^:\s]+)\s*:\s*(\S+)\s*$')
 GTID_RE = re.compile(r'^\s*\d+-\d+-\d+(\s*,\s*\d+-\d+-\d+)*\s*$')
 
@@ -4100,13 +4105,14 @@ def check_target_position(position):
         return None
     if isinstance(position, str):
         # the string forms: '<binlog_file>:<binlog_pos>' or a GTID position, checked as their dict forms
-        if GTID_RE.match(position):
+        if GTID_RE.match(position) or mysql_gtid.looks_like(position):
             return check_target_position({'gtid': position})
         match = _BINLOG_POSITION_RE.match(position)
         if match:
             return check_target_position({'binlog_file': match.group(1), 'binlog_pos': match.group(2)})
         raise DbError('recover to target_position', position, 'neither <binlog_file>:<binlog_pos> (like '
-                      'mysql-bin.000042:1234) nor a MariaDB GTID position (like 0-1-42); ' + TARGET_POSITION_HELP)
+                      'mysql-bin.000042:1234) nor a MariaDB GTID position (like 0-1-42) nor a MySQL GTID set; '
+                      + TARGET_POSITION_HELP)
     if not isinstance(position, dict):
         raise DbError('recover to target_position', str(position), 'not a dictionary; ' + TARGET_POSITION_HELP)
     label = ', '.join('%s=%s' % (k, position[k]) for k in sorted(position, key=str))
@@ -4118,9 +4124,15 @@ def check_target_position(position):
         if len(given) > 1:
             raise DbError('recover to target_position', label, 'give either gtid or binlog_file and binlog_pos, '
                           'not both; ' + TARGET_POSITION_HELP)
+        if mysql_gtid.looks_like(given['gtid']):
+            try:
+                return {'gtid': mysql_gtid.normalize(given['gtid'])}
+            except DbError as exc:
+                raise DbError(exc.operation, exc.target, '%s; %s' % (exc.detail, TARGET_POSITION_HELP)) from None
         if not GTID_RE.match(str(given['gtid'])):
             raise DbError('recover to target_position', label, 'gtid %r is not a MariaDB GTID position (like 0-1-42, '
-                          'several separated by commas); %s' % (given['gtid'], TARGET_POSITION_HELP))
+                          'several separated by commas) nor a MySQL GTID set (like '
+                          '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-123); %s' % (given['gtid'], TARGET_POSITION_HELP))
         return {'gtid': re.sub(r'\s+', '', str(given['gtid']))}
     if set(given) != {'binlog_file', 'binlog_pos'}:
         missing = sorted({'binlog_file', 'binlog_pos'} - set(given))
@@ -4155,6 +4167,8 @@ def target_before(stop_position, target_position):
     stop = stop_position or {}
     if not target:
         return None
+    if target.get('gtid') and mysql_gtid.looks_like(target['gtid']):
+        return mysql_gtid.target_before(stop.get('gtid'), target['gtid'])
     if target.get('gtid'):
         done = _gtid_sequences(stop.get('gtid'))
         wanted = _gtid_sequences(target['gtid'])
@@ -4204,6 +4218,8 @@ def target_unreachable(log_dir, target_position):
     if not logs:
         return None
     end = logs[-1]['stop_position']['gtid']
+    if mysql_gtid.looks_like(target['gtid']):
+        return mysql_gtid.unreachable(end, target['gtid'], log_dir, logs[-1].get('id'))
     reached = _gtid_sequences(end)
     beyond = ['%d-*-%d' % (domain, seq) for domain, seq in sorted(_gtid_sequences(target['gtid']).items())
               if seq > reached.get(domain, -1)]
@@ -4229,6 +4245,8 @@ def replay_plan(chain, log_dir, target_time=None, target_position=None, until=No
     if target_time is not None and finished and target_time < parse_time(finished).replace(microsecond=0):
         raise DbError('recover to', iso(target_time), 'the backup %s ends at %s, after the target: restore an '
                       'older backup' % (chain[-1]['manifest'].get('id') or '', finished))
+    if target_position and target_position.get('gtid'):
+        mysql_gtid.check_backup(chain[-1]['manifest'], target_position['gtid'])
     if target_position and target_before(stop, target_position):
         where = ('GTID %s' % stop['gtid']) if target_position.get('gtid') else \
             ('%s:%s' % (stop['binlog_file'], stop.get('binlog_pos')))
