@@ -17,7 +17,7 @@ The marker is a compact JSON object. Where it is kept:
 Releases before this one wrote the whole comment as ``dbops.admin restore: {...}``: that is a
 trailer after an empty comment, so it is read the same way.
 
-A comment that has a length limit (MariaDB: 1024 characters) and would not hold the comment and
+A comment that has a length limit (MariaDB: 1024 characters, counted here as bytes of UTF-8) and would not hold the comment and
 the full marker gets a short marker ``{"sha256": ...}`` (the digest of the full marker) instead;
 ``matches`` compares either form. A comment that leaves no room even for that is kept whole,
 without a marker (a warning says so): the comment is the user's, the marker only ours.
@@ -91,15 +91,21 @@ def append(comment, marker, limit=None):
     head = strip(comment) or ''
     sep = '\n' if head else ''
     full = head + sep + PREFIX + encode(marker)
-    if limit is None or len(full) <= limit:
+    # measured in bytes of UTF-8: MariaDB 10.11 counts the limit in characters, but crashes or hangs on a
+    # database comment of about 1,500 bytes, so a marker never makes a comment longer than `limit` bytes
+    if limit is None or _size(full) <= limit:
         return full, None
     short = PREFIX + encode({'sha256': digest(marker)})
-    if len(head) + len(sep) + len(short) <= limit:
+    if _size(head) + len(sep) + _size(short) <= limit:
         return head + sep + short, None
-    return head, ('its comment (%d characters) was kept, but leaves no room for the restore marker (%d characters, '
+    return head, ('its comment (%d bytes in UTF-8) was kept, but leaves no room for the restore marker (%d bytes, '
                   'at most %d in all): the same restore again is not recognised as done. Shorten the source '
-                  "database's comment to %d characters to have it recorded"
-                  % (len(head), len(short) + 1, limit, limit - len(short) - 1))
+                  "database's comment to %d bytes to have it recorded"
+                  % (_size(head), _size(short) + 1, limit, limit - _size(short) - 1))
+
+
+def _size(text):
+    return len(text.encode('utf-8'))
 
 
 def matches(held, marker):

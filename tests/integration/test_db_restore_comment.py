@@ -156,7 +156,7 @@ def test_mariadb_restore_keeps_the_comment_and_appends_the_marker(server, workdi
         assert out['failed'] is False and out['changed'] is True, out
         assert _my_comment(server, 'rc_full_copy') == 'F' * 1024
         warnings = json.dumps(out.get('warnings') or [])   # ansible-core 2.19: structured warning events
-        assert 'restoring rc_full_copy: its comment (1024 characters) was kept' in warnings, warnings
+        assert 'restoring rc_full_copy: its comment (1024 bytes in UTF-8) was kept' in warnings, warnings
         assert "Shorten the source database's comment to" in warnings, warnings
     finally:
         for name in ('rc_shop', 'rc_copy', 'rc_long', 'rc_long_copy', 'rc_full', 'rc_full_copy'):

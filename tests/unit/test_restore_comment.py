@@ -72,7 +72,7 @@ def test_a_comment_that_leaves_no_room_is_kept_whole_without_a_marker():
     text, warning = rc.append(comment, MARKER, limit=1024)
     assert text == comment
     assert rc.split(text) == (comment, None)
-    assert warning and 'not recognised' in warning and '925 characters' in warning
+    assert warning and 'not recognised' in warning and '925 bytes' in warning
     # the largest comment that still takes the short marker
     text, warning = rc.append('c' * 925, MARKER, limit=1024)
     assert warning is None and len(text) == 1024 and rc.matches(rc.split(text)[1], MARKER)
@@ -82,3 +82,14 @@ def test_matches_needs_the_same_marker():
     assert rc.matches(MARKER, dict(MARKER))
     assert not rc.matches(None, MARKER)
     assert not rc.matches(dict(MARKER, roles='skip'), MARKER)
+
+
+def test_limit_counts_bytes_of_utf8():
+    """MariaDB 10.11 crashes on a database comment of about 1,500 bytes: multibyte text is measured in bytes."""
+    marker = {'backup_id': '20261128T000000Z-logical-full', 'target_time': None}
+    head = '\u00e9' * 700           # 700 characters, 1,400 bytes: under the character limit, over the byte limit
+    text, warning = rc.append(head, marker, limit=rc.MARIADB_COMMENT_LIMIT)
+    assert text == head and warning and '1400 bytes' in warning
+    ascii_head = 'e' * 700          # the same length in ASCII leaves room for the marker
+    text, warning = rc.append(ascii_head, marker, limit=rc.MARIADB_COMMENT_LIMIT)
+    assert warning is None and len(text.encode('utf-8')) <= rc.MARIADB_COMMENT_LIMIT and text.startswith(ascii_head + '\n')
