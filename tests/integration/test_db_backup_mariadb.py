@@ -1141,12 +1141,16 @@ def test_module_physical_backup_while_a_session_holds_lock_tables_fails_in_bound
     conn = source.connect('mlockt')
     try:
         with conn.cursor() as cur:
+            cur.execute('SELECT CONNECTION_ID()')
+            holder = cur.fetchone()[0]
             cur.execute('LOCK TABLES t1 WRITE')
         started = time.time()
         out = modrun.run_module('db_backup', dict(source.conn, repo=repo, method='physical'), timeout=400)
         assert time.time() - started < 300
         assert out['failed'] is True, out
-        assert 'another session holds tables in LOCK TABLES' in out['msg'], out['msg']
+        # the message says why and names the idle session that holds the tables
+        assert 'idle session holding tables in LOCK TABLES' in out['msg'], out['msg']
+        assert 'session %d (' % holder in out['msg'], out['msg']
         assert not [r for r in source.sql('SHOW PROCESSLIST') if r[7] and 'BACKUP STAGE' in r[7]]
     finally:
         conn.close()
