@@ -3169,18 +3169,23 @@ class MysqlBackup:
                           'type=full) into a new repository and take the log backups there; the backups and the '
                           'archive in %s stay restorable up to the restart' % (problem, os.path.dirname(log_dir)))
 
-    def check_log_backup(self, request):
-        """Check mode of a log backup: the refusals of the real run, read only (no FLUSH BINARY LOGS, nothing
-        copied): binary logging off, a restarted binary log numbering, and binary logs the replay from the
-        base backup needs that are neither archived nor on the server any more (the real run archives what is
-        there, then fails naming them)."""
-        log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
+    def _binlog_archive_source(self, request):
+        """(the repository's binary log archive, the server's log_bin_basename) of a log backup; fails when
+        binary logging is off or the server does not say where its binary logs are."""
         if not self._binlog_enabled():
             raise DbError('archive the binary logs of', describe(self),
                           'binary logging is off: set log_bin (and server_id) and restart the server')
         basename = self.fetch_value('SELECT @@GLOBAL.log_bin_basename')
         if not basename:
             raise DbError('archive the binary logs of', describe(self), 'the server does not report log_bin_basename')
+        return request.get('log_dir') or os.path.join(request['repo'], 'logs'), basename
+
+    def check_log_backup(self, request):
+        """Check mode of a log backup: the refusals of the real run, read only (no FLUSH BINARY LOGS, nothing
+        copied): binary logging off, a restarted binary log numbering, and binary logs the replay from the
+        base backup needs that are neither archived nor on the server any more (the real run archives what is
+        there, then fails naming them)."""
+        log_dir, basename = self._binlog_archive_source(request)
         rows = self.fetch_all('SHOW BINARY LOGS', operation='list the binary logs')
         self._check_binlog_series(log_dir, os.path.dirname(basename), rows, request)
         names = [r['Log_name'] for r in rows]   # all closed once the real run has flushed
@@ -3206,13 +3211,7 @@ class MysqlBackup:
                              ('backup %s' % base_manifest['id']) if base_manifest.get('id') else 'the archive'))
 
     def _backup_binlogs(self, request):
-        log_dir = request.get('log_dir') or os.path.join(request['repo'], 'logs')
-        if not self._binlog_enabled():
-            raise DbError('archive the binary logs of', describe(self),
-                          'binary logging is off: set log_bin (and server_id) and restart the server')
-        basename = self.fetch_value('SELECT @@GLOBAL.log_bin_basename')
-        if not basename:
-            raise DbError('archive the binary logs of', describe(self), 'the server does not report log_bin_basename')
+        log_dir, basename = self._binlog_archive_source(request)
         binlog_dir = os.path.dirname(basename)
         start = utc_now()
         # before anything is flushed or copied: binary logs of a restarted numbering never join the archive
